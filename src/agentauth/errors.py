@@ -1,0 +1,97 @@
+"""One exception hierarchy for AgentAuth.
+
+Every class carries an error code spelled as the governing RFC spells it (RFC 6749 section 5.2, RFC 6750
+section 3.1, RFC 7009, RFC 7662), a public description safe to show a caller, and an optional private
+``debug`` text that goes to the log only. Adapters (REST, MCP) map these in one place each.
+"""
+
+from __future__ import annotations
+
+
+class AgentAuthError(Exception):
+    """Base of every error AgentAuth raises on purpose."""
+
+    error: str = "server_error"
+    status_code: int = 500
+    description: str = "The server could not complete the request."
+
+    def __init__(self, description: str | None = None, *, debug: str | None = None) -> None:
+        self.description = description if description is not None else type(self).description
+        self.debug = debug
+        super().__init__(self.description)
+
+
+class InvalidRequest(AgentAuthError):
+    error = "invalid_request"
+    status_code = 400
+    description = "The request is missing a parameter or is otherwise malformed."
+
+
+class InvalidClient(AgentAuthError):
+    error = "invalid_client"
+    status_code = 401
+    description = "Client authentication failed."
+
+
+class InvalidGrant(AgentAuthError):
+    error = "invalid_grant"
+    status_code = 400
+    description = "The grant is invalid, expired, revoked or was issued to another client."
+
+
+class UnsupportedGrantType(AgentAuthError):
+    error = "unsupported_grant_type"
+    status_code = 400
+    description = "The grant type is not supported by this server."
+
+
+class InvalidScope(AgentAuthError):
+    error = "invalid_scope"
+    status_code = 400
+    description = "The requested scope is invalid, unknown or exceeds what was granted."
+
+
+class InvalidToken(AgentAuthError):
+    error = "invalid_token"
+    status_code = 401
+    description = "The access token is invalid."
+
+
+class InsufficientScope(AgentAuthError):
+    error = "insufficient_scope"
+    status_code = 403
+    description = "The access token lacks the scope this request needs."
+
+
+class AccessDenied(AgentAuthError):
+    error = "access_denied"
+    status_code = 403
+    description = "The request was denied."
+
+
+class NotFound(AgentAuthError):
+    error = "not_found"
+    status_code = 404
+    description = "The resource does not exist."
+
+
+class Conflict(AgentAuthError):
+    error = "conflict"
+    status_code = 409
+    description = "The request conflicts with the current state."
+
+
+class RateLimited(AgentAuthError):
+    error = "rate_limited"
+    status_code = 429
+    description = "Too many requests; retry later."
+
+    def __init__(self, retry_after: int, description: str | None = None) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+class TemporarilyUnavailable(AgentAuthError):
+    error = "temporarily_unavailable"
+    status_code = 503
+    description = "The service is temporarily unavailable; retry later."
