@@ -46,9 +46,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def did_key_document(
-    did: str, form: DocumentForm = "Multikey", *, key_agreement: bool | None = None
-) -> DidDocument:
+def did_key_document(did: str, form: DocumentForm = "Multikey", *, key_agreement: bool | None = None) -> DidDocument:
     """Resolve an Ed25519 did:key to its DID document; raises ``DidKeyError`` on an invalid DID.
 
     ``key_agreement`` adds the derived X25519 key (did:key v0.7 section 3.1.3, "enableEncryptionKeyDerivation");
@@ -58,7 +56,7 @@ def did_key_document(
     did = did.split("#", 1)[0]
     if key_agreement is None:
         key_agreement = form == "Ed25519VerificationKey2018"
-    vm_id = f"{did}#{did[len('did:key:'):]}"
+    vm_id = f"{did}#{did[len('did:key:') :]}"
     methods = [_verification_method(did, vm_id, public_key, form, "Ed25519")]
     if form == "Multikey":
         context = [DID_CONTEXT, MULTIKEY_CONTEXT]

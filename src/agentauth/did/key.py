@@ -49,9 +49,7 @@ def decode_multibase_key(value: str) -> bytes:
     except (ValueError, UnicodeEncodeError) as exc:
         raise DidKeyError("invalid_base58", "method-specific identifier is not valid base58btc") from exc
     if raw[:2] != ED25519_PUB_MULTICODEC:
-        raise DidKeyError(
-            "unsupported_multicodec", f"multicodec 0x{raw[:2].hex()} is not ed25519-pub (0xed01)"
-        )
+        raise DidKeyError("unsupported_multicodec", f"multicodec 0x{raw[:2].hex()} is not ed25519-pub (0xed01)")
     key = raw[2:]
     if len(key) != ED25519_PUBLIC_KEY_SIZE:
         raise DidKeyError("invalid_key_length", f"Ed25519 public key must be 32 bytes, got {len(key)}")

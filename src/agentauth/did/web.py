@@ -15,12 +15,19 @@ class DidWebError(ValueError):
 
 def url_to_did_web(url: str) -> str:
     """The did:web identifier for a base URL: ``http://localhost:8000`` -> ``did:web:localhost%3A8000``."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # urlsplit raises ValueError on a bad IPv6 literal or a non-numeric/out-of-range port
+    except ValueError as exc:
+        raise DidWebError(f"not a valid URL: {url!r}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DidWebError(f"not an http(s) URL with a host: {url!r}")
     host = parts.hostname.lower()
-    if parts.port is not None:
-        host = f"{host}%3A{parts.port}"
+    # An IPv6 literal's colons would read as path separators: the DID would not resolve back to this host.
+    if ":" in host:
+        raise DidWebError(f"an IPv6 literal host has no did:web form: {url!r}")
+    if port is not None:
+        host = f"{host}%3A{port}"
     segments = [quote(unquote(s), safe="") for s in parts.path.split("/") if s]
     if segments and segments[-1] == "did.json":
         segments.pop()
@@ -37,7 +44,9 @@ def did_web_to_url(did: str, scheme: str = "https") -> str:
     if not parts[0]:
         raise DidWebError("did:web without a host")
     host = unquote(parts[0])
-    if "/" in host or "@" in host:
+    # A decoded '/', '@', '?', '#' or '\\' would move the URL's authority or push the document path into a
+    # query or fragment ("did:web:example.com%3Fq" -> "https://example.com?q/.well-known/did.json").
+    if any(c in "/@?#\\" or c.isspace() for c in host):
         raise DidWebError("did:web host contains a forbidden character")
     path = "/".join(unquote(p) for p in parts[1:])
     return f"{scheme}://{host}/{path}/did.json" if path else f"{scheme}://{host}/.well-known/did.json"

@@ -69,7 +69,5 @@ def parse_private_jwk(jwk: Mapping[str, Any]) -> tuple[bytes, bytes]:
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 section 3 thumbprint (SHA-256) of an OKP key: the required members crv, kty, x in order."""
     # RFC 8037 section 2: "the required members ... are crv, kty, and x" in lexicographic order, no whitespace.
-    canonical = json.dumps(
-        {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True
-    )
+    canonical = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True)
     return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())

@@ -1,0 +1,51 @@
+"""Verifiable Credentials in JWT encoding: issuing, presenting, status lists and offline verification.
+
+Third parties verify AgentAuth credentials with ``Verifier`` alone; nothing here does network or database I/O.
+"""
+
+from agentauth.vc.chain import DelegationLink, check_chain
+from agentauth.vc.credentials import (
+    ACCESS_CREDENTIAL,
+    DELEGATION_CREDENTIAL,
+    IDENTITY_CREDENTIAL,
+    STATUS_LIST_CREDENTIAL,
+    CredentialIssuer,
+    StatusEntry,
+    jwt_digest,
+    new_credential_id,
+)
+from agentauth.vc.errors import VerificationError
+from agentauth.vc.jws import ALLOWED_ALGORITHMS
+from agentauth.vc.nonces import NonceRegistry
+from agentauth.vc.presentation import create_presentation
+from agentauth.vc.status import DirectoryStatusLists, StaticStatusLists, StatusListSource, status_list_filename
+from agentauth.vc.status_list import MIN_LIST_SIZE, StatusList, StatusListError, random_free_index
+from agentauth.vc.verifier import VerifiedPresentation, VerifiedToken, Verifier
+
+__all__ = [
+    "ACCESS_CREDENTIAL",
+    "ALLOWED_ALGORITHMS",
+    "DELEGATION_CREDENTIAL",
+    "IDENTITY_CREDENTIAL",
+    "MIN_LIST_SIZE",
+    "STATUS_LIST_CREDENTIAL",
+    "CredentialIssuer",
+    "DelegationLink",
+    "DirectoryStatusLists",
+    "NonceRegistry",
+    "StaticStatusLists",
+    "StatusEntry",
+    "StatusList",
+    "StatusListError",
+    "StatusListSource",
+    "VerificationError",
+    "VerifiedPresentation",
+    "VerifiedToken",
+    "Verifier",
+    "check_chain",
+    "create_presentation",
+    "jwt_digest",
+    "new_credential_id",
+    "random_free_index",
+    "status_list_filename",
+]

@@ -1,0 +1,127 @@
+"""Delegation-chain rules (DESIGN.md "Verification (offline)"), enforced offline on verified links.
+
+For links L0 (root) .. Ln, each already signature- and status-checked:
+* L0 has no parent; Li names L(i-1) by credential id and by SHA-256 of its compact JWT;
+* Li's delegator is L(i-1)'s delegate (the subject);
+* scopes only narrow: scopes(Li) is a subset of scopes(L(i-1));
+* depth only shrinks: remainingDepth(Li) <= remainingDepth(L(i-1)) - 1, never negative;
+* expiries nest: exp(Li) <= exp(L(i-1)).
+A token acting under the chain has ``sub`` = the root delegator, ``act`` naming the delegates (RFC 8693
+section 4.1, the current actor outermost), scopes within the last link's, and an expiry within it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentauth.vc import errors as e
+from agentauth.vc.credentials import jwt_digest
+from agentauth.vc.errors import VerificationError
+
+MAX_CHAIN_LENGTH = 11  # a root grant with max_chain_depth 10 plus ten hops
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationLink:
+    """One verified delegation credential, reduced to what the chain rules need."""
+
+    jwt: str
+    id: str
+    delegator: str
+    delegate: str
+    scopes: frozenset[str]
+    remaining_depth: int
+    exp: float
+    parent_id: str | None
+    parent_digest: str | None
+
+    @classmethod
+    def from_claims(cls, compact: str, claims: Mapping[str, Any]) -> DelegationLink:
+        subject = claims["vc"]["credentialSubject"]
+        scopes, depth, delegator = subject.get("scopes"), subject.get("remainingDepth"), subject.get("delegator")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise VerificationError(e.MALFORMED, "delegation scopes must be a list of strings")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise VerificationError(e.MALFORMED, "remainingDepth must be a non-negative integer")
+        if not isinstance(delegator, str):
+            raise VerificationError(e.MISSING_CLAIM, "delegation without a delegator")
+        parent = subject.get("parent")
+        if parent is not None and not (
+            isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("digest"), str)
+        ):
+            raise VerificationError(e.MALFORMED, "parent must carry id and digest")
+        return cls(
+            jwt=compact,
+            id=str(claims["jti"]),
+            delegator=delegator,
+            delegate=str(claims["sub"]),
+            scopes=frozenset(scopes),
+            remaining_depth=depth,
+            exp=float(claims["exp"]),
+            parent_id=parent["id"] if parent else None,
+            parent_digest=parent["digest"] if parent else None,
+        )
+
+
+def check_chain(links: Sequence[DelegationLink]) -> None:
+    """Raise ``VerificationError`` with a ``chain_*`` code at the first rule a chain breaks."""
+    if not links:
+        raise VerificationError(e.CHAIN_BROKEN, "empty delegation chain")
+    if len(links) > MAX_CHAIN_LENGTH:
+        raise VerificationError(e.CHAIN_DEPTH_EXCEEDED, f"chain of {len(links)} links exceeds {MAX_CHAIN_LENGTH}")
+    root = links[0]
+    if root.parent_id is not None:
+        raise VerificationError(e.CHAIN_BROKEN, "the first link must be a root grant (no parent)")
+    if root.delegator == root.delegate:
+        raise VerificationError(e.CHAIN_BROKEN, "self-delegation")
+    seen = {root.delegator, root.delegate}
+    for i in range(1, len(links)):
+        parent, link = links[i - 1], links[i]
+        where = f"link {i}"
+        if link.parent_id != parent.id:
+            raise VerificationError(e.CHAIN_BROKEN, f"{where} names parent {link.parent_id!r}, not {parent.id!r}")
+        if link.parent_digest != jwt_digest(parent.jwt):
+            raise VerificationError(e.CHAIN_DIGEST_MISMATCH, f"{where}: parent digest does not match")
+        if link.delegator != parent.delegate:
+            raise VerificationError(e.CHAIN_DELEGATOR_MISMATCH, f"{where}: delegator is not the parent's delegate")
+        if not link.scopes <= parent.scopes:
+            widened = sorted(link.scopes - parent.scopes)
+            raise VerificationError(e.CHAIN_SCOPE_WIDENED, f"{where} adds scopes {widened}")
+        if link.remaining_depth > parent.remaining_depth - 1:
+            raise VerificationError(
+                e.CHAIN_DEPTH_EXCEEDED,
+                f"{where}: parent allows {parent.remaining_depth} more hops, link claims {link.remaining_depth}",
+            )
+        if link.exp > parent.exp:
+            raise VerificationError(e.CHAIN_EXPIRY_EXCEEDS_PARENT, f"{where} outlives its parent")
+        if link.delegate in seen:
+            raise VerificationError(e.CHAIN_BROKEN, f"{where}: cycle, {link.delegate} already in the chain")
+        seen.add(link.delegate)
+
+
+def _actors(act: Any) -> list[str]:
+    """The ``act`` claim's subjects, current actor first (RFC 8693 section 4.1 nesting)."""
+    out = []
+    while act is not None:
+        if not isinstance(act, dict) or not isinstance(act.get("sub"), str):
+            raise VerificationError(e.MALFORMED, "act must be an object with sub")
+        out.append(act["sub"])
+        act = act.get("act")
+    return out
+
+
+def check_token_against_chain(claims: Mapping[str, Any], links: Sequence[DelegationLink]) -> None:
+    """A delegated access token must match the chain it carries."""
+    root, last = links[0], links[-1]
+    if claims.get("sub") != root.delegator:
+        raise VerificationError(e.CHAIN_DELEGATOR_MISMATCH, "token sub is not the chain's root delegator")
+    expected_actors = [link.delegate for link in reversed(links)]
+    if _actors(claims.get("act")) != expected_actors:
+        raise VerificationError(e.CHAIN_BROKEN, "act claim does not name the chain's delegates")
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if not scopes <= last.scopes:
+        raise VerificationError(e.CHAIN_SCOPE_WIDENED, f"token scopes {sorted(scopes - last.scopes)} not delegated")
+    if float(claims["exp"]) > last.exp:
+        raise VerificationError(e.CHAIN_EXPIRY_EXCEEDS_PARENT, "token outlives its delegation")

@@ -1,0 +1,47 @@
+"""The one exception the verifier raises, with a machine-readable reason code.
+
+Callers answering a remote party should say only "invalid token"; the ``code`` and ``detail`` are for logs
+and for local tooling (the CLI prints them).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Reason codes. Stable strings: third parties branch on them.
+MALFORMED: Final = "malformed"
+UNSUPPORTED_ALG: Final = "unsupported_alg"
+INVALID_TYP: Final = "invalid_typ"
+UNKNOWN_KID: Final = "unknown_kid"
+UNTRUSTED_KEY: Final = "untrusted_key"
+INVALID_SIGNATURE: Final = "invalid_signature"
+INVALID_ISSUER: Final = "invalid_issuer"
+INVALID_AUDIENCE: Final = "invalid_audience"
+EXPIRED: Final = "expired"
+NOT_YET_VALID: Final = "not_yet_valid"
+MISSING_CLAIM: Final = "missing_claim"
+WRONG_CREDENTIAL_TYPE: Final = "wrong_credential_type"
+REVOKED: Final = "revoked"
+STATUS_UNAVAILABLE: Final = "status_unavailable"
+HOLDER_MISMATCH: Final = "holder_mismatch"
+NONCE_MISMATCH: Final = "nonce_mismatch"
+NONCE_REPLAYED: Final = "nonce_replayed"
+INVALID_DID: Final = "invalid_did"
+CHAIN_BROKEN: Final = "chain_broken"
+CHAIN_SCOPE_WIDENED: Final = "chain_scope_widened"
+CHAIN_DEPTH_EXCEEDED: Final = "chain_depth_exceeded"
+CHAIN_EXPIRY_EXCEEDS_PARENT: Final = "chain_expiry_exceeds_parent"
+CHAIN_DIGEST_MISMATCH: Final = "chain_digest_mismatch"
+CHAIN_DELEGATOR_MISMATCH: Final = "chain_delegator_mismatch"
+
+
+class VerificationError(Exception):
+    """A token, credential, presentation or chain failed verification.
+
+    ``code`` is one of the constants above; ``detail`` says precisely what failed (log it, do not send it).
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail

@@ -1,0 +1,384 @@
+"""Offline verification of AgentAuth tokens, credentials, presentations and delegation chains.
+
+Trust anchor: the issuer's JWKS (RFC 7517) or its DID document. Checks, in order: structure and the
+algorithm allow-list (RFC 8725 section 3.1), ``typ`` (RFC 9068 section 4 for access tokens), key by ``kid``,
+signature, ``iss``, time claims with leeway, credential type, ``aud`` when expected, status bit (Bitstring
+Status List v1.0 section 3.2), and for delegated tokens the chain rules in ``chain.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agentauth.did import DidKeyError, decode_did_key, url_to_did_web
+from agentauth.keys import PublicKey
+from agentauth.keys.jwk import JwkError
+from agentauth.vc import errors as e
+from agentauth.vc.chain import DelegationLink, check_chain, check_token_against_chain
+from agentauth.vc.credentials import (
+    ACCESS_CREDENTIAL,
+    DELEGATION_CREDENTIAL,
+    IDENTITY_CREDENTIAL,
+    STATUS_LIST_CREDENTIAL,
+    TYP_ACCESS_TOKEN,
+    TYP_JWT,
+    VC_CONTEXT_V1,
+    VERIFIABLE_PRESENTATION,
+)
+from agentauth.vc.errors import VerificationError
+from agentauth.vc.jws import ParsedJws, parse_compact
+from agentauth.vc.nonces import NonceRegistry
+from agentauth.vc.status import CachedList, StatusCache, StatusListSource
+from agentauth.vc.status_list import StatusList, StatusListError
+
+log = logging.getLogger("agentauth.verifier")
+
+DEFAULT_LEEWAY_SECONDS = 30
+DEFAULT_STATUS_TTL_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A verified access token: its claims, and the verified delegation chain it rests on (root first)."""
+
+    claims: dict[str, Any]
+    kid: str
+    chain: tuple[DelegationLink, ...] = ()
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(str(self.claims.get("scope", "")).split())
+
+    @property
+    def subject(self) -> str:
+        return str(self.claims["sub"])
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedPresentation:
+    holder: str
+    claims: dict[str, Any]
+    credentials: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+def _keys_from_jwks(jwks: Mapping[str, Any]) -> dict[str, PublicKey]:
+    keys: dict[str, PublicKey] = {}
+    for jwk in jwks.get("keys", []):
+        kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
+        if not isinstance(kid, str) or jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            keys[kid] = PublicKey.from_jwk(jwk)
+        except JwkError:
+            log.warning("ignoring unusable JWKS key %s", kid)
+    return keys
+
+
+def _keys_from_did_document(document: Mapping[str, Any]) -> dict[str, PublicKey]:
+    keys: dict[str, PublicKey] = {}
+    allowed = set(document.get("assertionMethod", []))
+    for method in document.get("verificationMethod", []):
+        vm_id = method.get("id")
+        if vm_id not in allowed:
+            continue
+        try:
+            if "publicKeyJwk" in method:
+                keys[vm_id] = PublicKey.from_jwk(method["publicKeyJwk"])
+            elif "publicKeyMultibase" in method:
+                keys[vm_id] = PublicKey.from_bytes(decode_did_key("did:key:" + method["publicKeyMultibase"]))
+        except (JwkError, DidKeyError):
+            log.warning("ignoring unusable verification method %s", vm_id)
+    return keys
+
+
+def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise VerificationError(e.MISSING_CLAIM, f"claim {name!r} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise VerificationError(e.MALFORMED, f"claim {name!r} must be a NumericDate")
+    return float(value)
+
+
+def _types(claims: Mapping[str, Any], container: str) -> list[Any]:
+    body = claims.get(container)
+    if not isinstance(body, dict):
+        raise VerificationError(e.WRONG_CREDENTIAL_TYPE, f"no {container!r} claim")
+    context = body.get("@context")
+    # VCDM 1.1 section 4.1: the first @context item MUST be https://www.w3.org/2018/credentials/v1.
+    if not isinstance(context, list) or not context or context[0] != VC_CONTEXT_V1:
+        raise VerificationError(e.MALFORMED, f"{container}.@context must start with {VC_CONTEXT_V1}")
+    types = body.get("type")
+    return types if isinstance(types, list) else [types]
+
+
+class Verifier:
+    """Verifies what an AgentAuth issuer signs, with nothing but its public keys and its status lists.
+
+    ``jwks`` or ``did_document`` is the trust anchor. ``status_source`` supplies status list credentials; when a
+    credential carries a status entry and no source can answer, verification fails (``status_unavailable``)
+    unless ``check_status=False`` was chosen explicitly. ``refresh_keys`` is called with an unknown ``kid`` and
+    may return a fresh JWKS (the online SDK rate-limits it); ``clock`` supplies "now" when a call gives none.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer_url: str,
+        jwks: Mapping[str, Any] | None = None,
+        did_document: Mapping[str, Any] | None = None,
+        issuer_did: str | None = None,
+        status_source: StatusListSource | None = None,
+        check_status: bool = True,
+        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        refresh_keys: Callable[[str], Mapping[str, Any] | None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        nonces: NonceRegistry | None = None,
+    ) -> None:
+        if (jwks is None) == (did_document is None):
+            raise ValueError("give exactly one trust anchor: jwks or did_document")
+        self.issuer_url = issuer_url.rstrip("/")
+        if did_document is not None:
+            self.issuer_did = str(did_document["id"])
+            self._keys = _keys_from_did_document(did_document)
+        else:
+            self.issuer_did = issuer_did or url_to_did_web(self.issuer_url)
+            self._keys = _keys_from_jwks(jwks or {})
+        self._status_source = status_source
+        self._check_status = check_status
+        self._leeway = leeway_seconds
+        self._refresh_keys = refresh_keys
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._status_cache = StatusCache()
+        self.nonces = nonces or NonceRegistry()
+
+    # -- keys -------------------------------------------------------------------------------------------
+
+    def use_jwks(self, jwks: Mapping[str, Any]) -> None:
+        """Replace the trusted key set (after a refetch)."""
+        self._keys = _keys_from_jwks(jwks)
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def _key(self, kid: Any) -> PublicKey:
+        if not isinstance(kid, str) or not kid:
+            raise VerificationError(e.UNKNOWN_KID, "header has no kid")
+        key = self._keys.get(kid)
+        if key is None and self._refresh_keys is not None:
+            fresh = self._refresh_keys(kid)
+            if fresh is not None:
+                self.use_jwks(fresh)
+                key = self._keys.get(kid)
+        if key is None:
+            raise VerificationError(e.UNKNOWN_KID, f"kid {kid!r} is not in the trusted key set")
+        return key
+
+    # -- shared steps -----------------------------------------------------------------------------------
+
+    def _signed(self, token: str, typ: str) -> ParsedJws:
+        jws = parse_compact(token)
+        if jws.header.get("typ") != typ:
+            raise VerificationError(e.INVALID_TYP, f"typ {jws.header.get('typ')!r}, expected {typ!r}")
+        if not jws.verify_with(self._key(jws.header.get("kid"))):
+            raise VerificationError(e.INVALID_SIGNATURE, "signature does not verify")
+        return jws
+
+    def _times(self, claims: Mapping[str, Any], now: float, exp_required: bool = True) -> None:
+        exp = _number(claims, "exp", exp_required)
+        nbf = _number(claims, "nbf", False)
+        iat = _number(claims, "iat", False)
+        if exp is not None and now - self._leeway >= exp:
+            raise VerificationError(e.EXPIRED, f"expired at {exp:.0f}, now {now:.0f}")
+        if nbf is not None and now + self._leeway < nbf:
+            raise VerificationError(e.NOT_YET_VALID, f"not valid before {nbf:.0f}, now {now:.0f}")
+        if iat is not None and now + self._leeway < iat:
+            raise VerificationError(e.NOT_YET_VALID, f"issued in the future ({iat:.0f})")
+
+    def _now(self, now: datetime | None) -> datetime:
+        return now if now is not None else self._clock()
+
+    # -- access tokens ----------------------------------------------------------------------------------
+
+    def verify_access_token(
+        self, token: str, *, audience: str | None = None, now: datetime | None = None
+    ) -> VerifiedToken:
+        """An ``AgentAccessCredential`` (RFC 9068 profile), including any delegation chain inside it."""
+        moment = self._now(now)
+        jws = self._signed(token, TYP_ACCESS_TOKEN)
+        claims = jws.payload
+        if claims.get("iss") != self.issuer_url:
+            raise VerificationError(e.INVALID_ISSUER, f"iss {claims.get('iss')!r} is not {self.issuer_url!r}")
+        self._times(claims, moment.timestamp())
+        if ACCESS_CREDENTIAL not in _types(claims, "vc"):
+            raise VerificationError(e.WRONG_CREDENTIAL_TYPE, "not an AgentAccessCredential")
+        for name in ("sub", "client_id", "jti"):
+            if not isinstance(claims.get(name), str):
+                raise VerificationError(e.MISSING_CLAIM, f"claim {name!r} is required")
+        if not isinstance(claims.get("scope", ""), str):
+            raise VerificationError(e.MALFORMED, "scope must be a space-separated string")
+        if audience is not None:
+            aud = claims.get("aud")
+            auds = aud if isinstance(aud, list) else [aud]
+            if audience not in auds:
+                raise VerificationError(e.INVALID_AUDIENCE, f"audience {audience!r} not in {auds!r}")
+        self._status(claims["vc"], moment)
+        chain: tuple[DelegationLink, ...] = ()
+        if "delegation_chain" in claims or "act" in claims:
+            raw_chain = claims.get("delegation_chain")
+            if not isinstance(raw_chain, list) or not raw_chain:
+                raise VerificationError(e.CHAIN_BROKEN, "delegated token without its delegation_chain")
+            chain = self.verify_delegation_chain(raw_chain, now=moment)
+            check_token_against_chain(claims, chain)
+        return VerifiedToken(claims=claims, kid=jws.header["kid"], chain=chain)
+
+    # -- credentials ------------------------------------------------------------------------------------
+
+    def verify_credential(self, credential: str, *, expected_type: str, now: datetime | None = None) -> dict[str, Any]:
+        """An identity or delegation credential (VCDM 1.1 JWT, ``iss`` = issuer DID). Returns its claims."""
+        moment = self._now(now)
+        jws = self._signed(credential, TYP_JWT)
+        claims = jws.payload
+        if claims.get("iss") != self.issuer_did:
+            raise VerificationError(e.INVALID_ISSUER, f"iss {claims.get('iss')!r} is not {self.issuer_did!r}")
+        self._times(claims, moment.timestamp())
+        types = _types(claims, "vc")
+        if expected_type not in types or ACCESS_CREDENTIAL in types:
+            raise VerificationError(e.WRONG_CREDENTIAL_TYPE, f"types {types!r}, expected {expected_type!r}")
+        subject = claims["vc"].get("credentialSubject")
+        if not isinstance(subject, dict) or not isinstance(claims.get("sub"), str):
+            raise VerificationError(e.MISSING_CLAIM, "credentialSubject and sub are required")
+        # VCDM 1.1 section 6.3.1: "sub MUST represent the id property contained in the credentialSubject".
+        if subject.setdefault("id", claims["sub"]) != claims["sub"]:
+            raise VerificationError(e.MALFORMED, "sub differs from credentialSubject.id")
+        if not isinstance(claims.get("jti"), str):
+            raise VerificationError(e.MISSING_CLAIM, "claim 'jti' is required")
+        self._status(claims["vc"], moment)
+        return claims
+
+    def verify_delegation_chain(
+        self, chain: Sequence[str], *, now: datetime | None = None
+    ) -> tuple[DelegationLink, ...]:
+        """Every link verifies, then the chain rules hold (see ``chain.check_chain``). Root first."""
+        moment = self._now(now)
+        links = []
+        for compact in chain:
+            if not isinstance(compact, str):
+                raise VerificationError(e.MALFORMED, "delegation_chain entries must be compact JWTs")
+            claims = self.verify_credential(compact, expected_type=DELEGATION_CREDENTIAL, now=moment)
+            links.append(DelegationLink.from_claims(compact, claims))
+        check_chain(links)
+        return tuple(links)
+
+    # -- presentations ----------------------------------------------------------------------------------
+
+    def verify_presentation(
+        self, presentation: str, *, audience: str, nonce: str, now: datetime | None = None
+    ) -> VerifiedPresentation:
+        """A VP signed by the holder's did:key: signature, audience, nonce (single use), holder binding, and
+        every identity or delegation credential inside it."""
+        moment = self._now(now)
+        jws = parse_compact(presentation)
+        if jws.header.get("typ") != TYP_JWT:
+            raise VerificationError(e.INVALID_TYP, f"typ {jws.header.get('typ')!r}, expected 'JWT'")
+        claims = jws.payload
+        holder = claims.get("iss")
+        kid = jws.header.get("kid")
+        if not isinstance(holder, str) or not isinstance(kid, str) or kid.split("#", 1)[0] != holder:
+            raise VerificationError(e.HOLDER_MISMATCH, "kid must be a verification method of the iss DID")
+        try:
+            holder_key = PublicKey.from_bytes(decode_did_key(holder))
+        except (DidKeyError, JwkError) as exc:
+            raise VerificationError(e.INVALID_DID, f"holder {holder!r} is not an Ed25519 did:key") from exc
+        if not jws.verify_with(holder_key):
+            raise VerificationError(e.INVALID_SIGNATURE, "presentation signature does not verify")
+        if VERIFIABLE_PRESENTATION not in _types(claims, "vp"):
+            raise VerificationError(e.WRONG_CREDENTIAL_TYPE, "not a VerifiablePresentation")
+        if claims.get("aud") != audience and audience not in (claims.get("aud") or []):
+            raise VerificationError(e.INVALID_AUDIENCE, f"presentation is for {claims.get('aud')!r}")
+        self._times(claims, moment.timestamp())
+        if claims.get("nonce") != nonce:
+            raise VerificationError(e.NONCE_MISMATCH, "nonce does not answer this verifier's challenge")
+        verified = []
+        for credential in claims["vp"].get("verifiableCredential") or []:
+            verified.append(self._presented_credential(credential, holder, moment))
+        exp = _number(claims, "exp", True) or 0.0
+        if not self.nonces.consume(nonce, until=exp + self._leeway, now=moment.timestamp()):
+            raise VerificationError(e.NONCE_REPLAYED, "nonce was already used")
+        return VerifiedPresentation(holder=holder, claims=claims, credentials=tuple(verified))
+
+    def _presented_credential(self, credential: Any, holder: str, moment: datetime) -> dict[str, Any]:
+        if not isinstance(credential, str):
+            raise VerificationError(e.MALFORMED, "presented credentials must be compact JWTs")
+        kind = _types(parse_compact(credential).payload, "vc")
+        expected = IDENTITY_CREDENTIAL if IDENTITY_CREDENTIAL in kind else DELEGATION_CREDENTIAL
+        claims = self.verify_credential(credential, expected_type=expected, now=moment)
+        # Holder binding: the credential must be about the key that signed the presentation.
+        if claims["sub"] != holder:
+            raise VerificationError(e.HOLDER_MISMATCH, f"credential subject {claims['sub']!r} is not the holder")
+        return claims
+
+    # -- status -----------------------------------------------------------------------------------------
+
+    def _status(self, vc: Mapping[str, Any], now: datetime) -> None:
+        entry = vc.get("credentialStatus")
+        if entry is None or not self._check_status:
+            return
+        if not isinstance(entry, dict) or entry.get("type") != "BitstringStatusListEntry":
+            raise VerificationError(e.MALFORMED, "credentialStatus is not a BitstringStatusListEntry")
+        url, raw_index, purpose = (
+            entry.get("statusListCredential"),
+            entry.get("statusListIndex"),
+            entry.get("statusPurpose"),
+        )
+        if not isinstance(url, str) or not isinstance(raw_index, str) or not raw_index.isdecimal():
+            raise VerificationError(e.MALFORMED, "credentialStatus needs statusListCredential and a decimal index")
+        status_list = self.status_list(url, now)
+        if status_list.purpose != purpose:
+            raise VerificationError(e.MALFORMED, f"status purpose {purpose!r} != list's {status_list.purpose!r}")
+        try:
+            revoked = status_list.bits.get(int(raw_index))
+        except StatusListError as exc:
+            raise VerificationError(e.MALFORMED, str(exc)) from exc
+        if revoked:
+            raise VerificationError(e.REVOKED, f"{purpose} bit {raw_index} is set in {url}")
+
+    def status_list(self, url: str, now: datetime) -> CachedList:
+        """The verified, decoded list at ``url``, from the cache or the source."""
+        cached = self._status_cache.get(url, now)
+        if cached is not None:
+            return cached
+        if self._status_source is None:
+            raise VerificationError(e.STATUS_UNAVAILABLE, "no status-list source configured")
+        try:
+            credential = self._status_source.fetch(url)
+        except LookupError as exc:
+            raise VerificationError(e.STATUS_UNAVAILABLE, f"cannot obtain status list {url}: {exc}") from exc
+        claims = self.verify_credential(credential, expected_type=STATUS_LIST_CREDENTIAL, now=now)
+        subject = claims["vc"]["credentialSubject"]
+        # The list must be the one the entry names, or an attacker could substitute another (empty) list.
+        if claims["vc"].get("id", claims.get("jti")) != url:
+            raise VerificationError(e.MALFORMED, f"status list credential is not the one at {url}")
+        try:
+            bits = StatusList.decode(subject.get("encodedList", ""))
+        except StatusListError as exc:
+            raise VerificationError(e.MALFORMED, f"status list {url}: {exc}") from exc
+        ttl = subject.get("ttl")
+        ttl_seconds = ttl / 1000 if isinstance(ttl, int) and ttl > 0 else DEFAULT_STATUS_TTL_SECONDS
+        expires = now.timestamp() + ttl_seconds
+        exp = claims.get("exp")
+        if isinstance(exp, int | float):
+            expires = min(expires, float(exp))
+        entry = CachedList(bits=bits, purpose=str(subject.get("statusPurpose")), expires_at=expires)
+        self._status_cache.put(url, entry)
+        return entry
+
+    def forget_status_lists(self) -> None:
+        self._status_cache.clear()
