@@ -23,16 +23,24 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(value: str) -> bytes:
-    """Strict base64url without padding: rejects padding, whitespace and non-alphabet characters."""
-    if not isinstance(value, str) or "=" in value or len(value) % 4 == 1:
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
+def b64url_decode(value: str, *, canonical: bool = True) -> bytes:
+    """Strict unpadded base64url: rejects padding, whitespace and characters outside the URL-safe alphabet.
+
+    ``canonical`` also rejects non-zero trailing bits (two strings decoding to the same bytes). Signatures need
+    it (no malleable encodings); a signed JWS segment does not, since the signature covers the encoded text.
+    """
+    if not isinstance(value, str) or "=" in value or "+" in value or "/" in value or len(value) % 4 == 1:
         raise ValueError("not unpadded base64url")
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        # strict_mode refuses any character outside the alphabet instead of silently skipping it.
+        data = (value + "=" * (-len(value) % 4)).encode("ascii").translate(_TO_STANDARD)
+        raw = binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not unpadded base64url") from exc
-    # urlsafe_b64decode silently drops characters outside the alphabet; re-encoding catches that.
-    if b64url_encode(raw) != value:
+    if canonical and len(value) % 4 and b64url_encode(raw[-(len(raw) % 3) :])[-1] != value[-1]:
         raise ValueError("not canonical base64url")
     return raw
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from agentauth.keys.jwk import b64url_decode, b64url_encode
 
@@ -29,12 +31,17 @@ def generate_kek() -> str:
 class KeyEncryptionKey:
     """A 256-bit AES-GCM key that seals and opens secrets."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_key")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise SealingError("the key-encryption key must be 32 bytes (256 bits)")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """A separate 256-bit key for ``purpose`` (HKDF-SHA256, RFC 5869), e.g. the API-key hashing key."""
+        return HKDF(hashes.SHA256(), 32, salt=None, info=f"agentauth/{purpose}".encode()).derive(self._key)
 
     @classmethod
     def from_text(cls, text: str) -> KeyEncryptionKey:

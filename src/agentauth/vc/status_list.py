@@ -83,13 +83,18 @@ class StatusList:
             raise StatusListError("encodedList is empty")
         body = encoded[1:] if encoded[0] == "u" else encoded
         try:
-            compressed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            # validate=True: urlsafe_b64decode would silently drop characters outside the alphabet.
+            compressed = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
             decompressor = zlib.decompressobj(wbits=31)  # 31 = gzip container
             bits = decompressor.decompress(compressed, MAX_DECODED_BYTES)
         except (binascii.Error, ValueError, zlib.error) as exc:
             raise StatusListError("encodedList is not base64url(gzip(bits))") from exc
         if decompressor.unconsumed_tail:
             raise StatusListError("encodedList decompresses beyond the size limit")
+        # A stream cut short (e.g. without its trailer) decompresses without error but its CRC-32 and
+        # length were never checked: only a complete gzip member is a valid list.
+        if not decompressor.eof:
+            raise StatusListError("encodedList is a truncated gzip stream")
         # Section 3.2 Validate Algorithm: a list shorter than the minimum MUST raise an error.
         if len(bits) * 8 < min_size:
             raise StatusListError(f"decoded list has {len(bits) * 8} bits, fewer than {min_size}")

@@ -1,0 +1,59 @@
+"""The FastAPI application: built from services made by ``bootstrap``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from agentauth import __version__
+from agentauth.api import wellknown
+from agentauth.bootstrap import Services, build_services, utcnow
+from agentauth.settings import Settings
+
+log = logging.getLogger("agentauth.api")
+
+KEY_CHECK_INTERVAL_SECONDS = 60
+
+
+async def _key_maintenance(svc: Services) -> None:
+    """Rotate on schedule and pick up rotations made elsewhere (another replica, `agentauth keys rotate`)."""
+    every = timedelta(days=svc.settings.key_rotation_days)
+    while True:
+        await asyncio.sleep(KEY_CHECK_INTERVAL_SECONDS)
+        try:
+            await svc.keys.rotate_if_due(utcnow(), every, svc.key_retention())
+            svc.issuer.use_ring(await svc.keys.reload())
+        except Exception:
+            log.exception("key maintenance failed; retrying in %ss", KEY_CHECK_INTERVAL_SECONDS)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """An app that builds its services at startup (``settings``) or uses ready ones (``services``, for tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = services or await build_services(settings or Settings())
+        app.state.services = svc
+        task = asyncio.create_task(_key_maintenance(svc))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if services is None:
+                await svc.close()
+
+    app = FastAPI(
+        title="AgentAuth",
+        version=__version__,
+        description="Identity and authentication for AI agents: did:key identities, Ed25519 JWT-VC tokens.",
+        lifespan=lifespan,
+    )
+    app.include_router(wellknown.router)
+    return app

@@ -1,0 +1,67 @@
+"""The composition root: the one place that wires settings, storage, keys and services together.
+
+The FastAPI app, the MCP server and the CLI all get their services from ``build_services``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from agentauth.did import issuer_did_document, url_to_did_web
+from agentauth.issuer.keyring import IssuerKeys
+from agentauth.keyfile import load_or_create_kek
+from agentauth.settings import Settings
+from agentauth.storage.db import create_engine, session_factory
+from agentauth.storage.migrate import migrate
+from agentauth.vc import CredentialIssuer
+
+log = logging.getLogger("agentauth")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    keys: IssuerKeys
+    issuer: CredentialIssuer
+
+    @property
+    def issuer_did(self) -> str:
+        return self.keys.issuer_did
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return self.keys.ring.jwks()
+
+    def did_document(self) -> dict[str, object]:
+        return issuer_did_document(self.issuer_did, self.jwks()["keys"])
+
+    def key_retention(self) -> timedelta:
+        """How long a retired key stays published: the longest lifetime of anything it signed."""
+        s = self.settings
+        longest = max(s.access_token_ttl_seconds, s.identity_credential_ttl_seconds, s.refresh_token_ttl_seconds)
+        return timedelta(seconds=longest + 300)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def build_services(settings: Settings) -> Services:
+    """Open the database, apply migrations, load (or create) the issuer key ring."""
+    kek_text = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
+    kek = load_or_create_kek(settings.data_dir, kek_text)
+    engine = create_engine(settings.effective_database_url)
+    await migrate(engine)
+    sessions = session_factory(engine)
+    keys = IssuerKeys(sessions, kek, url_to_did_web(settings.issuer_url))
+    ring = await keys.load_or_create(utcnow())
+    issuer = CredentialIssuer(settings.issuer_url, ring)
+    return Services(settings=settings, engine=engine, sessions=sessions, keys=keys, issuer=issuer)

@@ -1,0 +1,1 @@
+"""Use cases of the issuer service; knows neither HTTP nor MCP."""

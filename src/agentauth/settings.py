@@ -1,0 +1,44 @@
+"""Service configuration from the environment (prefix ``AGENTAUTH_``); CLI flags override.
+
+No module-level instance: ``bootstrap`` builds one ``Settings`` and passes it on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTAUTH_", extra="ignore")
+
+    issuer_url: str = Field("http://127.0.0.1:8000", description="Public base URL; the issuer DID derives from it.")
+    data_dir: Path = Field(Path("./data"), description="Where the embedded database and key file live.")
+    database_url: str | None = Field(None, description="SQLAlchemy async URL; default: SQLite file in data_dir.")
+    key_encryption_key: SecretStr | None = Field(
+        None, description="32-byte KEK (base64url or hex) sealing issuer private keys; default: data_dir/kek file."
+    )
+    redis_url: str | None = Field(None, description="Redis URL for rate limits shared across replicas.")
+    registration: Literal["open", "token", "closed"] = "open"
+    registration_token: SecretStr | None = None
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(7 * 86_400, ge=300, le=90 * 86_400)
+    identity_credential_ttl_seconds: int = Field(365 * 86_400, ge=3600)
+    status_list_ttl_seconds: int = Field(300, ge=10, le=86_400)
+    key_rotation_days: int = Field(30, ge=1)
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("issuer_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("issuer_url must be an http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'agentauth.db').resolve()}"

@@ -1,0 +1,189 @@
+"""Typed ORM models. Rows never leave ``storage/``: repositories return plain records.
+
+Uniqueness that the service relies on is declared here, so the database - not Python - guarantees it:
+one status index per list (``uq_credential_status``), one use of a jwt-bearer ``jti``, one API-key prefix.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores naive text; we never let a naive value out)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC) if dialect.name != "sqlite" else value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UTCDateTime()}  # noqa: RUF012
+
+
+class SigningKeyRow(Base):
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any]]
+    sealed_private_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+    remove_after: Mapped[datetime | None]
+
+
+class AgentRow(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    did: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    agent_type: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text)
+    trust_level: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    scopes: Mapped[list[str]]
+    identity_credential_id: Mapped[str | None] = mapped_column(String(60))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deactivated_at: Mapped[datetime | None]
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    scopes: Mapped[list[str]]
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    replaced_by: Mapped[str | None] = mapped_column(String(40))
+
+
+class RefreshTokenRow(Base):
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(40), index=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    api_key_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[list[str]]
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | used | revoked
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class StatusListRow(Base):
+    __tablename__ = "status_lists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    purpose: Mapped[str] = mapped_column(String(16), default="revocation")
+    size: Mapped[int] = mapped_column(Integer)
+    allocated: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped in the same transaction as any bit change; the published credential is rebuilt when it moves.
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | full
+    created_at: Mapped[datetime]
+    published_version: Mapped[int | None] = mapped_column(BigInteger)
+    published_jwt: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None]
+    published_bits: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class CredentialRow(Base):
+    """Every credential we sign (access token, identity, delegation), durably recorded with its status slot."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (
+        UniqueConstraint("status_list_id", "status_index", name="uq_credential_status"),
+        Index("ix_credentials_family", "refresh_family_id"),
+        Index("ix_credentials_api_key", "api_key_id"),
+        Index("ix_credentials_revoked", "status_list_id", "revoked_at"),
+    )
+
+    jti: Mapped[str] = mapped_column(String(60), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # access | identity | delegation
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(100))
+    api_key_id: Mapped[str | None] = mapped_column(String(40))
+    refresh_family_id: Mapped[str | None] = mapped_column(String(40))
+    delegation_id: Mapped[str | None] = mapped_column(String(60), index=True)
+    scopes: Mapped[list[str]]
+    status_list_id: Mapped[int] = mapped_column(ForeignKey("status_lists.id"))
+    status_index: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class UsedAssertionRow(Base):
+    """RFC 7523 section 3: jwt-bearer assertion ids, kept until the assertion expires (replay protection)."""
+
+    __tablename__ = "used_assertions"
+
+    issuer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_tenant_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(40))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    target_type: Mapped[str | None] = mapped_column(String(30))
+    target_id: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure
+    reason: Mapped[str | None] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    details: Mapped[dict[str, Any] | None]
