@@ -12,7 +12,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentauth.did import issuer_did_document, url_to_did_web
+from agentauth.issuer.agents import AgentService
+from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.audit_log import AuditService
+from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.keyring import IssuerKeys
+from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
+from agentauth.issuer.secrets import SecretHasher
+from agentauth.issuer.status import StatusRegistry
+from agentauth.issuer.tokens import TokenService
 from agentauth.keyfile import load_or_create_kek
 from agentauth.settings import Settings
 from agentauth.storage.db import create_engine, session_factory
@@ -33,6 +41,13 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     keys: IssuerKeys
     issuer: CredentialIssuer
+    core: IssuerCore
+    status: StatusRegistry
+    agents: AgentService
+    api_keys: ApiKeyService
+    tokens: TokenService
+    audit: AuditService
+    rate_limiter: RateLimiter
 
     @property
     def issuer_did(self) -> str:
@@ -50,18 +65,49 @@ class Services:
         longest = max(s.access_token_ttl_seconds, s.identity_credential_ttl_seconds, s.refresh_token_ttl_seconds)
         return timedelta(seconds=longest + 300)
 
+    async def reload_keys(self) -> None:
+        self.issuer.use_ring(await self.keys.reload())
+
     async def close(self) -> None:
+        await self.rate_limiter.close()
         await self.engine.dispose()
 
 
 async def build_services(settings: Settings) -> Services:
-    """Open the database, apply migrations, load (or create) the issuer key ring."""
+    """Open the database, apply migrations, load (or create) the issuer key ring, wire the use cases."""
     kek_text = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
     kek = load_or_create_kek(settings.data_dir, kek_text)
     engine = create_engine(settings.effective_database_url)
-    await migrate(engine)
-    sessions = session_factory(engine)
-    keys = IssuerKeys(sessions, kek, url_to_did_web(settings.issuer_url))
-    ring = await keys.load_or_create(utcnow())
+    try:
+        await migrate(engine)
+        sessions = session_factory(engine)
+        keys = IssuerKeys(sessions, kek, url_to_did_web(settings.issuer_url))
+        ring = await keys.load_or_create(utcnow())
+    except BaseException:
+        await engine.dispose()
+        raise
     issuer = CredentialIssuer(settings.issuer_url, ring)
-    return Services(settings=settings, engine=engine, sessions=sessions, keys=keys, issuer=issuer)
+    status = StatusRegistry(sessions, issuer, settings.issuer_url, settings.status_list_ttl_seconds, utcnow)
+    core = IssuerCore(
+        settings=settings,
+        sessions=sessions,
+        credentials=issuer,
+        status=status,
+        hasher=SecretHasher(kek.derive("secret-hash")),
+        clock=utcnow,
+    )
+    api_keys = ApiKeyService(core)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        keys=keys,
+        issuer=issuer,
+        core=core,
+        status=status,
+        agents=AgentService(core),
+        api_keys=api_keys,
+        tokens=TokenService(core, api_keys),
+        audit=AuditService(core),
+        rate_limiter=build_rate_limiter(settings.redis_url),
+    )

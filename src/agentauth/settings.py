@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     identity_credential_ttl_seconds: int = Field(365 * 86_400, ge=3600)
     status_list_ttl_seconds: int = Field(300, ge=10, le=86_400)
     key_rotation_days: int = Field(30, ge=1)
+    token_rate_per_client: int = Field(600, ge=1, description="Token requests per minute per client.")
+    token_rate_per_ip: int = Field(1200, ge=1, description="Token requests per minute per IP address.")
+    quickstart_rate_per_ip: int = Field(20, ge=1, description="Quickstart registrations per minute per IP.")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
     host: str = "127.0.0.1"
     port: int = 8000
 

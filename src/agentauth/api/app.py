@@ -11,7 +11,8 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from agentauth import __version__
-from agentauth.api import wellknown
+from agentauth.api import agents, audit, auth, credentials, errors, status_lists, wellknown
+from agentauth.api.middleware import LimitsMiddleware
 from agentauth.bootstrap import Services, build_services, utcnow
 from agentauth.settings import Settings
 
@@ -27,17 +28,19 @@ async def _key_maintenance(svc: Services) -> None:
         await asyncio.sleep(KEY_CHECK_INTERVAL_SECONDS)
         try:
             await svc.keys.rotate_if_due(utcnow(), every, svc.key_retention())
-            svc.issuer.use_ring(await svc.keys.reload())
+            await svc.reload_keys()
         except Exception:
             log.exception("key maintenance failed; retrying in %ss", KEY_CHECK_INTERVAL_SECONDS)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    """An app that builds its services at startup (``settings``) or uses ready ones (``services``, for tests)."""
+    """An app that builds its services at startup from ``settings`` (default: the environment), or uses
+    ready-made ``services`` (tests, the MCP server sharing them)."""
+    config = services.settings if services is not None else (settings or Settings())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or await build_services(settings or Settings())
+        svc = services or await build_services(config)
         app.state.services = svc
         task = asyncio.create_task(_key_maintenance(svc))
         try:
@@ -55,5 +58,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         description="Identity and authentication for AI agents: did:key identities, Ed25519 JWT-VC tokens.",
         lifespan=lifespan,
     )
-    app.include_router(wellknown.router)
+    errors.install(app)
+    for module in (wellknown, auth, agents, credentials, status_lists, audit):
+        app.include_router(module.router)
+    app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
     return app

@@ -69,6 +69,8 @@ class AgentRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(40), index=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), index=True)
     depth: Mapped[int] = mapped_column(Integer, default=0)
+    # Materialized path "/root/child/.../self/": subtree membership is one indexed prefix comparison.
+    path: Mapped[str] = mapped_column(String(1000), index=True)
     did: Mapped[str] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     agent_type: Mapped[str] = mapped_column(String(20))
@@ -159,6 +161,16 @@ class CredentialRow(Base):
     issued_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class StatusBlockRow(Base):
+    """A block of status indexes reserved by one process; the primary key makes the reservation exclusive."""
+
+    __tablename__ = "status_blocks"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("status_lists.id"), primary_key=True)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    reserved_at: Mapped[datetime]
 
 
 class UsedAssertionRow(Base):

@@ -3,6 +3,7 @@
 Third parties verify AgentAuth credentials with ``Verifier`` alone; nothing here does network or database I/O.
 """
 
+from agentauth.vc.assertions import create_agent_assertion, verify_agent_assertion
 from agentauth.vc.chain import DelegationLink, check_chain
 from agentauth.vc.credentials import (
     ACCESS_CREDENTIAL,
@@ -43,9 +44,11 @@ __all__ = [
     "VerifiedToken",
     "Verifier",
     "check_chain",
+    "create_agent_assertion",
     "create_presentation",
     "jwt_digest",
     "new_credential_id",
     "random_free_index",
     "status_list_filename",
+    "verify_agent_assertion",
 ]

@@ -29,7 +29,7 @@ DELEGATION_CREDENTIAL: Final = "AgentDelegationCredential"
 STATUS_LIST_CREDENTIAL: Final = "BitstringStatusListCredential"
 VERIFIABLE_PRESENTATION: Final = "VerifiablePresentation"
 
-TYP_ACCESS_TOKEN: Final = "at+jwt"  # noqa: S105 - RFC 9068 section 2.1 media type, not a secret
+TYP_ACCESS_TOKEN: Final = "at+jwt"
 TYP_JWT: Final = "JWT"  # VCDM 1.1 JWT encoding
 
 

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(length=40), nullable=False),
         sa.Column("parent_id", sa.String(length=40), nullable=True),
         sa.Column("depth", sa.Integer(), nullable=False),
+        sa.Column("path", sa.String(length=1000), nullable=False),
         sa.Column("did", sa.String(length=100), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("agent_type", sa.String(length=20), nullable=False),
@@ -44,6 +45,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("agents", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_agents_parent_id"), ["parent_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_agents_path"), ["path"], unique=False)
         batch_op.create_index(batch_op.f("ix_agents_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
@@ -190,9 +192,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refresh_tokens_api_key_id"), ["api_key_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_refresh_tokens_family_id"), ["family_id"], unique=False)
 
+    op.create_table(
+        "status_blocks",
+        sa.Column("list_id", sa.Integer(), nullable=False),
+        sa.Column("block", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("reserved_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["list_id"],
+            ["status_lists.id"],
+        ),
+        sa.PrimaryKeyConstraint("list_id", "block"),
+    )
+
 
 def downgrade() -> None:
 
+    op.drop_table("status_blocks")
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_refresh_tokens_family_id"))
         batch_op.drop_index(batch_op.f("ix_refresh_tokens_api_key_id"))
@@ -226,6 +241,7 @@ def downgrade() -> None:
     op.drop_table("audit_events")
     with op.batch_alter_table("agents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_agents_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_agents_path"))
         batch_op.drop_index(batch_op.f("ix_agents_parent_id"))
 
     op.drop_table("agents")

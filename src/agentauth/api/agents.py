@@ -1,0 +1,90 @@
+"""``/api/v1/agents``: quickstart, child agents, get, list, update, deactivate, DID documents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import JSONResponse
+
+from agentauth.api.auth import NO_STORE
+from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep
+from agentauth.api.ratelimits import limit_quickstart
+from agentauth.issuer.schemas import (
+    AgentCreated,
+    AgentOut,
+    AgentPage,
+    CreateAgentRequest,
+    QuickstartRequest,
+    QuickstartResponse,
+    UpdateAgentRequest,
+)
+
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+AgentId = Annotated[str, Path(min_length=1, max_length=64, description="Agent id (agt_...)")]
+
+
+@router.post(
+    "/quickstart",
+    response_model=QuickstartResponse,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a root agent: did:key, identity credential, API key and tokens in one call",
+)
+async def quickstart(body: QuickstartRequest, services: ServicesDep, ctx: ContextDep) -> JSONResponse:
+    await limit_quickstart(services, ctx)
+    result = await services.agents.quickstart(body, ctx)
+    return JSONResponse(result.model_dump(mode="json"), status_code=201, headers=NO_STORE)
+
+
+@router.post("", response_model=AgentCreated, status_code=status.HTTP_201_CREATED, summary="Create a child agent")
+async def create_agent(
+    body: CreateAgentRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+) -> JSONResponse:
+    result = await services.agents.create_child(principal, body, ctx)
+    return JSONResponse(result.model_dump(mode="json"), status_code=201, headers=NO_STORE)
+
+
+@router.get("", response_model=AgentPage, summary="List the agents of your subtree")
+async def list_agents(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AgentPage:
+    return await services.agents.list(principal, limit, offset)
+
+
+@router.get("/{agent_id}", response_model=AgentOut, summary="Get an agent of your subtree")
+async def get_agent(agent_id: AgentId, principal: PrincipalDep, services: ServicesDep) -> AgentOut:
+    return await services.agents.get(principal, agent_id)
+
+
+@router.patch("/{agent_id}", response_model=AgentOut, summary="Update name, description or trust level")
+async def update_agent(
+    agent_id: AgentId, body: UpdateAgentRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+) -> AgentOut:
+    return await services.agents.update(principal, agent_id, body, ctx)
+
+
+@router.delete(
+    "/{agent_id}",
+    response_model=AgentOut,
+    summary="Deactivate an agent and its subtree, revoking all they hold",
+)
+async def deactivate_agent(
+    agent_id: AgentId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+) -> AgentOut:
+    return await services.agents.deactivate(principal, agent_id, ctx)
+
+
+@router.post("/{agent_id}/deactivate", response_model=AgentOut, summary="Deactivate (same as DELETE)")
+async def deactivate_agent_post(
+    agent_id: AgentId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+) -> AgentOut:
+    return await services.agents.deactivate(principal, agent_id, ctx)
+
+
+@router.get("/{agent_id}/did.json", summary="The agent's did:key DID document (public)")
+async def agent_did_document(agent_id: AgentId, services: ServicesDep) -> JSONResponse:
+    document: dict[str, Any] = await services.agents.did_document(agent_id)
+    return JSONResponse(document, media_type="application/did+json")

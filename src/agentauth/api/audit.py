@@ -1,0 +1,37 @@
+"""``/api/v1/audit/events``: the caller's tenant's audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from agentauth.api.deps import PrincipalDep, ServicesDep
+from agentauth.issuer.schemas import AuditPage
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+@router.get("/events", response_model=AuditPage, summary="Your tenant's audit events, newest first")
+async def list_events(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=20, description="next_cursor of the previous page")] = None,
+    action: Annotated[str | None, Query(max_length=60)] = None,
+    outcome: Annotated[str | None, Query(pattern="^(success|failure)$")] = None,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    target_id: Annotated[str | None, Query(max_length=100)] = None,
+    since: datetime | None = None,
+) -> AuditPage:
+    return await services.audit.list(
+        principal,
+        limit=limit,
+        cursor=cursor,
+        action=action,
+        outcome=outcome,
+        actor=actor,
+        target_id=target_id,
+        since=since,
+    )

@@ -1,0 +1,37 @@
+"""Request-scoped dependencies: the services, the request context and the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from agentauth.bootstrap import Services
+from agentauth.issuer.context import Principal, RequestContext
+
+_bearer = HTTPBearer(auto_error=False, description="An AgentAuth access token.")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_context(request: Request) -> RequestContext:
+    request_id = getattr(request.state, "request_id", None)
+    ip = request.client.host if request.client else None
+    return RequestContext(request_id=request_id, ip=ip) if request_id else RequestContext(ip=ip)
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    services = get_services(request)
+    return await services.tokens.authenticate_bearer(credentials.credentials if credentials else None)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[RequestContext, Depends(get_context)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

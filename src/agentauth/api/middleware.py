@@ -1,0 +1,91 @@
+"""Pure ASGI middleware: request ids and a request-body size limit (checked before any parsing)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+
+
+async def _reject(send: Send, status: int, error: str, description: str) -> None:
+    body = orjson.dumps({"error": error, "error_description": description})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class LimitsMiddleware:
+    """Refuses bodies over ``max_body`` (413) - by Content-Length up front, or while streaming - and oversized
+    header sets (431); stamps every request with an id, echoed as ``X-Request-ID``."""
+
+    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        if sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
+            await _reject(send, 431, "invalid_request", "request headers are too large")
+            return
+        request_id = secrets.token_hex(8)
+        for name, value in headers:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _reject(send, 400, "invalid_request", "invalid Content-Length")
+                    return
+                if declared > self.max_body:
+                    await _reject(send, 413, "invalid_request", f"request body exceeds {self.max_body} bytes")
+                    return
+            elif name == b"x-request-id" and 0 < len(value) <= 64 and value.isascii():
+                candidate = value.decode()
+                if candidate.replace("-", "").replace("_", "").isalnum():
+                    request_id = candidate
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _TooLarge:
+            if not started:
+                await _reject(send, 413, "invalid_request", f"request body exceeds {self.max_body} bytes")

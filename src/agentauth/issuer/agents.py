@@ -1,0 +1,241 @@
+"""Agents: quickstart (a new tenant in one call), child agents, reads, updates and deactivation."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from agentauth.did import DidKeyError, decode_did_key, did_key_document, encode_did_key
+from agentauth.errors import AccessDenied, Conflict, InvalidRequest, NotFound
+from agentauth.issuer import audit
+from agentauth.issuer.context import Principal, RequestContext
+from agentauth.issuer.core import IssuerCore, agent_out, new_id
+from agentauth.issuer.revocation import revoke_agents
+from agentauth.issuer.schemas import (
+    AgentCreated,
+    AgentOut,
+    AgentPage,
+    CreateAgentRequest,
+    QuickstartRequest,
+    QuickstartResponse,
+    UpdateAgentRequest,
+)
+from agentauth.issuer.scopes import ALL_SCOPES, DEFAULT_TRUST_LEVEL, TRUST_LEVELS, narrow, parse_scope
+from agentauth.issuer.secrets import new_api_key
+from agentauth.keys import KeyPair, parse_public_jwk
+from agentauth.keys.jwk import JwkError
+from agentauth.storage import agents as agents_repo
+from agentauth.storage import api_keys as api_keys_repo
+from agentauth.storage.records import Agent
+
+MAX_AGENT_DEPTH = 5
+MAX_PAGE = 100
+
+
+def resolve_public_key(value: str | Mapping[str, Any] | None) -> tuple[str, dict[str, str] | None]:
+    """(did, private JWK or None): the caller's own did:key / public JWK, or a generated key pair."""
+    if value is None:
+        pair = KeyPair.generate()
+        return encode_did_key(pair.public.raw), pair.private_jwk()
+    try:
+        if isinstance(value, str):
+            return encode_did_key(decode_did_key(value.strip())), None
+        if "d" in value:
+            raise InvalidRequest("public_key must not contain the private member 'd'; keep your private key")
+        return encode_did_key(parse_public_jwk(value)), None
+    except (DidKeyError, JwkError) as exc:
+        raise InvalidRequest(f"public_key: {exc}") from exc
+
+
+def check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
+    if offset < 0:
+        raise InvalidRequest("offset must be >= 0")
+
+
+class AgentService:
+    def __init__(self, core: IssuerCore) -> None:
+        self.core = core
+
+    async def quickstart(self, request: QuickstartRequest, ctx: RequestContext) -> QuickstartResponse:
+        """Register a root agent (its own tenant) and hand back everything it needs, in one unit of work."""
+        self._check_registration(request.registration_token)
+        did, private_jwk = resolve_public_key(request.public_key)
+        identity_slot, token_slot = await self.core.status.allocate(), await self.core.status.allocate()
+        now = self.core.clock()
+        agent_id = new_id("agt")
+        async with self.core.sessions.begin() as session:
+            if await agents_repo.did_exists(session, did):
+                raise Conflict("an agent with this did:key is already registered")
+            agent = await agents_repo.insert(
+                session,
+                id=agent_id,
+                tenant_id=agent_id,
+                parent_id=None,
+                depth=0,
+                path=f"/{agent_id}/",
+                did=did,
+                name=request.name,
+                agent_type=request.agent_type,
+                description=request.description,
+                trust_level=DEFAULT_TRUST_LEVEL,
+                status="active",
+                scopes=list(ALL_SCOPES),
+                created_at=now,
+                updated_at=now,
+            )
+            identity, identity_id = await self.core.mint_identity_credential(session, agent, now, identity_slot)
+            agent = await agents_repo.update_fields(session, agent.id, now, identity_credential_id=identity_id)
+            raw_key, prefix = new_api_key()
+            key_id = new_id("key")
+            await api_keys_repo.insert(
+                session,
+                id=key_id,
+                agent_id=agent.id,
+                tenant_id=agent.tenant_id,
+                prefix=prefix,
+                key_hash=self.core.hasher.hash(raw_key),
+                name="quickstart",
+                scopes=list(ALL_SCOPES),
+                status="active",
+                created_at=now,
+            )
+            tokens = await self.core.mint_token_pair(
+                session, agent, ALL_SCOPES, status=token_slot, now=now, api_key_id=key_id
+            )
+            for action, target_type, target in (
+                ("agent.registered", "agent", agent.id),
+                ("credential.created", "api_key", key_id),
+                ("token.issued", "agent", agent.id),
+            ):
+                audit.record(
+                    session, ctx, now, action=action, tenant_id=agent.tenant_id, actor=agent.id,
+                    target_type=target_type, target_id=target,
+                )  # fmt: skip
+        return QuickstartResponse(
+            **tokens.model_dump(),
+            agent=agent_out(agent),
+            api_key=raw_key,
+            api_key_id=key_id,
+            private_key_jwk=private_jwk,
+            identity_credential=identity,
+        )
+
+    def _check_registration(self, token: str | None) -> None:
+        mode = self.core.settings.registration
+        if mode == "closed":
+            raise AccessDenied("registration is closed on this server")
+        if mode == "token":
+            expected = self.core.settings.registration_token
+            if expected is None or token is None:
+                raise AccessDenied("registration requires a registration_token")
+            if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+                raise AccessDenied("registration_token is not valid")
+
+    async def create_child(
+        self, principal: Principal, request: CreateAgentRequest, ctx: RequestContext
+    ) -> AgentCreated:
+        principal.require("agents.write")
+        parent = principal.agent
+        if parent.depth + 1 > MAX_AGENT_DEPTH:
+            raise InvalidRequest(f"agent hierarchy is limited to {MAX_AGENT_DEPTH} levels below the root")
+        scopes = narrow(parse_scope(request.scopes), parent.scopes)
+        trust = request.trust_level or parent.trust_level
+        if TRUST_LEVELS.index(trust) > TRUST_LEVELS.index(parent.trust_level):
+            raise AccessDenied("a child agent cannot have a higher trust level than its parent")
+        did, private_jwk = resolve_public_key(request.public_key)
+        identity_slot = await self.core.status.allocate()
+        now = self.core.clock()
+        agent_id = new_id("agt")
+        async with self.core.sessions.begin() as session:
+            if await agents_repo.did_exists(session, did):
+                raise Conflict("an agent with this did:key is already registered")
+            agent = await agents_repo.insert(
+                session,
+                id=agent_id,
+                tenant_id=parent.tenant_id,
+                parent_id=parent.id,
+                depth=parent.depth + 1,
+                path=f"{parent.path}{agent_id}/",
+                did=did,
+                name=request.name,
+                agent_type=request.agent_type,
+                description=request.description,
+                trust_level=trust,
+                status="active",
+                scopes=list(scopes),
+                created_at=now,
+                updated_at=now,
+            )
+            identity, identity_id = await self.core.mint_identity_credential(session, agent, now, identity_slot)
+            agent = await agents_repo.update_fields(session, agent.id, now, identity_credential_id=identity_id)
+            audit.record(
+                session, ctx, now, action="agent.created", tenant_id=agent.tenant_id, actor=parent.id,
+                target_type="agent", target_id=agent.id,
+            )  # fmt: skip
+        return AgentCreated(agent=agent_out(agent), private_key_jwk=private_jwk, identity_credential=identity)
+
+    async def _visible(self, principal: Principal, agent_id: str) -> Agent:
+        """The agent if it is in the caller's subtree; otherwise 404 - existence elsewhere is not revealed."""
+        async with self.core.sessions() as session:
+            agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
+        if agent is None:
+            raise NotFound("no such agent")
+        return agent
+
+    async def get(self, principal: Principal, agent_id: str) -> AgentOut:
+        principal.require("agents.read")
+        return agent_out(await self._visible(principal, agent_id))
+
+    async def list(self, principal: Principal, limit: int = 50, offset: int = 0) -> AgentPage:
+        principal.require("agents.read")
+        check_page(limit, offset)
+        async with self.core.sessions() as session:
+            items, total = await agents_repo.list_subtree(session, principal.agent.path, limit, offset)
+        return AgentPage(items=[agent_out(a) for a in items], total=total, limit=limit, offset=offset)
+
+    async def update(
+        self, principal: Principal, agent_id: str, request: UpdateAgentRequest, ctx: RequestContext
+    ) -> AgentOut:
+        principal.require("agents.write")
+        target = await self._visible(principal, agent_id)
+        changes = request.model_dump(exclude_none=True)
+        if not changes:
+            raise InvalidRequest("nothing to update: give name, description or trust_level")
+        if "trust_level" in changes:
+            ceiling = principal.agent.trust_level
+            if TRUST_LEVELS.index(changes["trust_level"]) > TRUST_LEVELS.index(ceiling):
+                raise AccessDenied("cannot set a trust level above your own")
+            if target.id == principal.agent.id and changes["trust_level"] != target.trust_level:
+                raise AccessDenied("an agent cannot change its own trust level")
+        if not target.is_active:
+            raise Conflict("agent is deactivated")
+        now = self.core.clock()
+        async with self.core.sessions.begin() as session:
+            agent = await agents_repo.update_fields(session, target.id, now, **changes)
+            audit.record(
+                session, ctx, now, action="agent.updated", tenant_id=agent.tenant_id, actor=principal.agent.id,
+                target_type="agent", target_id=agent.id, details={"fields": sorted(changes)},
+            )  # fmt: skip
+        return agent_out(agent)
+
+    async def deactivate(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
+        """Deactivate the agent and its whole subtree, revoking every key, token and credential they hold."""
+        principal.require("agents.write")
+        target = await self._visible(principal, agent_id)
+        now = self.core.clock()
+        async with self.core.sessions.begin() as session:
+            await revoke_agents(session, ctx, now, target, actor=principal.agent.id)
+            agent = await agents_repo.get(session, target.id)
+        assert agent is not None
+        return agent_out(agent)
+
+    async def did_document(self, agent_id: str) -> dict[str, Any]:
+        """Public: a did:key document is derivable from the DID itself, so nothing is revealed."""
+        async with self.core.sessions() as session:
+            agent = await agents_repo.get(session, agent_id)
+        if agent is None:
+            raise NotFound("no such agent")
+        return did_key_document(agent.did)

@@ -1,0 +1,211 @@
+"""Shared dependencies of the use cases, and the steps several of them take (minting token pairs)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentauth.issuer.schemas import AgentOut, TokenResponse
+from agentauth.issuer.secrets import SecretHasher, new_refresh_token
+from agentauth.issuer.status import StatusRegistry
+from agentauth.settings import Settings
+from agentauth.storage import credentials, refresh_tokens
+from agentauth.storage.records import Agent
+from agentauth.vc import CredentialIssuer, StatusEntry
+
+# Clients are told to refresh once this share of the access token's lifetime has passed.
+REFRESH_BEFORE_FRACTION = 0.8
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def agent_out(agent: Agent) -> AgentOut:
+    return AgentOut(
+        id=agent.id,
+        did=agent.did,
+        name=agent.name,
+        agent_type=agent.agent_type,
+        description=agent.description,
+        trust_level=agent.trust_level,
+        status=agent.status,
+        parent_id=agent.parent_id,
+        tenant_id=agent.tenant_id,
+        scopes=list(agent.scopes),
+        created_at=agent.created_at,
+        updated_at=agent.updated_at,
+        is_root=agent.parent_id is None,
+        is_active=agent.is_active,
+    )
+
+
+@dataclass
+class IssuerCore:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    credentials: CredentialIssuer
+    status: StatusRegistry
+    hasher: SecretHasher
+    clock: Callable[[], datetime]
+
+    @property
+    def issuer_url(self) -> str:
+        return self.settings.issuer_url
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.settings.issuer_url}/api/v1/auth/token"
+
+    def subject_claims(self, agent: Agent) -> dict[str, str]:
+        return {
+            "agentId": agent.id,
+            "tenantId": agent.tenant_id,
+            "agentType": agent.agent_type,
+            "trustLevel": agent.trust_level,
+        }
+
+    async def mint_access_token(
+        self,
+        session: AsyncSession,
+        agent: Agent,
+        scopes: Sequence[str],
+        *,
+        status: StatusEntry,
+        now: datetime,
+        client_id: str,
+        api_key_id: str | None,
+        family_id: str | None,
+        subject_did: str | None = None,
+        act: dict[str, Any] | None = None,
+        delegation_chain: Sequence[str] | None = None,
+        delegation_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> tuple[str, datetime]:
+        """Sign an access token and durably record it with its status slot, in the caller's transaction.
+
+        ``status`` comes from ``StatusRegistry.allocate`` *before* the transaction opens: reserving a block
+        is its own short transaction, which must not nest inside (SQLite has one writer).
+        """
+        default_exp = now + timedelta(seconds=self.settings.access_token_ttl_seconds)
+        exp = min(default_exp, expires_at) if expires_at else default_exp
+        jwt, claims = self.credentials.issue_access_credential(
+            subject_did=subject_did or agent.did,
+            client_id=client_id,
+            scopes=scopes,
+            audience=self.issuer_url,
+            now=now,
+            expires_at=exp,
+            status=status,
+            subject_claims=self.subject_claims(agent),
+            act=act,
+            delegation_chain=delegation_chain,
+        )
+        list_id, index = StatusRegistry.parse_entry(status)
+        await credentials.insert(
+            session,
+            jti=claims["jti"],
+            kind="access",
+            agent_id=agent.id,
+            tenant_id=agent.tenant_id,
+            client_id=client_id,
+            api_key_id=api_key_id,
+            refresh_family_id=family_id,
+            delegation_id=delegation_id,
+            scopes=list(scopes),
+            status_list_id=list_id,
+            status_index=index,
+            issued_at=now,
+            expires_at=exp,
+        )
+        return jwt, exp
+
+    async def mint_token_pair(
+        self,
+        session: AsyncSession,
+        agent: Agent,
+        scopes: Sequence[str],
+        *,
+        status: StatusEntry,
+        now: datetime,
+        api_key_id: str | None,
+        family_id: str | None = None,
+    ) -> TokenResponse:
+        """An access token plus a rotated refresh token of ``family_id`` (a new family when None)."""
+        family = family_id or new_id("rtf")
+        access, exp = await self.mint_access_token(
+            session,
+            agent,
+            scopes,
+            status=status,
+            now=now,
+            client_id=agent.id,
+            api_key_id=api_key_id,
+            family_id=family,
+        )
+        refresh = new_refresh_token()
+        await refresh_tokens.insert(
+            session,
+            id=new_id("rt"),
+            token_hash=self.hasher.hash(refresh),
+            family_id=family,
+            agent_id=agent.id,
+            tenant_id=agent.tenant_id,
+            api_key_id=api_key_id,
+            client_id=agent.id,
+            scopes=list(scopes),
+            status="active",
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
+        )
+        return token_response(access, exp, now, scopes, refresh)
+
+    async def mint_identity_credential(
+        self, session: AsyncSession, agent: Agent, now: datetime, status: StatusEntry
+    ) -> tuple[str, str]:
+        """(jwt, jti) of a new ``AgentIdentityCredential`` for ``agent``, recorded with its status slot."""
+        exp = now + timedelta(seconds=self.settings.identity_credential_ttl_seconds)
+        jwt, claims = self.credentials.issue_identity_credential(
+            subject_did=agent.did,
+            agent_id=agent.id,
+            tenant_id=agent.tenant_id,
+            agent_type=agent.agent_type,
+            trust_level=agent.trust_level,
+            name=agent.name,
+            now=now,
+            expires_at=exp,
+            status=status,
+        )
+        list_id, index = StatusRegistry.parse_entry(status)
+        await credentials.insert(
+            session,
+            jti=claims["jti"],
+            kind="identity",
+            agent_id=agent.id,
+            tenant_id=agent.tenant_id,
+            scopes=[],
+            status_list_id=list_id,
+            status_index=index,
+            issued_at=now,
+            expires_at=exp,
+        )
+        return jwt, claims["jti"]
+
+
+def token_response(
+    access: str, exp: datetime, now: datetime, scopes: Sequence[str], refresh: str | None
+) -> TokenResponse:
+    lifetime = (exp - now).total_seconds()
+    return TokenResponse(
+        access_token=access,
+        expires_in=int(lifetime),
+        refresh_token=refresh,
+        scope=" ".join(scopes),
+        expires_at=exp,
+        refresh_before=now + timedelta(seconds=int(lifetime * REFRESH_BEFORE_FRACTION)),
+    )

@@ -1,0 +1,149 @@
+"""Request and response models shared by REST and MCP, so the two interfaces never drift apart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from agentauth.issuer.scopes import DEFAULT_TRUST_LEVEL
+
+AgentType = Literal["orchestrator", "autonomous", "assistant", "tool"]
+TrustLevel = Literal["untrusted", "basic", "verified", "trusted"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QuickstartRequest(Strict):
+    name: Name
+    agent_type: AgentType
+    description: Description | None = None
+    public_key: str | dict[str, Any] | None = Field(
+        None, description="Bring your own key: a did:key or an Ed25519 public JWK. Omit to have one generated."
+    )
+    registration_token: str | None = Field(None, description="Required when registration is token-gated.")
+
+
+class CreateAgentRequest(Strict):
+    name: Name
+    agent_type: AgentType
+    description: Description | None = None
+    public_key: str | dict[str, Any] | None = None
+    trust_level: TrustLevel | None = Field(None, description="At most the parent's level; default the parent's.")
+    scopes: list[str] | None = Field(None, description="Subset of the parent's scopes; default all of them.")
+
+
+class UpdateAgentRequest(Strict):
+    name: Name | None = None
+    description: Description | None = None
+    trust_level: TrustLevel | None = None
+
+
+class AgentOut(BaseModel):
+    id: str
+    did: str
+    name: str
+    agent_type: str
+    description: str | None
+    trust_level: str = DEFAULT_TRUST_LEVEL
+    status: str
+    parent_id: str | None
+    tenant_id: str
+    scopes: list[str]
+    created_at: datetime
+    updated_at: datetime
+    is_root: bool
+    is_active: bool
+
+
+class AgentPage(BaseModel):
+    items: list[AgentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_token: str | None = None
+    scope: str
+    expires_at: datetime
+    refresh_before: datetime
+    issued_token_type: str | None = None
+
+
+class CreateApiKeyRequest(Strict):
+    agent_id: str | None = Field(None, description="Whose key; default the caller. Must be in your subtree.")
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    scopes: list[str] | None = Field(None, description="Subset of the caller's scopes; default all of them.")
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    agent_id: str
+    name: str | None
+    prefix: str
+    scopes: list[str]
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    raw_key: str = Field(description="The secret. Shown once: store it now.")
+
+
+class ApiKeyRotated(ApiKeyCreated):
+    old_credential_id: str
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class QuickstartResponse(TokenResponse):
+    agent: AgentOut
+    api_key: str = Field(description="Shown once: store it now.")
+    api_key_id: str
+    private_key_jwk: dict[str, str] | None = Field(
+        None, description="The agent's Ed25519 private key when it was generated here. Shown once."
+    )
+    identity_credential: str
+
+
+class AgentCreated(BaseModel):
+    agent: AgentOut
+    private_key_jwk: dict[str, str] | None = None
+    identity_credential: str
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    actor: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    outcome: str
+    reason: str | None
+    request_id: str | None
+    ip: str | None
+    created_at: datetime
+    details: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None

@@ -1,0 +1,126 @@
+"""The revocation registry (Bitstring Status List v1.0): index allocation and list publication.
+
+Allocation: each process reserves a whole *block* of indexes at a time - a random free block of the open
+list, made exclusive by the ``status_blocks`` primary key, so no index is ever handed out twice across
+processes or replicas - and deals its indexes in random order (section 6.1 privacy advice: random, not
+sequential). A crash forfeits the rest of a block; it is never reused, which wastes slots, never safety.
+When every block of a list is reserved the list is marked full and a new one opens.
+
+Publication: the signed list is rebuilt only when the list's ``version`` moved (bumped in the transaction
+that revokes), then cached in the row so every replica serves the same bytes until the next change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentauth.errors import NotFound
+from agentauth.storage import status_lists
+from agentauth.vc import CredentialIssuer, StatusEntry, StatusList
+
+LIST_SIZE = 131_072
+BLOCK_SIZE = 512
+# A published list stays valid this long even with no change; it is re-signed before it runs out.
+PUBLISHED_VALIDITY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedList:
+    jwt: str
+    etag: str
+    version: int
+
+
+class StatusRegistry:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        issuer: CredentialIssuer,
+        base_url: str,
+        ttl_seconds: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._issuer = issuer
+        self._base_url = base_url.rstrip("/")
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._list_id: int | None = None
+        self._free: list[int] = []
+
+    def list_url(self, list_id: int) -> str:
+        return f"{self._base_url}/api/v1/status-lists/{list_id}"
+
+    async def allocate(self) -> StatusEntry:
+        """A fresh (list, index) slot for one credential."""
+        async with self._lock:
+            if not self._free:
+                await self._reserve_block()
+            assert self._list_id is not None
+            return StatusEntry(self.list_url(self._list_id), self._free.pop())
+
+    def entry_for(self, list_id: int, index: int) -> StatusEntry:
+        return StatusEntry(self.list_url(list_id), index)
+
+    @staticmethod
+    def parse_entry(entry: StatusEntry) -> tuple[int, int]:
+        return int(entry.list_url.rsplit("/", 1)[1]), entry.index
+
+    async def _reserve_block(self) -> None:
+        blocks_per_list = LIST_SIZE // BLOCK_SIZE
+        for _ in range(1000):
+            async with self._sessions.begin() as session:
+                list_id, size = await status_lists.open_list(session, LIST_SIZE, self._clock())
+                taken = await status_lists.taken_blocks(session, list_id)
+                free = [b for b in range(size // BLOCK_SIZE) if b not in taken]
+                if not free:
+                    await status_lists.mark_full(session, list_id)
+                    continue
+                block = secrets.choice(free)
+                if not await status_lists.reserve_block(session, list_id, block, self._clock()):
+                    continue  # another process took it between our read and insert: draw again
+                if len(taken) + 1 >= blocks_per_list:
+                    await status_lists.mark_full(session, list_id)
+            indexes = list(range(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE))
+            random.SystemRandom().shuffle(indexes)
+            self._list_id, self._free = list_id, indexes
+            return
+        raise RuntimeError("could not reserve a status-list block")
+
+    async def published(self, list_id: int) -> PublishedList:
+        """The current signed ``BitstringStatusListCredential`` of a list; re-signed only when bits changed."""
+        now = self._clock()
+        async with self._sessions() as session:
+            snap = await status_lists.snapshot(session, list_id)
+            if snap is None:
+                raise NotFound("no such status list")
+            size, version, published_version, published_jwt, published_at = snap
+            fresh = published_at is not None and now - published_at < PUBLISHED_VALIDITY / 2
+            if published_jwt is not None and published_version == version and fresh:
+                return PublishedList(published_jwt, _etag(published_jwt), version)
+            bits = StatusList(size)
+            for index in await status_lists.revoked_indexes(session, list_id):
+                bits.set(index)
+        jwt = self._issuer.issue_status_list_credential(
+            list_url=self.list_url(list_id),
+            encoded_list=bits.encode(),
+            now=now,
+            ttl_seconds=self._ttl,
+            valid_for_seconds=int(PUBLISHED_VALIDITY.total_seconds()),
+        )
+        async with self._sessions.begin() as session:
+            await status_lists.store_published(session, list_id, version, jwt, now)
+        return PublishedList(jwt, _etag(jwt), version)
+
+
+def _etag(jwt: str) -> str:
+    return '"' + hashlib.sha256(jwt.encode("ascii")).hexdigest()[:32] + '"'

@@ -1,0 +1,99 @@
+"""Agents repository: tenant-scoped lookups, subtree membership by materialized path."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentauth.storage.models import AgentRow
+from agentauth.storage.records import Agent
+
+
+def to_record(row: AgentRow) -> Agent:
+    return Agent(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        parent_id=row.parent_id,
+        depth=row.depth,
+        path=row.path,
+        did=row.did,
+        name=row.name,
+        agent_type=row.agent_type,
+        description=row.description,
+        trust_level=row.trust_level,
+        status=row.status,
+        scopes=tuple(row.scopes),
+        identity_credential_id=row.identity_credential_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deactivated_at=row.deactivated_at,
+    )
+
+
+async def insert(session: AsyncSession, **values: Any) -> Agent:
+    row = AgentRow(**values)
+    session.add(row)
+    await session.flush()
+    return to_record(row)
+
+
+async def get(session: AsyncSession, agent_id: str) -> Agent | None:
+    row = await session.get(AgentRow, agent_id)
+    return to_record(row) if row else None
+
+
+async def get_by_did(session: AsyncSession, did: str) -> Agent | None:
+    row = (await session.scalars(select(AgentRow).where(AgentRow.did == did))).first()
+    return to_record(row) if row else None
+
+
+async def did_exists(session: AsyncSession, did: str) -> bool:
+    return (await session.scalar(select(func.count()).where(AgentRow.did == did))) != 0
+
+
+async def get_in_subtree(session: AsyncSession, agent_id: str, root_path: str) -> Agent | None:
+    """The agent if it lies in the subtree whose path is ``root_path`` (itself included), else None."""
+    row = await session.get(AgentRow, agent_id)
+    if row is None or not row.path.startswith(root_path):
+        return None
+    return to_record(row)
+
+
+async def list_subtree(session: AsyncSession, root_path: str, limit: int, offset: int) -> tuple[list[Agent], int]:
+    condition = AgentRow.path.startswith(root_path, autoescape=True)
+    total = await session.scalar(select(func.count()).select_from(AgentRow).where(condition)) or 0
+    rows = await session.scalars(
+        select(AgentRow).where(condition).order_by(AgentRow.created_at, AgentRow.id).limit(limit).offset(offset)
+    )
+    return [to_record(r) for r in rows], total
+
+
+async def subtree_ids(session: AsyncSession, root_path: str) -> list[str]:
+    rows = await session.scalars(select(AgentRow.id).where(AgentRow.path.startswith(root_path, autoescape=True)))
+    return list(rows)
+
+
+async def update_fields(session: AsyncSession, agent_id: str, now: datetime, **values: Any) -> Agent:
+    await session.execute(update(AgentRow).where(AgentRow.id == agent_id).values(updated_at=now, **values))
+    row = await session.get(AgentRow, agent_id, populate_existing=True)
+    assert row is not None
+    return to_record(row)
+
+
+async def deactivate_many(session: AsyncSession, agent_ids: list[str], now: datetime) -> list[str]:
+    """Deactivate the still-active agents among ``agent_ids``; returns the ones this call changed."""
+    if not agent_ids:
+        return []
+    active = list(
+        await session.scalars(select(AgentRow.id).where(AgentRow.id.in_(agent_ids), AgentRow.status == "active"))
+    )
+    if active:
+        await session.execute(
+            update(AgentRow)
+            .where(AgentRow.id.in_(active), AgentRow.status == "active")
+            .values(status="deactivated", deactivated_at=now, updated_at=now)
+        )
+    return active

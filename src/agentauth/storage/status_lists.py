@@ -1,0 +1,80 @@
+"""Status lists repository: list rows, exclusive block reservations, revoked indexes, published credentials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentauth.storage.models import CredentialRow, StatusBlockRow, StatusListRow
+
+
+async def open_list(session: AsyncSession, size: int, now: datetime) -> tuple[int, int]:
+    """(id, size) of the oldest open list, creating one when none is open."""
+    row = (
+        await session.scalars(select(StatusListRow).where(StatusListRow.state == "open").order_by(StatusListRow.id))
+    ).first()
+    if row is None:
+        row = StatusListRow(size=size, created_at=now, purpose="revocation", allocated=0, version=0, state="open")
+        session.add(row)
+        await session.flush()
+    return row.id, row.size
+
+
+async def taken_blocks(session: AsyncSession, list_id: int) -> set[int]:
+    return set(await session.scalars(select(StatusBlockRow.block).where(StatusBlockRow.list_id == list_id)))
+
+
+async def reserve_block(session: AsyncSession, list_id: int, block: int, now: datetime) -> bool:
+    """Insert the reservation; False when another process holds it (the primary key decides)."""
+    try:
+        async with session.begin_nested():
+            session.add(StatusBlockRow(list_id=list_id, block=block, reserved_at=now))
+            await session.flush()
+    except IntegrityError:
+        return False
+    await session.execute(
+        update(StatusListRow).where(StatusListRow.id == list_id).values(allocated=StatusListRow.allocated + 1)
+    )
+    return True
+
+
+async def mark_full(session: AsyncSession, list_id: int) -> None:
+    await session.execute(update(StatusListRow).where(StatusListRow.id == list_id).values(state="full"))
+
+
+async def exists(session: AsyncSession, list_id: int) -> bool:
+    return (await session.get(StatusListRow, list_id)) is not None
+
+
+async def snapshot(
+    session: AsyncSession, list_id: int
+) -> tuple[int, int, int | None, str | None, datetime | None] | None:
+    """(size, version, published_version, published_jwt, published_at) of a list, or None."""
+    row = await session.get(StatusListRow, list_id, populate_existing=True)
+    if row is None:
+        return None
+    return row.size, row.version, row.published_version, row.published_jwt, row.published_at
+
+
+async def revoked_indexes(session: AsyncSession, list_id: int) -> list[int]:
+    rows = await session.scalars(
+        select(CredentialRow.status_index).where(
+            CredentialRow.status_list_id == list_id, CredentialRow.revoked_at.is_not(None)
+        )
+    )
+    return list(rows)
+
+
+async def store_published(session: AsyncSession, list_id: int, version: int, jwt: str, now: datetime) -> None:
+    """Keep the signed list for ``version`` unless a newer one was stored meanwhile."""
+    await session.execute(
+        update(StatusListRow)
+        .where(
+            StatusListRow.id == list_id,
+            (StatusListRow.published_version.is_(None)) | (StatusListRow.published_version <= version),
+        )
+        .values(published_version=version, published_jwt=jwt, published_at=now)
+    )
