@@ -15,8 +15,10 @@ from agentauth.did import issuer_did_document, url_to_did_web
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.audit_log import AuditService
+from agentauth.issuer.compromise import adopt_stored_ring
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.keyring import IssuerKeys
+from agentauth.issuer.lifecycle import LifecycleService
 from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
@@ -46,6 +48,7 @@ class Services:
     agents: AgentService
     api_keys: ApiKeyService
     tokens: TokenService
+    lifecycle: LifecycleService
     audit: AuditService
     rate_limiter: RateLimiter
 
@@ -66,7 +69,7 @@ class Services:
         return timedelta(seconds=longest + 300)
 
     async def reload_keys(self) -> None:
-        self.issuer.use_ring(await self.keys.reload())
+        await adopt_stored_ring(self.keys, self.core)
 
     async def close(self) -> None:
         await self.rate_limiter.close()
@@ -97,6 +100,7 @@ async def build_services(settings: Settings) -> Services:
         clock=utcnow,
     )
     api_keys = ApiKeyService(core)
+    tokens = TokenService(core, api_keys)
     return Services(
         settings=settings,
         engine=engine,
@@ -107,7 +111,8 @@ async def build_services(settings: Settings) -> Services:
         status=status,
         agents=AgentService(core),
         api_keys=api_keys,
-        tokens=TokenService(core, api_keys),
+        tokens=tokens,
+        lifecycle=LifecycleService(core, tokens),
         audit=AuditService(core),
         rate_limiter=build_rate_limiter(settings.redis_url),
     )

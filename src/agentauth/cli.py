@@ -59,6 +59,31 @@ def keys_rotate() -> None:
     typer.echo(f"active key: {asyncio.run(run())}")
 
 
+@keys_app.command("revoke")
+def keys_revoke(
+    kid: Annotated[str, typer.Argument(help="The kid to drop (as shown by `agentauth keys list`).")],
+) -> None:
+    """Key compromise: drop KID from the JWKS and DID document now, and revoke everything it signed."""
+    from agentauth.bootstrap import build_services
+    from agentauth.errors import NotFound
+    from agentauth.issuer.compromise import revoke_signing_key
+    from agentauth.issuer.context import RequestContext
+
+    async def run() -> int:
+        svc = await build_services(_settings())
+        try:
+            return await revoke_signing_key(svc.keys, svc.core, kid, RequestContext())
+        finally:
+            await svc.close()
+
+    try:
+        count = asyncio.run(run())
+    except NotFound as exc:
+        typer.echo(f"error: {exc.description}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"dropped {kid}; revoked {count} credentials it signed")
+
+
 @keys_app.command("list")
 def keys_list() -> None:
     """Show the published keys and their states."""

@@ -18,19 +18,25 @@ from agentauth.settings import Settings
 
 log = logging.getLogger("agentauth.api")
 
-KEY_CHECK_INTERVAL_SECONDS = 60
+KEY_RELOAD_SECONDS = 5
+ROTATION_CHECK_SECONDS = 60
 
 
 async def _key_maintenance(svc: Services) -> None:
-    """Rotate on schedule and pick up rotations made elsewhere (another replica, `agentauth keys rotate`)."""
+    """Pick up key changes made elsewhere (another replica, `agentauth keys rotate|revoke`) within seconds,
+    and rotate on schedule."""
     every = timedelta(days=svc.settings.key_rotation_days)
+    since_rotation_check = 0.0
     while True:
-        await asyncio.sleep(KEY_CHECK_INTERVAL_SECONDS)
+        await asyncio.sleep(KEY_RELOAD_SECONDS)
+        since_rotation_check += KEY_RELOAD_SECONDS
         try:
-            await svc.keys.rotate_if_due(utcnow(), every, svc.key_retention())
+            if since_rotation_check >= ROTATION_CHECK_SECONDS:
+                since_rotation_check = 0.0
+                await svc.keys.rotate_if_due(utcnow(), every, svc.key_retention())
             await svc.reload_keys()
         except Exception:
-            log.exception("key maintenance failed; retrying in %ss", KEY_CHECK_INTERVAL_SECONDS)
+            log.exception("key maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep
 from agentauth.api.ratelimits import limit_token_request
+from agentauth.bootstrap import Services
+from agentauth.errors import InvalidToken
+from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import TokenResponse
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -58,6 +63,68 @@ async def token(request: Request, services: ServicesDep, ctx: ContextDep) -> Res
     await limit_token_request(services, params, ctx)
     result = await services.tokens.token(params, ctx)
     return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
+
+
+async def _caller(request: Request, services: Services, params: dict[str, Any]) -> Principal:
+    """RFC 7662 section 2.1 / RFC 7009 section 2.1: the caller authenticates - with its bearer token or, like
+    at the token endpoint, with its API key as client_secret (body or HTTP Basic)."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return await services.tokens.authenticate_bearer(header[7:].strip())
+    secret = params.get("client_secret")
+    if isinstance(secret, str) and secret:
+        return await services.tokens.authenticate_client(secret)
+    raise InvalidToken("authenticate with a bearer access token or your API key as client_secret")
+
+
+_TOKEN_PARAM_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {
+                        "token": {"type": "string"},
+                        "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+                        "client_secret": {"type": "string", "description": "Your API key, if not using a bearer."},
+                    },
+                }
+            },
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/introspect",
+    summary="Token introspection (RFC 7662)",
+    openapi_extra=_TOKEN_PARAM_FORM,
+    responses={200: {"description": "RFC 7662 response"}, 400: {}, 401: {}, 503: {}},
+)
+@router.post("/token/introspect", include_in_schema=False)
+async def introspect(request: Request, services: ServicesDep) -> JSONResponse:
+    params = await read_params(request)
+    principal = await _caller(request, services, params)
+    result = await services.lifecycle.introspect(principal, params.get("token"), params.get("token_type_hint"))
+    return JSONResponse(result, headers=NO_STORE)
+
+
+@router.post(
+    "/revoke",
+    summary="Token revocation (RFC 7009)",
+    openapi_extra=_TOKEN_PARAM_FORM,
+    responses={200: {"description": "Revoked, or nothing to revoke"}, 400: {}, 401: {}, 503: {}},
+)
+@router.post("/token/revoke", include_in_schema=False)
+async def revoke(request: Request, services: ServicesDep, ctx: ContextDep) -> Response:
+    params = await read_params(request)
+    principal = await _caller(request, services, params)
+    await services.lifecycle.revoke(principal, params.get("token"), params.get("token_type_hint"), ctx)
+    # RFC 7009 section 2.2: "The content of the response body is ignored by the client".
+    return Response(status_code=200, headers=NO_STORE)
 
 
 @router.get("/jwks", summary="Issuer public keys (same as /.well-known/jwks.json)")

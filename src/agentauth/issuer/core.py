@@ -120,6 +120,7 @@ class IssuerCore:
             scopes=list(scopes),
             status_list_id=list_id,
             status_index=index,
+            kid=self.credentials.active_kid,
             issued_at=now,
             expires_at=exp,
         )
@@ -191,6 +192,7 @@ class IssuerCore:
             scopes=[],
             status_list_id=list_id,
             status_index=index,
+            kid=self.credentials.active_kid,
             issued_at=now,
             expires_at=exp,
         )

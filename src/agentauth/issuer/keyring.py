@@ -77,6 +77,17 @@ class IssuerKeys:
         log.info("rotated issuer keys, active kid now %s", rotated.active.kid)
         return rotated
 
+    async def drop(self, kid: str, now: datetime) -> KeyRing:
+        """Remove a compromised key from the ring (and so from the JWKS and DID document) at once."""
+        async with self._sessions.begin() as session:
+            await signing_keys.lock_key_ring(session)
+            current = self._decode(list(await signing_keys.load_records(session)))
+            dropped = current.drop(kid, now)
+            await signing_keys.replace_records(session, [k.to_record(self._kek) for k in dropped.keys])
+        self._ring = dropped
+        log.warning("dropped issuer key %s; active kid now %s", kid, dropped.active.kid)
+        return dropped
+
     async def rotate_if_due(self, now: datetime, every: timedelta, retain_for: timedelta) -> bool:
         activated = self.ring.active.activated_at or self.ring.active.created_at
         if now - activated < every:

@@ -184,7 +184,7 @@ class TokenService:
 
     # -- bearer authentication for every protected route --------------------------------------------------
 
-    def _self_verifier(self) -> Verifier:
+    def self_verifier(self) -> Verifier:
         ring = self.core.credentials.ring
         if self._verifier is None or self._verifier_ring is not ring:
             # Our own tokens: signature and claims offline; revocation is read from the database below,
@@ -195,12 +195,23 @@ class TokenService:
             self._verifier_ring = ring
         return self._verifier
 
+    async def authenticate_client(self, api_key: str) -> Principal:
+        """A caller authenticating with its API key (RFC 7009/7662 client authentication)."""
+        key, agent = await self.api_keys.authenticate(api_key)
+        return Principal(
+            agent=agent,
+            scopes=frozenset(s for s in key.scopes if s in agent.scopes),
+            jti="",
+            client_id=agent.id,
+            token_exp=0,
+        )
+
     async def authenticate_bearer(self, token: str | None) -> Principal:
         if not token:
             raise InvalidToken("an access token is required")
         now = self.core.clock()
         try:
-            verified = self._self_verifier().verify_access_token(token, audience=self.core.issuer_url, now=now)
+            verified = self.self_verifier().verify_access_token(token, audience=self.core.issuer_url, now=now)
         except VerificationError as exc:
             raise InvalidToken("the access token is invalid", debug=f"{exc.code}: {exc.detail}") from exc
         claims = verified.claims

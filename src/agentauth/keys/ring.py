@@ -138,6 +138,18 @@ class KeyRing:
         keys.append(SigningKey.create(self.issuer_did, KeyState.NEXT, now))
         return KeyRing(self.issuer_did, keys)
 
+    def drop(self, kid: str, now: datetime) -> KeyRing:
+        """Remove a (compromised) key at once. If it was active, the published next key takes over now;
+        a fresh next key is published so the ring keeps its shape."""
+        key = self.get(kid)
+        if key is None:
+            raise KeyError(kid)
+        ring = self.rotate(now, timedelta(0)) if key.state is KeyState.ACTIVE else self
+        keys = [k for k in ring.keys if k.kid != kid]
+        if not any(k.state is KeyState.NEXT for k in keys):
+            keys.append(SigningKey.create(self.issuer_did, KeyState.NEXT, now))
+        return KeyRing(self.issuer_did, keys)
+
     def prune(self, now: datetime) -> KeyRing:
         """Drop retired keys whose every token has expired."""
         kept = [k for k in self.keys if not (k.remove_after is not None and k.remove_after <= now)]

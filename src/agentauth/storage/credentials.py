@@ -26,6 +26,7 @@ def to_record(row: CredentialRow) -> Credential:
         scopes=tuple(row.scopes),
         status_list_id=row.status_list_id,
         status_index=row.status_index,
+        kid=row.kid,
         issued_at=row.issued_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
@@ -57,6 +58,7 @@ async def revoke(
     api_key_id: str | None = None,
     refresh_family_id: str | None = None,
     delegation_ids: Sequence[str] | None = None,
+    kid: str | None = None,
 ) -> list[Credential]:
     """Revoke every unrevoked, unexpired credential matching all given filters; bump the versions of the
     status lists whose bits changed (in this transaction), and return what was revoked."""
@@ -71,6 +73,8 @@ async def revoke(
         conditions.append(CredentialRow.refresh_family_id == refresh_family_id)
     if delegation_ids is not None:
         conditions.append(CredentialRow.delegation_id.in_(list(delegation_ids)))
+    if kid is not None:
+        conditions.append(CredentialRow.kid == kid)
     if len(conditions) == 2:
         raise ValueError("refusing to revoke every credential: give a filter")
     result = await session.execute(

@@ -128,8 +128,9 @@ class StatusListRow(Base):
     allocated: Mapped[int] = mapped_column(Integer, default=0)
     # Bumped in the same transaction as any bit change; the published credential is rebuilt when it moves.
     version: Mapped[int] = mapped_column(BigInteger, default=0)
-    state: Mapped[str] = mapped_column(String(16), default="open")  # open | full
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | full | cleared
     created_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
     published_version: Mapped[int | None] = mapped_column(BigInteger)
     published_jwt: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None]
@@ -158,6 +159,7 @@ class CredentialRow(Base):
     scopes: Mapped[list[str]]
     status_list_id: Mapped[int] = mapped_column(ForeignKey("status_lists.id"))
     status_index: Mapped[int] = mapped_column(Integer)
+    kid: Mapped[str] = mapped_column(String(200), index=True)
     issued_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]

@@ -75,6 +75,7 @@ class Credential:
     scopes: tuple[str, ...]
     status_list_id: int
     status_index: int
+    kid: str
     issued_at: datetime
     expires_at: datetime
     revoked_at: datetime | None

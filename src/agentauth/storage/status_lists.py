@@ -78,3 +78,8 @@ async def store_published(session: AsyncSession, list_id: int, version: int, jwt
         )
         .values(published_version=version, published_jwt=jwt, published_at=now)
     )
+
+
+async def invalidate_published(session: AsyncSession) -> None:
+    """Forget every cached signed list (they must be re-signed, e.g. after their key was dropped)."""
+    await session.execute(update(StatusListRow).values(published_version=None, published_jwt=None))

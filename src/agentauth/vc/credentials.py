@@ -89,6 +89,11 @@ class CredentialIssuer:
     def ring(self) -> KeyRing:
         return self._ring
 
+    @property
+    def active_kid(self) -> str:
+        """The kid that signs right now; recorded with each credential so a compromised key's output is known."""
+        return self._ring.active.kid
+
     def use_ring(self, ring: KeyRing) -> None:
         """Swap in a rotated ring; later credentials are signed with its active key."""
         self._ring = ring

@@ -191,6 +191,17 @@ class Verifier:
             raise VerificationError(e.INVALID_SIGNATURE, "signature does not verify")
         return jws
 
+    def verify_signature(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(header, claims) of anything this issuer signed - any ``typ``, no time or status checks.
+
+        For deciding what a presented token *is* (revocation, introspection) before judging whether it is
+        still valid: a forged token must never be able to name someone else's credential.
+        """
+        jws = parse_compact(token)
+        if not jws.verify_with(self._key(jws.header.get("kid"))):
+            raise VerificationError(e.INVALID_SIGNATURE, "signature does not verify")
+        return jws.header, jws.payload
+
     def _times(self, claims: Mapping[str, Any], now: float, exp_required: bool = True) -> None:
         exp = _number(claims, "exp", exp_required)
         nbf = _number(claims, "nbf", False)

@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cleared_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("published_version", sa.BigInteger(), nullable=True),
         sa.Column("published_jwt", sa.Text(), nullable=True),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
@@ -144,6 +145,7 @@ def upgrade() -> None:
         sa.Column("scopes", sa.JSON(), nullable=False),
         sa.Column("status_list_id", sa.Integer(), nullable=False),
         sa.Column("status_index", sa.Integer(), nullable=False),
+        sa.Column("kid", sa.String(length=200), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
@@ -163,6 +165,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_credentials_api_key", ["api_key_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_credentials_delegation_id"), ["delegation_id"], unique=False)
         batch_op.create_index("ix_credentials_family", ["refresh_family_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_credentials_kid"), ["kid"], unique=False)
         batch_op.create_index("ix_credentials_revoked", ["status_list_id", "revoked_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_credentials_tenant_id"), ["tenant_id"], unique=False)
 
@@ -217,6 +220,7 @@ def downgrade() -> None:
     with op.batch_alter_table("credentials", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_credentials_tenant_id"))
         batch_op.drop_index("ix_credentials_revoked")
+        batch_op.drop_index(batch_op.f("ix_credentials_kid"))
         batch_op.drop_index("ix_credentials_family")
         batch_op.drop_index(batch_op.f("ix_credentials_delegation_id"))
         batch_op.drop_index("ix_credentials_api_key")
