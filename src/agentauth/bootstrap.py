@@ -17,8 +17,10 @@ from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.audit_log import AuditService
 from agentauth.issuer.compromise import adopt_stored_ring
 from agentauth.issuer.core import IssuerCore
+from agentauth.issuer.delegations import DelegationService
 from agentauth.issuer.keyring import IssuerKeys
 from agentauth.issuer.lifecycle import LifecycleService
+from agentauth.issuer.policies import PolicyService
 from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
@@ -49,6 +51,8 @@ class Services:
     api_keys: ApiKeyService
     tokens: TokenService
     lifecycle: LifecycleService
+    delegations: DelegationService
+    policies: PolicyService
     audit: AuditService
     rate_limiter: RateLimiter
 
@@ -113,6 +117,8 @@ async def build_services(settings: Settings) -> Services:
         api_keys=api_keys,
         tokens=tokens,
         lifecycle=LifecycleService(core, tokens),
+        delegations=DelegationService(core),
+        policies=PolicyService(core),
         audit=AuditService(core),
         rate_limiter=build_rate_limiter(settings.redis_url),
     )

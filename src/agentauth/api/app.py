@@ -11,7 +11,17 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from agentauth import __version__
-from agentauth.api import agents, audit, auth, credentials, errors, status_lists, wellknown
+from agentauth.api import (
+    agents,
+    audit,
+    auth,
+    credentials,
+    delegations,
+    errors,
+    policies,
+    status_lists,
+    wellknown,
+)
 from agentauth.api.middleware import LimitsMiddleware
 from agentauth.bootstrap import Services, build_services, utcnow
 from agentauth.settings import Settings
@@ -34,6 +44,7 @@ async def _key_maintenance(svc: Services) -> None:
             if since_rotation_check >= ROTATION_CHECK_SECONDS:
                 since_rotation_check = 0.0
                 await svc.keys.rotate_if_due(utcnow(), every, svc.key_retention())
+                await svc.status.recycle()
             await svc.reload_keys()
         except Exception:
             log.exception("key maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
@@ -65,7 +76,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (wellknown, auth, agents, credentials, status_lists, audit):
+    for module in (wellknown, auth, agents, credentials, delegations, policies, status_lists, audit):
         app.include_router(module.router)
     app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
     return app

@@ -29,7 +29,11 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     services = get_services(request)
-    return await services.tokens.authenticate_bearer(credentials.credentials if credentials else None)
+    principal = await services.tokens.authenticate_bearer(credentials.credentials if credentials else None)
+    # Every authenticated route authorizes through the policy engine (scopes allow, deny policies override).
+    ip = request.client.host if request.client else None
+    await services.policies.authorize_route(principal, request.method, request.url.path, ip)
+    return principal
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

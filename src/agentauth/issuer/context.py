@@ -25,10 +25,20 @@ class Principal:
     client_id: str
     token_exp: int
     claims: dict[str, object] = field(default_factory=dict, compare=False)
+    # For a token obtained by token exchange: the delegate acting on ``agent``'s behalf (RFC 8693 ``act``),
+    # the delegation it acts under (the chain's last link) and the chain's length.
+    actor: Agent | None = None
+    delegation_id: str | None = None
+    delegation_depth: int = 0
 
     @property
     def tenant_id(self) -> str:
         return self.agent.tenant_id
+
+    @property
+    def acting(self) -> Agent:
+        """Who is actually making the request: the delegate under a delegation, else the subject."""
+        return self.actor or self.agent
 
     def require(self, *scopes: str) -> None:
         missing = [s for s in scopes if s not in self.scopes]

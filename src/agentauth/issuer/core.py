@@ -86,6 +86,7 @@ class IssuerCore:
         delegation_chain: Sequence[str] | None = None,
         delegation_id: str | None = None,
         expires_at: datetime | None = None,
+        extra_subject_claims: dict[str, Any] | None = None,
     ) -> tuple[str, datetime]:
         """Sign an access token and durably record it with its status slot, in the caller's transaction.
 
@@ -102,7 +103,7 @@ class IssuerCore:
             now=now,
             expires_at=exp,
             status=status,
-            subject_claims=self.subject_claims(agent),
+            subject_claims=self.subject_claims(agent) | (extra_subject_claims or {}),
             act=act,
             delegation_chain=delegation_chain,
         )

@@ -10,7 +10,7 @@ from agentauth.issuer import audit
 from agentauth.issuer.context import RequestContext
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
-from agentauth.storage import credentials, refresh_tokens
+from agentauth.storage import credentials, delegations, refresh_tokens
 from agentauth.storage.records import Agent, Credential
 
 
@@ -38,5 +38,21 @@ async def revoke_agents(session: AsyncSession, ctx: RequestContext, now: datetim
             target_type="api_key", target_id=key_id, details={"cause": "agent deactivated"},
         )  # fmt: skip
     await refresh_tokens.revoke_where(session, agent_ids=ids)
+    await revoke_delegation_subtrees(session, ctx, now, await delegations.paths_involving(session, ids), actor)
     revoked = await credentials.revoke(session, now, agent_ids=ids)
     audit_credentials(session, ctx, now, revoked, actor, "agent deactivated")
+
+
+async def revoke_delegation_subtrees(
+    session: AsyncSession, ctx: RequestContext, now: datetime, paths: list[str], actor: str
+) -> None:
+    """Revoke the delegations at and below ``paths`` and every credential resting on any of them."""
+    revoked = await delegations.revoke_subtrees(session, paths, now)
+    for delegation in revoked:
+        audit.record(
+            session, ctx, now, action="delegation.revoked", tenant_id=delegation.tenant_id, actor=actor,
+            target_type="delegation", target_id=delegation.id,
+        )  # fmt: skip
+    if revoked:
+        tokens = await credentials.revoke(session, now, delegation_ids=[d.id for d in revoked])
+        audit_credentials(session, ctx, now, tokens, actor, "delegation revoked")

@@ -147,3 +147,88 @@ class AuditEventOut(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEventOut]
     next_cursor: str | None
+
+
+class CreateDelegationRequest(Strict):
+    delegate_agent_id: str = Field(min_length=1, max_length=64)
+    scopes: list[str] = Field(min_length=1, description="Subset of your effective scopes.")
+    max_chain_depth: int | None = Field(
+        None, ge=0, le=10, description="Further hops allowed below this one (default 3, or parent's minus one)."
+    )
+    expires_in_hours: int | None = Field(None, ge=1, le=8760, description="Default 24 h, never past the parent.")
+
+
+class DelegationOut(BaseModel):
+    id: str
+    delegator_agent_id: str
+    delegate_agent_id: str
+    parent_delegation_id: str | None
+    scopes: list[str]
+    max_chain_depth: int = Field(description="Further hops allowed below this delegation.")
+    chain_depth: int = Field(description="Position in its chain: 1 for a root grant.")
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    credential: str = Field(description="The signed AgentDelegationCredential (compact JWT).")
+
+
+class DelegationPage(BaseModel):
+    items: list[DelegationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DelegationChain(BaseModel):
+    delegation_id: str
+    links: list[DelegationOut] = Field(description="Root grant first.")
+    effective_scopes: list[str]
+    root_delegator_agent_id: str
+
+
+class PolicyIn(Strict):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    description: Description | None = None
+    effect: Literal["allow", "deny"]
+    subjects: dict[str, Any] = Field(
+        description='Who: {"all": true} or any of {"agent_ids": [...], "agent_types": [...], "trust_levels": [...]}'
+    )
+    actions: list[str] = Field(min_length=1, description="read, write, delete, execute, delegate, admin or '*'")
+    resources: list[Annotated[str, StringConstraints(min_length=1, max_length=1000)]] = Field(
+        min_length=1, description="Path patterns: '*' = one segment, '**' = any depth"
+    )
+    conditions: dict[str, Any] = Field(
+        default_factory=dict,
+        description='{"time_window": {"start": "09:00", "end": "17:00", "days": ["mon"], "timezone": "UTC"}, '
+        '"source_ips": ["10.0.0.0/8"], "max_delegation_depth": 2}',
+    )
+    priority: int = Field(0, ge=-1000, le=1000)
+    enabled: bool = True
+
+
+class PolicyOut(PolicyIn):
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class PolicyPage(BaseModel):
+    items: list[PolicyOut]
+    total: int
+
+
+class EvaluateRequest(Strict):
+    agent_id: str = Field(min_length=1, max_length=64)
+    action: Literal["read", "write", "delete", "execute", "delegate", "admin"]
+    resource: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    source_ip: str | None = Field(None, max_length=64, description="Evaluate as if from this address.")
+
+
+class EvaluateResponse(BaseModel):
+    allowed: bool
+    effect: Literal["allow", "deny"]
+    basis: Literal["policy", "scope", "delegation", "default"]
+    matched_policy: dict[str, Any] | None
+    delegation_id: str | None
+    reasons: list[str]

@@ -30,6 +30,9 @@ LIST_SIZE = 131_072
 BLOCK_SIZE = 512
 # A published list stays valid this long even with no change; it is re-signed before it runs out.
 PUBLISHED_VALIDITY = timedelta(days=1)
+# A process deals from a reserved block for at most this long; a list is recycled only after all its blocks
+# are older than this, so no process can still be dealing indexes from a list being cleared.
+BLOCK_MAX_AGE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class StatusRegistry:
         self._lock = asyncio.Lock()
         self._list_id: int | None = None
         self._free: list[int] = []
+        self._reserved_at: datetime | None = None
 
     def list_url(self, list_id: int) -> str:
         return f"{self._base_url}/api/v1/status-lists/{list_id}"
@@ -63,7 +67,8 @@ class StatusRegistry:
     async def allocate(self) -> StatusEntry:
         """A fresh (list, index) slot for one credential."""
         async with self._lock:
-            if not self._free:
+            stale = self._reserved_at is not None and self._clock() - self._reserved_at > BLOCK_MAX_AGE
+            if not self._free or stale:
                 await self._reserve_block()
             assert self._list_id is not None
             return StatusEntry(self.list_url(self._list_id), self._free.pop())
@@ -92,9 +97,25 @@ class StatusRegistry:
                     await status_lists.mark_full(session, list_id)
             indexes = list(range(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE))
             random.SystemRandom().shuffle(indexes)
-            self._list_id, self._free = list_id, indexes
+            self._list_id, self._free, self._reserved_at = list_id, indexes, self._clock()
             return
         raise RuntimeError("could not reserve a status-list block")
+
+    async def recycle(self) -> None:
+        """Reuse lists whose every credential has expired: clear them (the published list turns all-zero), and
+        only after verifiers' caches of the old list have run out (two ttls) deal their indexes again -
+        otherwise a stale cached bit could make a fresh credential look revoked."""
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            for list_id, _ in await status_lists.lists_in_state(session, "full"):
+                newest_block = await status_lists.newest_block(session, list_id)
+                if newest_block is not None and now - newest_block < BLOCK_MAX_AGE + timedelta(minutes=1):
+                    continue
+                if not await status_lists.has_live_credentials(session, list_id, now):
+                    await status_lists.clear(session, list_id, now)
+            for list_id, cleared_at in await status_lists.lists_in_state(session, "cleared"):
+                if cleared_at is not None and now - cleared_at >= timedelta(seconds=2 * self._ttl):
+                    await status_lists.reopen(session, list_id)
 
     async def published(self, list_id: int) -> PublishedList:
         """The current signed ``BitstringStatusListCredential`` of a list; re-signed only when bits changed."""

@@ -13,19 +13,29 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidToken, UnsupportedGrantType
+from agentauth.errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidToken,
+    UnsupportedGrantType,
+)
 from agentauth.issuer import audit
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.context import Principal, RequestContext
-from agentauth.issuer.core import IssuerCore
+from agentauth.issuer.core import IssuerCore, token_response
 from agentauth.issuer.revocation import audit_credentials
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow, parse_scope
+from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
 from agentauth.storage import assertions, refresh_tokens
 from agentauth.storage import credentials as credentials_repo
-from agentauth.vc import VerificationError, Verifier, verify_agent_assertion
+from agentauth.storage import delegations as delegations_repo
+from agentauth.storage.records import Agent
+from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, Verifier, verify_agent_assertion
 
 log = logging.getLogger("agentauth.tokens")
 
@@ -33,7 +43,9 @@ GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_REFRESH_TOKEN = "refresh_token"
 GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-GRANT_TYPES = (GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, GRANT_JWT_BEARER)
+GRANT_TYPES = (GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE)
+TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 
 
 def _one(params: dict[str, Any], name: str, required: bool = False) -> str | None:
@@ -67,6 +79,8 @@ class TokenService:
                 return await self._refresh(params, ctx)
             if grant_type == GRANT_JWT_BEARER:
                 return await self._jwt_bearer(params, ctx)
+            if grant_type == GRANT_TOKEN_EXCHANGE:
+                return await self._token_exchange(params, ctx)
         except (InvalidClient, InvalidGrant) as exc:
             await audit.record_failure(
                 self.core.sessions, ctx, self.core.clock, action="token.denied",
@@ -182,6 +196,103 @@ class TokenService:
             )  # fmt: skip
         return tokens
 
+    async def _token_exchange(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        """RFC 8693: the delegate exchanges a delegation credential for an access token acting under it.
+
+        ``sub`` is the chain's root delegator, ``act`` names the delegates (current actor outermost, section
+        4.1), ``scope`` is requested intersected with delegated, and ``delegation_chain`` carries the compact
+        delegation credentials root first, so a verifier holding only our JWKS checks the whole chain.
+        """
+        subject_token = _one(params, "subject_token", required=True)
+        subject_type = _one(params, "subject_token_type", required=True)
+        assert subject_token is not None
+        if subject_type != TOKEN_TYPE_JWT:
+            raise InvalidRequest(f"subject_token_type must be {TOKEN_TYPE_JWT} (a delegation credential)")
+        actor = await self._exchange_actor(params)
+        now = self.core.clock()
+        if subject_token.startswith(REFRESH_TOKEN_PREFIX):
+            raise InvalidGrant("subject_token must be a delegation credential, not a refresh token")
+        verifier = self.self_verifier()
+        try:
+            claims = verifier.verify_credential(subject_token, expected_type=DELEGATION_CREDENTIAL, now=now)
+        except VerificationError as exc:
+            raise InvalidGrant(
+                "subject_token is not a valid delegation credential", debug=f"{exc.code}: {exc.detail}"
+            ) from exc
+        requested = parse_scope(_one(params, "scope"))
+        slot = await self.core.status.allocate()
+        async with self.core.sessions.begin() as session:
+            delegation = await delegations_repo.get_by_credential(session, str(claims["jti"]))
+            if delegation is None:
+                raise InvalidGrant("unknown delegation")
+            # RFC 8693 section 2.1: the server decides whether the actor may act; here only the named delegate.
+            if delegation.delegate_id != actor.id:
+                raise InvalidGrant("only the delegate named in the delegation can use it")
+            chain = await delegations_repo.chain(session, delegation)
+            dead = [d.id for d in chain if d.status != "active" or d.expires_at <= now]
+            if dead or len(chain) != delegation.depth:
+                raise InvalidGrant("the delegation (or one above it) is revoked or expired", debug=f"dead: {dead}")
+            try:
+                verifier.verify_delegation_chain([d.credential_jwt for d in chain], now=now)
+            except VerificationError as exc:
+                raise InvalidGrant("the delegation chain does not verify", debug=f"{exc.code}: {exc.detail}") from exc
+            root = await agents_repo.get(session, chain[0].delegator_id)
+            delegates = {d.delegate_id: await agents_repo.get(session, d.delegate_id) for d in chain}
+            if root is None or not root.is_active or any(a is None or not a.is_active for a in delegates.values()):
+                raise InvalidGrant("an agent of the delegation chain is deactivated")
+            granted = set(delegation.scopes)
+            scopes = tuple(s for s in requested if s in granted) if requested else tuple(delegation.scopes)
+            if not scopes:
+                raise InvalidScope("none of the requested scopes was delegated")
+            act: dict[str, Any] | None = None
+            for link in chain:
+                agent = delegates[link.delegate_id]
+                assert agent is not None
+                act = {"sub": agent.did} if act is None else {"sub": agent.did, "act": act}
+            access, exp = await self.core.mint_access_token(
+                session,
+                root,
+                scopes,
+                status=slot,
+                now=now,
+                client_id=actor.id,
+                api_key_id=None,
+                family_id=None,
+                subject_did=root.did,
+                act=act,
+                delegation_chain=[d.credential_jwt for d in chain],
+                delegation_id=delegation.id,
+                expires_at=delegation.expires_at,
+                extra_subject_claims={"actorAgentId": actor.id},
+            )
+            audit.record(
+                session, ctx, now, action="token.exchanged", tenant_id=root.tenant_id, actor=actor.id,
+                target_type="delegation", target_id=delegation.id, details={"scopes": list(scopes)},
+            )  # fmt: skip
+        response = token_response(access, exp, now, scopes, None)
+        response.issued_token_type = TOKEN_TYPE_ACCESS
+        return response
+
+    async def _exchange_actor(self, params: dict[str, Any]) -> Agent:
+        """The delegate authenticates: its own access token as ``actor_token``, or its API key."""
+        actor_token = _one(params, "actor_token")
+        if actor_token is not None:
+            actor_type = _one(params, "actor_token_type")
+            if actor_type != TOKEN_TYPE_ACCESS:
+                raise InvalidRequest(f"actor_token_type must be {TOKEN_TYPE_ACCESS}")
+            try:
+                principal = await self.authenticate_bearer(actor_token)
+            except InvalidToken as exc:
+                raise InvalidGrant("actor_token is not valid", debug=exc.debug) from exc
+            if principal.actor is not None:
+                raise InvalidGrant("actor_token must be the delegate's own token, not a delegated one")
+            return principal.agent
+        secret = _one(params, "client_secret")
+        if secret is None:
+            raise InvalidClient("authenticate as the delegate: actor_token or client_secret (API key)")
+        _, agent = await self.api_keys.authenticate(secret)
+        return agent
+
     # -- bearer authentication for every protected route --------------------------------------------------
 
     def self_verifier(self) -> Verifier:
@@ -217,9 +328,17 @@ class TokenService:
         claims = verified.claims
         subject = claims.get("vc", {}).get("credentialSubject", {})
         agent_id = subject.get("agentId") if isinstance(subject, dict) else None
+        actor: Agent | None = None
+        delegation_id: str | None = None
         async with self.core.sessions() as session:
             exists, revoked_at = await credentials_repo.revoked_at(session, str(claims["jti"]))
             agent = await agents_repo.get(session, str(agent_id)) if isinstance(agent_id, str) else None
+            if verified.chain:
+                actor = await agents_repo.get_by_did(session, verified.chain[-1].delegate)
+                last = await delegations_repo.get_by_credential(session, verified.chain[-1].id)
+                if last is None or last.status != "active" or actor is None or not actor.is_active:
+                    raise InvalidToken("the access token is invalid", debug="delegation or actor no longer active")
+                delegation_id = last.id
         if not exists or revoked_at is not None:
             raise InvalidToken("the access token is invalid", debug=f"token {claims['jti']} revoked or unknown")
         if agent is None or not agent.is_active:
@@ -231,4 +350,7 @@ class TokenService:
             client_id=str(claims["client_id"]),
             token_exp=int(claims["exp"]),
             claims=claims,
+            actor=actor,
+            delegation_id=delegation_id,
+            delegation_depth=len(verified.chain),
         )

@@ -175,6 +175,56 @@ class StatusBlockRow(Base):
     reserved_at: Mapped[datetime]
 
 
+class DelegationRow(Base):
+    """One signed hop of authority. ``path`` ("/root/.../self/") makes "everything below" one prefix query."""
+
+    __tablename__ = "delegations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    delegator_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    delegate_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("delegations.id"), index=True)
+    path: Mapped[str] = mapped_column(String(1000), index=True)
+    depth: Mapped[int] = mapped_column(Integer)  # 1 for a root grant
+    scopes: Mapped[list[str]]
+    remaining_depth: Mapped[int] = mapped_column(Integer)
+    credential_jti: Mapped[str] = mapped_column(String(60), unique=True)
+    credential_jwt: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class PolicyRow(Base):
+    __tablename__ = "policies"
+    __table_args__ = (Index("ix_policies_tenant_priority", "tenant_id", "priority"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    effect: Mapped[str] = mapped_column(String(8))
+    subjects: Mapped[dict[str, Any]]
+    actions: Mapped[list[str]]
+    resources: Mapped[list[str]]
+    conditions: Mapped[dict[str, Any]]
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class PolicyVersionRow(Base):
+    """Bumped with every policy change of a tenant, so each process knows when its compiled set is stale."""
+
+    __tablename__ = "policy_versions"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class UsedAssertionRow(Base):
     """RFC 7523 section 3: jwt-bearer assertion ids, kept until the assertion expires (replay protection)."""
 

@@ -95,3 +95,39 @@ class AuditEvent:
     ip: str | None
     created_at: datetime
     details: dict[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    id: str
+    tenant_id: str
+    delegator_id: str
+    delegate_id: str
+    parent_id: str | None
+    path: str
+    depth: int
+    scopes: tuple[str, ...]
+    remaining_depth: int
+    credential_jti: str
+    credential_jwt: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    id: str
+    tenant_id: str
+    name: str
+    description: str | None
+    effect: str
+    subjects: dict[str, object]
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    conditions: dict[str, object]
+    priority: int
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime

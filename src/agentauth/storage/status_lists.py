@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,3 +83,43 @@ async def store_published(session: AsyncSession, list_id: int, version: int, jwt
 async def invalidate_published(session: AsyncSession) -> None:
     """Forget every cached signed list (they must be re-signed, e.g. after their key was dropped)."""
     await session.execute(update(StatusListRow).values(published_version=None, published_jwt=None))
+
+
+async def lists_in_state(session: AsyncSession, state: str) -> list[tuple[int, datetime | None]]:
+    rows = await session.execute(select(StatusListRow.id, StatusListRow.cleared_at).where(StatusListRow.state == state))
+    return [(r[0], r[1]) for r in rows]
+
+
+async def has_live_credentials(session: AsyncSession, list_id: int, now: datetime) -> bool:
+    row = (
+        await session.execute(
+            select(CredentialRow.jti)
+            .where(CredentialRow.status_list_id == list_id, CredentialRow.expires_at > now)
+            .limit(1)
+        )
+    ).first()
+    return row is not None
+
+
+async def clear(session: AsyncSession, list_id: int, now: datetime) -> None:
+    """Forget a full list's expired credentials and reservations; its bits read zero from the next version."""
+    await session.execute(delete(CredentialRow).where(CredentialRow.status_list_id == list_id))
+    await session.execute(delete(StatusBlockRow).where(StatusBlockRow.list_id == list_id))
+    await session.execute(
+        update(StatusListRow)
+        .where(StatusListRow.id == list_id, StatusListRow.state == "full")
+        .values(state="cleared", cleared_at=now, allocated=0, version=StatusListRow.version + 1)
+    )
+
+
+async def reopen(session: AsyncSession, list_id: int) -> None:
+    await session.execute(
+        update(StatusListRow).where(StatusListRow.id == list_id, StatusListRow.state == "cleared").values(state="open")
+    )
+
+
+async def newest_block(session: AsyncSession, list_id: int) -> datetime | None:
+    value: datetime | None = await session.scalar(
+        select(func.max(StatusBlockRow.reserved_at)).where(StatusBlockRow.list_id == list_id)
+    )
+    return value

@@ -69,6 +69,32 @@ def upgrade() -> None:
         batch_op.create_index("ix_audit_tenant_id", ["tenant_id", "id"], unique=False)
 
     op.create_table(
+        "policies",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("effect", sa.String(length=8), nullable=False),
+        sa.Column("subjects", sa.JSON(), nullable=False),
+        sa.Column("actions", sa.JSON(), nullable=False),
+        sa.Column("resources", sa.JSON(), nullable=False),
+        sa.Column("conditions", sa.JSON(), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("policies", schema=None) as batch_op:
+        batch_op.create_index("ix_policies_tenant_priority", ["tenant_id", "priority"], unique=False)
+
+    op.create_table(
+        "policy_versions",
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id"),
+    )
+    op.create_table(
         "signing_keys",
         sa.Column("kid", sa.String(length=200), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
@@ -170,6 +196,45 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_credentials_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
+        "delegations",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("delegator_id", sa.String(length=40), nullable=False),
+        sa.Column("delegate_id", sa.String(length=40), nullable=False),
+        sa.Column("parent_id", sa.String(length=40), nullable=True),
+        sa.Column("path", sa.String(length=1000), nullable=False),
+        sa.Column("depth", sa.Integer(), nullable=False),
+        sa.Column("scopes", sa.JSON(), nullable=False),
+        sa.Column("remaining_depth", sa.Integer(), nullable=False),
+        sa.Column("credential_jti", sa.String(length=60), nullable=False),
+        sa.Column("credential_jwt", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["delegate_id"],
+            ["agents.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["delegator_id"],
+            ["agents.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["parent_id"],
+            ["delegations.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("credential_jti"),
+    )
+    with op.batch_alter_table("delegations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_delegations_delegate_id"), ["delegate_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_delegations_delegator_id"), ["delegator_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_delegations_parent_id"), ["parent_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_delegations_path"), ["path"], unique=False)
+        batch_op.create_index(batch_op.f("ix_delegations_tenant_id"), ["tenant_id"], unique=False)
+
+    op.create_table(
         "refresh_tokens",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -217,6 +282,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_refresh_tokens_agent_id"))
 
     op.drop_table("refresh_tokens")
+    with op.batch_alter_table("delegations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_delegations_tenant_id"))
+        batch_op.drop_index(batch_op.f("ix_delegations_path"))
+        batch_op.drop_index(batch_op.f("ix_delegations_parent_id"))
+        batch_op.drop_index(batch_op.f("ix_delegations_delegator_id"))
+        batch_op.drop_index(batch_op.f("ix_delegations_delegate_id"))
+
+    op.drop_table("delegations")
     with op.batch_alter_table("credentials", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_credentials_tenant_id"))
         batch_op.drop_index("ix_credentials_revoked")
@@ -238,6 +311,11 @@ def downgrade() -> None:
     op.drop_table("used_assertions")
     op.drop_table("status_lists")
     op.drop_table("signing_keys")
+    op.drop_table("policy_versions")
+    with op.batch_alter_table("policies", schema=None) as batch_op:
+        batch_op.drop_index("ix_policies_tenant_priority")
+
+    op.drop_table("policies")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_tenant_id")
         batch_op.drop_index(batch_op.f("ix_audit_events_created_at"))

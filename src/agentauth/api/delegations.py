@@ -1,0 +1,66 @@
+"""``/api/v1/delegations``: create, list, get (with its signed credential), chain, revoke (cascading)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import JSONResponse
+
+from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep
+from agentauth.issuer.schemas import CreateDelegationRequest, DelegationChain, DelegationOut, DelegationPage
+
+router = APIRouter(prefix="/api/v1/delegations", tags=["delegations"])
+DelegationId = Annotated[str, Path(min_length=1, max_length=64, description="Delegation id (dlg_...)")]
+
+
+@router.post(
+    "",
+    response_model=DelegationOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Delegate a subset of your scopes to another agent of your tenant",
+)
+async def create_delegation(
+    body: CreateDelegationRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+) -> JSONResponse:
+    created = await services.delegations.create(principal, body, ctx)
+    return JSONResponse(created.model_dump(mode="json"), status_code=201)
+
+
+@router.get("", response_model=DelegationPage, summary="Delegations you granted or received")
+async def list_delegations(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    role: Literal["delegator", "delegate"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DelegationPage:
+    return await services.delegations.list(principal, role, limit, offset)
+
+
+@router.get("/{delegation_id}", response_model=DelegationOut, summary="A delegation with its signed credential")
+async def get_delegation(delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep) -> DelegationOut:
+    return await services.delegations.get(principal, delegation_id)
+
+
+@router.get("/{delegation_id}/chain", response_model=DelegationChain, summary="The chain, root first")
+async def get_chain(delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep) -> DelegationChain:
+    return await services.delegations.chain(principal, delegation_id)
+
+
+@router.post(
+    "/{delegation_id}/revoke",
+    response_model=DelegationOut,
+    summary="Revoke it, every delegation below it and every token resting on them",
+)
+async def revoke_delegation(
+    delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+) -> DelegationOut:
+    return await services.delegations.revoke(principal, delegation_id, ctx)
+
+
+@router.delete("/{delegation_id}", response_model=DelegationOut, summary="Revoke (same as POST .../revoke)")
+async def delete_delegation(
+    delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+) -> DelegationOut:
+    return await services.delegations.revoke(principal, delegation_id, ctx)

@@ -1,0 +1,237 @@
+"""Delegations: an agent hands a subset of its authority to another agent of its tenant, as a signed
+``AgentDelegationCredential`` linked to its parent by id and SHA-256 digest.
+
+Rules (each also re-checked offline by ``vc.Verifier``): scopes within the delegator's effective scopes (its
+own grant, or - when it acts under a delegation - what was delegated to it); depth only shrinks; expiry never
+outlives the parent; no self-delegation, no cycles; the delegate is an active agent of the same tenant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentauth.errors import AccessDenied, Conflict, InvalidRequest, InvalidScope, NotFound
+from agentauth.issuer import audit
+from agentauth.issuer.agents import check_page
+from agentauth.issuer.context import Principal, RequestContext
+from agentauth.issuer.core import IssuerCore, new_id
+from agentauth.issuer.revocation import revoke_delegation_subtrees
+from agentauth.issuer.schemas import (
+    CreateDelegationRequest,
+    DelegationChain,
+    DelegationOut,
+    DelegationPage,
+)
+from agentauth.issuer.scopes import parse_scope
+from agentauth.issuer.status import StatusRegistry
+from agentauth.storage import agents as agents_repo
+from agentauth.storage import credentials
+from agentauth.storage import delegations as repo
+from agentauth.storage.records import Agent, Delegation
+from agentauth.vc import StatusEntry
+
+DEFAULT_MAX_CHAIN_DEPTH = 3
+DEFAULT_LIFETIME = timedelta(hours=24)
+
+
+def delegation_out(d: Delegation) -> DelegationOut:
+    return DelegationOut(
+        id=d.id,
+        delegator_agent_id=d.delegator_id,
+        delegate_agent_id=d.delegate_id,
+        parent_delegation_id=d.parent_id,
+        scopes=list(d.scopes),
+        max_chain_depth=d.remaining_depth,
+        chain_depth=d.depth,
+        status=d.status,
+        created_at=d.created_at,
+        expires_at=d.expires_at,
+        revoked_at=d.revoked_at,
+        credential=d.credential_jwt,
+    )
+
+
+class DelegationService:
+    def __init__(self, core: IssuerCore) -> None:
+        self.core = core
+
+    async def create(
+        self, principal: Principal, request: CreateDelegationRequest, ctx: RequestContext
+    ) -> DelegationOut:
+        principal.require("delegations.write")
+        delegator = principal.acting
+        requested = parse_scope(request.scopes) or ()
+        slot = await self.core.status.allocate()
+        now = self.core.clock()
+        async with self.core.sessions.begin() as session:
+            parent = await self._parent(session, principal)
+            if parent is not None:
+                effective = set(parent.scopes) & principal.scopes
+                if parent.remaining_depth == 0:
+                    raise AccessDenied("the delegation you act under does not allow re-delegation (depth 0)")
+                ceiling_depth = parent.remaining_depth - 1
+                ceiling_exp = parent.expires_at
+            else:
+                effective = set(delegator.scopes) & principal.scopes
+                ceiling_depth, ceiling_exp = 10, None
+            excess = sorted(set(requested) - effective)
+            if excess:
+                raise InvalidScope(f"cannot delegate scopes you do not hold: {', '.join(excess)}")
+            depth = request.max_chain_depth
+            if depth is None:
+                depth = min(DEFAULT_MAX_CHAIN_DEPTH, ceiling_depth)
+            elif depth > ceiling_depth:
+                raise InvalidRequest(f"max_chain_depth {depth} exceeds what the parent allows ({ceiling_depth})")
+            if request.expires_in_hours is not None:
+                expires = now + timedelta(hours=request.expires_in_hours)
+                if ceiling_exp is not None and expires > ceiling_exp:
+                    raise InvalidRequest("expires_in_hours would outlive the parent delegation")
+            else:
+                expires = min(now + DEFAULT_LIFETIME, ceiling_exp) if ceiling_exp else now + DEFAULT_LIFETIME
+            delegate = await agents_repo.get(session, request.delegate_agent_id)
+            if delegate is None or delegate.tenant_id != principal.tenant_id:
+                raise NotFound("no such agent")
+            if not delegate.is_active:
+                raise Conflict("the delegate agent is deactivated")
+            if delegate.id == delegator.id:
+                raise InvalidRequest("an agent cannot delegate to itself")
+            chain = await repo.chain(session, parent) if parent else []
+            if delegate.id in {d.delegator_id for d in chain} | {d.delegate_id for d in chain}:
+                raise InvalidRequest("the delegate is already in this delegation chain (cycle)")
+            delegation = await self._sign_and_store(
+                session, delegator.did, delegate, requested, depth, expires, parent, slot, now, principal
+            )
+            audit.record(
+                session, ctx, now, action="delegation.created", tenant_id=principal.tenant_id, actor=delegator.id,
+                target_type="delegation", target_id=delegation.id,
+                details={"delegate": delegate.id, "scopes": list(requested), "parent": parent.id if parent else None},
+            )  # fmt: skip
+        return delegation_out(delegation)
+
+    async def _parent(self, session: AsyncSession, principal: Principal) -> Delegation | None:
+        if principal.delegation_id is None:
+            return None
+        parent = await repo.get(session, principal.delegation_id)
+        if parent is None or parent.status != "active" or parent.expires_at <= self.core.clock():
+            raise AccessDenied("the delegation you act under is no longer active")
+        return parent
+
+    async def _sign_and_store(
+        self,
+        session: AsyncSession,
+        delegator_did: str,
+        delegate: Agent,
+        scopes: tuple[str, ...],
+        depth: int,
+        expires: datetime,
+        parent: Delegation | None,
+        slot: StatusEntry,
+        now: datetime,
+        principal: Principal,
+    ) -> Delegation:
+        delegation_id = new_id("dlg")
+        jwt, claims = self.core.credentials.issue_delegation_credential(
+            delegate_did=delegate.did,
+            delegator_did=delegator_did,
+            scopes=scopes,
+            remaining_depth=depth,
+            now=now,
+            expires_at=expires,
+            status=slot,
+            parent_jwt=parent.credential_jwt if parent else None,
+            parent_id=parent.credential_jti if parent else None,
+        )
+        list_id, index = StatusRegistry.parse_entry(slot)
+        await credentials.insert(
+            session,
+            jti=claims["jti"],
+            kind="delegation",
+            agent_id=delegate.id,
+            tenant_id=delegate.tenant_id,
+            delegation_id=delegation_id,
+            scopes=list(scopes),
+            status_list_id=list_id,
+            status_index=index,
+            kid=self.core.credentials.active_kid,
+            issued_at=now,
+            expires_at=expires,
+        )
+        return await repo.insert(
+            session,
+            id=delegation_id,
+            tenant_id=principal.tenant_id,
+            delegator_id=principal.acting.id,
+            delegate_id=delegate.id,
+            parent_id=parent.id if parent else None,
+            path=f"{parent.path if parent else '/'}{delegation_id}/",
+            depth=(parent.depth + 1) if parent else 1,
+            scopes=list(scopes),
+            remaining_depth=depth,
+            credential_jti=claims["jti"],
+            credential_jwt=jwt,
+            status="active",
+            created_at=now,
+            expires_at=expires,
+        )
+
+    async def _visible(self, session: AsyncSession, principal: Principal, delegation_id: str) -> Delegation:
+        """Visible to the agents it connects and to anyone whose subtree holds one of them; otherwise 404."""
+        delegation = await repo.get(session, delegation_id)
+        if delegation is None or delegation.tenant_id != principal.tenant_id:
+            raise NotFound("no such delegation")
+        acting = principal.acting.id
+        if acting in (delegation.delegator_id, delegation.delegate_id):
+            return delegation
+        for agent_id in (delegation.delegator_id, delegation.delegate_id):
+            if await agents_repo.get_in_subtree(session, agent_id, principal.agent.path):
+                return delegation
+        raise NotFound("no such delegation")
+
+    async def get(self, principal: Principal, delegation_id: str) -> DelegationOut:
+        principal.require("delegations.read")
+        async with self.core.sessions() as session:
+            return delegation_out(await self._visible(session, principal, delegation_id))
+
+    async def list(
+        self, principal: Principal, role: str | None = None, limit: int = 50, offset: int = 0
+    ) -> DelegationPage:
+        principal.require("delegations.read")
+        check_page(limit, offset)
+        if role not in (None, "delegator", "delegate"):
+            raise InvalidRequest("role must be delegator or delegate")
+        async with self.core.sessions() as session:
+            items, total = await repo.list_for_agent(
+                session, principal.tenant_id, principal.acting.id, role, limit, offset
+            )
+        return DelegationPage(items=[delegation_out(d) for d in items], total=total, limit=limit, offset=offset)
+
+    async def chain(self, principal: Principal, delegation_id: str) -> DelegationChain:
+        principal.require("delegations.read")
+        async with self.core.sessions() as session:
+            delegation = await self._visible(session, principal, delegation_id)
+            links = await repo.chain(session, delegation)
+        return DelegationChain(
+            delegation_id=delegation.id,
+            links=[delegation_out(d) for d in links],
+            effective_scopes=sorted(delegation.scopes),
+            root_delegator_agent_id=links[0].delegator_id,
+        )
+
+    async def revoke(self, principal: Principal, delegation_id: str, ctx: RequestContext) -> DelegationOut:
+        """Revoke a delegation, every delegation below it and every token resting on any of them."""
+        principal.require("delegations.write")
+        now = self.core.clock()
+        async with self.core.sessions.begin() as session:
+            delegation = await self._visible(session, principal, delegation_id)
+            chain = await repo.chain(session, delegation)
+            upstream = {d.delegator_id for d in chain}
+            in_subtree = await agents_repo.get_in_subtree(session, delegation.delegator_id, principal.agent.path)
+            # The delegator, anyone upstream of it in the chain, or an ancestor agent may revoke; not the delegate.
+            if principal.acting.id not in upstream and in_subtree is None:
+                raise AccessDenied("only the delegator (or someone above it) can revoke this delegation")
+            await revoke_delegation_subtrees(session, ctx, now, [delegation.path], principal.acting.id)
+            current = await repo.get(session, delegation.id)
+        assert current is not None
+        return delegation_out(current)

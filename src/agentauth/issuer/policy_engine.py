@@ -1,0 +1,360 @@
+"""The policy engine behind ``check_permission`` and every REST route: deny-overrides, default-deny.
+
+Decision procedure for (agent, action, resource, context):
+1. Candidate policies come from an index by action and by the first resource segment, so evaluation touches
+   only policies that could match, not every policy of the tenant.
+2. A policy *applies* when it is enabled, its subjects match the agent (any listed agent id, agent type or
+   trust level; or ``all``), one of its actions is the action (or ``*``), one of its resource patterns
+   matches (``*`` = exactly one segment, ``**`` = any number of segments), and every condition holds.
+3. If any ``deny`` applies, the answer is deny - whatever allows say, whatever their priority.
+4. Otherwise an applying ``allow`` policy, or a scope of the agent's own grant whose default allow covers the
+   request (``SCOPE_ALLOWS``), or a scope of an active delegation to the agent, allows.
+5. Otherwise deny (default deny).
+Priority orders the policies: the reported ``matched_policy`` is the highest-priority one that decided.
+
+Conditions: ``time_window`` {start "HH:MM", end "HH:MM", days ["mon".."sun"], timezone IANA}, ``source_ips``
+[CIDR...], ``max_delegation_depth`` n. A condition whose input is missing from the request (no IP known)
+counts as *not* met for an allow and as met for a deny: missing information never widens access.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agentauth.errors import InvalidRequest
+
+ACTIONS: Final = ("read", "write", "delete", "execute", "delegate", "admin")
+DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_RESOURCE_LENGTH = 1000
+
+# Default allows that scopes carry. REST routes are resources too: their action comes from the HTTP method.
+API_PREFIX = "api/v1"
+SCOPE_ALLOWS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
+    "agents.read": (("read",), "api/v1/agents/**"),
+    "agents.write": (("write", "delete"), "api/v1/agents/**"),
+    "credentials.read": (("read",), "api/v1/credentials/**"),
+    "credentials.write": (("write", "delete"), "api/v1/credentials/**"),
+    "delegations.read": (("read",), "api/v1/delegations/**"),
+    "delegations.write": (("write", "delete", "delegate"), "api/v1/delegations/**"),
+    "policies.read": (("read",), "api/v1/policies/**"),
+    "policies.write": (("write", "delete", "admin"), "api/v1/policies/**"),
+    "audit.read": (("read",), "api/v1/audit/**"),
+    "tokens.introspect": (("read",), "api/v1/auth/introspect"),
+    # api.* cover every resource outside AgentAuth's own API namespace (third-party resources).
+    "api.read": (("read",), "**"),
+    "api.write": (("write", "delete", "execute"), "**"),
+}
+
+
+def segments(resource: str) -> list[str]:
+    """A resource path split into segments; leading/trailing slashes are insignificant."""
+    if not isinstance(resource, str) or not resource.strip("/") or len(resource) > MAX_RESOURCE_LENGTH:
+        raise InvalidRequest(f"resource must be a non-empty path of at most {MAX_RESOURCE_LENGTH} characters")
+    parts = resource.strip("/").split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidRequest("resource must not contain empty, '.' or '..' segments")
+    return parts
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``*`` as a whole segment matches exactly one segment, ``**`` any number (including none); a ``*`` inside
+    a segment matches any characters but ``/``; anything else is literal."""
+    parts = segments(pattern)
+    regex, need_sep = "", False
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**" and i > 0 and parts[i - 1] == "**":
+            continue  # "**/**" is "**"; repeating it would only add backtracking
+        if part == "**":
+            if not need_sep:
+                regex += "(?:[^/]+(?:/[^/]+)*)?" if last else "(?:[^/]+/)*"
+            else:
+                regex += "(?:/[^/]+)*"
+            # After a leading "**/" the next segment follows directly; after "x/**" it needs its own "/".
+            continue
+        if "**" in part:
+            raise InvalidRequest(f"pattern {pattern!r}: '**' must be a whole segment")
+        body = "[^/]+" if part == "*" else "[^/]*".join(re.escape(chunk) for chunk in part.split("*"))
+        regex += ("/" if need_sep else "") + body
+        need_sep = True
+    return re.compile(regex + r"\Z")
+
+
+def _outside_api(resource_parts: Sequence[str]) -> bool:
+    return "/".join(resource_parts[:2]) != API_PREFIX
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    start: time
+    end: time
+    days: frozenset[str]
+    zone: ZoneInfo
+
+    def holds(self, now: datetime) -> bool:
+        local = now.astimezone(self.zone)
+        if DAYS[local.weekday()] not in self.days:
+            return False
+        t = local.time()
+        # A window may wrap midnight (22:00-06:00).
+        return self.start <= t < self.end if self.start <= self.end else (t >= self.start or t < self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    time_window: TimeWindow | None = None
+    source_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+    max_delegation_depth: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> Conditions:
+        raw = dict(raw or {})
+        unknown = set(raw) - {"time_window", "source_ips", "max_delegation_depth"}
+        if unknown:
+            raise InvalidRequest(f"unknown condition(s): {', '.join(sorted(unknown))}")
+        window = None
+        if raw.get("time_window") is not None:
+            tw = raw["time_window"]
+            try:
+                zone = ZoneInfo(tw.get("timezone", "UTC"))
+                days = frozenset(d.lower() for d in tw.get("days", DAYS))
+                window = TimeWindow(time.fromisoformat(tw["start"]), time.fromisoformat(tw["end"]), days, zone)
+            except (KeyError, TypeError, ValueError, AttributeError, ZoneInfoNotFoundError) as exc:
+                raise InvalidRequest("time_window needs start and end 'HH:MM', optional days and timezone") from exc
+            if not days <= set(DAYS):
+                raise InvalidRequest(f"time_window days must be among {', '.join(DAYS)}")
+        ips = None
+        if raw.get("source_ips") is not None:
+            try:
+                ips = tuple(ipaddress.ip_network(c, strict=False) for c in raw["source_ips"])
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequest("source_ips must be a list of CIDR blocks") from exc
+        depth = raw.get("max_delegation_depth")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= 10):
+            raise InvalidRequest("max_delegation_depth must be an integer 0-10")
+        return cls(window, ips, depth)
+
+    def check(self, ctx: EvaluationContext, effect: str) -> tuple[bool, list[str]]:
+        """(holds, reasons). Missing inputs: an allow does not apply, a deny does."""
+        reasons: list[str] = []
+        if self.time_window is not None:
+            if not self.time_window.holds(ctx.now):
+                return False, ["outside the policy's time window"]
+            reasons.append("within the time window")
+        if self.source_ips is not None:
+            if ctx.ip is None:
+                return effect == "deny", ["source IP unknown"]
+            try:
+                address = ipaddress.ip_address(ctx.ip)
+            except ValueError:
+                return effect == "deny", ["source IP unparsable"]
+            if not any(address in net for net in self.source_ips):
+                return False, [f"source IP {ctx.ip} outside the allowed ranges"]
+            reasons.append(f"source IP {ctx.ip} in range")
+        if self.max_delegation_depth is not None:
+            if ctx.delegation_depth > self.max_delegation_depth:
+                return False, [f"delegation depth {ctx.delegation_depth} > {self.max_delegation_depth}"]
+            reasons.append(f"delegation depth {ctx.delegation_depth} <= {self.max_delegation_depth}")
+        return True, reasons
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who a decision is about."""
+
+    agent_id: str
+    agent_type: str
+    trust_level: str
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationContext:
+    now: datetime
+    ip: str | None = None
+    delegation_depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: str
+    name: str
+    effect: str
+    actions: frozenset[str]
+    resources: tuple[str, ...]
+    priority: int
+    enabled: bool = True
+    all_subjects: bool = False
+    agent_ids: frozenset[str] = frozenset()
+    agent_types: frozenset[str] = frozenset()
+    trust_levels: frozenset[str] = frozenset()
+    conditions: Conditions = field(default_factory=Conditions)
+    patterns: tuple[re.Pattern[str], ...] = ()
+
+    def subject_reason(self, subject: Subject) -> str | None:
+        if self.all_subjects:
+            return "applies to all agents"
+        if subject.agent_id in self.agent_ids:
+            return f"names agent {subject.agent_id}"
+        if subject.agent_type in self.agent_types:
+            return f"applies to agent type {subject.agent_type}"
+        if subject.trust_level in self.trust_levels:
+            return f"applies to trust level {subject.trust_level}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Scopes the subject holds: its own grant (``delegation_id`` None) or an active delegation to it."""
+
+    scopes: frozenset[str]
+    delegation_id: str | None = None
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    effect: str
+    basis: str  # policy | scope | delegation | default
+    matched_policy: dict[str, Any] | None
+    delegation_id: str | None
+    reasons: list[str]
+
+
+def _first_key(pattern: str) -> str:
+    first = segments(pattern)[0]
+    return first if "*" not in first else "*"
+
+
+class PolicySet:
+    """A tenant's compiled policies, indexed by action and first resource segment."""
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self.policies = sorted((p for p in policies if p.enabled), key=lambda p: (-p.priority, p.id))
+        self._index: dict[tuple[str, str], list[Policy]] = {}
+        for policy in self.policies:
+            keys = {_first_key(r) for r in policy.resources}
+            for action in policy.actions:
+                for key in keys:
+                    self._index.setdefault((action, key), []).append(policy)
+
+    def _candidates(self, action: str, first: str) -> list[Policy]:
+        found: dict[str, Policy] = {}
+        for key in ((action, first), (action, "*"), ("*", first), ("*", "*")):
+            for policy in self._index.get(key, ()):
+                found[policy.id] = policy
+        return sorted(found.values(), key=lambda p: (-p.priority, p.id))
+
+    def evaluate(
+        self,
+        subject: Subject,
+        action: str,
+        resource: str,
+        grants: Sequence[Grant],
+        ctx: EvaluationContext,
+    ) -> Decision:
+        if action not in ACTIONS:
+            raise InvalidRequest(f"action must be one of {', '.join(ACTIONS)}")
+        parts = segments(resource)
+        path = "/".join(parts)
+        allow: tuple[Policy, list[str]] | None = None
+        for policy in self._candidates(action, parts[0]):
+            who = policy.subject_reason(subject)
+            if who is None or not any(p.match(path) for p in policy.patterns):
+                continue
+            holds, why = policy.conditions.check(ctx, policy.effect)
+            if not holds:
+                continue
+            reasons = [f"policy {policy.name!r} (priority {policy.priority}) {who}", *why]
+            if policy.effect == "deny":
+                return Decision(False, "deny", "policy", _ref(policy), None, [*reasons, "deny overrides any allow"])
+            if allow is None:
+                allow = (policy, reasons)
+        if allow is not None:
+            return Decision(True, "allow", "policy", _ref(allow[0]), None, allow[1])
+        for grant in grants:
+            for scope in sorted(grant.scopes):
+                allowed = SCOPE_ALLOWS.get(scope)
+                if allowed is None or action not in allowed[0]:
+                    continue
+                pattern = allowed[1]
+                if pattern == "**" and not _outside_api(parts):
+                    continue
+                if pattern != "**" and not _compiled(pattern).match(path):
+                    continue
+                if grant.delegation_id is None:
+                    return Decision(True, "allow", "scope", None, None, [f"scope {scope} allows {action} on {pattern}"])
+                return Decision(
+                    True,
+                    "allow",
+                    "delegation",
+                    None,
+                    grant.delegation_id,
+                    [f"delegation {grant.delegation_id} grants scope {scope}, which allows {action} on {pattern}"],
+                )
+        return Decision(False, "deny", "default", None, None, ["no policy or scope allows this (default deny)"])
+
+
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        compiled = _COMPILED[pattern] = compile_pattern(pattern)
+    return compiled
+
+
+def _ref(policy: Policy) -> dict[str, Any]:
+    return {"id": policy.id, "name": policy.name, "effect": policy.effect, "priority": policy.priority}
+
+
+def build_policy(
+    *,
+    id: str,
+    name: str,
+    effect: str,
+    subjects: Mapping[str, Any],
+    actions: Sequence[str],
+    resources: Sequence[str],
+    conditions: Mapping[str, Any] | None,
+    priority: int,
+    enabled: bool = True,
+) -> Policy:
+    """Validate and compile one policy (raises ``InvalidRequest`` with the precise problem)."""
+    if effect not in ("allow", "deny"):
+        raise InvalidRequest("effect must be allow or deny")
+    if not actions or any(a not in (*ACTIONS, "*") for a in actions):
+        raise InvalidRequest(f"actions must be a non-empty list of {', '.join(ACTIONS)} or '*'")
+    if not resources:
+        raise InvalidRequest("resources must be a non-empty list of patterns")
+    unknown = set(subjects) - {"all", "agent_ids", "agent_types", "trust_levels"}
+    if unknown:
+        raise InvalidRequest(f"unknown subject selector(s): {', '.join(sorted(unknown))}")
+    all_subjects = bool(subjects.get("all", False))
+    ids = frozenset(subjects.get("agent_ids") or ())
+    types = frozenset(subjects.get("agent_types") or ())
+    levels = frozenset(subjects.get("trust_levels") or ())
+    if not (all_subjects or ids or types or levels):
+        raise InvalidRequest("subjects must select someone: all, agent_ids, agent_types or trust_levels")
+    return Policy(
+        id=id,
+        name=name,
+        effect=effect,
+        actions=frozenset(actions),
+        resources=tuple(resources),
+        priority=priority,
+        enabled=enabled,
+        all_subjects=all_subjects,
+        agent_ids=ids,
+        agent_types=types,
+        trust_levels=levels,
+        conditions=Conditions.parse(conditions),
+        patterns=tuple(compile_pattern(r) for r in resources),
+    )

@@ -1,0 +1,118 @@
+"""Delegations repository: chains by materialized path, cascades by prefix."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentauth.storage.models import DelegationRow
+from agentauth.storage.records import Delegation
+
+
+def to_record(row: DelegationRow) -> Delegation:
+    return Delegation(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        delegator_id=row.delegator_id,
+        delegate_id=row.delegate_id,
+        parent_id=row.parent_id,
+        path=row.path,
+        depth=row.depth,
+        scopes=tuple(row.scopes),
+        remaining_depth=row.remaining_depth,
+        credential_jti=row.credential_jti,
+        credential_jwt=row.credential_jwt,
+        status=row.status,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+async def insert(session: AsyncSession, **values: Any) -> Delegation:
+    row = DelegationRow(**values)
+    session.add(row)
+    await session.flush()
+    return to_record(row)
+
+
+async def get(session: AsyncSession, delegation_id: str) -> Delegation | None:
+    row = await session.get(DelegationRow, delegation_id)
+    return to_record(row) if row else None
+
+
+async def get_by_credential(session: AsyncSession, jti: str) -> Delegation | None:
+    row = (await session.scalars(select(DelegationRow).where(DelegationRow.credential_jti == jti))).first()
+    return to_record(row) if row else None
+
+
+async def chain(session: AsyncSession, delegation: Delegation) -> list[Delegation]:
+    """The delegation and its ancestors, root first (ids come from the path)."""
+    ids = [p for p in delegation.path.strip("/").split("/") if p]
+    rows = {r.id: r for r in await session.scalars(select(DelegationRow).where(DelegationRow.id.in_(ids)))}
+    return [to_record(rows[i]) for i in ids if i in rows]
+
+
+async def list_for_agent(
+    session: AsyncSession, tenant_id: str, agent_id: str, role: str | None, limit: int, offset: int
+) -> tuple[list[Delegation], int]:
+    if role == "delegator":
+        condition = DelegationRow.delegator_id == agent_id
+    elif role == "delegate":
+        condition = DelegationRow.delegate_id == agent_id
+    else:
+        condition = or_(DelegationRow.delegator_id == agent_id, DelegationRow.delegate_id == agent_id)
+    where = (DelegationRow.tenant_id == tenant_id, condition)
+    total = await session.scalar(select(func.count()).select_from(DelegationRow).where(*where)) or 0
+    rows = await session.scalars(
+        select(DelegationRow)
+        .where(*where)
+        .order_by(DelegationRow.created_at, DelegationRow.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [to_record(r) for r in rows], total
+
+
+async def active_to(session: AsyncSession, agent_id: str, now: datetime) -> list[Delegation]:
+    rows = await session.scalars(
+        select(DelegationRow).where(
+            DelegationRow.delegate_id == agent_id, DelegationRow.status == "active", DelegationRow.expires_at > now
+        )
+    )
+    return [to_record(r) for r in rows]
+
+
+async def revoke_subtrees(session: AsyncSession, paths: list[str], now: datetime) -> list[Delegation]:
+    """Revoke every active delegation at or below any of ``paths``; returns those this call revoked."""
+    if not paths:
+        return []
+    condition = or_(*(DelegationRow.path.startswith(p, autoescape=True) for p in paths))
+    result = await session.execute(
+        update(DelegationRow)
+        .where(condition, DelegationRow.status == "active")
+        .values(status="revoked", revoked_at=now)
+        .returning(DelegationRow)
+    )
+    return [to_record(r) for r in result.scalars().all()]
+
+
+async def paths_involving(session: AsyncSession, agent_ids: list[str]) -> list[str]:
+    """Paths of active delegations granted by or to any of ``agent_ids``."""
+    rows = await session.scalars(
+        select(DelegationRow.path).where(
+            DelegationRow.status == "active",
+            or_(DelegationRow.delegator_id.in_(agent_ids), DelegationRow.delegate_id.in_(agent_ids)),
+        )
+    )
+    return list(rows)
+
+
+async def statuses(session: AsyncSession, ids: list[str]) -> dict[str, tuple[str, datetime]]:
+    rows = await session.execute(
+        select(DelegationRow.id, DelegationRow.status, DelegationRow.expires_at).where(DelegationRow.id.in_(ids))
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
