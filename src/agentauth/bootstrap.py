@@ -42,6 +42,7 @@ def utcnow() -> datetime:
 class Services:
     settings: Settings
     engine: AsyncEngine
+    read_engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     keys: IssuerKeys
     issuer: CredentialIssuer
@@ -77,6 +78,8 @@ class Services:
 
     async def close(self) -> None:
         await self.rate_limiter.close()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         await self.engine.dispose()
 
 
@@ -93,11 +96,14 @@ async def build_services(settings: Settings) -> Services:
     except BaseException:
         await engine.dispose()
         raise
+    url = settings.effective_database_url
+    read_engine = create_engine(url, read_only=True) if url.startswith("sqlite") else engine
     issuer = CredentialIssuer(settings.issuer_url, ring)
     status = StatusRegistry(sessions, issuer, settings.issuer_url, settings.status_list_ttl_seconds, utcnow)
     core = IssuerCore(
         settings=settings,
         sessions=sessions,
+        reads=session_factory(read_engine),
         credentials=issuer,
         status=status,
         hasher=SecretHasher(kek.derive("secret-hash")),
@@ -108,6 +114,7 @@ async def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         engine=engine,
+        read_engine=read_engine,
         sessions=sessions,
         keys=keys,
         issuer=issuer,

@@ -24,6 +24,7 @@ from agentauth.api import (
 )
 from agentauth.api.middleware import LimitsMiddleware
 from agentauth.bootstrap import Services, build_services, utcnow
+from agentauth.mcp.http import McpMount
 from agentauth.settings import Settings
 
 log = logging.getLogger("agentauth.api")
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = svc
         task = asyncio.create_task(_key_maintenance(svc))
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -78,5 +80,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     errors.install(app)
     for module in (wellknown, auth, agents, credentials, delegations, policies, status_lists, audit):
         app.include_router(module.router)
+    # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.
+    mcp = McpMount(lambda: app.state.services, config.issuer_url, config.max_body_bytes)
+    mcp.install(app.router)
     app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
     return app

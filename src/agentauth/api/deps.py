@@ -13,12 +13,12 @@ from agentauth.issuer.context import Principal, RequestContext
 _bearer = HTTPBearer(auto_error=False, description="An AgentAuth access token.")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_context(request: Request) -> RequestContext:
+async def get_context(request: Request) -> RequestContext:
     request_id = getattr(request.state, "request_id", None)
     ip = request.client.host if request.client else None
     return RequestContext(request_id=request_id, ip=ip) if request_id else RequestContext(ip=ip)
@@ -28,7 +28,7 @@ async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    services = get_services(request)
+    services: Services = request.app.state.services
     principal = await services.tokens.authenticate_bearer(credentials.credentials if credentials else None)
     # Every authenticated route authorizes through the policy engine (scopes allow, deny policies override).
     ip = request.client.host if request.client else None

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from agentauth import __version__
 from agentauth.api.deps import ServicesDep
 from agentauth.bootstrap import Services
-from agentauth.issuer.scopes import AGENT_TYPES, SCOPES, TRUST_LEVELS
+from agentauth.issuer import discovery
+from agentauth.issuer.scopes import SCOPES
 from agentauth.issuer.tokens import GRANT_TYPES
 from agentauth.vc import ALLOWED_ALGORITHMS
 
@@ -21,46 +21,11 @@ _CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 def endpoints(base: str) -> dict[str, str]:
-    return {
-        "token_endpoint": f"{base}/api/v1/auth/token",
-        "jwks_uri": f"{base}/.well-known/jwks.json",
-        "did_document": f"{base}/.well-known/did.json",
-        "agents_endpoint": f"{base}/api/v1/agents",
-        "quickstart_endpoint": f"{base}/api/v1/agents/quickstart",
-        "credentials_endpoint": f"{base}/api/v1/credentials",
-        "delegations_endpoint": f"{base}/api/v1/delegations",
-        "policies_endpoint": f"{base}/api/v1/policies",
-        "evaluate_endpoint": f"{base}/api/v1/policies/evaluate",
-        "introspection_endpoint": f"{base}/api/v1/auth/introspect",
-        "revocation_endpoint": f"{base}/api/v1/auth/revoke",
-        "audit_endpoint": f"{base}/api/v1/audit/events",
-        "status_lists_endpoint": f"{base}/api/v1/status-lists",
-        "openapi": f"{base}/openapi.json",
-        "docs": f"{base}/docs",
-    }
+    return discovery.endpoints(base)
 
 
 def agent_configuration(services: Services) -> dict[str, Any]:
-    s = services.settings
-    return {
-        "issuer": s.issuer_url,
-        "issuer_did": services.issuer_did,
-        "service": "AgentAuth",
-        "version": __version__,
-        "grant_types_supported": list(GRANT_TYPES),
-        "scopes": [{"name": name, "description": text} for name, text in SCOPES.items()],
-        "token_lifetimes": {
-            "access_token_seconds": s.access_token_ttl_seconds,
-            "refresh_token_seconds": s.refresh_token_ttl_seconds,
-            "identity_credential_seconds": s.identity_credential_ttl_seconds,
-        },
-        "agent_types": list(AGENT_TYPES),
-        "trust_levels": list(TRUST_LEVELS),
-        "registration": s.registration,
-        "signing_algorithms": sorted(ALLOWED_ALGORITHMS),
-        "credential_formats": ["jwt_vc_json (VCDM 1.1)", "at+jwt (RFC 9068)"],
-        "endpoints": endpoints(s.issuer_url),
-    }
+    return discovery.agent_configuration(services.settings, services.issuer_did)
 
 
 @router.get("/health", tags=["meta"], summary="Liveness: the process is up and its key ring is loaded")
@@ -99,18 +64,33 @@ async def oauth_metadata(services: ServicesDep) -> JSONResponse:
     return JSONResponse(metadata, headers=_CACHE)
 
 
-@router.get("/.well-known/oauth-protected-resource", summary="RFC 9728 protected resource metadata")
+def _protected_resource(base: str, resource: str, name: str) -> dict[str, Any]:
+    return {
+        "resource": resource,
+        "resource_name": name,
+        "authorization_servers": [base],
+        "scopes_supported": list(SCOPES),
+        "bearer_methods_supported": ["header"],
+        "resource_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
+        "resource_documentation": f"{base}/docs",
+    }
+
+
+@router.get("/.well-known/oauth-protected-resource", summary="RFC 9728 protected resource metadata (REST API)")
 async def protected_resource(services: ServicesDep) -> JSONResponse:
     base = services.settings.issuer_url
+    return JSONResponse(_protected_resource(base, base, "AgentAuth REST API"), headers=_CACHE)
+
+
+@router.get(
+    "/.well-known/oauth-protected-resource/mcp", summary="RFC 9728 protected resource metadata (MCP server at /mcp)"
+)
+async def protected_resource_mcp(services: ServicesDep) -> JSONResponse:
+    # RFC 9728 section 3.1: metadata of a resource with a path lives at the well-known URI with that path
+    # appended, and its "resource" value MUST be identical to the resource identifier.
+    base = services.settings.issuer_url
     return JSONResponse(
-        {
-            "resource": base,
-            "authorization_servers": [base],
-            "scopes_supported": list(SCOPES),
-            "bearer_methods_supported": ["header"],
-            "resource_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
-        },
-        headers=_CACHE,
+        _protected_resource(base, f"{base}{discovery.MCP_PATH}", "AgentAuth MCP server"), headers=_CACHE
     )
 
 

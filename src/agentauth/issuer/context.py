@@ -30,6 +30,8 @@ class Principal:
     actor: Agent | None = None
     delegation_id: str | None = None
     delegation_depth: int = 0
+    # The tenant's policy version read with the token's state, so route authorization needs no extra query.
+    policy_version: int | None = None
 
     @property
     def tenant_id(self) -> str:

@@ -49,10 +49,16 @@ def agent_out(agent: Agent) -> AgentOut:
 class IssuerCore:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    reads: async_sessionmaker[AsyncSession]
     credentials: CredentialIssuer
     status: StatusRegistry
     hasher: SecretHasher
     clock: Callable[[], datetime]
+
+    @property
+    def is_postgres(self) -> bool:
+        bind = self.sessions.kw.get("bind")
+        return bind is not None and bind.dialect.name == "postgresql"
 
     @property
     def issuer_url(self) -> str:
@@ -70,9 +76,8 @@ class IssuerCore:
             "trustLevel": agent.trust_level,
         }
 
-    async def mint_access_token(
+    def access_token_row(
         self,
-        session: AsyncSession,
         agent: Agent,
         scopes: Sequence[str],
         *,
@@ -87,14 +92,11 @@ class IssuerCore:
         delegation_id: str | None = None,
         expires_at: datetime | None = None,
         extra_subject_claims: dict[str, Any] | None = None,
-    ) -> tuple[str, datetime]:
-        """Sign an access token and durably record it with its status slot, in the caller's transaction.
-
-        ``status`` comes from ``StatusRegistry.allocate`` *before* the transaction opens: reserving a block
-        is its own short transaction, which must not nest inside (SQLite has one writer).
-        """
+    ) -> tuple[str, datetime, dict[str, Any]]:
+        """Sign an access token: (jwt, exp, the ``credentials`` row that records it with its status slot)."""
         default_exp = now + timedelta(seconds=self.settings.access_token_ttl_seconds)
         exp = min(default_exp, expires_at) if expires_at else default_exp
+        kid = self.credentials.active_kid
         jwt, claims = self.credentials.issue_access_credential(
             subject_did=subject_did or agent.did,
             client_id=client_id,
@@ -108,24 +110,68 @@ class IssuerCore:
             delegation_chain=delegation_chain,
         )
         list_id, index = StatusRegistry.parse_entry(status)
-        await credentials.insert(
-            session,
-            jti=claims["jti"],
-            kind="access",
-            agent_id=agent.id,
-            tenant_id=agent.tenant_id,
-            client_id=client_id,
-            api_key_id=api_key_id,
-            refresh_family_id=family_id,
-            delegation_id=delegation_id,
-            scopes=list(scopes),
-            status_list_id=list_id,
-            status_index=index,
-            kid=self.credentials.active_kid,
-            issued_at=now,
-            expires_at=exp,
-        )
+        row = {
+            "jti": claims["jti"],
+            "kind": "access",
+            "agent_id": agent.id,
+            "tenant_id": agent.tenant_id,
+            "client_id": client_id,
+            "api_key_id": api_key_id,
+            "refresh_family_id": family_id,
+            "delegation_id": delegation_id,
+            "scopes": list(scopes),
+            "status_list_id": list_id,
+            "status_index": index,
+            "kid": kid,
+            "issued_at": now,
+            "expires_at": exp,
+            "revoked_at": None,
+        }
+        return jwt, exp, row
+
+    async def mint_access_token(
+        self, session: AsyncSession, agent: Agent, scopes: Sequence[str], **kw: Any
+    ) -> tuple[str, datetime]:
+        """Sign an access token and durably record it, in the caller's transaction.
+
+        ``status`` comes from ``StatusRegistry.allocate`` *before* the transaction opens: reserving a block
+        is its own short transaction, which must not nest inside (SQLite has one writer).
+        """
+        jwt, exp, row = self.access_token_row(agent, scopes, **kw)
+        await credentials.insert(session, **row)
         return jwt, exp
+
+    def token_pair_rows(
+        self,
+        agent: Agent,
+        scopes: Sequence[str],
+        *,
+        status: StatusEntry,
+        now: datetime,
+        api_key_id: str | None,
+        family_id: str | None = None,
+    ) -> tuple[TokenResponse, dict[str, Any], dict[str, Any]]:
+        """An access token plus a refresh token of ``family_id`` (a new family when None), with their rows."""
+        family = family_id or new_id("rtf")
+        access, exp, credential_row = self.access_token_row(
+            agent, scopes, status=status, now=now, client_id=agent.id, api_key_id=api_key_id, family_id=family
+        )
+        refresh = new_refresh_token()
+        refresh_row = {
+            "id": new_id("rt"),
+            "token_hash": self.hasher.hash(refresh),
+            "family_id": family,
+            "agent_id": agent.id,
+            "tenant_id": agent.tenant_id,
+            "api_key_id": api_key_id,
+            "client_id": agent.id,
+            "scopes": list(scopes),
+            "status": "active",
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
+            "used_at": None,
+        }
+        return token_response(access, exp, now, scopes, refresh), credential_row, refresh_row
 
     async def mint_token_pair(
         self,
@@ -138,34 +184,13 @@ class IssuerCore:
         api_key_id: str | None,
         family_id: str | None = None,
     ) -> TokenResponse:
-        """An access token plus a rotated refresh token of ``family_id`` (a new family when None)."""
-        family = family_id or new_id("rtf")
-        access, exp = await self.mint_access_token(
-            session,
-            agent,
-            scopes,
-            status=status,
-            now=now,
-            client_id=agent.id,
-            api_key_id=api_key_id,
-            family_id=family,
+        """``token_pair_rows``, recorded in the caller's transaction."""
+        tokens, credential_row, refresh_row = self.token_pair_rows(
+            agent, scopes, status=status, now=now, api_key_id=api_key_id, family_id=family_id
         )
-        refresh = new_refresh_token()
-        await refresh_tokens.insert(
-            session,
-            id=new_id("rt"),
-            token_hash=self.hasher.hash(refresh),
-            family_id=family,
-            agent_id=agent.id,
-            tenant_id=agent.tenant_id,
-            api_key_id=api_key_id,
-            client_id=agent.id,
-            scopes=list(scopes),
-            status="active",
-            created_at=now,
-            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
-        )
-        return token_response(access, exp, now, scopes, refresh)
+        await credentials.insert(session, **credential_row)
+        await refresh_tokens.insert(session, **refresh_row)
+        return tokens
 
     async def mint_identity_credential(
         self, session: AsyncSession, agent: Agent, now: datetime, status: StatusEntry

@@ -77,10 +77,18 @@ class PolicyService:
         self.core = core
         self._sets: dict[str, tuple[int, PolicySet]] = {}
 
-    async def policy_set(self, tenant_id: str) -> PolicySet:
-        async with self.core.sessions() as session:
+    async def policy_set(self, tenant_id: str, known_version: int | None = None) -> PolicySet:
+        """The tenant's compiled policies; ``known_version`` (read moments ago with the caller's token) spares
+        the version query when the cached set is current."""
+        cached = self._sets.get(tenant_id)
+        if known_version is not None and cached is not None and cached[0] == known_version:
+            return cached[1]
+        if known_version == 0:
+            empty = PolicySet(())
+            self._sets[tenant_id] = (0, empty)
+            return empty
+        async with self.core.reads() as session:
             version = await repo.version(session, tenant_id)
-            cached = self._sets.get(tenant_id)
             if cached is not None and cached[0] == version:
                 return cached[1]
             records = await repo.list_for_tenant(session, tenant_id) if version else []
@@ -207,7 +215,7 @@ class PolicyService:
     async def authorize_route(self, principal: Principal, method: str, path: str, ip: str | None) -> None:
         """Every authenticated REST call goes through the engine: the token's scopes give the default allows,
         the tenant's deny policies can take them away."""
-        policy_set = await self.policy_set(principal.tenant_id)
+        policy_set = await self.policy_set(principal.tenant_id, principal.policy_version)
         acting = principal.acting
         decision = policy_set.evaluate(
             Subject(acting.id, acting.agent_type, acting.trust_level),

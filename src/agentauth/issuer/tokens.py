@@ -25,6 +25,7 @@ from agentauth.issuer import audit
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, token_response
+from agentauth.issuer.hotpath import ClientCredentialsIssuer, ClientCredentialsRequest, TokenStateLookup
 from agentauth.issuer.revocation import audit_credentials
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow, parse_scope
@@ -65,6 +66,8 @@ class TokenService:
     def __init__(self, core: IssuerCore, api_keys: ApiKeyService) -> None:
         self.core = core
         self.api_keys = api_keys
+        self.client_credentials = ClientCredentialsIssuer(core)
+        self.token_states = TokenStateLookup(core)
         self._verifier: Verifier | None = None
         self._verifier_ring: object = None
 
@@ -82,6 +85,8 @@ class TokenService:
             if grant_type == GRANT_TOKEN_EXCHANGE:
                 return await self._token_exchange(params, ctx)
         except (InvalidClient, InvalidGrant) as exc:
+            if grant_type == GRANT_CLIENT_CREDENTIALS and exc.debug != "no client_secret":
+                raise  # the issuing round recorded it with its batch
             await audit.record_failure(
                 self.core.sessions, ctx, self.core.clock, action="token.denied",
                 reason=f"{grant_type}: {exc.debug or exc.description}",
@@ -92,22 +97,17 @@ class TokenService:
     async def _client_credentials(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         secret = _one(params, "client_secret")
         if secret is None:
-            raise InvalidClient("client authentication failed: give the API key as client_secret")
-        key, agent = await self.api_keys.authenticate(secret)
-        client_id = _one(params, "client_id")
-        if client_id is not None and client_id not in (agent.id, agent.did):
-            raise InvalidClient("client authentication failed", debug="client_id does not own this API key")
-        allowed = [s for s in key.scopes if s in agent.scopes]
-        scopes = narrow(parse_scope(_one(params, "scope")), allowed)
-        slot = await self.core.status.allocate()
-        now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            tokens = await self.core.mint_token_pair(session, agent, scopes, status=slot, now=now, api_key_id=key.id)
-            audit.record(
-                session, ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id,
-                target_type="api_key", target_id=key.id, details={"grant_type": GRANT_CLIENT_CREDENTIALS},
-            )  # fmt: skip
-        return tokens
+            raise InvalidClient(
+                "client authentication failed: give the API key as client_secret", debug="no client_secret"
+            )
+        request = ClientCredentialsRequest(
+            api_key=secret,
+            client_id=_one(params, "client_id"),
+            scopes=parse_scope(_one(params, "scope")),
+            slot=await self.core.status.allocate(),
+            ctx=ctx,
+        )
+        return await self.client_credentials.issue(request)
 
     async def _refresh(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         presented = _one(params, "refresh_token", required=True)
@@ -330,19 +330,19 @@ class TokenService:
         agent_id = subject.get("agentId") if isinstance(subject, dict) else None
         actor: Agent | None = None
         delegation_id: str | None = None
-        async with self.core.sessions() as session:
-            exists, revoked_at = await credentials_repo.revoked_at(session, str(claims["jti"]))
-            agent = await agents_repo.get(session, str(agent_id)) if isinstance(agent_id, str) else None
-            if verified.chain:
+        state = await self.token_states.get(str(claims["jti"]))
+        if state is None or state.revoked_at is not None:
+            raise InvalidToken("the access token is invalid", debug=f"token {claims['jti']} revoked or unknown")
+        agent = state.agent
+        if agent.id != agent_id or not agent.is_active:
+            raise InvalidToken("the access token is invalid", debug=f"agent {agent_id} missing or deactivated")
+        if verified.chain:
+            async with self.core.reads() as session:
                 actor = await agents_repo.get_by_did(session, verified.chain[-1].delegate)
                 last = await delegations_repo.get_by_credential(session, verified.chain[-1].id)
-                if last is None or last.status != "active" or actor is None or not actor.is_active:
-                    raise InvalidToken("the access token is invalid", debug="delegation or actor no longer active")
-                delegation_id = last.id
-        if not exists or revoked_at is not None:
-            raise InvalidToken("the access token is invalid", debug=f"token {claims['jti']} revoked or unknown")
-        if agent is None or not agent.is_active:
-            raise InvalidToken("the access token is invalid", debug=f"agent {agent_id} missing or deactivated")
+            if last is None or last.status != "active" or actor is None or not actor.is_active:
+                raise InvalidToken("the access token is invalid", debug="delegation or actor no longer active")
+            delegation_id = last.id
         return Principal(
             agent=agent,
             scopes=verified.scopes,
@@ -353,4 +353,5 @@ class TokenService:
             actor=actor,
             delegation_id=delegation_id,
             delegation_depth=len(verified.chain),
+            policy_version=state.policy_version,
         )

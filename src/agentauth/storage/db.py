@@ -8,28 +8,43 @@ PostgreSQL (scale-out): asyncpg, READ COMMITTED; atomic steps use conditional UP
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> AsyncEngine:
+    """The write engine, or with ``read_only`` a SQLite engine for lookups: no BEGIN IMMEDIATE (a lone SELECT in
+    WAL mode reads a consistent snapshot without taking the write lock). PostgreSQL needs no second engine."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, pool_size=4, max_overflow=0, pool_timeout=30)
-        _configure_sqlite(engine)
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            pool_size=4,
+            max_overflow=0,
+            pool_timeout=30,
+            pool_reset_on_return=None if read_only else "rollback",
+        )
+        _configure_sqlite(engine, immediate=not read_only)
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE below is what actually runs.
@@ -41,14 +56,75 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
+    if not immediate:
+        return
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        return SqliteSessionMaker(engine, Path(database + ".writelock"))
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+class _WriterLock:
+    """SQLite allows one writer. Left to itself, a second writer polls with sleeps of growing length (SQLite's
+    busy handler: 1, 2, 5, 10 ... 100 ms), which under load turns into long stalls. Instead writers queue:
+    in-process on an asyncio lock, across processes on an ``flock`` of a file beside the database, whose
+    waiter wakes the moment the holder releases it."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self._path = path
+        self._timeout = timeout
+        self._local = asyncio.Lock()
+        self._fd: int | None = None
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    async def __aenter__(self) -> None:
+        try:
+            await asyncio.wait_for(self._local.acquire(), self._timeout)
+        except TimeoutError as exc:
+            raise OperationalError("waiting for the SQLite writer lock", None, exc) from exc
+        fd = self._file()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX), self._timeout)
+            except BaseException:
+                self._local.release()
+                raise
+        except BaseException:
+            self._local.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        finally:
+            self._local.release()
+
+
+class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
+    """``begin()`` takes the writer lock first; plain sessions (reads) do not."""
+
+    def __init__(self, engine: AsyncEngine, lock_path: Path) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._writer = _WriterLock(lock_path)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        async with self._writer, super().begin() as session:
+            yield session

@@ -1,0 +1,34 @@
+"""The verifier SDK: what a third party needs to accept AgentAuth tokens and credentials.
+
+* ``OnlineVerifier`` / ``AsyncOnlineVerifier`` - configured with the issuer URL; fetch and cache the JWKS
+  (refetched on an unknown ``kid``, rate-limited) and the status lists (per their ``Cache-Control``/``ttl``,
+  from the issuer's origin only).
+* ``offline_verifier`` - fully offline, from a JWKS file and a directory of status-list files.
+* Resource servers: ``agentauth.sdk.fastapi`` (``require_scopes``), ``agentauth.sdk.asgi``
+  (``BearerAuthMiddleware``) and ``agentauth.sdk.mcp_auth`` (``AgentAuthTokenVerifier`` for MCP servers) -
+  imported on demand, so the SDK needs neither FastAPI nor MCP unless you use them.
+
+The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures raise
+``agentauth.vc.VerificationError`` with a stable reason ``code``.
+"""
+
+from agentauth.sdk.bearer import BearerError, TokenAuthority, authenticate, bearer_token
+from agentauth.sdk.http import FetchError, check_fetchable
+from agentauth.sdk.offline import JwksFileError, load_jwks, offline_verifier
+from agentauth.sdk.online import JWKS_UNAVAILABLE, UNAVAILABLE_CODES, AsyncOnlineVerifier, OnlineVerifier
+
+__all__ = [
+    "JWKS_UNAVAILABLE",
+    "UNAVAILABLE_CODES",
+    "AsyncOnlineVerifier",
+    "BearerError",
+    "FetchError",
+    "JwksFileError",
+    "OnlineVerifier",
+    "TokenAuthority",
+    "authenticate",
+    "bearer_token",
+    "check_fetchable",
+    "load_jwks",
+    "offline_verifier",
+]

@@ -1,0 +1,57 @@
+"""A token verifier for the MCP Python SDK's auth, so a third-party MCP server can require AgentAuth tokens.
+
+Implements ``mcp.server.auth.provider.TokenVerifier`` (``async verify_token(token) -> AccessToken | None``)::
+
+    mcp = MCPServer(
+        "reports",
+        token_verifier=AgentAuthTokenVerifier(AsyncOnlineVerifier("https://auth.example.com")),
+        auth=AuthSettings(
+            issuer_url="https://auth.example.com",
+            resource_server_url="https://reports.example.com/mcp",
+            required_scopes=["api.read"],
+            validate_token_resource=False,  # AgentAuth tokens name the issuer as their audience
+        ),
+    )
+
+The MCP SDK's bearer middleware then answers 401 ``invalid_token`` when this returns None and 403
+``insufficient_scope`` when a required scope is missing, each with ``WWW-Authenticate``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mcp.server.auth.provider import AccessToken
+
+from agentauth.sdk.bearer import TokenAuthority, verify_token
+from agentauth.vc import VerificationError
+
+log = logging.getLogger("agentauth.sdk")
+
+
+class AgentAuthTokenVerifier:
+    """Verifies AgentAuth access tokens for an MCP server; ``audience``, when set, must be in the token's ``aud``."""
+
+    def __init__(self, verifier: TokenAuthority, *, audience: str | None = None) -> None:
+        self.verifier = verifier
+        self.audience = audience
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            verified = await verify_token(self.verifier, token, self.audience)
+        except VerificationError as exc:
+            # The MCP SDK can only say 401 here; the reason is for the operator.
+            log.info("MCP bearer token refused: %s (%s)", exc.code, exc.detail)
+            return None
+        claims = verified.claims
+        aud = claims.get("aud")
+        resource = self.audience if self.audience is not None else (aud if isinstance(aud, str) else None)
+        return AccessToken(
+            token=token,
+            client_id=str(claims["client_id"]),
+            scopes=sorted(verified.scopes),
+            expires_at=int(claims["exp"]),
+            resource=resource,
+            subject=verified.subject,
+            claims=claims,
+        )
