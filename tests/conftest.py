@@ -7,42 +7,26 @@ configured-but-missing database fails the run instead of silently skipping half 
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentauth.api.app import create_app
 from agentauth.bootstrap import Services, build_services
 from agentauth.keys import generate_kek
 from agentauth.settings import Settings
-
-POSTGRES_ENABLED = os.environ.get("AGENTAUTH_TEST_POSTGRES") == "1"
-POSTGRES_URL = os.environ.get(
-    "AGENTAUTH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-ISSUER_URL = "http://testserver"
-BACKENDS = ["sqlite", "postgres"] if POSTGRES_ENABLED else ["sqlite"]
+from support import BACKENDS, POSTGRES_URL, quickstart, reset_postgres
+from support import ISSUER_URL as ISSUER_URL  # re-exported: import from support in new code
+from support import POSTGRES_ENABLED as POSTGRES_ENABLED
+from support import bearer as bearer
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def reset_postgres(url: str = POSTGRES_URL) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -87,17 +71,6 @@ async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER_URL) as http:
         yield http
-
-
-async def quickstart(client: httpx.AsyncClient, name: str = "agent", agent_type: str = "assistant") -> dict[str, Any]:
-    response = await client.post("/api/v1/agents/quickstart", json={"name": name, "agent_type": agent_type})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -1,23 +1,144 @@
-"""The ``agentauth`` command."""
+"""The ``agentauth`` command: run the service, manage its keys, and verify, present and inspect credentials.
+
+Commands import what they need when they run, so ``agentauth verify`` starts without loading the server.
+Failures print one line (``error: ...``) and never a traceback (set ``AGENTAUTH_DEBUG=1`` to see one).
+Exit status: 0 success; 1 failure (for ``verify``: invalid); 2 revoked (``verify``); 64 usage error.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import click
+import orjson
 import typer
 
-from agentauth.settings import Settings
+from agentauth import __version__
 
-app = typer.Typer(help="AgentAuth: identity and authentication for AI agents.", no_args_is_help=True)
-keys_app = typer.Typer(help="Issuer signing keys.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agentauth.settings import Settings
+
+EXIT_INVALID = 1
+EXIT_REVOKED = 2
+EXIT_USAGE = 64  # sysexits.h EX_USAGE: not 2, which `verify` uses for "revoked"
+
+app = typer.Typer(
+    help="AgentAuth: identity and authentication for AI agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(
+    help="Issuer signing keys (of the configured service: AGENTAUTH_* settings).", no_args_is_help=True
+)
+did_app = typer.Typer(
+    help="Decentralized identifiers: make a did:key, resolve did:key and did:web.", no_args_is_help=True
+)
+jwks_app = typer.Typer(help="The issuer's public keys (JWKS), for offline verifiers.", no_args_is_help=True)
+status_app = typer.Typer(help="Bitstring status lists (revocation), for offline verifiers.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(did_app, name="did")
+app.add_typer(jwks_app, name="jwks")
+app.add_typer(status_app, name="status-list")
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
+    from agentauth.settings import Settings
+
     values = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise CliError(f"invalid configuration: {problems}") from None
+
+
+def _read_text_arg(value: str, what: str) -> str:
+    """A literal value, ``@path`` (file contents) or ``-`` (standard input), stripped."""
+    if value == "-":
+        text = sys.stdin.read()
+    elif value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {what} from {value[1:]}: {exc.strerror}") from None
+    else:
+        text = value
+    text = text.strip()
+    if not text:
+        raise CliError(f"the {what} is empty")
+    return text
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _write_file(path: Path, content: str, *, private: bool = False, force: bool = False) -> None:
+    if path.exists() and not force:
+        raise CliError(f"{path} exists; pass --force to overwrite it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if private:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _http_client() -> Any:
+    import httpx
+
+    from agentauth.sdk.http import DEFAULT_TIMEOUT_SECONDS
+
+    return httpx.Client(
+        timeout=DEFAULT_TIMEOUT_SECONDS, follow_redirects=False, headers={"user-agent": f"agentauth-cli/{__version__}"}
+    )
+
+
+def _get(url: str) -> Any:
+    import httpx
+
+    with _http_client() as http:
+        try:
+            return http.get(url)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+
+
+def _issuer_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise CliError(f"--issuer must be an http(s) URL, not {value!r}")
+    return value.rstrip("/")
+
+
+# -- serve -------------------------------------------------------------------------------------------------
 
 
 @app.command()
@@ -27,7 +148,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
-    """Serve the REST API (and later MCP) over HTTP."""
+    """Serve the REST API (and MCP) over HTTP. Configuration: AGENTAUTH_* environment variables."""
     import uvicorn
 
     settings = _settings(host=host, port=port)
@@ -41,6 +162,202 @@ def serve(
         log_level=log_level,
         access_log=False,
     )
+
+
+# -- verify ------------------------------------------------------------------------------------------------
+
+_RESULT_STYLE = {"pass": "[green]pass[/green]", "fail": "[bold red]FAIL[/bold red]", "skip": "[dim]skip[/dim]"}
+
+
+@app.command()
+def verify(
+    token: Annotated[
+        str, typer.Argument(help="The token, credential or presentation; @FILE reads it from a file, - from stdin.")
+    ],
+    issuer: Annotated[
+        str | None, typer.Option(help="Issuer URL: fetch its JWKS (and status lists, unless --status-dir).")
+    ] = None,
+    jwks: Annotated[
+        Path | None, typer.Option(help="JWKS file (from `agentauth jwks export`): verify fully offline.")
+    ] = None,
+    status_dir: Annotated[
+        Path | None, typer.Option(help="Directory of status lists (from `agentauth status-list fetch`).")
+    ] = None,
+    audience: Annotated[
+        str | None, typer.Option(help="Require this audience (aud); required for presentations.")
+    ] = None,
+    nonce: Annotated[str | None, typer.Option(help="The challenge a presentation must answer.")] = None,
+    skip_status: Annotated[bool, typer.Option("--skip-status", help="Do not check revocation status.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Verify an access token, identity/delegation credential, status list or presentation.
+
+    Exit status: 0 valid, 1 invalid, 2 revoked. Trust comes from --issuer (online) or --jwks (offline);
+    revocation from the issuer's status lists or --status-dir.
+    """
+    from agentauth.sdk.report import explain
+    from agentauth.vc import DirectoryStatusLists
+
+    text = _read_text_arg(token, "token")
+    if (issuer is None) == (jwks is None):
+        raise click.UsageError("give exactly one of --issuer URL (online) or --jwks FILE (offline)")
+    if status_dir is not None and not status_dir.is_dir():
+        raise CliError(f"--status-dir {status_dir} is not a directory")
+    status_source = DirectoryStatusLists(status_dir) if status_dir is not None else None
+    if issuer is not None:
+        from agentauth.sdk import OnlineVerifier
+
+        with OnlineVerifier(_issuer_url(issuer), status_source=status_source, check_status=not skip_status) as online:
+            try:
+                report = explain(online, text, audience=audience, nonce=nonce, check_status=not skip_status)
+            except ValueError as exc:
+                raise click.UsageError(f"{exc}: pass --audience and --nonce") from None
+    else:
+        assert jwks is not None
+        offline = _offline_verifier(jwks, text, status_source, not skip_status)
+        try:
+            report = explain(offline, text, audience=audience, nonce=nonce, check_status=not skip_status)
+        except ValueError as exc:
+            raise click.UsageError(f"{exc}: pass --audience and --nonce") from None
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        _print_report(report)
+    if not report.valid:
+        raise typer.Exit(EXIT_REVOKED if report.revoked else EXIT_INVALID)
+
+
+def _offline_verifier(jwks_path: Path, token: str, status_source: Any, check_status: bool) -> Any:
+    from agentauth.did import did_web_to_url, url_to_did_web
+    from agentauth.did.web import DidWebError
+    from agentauth.sdk.offline import JwksFileError, jwks_issuer_did, load_jwks, offline_verifier
+    from agentauth.vc import VerificationError
+    from agentauth.vc.jws import parse_compact
+
+    try:
+        document = load_jwks(jwks_path)
+        issuer_url = document.get("issuer")
+        if not isinstance(issuer_url, str):
+            # A plain JWKS names no issuer URL. The keys are bound to one (kid = <did:web of it>#...): an access
+            # token's iss must be that URL, so the file, not the token, stays the trust anchor.
+            did = jwks_issuer_did(document)
+            if did is None or not did.startswith("did:web:"):
+                raise CliError(f"{jwks_path} names no issuer and its kids name no did:web issuer")
+            try:
+                iss = parse_compact(token).payload.get("iss")
+                same = isinstance(iss, str) and iss.startswith("http") and url_to_did_web(iss) == did
+            except (VerificationError, DidWebError):
+                same = False
+            if same:
+                issuer_url = iss
+            else:
+                url = did_web_to_url(did, "https")
+                issuer_url = url.removesuffix("/did.json").removesuffix("/.well-known")
+        return offline_verifier(document, issuer_url=issuer_url, status_source=status_source, check_status=check_status)
+    except (JwksFileError, DidWebError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _print_report(report: Any) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    for check in report.checks:
+        table.add_row(check.name, _RESULT_STYLE[check.result], check.detail)
+    kind = (report.kind or "token").replace("_", " ")
+    console.print(f"[bold]{kind}[/bold]")
+    console.print(table)
+    if report.valid:
+        subject = (report.claims or {}).get("sub") or (report.claims or {}).get("iss")
+        console.print(f"[bold green]VALID[/bold green] {kind} of {subject}")
+    elif report.revoked:
+        console.print(f"[bold red]REVOKED[/bold red] {report.detail}")
+    else:
+        console.print(f"[bold red]INVALID[/bold red] {report.code}: {report.detail}")
+
+
+# -- did ---------------------------------------------------------------------------------------------------
+
+
+@did_app.command("generate")
+def did_generate(
+    out: Annotated[
+        Path | None, typer.Option(help="Write the private JWK to this file (mode 0600) instead of printing it.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Generate an Ed25519 key pair and its did:key (the identity an agent can register with)."""
+    from agentauth.did import encode_did_key
+    from agentauth.keys import KeyPair
+
+    pair = KeyPair.generate()
+    did = encode_did_key(pair.public.raw)
+    private_jwk = pair.private_jwk() | {"kid": f"{did}#{did[len('did:key:') :]}"}
+    if out is not None:
+        _write_file(
+            out, orjson.dumps(private_jwk, option=orjson.OPT_INDENT_2).decode() + "\n", private=True, force=force
+        )
+    if as_json:
+        result: dict[str, Any] = {"did": did, "public_jwk": pair.public.jwk()}
+        result |= {"key_file": str(out)} if out is not None else {"private_jwk": private_jwk}
+        _print_json(result)
+        return
+    typer.echo(did)
+    if out is not None:
+        _console(stderr=True).print(f"private key written to {out} (keep it secret)")
+    else:
+        typer.echo(orjson.dumps(private_jwk).decode())
+        _console(stderr=True).print("the second line is the private key: keep it secret (or use --out FILE)")
+
+
+@did_app.command("resolve")
+def did_resolve(
+    did: Annotated[str, typer.Argument(help="A did:key or did:web identifier.")],
+    form: Annotated[
+        str, typer.Option(help="did:key representation: Multikey, JsonWebKey2020 or Ed25519VerificationKey2018.")
+    ] = "Multikey",
+    http: Annotated[
+        bool, typer.Option("--http", help="did:web over plain http (local development only; the spec says https).")
+    ] = False,
+) -> None:
+    """Print the DID document: computed for did:key, fetched from the host for did:web."""
+    from agentauth.did import DidKeyError, did_key_document, did_web_to_url
+    from agentauth.did.web import DidWebError
+
+    if did.startswith("did:key:"):
+        if form not in ("Multikey", "JsonWebKey2020", "Ed25519VerificationKey2018"):
+            raise click.BadParameter(f"unknown form {form!r}", param_hint="--form")
+        try:
+            _print_json(did_key_document(did, form))  # type: ignore[arg-type]
+        except DidKeyError as exc:
+            raise CliError(f"invalid did:key: {exc}") from None
+        return
+    if did.startswith("did:web:"):
+        try:
+            url = did_web_to_url(did, "http" if http else "https")
+        except DidWebError as exc:
+            raise CliError(f"invalid did:web: {exc}") from None
+        response = _get(url)
+        if response.status_code != 200:
+            raise CliError(f"{url} answered HTTP {response.status_code}")
+        try:
+            document = response.json()
+        except ValueError:
+            raise CliError(f"{url} did not return JSON") from None
+        # DID Core section 7.1.2 / did:web 3.3: the document's id must be the DID that was resolved.
+        if not isinstance(document, dict) or document.get("id") != did.split("#", 1)[0]:
+            raise CliError(f"{url} returned a document for {document.get('id') if isinstance(document, dict) else '?'}")
+        _print_json(document)
+        return
+    raise CliError("only did:key and did:web can be resolved")
+
+
+# -- keys --------------------------------------------------------------------------------------------------
 
 
 @keys_app.command("rotate")
@@ -79,26 +396,295 @@ def keys_revoke(
     try:
         count = asyncio.run(run())
     except NotFound as exc:
-        typer.echo(f"error: {exc.description}", err=True)
-        raise typer.Exit(1) from None
+        raise CliError(exc.description) from None
     typer.echo(f"dropped {kid}; revoked {count} credentials it signed")
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False) -> None:
     """Show the published keys and their states."""
     from agentauth.bootstrap import build_services
 
-    async def run() -> list[str]:
+    async def run() -> list[dict[str, Any]]:
         svc = await build_services(_settings())
         try:
-            return [f"{k.state.value:8} {k.kid}" for k in svc.keys.ring.keys]
+            return [
+                {
+                    "kid": k.kid,
+                    "state": k.state.value,
+                    "created_at": k.created_at.isoformat(),
+                    "activated_at": k.activated_at.isoformat() if k.activated_at else None,
+                    "remove_after": k.remove_after.isoformat() if k.remove_after else None,
+                }
+                for k in svc.keys.ring.keys
+            ]
         finally:
             await svc.close()
 
-    for line in asyncio.run(run()):
-        typer.echo(line)
+    keys = asyncio.run(run())
+    if as_json:
+        _print_json(keys)
+        return
+    for key in keys:
+        typer.echo(f"{key['state']:8} {key['kid']}")
 
 
-def main() -> None:
-    app()
+# -- jwks --------------------------------------------------------------------------------------------------
+
+
+@jwks_app.command("export")
+def jwks_export(
+    issuer: Annotated[
+        str | None, typer.Option(help="Fetch from this issuer; default: the configured service's key ring.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of standard output.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Export the issuer's JWKS for air-gapped verifiers (`agentauth verify --jwks FILE`).
+
+    The file is a JWK Set with the issuer URL in an extra `issuer` member (RFC 7517 section 5 allows it).
+    """
+    if issuer is not None:
+        document = _fetch_jwks(_issuer_url(issuer))
+        issuer_url = _issuer_url(issuer)
+    else:
+        from agentauth.bootstrap import build_services
+
+        async def run() -> tuple[str, dict[str, Any]]:
+            svc = await build_services(_settings())
+            try:
+                return svc.settings.issuer_url, dict(svc.jwks())
+            finally:
+                await svc.close()
+
+        issuer_url, document = asyncio.run(run())
+    exported = {"issuer": issuer_url, "keys": document["keys"]}
+    text = orjson.dumps(exported, option=orjson.OPT_INDENT_2).decode() + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _write_file(out, text, force=force)
+        _console(stderr=True).print(f"wrote {len(exported['keys'])} keys of {issuer_url} to {out}")
+
+
+def _fetch_jwks(issuer_url: str) -> dict[str, Any]:
+    from agentauth.sdk.http import FetchError, jwks_url, parse_jwks
+
+    response = _get(jwks_url(issuer_url))
+    try:
+        return parse_jwks(response.status_code, response.content)
+    except FetchError as exc:
+        raise CliError(f"{jwks_url(issuer_url)}: {exc}") from None
+
+
+# -- status lists ------------------------------------------------------------------------------------------
+
+
+@status_app.command("fetch")
+def status_list_fetch(
+    issuer: Annotated[str, typer.Option(help="The issuer URL the lists belong to.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to save them (created if missing).")],
+    lists: Annotated[
+        list[str] | None,
+        typer.Argument(help="List ids or URLs; default: every list the issuer has published (1, 2, ... until 404)."),
+    ] = None,
+    for_token: Annotated[
+        str | None, typer.Option("--for", help="Fetch the lists this token/credential (or @FILE) refers to.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Save signed status lists into a directory, for `agentauth verify --status-dir DIR`.
+
+    Each list is verified against the issuer's keys before it is saved.
+    """
+    from agentauth.sdk import OnlineVerifier
+
+    base = _issuer_url(issuer)
+    urls = [item if item.startswith(("http://", "https://")) else _list_url(base, item) for item in lists or []]
+    if for_token is not None:
+        urls += _status_urls(_read_text_arg(for_token, "token"))
+    explicit = bool(urls)
+    saved: list[dict[str, Any]] = []
+    with OnlineVerifier(base, check_status=False) as verifier:
+        if explicit:
+            for url in dict.fromkeys(urls):
+                saved.append(_save_list(verifier, base, url, directory, required=True))
+        else:
+            for list_id in range(1, 10_001):
+                entry = _save_list(verifier, base, _list_url(base, str(list_id)), directory, required=False)
+                if not entry:
+                    break
+                saved.append(entry)
+    if as_json:
+        _print_json({"directory": str(directory), "lists": saved})
+        return
+    for entry in saved:
+        typer.echo(f"{entry['url']} -> {entry['file']} ({entry['revoked']} set bits of {entry['size']})")
+    _console(stderr=True).print(f"saved {len(saved)} status list(s) to {directory}")
+
+
+def _list_url(base: str, list_id: str) -> str:
+    if not list_id.isdecimal():
+        raise CliError(f"{list_id!r} is neither a list id nor a URL")
+    return f"{base}/api/v1/status-lists/{int(list_id)}"
+
+
+def _status_urls(token: str) -> list[str]:
+    """Every status-list URL a token, credential or presentation (and what it embeds) refers to."""
+    from agentauth.vc import VerificationError
+    from agentauth.vc.jws import parse_compact
+
+    def walk(compact: str) -> list[str]:
+        try:
+            payload = parse_compact(compact).payload
+        except VerificationError as exc:
+            raise CliError(f"--for: not a compact JWT ({exc.detail})") from None
+        found: list[str] = []
+        vc = payload.get("vc")
+        status = vc.get("credentialStatus") if isinstance(vc, dict) else None
+        if isinstance(status, dict) and isinstance(status.get("statusListCredential"), str):
+            found.append(status["statusListCredential"])
+        vp = payload.get("vp")
+        inner = list(payload.get("delegation_chain") or [])
+        inner += list(vp.get("verifiableCredential") or []) if isinstance(vp, dict) else []
+        for item in inner:
+            if isinstance(item, str):
+                found += walk(item)
+        return found
+
+    urls = walk(token)
+    if not urls:
+        raise CliError("--for: the token carries no status entry")
+    return urls
+
+
+def _save_list(verifier: Any, base: str, url: str, directory: Path, *, required: bool) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from agentauth.sdk.http import FetchError, check_fetchable, parse_status_list
+    from agentauth.vc import (
+        STATUS_LIST_CREDENTIAL,
+        StatusList,
+        StatusListError,
+        VerificationError,
+        status_list_filename,
+    )
+
+    try:
+        check_fetchable(url, base)
+    except FetchError as exc:
+        raise CliError(str(exc)) from None
+    response = _get(url)
+    if response.status_code == 404 and not required:
+        return {}
+    try:
+        jwt = parse_status_list(response.status_code, response.content)
+        claims = verifier.verify_credential(jwt, expected_type=STATUS_LIST_CREDENTIAL, now=datetime.now(UTC))
+        if claims["vc"].get("id", claims.get("jti")) != url:
+            raise CliError(f"{url} serves the list of {claims['vc'].get('id')}")
+        bits = StatusList.decode(claims["vc"]["credentialSubject"].get("encodedList", ""))
+    except FetchError as exc:
+        raise CliError(f"{url}: {exc}") from None
+    except VerificationError as exc:
+        raise CliError(f"{url}: the status list does not verify ({exc.code}: {exc.detail})") from None
+    except StatusListError as exc:
+        raise CliError(f"{url}: {exc}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / status_list_filename(url)
+    _write_file(path, jwt + "\n", force=True)
+    return {"url": url, "file": str(path), "size": bits.size, "revoked": len(bits.set_indexes())}
+
+
+# -- present -----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def present(
+    credentials: Annotated[
+        list[str], typer.Argument(help="Credentials to wrap (compact JWTs, or @FILE each), issued to your did:key.")
+    ],
+    key: Annotated[
+        Path, typer.Option(help="Your private JWK file (from `agentauth did generate --out` or quickstart).")
+    ],
+    audience: Annotated[str, typer.Option(help="The verifier you present to (its aud).")],
+    nonce: Annotated[str, typer.Option(help="The verifier's challenge.")],
+    lifetime: Annotated[int, typer.Option(min=10, max=3600, help="Seconds the presentation stays valid.")] = 300,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Make a Verifiable Presentation signed by your did:key for a verifier's audience and nonce."""
+    from datetime import UTC, datetime, timedelta
+
+    from agentauth.did import encode_did_key
+    from agentauth.keys import KeyPair
+    from agentauth.keys.jwk import JwkError
+    from agentauth.vc import create_presentation
+
+    try:
+        document = orjson.loads(key.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read --key {key}: {exc.strerror}") from None
+    except orjson.JSONDecodeError:
+        raise CliError(f"--key {key} is not a JSON Web Key") from None
+    if isinstance(document, dict) and isinstance(document.get("private_key_jwk"), dict):
+        document = document["private_key_jwk"]  # a saved quickstart response
+    try:
+        pair = KeyPair.from_jwk(document)
+    except (JwkError, TypeError, AttributeError):
+        raise CliError(f"--key {key} is not a private Ed25519 JWK (kty OKP, crv Ed25519, with d)") from None
+    texts = [_read_text_arg(c, "credential") for c in credentials]
+    now = datetime.now(UTC)
+    vp = create_presentation(pair, texts, audience=audience, nonce=nonce, now=now, lifetime=timedelta(seconds=lifetime))
+    if as_json:
+        did = encode_did_key(pair.public.raw)
+        _print_json(
+            {"presentation": vp, "holder": did, "audience": audience, "nonce": nonce, "credentials": len(texts)}
+        )
+        return
+    typer.echo(vp)
+
+
+# -- entry point -------------------------------------------------------------------------------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentauth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """AgentAuth: identity and authentication for AI agents."""
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _console(stderr=True).print(f"[bold red]error:[/bold red] {message}", markup=True)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; every failure ends as one line on stderr and an exit status, never a traceback."""
+    debug = os.environ.get("AGENTAUTH_DEBUG") == "1"
+    try:
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help())
+        sys.exit(0)
+    except click.UsageError as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        _fail(f"{exc.format_message()}{where}", EXIT_USAGE)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except CliError as exc:
+        _fail(str(exc), EXIT_INVALID)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, EXIT_INVALID)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -44,3 +44,4 @@ async def adopt_stored_ring(keys: IssuerKeys, core: IssuerCore) -> None:
     for kid in before - {k.kid for k in ring.keys}:
         async with core.sessions.begin() as session:
             await credentials.revoke(session, core.clock(), kid=kid)
+            await status_lists.invalidate_published(session)

@@ -227,7 +227,9 @@ class DelegationService:
             delegation = await self._visible(session, principal, delegation_id)
             chain = await repo.chain(session, delegation)
             upstream = {d.delegator_id for d in chain}
-            in_subtree = await agents_repo.get_in_subtree(session, delegation.delegator_id, principal.agent.path)
+            # Judged by who acts: under a delegated token, principal.agent is the chain's root - its subtree
+            # must not let the delegate revoke what was granted to it from above.
+            in_subtree = await agents_repo.get_in_subtree(session, delegation.delegator_id, principal.acting.path)
             # The delegator, anyone upstream of it in the chain, or an ancestor agent may revoke; not the delegate.
             if principal.acting.id not in upstream and in_subtree is None:
                 raise AccessDenied("only the delegator (or someone above it) can revoke this delegation")

@@ -15,11 +15,12 @@ from agentauth.errors import InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
-from agentauth.issuer.revocation import audit_credentials
+from agentauth.issuer.revocation import audit_credentials, revoke_delegation_subtrees
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.issuer.tokens import TokenService
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import credentials as credentials_repo
+from agentauth.storage import delegations as delegations_repo
 from agentauth.storage import refresh_tokens
 from agentauth.storage.records import Agent
 from agentauth.vc import ACCESS_CREDENTIAL, VerificationError
@@ -112,7 +113,12 @@ class LifecycleService:
             owner = await agents_repo.get(session, record.agent_id) if record else None
         if record is None or record.revoked_at is not None or owner is None or not owner.is_active:
             return INACTIVE
-        if not self._may_see(principal, owner, own_token=record.jti == principal.jti):
+        # Own: the very token presented; or, for a caller authenticated with its API key (the full client
+        # credential), any token issued to it as client - including a delegate's exchanged tokens. A narrowed
+        # bearer token does not get to see its agent's other, possibly wider, tokens.
+        as_client = principal.jti == "" and record.client_id == principal.acting.id
+        own = record.jti == principal.jti or as_client
+        if not self._may_see(principal, owner, own_token=own):
             return INACTIVE
         subject = vc.get("credentialSubject", {})
         response: dict[str, Any] = {
@@ -183,12 +189,20 @@ class LifecycleService:
             owner = await agents_repo.get(session, record.agent_id) if record else None
             if record is None or owner is None:
                 return
-            own = record.agent_id == principal.agent.id
-            if not own and not (owner.tenant_id == principal.tenant_id and owner.path.startswith(principal.agent.path)):
+            acting = principal.acting
+            own = acting.id in (record.agent_id, record.client_id)
+            if not own and not (owner.tenant_id == principal.tenant_id and owner.path.startswith(acting.path)):
+                return
+            if record.kind == "delegation" and record.delegation_id is not None:
+                # A delegation credential stands for the delegation: revoking it revokes the delegation, all
+                # below it and every token resting on them - the same as DELETE /api/v1/delegations/{id}.
+                delegation = await delegations_repo.get(session, record.delegation_id)
+                if delegation is not None:
+                    await revoke_delegation_subtrees(session, ctx, now, [delegation.path], acting.id)
                 return
             # Revoking an access token leaves its refresh family alive (RFC 7009 section 2.1 makes that a MAY).
             revoked = await credentials_repo.revoke(session, now, jtis=[jti])
-            audit_credentials(session, ctx, now, revoked, principal.agent.id, "revoked by request")
+            audit_credentials(session, ctx, now, revoked, acting.id, "revoked by request")
 
     async def _revoke_refresh(self, principal: Principal, raw: str, ctx: RequestContext) -> None:
         now = self.core.clock()

@@ -315,6 +315,14 @@ def _ref(policy: Policy) -> dict[str, Any]:
     return {"id": policy.id, "name": policy.name, "effect": policy.effect, "priority": policy.priority}
 
 
+def _string_set(subjects: Mapping[str, Any], name: str) -> frozenset[str]:
+    # A bare string would become a set of its characters: a policy that silently never applies.
+    value = subjects.get(name) or []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidRequest(f"subjects.{name} must be a list of non-empty strings")
+    return frozenset(value)
+
+
 def build_policy(
     *,
     id: str,
@@ -330,17 +338,17 @@ def build_policy(
     """Validate and compile one policy (raises ``InvalidRequest`` with the precise problem)."""
     if effect not in ("allow", "deny"):
         raise InvalidRequest("effect must be allow or deny")
-    if not actions or any(a not in (*ACTIONS, "*") for a in actions):
+    if not isinstance(actions, list | tuple) or not actions or any(a not in (*ACTIONS, "*") for a in actions):
         raise InvalidRequest(f"actions must be a non-empty list of {', '.join(ACTIONS)} or '*'")
-    if not resources:
+    if not isinstance(resources, list | tuple) or not resources or not all(isinstance(r, str) for r in resources):
         raise InvalidRequest("resources must be a non-empty list of patterns")
     unknown = set(subjects) - {"all", "agent_ids", "agent_types", "trust_levels"}
     if unknown:
         raise InvalidRequest(f"unknown subject selector(s): {', '.join(sorted(unknown))}")
-    all_subjects = bool(subjects.get("all", False))
-    ids = frozenset(subjects.get("agent_ids") or ())
-    types = frozenset(subjects.get("agent_types") or ())
-    levels = frozenset(subjects.get("trust_levels") or ())
+    all_subjects = subjects.get("all", False)
+    if not isinstance(all_subjects, bool):
+        raise InvalidRequest("subjects.all must be true or false")
+    ids, types, levels = (_string_set(subjects, name) for name in ("agent_ids", "agent_types", "trust_levels"))
     if not (all_subjects or ids or types or levels):
         raise InvalidRequest("subjects must select someone: all, agent_ids, agent_types or trust_levels")
     return Policy(

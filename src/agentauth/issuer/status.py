@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentauth.errors import NotFound
 from agentauth.storage import status_lists
-from agentauth.vc import CredentialIssuer, StatusEntry, StatusList
+from agentauth.vc import CredentialIssuer, StatusEntry, StatusList, VerificationError
+from agentauth.vc.jws import parse_compact
 
 LIST_SIZE = 131_072
 BLOCK_SIZE = 512
@@ -126,6 +127,9 @@ class StatusRegistry:
                 raise NotFound("no such status list")
             size, version, published_version, published_jwt, published_at = snap
             fresh = published_at is not None and now - published_at < PUBLISHED_VALIDITY / 2
+            # A list signed with a key that has since been dropped (compromise) must be re-signed.
+            if fresh and published_jwt is not None:
+                fresh = self._issuer.ring.get(_header_kid(published_jwt)) is not None
             if published_jwt is not None and published_version == version and fresh:
                 return PublishedList(published_jwt, _etag(published_jwt), version)
             bits = StatusList(size)
@@ -141,6 +145,13 @@ class StatusRegistry:
         async with self._sessions.begin() as session:
             await status_lists.store_published(session, list_id, version, jwt, now)
         return PublishedList(jwt, _etag(jwt), version)
+
+
+def _header_kid(jwt: str) -> str:
+    try:
+        return str(parse_compact(jwt).header.get("kid", ""))
+    except VerificationError:
+        return ""
 
 
 def _etag(jwt: str) -> str:

@@ -56,7 +56,9 @@ def install(
 ) -> None:
     """Make ``verifier`` the app's default for ``require_scopes`` and answer refusals as RFC 6749 JSON."""
     setattr(app.state, APP_STATE_VERIFIER, verifier)
-    setattr(app.state, APP_STATE_OPTIONS, {"audience": audience, "realm": realm, "resource_metadata": resource_metadata})
+    setattr(
+        app.state, APP_STATE_OPTIONS, {"audience": audience, "realm": realm, "resource_metadata": resource_metadata}
+    )
 
     async def _refusal(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, BearerHTTPException)

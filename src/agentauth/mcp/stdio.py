@@ -1,0 +1,93 @@
+"""``agentauth-mcp``: the MCP tools over stdio, for clients that launch their servers as a process.
+
+* ``AGENTAUTH_URL`` set: the tools call that AgentAuth's REST API (``remote``).
+* otherwise: embedded on the local data directory (``AGENTAUTH_DATA_DIR``, default ``./data``) with the
+  same settings as ``agentauth serve`` - no network needed.
+
+``AGENTAUTH_API_KEY`` is the key ``authenticate`` uses when called without one. stdout carries the protocol
+only; logs go to stderr (``AGENTAUTH_MCP_LOG_LEVEL``, default WARNING) and never contain tokens or keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import anyio
+
+from agentauth.bootstrap import Services, build_services, utcnow
+from agentauth.mcp.backend import Backend
+from agentauth.mcp.embedded import EmbeddedBackend
+from agentauth.mcp.remote import RestBackend
+from agentauth.mcp.tools import build_server
+from agentauth.settings import Settings
+
+log = logging.getLogger("agentauth.mcp")
+KEY_RELOAD_SECONDS = 5
+ROTATION_CHECK_SECONDS = 60
+
+
+async def _key_maintenance(services: Services) -> None:
+    """As ``agentauth serve`` does: adopt key changes made by other processes on the same database, and rotate
+    on schedule - the embedded server may be the only process using this data directory."""
+    every = timedelta(days=services.settings.key_rotation_days)
+    since_check = 0.0
+    while True:
+        await asyncio.sleep(KEY_RELOAD_SECONDS)
+        since_check += KEY_RELOAD_SECONDS
+        try:
+            if since_check >= ROTATION_CHECK_SECONDS:
+                since_check = 0.0
+                await services.keys.rotate_if_due(utcnow(), every, services.key_retention())
+                await services.status.recycle()
+            await services.reload_keys()
+        except Exception:
+            log.exception("key maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def open_backend(url: str | None) -> AsyncIterator[Backend]:
+    if url:
+        remote = RestBackend(url)
+        try:
+            yield remote
+        finally:
+            await remote.aclose()
+        return
+    # Nothing may reach stdout but the protocol: keep anything printed while opening the database off it.
+    with contextlib.redirect_stdout(sys.stderr):
+        services = await build_services(Settings())
+    task = asyncio.create_task(_key_maintenance(services))
+    try:
+        yield EmbeddedBackend(lambda: services)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await services.close()
+
+
+async def serve() -> None:
+    url = os.environ.get("AGENTAUTH_URL") or None
+    api_key = os.environ.get("AGENTAUTH_API_KEY") or None
+    async with open_backend(url) as backend:
+        server = build_server(backend, token_in_header=False, default_api_key=api_key)
+        await server.run_stdio_async()
+
+
+def main() -> None:
+    level = os.environ.get("AGENTAUTH_MCP_LOG_LEVEL", "WARNING").upper()
+    if level not in logging.getLevelNamesMapping():
+        level = "WARNING"
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(serve)
+
+
+if __name__ == "__main__":
+    main()
