@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentauth.errors import AgentAuthError, RateLimited
@@ -79,6 +80,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(ConnectionError)  # asyncpg's refused connect arrives unwrapped (ConnectionRefusedError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         # The database is away: never guess an answer (an auth server that fails open is worse than none).
         log.warning(
