@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from agentauth.vc import Verifier
-from conftest import ISSUER_URL, bearer, quickstart
+from support import ISSUER_URL, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import bearer, quickstart
+from support import bearer, quickstart
 
 pytestmark = pytest.mark.anyio
 
