@@ -179,10 +179,10 @@ async def test_introspection_requires_an_authenticated_caller(client: httpx.Asyn
 
 @contextlib.asynccontextmanager
 async def database_outage(services: Services, backend: str, tmp_path: Path) -> AsyncIterator[None]:
-    """Every new connection of the real engine goes to a database that is not there - a closed port for
+    """Every new connection of the real engines (writes and reads) goes to a database that is not there - a closed port for
     PostgreSQL, a file in a directory that does not exist for SQLite - after the pool's open connections are
     closed, so nothing is answered from a connection opened before the outage."""
-    sync_engine = services.engine.sync_engine
+    engines = {id(e): e for e in (services.engine, services.read_engine)}.values()
 
     def redirect(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
         if backend == "postgres":
@@ -190,13 +190,15 @@ async def database_outage(services: Services, backend: str, tmp_path: Path) -> A
         else:
             cargs[:] = [str(tmp_path / "gone" / "agentauth.db"), *cargs[1:]]
 
-    event.listen(sync_engine, "do_connect", redirect)
-    await services.engine.dispose()
+    for engine in engines:
+        event.listen(engine.sync_engine, "do_connect", redirect)
+        await engine.dispose()
     try:
         yield
     finally:
-        event.remove(sync_engine, "do_connect", redirect)
-        await services.engine.dispose()
+        for engine in engines:
+            event.remove(engine.sync_engine, "do_connect", redirect)
+            await engine.dispose()
 
 
 async def test_database_outage_answers_503_never_inactive(

@@ -179,7 +179,7 @@ class AgentService:
 
     async def _visible(self, principal: Principal, agent_id: str) -> Agent:
         """The agent if it is in the caller's subtree; otherwise 404 - existence elsewhere is not revealed."""
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
         if agent is None:
             raise NotFound("no such agent")
@@ -192,7 +192,7 @@ class AgentService:
     async def list(self, principal: Principal, limit: int = 50, offset: int = 0) -> AgentPage:
         principal.require("agents.read")
         check_page(limit, offset)
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             items, total = await agents_repo.list_subtree(session, principal.agent.path, limit, offset)
         return AgentPage(items=[agent_out(a) for a in items], total=total, limit=limit, offset=offset)
 
@@ -234,7 +234,7 @@ class AgentService:
 
     async def did_document(self, agent_id: str) -> dict[str, Any]:
         """Public: a did:key document is derivable from the DID itself, so nothing is revealed."""
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             agent = await agents_repo.get(session, agent_id)
         if agent is None:
             raise NotFound("no such agent")

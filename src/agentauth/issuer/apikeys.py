@@ -49,7 +49,7 @@ class ApiKeyService:
         if not isinstance(raw, str) or not looks_like_api_key(raw):
             raise InvalidClient("client authentication failed", debug="malformed API key")
         now = self.core.clock()
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             key = await repo.get_by_prefix(session, api_key_lookup_prefix(raw))
             agent = await agents_repo.get(session, key.agent_id) if key else None
         if key is None or agent is None or not self.core.hasher.matches(raw, key.key_hash):
@@ -68,14 +68,14 @@ class ApiKeyService:
     async def _target_agent(self, principal: Principal, agent_id: str | None) -> Agent:
         if agent_id is None or agent_id == principal.agent.id:
             return principal.agent
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
         if agent is None:
             raise NotFound("no such agent")
         return agent
 
     async def _visible_key(self, principal: Principal, key_id: str) -> ApiKey:
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             key = await repo.get(session, key_id)
             owner = await agents_repo.get_in_subtree(session, key.agent_id, principal.agent.path) if key else None
         if key is None or owner is None:
@@ -130,7 +130,7 @@ class ApiKeyService:
     ) -> ApiKeyPage:
         principal.require("credentials.read")
         check_page(limit, offset)
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             if agent_id is not None:
                 agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
                 if agent is None:

@@ -38,7 +38,7 @@ class AuditService:
             before = int(cursor)
         if outcome is not None and outcome not in ("success", "failure"):
             raise InvalidRequest("outcome must be success or failure")
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             events = await audit_repo.list_for_tenant(
                 session,
                 principal.tenant_id,

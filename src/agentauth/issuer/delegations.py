@@ -191,7 +191,7 @@ class DelegationService:
 
     async def get(self, principal: Principal, delegation_id: str) -> DelegationOut:
         principal.require("delegations.read")
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             return delegation_out(await self._visible(session, principal, delegation_id))
 
     async def list(
@@ -201,7 +201,7 @@ class DelegationService:
         check_page(limit, offset)
         if role not in (None, "delegator", "delegate"):
             raise InvalidRequest("role must be delegator or delegate")
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             items, total = await repo.list_for_agent(
                 session, principal.tenant_id, principal.acting.id, role, limit, offset
             )
@@ -209,7 +209,7 @@ class DelegationService:
 
     async def chain(self, principal: Principal, delegation_id: str) -> DelegationChain:
         principal.require("delegations.read")
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             delegation = await self._visible(session, principal, delegation_id)
             links = await repo.chain(session, delegation)
         return DelegationChain(

@@ -108,7 +108,7 @@ class LifecycleService:
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int) or exp <= now.timestamp() or (isinstance(nbf, int) and nbf > now.timestamp()):
             return INACTIVE
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             record = await credentials_repo.get(session, str(claims.get("jti")))
             owner = await agents_repo.get(session, record.agent_id) if record else None
         if record is None or record.revoked_at is not None or owner is None or not owner.is_active:
@@ -146,7 +146,7 @@ class LifecycleService:
 
     async def _introspect_refresh(self, principal: Principal, raw: str) -> dict[str, Any]:
         now = self.core.clock()
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             record = await refresh_tokens.find(session, self.core.hasher.hash(raw))
             owner = await agents_repo.get(session, record.agent_id) if record else None
         if record is None or owner is None or record.status != "active" or record.expires_at <= now:

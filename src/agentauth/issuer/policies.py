@@ -123,13 +123,13 @@ class PolicyService:
 
     async def list(self, principal: Principal) -> PolicyPage:
         principal.require("policies.read")
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             records = await repo.list_for_tenant(session, principal.tenant_id)
         return PolicyPage(items=[policy_out(r) for r in records], total=len(records))
 
     async def get(self, principal: Principal, policy_id: str) -> PolicyOut:
         principal.require("policies.read")
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             record = await repo.get(session, principal.tenant_id, policy_id)
         if record is None:
             raise NotFound("no such policy")
@@ -169,7 +169,7 @@ class PolicyService:
         """``check_permission``: may agent X do action A on resource R? A dry run - nothing changes."""
         principal.require("policies.read")
         now = self.core.clock()
-        async with self.core.sessions() as session:
+        async with self.core.reads() as session:
             agent = await agents_repo.get_in_subtree(session, request.agent_id, principal.agent.path)
             if agent is None:
                 raise NotFound("no such agent")
