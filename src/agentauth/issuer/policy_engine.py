@@ -65,12 +65,13 @@ def segments(resource: str) -> list[str]:
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """``*`` as a whole segment matches exactly one segment, ``**`` any number (including none); a ``*`` inside
     a segment matches any characters but ``/``; anything else is literal."""
-    parts = segments(pattern)
+    parts: list[str] = []
+    for part in segments(pattern):
+        if not (part == "**" and parts and parts[-1] == "**"):
+            parts.append(part)  # "**/**" is "**"; repeating it would only add backtracking
     regex, need_sep = "", False
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        if part == "**" and i > 0 and parts[i - 1] == "**":
-            continue  # "**/**" is "**"; repeating it would only add backtracking
         if part == "**":
             if not need_sep:
                 regex += "(?:[^/]+(?:/[^/]+)*)?" if last else "(?:[^/]+/)*"
