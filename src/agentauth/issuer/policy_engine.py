@@ -13,7 +13,8 @@ Decision procedure for (agent, action, resource, context):
 Priority orders the policies: the reported ``matched_policy`` is the highest-priority one that decided.
 
 Conditions: ``time_window`` {start "HH:MM", end "HH:MM", days ["mon".."sun"], timezone IANA}, ``source_ips``
-[CIDR...], ``max_delegation_depth`` n. A condition whose input is missing from the request (no IP known)
+[CIDR...], ``max_delegation_depth`` n (applies only up to n hops), ``min_delegation_depth`` n (applies only from
+n hops on - e.g. a deny on deeply delegated requests). A condition whose input is missing from the request (no IP known)
 counts as *not* met for an allow and as met for a deny: missing information never widens access.
 """
 
@@ -112,11 +113,12 @@ class Conditions:
     time_window: TimeWindow | None = None
     source_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
     max_delegation_depth: int | None = None
+    min_delegation_depth: int | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Conditions:
         raw = dict(raw or {})
-        unknown = set(raw) - {"time_window", "source_ips", "max_delegation_depth"}
+        unknown = set(raw) - {"time_window", "source_ips", "max_delegation_depth", "min_delegation_depth"}
         if unknown:
             raise InvalidRequest(f"unknown condition(s): {', '.join(sorted(unknown))}")
         window = None
@@ -128,18 +130,25 @@ class Conditions:
                 window = TimeWindow(time.fromisoformat(tw["start"]), time.fromisoformat(tw["end"]), days, zone)
             except (KeyError, TypeError, ValueError, AttributeError, ZoneInfoNotFoundError) as exc:
                 raise InvalidRequest("time_window needs start and end 'HH:MM', optional days and timezone") from exc
-            if not days <= set(DAYS):
-                raise InvalidRequest(f"time_window days must be among {', '.join(DAYS)}")
+            if not days <= set(DAYS) or not days:
+                raise InvalidRequest(f"time_window days must be a non-empty list among {', '.join(DAYS)}")
+            if window.start == window.end:
+                raise InvalidRequest("time_window start and end must differ")
         ips = None
         if raw.get("source_ips") is not None:
             try:
+                if not isinstance(raw["source_ips"], list) or not all(isinstance(c, str) for c in raw["source_ips"]):
+                    raise TypeError("not a list of strings")
                 ips = tuple(ipaddress.ip_network(c, strict=False) for c in raw["source_ips"])
             except (TypeError, ValueError) as exc:
                 raise InvalidRequest("source_ips must be a list of CIDR blocks") from exc
-        depth = raw.get("max_delegation_depth")
-        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= 10):
-            raise InvalidRequest("max_delegation_depth must be an integer 0-10")
-        return cls(window, ips, depth)
+        depths = []
+        for name in ("max_delegation_depth", "min_delegation_depth"):
+            depth = raw.get(name)
+            if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= 10):
+                raise InvalidRequest(f"{name} must be an integer 0-10")
+            depths.append(depth)
+        return cls(window, ips, depths[0], depths[1])
 
     def check(self, ctx: EvaluationContext, effect: str) -> tuple[bool, list[str]]:
         """(holds, reasons). Missing inputs: an allow does not apply, a deny does."""
@@ -162,6 +171,10 @@ class Conditions:
             if ctx.delegation_depth > self.max_delegation_depth:
                 return False, [f"delegation depth {ctx.delegation_depth} > {self.max_delegation_depth}"]
             reasons.append(f"delegation depth {ctx.delegation_depth} <= {self.max_delegation_depth}")
+        if self.min_delegation_depth is not None:
+            if ctx.delegation_depth < self.min_delegation_depth:
+                return False, [f"delegation depth {ctx.delegation_depth} < {self.min_delegation_depth}"]
+            reasons.append(f"delegation depth {ctx.delegation_depth} >= {self.min_delegation_depth}")
         return True, reasons
 
 
