@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from test_policy_engine import decide, policy
 
 from agentauth.errors import InvalidRequest
 from agentauth.issuer.policy_engine import EvaluationContext, Grant, build_policy
-from test_policy_engine import decide, policy
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SCOPE = [Grant(frozenset({"api.read"}))]
