@@ -108,9 +108,8 @@ class LifecycleService:
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int) or exp <= now.timestamp() or (isinstance(nbf, int) and nbf > now.timestamp()):
             return INACTIVE
-        async with self.core.reads() as session:
-            record = await credentials_repo.get(session, str(claims.get("jti")))
-            owner = await agents_repo.get(session, record.agent_id) if record else None
+        record = await self.tokens.token_states.get(str(claims.get("jti")))
+        owner = record.agent if record else None
         if record is None or record.revoked_at is not None or owner is None or not owner.is_active:
             return INACTIVE
         # Own: the very token presented; or, for a caller authenticated with its API key (the full client

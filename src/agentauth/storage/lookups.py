@@ -29,6 +29,7 @@ class TokenState:
 
     jti: str
     kind: str
+    client_id: str | None
     revoked_at: datetime | None
     expires_at: datetime
     agent: Agent
@@ -37,15 +38,15 @@ class TokenState:
 
 async def token_states(session: AsyncSession, jtis: Sequence[str]) -> dict[str, TokenState]:
     rows = await session.execute(
-        select(CredentialRow.jti, CredentialRow.kind, CredentialRow.revoked_at, CredentialRow.expires_at, AgentRow,
-               PolicyVersionRow.version)
+        select(CredentialRow.jti, CredentialRow.kind, CredentialRow.client_id, CredentialRow.revoked_at,
+               CredentialRow.expires_at, AgentRow, PolicyVersionRow.version)
         .join(AgentRow, AgentRow.id == CredentialRow.agent_id)
         .outerjoin(PolicyVersionRow, PolicyVersionRow.tenant_id == AgentRow.tenant_id)
         .where(CredentialRow.jti.in_(list(set(jtis))))
     )  # fmt: skip
     return {
-        jti: TokenState(jti, kind, revoked, expires, agent_record(agent), int(version or 0))
-        for jti, kind, revoked, expires, agent, version in rows
+        jti: TokenState(jti, kind, client_id, revoked, expires, agent_record(agent), int(version or 0))
+        for jti, kind, client_id, revoked, expires, agent, version in rows
     }
 
 
