@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
@@ -49,7 +49,8 @@ def describe(exc: AgentAuthError) -> str:
     return f"{text} {step}" if step else text
 
 
-def _fields(exc: ValidationError) -> str:
+def validation_problems(exc: ValidationError) -> str:
+    """Which fields are wrong and why - never the rejected values, which may be secrets."""
     problems = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err.get("loc", ()))
@@ -64,8 +65,9 @@ def map_tool_error(tool: str, error: ToolError) -> ToolError:
         if cause.debug:
             log.info("tool %s -> %s: %s", tool, cause.error, cause.debug)
         return ToolError(describe(cause))
-    if isinstance(cause, ValidationError):
-        return ToolError(f"invalid_request: {_fields(cause)}. {NEXT_STEP['invalid_request']}")
+    if isinstance(cause, ValidationError) and not isinstance(error, UnexpectedToolError):
+        # The arguments do not match the input schema (a ValidationError raised inside a tool is a bug).
+        return ToolError(f"invalid_request: {validation_problems(cause)}. {NEXT_STEP['invalid_request']}")
     if cause is None:
         return error  # raised by the SDK itself, e.g. an unknown tool name
     if isinstance(cause, DBAPIError):

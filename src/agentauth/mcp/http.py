@@ -8,6 +8,7 @@ lifespan (``run``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from starlette.routing import Route, Router
 from agentauth.bootstrap import Services
 from agentauth.issuer.discovery import MCP_PATH
 from agentauth.mcp.embedded import EmbeddedBackend
-from agentauth.mcp.tools import build_server
+from agentauth.mcp.server import build_server
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -44,6 +45,10 @@ class McpMount:
 
     def __init__(self, services: Callable[[], Services], issuer_url: str, max_body: int) -> None:
         self.server = build_server(EmbeddedBackend(services), token_in_header=True)
+        chatty = logging.getLogger("mcp.server.streamable_http")
+        if chatty.level == logging.NOTSET:
+            # In stateless mode the SDK logs "Terminating session" at INFO for every request: noise, not news.
+            chatty.setLevel(logging.WARNING)
         # Builds the session manager; its own Starlette wrapper is not used (the routes below replace it).
         self.server.streamable_http_app(
             streamable_http_path=MCP_PATH,

@@ -87,7 +87,7 @@ class RestBackend:
         except httpx.TransportError as exc:
             # The URL is configuration, not a secret; the request itself (tokens) is never logged.
             log.warning("cannot reach AgentAuth at %s: %s", self.base_url, type(exc).__name__)
-            raise TemporarilyUnavailable(f"cannot reach AgentAuth at {self.base_url}; retry later") from exc
+            raise TemporarilyUnavailable(f"cannot reach AgentAuth at {self.base_url}") from exc
         if response.status_code >= 400:
             raise error_from_response(response)
         return response

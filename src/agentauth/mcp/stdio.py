@@ -24,7 +24,7 @@ from agentauth.bootstrap import Services, build_services, utcnow
 from agentauth.mcp.backend import Backend
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.remote import RestBackend
-from agentauth.mcp.tools import build_server
+from agentauth.mcp.server import build_server
 from agentauth.settings import Settings
 
 log = logging.getLogger("agentauth.mcp")

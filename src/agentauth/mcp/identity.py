@@ -1,0 +1,200 @@
+"""The tools of an agent's own identity and tokens: discover, quickstart, authenticate, refresh_token,
+introspect_token, revoke_token, exchange_delegation (RFC 8693) and verify_token (offline verification).
+
+Tool and parameter names are a published contract (MCP issue): keep them. Docstrings are what the model reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from agentauth.errors import InvalidClient, InvalidToken
+from agentauth.issuer.schemas import AgentType, Description, Name, QuickstartRequest, QuickstartResponse, TokenResponse
+from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
+from agentauth.issuer.tokens import (
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE,
+    TOKEN_TYPE_ACCESS,
+    TOKEN_TYPE_JWT,
+)
+from agentauth.mcp import verify as offline
+from agentauth.mcp.base import backend_of, default_api_key_of
+from agentauth.mcp.params import (
+    AccessToken,
+    PublicKey,
+    Scopes,
+    ToolSpec,
+    access_token_of,
+    header_token,
+    read_only,
+    request_context,
+    request_model,
+    writes,
+)
+from agentauth.mcp.verify import VerifyResult
+
+
+class RevokeResult(BaseModel):
+    success: bool = Field(description="Always true: revocation is idempotent (RFC 7009 section 2.2).")
+    detail: str
+
+
+async def discover(ctx: Context[Any, Any]) -> dict[str, Any]:
+    """Describe this AgentAuth: grant types, scopes (with what each allows), token lifetimes, agent types,
+    trust levels, registration mode and every endpoint URL. Call it first when you do not know the server."""
+    return await backend_of(ctx).discover()
+
+
+async def quickstart(
+    name: Annotated[Name, Field(description="A name for your agent.")],
+    agent_type: Annotated[AgentType, Field(description="orchestrator, autonomous, assistant or tool.")],
+    ctx: Context[Any, Any],
+    description: Annotated[Description | None, Field(description="What the agent does.")] = None,
+    public_key: PublicKey = None,
+    registration_token: Annotated[
+        str | None, Field(description="Only when the server's registration mode is 'token'.")
+    ] = None,
+) -> QuickstartResponse:
+    """Register a new agent, with a tenant of its own, in one call: a did:key identity, an identity
+    credential, an API key and a token pair. Call it once, when you have no AgentAuth identity yet.
+    SAVE NOW, shown only once: api_key (to authenticate later), private_key_jwk (your did:key private key, when
+    generated) and refresh_token. Use access_token with the other tools until expires_at; refresh before
+    refresh_before."""
+    request = request_model(
+        QuickstartRequest,
+        name=name,
+        agent_type=agent_type,
+        description=description,
+        public_key=public_key,
+        registration_token=registration_token,
+    )
+    return await backend_of(ctx).quickstart(request, request_context(ctx))
+
+
+async def authenticate(
+    ctx: Context[Any, Any],
+    api_key: Annotated[
+        str | None,
+        Field(description="Your API key (ak_live_...). Default: AGENTAUTH_API_KEY of a stdio server."),
+    ] = None,
+    scopes: Scopes = None,
+) -> TokenResponse:
+    """Exchange your API key for a new access token and refresh token (OAuth client_credentials). Call it at
+    the start of a session or when refresh_token fails. Save refresh_token; use access_token with the other
+    tools. scopes narrows the token to fewer scopes than the key holds."""
+    key = api_key or default_api_key_of(ctx)
+    if not key:
+        raise InvalidClient("no API key: pass api_key (from quickstart or create_credential)")
+    params = {"grant_type": GRANT_CLIENT_CREDENTIALS, "client_secret": key}
+    if scopes:
+        params["scope"] = " ".join(scopes)
+    return await backend_of(ctx).token(params, request_context(ctx))
+
+
+async def refresh_token(
+    refresh_token_value: Annotated[str, Field(description="Your current refresh token (rt_...).")],
+    ctx: Context[Any, Any],
+) -> TokenResponse:
+    """Trade your refresh token for a new access token and a new refresh token. Call it before
+    refresh_before, or when a tool says invalid_token because your access token expired. Refresh tokens are
+    single-use: save the new refresh_token and forget the old one (presenting a used one again revokes the
+    whole token family)."""
+    params = {"grant_type": GRANT_REFRESH_TOKEN, "refresh_token": refresh_token_value}
+    return await backend_of(ctx).token(params, request_context(ctx))
+
+
+async def introspect_token(
+    token: Annotated[str, Field(description="The access token or refresh token to examine.")],
+    ctx: Context[Any, Any],
+    access_token: Annotated[
+        str | None,
+        Field(description="Your access token, if not the token itself (or the Authorization header)."),
+    ] = None,
+) -> dict[str, Any]:
+    """Ask AgentAuth whether a token is active right now (RFC 7662). Answers {"active": true, ...} with its
+    scope, subject, client, expiry, agent and delegation chain, or just {"active": false} (revoked, expired,
+    unknown, or not yours to see). Without access_token an access token introspects itself."""
+    rc = request_context(ctx)
+    caller = access_token or header_token(ctx)
+    if caller is not None:
+        return await backend_of(ctx).introspect(caller, token, rc)
+    if token.startswith(REFRESH_TOKEN_PREFIX):
+        raise InvalidToken("to introspect a refresh token, pass your access_token too")
+    try:
+        return await backend_of(ctx).introspect(token, token, rc)
+    except InvalidToken:
+        return {"active": False}  # it cannot even authenticate itself
+
+
+async def revoke_token(
+    token: Annotated[str, Field(description="The access token or refresh token to revoke.")],
+    ctx: Context[Any, Any],
+    access_token: Annotated[
+        str | None,
+        Field(description="Your access token, if not the token itself (or the Authorization header)."),
+    ] = None,
+) -> RevokeResult:
+    """Revoke an access token or a refresh token (RFC 7009) - for example at the end of a task or when a
+    token may have leaked. Revoking a refresh token also revokes the access tokens issued from it. Succeeds
+    also for unknown or already revoked tokens. Without access_token an access token revokes itself."""
+    rc = request_context(ctx)
+    caller = access_token or header_token(ctx)
+    if caller is None:
+        if token.startswith(REFRESH_TOKEN_PREFIX):
+            raise InvalidToken("to revoke a refresh token, pass your access_token too")
+        # Already revoked or expired: nothing left to do (RFC 7009 section 2.2).
+        with contextlib.suppress(InvalidToken):
+            await backend_of(ctx).revoke(token, token, rc)
+    else:
+        await backend_of(ctx).revoke(caller, token, rc)
+    return RevokeResult(success=True, detail="the token is revoked if it was one you may revoke")
+
+
+async def exchange_delegation(
+    credential: Annotated[str, Field(description="The delegation credential (the credential field).")],
+    ctx: Context[Any, Any],
+    access_token: AccessToken = None,
+    scopes: Scopes = None,
+) -> TokenResponse:
+    """As the delegate, exchange a delegation credential for an access token acting on the delegator's
+    behalf (RFC 8693 token exchange). access_token is your own token. The result has no refresh token:
+    exchange again when it expires."""
+    params = {
+        "grant_type": GRANT_TOKEN_EXCHANGE,
+        "subject_token": credential,
+        "subject_token_type": TOKEN_TYPE_JWT,
+        "actor_token": access_token_of(access_token, ctx),
+        "actor_token_type": TOKEN_TYPE_ACCESS,
+    }
+    if scopes:
+        params["scope"] = " ".join(scopes)
+    return await backend_of(ctx).token(params, request_context(ctx))
+
+
+async def verify_token(
+    ctx: Context[Any, Any],
+    token: Annotated[str, Field(description="An access token, identity credential or delegation credential.")],
+    audience: Annotated[str | None, Field(description="Also require this aud (access tokens).")] = None,
+) -> VerifyResult:
+    """Verify an AgentAuth token or credential fully offline, as any third party would: signature against
+    the published keys, algorithm, issuer, expiry, revocation status and, for delegated tokens, every link
+    of the delegation chain. Returns valid true with the claims, or valid false with a reason code."""
+    return await offline.verify_token(backend_of(ctx), token, audience, datetime.now(UTC))
+
+
+TOOLS: dict[str, ToolSpec] = {
+    "discover": (discover, read_only("Discover AgentAuth")),
+    "quickstart": (quickstart, writes("Register a new agent")),
+    "authenticate": (authenticate, writes("Get tokens with an API key")),
+    "refresh_token": (refresh_token, writes("Refresh tokens")),
+    "introspect_token": (introspect_token, read_only("Introspect a token")),
+    "revoke_token": (revoke_token, writes("Revoke a token", destructive=True, idempotent=True)),
+    "exchange_delegation": (exchange_delegation, writes("Act under a delegation")),
+    "verify_token": (verify_token, read_only("Verify a token offline")),
+}

@@ -1,0 +1,94 @@
+"""The MCP server with every tool, and the schema difference between transports.
+
+Over HTTP an access token may come from the ``Authorization: Bearer`` header, so ``access_token`` is optional in
+the tools' schemas; over stdio there are no headers and the schema marks it required, as the MCP issue documents.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from mcp.server.mcpserver.tools import Tool
+
+from agentauth.mcp import identity, tenant
+from agentauth.mcp.backend import Backend
+from agentauth.mcp.base import AgentAuthMCP
+from agentauth.mcp.params import ACCESS_TOKEN_HELP
+
+INSTRUCTIONS = """\
+AgentAuth gives you (an AI agent) a verifiable identity and OAuth tokens.
+1. No identity yet: call quickstart once. Save api_key, private_key_jwk and refresh_token at once: they are
+   shown only once. Already have an API key: call authenticate.
+2. Pass access_token to the other tools. It expires at expires_at; call refresh_token (with your refresh token)
+   before refresh_before, and save the new refresh token: each one works only once.
+3. Manage what you own: create_agent (sub-agents), create_credential / rotate_credential / revoke_credential
+   (API keys), create_delegation / exchange_delegation / revoke_delegation (lend scopes to another agent),
+   check_permission (dry-run a policy decision), verify_token (check any AgentAuth token offline).
+Errors read "<error code>: <what went wrong>. <what to do next>".
+"""
+
+# The documented tools in the issue's order, then the ones an agent needs to finish what it starts.
+TOOL_ORDER = (
+    "discover",
+    "quickstart",
+    "authenticate",
+    "refresh_token",
+    "introspect_token",
+    "revoke_token",
+    "create_credential",
+    "rotate_credential",
+    "revoke_credential",
+    "create_delegation",
+    "check_permission",
+    "list_agents",
+    "get_agent",
+    "list_credentials",
+    "list_delegations",
+    "revoke_delegation",
+    "create_agent",
+    "verify_token",
+    "exchange_delegation",
+)
+# Where the caller may be the token itself, access_token stays optional on every transport.
+SELF_AUTHENTICATING = ("introspect_token", "revoke_token")
+
+
+def _require_access_token(tool: Tool) -> None:
+    properties = tool.parameters.get("properties", {})
+    if "access_token" in properties and tool.name not in SELF_AUTHENTICATING:
+        properties["access_token"] = {"type": "string", "title": "Access Token", "description": ACCESS_TOKEN_HELP}
+        required = tool.parameters.setdefault("required", [])
+        if "access_token" not in required:
+            required.append("access_token")
+
+
+@functools.cache
+def tool_set(token_in_header: bool) -> tuple[Tool, ...]:
+    """The tools with their schemas, built once per process (deriving the schemas costs ~0.1 s; every app and
+    server instance shares them - they hold no state)."""
+    specs = identity.TOOLS | tenant.TOOLS
+    tools = []
+    for name in TOOL_ORDER:
+        fn, hints = specs[name]
+        tool = Tool.from_function(fn, annotations=hints, title=hints.title)
+        if not token_in_header:
+            _require_access_token(tool)
+        tools.append(tool)
+    return tuple(tools)
+
+
+def build_server(backend: Backend, *, token_in_header: bool, default_api_key: str | None = None) -> AgentAuthMCP:
+    """Every tool over ``backend``. ``token_in_header``: the transport is HTTP, so an access token may come from
+    the Authorization header; ``default_api_key``: authenticate's fallback key (stdio only)."""
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    if not root.handlers:
+        # MCPServer calls logging.basicConfig; the host (CLI, uvicorn, tests) decides how logs look, not the SDK.
+        root.addHandler(guard)
+    try:
+        return AgentAuthMCP(
+            backend, tools=list(tool_set(token_in_header)), instructions=INSTRUCTIONS, default_api_key=default_api_key
+        )
+    finally:
+        root.removeHandler(guard)

@@ -1,0 +1,178 @@
+"""Failure mapping and limits, with the official client talking in-memory to the server ``agentauth-mcp`` builds:
+internal errors stay internal, a database or network outage is temporarily_unavailable, REST errors map back to
+the same codes in the REST-backed mode, and MCP shares REST's rate-limit buckets."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from mcp.client import Client
+from mcp_support import free_port, text_of
+from sqlalchemy.exc import OperationalError
+
+from agentauth.api.app import create_app
+from agentauth.bootstrap import build_services
+from agentauth.errors import InvalidGrant, NotFound, RateLimited
+from agentauth.issuer.context import RequestContext
+from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
+from agentauth.mcp.backend import Operation, R, VerificationMaterial
+from agentauth.mcp.embedded import EmbeddedBackend
+from agentauth.mcp.remote import RemoteError, RestBackend, error_from_response
+from agentauth.mcp.server import build_server
+from support import reset_postgres
+
+pytestmark = pytest.mark.anyio
+
+ONE_CALL_EACH: dict[str, dict[str, Any]] = {
+    "discover": {},
+    "quickstart": {"name": "a", "agent_type": "tool"},
+    "authenticate": {"api_key": "ak_live_x"},
+    "refresh_token": {"refresh_token_value": "rt_x"},
+    "introspect_token": {"token": "a.b.c"},
+    "revoke_token": {"token": "x", "access_token": "t"},
+    "create_credential": {"agent_id": "agt_a", "access_token": "t"},
+    "rotate_credential": {"credential_id": "key_a", "access_token": "t"},
+    "revoke_credential": {"credential_id": "key_a", "access_token": "t"},
+    "create_delegation": {"delegate_agent_id": "agt_a", "scopes": ["api.read"], "access_token": "t"},
+    "check_permission": {"agent_id": "agt_a", "action": "read", "resource": "x", "access_token": "t"},
+    "list_agents": {"access_token": "t"},
+    "get_agent": {"agent_id": "agt_a", "access_token": "t"},
+    "list_credentials": {"access_token": "t"},
+    "list_delegations": {"access_token": "t"},
+    "revoke_delegation": {"delegation_id": "dlg_a", "access_token": "t"},
+    "create_agent": {"name": "a", "agent_type": "tool", "access_token": "t"},
+    "verify_token": {"token": "a.b.c"},
+    "exchange_delegation": {"credential": "a.b.c", "access_token": "t"},
+}
+
+
+class Broken:
+    """A backend whose every operation fails with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
+        raise self.error
+
+    async def discover(self) -> dict[str, Any]:
+        raise self.error
+
+    async def quickstart(self, request: QuickstartRequest, ctx: RequestContext) -> QuickstartResponse:
+        raise self.error
+
+    async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
+        raise self.error
+
+    async def introspect(self, caller: str, token: str, ctx: RequestContext) -> dict[str, Any]:
+        raise self.error
+
+    async def revoke(self, caller: str, token: str, ctx: RequestContext) -> None:
+        raise self.error
+
+    async def verification_material(self) -> VerificationMaterial:
+        raise self.error
+
+    async def status_list(self, url: str) -> str | None:
+        raise self.error
+
+
+async def test_unexpected_errors_are_generic_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    server = build_server(Broken(RuntimeError("internal detail sk-do-not-leak")), token_in_header=False)
+    caplog.set_level(logging.INFO, logger="agentauth.mcp")
+    async with Client(server) as client:
+        for tool, arguments in ONE_CALL_EACH.items():
+            result = await client.call_tool(tool, arguments)
+            assert result.is_error, tool
+            text = text_of(result)
+            assert text.startswith("server_error: the server could not complete the request. Retry later"), text
+            assert "sk-do-not-leak" not in text
+    crashes = [r for r in caplog.records if r.getMessage().endswith("failed unexpectedly")]
+    assert len(crashes) == len(ONE_CALL_EACH)
+    assert all(r.levelno == logging.ERROR and r.exc_info is not None for r in crashes)
+
+
+async def test_database_outage_is_temporarily_unavailable() -> None:
+    outage = OperationalError("SELECT 1", {}, Exception("database is locked"))
+    async with Client(build_server(Broken(outage), token_in_header=False)) as client:
+        for tool, arguments in ONE_CALL_EACH.items():
+            text = text_of(await client.call_tool(tool, arguments))
+            assert text == "temporarily_unavailable: the service is temporarily unavailable. Retry in a few seconds."
+
+
+async def test_agentauth_unreachable_in_rest_mode() -> None:
+    backend = RestBackend(f"http://127.0.0.1:{free_port()}")
+    try:
+        async with Client(build_server(backend, token_in_header=False)) as client:
+            for tool, arguments in ONE_CALL_EACH.items():
+                result = await client.call_tool(tool, arguments)
+                assert result.is_error, tool
+                assert text_of(result).startswith(
+                    "temporarily_unavailable: cannot reach AgentAuth at http://127.0.0.1:"
+                )
+    finally:
+        await backend.aclose()
+
+
+def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def test_rest_errors_map_back_to_the_same_classes() -> None:
+    error = error_from_response(_response(404, {"error": "not_found", "error_description": "no such agent"}))
+    assert type(error) is NotFound and error.description == "no such agent"
+    error = error_from_response(_response(400, {"error": "invalid_grant", "error_description": "spent"}))
+    assert type(error) is InvalidGrant and error.status_code == 400
+    error = error_from_response(
+        _response(429, {"error": "rate_limited", "error_description": "slow down"}, {"Retry-After": "7"})
+    )
+    assert isinstance(error, RateLimited) and error.retry_after == 7
+    error = error_from_response(_response(413, {"error": "request_too_large", "error_description": "too big"}))
+    assert isinstance(error, RemoteError) and (error.error, error.status_code) == ("request_too_large", 413)
+    error = error_from_response(httpx.Response(502, text="<html>bad gateway</html>"))
+    assert type(error) is RemoteError and error.error == "server_error" and "502" in error.description
+    error = error_from_response(_response(500, {"error": "server_error", "error_description": "x"}))
+    assert type(error) is RemoteError and (error.error, error.status_code) == ("server_error", 500)
+
+
+async def test_rest_mode_reports_the_servers_refusal() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/auth/token":
+            return _response(429, {"error": "rate_limited", "error_description": "too many"}, {"Retry-After": "9"})
+        return _response(403, {"error": "access_denied", "error_description": "denied by policy: no"})
+
+    backend = RestBackend("http://agentauth.test", transport=httpx.MockTransport(handler))
+    async with Client(build_server(backend, token_in_header=False)) as client:
+        text = text_of(await client.call_tool("authenticate", {"api_key": "ak_live_x"}))
+        assert text == "rate_limited: too many. Wait 9 seconds before calling again."
+        text = text_of(await client.call_tool("list_agents", {"access_token": "t"}))
+        assert text == "access_denied: denied by policy: no. This is not permitted for you; do not retry it unchanged."
+    await backend.aclose()
+
+
+async def test_mcp_shares_rest_rate_limit_buckets(settings_factory: Any, backend: str) -> None:
+    if backend == "postgres":
+        await reset_postgres()
+    services = await build_services(settings_factory(token_rate_per_client=3))
+    try:
+        async with Client(build_server(EmbeddedBackend(lambda: services), token_in_header=False)) as client:
+            registered = (await client.call_tool("quickstart", {"name": "r", "agent_type": "tool"})).structured_content
+            assert registered is not None
+            key = registered["api_key"]
+            for _ in range(2):
+                assert not (await client.call_tool("authenticate", {"api_key": key})).is_error
+            app = create_app(services=services)
+            app.state.services = services
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as rest:
+                grant = {"grant_type": "client_credentials", "client_secret": key}
+                assert (await rest.post("/api/v1/auth/token", data=grant)).status_code == 200  # the third
+                refused = await rest.post("/api/v1/auth/token", data=grant)
+            assert refused.status_code == 429
+            text = text_of(await client.call_tool("authenticate", {"api_key": key}))
+            assert text.startswith("rate_limited: too many requests; retry after the indicated delay. Wait ")
+    finally:
+        await services.close()
