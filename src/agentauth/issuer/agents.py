@@ -141,7 +141,9 @@ class AgentService:
         parent = principal.agent
         if parent.depth + 1 > MAX_AGENT_DEPTH:
             raise InvalidRequest(f"agent hierarchy is limited to {MAX_AGENT_DEPTH} levels below the root")
-        scopes = narrow(parse_scope(request.scopes), parent.scopes)
+        # Within the parent's grant AND the token's scopes: a narrowed token must not mint a wider child
+        # (which, holding its own did:key, could then get those scopes by jwt-bearer).
+        scopes = narrow(parse_scope(request.scopes), [s for s in parent.scopes if s in principal.scopes])
         trust = request.trust_level or parent.trust_level
         if TRUST_LEVELS.index(trust) > TRUST_LEVELS.index(parent.trust_level):
             raise AccessDenied("a child agent cannot have a higher trust level than its parent")

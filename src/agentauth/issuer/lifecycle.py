@@ -190,7 +190,9 @@ class LifecycleService:
                 return
             acting = principal.acting
             own = acting.id in (record.agent_id, record.client_id)
-            if not own and not (owner.tenant_id == principal.tenant_id and owner.path.startswith(acting.path)):
+            # Someone else's token (in the caller's subtree) needs credentials.write; a token of your own never.
+            may_manage = "credentials.write" in principal.scopes and owner.tenant_id == principal.tenant_id
+            if not own and not (may_manage and owner.path.startswith(acting.path)):
                 return
             if record.kind == "delegation" and record.delegation_id is not None:
                 # A delegation credential stands for the delegation: revoking it revokes the delegation, all
@@ -210,7 +212,9 @@ class LifecycleService:
             owner = await agents_repo.get(session, record.agent_id) if record else None
             if record is None or owner is None:
                 return
-            if owner.tenant_id != principal.tenant_id or not owner.path.startswith(principal.agent.path):
+            own = owner.id == principal.acting.id
+            may_manage = "credentials.write" in principal.scopes and owner.tenant_id == principal.tenant_id
+            if not own and not (may_manage and owner.path.startswith(principal.acting.path)):
                 return
             # RFC 7009 section 2.1: revoking a refresh token SHOULD also revoke the access tokens of its grant.
             await refresh_tokens.revoke_family(session, record.family_id)
