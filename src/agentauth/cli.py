@@ -7,7 +7,6 @@ Exit status: 0 success; 1 failure (for ``verify``: invalid); 2 revoked (``verify
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -15,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import click
 import orjson
 import typer
 
@@ -35,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 keys_app = typer.Typer(
     help="Issuer signing keys (of the configured service: AGENTAUTH_* settings).", no_args_is_help=True
@@ -53,6 +52,14 @@ app.add_typer(status_app, name="status-list")
 class CliError(Exception):
     """A failure to report as one line."""
 
+    exit_code = EXIT_INVALID
+
+
+class CliUsageError(CliError):
+    """The command line itself is wrong."""
+
+    exit_code = EXIT_USAGE
+
 
 # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -60,7 +67,14 @@ class CliError(Exception):
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # emoji=False: a DID such as did:key:z6Mk... must not turn into a key emoji. Messages on stderr stay one
+    # line however narrow the terminal (soft_wrap).
+    return Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=stderr)
+
+
+def _note(message: str) -> None:
+    """A remark for the person at the terminal (stderr), kept out of the output scripts read."""
+    _console(stderr=True).print(message, markup=False)
 
 
 def _settings(**overrides: object) -> Settings:
@@ -104,6 +118,7 @@ def _write_file(path: Path, content: str, *, private: bool = False, force: bool 
         path.parent.mkdir(parents=True, exist_ok=True)
         if private:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # also when --force overwrites a file that was readable by others
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(content)
         else:
@@ -172,35 +187,44 @@ _RESULT_STYLE = {"pass": "[green]pass[/green]", "fail": "[bold red]FAIL[/bold re
 @app.command()
 def verify(
     token: Annotated[
-        str, typer.Argument(help="The token, credential or presentation; @FILE reads it from a file, - from stdin.")
+        str,
+        typer.Argument(
+            metavar="TOKEN", help="The token, credential or presentation; @FILE reads it from a file, - from stdin."
+        ),
     ],
     issuer: Annotated[
-        str | None, typer.Option(help="Issuer URL: fetch its JWKS (and status lists, unless --status-dir).")
+        str | None,
+        typer.Option(metavar="URL", help="Issuer URL: fetch its JWKS (and status lists, unless --status-dir)."),
     ] = None,
     jwks: Annotated[
-        Path | None, typer.Option(help="JWKS file (from `agentauth jwks export`): verify fully offline.")
+        Path | None,
+        typer.Option(metavar="FILE", help="JWKS file (from `agentauth jwks export`): verify fully offline."),
     ] = None,
     status_dir: Annotated[
-        Path | None, typer.Option(help="Directory of status lists (from `agentauth status-list fetch`).")
+        Path | None, typer.Option(metavar="DIR", help="Directory of status lists (from `agentauth status-list fetch`).")
     ] = None,
     audience: Annotated[
-        str | None, typer.Option(help="Require this audience (aud); required for presentations.")
+        str | None, typer.Option(metavar="AUD", help="Require this audience (aud); required for presentations.")
     ] = None,
-    nonce: Annotated[str | None, typer.Option(help="The challenge a presentation must answer.")] = None,
+    nonce: Annotated[
+        str | None, typer.Option(metavar="NONCE", help="The challenge a presentation must answer.")
+    ] = None,
     skip_status: Annotated[bool, typer.Option("--skip-status", help="Do not check revocation status.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Verify an access token, identity/delegation credential, status list or presentation.
 
-    Exit status: 0 valid, 1 invalid, 2 revoked. Trust comes from --issuer (online) or --jwks (offline);
-    revocation from the issuer's status lists or --status-dir.
+    Trust comes from --issuer (online: its JWKS) or --jwks (offline), revocation from the issuer's
+    status lists or --status-dir. Each check is shown with its result.
+
+    Exit status: 0 valid, 1 invalid, 2 revoked.
     """
     from agentauth.sdk.report import explain
     from agentauth.vc import DirectoryStatusLists
 
     text = _read_text_arg(token, "token")
     if (issuer is None) == (jwks is None):
-        raise click.UsageError("give exactly one of --issuer URL (online) or --jwks FILE (offline)")
+        raise CliUsageError("give exactly one of --issuer URL (online) or --jwks FILE (offline)")
     if status_dir is not None and not status_dir.is_dir():
         raise CliError(f"--status-dir {status_dir} is not a directory")
     status_source = DirectoryStatusLists(status_dir) if status_dir is not None else None
@@ -211,14 +235,14 @@ def verify(
             try:
                 report = explain(online, text, audience=audience, nonce=nonce, check_status=not skip_status)
             except ValueError as exc:
-                raise click.UsageError(f"{exc}: pass --audience and --nonce") from None
+                raise CliUsageError(f"{exc}: pass --audience and --nonce") from None
     else:
         assert jwks is not None
         offline = _offline_verifier(jwks, text, status_source, not skip_status)
         try:
             report = explain(offline, text, audience=audience, nonce=nonce, check_status=not skip_status)
         except ValueError as exc:
-            raise click.UsageError(f"{exc}: pass --audience and --nonce") from None
+            raise CliUsageError(f"{exc}: pass --audience and --nonce") from None
     if as_json:
         _print_json(report.to_json())
     else:
@@ -228,38 +252,20 @@ def verify(
 
 
 def _offline_verifier(jwks_path: Path, token: str, status_source: Any, check_status: bool) -> Any:
-    from agentauth.did import did_web_to_url, url_to_did_web
-    from agentauth.did.web import DidWebError
-    from agentauth.sdk.offline import JwksFileError, jwks_issuer_did, load_jwks, offline_verifier
-    from agentauth.vc import VerificationError
-    from agentauth.vc.jws import parse_compact
+    from agentauth.sdk.offline import JwksFileError, issuer_url_for, load_jwks, offline_verifier
 
     try:
         document = load_jwks(jwks_path)
-        issuer_url = document.get("issuer")
-        if not isinstance(issuer_url, str):
-            # A plain JWKS names no issuer URL. The keys are bound to one (kid = <did:web of it>#...): an access
-            # token's iss must be that URL, so the file, not the token, stays the trust anchor.
-            did = jwks_issuer_did(document)
-            if did is None or not did.startswith("did:web:"):
-                raise CliError(f"{jwks_path} names no issuer and its kids name no did:web issuer")
-            try:
-                iss = parse_compact(token).payload.get("iss")
-                same = isinstance(iss, str) and iss.startswith("http") and url_to_did_web(iss) == did
-            except (VerificationError, DidWebError):
-                same = False
-            if same:
-                issuer_url = iss
-            else:
-                url = did_web_to_url(did, "https")
-                issuer_url = url.removesuffix("/did.json").removesuffix("/.well-known")
+        issuer_url = issuer_url_for(document, token)
         return offline_verifier(document, issuer_url=issuer_url, status_source=status_source, check_status=check_status)
-    except (JwksFileError, DidWebError) as exc:
+    except JwksFileError as exc:
         raise CliError(str(exc)) from None
 
 
 def _print_report(report: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -267,17 +273,17 @@ def _print_report(report: Any) -> None:
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for check in report.checks:
-        table.add_row(check.name, _RESULT_STYLE[check.result], check.detail)
+        table.add_row(check.name, _RESULT_STYLE[check.result], Text(check.detail))
     kind = (report.kind or "token").replace("_", " ")
     console.print(f"[bold]{kind}[/bold]")
     console.print(table)
     if report.valid:
         subject = (report.claims or {}).get("sub") or (report.claims or {}).get("iss")
-        console.print(f"[bold green]VALID[/bold green] {kind} of {subject}")
+        console.print(f"[bold green]VALID[/bold green] {kind} of {escape(str(subject))}")
     elif report.revoked:
-        console.print(f"[bold red]REVOKED[/bold red] {report.detail}")
+        console.print(f"[bold red]REVOKED[/bold red] {escape(str(report.detail))}")
     else:
-        console.print(f"[bold red]INVALID[/bold red] {report.code}: {report.detail}")
+        console.print(f"[bold red]INVALID[/bold red] {report.code}: {escape(str(report.detail))}")
 
 
 # -- did ---------------------------------------------------------------------------------------------------
@@ -286,7 +292,8 @@ def _print_report(report: Any) -> None:
 @did_app.command("generate")
 def did_generate(
     out: Annotated[
-        Path | None, typer.Option(help="Write the private JWK to this file (mode 0600) instead of printing it.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the private JWK to this file (mode 0600) instead of printing it."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -309,17 +316,20 @@ def did_generate(
         return
     typer.echo(did)
     if out is not None:
-        _console(stderr=True).print(f"private key written to {out} (keep it secret)")
+        _note(f"private key written to {out} (keep it secret)")
     else:
         typer.echo(orjson.dumps(private_jwk).decode())
-        _console(stderr=True).print("the second line is the private key: keep it secret (or use --out FILE)")
+        _note("the second line is the private key: keep it secret (or use --out FILE)")
 
 
 @did_app.command("resolve")
 def did_resolve(
-    did: Annotated[str, typer.Argument(help="A did:key or did:web identifier.")],
+    did: Annotated[str, typer.Argument(metavar="DID", help="A did:key or did:web identifier.")],
     form: Annotated[
-        str, typer.Option(help="did:key representation: Multikey, JsonWebKey2020 or Ed25519VerificationKey2018.")
+        str,
+        typer.Option(
+            metavar="FORM", help="did:key representation: Multikey, JsonWebKey2020 or Ed25519VerificationKey2018."
+        ),
     ] = "Multikey",
     http: Annotated[
         bool, typer.Option("--http", help="did:web over plain http (local development only; the spec says https).")
@@ -331,7 +341,7 @@ def did_resolve(
 
     if did.startswith("did:key:"):
         if form not in ("Multikey", "JsonWebKey2020", "Ed25519VerificationKey2018"):
-            raise click.BadParameter(f"unknown form {form!r}", param_hint="--form")
+            raise CliUsageError(f"--form must be Multikey, JsonWebKey2020 or Ed25519VerificationKey2018, not {form!r}")
         try:
             _print_json(did_key_document(did, form))  # type: ignore[arg-type]
         except DidKeyError as exc:
@@ -363,6 +373,8 @@ def did_resolve(
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Promote the next key to active, retire the active one, publish a fresh next key."""
+    import asyncio
+
     from agentauth.bootstrap import build_services, utcnow
 
     async def run() -> str:
@@ -378,9 +390,11 @@ def keys_rotate() -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(
-    kid: Annotated[str, typer.Argument(help="The kid to drop (as shown by `agentauth keys list`).")],
+    kid: Annotated[str, typer.Argument(metavar="KID", help="The kid to drop (as shown by `agentauth keys list`).")],
 ) -> None:
     """Key compromise: drop KID from the JWKS and DID document now, and revoke everything it signed."""
+    import asyncio
+
     from agentauth.bootstrap import build_services
     from agentauth.errors import NotFound
     from agentauth.issuer.compromise import revoke_signing_key
@@ -403,6 +417,8 @@ def keys_revoke(
 @keys_app.command("list")
 def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False) -> None:
     """Show the published keys and their states."""
+    import asyncio
+
     from agentauth.bootstrap import build_services
 
     async def run() -> list[dict[str, Any]]:
@@ -435,9 +451,12 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print the ke
 @jwks_app.command("export")
 def jwks_export(
     issuer: Annotated[
-        str | None, typer.Option(help="Fetch from this issuer; default: the configured service's key ring.")
+        str | None,
+        typer.Option(metavar="URL", help="Fetch from this issuer; default: the configured service's key ring."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write to this file instead of standard output.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Write to this file instead of standard output.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Export the issuer's JWKS for air-gapped verifiers (`agentauth verify --jwks FILE`).
@@ -448,6 +467,8 @@ def jwks_export(
         document = _fetch_jwks(_issuer_url(issuer))
         issuer_url = _issuer_url(issuer)
     else:
+        import asyncio
+
         from agentauth.bootstrap import build_services
 
         async def run() -> tuple[str, dict[str, Any]]:
@@ -464,7 +485,7 @@ def jwks_export(
         sys.stdout.write(text)
     else:
         _write_file(out, text, force=force)
-        _console(stderr=True).print(f"wrote {len(exported['keys'])} keys of {issuer_url} to {out}")
+        _note(f"wrote {len(exported['keys'])} keys of {issuer_url} to {out}")
 
 
 def _fetch_jwks(issuer_url: str) -> dict[str, Any]:
@@ -482,14 +503,23 @@ def _fetch_jwks(issuer_url: str) -> dict[str, Any]:
 
 @status_app.command("fetch")
 def status_list_fetch(
-    issuer: Annotated[str, typer.Option(help="The issuer URL the lists belong to.")],
-    directory: Annotated[Path, typer.Option("--dir", help="Where to save them (created if missing).")],
+    issuer: Annotated[str, typer.Option(metavar="URL", help="The issuer URL the lists belong to.")],
+    directory: Annotated[Path, typer.Option("--dir", metavar="DIR", help="Where to save them (created if missing).")],
     lists: Annotated[
         list[str] | None,
-        typer.Argument(help="List ids or URLs; default: every list the issuer has published (1, 2, ... until 404)."),
+        typer.Argument(
+            metavar="[LIST]...",
+            help="List ids or URLs; default: every list the issuer has published (1, 2, ... until 404).",
+            show_default=False,
+        ),
     ] = None,
     for_token: Annotated[
-        str | None, typer.Option("--for", help="Fetch the lists this token/credential (or @FILE) refers to.")
+        str | None,
+        typer.Option(
+            "--for",
+            metavar="TOKEN",
+            help="Fetch the lists this token, credential or presentation (or @FILE) refers to.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -497,102 +527,43 @@ def status_list_fetch(
 
     Each list is verified against the issuer's keys before it is saved.
     """
-    from agentauth.sdk import OnlineVerifier
+    from agentauth.sdk import FetchError, OnlineVerifier
+    from agentauth.sdk.mirror import list_url, mirror_status_lists, status_list_urls
+    from agentauth.vc import VerificationError
 
     base = _issuer_url(issuer)
-    urls = [item if item.startswith(("http://", "https://")) else _list_url(base, item) for item in lists or []]
-    if for_token is not None:
-        urls += _status_urls(_read_text_arg(for_token, "token"))
-    explicit = bool(urls)
-    saved: list[dict[str, Any]] = []
-    with OnlineVerifier(base, check_status=False) as verifier:
-        if explicit:
-            for url in dict.fromkeys(urls):
-                saved.append(_save_list(verifier, base, url, directory, required=True))
+    urls: list[str] = []
+    for item in lists or []:
+        if item.startswith(("http://", "https://")):
+            urls.append(item)
+        elif item.isdecimal():
+            urls.append(list_url(base, int(item)))
         else:
-            for list_id in range(1, 10_001):
-                entry = _save_list(verifier, base, _list_url(base, str(list_id)), directory, required=False)
-                if not entry:
-                    break
-                saved.append(entry)
-    if as_json:
-        _print_json({"directory": str(directory), "lists": saved})
-        return
-    for entry in saved:
-        typer.echo(f"{entry['url']} -> {entry['file']} ({entry['revoked']} set bits of {entry['size']})")
-    _console(stderr=True).print(f"saved {len(saved)} status list(s) to {directory}")
-
-
-def _list_url(base: str, list_id: str) -> str:
-    if not list_id.isdecimal():
-        raise CliError(f"{list_id!r} is neither a list id nor a URL")
-    return f"{base}/api/v1/status-lists/{int(list_id)}"
-
-
-def _status_urls(token: str) -> list[str]:
-    """Every status-list URL a token, credential or presentation (and what it embeds) refers to."""
-    from agentauth.vc import VerificationError
-    from agentauth.vc.jws import parse_compact
-
-    def walk(compact: str) -> list[str]:
+            raise CliUsageError(f"{item!r} is neither a status list id nor a URL")
+    if for_token is not None:
         try:
-            payload = parse_compact(compact).payload
+            found = status_list_urls(_read_text_arg(for_token, "token"))
         except VerificationError as exc:
             raise CliError(f"--for: not a compact JWT ({exc.detail})") from None
-        found: list[str] = []
-        vc = payload.get("vc")
-        status = vc.get("credentialStatus") if isinstance(vc, dict) else None
-        if isinstance(status, dict) and isinstance(status.get("statusListCredential"), str):
-            found.append(status["statusListCredential"])
-        vp = payload.get("vp")
-        inner = list(payload.get("delegation_chain") or [])
-        inner += list(vp.get("verifiableCredential") or []) if isinstance(vp, dict) else []
-        for item in inner:
-            if isinstance(item, str):
-                found += walk(item)
-        return found
-
-    urls = walk(token)
-    if not urls:
-        raise CliError("--for: the token carries no status entry")
-    return urls
-
-
-def _save_list(verifier: Any, base: str, url: str, directory: Path, *, required: bool) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    from agentauth.sdk.http import FetchError, check_fetchable, parse_status_list
-    from agentauth.vc import (
-        STATUS_LIST_CREDENTIAL,
-        StatusList,
-        StatusListError,
-        VerificationError,
-        status_list_filename,
-    )
-
-    try:
-        check_fetchable(url, base)
-    except FetchError as exc:
-        raise CliError(str(exc)) from None
-    response = _get(url)
-    if response.status_code == 404 and not required:
-        return {}
-    try:
-        jwt = parse_status_list(response.status_code, response.content)
-        claims = verifier.verify_credential(jwt, expected_type=STATUS_LIST_CREDENTIAL, now=datetime.now(UTC))
-        if claims["vc"].get("id", claims.get("jti")) != url:
-            raise CliError(f"{url} serves the list of {claims['vc'].get('id')}")
-        bits = StatusList.decode(claims["vc"]["credentialSubject"].get("encodedList", ""))
-    except FetchError as exc:
-        raise CliError(f"{url}: {exc}") from None
-    except VerificationError as exc:
-        raise CliError(f"{url}: the status list does not verify ({exc.code}: {exc.detail})") from None
-    except StatusListError as exc:
-        raise CliError(f"{url}: {exc}") from None
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / status_list_filename(url)
-    _write_file(path, jwt + "\n", force=True)
-    return {"url": url, "file": str(path), "size": bits.size, "revoked": len(bits.set_indexes())}
+        if not found:
+            raise CliError("--for: it carries no status entry")
+        urls += found
+    with OnlineVerifier(base, check_status=False) as verifier:
+        try:
+            saved = list(mirror_status_lists(verifier, directory, urls))
+        except FetchError as exc:
+            raise CliError(str(exc)) from None
+        except VerificationError as exc:
+            raise CliError(f"a status list does not verify ({exc.code}: {exc.detail})") from None
+        except OSError as exc:
+            raise CliError(f"cannot write to {directory}: {exc.strerror}") from None
+    if as_json:
+        entries = [{"url": s.url, "file": str(s.file), "size": s.size, "revoked": s.set_bits} for s in saved]
+        _print_json({"directory": str(directory), "lists": entries})
+        return
+    for entry in saved:
+        typer.echo(f"{entry.url} -> {entry.file} ({entry.set_bits} set bits of {entry.size})")
+    _note(f"saved {len(saved)} status list(s) to {directory}")
 
 
 # -- present -----------------------------------------------------------------------------------------------
@@ -601,14 +572,23 @@ def _save_list(verifier: Any, base: str, url: str, directory: Path, *, required:
 @app.command()
 def present(
     credentials: Annotated[
-        list[str], typer.Argument(help="Credentials to wrap (compact JWTs, or @FILE each), issued to your did:key.")
+        list[str],
+        typer.Argument(
+            metavar="CREDENTIAL", help="Credentials to wrap (compact JWTs, or @FILE each), issued to your did:key."
+        ),
     ],
     key: Annotated[
-        Path, typer.Option(help="Your private JWK file (from `agentauth did generate --out` or quickstart).")
+        Path,
+        typer.Option(
+            metavar="FILE",
+            help="Your private JWK file (from `agentauth did generate --out`, or a saved quickstart response).",
+        ),
     ],
-    audience: Annotated[str, typer.Option(help="The verifier you present to (its aud).")],
-    nonce: Annotated[str, typer.Option(help="The verifier's challenge.")],
-    lifetime: Annotated[int, typer.Option(min=10, max=3600, help="Seconds the presentation stays valid.")] = 300,
+    audience: Annotated[str, typer.Option(metavar="AUD", help="The verifier you present to (its aud).")],
+    nonce: Annotated[str, typer.Option(metavar="NONCE", help="The verifier's challenge.")],
+    lifetime: Annotated[
+        int, typer.Option(min=10, max=3600, metavar="SECONDS", help="Seconds the presentation stays valid.")
+    ] = 300,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Make a Verifiable Presentation signed by your did:key for a verifier's audience and nonce."""
@@ -662,29 +642,45 @@ def _root(
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    _console(stderr=True).print(f"[bold red]error:[/bold red] {message}", markup=True)
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}")
     sys.exit(code)
+
+
+def _click_failure(exc: Exception) -> tuple[str, int] | None:
+    """(message, exit status) for the command-line parser's own exceptions, else None.
+
+    Matched by class name: typer ships its own copy of click, whose exception classes are not public.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "NoArgsIsHelpError" in names:
+        return "", 0  # the help is already printed
+    if "UsageError" in names:
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        return f"{exc.format_message()}{where}", EXIT_USAGE  # type: ignore[attr-defined]
+    if "ClickException" in names:
+        return exc.format_message(), int(getattr(exc, "exit_code", 1))  # type: ignore[attr-defined]
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every failure ends as one line on stderr and an exit status, never a traceback."""
-    debug = os.environ.get("AGENTAUTH_DEBUG") == "1"
     try:
-        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        typer.echo(exc.ctx.get_help())
-        sys.exit(0)
-    except click.UsageError as exc:
-        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        _fail(f"{exc.format_message()}{where}", EXIT_USAGE)
-    except click.ClickException as exc:
-        _fail(exc.format_message(), exc.exit_code)
-    except click.exceptions.Abort:
-        _fail("aborted", 130)
+        result = app(args=list(argv) if argv is not None else None, prog_name="agentauth", standalone_mode=False)
     except CliError as exc:
-        _fail(str(exc), EXIT_INVALID)
+        _fail(str(exc), exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("aborted", 130)
     except Exception as exc:
-        if debug:
+        failure = _click_failure(exc)
+        if failure is not None:
+            message, code = failure
+            if message:
+                _fail(message, code)
+            sys.exit(code)
+        if os.environ.get("AGENTAUTH_DEBUG") == "1":
             raise
         _fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, EXIT_INVALID)
     sys.exit(result if isinstance(result, int) else 0)

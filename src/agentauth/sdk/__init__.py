@@ -3,6 +3,7 @@
 * ``OnlineVerifier`` / ``AsyncOnlineVerifier`` - configured with the issuer URL; fetch and cache the JWKS
   (refetched on an unknown ``kid``, rate-limited) and the status lists (per their ``Cache-Control``/``ttl``,
   from the issuer's origin only).
+* ``HttpStatusLists`` - the same status-list fetching as a source for a plain ``agentauth.vc.Verifier``.
 * ``offline_verifier`` - fully offline, from a JWKS file and a directory of status-list files.
 * Resource servers: ``agentauth.sdk.fastapi`` (``require_scopes``), ``agentauth.sdk.asgi``
   (``BearerAuthMiddleware``) and ``agentauth.sdk.mcp_auth`` (``AgentAuthTokenVerifier`` for MCP servers) -
@@ -13,9 +14,11 @@ The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures 
 """
 
 from agentauth.sdk.bearer import BearerError, TokenAuthority, authenticate, bearer_token
+from agentauth.sdk.cache import JWKS_UNAVAILABLE, UNAVAILABLE_CODES
 from agentauth.sdk.http import FetchError, check_fetchable
 from agentauth.sdk.offline import JwksFileError, load_jwks, offline_verifier
-from agentauth.sdk.online import JWKS_UNAVAILABLE, UNAVAILABLE_CODES, AsyncOnlineVerifier, OnlineVerifier
+from agentauth.sdk.online import AsyncOnlineVerifier, OnlineVerifier
+from agentauth.sdk.status_source import HttpStatusLists
 
 __all__ = [
     "JWKS_UNAVAILABLE",
@@ -23,6 +26,7 @@ __all__ = [
     "AsyncOnlineVerifier",
     "BearerError",
     "FetchError",
+    "HttpStatusLists",
     "JwksFileError",
     "OnlineVerifier",
     "TokenAuthority",

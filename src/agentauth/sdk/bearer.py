@@ -23,7 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from agentauth.sdk.online import UNAVAILABLE_CODES, OnlineVerifier
+from agentauth.sdk.cache import UNAVAILABLE_CODES
+from agentauth.sdk.online import OnlineVerifier
 from agentauth.vc import VerificationError, VerifiedToken
 
 log = logging.getLogger("agentauth.sdk")

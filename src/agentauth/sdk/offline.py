@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 
-from agentauth.did import url_to_did_web
+from agentauth.did import did_web_to_url, url_to_did_web
 from agentauth.did.web import DidWebError
-from agentauth.vc import DirectoryStatusLists, NonceRegistry, StatusListSource, Verifier
+from agentauth.vc import DirectoryStatusLists, NonceRegistry, StatusListSource, VerificationError, Verifier
+from agentauth.vc.jws import parse_compact
 
 
 class JwksFileError(ValueError):
@@ -56,6 +57,32 @@ def check_issuer_matches_keys(issuer_url: str, jwks: Mapping[str, Any]) -> None:
         raise JwksFileError(str(exc)) from None
     if did is not None and did != expected:
         raise JwksFileError(f"the JWKS keys belong to {did}, not to {issuer_url} ({expected})")
+
+
+def issuer_url_for(jwks: Mapping[str, Any], token: str) -> str:
+    """The issuer URL to verify ``token`` against with ``jwks``: the JWK Set's ``issuer`` member, else the URL
+    whose did:web the keys are bound to.
+
+    A plain JWKS names no URL, but its kids do name a did:web. An access token's ``iss`` (a URL) is used when it
+    maps to that very DID - the file, not the token, stays the trust anchor; otherwise the URL is derived from the
+    DID (an access token claiming another issuer then fails with ``invalid_issuer``).
+    """
+    declared = jwks.get("issuer")
+    if isinstance(declared, str) and declared:
+        return declared
+    did = jwks_issuer_did(jwks)
+    if did is None or not did.startswith("did:web:"):
+        raise JwksFileError("the JWKS names no issuer, and its kids name no did:web issuer: pass the issuer URL")
+    try:
+        iss = parse_compact(token).payload.get("iss")
+        if isinstance(iss, str) and iss.startswith(("http://", "https://")) and url_to_did_web(iss) == did:
+            return iss
+    except (VerificationError, DidWebError):
+        pass
+    try:
+        return did_web_to_url(did).removesuffix("/did.json").removesuffix("/.well-known")
+    except DidWebError as exc:
+        raise JwksFileError(str(exc)) from None
 
 
 def offline_verifier(

@@ -16,30 +16,28 @@ status after the signature), never for a URL in a forged token.
 from __future__ import annotations
 
 import asyncio
-import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
-from agentauth import __version__
-from agentauth.sdk.http import (
-    DEFAULT_TIMEOUT_SECONDS,
-    MAX_DOCUMENT_BYTES,
-    FetchError,
-    check_fetchable,
-    freshness_lifetime,
-    jwks_url,
-    parse_jwks,
-    parse_status_list,
+from agentauth.sdk.cache import (
+    DEFAULT_JWKS_MAX_AGE,
+    DEFAULT_MIN_REFRESH_SECONDS,
+    JWKS_UNAVAILABLE,
+    MAX_ROUNDS,
+    IssuerCache,
+    Miss,
+    Request,
+    async_client,
+    attempt,
+    check_response,
+    sync_client,
 )
+from agentauth.sdk.http import FetchError
 from agentauth.vc import (
     DelegationLink,
     NonceRegistry,
@@ -49,174 +47,13 @@ from agentauth.vc import (
     VerifiedToken,
     Verifier,
 )
-from agentauth.vc import errors as e
 
-log = logging.getLogger("agentauth.sdk")
 T = TypeVar("T")
-
-# Reason code of this layer: the issuer's keys could not be fetched (a resource server answers 503, not 401).
-JWKS_UNAVAILABLE: Final = "jwks_unavailable"
-UNAVAILABLE_CODES: Final = frozenset({JWKS_UNAVAILABLE, e.STATUS_UNAVAILABLE})
-
-DEFAULT_MIN_REFRESH_SECONDS: Final = 30.0
-DEFAULT_JWKS_MAX_AGE: Final = 300.0
-DEFAULT_STATUS_MAX_AGE: Final = 300.0
-# After a failed status-list fetch, requests fail fast for this long instead of each waiting on the issuer.
-STATUS_FAILURE_BACKOFF: Final = 2.0
-# A response marked no-store is still usable for the verification that fetched it.
-_MIN_FRESHNESS: Final = 1.0
-# unknown kid -> JWKS; missing list -> list; the list's own kid -> JWKS again; one spare.
-_MAX_ROUNDS: Final = 4
-_USER_AGENT: Final = f"agentauth-sdk/{__version__}"
-
-
-@dataclass
-class _Needs:
-    """What one verification found missing (recorded by the core's hooks)."""
-
-    kids: set[str] = field(default_factory=set)
-    lists: set[str] = field(default_factory=set)
-
-    def __bool__(self) -> bool:
-        return bool(self.kids or self.lists)
-
-
-_needs: ContextVar[_Needs | None] = ContextVar("agentauth_sdk_needs", default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class _CachedList:
-    jwt: str
-    etag: str | None
-    fresh_until: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    url: str
-    headers: dict[str, str]
-
-
-class _Miss(Exception):
-    """A verification failed only for want of something fetchable."""
-
-    def __init__(self, error: VerificationError, needs: _Needs) -> None:
-        super().__init__(error.code)
-        self.error = error
-        self.needs = needs
-
-
-class _IssuerCache:
-    """The cached JWKS and status lists of one issuer, and the refresh rate limit. No I/O: the verifiers feed it.
-
-    It is the core's status-list source: a fresh list is served, a missing or stale one recorded as needed.
-    """
-
-    def __init__(
-        self,
-        issuer_url: str,
-        *,
-        min_refresh_interval: float,
-        extra_status_source: StatusListSource | None,
-        monotonic: Callable[[], float],
-    ) -> None:
-        self.issuer_url = issuer_url.rstrip("/")
-        self.min_refresh_interval = min_refresh_interval
-        self.jwks_fresh_until = -math.inf
-        self.last_jwks_attempt = -math.inf
-        self.jwks_error: str | None = None
-        self.jwks_generation = 0
-        self.lists: dict[str, _CachedList] = {}
-        self.list_failures: dict[str, tuple[float, str]] = {}
-        self._local = extra_status_source
-        self._now = monotonic
-
-    # -- hooks the core calls ------------------------------------------------------------------------------
-
-    def record_unknown_kid(self, kid: str) -> Mapping[str, Any] | None:
-        needs = _needs.get()
-        if needs is not None:
-            needs.kids.add(kid)
-        return None
-
-    def fetch(self, url: str) -> str:
-        if self._local is not None:
-            return self._local.fetch(url)
-        cached = self.lists.get(url)
-        if cached is not None and cached.fresh_until > self._now():
-            return cached.jwt
-        needs = _needs.get()
-        if needs is not None:
-            needs.lists.add(url)
-        raise LookupError(f"status list {url} is not cached")
-
-    # -- planning and applying fetches ---------------------------------------------------------------------
-
-    def jwks_stale(self) -> bool:
-        return self.jwks_fresh_until <= self._now()
-
-    def may_fetch_jwks(self) -> bool:
-        return self._now() - self.last_jwks_attempt >= self.min_refresh_interval
-
-    def jwks_request(self) -> _Request:
-        self.last_jwks_attempt = self._now()
-        return _Request(jwks_url(self.issuer_url), {"accept": "application/json"})
-
-    def jwks_received(self, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        document = parse_jwks(status, body)
-        lifetime = freshness_lifetime(headers, DEFAULT_JWKS_MAX_AGE)
-        self.jwks_fresh_until = self._now() + max(lifetime, self.min_refresh_interval)
-        self.jwks_error = None
-        self.jwks_generation += 1
-        return document
-
-    def jwks_failed(self, reason: str) -> None:
-        self.jwks_error = reason
-        log.warning("cannot fetch the JWKS of %s: %s", self.issuer_url, reason)
-
-    def list_fresh(self, url: str) -> bool:
-        cached = self.lists.get(url)
-        return cached is not None and cached.fresh_until > self._now()
-
-    def status_request(self, url: str) -> _Request:
-        """The (conditional) request for a list, or ``VerificationError`` when it may not be fetched now."""
-        try:
-            check_fetchable(url, self.issuer_url)
-        except FetchError as exc:
-            raise VerificationError(e.STATUS_UNAVAILABLE, str(exc)) from None
-        failure = self.list_failures.get(url)
-        if failure is not None and self._now() - failure[0] < STATUS_FAILURE_BACKOFF:
-            raise VerificationError(e.STATUS_UNAVAILABLE, f"status list {url} unavailable: {failure[1]}")
-        headers = {"accept": "application/vc+jwt, application/jwt;q=0.9, */*;q=0.1"}
-        cached = self.lists.get(url)
-        if cached is not None and cached.etag:
-            headers["if-none-match"] = cached.etag
-        return _Request(url, headers)
-
-    def status_received(self, url: str, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        lifetime = max(freshness_lifetime(headers, DEFAULT_STATUS_MAX_AGE), _MIN_FRESHNESS)
-        cached = self.lists.get(url)
-        if status == 304 and cached is not None:
-            self.lists[url] = _CachedList(cached.jwt, cached.etag, self._now() + lifetime)
-        else:
-            jwt = parse_status_list(status, body)
-            self.lists[url] = _CachedList(jwt, headers.get("etag"), self._now() + lifetime)
-        self.list_failures.pop(url, None)
-
-    def status_failed(self, url: str, reason: str) -> VerificationError:
-        self.list_failures[url] = (self._now(), reason)
-        log.warning("cannot fetch status list %s: %s", url, reason)
-        return VerificationError(e.STATUS_UNAVAILABLE, f"cannot fetch status list {url}: {reason}")
-
-
-def _check_response(request: _Request, response: httpx.Response, issuer_url: str) -> None:
-    if str(response.url) != request.url:
-        check_fetchable(str(response.url), issuer_url)  # a redirect must not leave the issuer either
-    if len(response.content) > MAX_DOCUMENT_BYTES:
-        raise FetchError(f"{request.url} returned more than {MAX_DOCUMENT_BYTES} bytes")
 
 
 class _OnlineBase:
+    """The core verifier and the issuer cache that the sync and async verifiers share."""
+
     def __init__(
         self,
         issuer_url: str,
@@ -230,7 +67,7 @@ class _OnlineBase:
         monotonic: Callable[[], float],
         nonces: NonceRegistry | None,
     ) -> None:
-        self._cache = _IssuerCache(
+        self._cache = IssuerCache(
             issuer_url,
             min_refresh_interval=min_refresh_interval,
             extra_status_source=status_source,
@@ -256,26 +93,6 @@ class _OnlineBase:
     @property
     def issuer_did(self) -> str:
         return self.core.issuer_did
-
-    @staticmethod
-    @contextmanager
-    def _recording() -> Iterator[_Needs]:
-        needs = _Needs()
-        token = _needs.set(needs)
-        try:
-            yield needs
-        finally:
-            _needs.reset(token)
-
-    def _attempt(self, op: Callable[[], T]) -> T:
-        """Run a core verification once; ``_Miss`` when it failed only for want of keys or lists to fetch."""
-        with self._recording() as needs:
-            try:
-                return op()
-            except VerificationError as exc:
-                if exc.code in (e.UNKNOWN_KID, e.STATUS_UNAVAILABLE) and needs:
-                    raise _Miss(exc, needs) from None
-                raise
 
     def _no_keys_error(self, original: VerificationError) -> VerificationError:
         if self._cache.jwks_error is not None:
@@ -316,10 +133,13 @@ class OnlineVerifier(_OnlineBase):
             nonces=nonces,
         )
         self._owns_http = http is None
-        self._http = http or httpx.Client(
-            timeout=DEFAULT_TIMEOUT_SECONDS, follow_redirects=False, headers={"user-agent": _USER_AGENT}
-        )
+        self._http = http or sync_client()
         self._lock = threading.Lock()
+
+    @property
+    def http(self) -> httpx.Client:
+        """The client it fetches with (for fetching more from the same issuer, e.g. ``mirror``)."""
+        return self._http
 
     def close(self) -> None:
         if self._owns_http:
@@ -333,9 +153,9 @@ class OnlineVerifier(_OnlineBase):
 
     # -- fetching ----------------------------------------------------------------------------------------
 
-    def _get(self, request: _Request) -> httpx.Response:
+    def _get(self, request: Request) -> httpx.Response:
         response = self._http.get(request.url, headers=request.headers)
-        _check_response(request, response, self.issuer_url)
+        check_response(request, response, self.issuer_url)
         return response
 
     def refresh_keys(self) -> bool:
@@ -369,17 +189,17 @@ class OnlineVerifier(_OnlineBase):
     def _run(self, op: Callable[[], T]) -> T:
         if self._cache.jwks_stale() and self._cache.may_fetch_jwks():
             self.refresh_keys()
-        for _ in range(_MAX_ROUNDS - 1):
+        for _ in range(MAX_ROUNDS - 1):
             try:
-                return self._attempt(op)
-            except _Miss as miss:
+                return attempt(op)
+            except Miss as miss:
                 if miss.needs.kids and not self.refresh_keys():
                     raise self._no_keys_error(miss.error) from None
                 for url in sorted(miss.needs.lists):
                     self._fetch_list(url)
         try:
-            return self._attempt(op)
-        except _Miss as miss:
+            return attempt(op)
+        except Miss as miss:
             raise miss.error from None
 
     # -- verification ------------------------------------------------------------------------------------
@@ -438,9 +258,7 @@ class AsyncOnlineVerifier(_OnlineBase):
             nonces=nonces,
         )
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT_SECONDS, follow_redirects=False, headers={"user-agent": _USER_AGENT}
-        )
+        self._http = http or async_client()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._jwks_task: asyncio.Task[bool] | None = None
 
@@ -456,9 +274,9 @@ class AsyncOnlineVerifier(_OnlineBase):
 
     # -- fetching ----------------------------------------------------------------------------------------
 
-    async def _get(self, request: _Request) -> httpx.Response:
+    async def _get(self, request: Request) -> httpx.Response:
         response = await self._http.get(request.url, headers=request.headers)
-        _check_response(request, response, self.issuer_url)
+        check_response(request, response, self.issuer_url)
         return response
 
     async def refresh_keys(self) -> bool:
@@ -476,7 +294,7 @@ class AsyncOnlineVerifier(_OnlineBase):
     def _jwks_done(self, task: asyncio.Task[bool]) -> None:
         self._jwks_task = None
 
-    async def _fetch_jwks_now(self, request: _Request) -> bool:
+    async def _fetch_jwks_now(self, request: Request) -> bool:
         try:
             response = await self._get(request)
             self.core.use_jwks(self._cache.jwks_received(response.status_code, response.headers, response.content))
@@ -501,7 +319,7 @@ class AsyncOnlineVerifier(_OnlineBase):
         if not task.cancelled():
             task.exception()  # retrieved here too, so a waiter that went away leaves no "never retrieved" warning
 
-    async def _fetch_list_now(self, request: _Request) -> None:
+    async def _fetch_list_now(self, request: Request) -> None:
         try:
             response = await self._get(request)
             self._cache.status_received(request.url, response.status_code, response.headers, response.content)
@@ -511,17 +329,17 @@ class AsyncOnlineVerifier(_OnlineBase):
     async def _run(self, op: Callable[[], T]) -> T:
         if self._cache.jwks_stale() and (self._jwks_task is not None or self._cache.may_fetch_jwks()):
             await self.refresh_keys()
-        for _ in range(_MAX_ROUNDS - 1):
+        for _ in range(MAX_ROUNDS - 1):
             try:
-                return self._attempt(op)
-            except _Miss as miss:
+                return attempt(op)
+            except Miss as miss:
                 if miss.needs.kids and not await self.refresh_keys():
                     raise self._no_keys_error(miss.error) from None
                 if miss.needs.lists:
                     await asyncio.gather(*(self._fetch_list(url) for url in sorted(miss.needs.lists)))
         try:
-            return self._attempt(op)
-        except _Miss as miss:
+            return attempt(op)
+        except Miss as miss:
             raise miss.error from None
 
     # -- verification ------------------------------------------------------------------------------------

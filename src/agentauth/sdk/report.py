@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agentauth.sdk.online import JWKS_UNAVAILABLE, OnlineVerifier
+from agentauth.sdk.cache import JWKS_UNAVAILABLE
+from agentauth.sdk.online import OnlineVerifier
 from agentauth.vc import (
     ACCESS_CREDENTIAL,
     DELEGATION_CREDENTIAL,
@@ -150,9 +151,12 @@ _EXPECTED_TYPE = {
 
 
 def _when(timestamp: Any, now: datetime) -> str:
-    if not isinstance(timestamp, int | float):
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         return "no expiry"
-    moment = datetime.fromtimestamp(timestamp, UTC)
+    try:
+        moment = datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"exp {timestamp}"  # out of range: only ever an unverified claim of a failing token
     seconds = int(timestamp - now.timestamp())
     relative = f"in {_span(seconds)}" if seconds >= 0 else f"{_span(-seconds)} ago"
     return f"expires {moment:%Y-%m-%d %H:%M:%S}Z ({relative})"

@@ -1,0 +1,119 @@
+"""Real servers in subprocesses for the end-to-end tests (tests/sdk, tests/cli): `agentauth serve` on a free port
+with a temporary data directory, and any ASGI app under uvicorn. Each is waited for until it answers, and stopped
+by its own pid."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+STATUS_TTL_SECONDS = 10  # the shortest ttl AGENTAUTH_STATUS_LIST_TTL_SECONDS allows
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def wait_until_up(server: LiveServer, path: str, timeout: float = 45.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.url} exited early:\n{server.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(server.url + path, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{server.url} did not come up:\n{server.log.read_text()[-3000:]}")
+
+
+def issuer_env(data_dir: Path, port: int) -> dict[str, str]:
+    """The environment of `agentauth serve` - and of every CLI command that shares its data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
+    return env | {
+        "AGENTAUTH_ISSUER_URL": f"http://127.0.0.1:{port}",
+        "AGENTAUTH_DATA_DIR": str(data_dir),
+        "AGENTAUTH_STATUS_LIST_TTL_SECONDS": str(STATUS_TTL_SECONDS),
+        "AGENTAUTH_QUICKSTART_RATE_PER_IP": "10000",
+        "AGENTAUTH_TOKEN_RATE_PER_IP": "100000",
+        "AGENTAUTH_TOKEN_RATE_PER_CLIENT": "100000",
+    }
+
+
+def start_issuer(tmp: Path, *, wait: bool = True) -> LiveServer:
+    port = free_port()
+    env = issuer_env(tmp / "data", port)
+    log = tmp / "issuer.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "agentauth"), "serve", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log, env)
+    if wait:
+        wait_until_up(server, "/health")
+    return server
+
+
+def start_uvicorn(
+    tmp: Path, app_dir: Path, app: str, env: Mapping[str, str], port: int | None = None, *, wait: bool = True
+) -> LiveServer:
+    port = port or free_port()
+    log = tmp / f"{app.replace(':', '_')}.log"
+    full_env = dict(os.environ) | dict(env)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(app_dir),
+                app,
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log, full_env)
+    if wait:
+        wait_until_up(server, "/")
+    return server

@@ -1,0 +1,124 @@
+"""The examples against real servers: `agentauth serve` and examples/resource_server.py, each under uvicorn in its
+own process, talking HTTP over loopback. The status-list ttl is the shortest allowed (10 s)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from live_server import REPO, STATUS_TTL_SECONDS, LiveServer, free_port, start_issuer, start_uvicorn, wait_until_up
+
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, LiveServer]]:
+    tmp = tmp_path_factory.mktemp("examples")
+    issuer = start_issuer(tmp, wait=False)
+    port = free_port()
+    env = {"AGENTAUTH_ISSUER_URL": issuer.url, "RESOURCE_SERVER_URL": f"http://127.0.0.1:{port}"}
+    # Both start at once: the resource server fetches the issuer's keys only when the first token arrives.
+    resource = start_uvicorn(tmp, EXAMPLES, "resource_server:app", env, port=port, wait=False)
+    try:
+        wait_until_up(issuer, "/health")
+        wait_until_up(resource, "/")
+    except BaseException:
+        resource.stop()
+        issuer.stop()
+        raise
+    yield issuer, resource
+    resource.stop()
+    issuer.stop()
+
+
+def register(issuer: LiveServer, name: str) -> dict[str, Any]:
+    response = httpx.post(f"{issuer.url}/api/v1/agents/quickstart", json={"name": name, "agent_type": "tool"})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def token(issuer: LiveServer, api_key: str, scope: str) -> str:
+    response = httpx.post(
+        f"{issuer.url}/api/v1/auth/token",
+        data={"grant_type": "client_credentials", "client_secret": api_key, "scope": scope},
+    )
+    assert response.status_code == 200, response.text
+    value: str = response.json()["access_token"]
+    return value
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def test_agent_script_quickstart_token_call_present(servers: tuple[LiveServer, LiveServer]) -> None:
+    issuer, resource = servers
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "agent.py"), "--issuer", issuer.url, "--resource", resource.url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["agent_did"].startswith("did:key:z6Mk")
+    assert summary["scope"] == "api.read"
+    assert summary["api_saw_agent"] == summary["agent_did"] == summary["presentation_holder"]
+    assert summary["presented"][0]["name"] == "example-agent"
+    assert summary["reports_seen"] >= 1
+
+
+def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServer]) -> None:
+    issuer, resource = servers
+    agent = register(issuer, "caller")
+    reader = token(issuer, agent["api_key"], "api.read")
+
+    allowed = httpx.get(f"{resource.url}/reports", headers=bearer(reader))
+    assert allowed.status_code == 200 and allowed.json()["agent"] == agent["agent"]["did"]
+
+    anonymous = httpx.get(f"{resource.url}/reports")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="agentauth"'
+
+    forged = httpx.get(f"{resource.url}/reports", headers=bearer(reader[:-4] + "AAAA"))
+    assert forged.status_code == 401 and 'error="invalid_token"' in forged.headers["www-authenticate"]
+
+    lacking = httpx.get(f"{resource.url}/reports", headers=bearer(token(issuer, agent["api_key"], "agents.read")))
+    assert lacking.status_code == 403
+    challenge = lacking.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge and 'scope="api.read"' in challenge
+    assert lacking.json()["error"] == "insufficient_scope"
+
+    no_write = httpx.post(f"{resource.url}/reports", json={"title": "x"}, headers=bearer(reader))
+    assert no_write.status_code == 403 and 'scope="api.write"' in no_write.headers["www-authenticate"]
+
+
+def test_revoked_token_is_refused_once_the_status_list_ttl_has_passed(servers: tuple[LiveServer, LiveServer]) -> None:
+    issuer, resource = servers
+    agent = register(issuer, "to-be-revoked")
+    doomed = token(issuer, agent["api_key"], "api.read")
+    assert httpx.get(f"{resource.url}/reports", headers=bearer(doomed)).status_code == 200
+
+    revoked = httpx.post(f"{issuer.url}/api/v1/auth/revoke", data={"token": doomed, "client_secret": agent["api_key"]})
+    assert revoked.status_code == 200
+    revoked_at = time.monotonic()
+    # Offline verification trades immediacy for independence: the revocation shows within one ttl.
+    while True:
+        answer = httpx.get(f"{resource.url}/reports", headers=bearer(doomed))
+        if answer.status_code == 401:
+            break
+        assert answer.status_code == 200
+        assert time.monotonic() - revoked_at < STATUS_TTL_SECONDS + 5, "revocation not visible after the ttl"
+        time.sleep(0.5)
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+    # Other tokens of the same agent are unaffected.
+    fresh = token(issuer, agent["api_key"], "api.read")
+    assert httpx.get(f"{resource.url}/reports", headers=bearer(fresh)).status_code == 200
