@@ -179,9 +179,9 @@ async def test_introspection_requires_an_authenticated_caller(client: httpx.Asyn
 
 @contextlib.asynccontextmanager
 async def database_outage(services: Services, backend: str, tmp_path: Path) -> AsyncIterator[None]:
-    """Every new connection of the real engines (writes and reads) goes to a database that is not there - a closed port for
-    PostgreSQL, a file in a directory that does not exist for SQLite - after the pool's open connections are
-    closed, so nothing is answered from a connection opened before the outage."""
+    """Every new connection of the real engines (writes and reads) goes to a database that is not there - a
+    closed port for PostgreSQL, a file in a directory that does not exist for SQLite - after the pools' open
+    connections are closed, so nothing is answered from a connection opened before the outage."""
     engines = {id(e): e for e in (services.engine, services.read_engine)}.values()
 
     def redirect(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote_plus
 
 import orjson
 from fastapi import Request
@@ -57,5 +57,6 @@ def _basic_auth(request: Request, params: dict[str, Any]) -> None:
     if "client_secret" in params:
         # Section 2.3.1: "The client MUST NOT use more than one authentication method in each request."
         raise InvalidRequest("use either HTTP Basic or client_secret in the body, not both")
-    params["client_id"] = unquote(client_id)
-    params["client_secret"] = unquote(secret)
+    # Section 2.3.1: both are form-urlencoded before Basic encoding, so '+' means a space.
+    params["client_id"] = unquote_plus(client_id)
+    params["client_secret"] = unquote_plus(secret)

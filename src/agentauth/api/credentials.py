@@ -29,7 +29,7 @@ async def list_keys(
     services: ServicesDep,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> ApiKeyPage:
     return await services.api_keys.list(principal, agent_id, limit, offset)
 

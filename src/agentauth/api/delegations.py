@@ -33,7 +33,7 @@ async def list_delegations(
     services: ServicesDep,
     role: Literal["delegator", "delegate"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> DelegationPage:
     return await services.delegations.list(principal, role, limit, offset)
 

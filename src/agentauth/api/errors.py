@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -77,6 +77,14 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and description == "Not Found":
             description = "no such endpoint"
         return error_response(exc.status_code, code, description, dict(exc.headers or {}))
+
+    @app.exception_handler(DataError)
+    async def _bad_data(request: Request, exc: Exception) -> JSONResponse:
+        # The database refused a value (out of range, unstorable character): the request's fault, not an outage.
+        log.info(
+            "database refused a value on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0][:200]
+        )
+        return error_response(400, "invalid_request", "a value in the request cannot be stored or compared")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

@@ -28,8 +28,15 @@ async def _reject(send: Send, status: int, error: str, description: str) -> None
     await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
+class _TooLarge(BaseException):
+    """A BaseException on purpose: FastAPI turns any Exception raised while reading a body into a 400."""
+
+
+class _NulByte(BaseException):
     pass
+
+
+_NUL_MARKERS = (b"\x00", b"\\u0000", b"%00")
 
 
 class LimitsMiddleware:
@@ -40,41 +47,54 @@ class LimitsMiddleware:
         self.app = app
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def _screen(self, scope: Scope) -> tuple[tuple[int, str, str] | None, str]:
+        """(refusal or None, request id) from the request line and headers alone."""
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         if sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
-            await _reject(send, 431, "invalid_request", "request headers are too large")
-            return
+            return (431, "invalid_request", "request headers are too large"), ""
+        raw_target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        if b"%00" in raw_target or b"\x00" in raw_target:
+            # No identifier, name or secret of this API contains NUL; PostgreSQL cannot even store it.
+            return (400, "invalid_request", "NUL characters are not allowed"), ""
         request_id = secrets.token_hex(8)
         for name, value in headers:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _reject(send, 400, "invalid_request", "invalid Content-Length")
-                    return
-                if declared > self.max_body:
-                    await _reject(send, 413, "invalid_request", f"request body exceeds {self.max_body} bytes")
-                    return
+                if not value.isdigit():
+                    return (400, "invalid_request", "invalid Content-Length"), ""
+                if int(value) > self.max_body:
+                    return (413, "invalid_request", f"request body exceeds {self.max_body} bytes"), ""
             elif name == b"x-request-id" and 0 < len(value) <= 64 and value.isascii():
                 candidate = value.decode()
                 if candidate.replace("-", "").replace("_", "").isalnum():
                     request_id = candidate
+        return None, request_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal, request_id = self._screen(scope)
+        if refusal is not None:
+            await _reject(send, *refusal)
+            return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         received = 0
         started = False
+        tail = b""
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_body:
                     raise _TooLarge
+                window = tail + chunk
+                if any(marker in window for marker in _NUL_MARKERS):
+                    raise _NulByte
+                tail = window[-5:]
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -89,3 +109,6 @@ class LimitsMiddleware:
         except _TooLarge:
             if not started:
                 await _reject(send, 413, "invalid_request", f"request body exceeds {self.max_body} bytes")
+        except _NulByte:
+            if not started:
+                await _reject(send, 400, "invalid_request", "NUL characters are not allowed")

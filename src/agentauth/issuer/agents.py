@@ -31,6 +31,7 @@ from agentauth.storage.records import Agent
 
 MAX_AGENT_DEPTH = 5
 MAX_PAGE = 100
+MAX_OFFSET = 1_000_000_000
 
 
 def resolve_public_key(value: str | Mapping[str, Any] | None) -> tuple[str, dict[str, str] | None]:
@@ -51,8 +52,8 @@ def resolve_public_key(value: str | Mapping[str, Any] | None) -> tuple[str, dict
 def check_page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
-    if offset < 0:
-        raise InvalidRequest("offset must be >= 0")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidRequest(f"offset must be between 0 and {MAX_OFFSET}")
 
 
 class AgentService:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from agentauth.errors import InvalidRequest
 from agentauth.issuer.agents import MAX_PAGE
 from agentauth.issuer.context import Principal
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import AuditEventOut, AuditPage
+from agentauth.storage import agents as agents_repo
 from agentauth.storage import audit as audit_repo
 
 
@@ -38,10 +39,17 @@ class AuditService:
             before = int(cursor)
         if outcome is not None and outcome not in ("success", "failure"):
             raise InvalidRequest("outcome must be success or failure")
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)  # a time without offset is read as UTC
         async with self.core.reads() as session:
+            # The tenant root sees the whole tenant; any other agent only what its own subtree did.
+            subtree = None
+            if principal.agent.parent_id is not None:
+                subtree = await agents_repo.subtree_ids(session, principal.agent.path)
             events = await audit_repo.list_for_tenant(
                 session,
                 principal.tenant_id,
+                subtree=subtree,
                 limit=limit,
                 before_id=before,
                 action=action,

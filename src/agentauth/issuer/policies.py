@@ -98,8 +98,16 @@ class PolicyService:
 
     # -- CRUD ---------------------------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
+    @staticmethod
+    def _require_root(principal: Principal) -> None:
+        """Policies govern the whole tenant, so only its root agent (or a token acting on its behalf) may change
+        them: a child holding policies.write must not be able to lock its root out."""
         principal.require("policies.write")
+        if principal.agent.parent_id is not None:
+            raise AccessDenied("only the tenant's root agent can change policies")
+
+    async def create(self, principal: Principal, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
+        self._require_root(principal)
         policy_id = new_id("pol")
         _compile(body, policy_id)  # validate before storing: a policy that cannot be evaluated is refused
         now = self.core.clock()
@@ -136,7 +144,7 @@ class PolicyService:
         return policy_out(record)
 
     async def replace(self, principal: Principal, policy_id: str, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
-        principal.require("policies.write")
+        self._require_root(principal)
         _compile(body, policy_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
@@ -153,7 +161,7 @@ class PolicyService:
         return policy_out(record)
 
     async def delete(self, principal: Principal, policy_id: str, ctx: RequestContext) -> None:
-        principal.require("policies.write")
+        self._require_root(principal)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             if not await repo.remove(session, principal.tenant_id, policy_id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 API_KEY_PREFIX = "ak_live_"
@@ -22,8 +23,12 @@ def api_key_lookup_prefix(raw: str) -> str:
     return raw[: len(API_KEY_PREFIX) + API_KEY_LOOKUP_CHARS]
 
 
+_API_KEY_SHAPE = re.compile(r"ak_live_[A-Za-z0-9_-]{32,92}")
+
+
 def looks_like_api_key(raw: str) -> bool:
-    return raw.startswith(API_KEY_PREFIX) and 40 <= len(raw) <= 100 and raw.isascii()
+    """Shape check before any lookup: a malformed secret must never reach (and fail) a shared batch query."""
+    return isinstance(raw, str) and _API_KEY_SHAPE.fullmatch(raw) is not None
 
 
 def new_refresh_token() -> str:

@@ -38,6 +38,7 @@ async def list_for_tenant(
     tenant_id: str,
     *,
     limit: int,
+    subtree: list[str] | None = None,
     before_id: int | None = None,
     action: str | None = None,
     outcome: str | None = None,
@@ -47,6 +48,8 @@ async def list_for_tenant(
 ) -> list[AuditEvent]:
     """Newest first; ``before_id`` is the cursor (the id of the last event of the previous page)."""
     query = select(AuditEventRow).where(AuditEventRow.tenant_id == tenant_id)
+    if subtree is not None:
+        query = query.where(AuditEventRow.actor.in_(subtree))
     if before_id is not None:
         query = query.where(AuditEventRow.id < before_id)
     if action is not None:
