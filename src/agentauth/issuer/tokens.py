@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -36,9 +37,12 @@ from agentauth.storage import assertions, refresh_tokens
 from agentauth.storage import credentials as credentials_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage.records import Agent
-from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, Verifier, verify_agent_assertion
+from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, VerifiedToken, Verifier, verify_agent_assertion
 
 log = logging.getLogger("agentauth.tokens")
+
+VERIFIED_CACHE_SIZE = 10_000
+BEARER_LEEWAY_SECONDS = 30  # the Verifier's default leeway, applied alike to cached results
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_REFRESH_TOKEN = "refresh_token"
@@ -69,6 +73,7 @@ class TokenService:
         self.client_credentials = ClientCredentialsIssuer(core)
         self.token_states = TokenStateLookup(core)
         self._verifier: Verifier | None = None
+        self._verified: OrderedDict[str, VerifiedToken] = OrderedDict()
         self._verifier_ring: object = None
 
     # -- the token endpoint -------------------------------------------------------------------------------
@@ -304,7 +309,26 @@ class TokenService:
                 issuer_url=self.core.issuer_url, jwks=ring.jwks(), issuer_did=ring.issuer_did, check_status=False
             )
             self._verifier_ring = ring
+            self._verified.clear()  # a dropped key must not live on in the cache
         return self._verifier
+
+    def _verify_bearer(self, token: str, now: datetime) -> VerifiedToken:
+        """Signature and claims of a bearer token, remembered per token string: an agent presents the same token
+        many times, and its signature cannot change. Time claims are re-checked on every use; revocation is
+        checked by the caller every time. The cache is emptied whenever the key ring changes."""
+        verifier = self.self_verifier()
+        cached = self._verified.get(token)
+        if cached is not None:
+            exp, nbf = cached.claims["exp"], cached.claims.get("nbf", 0)
+            if nbf - BEARER_LEEWAY_SECONDS <= now.timestamp() < exp + BEARER_LEEWAY_SECONDS:
+                self._verified.move_to_end(token)
+                return cached
+            del self._verified[token]
+        verified = verifier.verify_access_token(token, audience=self.core.issuer_url, now=now)
+        self._verified[token] = verified
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return verified
 
     async def authenticate_client(self, api_key: str) -> Principal:
         """A caller authenticating with its API key (RFC 7009/7662 client authentication)."""
@@ -322,7 +346,7 @@ class TokenService:
             raise InvalidToken("an access token is required")
         now = self.core.clock()
         try:
-            verified = self.self_verifier().verify_access_token(token, audience=self.core.issuer_url, now=now)
+            verified = self._verify_bearer(token, now)
         except VerificationError as exc:
             raise InvalidToken("the access token is invalid", debug=f"{exc.code}: {exc.detail}") from exc
         claims = verified.claims
