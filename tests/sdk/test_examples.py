@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from live_server import REPO, STATUS_TTL_SECONDS, LiveServer, free_port, start_issuer, start_uvicorn, wait_until_up
 
 EXAMPLES = REPO / "examples"
