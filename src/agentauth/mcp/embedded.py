@@ -1,28 +1,24 @@
 """The in-process backend: the tools call the issuer's use cases directly, with the models REST uses.
 
 Authentication, route authorization (policy engine) and the abuse limits on the unauthenticated grants are the
-same as REST's (``api/deps.py``, ``api/ratelimits.py``) and share their state (the rate-limit buckets are keyed
+same as REST's (``api/deps.py``, ``issuer/abuse.py``) and share their state (the rate-limit buckets are keyed
 alike), so MCP is neither a way around a deny policy nor around a rate limit.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
 from agentauth.bootstrap import Services
-from agentauth.errors import NotFound, RateLimited, TemporarilyUnavailable
-from agentauth.issuer import discovery
+from agentauth.errors import NotFound
+from agentauth.issuer import abuse, discovery
 from agentauth.issuer.context import RequestContext
-from agentauth.issuer.ratelimit import Limit, RateLimiterUnavailable
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
-from agentauth.issuer.secrets import api_key_lookup_prefix
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
 
 log = logging.getLogger("agentauth.mcp")
-MINUTE = 60.0
 STATUS_LIST_PATH = "/api/v1/status-lists/"
 
 
@@ -44,20 +40,12 @@ class EmbeddedBackend:
 
     async def quickstart(self, request: QuickstartRequest, ctx: RequestContext) -> QuickstartResponse:
         services = self._services()
-        if ctx.ip:
-            limit = Limit(services.settings.quickstart_rate_per_ip, MINUTE)
-            await _check(services, f"quickstart:ip:{ctx.ip}", limit)
+        await abuse.limit_quickstart(services.rate_limiter, services.settings, ctx)
         return await services.agents.quickstart(request, ctx)
 
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
         services = self._services()
-        settings = services.settings
-        if ctx.ip:
-            await _check(services, f"token:ip:{ctx.ip}", Limit(settings.token_rate_per_ip, MINUTE))
-        secret = params.get("client_secret")
-        if secret:
-            per_client = Limit(settings.token_rate_per_client, MINUTE)
-            await _check(services, "token:key:" + api_key_lookup_prefix(secret), per_client)
+        await abuse.limit_token_request(services.rate_limiter, services.settings, params, ctx)
         return await services.tokens.token(params, ctx)
 
     async def introspect(self, caller: str, token: str, ctx: RequestContext) -> dict[str, Any]:
@@ -84,14 +72,3 @@ class EmbeddedBackend:
             return (await services.status.published(int(list_id))).jwt
         except NotFound:
             return None
-
-
-async def _check(services: Services, key: str, limit: Limit) -> None:
-    try:
-        wait = await services.rate_limiter.hit(key, limit)
-    except RateLimiterUnavailable as exc:
-        # Fail closed, as REST does: without the shared limiter a flood cannot be told from normal traffic.
-        log.warning("rate limiter unavailable: %s", exc)
-        raise TemporarilyUnavailable("rate limiting backend unavailable; retry later") from exc
-    if wait is not None:
-        raise RateLimited(max(1, math.ceil(wait)), "too many requests; retry after the indicated delay")
