@@ -8,6 +8,15 @@ section 3.1, RFC 7009, RFC 7662), a public description safe to show a caller, an
 from __future__ import annotations
 
 
+def printable(text: str, limit: int = 500) -> str:
+    """Text safe for one log line or audit field: control characters (CR, LF, ANSI escapes...) escaped, so a
+    value an attacker chose (a jti, a kid) cannot forge log lines (CWE-117)."""
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class AgentAuthError(Exception):
     """Base of every error AgentAuth raises on purpose."""
 
@@ -17,7 +26,7 @@ class AgentAuthError(Exception):
 
     def __init__(self, description: str | None = None, *, debug: str | None = None) -> None:
         self.description = description if description is not None else type(self).description
-        self.debug = debug
+        self.debug = printable(debug) if debug is not None else None
         super().__init__(self.description)
 
 

@@ -139,6 +139,10 @@ class AgentService:
         self, principal: Principal, request: CreateAgentRequest, ctx: RequestContext
     ) -> AgentCreated:
         principal.require("agents.write")
+        if principal.actor is not None:
+            # Same rule as for API keys (apikeys.refuse_persistent_under_delegation): a child's key would
+            # outlive the delegation it was made under.
+            raise AccessDenied("lasting credentials (API keys, agents) cannot be created under a delegation")
         parent = principal.agent
         if parent.depth + 1 > MAX_AGENT_DEPTH:
             raise InvalidRequest(f"agent hierarchy is limited to {MAX_AGENT_DEPTH} levels below the root")
@@ -204,6 +208,7 @@ class AgentService:
     ) -> AgentOut:
         principal.require("agents.write")
         target = await self._visible(principal, agent_id)
+        self._not_the_delegator(principal, target)
         changes = request.model_dump(exclude_none=True)
         if not changes:
             raise InvalidRequest("nothing to update: give name, description or trust_level")
@@ -228,12 +233,20 @@ class AgentService:
         """Deactivate the agent and its whole subtree, revoking every key, token and credential they hold."""
         principal.require("agents.write")
         target = await self._visible(principal, agent_id)
+        self._not_the_delegator(principal, target)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             await revoke_agents(session, ctx, now, target, actor=principal.agent.id)
             agent = await agents_repo.get(session, target.id)
         assert agent is not None
         return agent_out(agent)
+
+    @staticmethod
+    def _not_the_delegator(principal: Principal, target: Agent) -> None:
+        """A delegate acts for the chain's root within its subtree, never on the root (or the agents above
+        the delegate's own position) itself: it cannot change or deactivate who delegated to it."""
+        if principal.actor is not None and not target.path.startswith(principal.actor.path):
+            raise AccessDenied("a delegate cannot change or deactivate agents outside its own subtree")
 
     async def did_document(self, agent_id: str) -> dict[str, Any]:
         """Public: a did:key document is derivable from the DID itself, so nothing is revealed."""

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentauth.errors import Conflict, InvalidClient, NotFound
+from agentauth.errors import AccessDenied, Conflict, InvalidClient, NotFound
 from agentauth.issuer import audit
 from agentauth.issuer.agents import check_page
 from agentauth.issuer.context import Principal, RequestContext
@@ -37,6 +37,13 @@ def key_out(key: ApiKey) -> ApiKeyOut:
         last_used_at=key.last_used_at,
         revoked_at=key.revoked_at,
     )
+
+
+def refuse_persistent_under_delegation(principal: Principal) -> None:
+    """A delegation is temporary and revocable; an API key or an agent key made with it would not be. So a token
+    acting under a delegation cannot mint lasting credentials - the delegator has to."""
+    if principal.actor is not None:
+        raise AccessDenied("lasting credentials (API keys, agents) cannot be created under a delegation")
 
 
 class ApiKeyService:
@@ -84,6 +91,7 @@ class ApiKeyService:
 
     async def create(self, principal: Principal, request: CreateApiKeyRequest, ctx: RequestContext) -> ApiKeyCreated:
         principal.require("credentials.write")
+        refuse_persistent_under_delegation(principal)
         agent = await self._target_agent(principal, request.agent_id)
         if not agent.is_active:
             raise Conflict("agent is deactivated")
@@ -148,6 +156,7 @@ class ApiKeyService:
     async def rotate(self, principal: Principal, key_id: str, ctx: RequestContext) -> ApiKeyRotated:
         """New key with the same owner, name, scopes and expiry; old key revoked - in one transaction."""
         principal.require("credentials.write")
+        refuse_persistent_under_delegation(principal)
         old = await self._visible_key(principal, key_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:

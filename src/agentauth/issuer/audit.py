@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentauth.errors import printable
 from agentauth.issuer.context import RequestContext
 from agentauth.storage import audit as audit_repo
 
@@ -38,7 +39,7 @@ def record(
         target_type=target_type,
         target_id=target_id,
         outcome=outcome,
-        reason=reason,
+        reason=printable(reason, 200) if reason else None,
         request_id=ctx.request_id,
         ip=ctx.ip,
         created_at=now,

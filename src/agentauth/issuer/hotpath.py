@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentauth.errors import AgentAuthError, InvalidClient
+from agentauth.errors import AgentAuthError, InvalidClient, printable
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import TokenResponse
@@ -125,7 +125,7 @@ class ClientCredentialsIssuer:
             "target_type": "api_key" if key_id else None,
             "target_id": key_id,
             "outcome": outcome,
-            "reason": f"client_credentials: {reason}"[:200] if reason else None,
+            "reason": printable(f"client_credentials: {reason}", 200) if reason else None,
             "request_id": request.ctx.request_id,
             "ip": request.ctx.ip,
             "created_at": now,

@@ -196,9 +196,16 @@ class LifecycleService:
                 return
             if record.kind == "delegation" and record.delegation_id is not None:
                 # A delegation credential stands for the delegation: revoking it revokes the delegation, all
-                # below it and every token resting on them - the same as DELETE /api/v1/delegations/{id}.
+                # below it and every token resting on them - the same as DELETE /api/v1/delegations/{id}, and
+                # allowed to the same callers: the delegator, anyone upstream of it, or an agent above the
+                # delegator - never the delegate it was given to.
                 delegation = await delegations_repo.get(session, record.delegation_id)
-                if delegation is not None:
+                if delegation is None:
+                    return
+                chain = await delegations_repo.chain(session, delegation)
+                upstream = {d.delegator_id for d in chain}
+                above = await agents_repo.get_in_subtree(session, delegation.delegator_id, acting.path)
+                if acting.id in upstream or above is not None:
                     await revoke_delegation_subtrees(session, ctx, now, [delegation.path], acting.id)
                 return
             # Revoking an access token leaves its refresh family alive (RFC 7009 section 2.1 makes that a MAY).

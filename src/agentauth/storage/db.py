@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -75,6 +76,11 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _release_if_acquired(fd: int, acquired: asyncio.Future[None]) -> None:
+    if not acquired.cancelled() and acquired.exception() is None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 class _WriterLock:
     """SQLite allows one writer. Left to itself, a second writer polls with sleeps of growing length (SQLite's
     busy handler: 1, 2, 5, 10 ... 100 ms), which under load turns into long stalls. Instead writers queue:
@@ -101,9 +107,13 @@ class _WriterLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            waiter = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
             try:
-                await asyncio.wait_for(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX), self._timeout)
+                await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
             except BaseException:
+                # The thread cannot be cancelled: when it does get the lock, give it straight back, or no one
+                # would ever release it.
+                waiter.add_done_callback(functools.partial(_release_if_acquired, fd))
                 self._local.release()
                 raise
         except BaseException:

@@ -1,0 +1,84 @@
+"""Helpers for the OpenAPI fuzz suite: a fresh agent with real objects to bind path parameters to, and the
+documentation defects known today (each a strict xfail in test_openapi.py, so fixing one shows up)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from typing import Any
+
+
+def _ok(response: Any, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bind_objects(http: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """A fresh quickstart agent (its bearer header) and one object of each kind a path parameter names, made with
+    it: a child (never the agent itself, so a fuzzed DELETE cannot end the run's token), a second API key (not
+    the one the token was issued with: rotating that one would revoke the token), a delegation, a policy that
+    denies nothing, and the status list its token points at."""
+    agent = _ok(http.post("/api/v1/agents/quickstart", json={"name": f"fuzz-{secrets.token_hex(4)}",
+                                                              "agent_type": "orchestrator"}), 201)  # fmt: skip
+    auth = {"Authorization": f"Bearer {agent['access_token']}"}
+    child = _ok(http.post("/api/v1/agents", json={"name": "fuzz-child", "agent_type": "tool"}, headers=auth), 201)
+    key = _ok(http.post("/api/v1/credentials", json={"name": "fuzz-key"}, headers=auth), 201)
+    grant = {"delegate_agent_id": child["agent"]["id"], "scopes": ["api.read"]}
+    delegation = _ok(http.post("/api/v1/delegations", json=grant, headers=auth), 201)
+    policy = {"name": "fuzz", "effect": "allow", "subjects": {"agent_types": ["tool"]}, "actions": ["read"],
+              "resources": ["fuzz/**"]}  # fmt: skip
+    policy_id = _ok(http.post("/api/v1/policies", json=policy, headers=auth), 201)["id"]
+    payload = agent["access_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    list_id = claims["vc"]["credentialStatus"]["statusListCredential"].rsplit("/", 1)[1]
+    objects = {
+        "agent_id": child["agent"]["id"],
+        "credential_id": key["id"],
+        "delegation_id": delegation["id"],
+        "policy_id": policy_id,
+        "list_id": int(list_id),
+    }
+    return auth, objects  # type: ignore[return-value]
+
+
+# (method, path) -> status codes the operation answers without declaring them in its OpenAPI ``responses``
+# (found by this suite; FastAPI declares 200/201 and 422, the app answers validation errors with 400, protected
+# routes with 401 without a token and 403 for a missing scope, id routes with 404). Same on SQLite and PostgreSQL.
+_ID_ROUTE = {400, 401, 404}
+KNOWN_UNDOCUMENTED: dict[tuple[str, str], set[int]] = {
+    ("DELETE", "/api/v1/agents/{agent_id}"): _ID_ROUTE,
+    ("DELETE", "/api/v1/credentials/{credential_id}"): _ID_ROUTE,
+    ("DELETE", "/api/v1/delegations/{delegation_id}"): _ID_ROUTE,
+    ("DELETE", "/api/v1/policies/{policy_id}"): _ID_ROUTE,
+    ("GET", "/api/v1/agents"): {400, 401},
+    ("GET", "/api/v1/agents/{agent_id}"): _ID_ROUTE,
+    ("GET", "/api/v1/agents/{agent_id}/did.json"): {400, 404},
+    ("GET", "/api/v1/audit/events"): {400, 401},
+    ("GET", "/api/v1/credentials"): _ID_ROUTE,
+    ("GET", "/api/v1/credentials/{credential_id}"): _ID_ROUTE,
+    ("GET", "/api/v1/delegations"): {400, 401},
+    ("GET", "/api/v1/delegations/{delegation_id}"): _ID_ROUTE,
+    ("GET", "/api/v1/delegations/{delegation_id}/chain"): _ID_ROUTE,
+    ("GET", "/api/v1/policies"): {401},
+    ("GET", "/api/v1/policies/{policy_id}"): _ID_ROUTE,
+    ("GET", "/api/v1/status-lists/{list_id}"): {400},
+    ("PATCH", "/api/v1/agents/{agent_id}"): {400, 401, 403, 404},
+    ("POST", "/api/v1/agents"): {400, 401, 403},
+    ("POST", "/api/v1/agents/quickstart"): {400},
+    ("POST", "/api/v1/agents/{agent_id}/deactivate"): _ID_ROUTE,
+    ("POST", "/api/v1/credentials"): _ID_ROUTE,
+    ("POST", "/api/v1/credentials/{credential_id}/revoke"): _ID_ROUTE,
+    ("POST", "/api/v1/credentials/{credential_id}/rotate"): {400, 401, 404, 409},
+    ("POST", "/api/v1/delegations"): {400, 401},
+    ("POST", "/api/v1/delegations/{delegation_id}/revoke"): _ID_ROUTE,
+    ("POST", "/api/v1/policies"): {400, 401},
+    ("POST", "/api/v1/policies/evaluate"): _ID_ROUTE,
+    ("PUT", "/api/v1/policies/{policy_id}"): {400, 401},
+}
+# (method, path) -> what its documented response schema gets wrong (response_schema_conformance).
+KNOWN_SCHEMA_DEFECTS: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/auth/revoke"): "200 is documented as application/json, but the body is empty with no "
+    "Content-Type (RFC 7009 2.2): declare responses={200: {'content': {}}} or response_class=Response",
+}
