@@ -19,6 +19,7 @@ from agentauth.api import (
     credentials,
     delegations,
     errors,
+    openapi,
     policies,
     status_lists,
     wellknown,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app)
     for module in (wellknown, auth, agents, credentials, delegations, policies, status_lists, audit):
         app.include_router(module.router)
     # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.
