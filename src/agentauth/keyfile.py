@@ -18,7 +18,9 @@ def load_or_create_kek(data_dir: Path, from_env: str | None) -> KeyEncryptionKey
     """The KEK from the environment if set, else from ``data_dir/kek`` (created 0600 on first start)."""
     if from_env:
         return KeyEncryptionKey.from_text(from_env)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.exists():
+        # The database beside the KEK holds sealed keys and secret hashes: owner-only from the start.
+        data_dir.mkdir(parents=True, mode=0o700)
     path = data_dir / KEK_FILENAME
     try:
         # O_EXCL: two processes starting together cannot both write a KEK; the loser reads the winner's.
