@@ -88,22 +88,27 @@ async def build_services(settings: Settings) -> Services:
     kek_text = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
     kek = load_or_create_kek(settings.data_dir, kek_text)
     engine = create_engine(settings.effective_database_url)
+    url = settings.effective_database_url
+    read_engine = create_engine(url, read_only=True) if url.startswith("sqlite") else engine
     try:
         await migrate(engine)
         sessions = session_factory(engine)
-        keys = IssuerKeys(sessions, kek, url_to_did_web(settings.issuer_url))
+        reads = session_factory(read_engine)
+        keys = IssuerKeys(sessions, kek, url_to_did_web(settings.issuer_url), reads=reads)
         ring = await keys.load_or_create(utcnow())
     except BaseException:
+        if read_engine is not engine:
+            await read_engine.dispose()
         await engine.dispose()
         raise
-    url = settings.effective_database_url
-    read_engine = create_engine(url, read_only=True) if url.startswith("sqlite") else engine
     issuer = CredentialIssuer(settings.issuer_url, ring)
-    status = StatusRegistry(sessions, issuer, settings.issuer_url, settings.status_list_ttl_seconds, utcnow)
+    status = StatusRegistry(
+        sessions, issuer, settings.issuer_url, settings.status_list_ttl_seconds, utcnow, reads=reads
+    )
     core = IssuerCore(
         settings=settings,
         sessions=sessions,
-        reads=session_factory(read_engine),
+        reads=reads,
         credentials=issuer,
         status=status,
         hasher=SecretHasher(kek.derive("secret-hash")),

@@ -18,8 +18,15 @@ log = logging.getLogger("agentauth.keys")
 
 
 class IssuerKeys:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], kek: KeyEncryptionKey, issuer_did: str) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        kek: KeyEncryptionKey,
+        issuer_did: str,
+        reads: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._reads = reads or sessions
         self._kek = kek
         self.issuer_did = issuer_did
         self._ring: KeyRing | None = None
@@ -53,7 +60,7 @@ class IssuerKeys:
         return self._ring
 
     async def reload(self) -> KeyRing:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             records = await signing_keys.load_records(session)
         self._ring = self._decode(list(records))
         return self._ring

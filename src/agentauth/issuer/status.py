@@ -51,8 +51,11 @@ class StatusRegistry:
         base_url: str,
         ttl_seconds: int,
         clock: Callable[[], datetime],
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Reads must not queue behind writers (on SQLite a plain session on the write engine BEGINs IMMEDIATE).
+        self._reads = reads or sessions
         self._issuer = issuer
         self._base_url = base_url.rstrip("/")
         self._ttl = ttl_seconds
@@ -121,7 +124,7 @@ class StatusRegistry:
     async def published(self, list_id: int) -> PublishedList:
         """The current signed ``BitstringStatusListCredential`` of a list; re-signed only when bits changed."""
         now = self._clock()
-        async with self._sessions() as session:
+        async with self._reads() as session:
             snap = await status_lists.snapshot(session, list_id)
             if snap is None:
                 raise NotFound("no such status list")

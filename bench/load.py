@@ -1,0 +1,801 @@
+"""A mixed workload at a fixed rate against a real ``agentauth serve`` (issue 8 item 5).
+
+It starts ``agentauth serve --workers N`` on 127.0.0.1 with a fresh data directory (``--database postgres``: a
+freshly reset schema), prepares tenants through the REST API (unmeasured), then schedules operations
+**open-loop**: operation ``i`` is due at ``start + i / rate``, whatever the earlier answers did, and its latency
+is measured from that due time (so a stalled server cannot hide its stall by slowing the client down). At most
+``--max-in-flight`` operations are outstanding; an operation due while the cap is reached is not sent and
+counts as an error ("dropped"). The mix (weights in ``MIX``):
+
+* ``quickstart`` - POST /api/v1/agents/quickstart (new root agent: key pair, identity credential, token pair);
+* ``token`` - client_credentials with a tenant's API key;
+* ``refresh`` - refresh_token grant (each refresh token is used once; its successor goes back to the stock);
+* ``introspect`` - RFC 7662 on a live token of the tenant, with the tenant's bearer token (must say active);
+* ``revoke`` - RFC 7009 on an access token of the tenant;
+* ``delegate`` - POST /api/v1/delegations to the tenant's child agent, then that child exchanges it for an
+  access token (RFC 8693): two requests, one operation;
+* ``check_permission`` - POST /api/v1/policies/evaluate for the child agent against the tenant's policy.
+
+``--mix`` changes the weights (e.g. ``--mix introspect=1,check_permission=1`` for reads only); one more operation,
+``status_list`` (GET of a published status list, what offline verifiers fetch), is available there but not in the
+default mix. ``--wait-quiet SECONDS`` waits before each run for the rest of a shared machine to go idle.
+
+It reports, per operation and overall: operations sent, succeeded, errors (non-2xx by status, timeouts,
+connection errors, dropped), throughput (successful operations per second of the run, the wait for the last
+answers included), p50 / p99 / p99.9 / max latency; plus HTTP requests per second, the worst lateness of the
+scheduler itself, and the CPU used by the server processes, by this load generator and by everything else
+(PostgreSQL included) - they share the machine. A run *held* its rate when it had no error, completed at least
+99 % of its scheduled operations and its p99.9 stayed under 1 s (a queue building up shows there first).
+
+The client is a minimal asyncio HTTP/1.1 client on uvloop over keep-alive connections (one request in flight per
+connection; idle connections are reused most-recent-first and replaced before uvicorn's 5 s keep-alive timeout):
+``httpx`` costs ~1 ms of CPU per request, which on a 2-core machine would take the core the server needs.
+
+Run: .venv/bin/python bench/load.py [--seconds 10] [--rate 200 [300 ...]] [--database sqlite|postgres] [--workers 1|2]
+
+Several ``--rate`` values run one after another against the same server (lowest first), to find the highest
+rate held with 0 errors. ``--database postgres`` DROPS the ``public`` schema of ``--postgres-url`` (default
+$AGENTAUTH_BENCH_POSTGRES_URL, else postgresql+asyncpg://postgres@127.0.0.1:5432/test). Exit status 1 if any
+run had an error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds a script named http.py, and Python puts a script's directory first on sys.path: drop it, or
+# ``import http.client`` (httpx, urllib) would find that file instead of the standard library's package.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import platform
+import random
+import resource
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from agentauth.keys import KeyPair
+from agentauth.vc import create_agent_assertion
+
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+TOKEN = "/api/v1/auth/token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ACCESS_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+# Relative weights of the operations in the mix.
+MIX = {
+    "token": 25,
+    "introspect": 20,
+    "check_permission": 15,
+    "refresh": 12,
+    "revoke": 10,
+    "delegate": 10,
+    "quickstart": 8,
+}
+# A run "held" its rate: no error, at least this share of the scheduled operations done, no queue building up.
+HELD_SHARE = 0.99
+HELD_P999_MS = 1000.0
+KEEPALIVE_REUSE_SECONDS = 4.0  # uvicorn closes a connection idle for 5 s; never reuse one idle this long
+STOCK = 64  # refresh tokens, and access tokens to revoke, kept per tenant
+LIVE = 8  # access tokens per tenant that are never revoked (introspected as active)
+
+
+# -- a minimal HTTP/1.1 client ------------------------------------------------------------------------------
+
+
+class HttpError(Exception):
+    pass
+
+
+class RawConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time: enough HTTP for uvicorn's answers (status line,
+    ``Content-Length`` body; chunked answers are refused)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.closed = False
+        self.last_used = time.monotonic()
+
+    @classmethod
+    async def open(cls, port: int) -> RawConnection:
+        _, protocol = await asyncio.get_running_loop().create_connection(cls, HOST, port)
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(HttpError(f"connection closed: {exc!r}"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None or self.waiter.done():
+            return
+        lines = bytes(self.buffer[:end]).split(b"\r\n")
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                self.waiter.set_exception(HttpError("chunked responses are not supported"))
+                return
+        if length is None:
+            self.waiter.set_exception(HttpError("response without Content-Length"))
+            return
+        if len(self.buffer) < end + 4 + length:
+            return
+        body = bytes(self.buffer[end + 4 : end + 4 + length])
+        del self.buffer[: end + 4 + length]
+        self.waiter.set_result((int(lines[0][9:12]), body))
+
+    async def request(self, data: bytes, limit: float) -> tuple[int, bytes]:
+        """Send ``data`` and wait at most ``limit`` seconds for the whole answer."""
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        try:
+            return await asyncio.wait_for(self.waiter, limit)
+        finally:
+            self.waiter = None
+            self.last_used = time.monotonic()
+
+    def reusable(self) -> bool:
+        return not self.closed and time.monotonic() - self.last_used < KEEPALIVE_REUSE_SECONDS
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Client:
+    """Keep-alive connections to one port, most recently used first; counts every HTTP request sent."""
+
+    def __init__(self, port: int, timeout: float) -> None:
+        self.port = port
+        self.timeout = timeout
+        self.idle: list[RawConnection] = []
+        self.requests = 0
+
+    async def call(
+        self, method: str, path: str, *, form: dict[str, str] | None = None, json: Any = None, token: str | None = None
+    ) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+        body = b""
+        if form is not None:
+            body = urlencode(form).encode()
+            head += "Content-Type: application/x-www-form-urlencoded\r\n"
+        elif json is not None:
+            body = orjson.dumps(json)
+            head += "Content-Type: application/json\r\n"
+        if token is not None:
+            head += f"Authorization: Bearer {token}\r\n"
+        data = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        connection = await self._acquire()
+        self.requests += 1
+        try:
+            answer = await connection.request(data, self.timeout)
+        except BaseException:
+            connection.close()  # a timed-out or broken connection can hold a late answer: never reuse it
+            raise
+        self.idle.append(connection)
+        return answer
+
+    async def _acquire(self) -> RawConnection:
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.reusable():
+                return connection
+            connection.close()
+        return await RawConnection.open(self.port)
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.close()
+        self.idle.clear()
+
+
+# -- the tenants the workload acts for ------------------------------------------------------------------------
+
+
+class OperationError(Exception):
+    """An operation's answer was not the expected success (the message is its error category)."""
+
+
+@dataclass
+class Tenant:
+    api_key: str
+    root_id: str
+    root_token: str
+    child_id: str
+    child_token: str
+    refresh_tokens: list[str] = field(default_factory=list)
+    status_list: str = ""  # path of the status list its root token's entry names
+    revocable: list[str] = field(default_factory=list)
+    live: list[str] = field(default_factory=list)
+
+    def keep(self, pair: dict[str, Any]) -> None:
+        """A fresh token pair: its refresh token to the stock; its access token to the few kept live for
+        introspection, else to those waiting to be revoked."""
+        if len(self.refresh_tokens) < STOCK:
+            self.refresh_tokens.append(pair["refresh_token"])
+        if len(self.live) < LIVE:
+            self.live.append(pair["access_token"])
+        elif len(self.revocable) < STOCK:
+            self.revocable.append(pair["access_token"])
+
+
+async def prepare_tenant(http: httpx.AsyncClient, issuer_url: str, n: int, seed_pairs: int) -> Tenant:
+    """Quickstart, a child agent with its own token (jwt-bearer), an allow policy, and a few token pairs."""
+    registered = await http.post("/api/v1/agents/quickstart", json={"name": f"load-{n}", "agent_type": "orchestrator"})
+    registered.raise_for_status()
+    root = registered.json()
+    auth = {"Authorization": f"Bearer {root['access_token']}"}
+    child = await http.post("/api/v1/agents", json={"name": f"load-{n}-child", "agent_type": "tool"}, headers=auth)
+    child.raise_for_status()
+    child_key = KeyPair.from_jwk(child.json()["private_key_jwk"])
+    assertion = create_agent_assertion(child_key, audience=issuer_url + TOKEN, now=datetime.now(UTC))
+    child_token = await http.post(TOKEN, data={"grant_type": JWT_BEARER, "assertion": assertion})
+    child_token.raise_for_status()
+    policy = {
+        "name": "docs readers",
+        "effect": "allow",
+        "subjects": {"agent_types": ["tool"]},
+        "actions": ["read"],
+        "resources": ["/docs/**"],
+    }
+    (await http.post("/api/v1/policies", json=policy, headers=auth)).raise_for_status()
+    tenant = Tenant(
+        api_key=root["api_key"],
+        root_id=root["agent"]["id"],
+        root_token=root["access_token"],
+        child_id=child.json()["agent"]["id"],
+        child_token=child_token.json()["access_token"],
+        status_list=status_list_path(root["access_token"]),
+    )
+    for _ in range(seed_pairs):
+        pair = await http.post(TOKEN, data={"grant_type": "client_credentials", "client_secret": tenant.api_key})
+        pair.raise_for_status()
+        tenant.keep(pair.json())
+    return tenant
+
+
+def status_list_path(token: str) -> str:
+    segment = token.split(".")[1]
+    claims = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    return "/api/v1/status-lists/" + str(claims["vc"]["credentialStatus"]["statusListCredential"]).rsplit("/", 1)[1]
+
+
+# -- the operations -----------------------------------------------------------------------------------------
+
+
+def expect(answer: tuple[int, bytes], status: int) -> dict[str, Any]:
+    code, body = answer
+    if code != status:
+        raise OperationError(f"HTTP {code}")
+    parsed: dict[str, Any] = orjson.loads(body) if body else {}
+    return parsed
+
+
+async def op_quickstart(client: Client, tenant: Tenant) -> None:
+    answer = await client.call("POST", "/api/v1/agents/quickstart", json={"name": "load", "agent_type": "tool"})
+    expect(answer, 201)
+
+
+async def op_token(client: Client, tenant: Tenant) -> None:
+    answer = await client.call(
+        "POST", TOKEN, form={"grant_type": "client_credentials", "client_secret": tenant.api_key}
+    )
+    tenant.keep(expect(answer, 200))
+
+
+async def op_refresh(client: Client, tenant: Tenant) -> None:
+    if not tenant.refresh_tokens:
+        raise OperationError("no refresh token in stock")
+    refresh_token = tenant.refresh_tokens.pop()
+    answer = await client.call("POST", TOKEN, form={"grant_type": "refresh_token", "refresh_token": refresh_token})
+    tenant.keep(expect(answer, 200))
+
+
+async def op_introspect(client: Client, tenant: Tenant) -> None:
+    if not tenant.live:
+        raise OperationError("no live token in stock")
+    target = random.choice(tenant.live)
+    answer = await client.call("POST", "/api/v1/auth/introspect", form={"token": target}, token=tenant.root_token)
+    if expect(answer, 200).get("active") is not True:
+        raise OperationError("a live token was introspected as inactive")
+
+
+async def op_revoke(client: Client, tenant: Tenant) -> None:
+    if not tenant.revocable:
+        raise OperationError("no access token in stock to revoke")
+    target = tenant.revocable.pop()
+    answer = await client.call("POST", "/api/v1/auth/revoke", form={"token": target}, token=tenant.root_token)
+    expect(answer, 200)
+
+
+async def op_delegate(client: Client, tenant: Tenant) -> None:
+    created = await client.call(
+        "POST",
+        "/api/v1/delegations",
+        json={"delegate_agent_id": tenant.child_id, "scopes": ["agents.read"], "expires_in_hours": 1},
+        token=tenant.root_token,
+    )
+    credential = expect(created, 201)["credential"]
+    exchanged = await client.call(
+        "POST",
+        TOKEN,
+        form={
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": credential,
+            "subject_token_type": JWT_TYPE,
+            "actor_token": tenant.child_token,
+            "actor_token_type": ACCESS_TYPE,
+        },
+    )
+    expect(exchanged, 200)
+
+
+async def op_check_permission(client: Client, tenant: Tenant) -> None:
+    answer = await client.call(
+        "POST",
+        "/api/v1/policies/evaluate",
+        json={"agent_id": tenant.child_id, "action": "read", "resource": f"/docs/{random.randrange(1000)}"},
+        token=tenant.root_token,
+    )
+    if expect(answer, 200).get("allowed") is not True:
+        raise OperationError("the allow policy did not allow")
+
+
+async def op_status_list(client: Client, tenant: Tenant) -> None:
+    """Not in the default mix: what offline verifiers (or the CDN in front) fetch."""
+    status, _ = await client.call("GET", tenant.status_list)
+    if status != 200:
+        raise OperationError(f"HTTP {status}")
+
+
+OPERATIONS: dict[str, Callable[[Client, Tenant], Awaitable[None]]] = {
+    "quickstart": op_quickstart,
+    "token": op_token,
+    "refresh": op_refresh,
+    "introspect": op_introspect,
+    "revoke": op_revoke,
+    "delegate": op_delegate,
+    "check_permission": op_check_permission,
+    "status_list": op_status_list,
+}
+
+
+# -- open-loop driver -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    rate: float
+    seconds: float = 0.0
+    sent: Counter[str] = field(default_factory=Counter)
+    ok: Counter[str] = field(default_factory=Counter)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    requests: int = 0
+    max_lag: float = 0.0
+    worst_by_second: Counter[int] = field(default_factory=Counter)  # worst latency (ms) of ops due in each second
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    other_cpu: float = 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def held(self) -> bool:
+        ordered = sorted(x for values in self.latencies.values() for x in values)
+        done = sum(self.ok.values()) / max(1, sum(self.sent.values()))
+        return self.error_count == 0 and done >= HELD_SHARE and percentile(ordered, 99.9) <= HELD_P999_MS
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+async def drive(
+    client: Client,
+    tenants: list[Tenant],
+    mix: dict[str, int],
+    rate: float,
+    seconds: float,
+    max_in_flight: int,
+    server_pid: int,
+) -> Run:
+    """Schedule ``rate`` operations per second for ``seconds``, open-loop; wait for the stragglers."""
+    run = Run(rate=rate)
+    names = [name for name, weight in mix.items() if weight > 0]
+    weights = [mix[n] for n in names]
+    rng = random.Random(1)
+    total = int(rate * seconds)
+    in_flight = 0
+    tasks: set[asyncio.Task[None]] = set()
+    requests_before = client.requests
+
+    async def one(name: str, due: float) -> None:
+        nonlocal in_flight
+        try:
+            await OPERATIONS[name](client, rng.choice(tenants))
+        except OperationError as exc:
+            run.errors[(name, str(exc))] += 1
+        except TimeoutError:
+            run.errors[(name, "timeout")] += 1
+        except (HttpError, OSError) as exc:
+            run.errors[(name, f"connection: {type(exc).__name__}")] += 1
+        else:
+            run.ok[name] += 1
+            latency = time.perf_counter() - due
+            run.latencies.setdefault(name, []).append(latency)
+            second = int(due - started)
+            run.worst_by_second[second] = max(run.worst_by_second[second], round(latency * 1000))
+        finally:
+            in_flight -= 1
+
+    cpu = CpuMeter(server_pid)
+    started = time.perf_counter()
+    for i in range(total):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        await asyncio.sleep(max(0.0, delay))  # behind schedule: still let the answers in
+        run.max_lag = max(run.max_lag, time.perf_counter() - due)
+        name = rng.choices(names, weights)[0]
+        run.sent[name] += 1
+        if in_flight >= max_in_flight:
+            run.errors[(name, "dropped: in-flight cap reached")] += 1
+            continue
+        in_flight += 1
+        task = asyncio.create_task(one(name, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(set(tasks))
+    run.seconds = time.perf_counter() - started
+    run.server_cpu, run.client_cpu, run.other_cpu = cpu.used()
+    run.requests = client.requests - requests_before
+    return run
+
+
+# -- the server ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (uvicorn's worker processes), from /proc."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the server: the master process and its workers."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+class CpuMeter:
+    """CPU seconds used since creation by the server (master and workers), by this process, and by everything
+    else on the machine (other work on a shared machine shows up here instead of silently skewing the figures)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.server = server_cpu_seconds(server_pid)
+        self.own = self._own()
+        self.machine = machine_cpu_seconds()
+
+    @staticmethod
+    def _own() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def used(self) -> tuple[float, float, float]:
+        """(server, load generator, others)."""
+        server = server_cpu_seconds(self.server_pid) - self.server
+        own = self._own() - self.own
+        return server, own, max(0.0, machine_cpu_seconds() - self.machine - server - own)
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine since boot (/proc/stat: all but idle and iowait)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> None:
+    """On a shared machine, wait (at most ``max_wait`` s) until the rest of it uses under ``threshold`` cores."""
+    deadline = time.monotonic() + max_wait
+    while max_wait > 0:
+        before, started = machine_cpu_seconds(), time.monotonic()
+        time.sleep(1.0)
+        used = (machine_cpu_seconds() - before) / (time.monotonic() - started)
+        if used < threshold:
+            return
+        if time.monotonic() > deadline:
+            print(f"the machine is still busy ({used:.2f} cores in use by others); measuring anyway", flush=True)
+            return
+
+
+@contextlib.contextmanager
+def serve(workers: int, database_url: str | None, data_dir: Path, log: Path) -> Iterator[tuple[int, int, str]]:
+    """``agentauth serve --workers N`` on a free port until the block ends: yields (port, pid, issuer URL).
+    Stopped by its pid (SIGTERM; SIGKILL of it and of its workers, by their pids, if it does not exit)."""
+    port = free_port()
+    issuer_url = f"http://{HOST}:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
+    env.update(
+        {
+            "AGENTAUTH_DATA_DIR": str(data_dir),
+            "AGENTAUTH_ISSUER_URL": issuer_url,
+            # Far above what one client sends: the abuse limits are not what is measured.
+            "AGENTAUTH_TOKEN_RATE_PER_IP": "100000000",
+            "AGENTAUTH_TOKEN_RATE_PER_CLIENT": "100000000",
+            "AGENTAUTH_QUICKSTART_RATE_PER_IP": "100000000",
+        }
+    )
+    if database_url:
+        env["AGENTAUTH_DATABASE_URL"] = database_url
+    command = [str(BIN / "agentauth"), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    with log.open("ab") as out:
+        process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    workers_seen: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{issuer_url}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the server did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        if workers > 1:
+            time.sleep(2)  # /health answered from the first worker; let the others finish starting
+        workers_seen = children(process.pid)
+        yield port, process.pid, issuer_url
+    finally:
+        workers_seen += children(process.pid)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pid in set(workers_seen):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def reset_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+
+
+# -- report ----------------------------------------------------------------------------------------------------
+
+
+def table(run: Run) -> str:
+    lines = [
+        "| operation | sent | ok | errors | ok/s | p50 ms | p99 ms | p99.9 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    every: list[float] = []
+    errors_by_op: Counter[str] = Counter()
+    for (name, _), n in run.errors.items():
+        errors_by_op[name] += n
+    for name in OPERATIONS:
+        if not run.sent[name]:
+            continue
+        ordered = sorted(run.latencies.get(name, []))
+        every += ordered
+        lines.append(
+            f"| {name} | {run.sent[name]:,} | {run.ok[name]:,} | {errors_by_op[name]} "
+            f"| {run.ok[name] / run.seconds:,.1f} "
+            f"| {percentile(ordered, 50):.1f} | {percentile(ordered, 99):.1f} | {percentile(ordered, 99.9):.1f} "
+            f"| {max(ordered, default=0) * 1000:.0f} |"
+        )
+    every.sort()
+    ok = sum(run.ok.values())
+    lines.append(
+        f"| **all** | {sum(run.sent.values()):,} | {ok:,} | {run.error_count} | {ok / run.seconds:,.1f} "
+        f"| {percentile(every, 50):.1f} | {percentile(every, 99):.1f} | {percentile(every, 99.9):.1f} "
+        f"| {max(every, default=0) * 1000:.0f} |"
+    )
+    return "\n".join(lines)
+
+
+def summary(run: Run, workers: int, database: str) -> str:
+    ordered = sorted(x for values in run.latencies.values() for x in values)
+    ok = sum(run.ok.values())
+    return (
+        f"| {database} | {workers} | {run.rate:g} | {ok / run.seconds:,.1f} | {run.requests / run.seconds:,.0f} "
+        f"| {percentile(ordered, 50):.1f} | {percentile(ordered, 99):.1f} | {percentile(ordered, 99.9):.1f} "
+        f"| {run.error_count} | {'yes' if run.held() else 'no'} | {100 * run.server_cpu / run.seconds:.0f}% "
+        f"| {100 * run.client_cpu / run.seconds:.0f}% | {100 * run.other_cpu / run.seconds:.0f}% |"
+    )
+
+
+SUMMARY_HEAD = (
+    "| database | workers | target ops/s | ok ops/s | HTTP req/s | p50 ms | p99 ms | p99.9 ms | errors | held "
+    "| server CPU | generator CPU | other CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+)
+
+
+# -- main ------------------------------------------------------------------------------------------------------
+
+
+async def measure(args: argparse.Namespace, port: int, pid: int, issuer_url: str) -> list[Run]:
+    async with httpx.AsyncClient(base_url=issuer_url, timeout=60) as http:
+        tenants = list(
+            await asyncio.gather(*(prepare_tenant(http, issuer_url, n, args.seed_pairs) for n in range(args.tenants)))
+        )
+    client = Client(port, args.timeout)
+    runs = []
+    try:
+        for rate in sorted(args.rate):
+            await asyncio.to_thread(wait_for_quiet, args.wait_quiet)
+            if args.warmup > 0:
+                await drive(client, tenants, args.mix, rate, args.warmup, args.max_in_flight, pid)
+            run = await drive(client, tenants, args.mix, rate, args.seconds, args.max_in_flight, pid)
+            runs.append(run)
+            print(f"\n### {args.database}, {args.workers} worker(s), target {rate:g} ops/s for {args.seconds:g} s\n")
+            print(table(run))
+            lag = f"scheduler lag max {run.max_lag * 1000:.1f} ms"
+            print(
+                f"\nHTTP requests: {run.requests:,} ({run.requests / run.seconds:,.0f}/s); {lag}; CPU over "
+                f"{run.seconds:.1f} s: server {run.server_cpu:.1f} s, load generator {run.client_cpu:.1f} s, "
+                f"other processes {run.other_cpu:.1f} s"
+            )
+            worst = " ".join(str(run.worst_by_second[s]) for s in range(int(run.seconds + 0.5)))
+            print(f"worst latency (ms) of the operations due in each second: {worst}")
+            if run.errors:
+                print("errors: " + ", ".join(f"{op} {what} x{n}" for (op, what), n in run.errors.most_common()))
+            sys.stdout.flush()
+            await asyncio.sleep(1)
+    finally:
+        client.close()
+    return runs
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def parse_mix(value: str) -> dict[str, int]:
+    mix: dict[str, int] = {}
+    for item in value.split(","):
+        name, _, weight = item.partition("=")
+        if name.strip() not in OPERATIONS or not weight.strip().isdecimal():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected NAME=WEIGHT with NAME in {', '.join(OPERATIONS)}")
+        mix[name.strip()] = int(weight)
+    return mix
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per rate")
+    parser.add_argument(
+        "--rate", type=float, nargs="+", default=[200.0], help="operations per second (several: ascending runs)"
+    )
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds at the same rate before each run")
+    parser.add_argument("--max-in-flight", type=int, default=256, help="operations outstanding at most")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a request counts as timed out")
+    parser.add_argument("--tenants", type=int, default=16, help="root agents the workload acts for")
+    parser.add_argument(
+        "--seed-pairs", type=int, default=LIVE + 12, help="token pairs issued per tenant before the run"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("AGENTAUTH_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="with --database postgres; its public schema is dropped first",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each run, wait up to this long for other processes to leave the CPUs (default: don't)",
+    )
+    parser.add_argument(
+        "--mix",
+        type=parse_mix,
+        default=dict(MIX),
+        help="weights, e.g. token=3,introspect=1 (default: " + ",".join(f"{k}={v}" for k, v in MIX.items()) + ")",
+    )
+    args = parser.parse_args()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="agentauth-load-") as tmp,
+        asyncio.Runner(loop_factory=new_event_loop) as runner,
+    ):
+        data_dir, log = Path(tmp) / "data", Path(tmp) / "server.log"
+        database_url = None
+        if args.database == "postgres":
+            runner.run(reset_postgres(args.postgres_url))
+            database_url = args.postgres_url
+        print(
+            f"bench/load.py: {args.database}, {args.workers} worker(s), {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; mix {args.mix}; open loop, at most {args.max_in_flight} in flight, "
+            f"timeout {args.timeout:g} s; load generator on the same machine",
+            flush=True,
+        )
+        with serve(args.workers, database_url, data_dir, log) as (port, pid, issuer_url):
+            runs = runner.run(measure(args, port, pid, issuer_url))
+        server_log = log.read_text(errors="replace")
+    tracebacks = server_log.count("Traceback (most recent call last)")
+    print(f"\n{SUMMARY_HEAD}")
+    for run in runs:
+        print(summary(run, args.workers, args.database))
+    if tracebacks:
+        print(f"\nserver log has {tracebacks} tracebacks:\n{server_log[-3000:]}", file=sys.stderr)
+    if tracebacks or any(run.error_count for run in runs):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
