@@ -5,6 +5,7 @@ The FastAPI app, the MCP server and the CLI all get their services from ``build_
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from agentauth.storage.migrate import migrate
 from agentauth.vc import CredentialIssuer
 
 log = logging.getLogger("agentauth")
+KEY_RELOAD_SECONDS = 5
+ROTATION_CHECK_SECONDS = 60
 
 
 def utcnow() -> datetime:
@@ -75,6 +78,23 @@ class Services:
 
     async def reload_keys(self) -> None:
         await adopt_stored_ring(self.keys, self.core)
+
+    async def maintain(self) -> None:
+        """Run for the life of a serving process (HTTP or stdio): adopt key changes made elsewhere (another
+        replica, `agentauth keys rotate|revoke`) within seconds, rotate keys on schedule, recycle status lists."""
+        every = timedelta(days=self.settings.key_rotation_days)
+        since_rotation_check = 0.0
+        while True:
+            await asyncio.sleep(KEY_RELOAD_SECONDS)
+            since_rotation_check += KEY_RELOAD_SECONDS
+            try:
+                if since_rotation_check >= ROTATION_CHECK_SECONDS:
+                    since_rotation_check = 0.0
+                    await self.keys.rotate_if_due(utcnow(), every, self.key_retention())
+                    await self.status.recycle()
+                await self.reload_keys()
+            except Exception:
+                log.exception("maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
 
     async def close(self) -> None:
         await self.rate_limiter.close()

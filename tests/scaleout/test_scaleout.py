@@ -47,7 +47,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agentauth.api.app import KEY_RELOAD_SECONDS
+from agentauth.bootstrap import KEY_RELOAD_SECONDS
 from agentauth.keys import KeyPair, generate_kek
 from agentauth.vc import StaticStatusLists, Verifier, create_agent_assertion
 from live_server import BIN, LiveServer, wait_until_up

@@ -16,11 +16,10 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import anyio
 
-from agentauth.bootstrap import Services, build_services, utcnow
+from agentauth.bootstrap import build_services
 from agentauth.mcp.backend import Backend
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.remote import RestBackend
@@ -28,26 +27,6 @@ from agentauth.mcp.server import build_server
 from agentauth.settings import Settings
 
 log = logging.getLogger("agentauth.mcp")
-KEY_RELOAD_SECONDS = 5
-ROTATION_CHECK_SECONDS = 60
-
-
-async def _key_maintenance(services: Services) -> None:
-    """As ``agentauth serve`` does: adopt key changes made by other processes on the same database, and rotate
-    on schedule - the embedded server may be the only process using this data directory."""
-    every = timedelta(days=services.settings.key_rotation_days)
-    since_check = 0.0
-    while True:
-        await asyncio.sleep(KEY_RELOAD_SECONDS)
-        since_check += KEY_RELOAD_SECONDS
-        try:
-            if since_check >= ROTATION_CHECK_SECONDS:
-                since_check = 0.0
-                await services.keys.rotate_if_due(utcnow(), every, services.key_retention())
-                await services.status.recycle()
-            await services.reload_keys()
-        except Exception:
-            log.exception("key maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +41,7 @@ async def open_backend(url: str | None) -> AsyncIterator[Backend]:
     # Nothing may reach stdout but the protocol: keep anything printed while opening the database off it.
     with contextlib.redirect_stdout(sys.stderr):
         services = await build_services(Settings())
-    task = asyncio.create_task(_key_maintenance(services))
+    task = asyncio.create_task(services.maintain())
     try:
         yield EmbeddedBackend(lambda: services)
     finally:
