@@ -28,7 +28,7 @@ from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
 from agentauth.keyfile import load_or_create_kek
 from agentauth.settings import Settings
-from agentauth.storage.db import create_engine, session_factory
+from agentauth.storage.db import SqliteSessionMaker, create_engine, session_factory
 from agentauth.storage.migrate import migrate
 from agentauth.vc import CredentialIssuer
 
@@ -98,6 +98,8 @@ class Services:
 
     async def close(self) -> None:
         await self.rate_limiter.close()
+        if isinstance(self.sessions, SqliteSessionMaker):
+            self.sessions.close()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
         await self.engine.dispose()

@@ -281,7 +281,10 @@ async def test_sqlite_file_moved_away_answers_correctly_or_503_and_loses_nothing
                             acknowledged.append(jwt_claims(response.json()["access_token"])["jti"])
             finally:
                 os.rename(away, data_dir)
-            assert any(k.endswith("unavailable") for k in outcomes), f"no request noticed: {outcomes}"
+            # Open connections follow the moved file (same inode), so requests served on them keep answering -
+            # correctly, into that very file; only a request needing a new connection notices (503). Which of
+            # the two happens depends on the pools, not on correctness: every answer was judged above.
+            assert sum(outcomes.values()) == 3 * (len(probes(tenant)) - 2), outcomes
 
         took = await recovered(server, tenant)
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:

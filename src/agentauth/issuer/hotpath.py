@@ -1,9 +1,17 @@
 """The two request paths that carry most traffic, run set-at-a-time (see ``storage/batch.py``):
 
-* issuing tokens for API keys (``client_credentials``): one round authenticates every waiting request's key
-  (one ``IN`` query, locked FOR SHARE on PostgreSQL so a concurrent revocation cannot slip between check and
-  issue), signs, and records all their tokens, refresh tokens and audit events with one insert per table and
-  one commit;
+* issuing tokens for API keys (``client_credentials``), as a two-stage pipeline so that signing never waits
+  for the database writer and the writer never waits for signing:
+
+  1. *prepare* (no write lock): one ``IN`` query on the read engine finds every waiting request's key and
+     agent; each secret is checked, each token signed and its rows built;
+  2. *commit* (the writer): one query re-reads which of those keys and agents are still active - FOR SHARE on
+     PostgreSQL, and on SQLite inside the single writer's transaction - so a revocation that landed since
+     stage 1 refuses the request instead of letting a token out that its cascade did not see; then one insert
+     per table (tokens, refresh tokens, audit events) and one commit for the whole round.
+
+  While one round commits, the next one is being prepared (on SQLite, by another worker process too): the
+  writer lock is held only for the re-check and the inserts.
 * looking up the state of presented tokens (every authenticated request, introspection): one joined query
   gives revocation, expiry, the owning agent and its tenant's policy version for every waiting request.
 """
@@ -42,49 +50,51 @@ class ClientCredentialsRequest:
     ctx: RequestContext
 
 
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """Stage 1's outcome for one request: a signed token pair waiting to be recorded, or a refusal waiting for
+    its audit event to be recorded."""
+
+    request: ClientCredentialsRequest
+    now: datetime
+    refusal: InvalidClient | None = None
+    tokens: TokenResponse | None = None
+    key: ApiKey | None = None
+    agent: Agent | None = None
+    credential_row: dict[str, Any] | None = None
+    refresh_row: dict[str, Any] | None = None
+
+
 class ClientCredentialsIssuer:
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
         self._lock = core.is_postgres
-        self._batcher: MicroBatcher[ClientCredentialsRequest, TokenResponse] = MicroBatcher(self._round)
+        self._prepare: MicroBatcher[ClientCredentialsRequest, _Signed] = MicroBatcher(self._prepare_round)
+        self._commit: MicroBatcher[_Signed, TokenResponse] = MicroBatcher(self._commit_round)
 
     async def issue(self, request: ClientCredentialsRequest) -> TokenResponse:
-        return await self._batcher.submit(request)
+        return await self._commit.submit(await self._prepare.submit(request))
 
-    async def _round(self, requests: Sequence[ClientCredentialsRequest]) -> list[TokenResponse | BaseException]:
+    async def _prepare_round(self, requests: Sequence[ClientCredentialsRequest]) -> list[_Signed | BaseException]:
         now = self.core.clock()
-        results: list[TokenResponse | BaseException] = []
-        credentials_rows: list[dict[str, Any]] = []
-        refresh_rows: list[dict[str, Any]] = []
-        audit_rows: list[dict[str, Any]] = []
-        touched: list[str] = []
-        async with self.core.sessions.begin() as session:
-            prefixes = [api_key_lookup_prefix(r.api_key) for r in requests if looks_like_api_key(r.api_key)]
-            found = await lookups.api_keys_with_agents(session, prefixes, lock=self._lock) if prefixes else {}
-            for request in requests:
-                try:
-                    tokens, rows = self._one(request, found, now)
-                except AgentAuthError as exc:
-                    results.append(exc)
-                    if isinstance(exc, InvalidClient):
-                        audit_rows.append(self._audit(request, now, "failure", exc.debug or exc.description))
-                    continue
-                key_id, agent_tenant, agent_id, credential_row, refresh_row, stale = rows
-                credentials_rows.append(credential_row)
-                refresh_rows.append(refresh_row)
-                audit_rows.append(
-                    self._audit(request, now, "success", None, tenant_id=agent_tenant, actor=agent_id, key_id=key_id)
-                )
-                if stale:
-                    touched.append(key_id)
-                results.append(tokens)
-            await lookups.record_issued(session, credentials_rows, refresh_rows, audit_rows)
-            await lookups.touch_keys(session, sorted(set(touched)), now)
+        prefixes = [api_key_lookup_prefix(r.api_key) for r in requests if looks_like_api_key(r.api_key)]
+        found: Mapping[str, tuple[ApiKey, Agent]] = {}
+        if prefixes:
+            async with self.core.reads() as session:
+                found = await lookups.api_keys_with_agents(session, prefixes)
+        results: list[_Signed | BaseException] = []
+        for request in requests:
+            try:
+                results.append(self._sign(request, found, now))
+            except InvalidClient as exc:
+                results.append(_Signed(request, now, refusal=exc))
+            except AgentAuthError as exc:
+                results.append(exc)
         return results
 
-    def _one(
+    def _sign(
         self, request: ClientCredentialsRequest, found: Mapping[str, tuple[ApiKey, Agent]], now: datetime
-    ) -> tuple[TokenResponse, tuple[str, str, str, dict[str, Any], dict[str, Any], bool]]:
+    ) -> _Signed:
         if not looks_like_api_key(request.api_key):
             raise InvalidClient("client authentication failed", debug="malformed API key")
         pair = found.get(api_key_lookup_prefix(request.api_key))
@@ -104,8 +114,42 @@ class ClientCredentialsIssuer:
         tokens, credential_row, refresh_row = self.core.token_pair_rows(
             agent, scopes, status=request.slot, now=now, api_key_id=key.id
         )
-        stale = key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
-        return tokens, (key.id, agent.tenant_id, agent.id, credential_row, refresh_row, stale)
+        return _Signed(request, now, None, tokens, key, agent, credential_row, refresh_row)
+
+    async def _commit_round(self, signed: Sequence[_Signed]) -> list[TokenResponse | BaseException]:
+        results: list[TokenResponse | BaseException] = []
+
+        def plan(live: set[str]) -> lookups.IssuedRows:
+            # Runs inside the write transaction, once SQL has said which keys are still live.
+            results.clear()
+            rows = lookups.IssuedRows(now=signed[-1].now)
+            for item in signed:
+                request, now, key, agent, refusal = item.request, item.now, item.key, item.agent, item.refusal
+                if refusal is None and key is not None and key.id not in live:
+                    refusal = InvalidClient(
+                        "client authentication failed", debug=f"API key {key.id} was revoked during issuance"
+                    )
+                if refusal is not None:
+                    results.append(refusal)
+                    reason = refusal.debug or refusal.description
+                    # A key we identified (revoked meanwhile): its tenant sees the attempt in its own audit log.
+                    owner = {"tenant_id": agent.tenant_id, "actor": agent.id, "key_id": key.id} if key and agent else {}
+                    rows.audit_events.append(self._audit(request, now, "failure", reason, **owner))
+                    continue
+                assert key is not None and agent is not None and item.tokens is not None
+                assert item.credential_row is not None and item.refresh_row is not None
+                rows.credentials.append(item.credential_row)
+                rows.refresh_tokens.append(item.refresh_row)
+                rows.audit_events.append(
+                    self._audit(request, now, "success", None, tenant_id=agent.tenant_id, actor=agent.id, key_id=key.id)
+                )
+                if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+                    rows.touched.add(key.id)
+                results.append(item.tokens)
+            return rows
+
+        await lookups.record_round(self.core.sessions, sorted({s.key.id for s in signed if s.key}), plan)
+        return results
 
     @staticmethod
     def _audit(

@@ -13,16 +13,26 @@ import contextlib
 import fcntl
 import functools
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+)
+
+T = TypeVar("T")
 
 
 def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> AsyncEngine:
@@ -51,10 +61,8 @@ def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE below is what actually runs.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     if not immediate:
@@ -128,13 +136,63 @@ class _WriterLock:
 
 
 class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
-    """``begin()`` takes the writer lock first; plain sessions (reads) do not."""
+    """``begin()`` takes the writer lock first; plain sessions (reads) do not.
+
+    ``write()`` runs a plain function in one write transaction on a connection of its own, in one hop to its
+    thread: for the hot paths, where SQLAlchemy's async layer costs more than SQLite itself. Measured on a round
+    of 18 issued tokens (a select and three inserts): 5.6-7.1 ms of CPU through AsyncSession and aiosqlite, which
+    hops threads for every statement, against 2.8-3.4 ms in one hop - and the sqlite3 module releases the GIL
+    while SQLite works, so the event loop keeps serving requests meanwhile."""
 
     def __init__(self, engine: AsyncEngine, lock_path: Path) -> None:
         super().__init__(engine, expire_on_commit=False)
         self._writer = _WriterLock(lock_path)
+        self._path = str(engine.url.database)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-writer")
+        self._connection: sqlite3.Connection | None = None
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
         async with self._writer, super().begin() as session:
             yield session
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises), under the writer lock.
+        SQLite's errors arrive as SQLAlchemy's (``DBAPIError`` subclasses), like those of every other path."""
+        async with self._writer:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+                for pragma in SQLITE_PRAGMAS:
+                    self._connection.execute(pragma)
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._drop()
+            raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
+        try:
+            result = work(connection)
+            connection.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._drop()
+            if isinstance(exc, sqlite3.Error):
+                self._drop()  # reopened next time: the file may have been replaced, the disk may have been full
+                raise DBAPIError.instance("hot-path write", None, exc, sqlite3.Error) from exc
+            raise
+        return result
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        self._thread.submit(self._drop).result()
+        self._thread.shutdown()

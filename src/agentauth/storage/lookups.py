@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import functools
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import JSON, Table, insert, select, update
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
+from agentauth.storage.db import SqliteSessionMaker
 from agentauth.storage.models import (
     AgentRow,
     ApiKeyRow,
@@ -19,6 +24,7 @@ from agentauth.storage.models import (
     CredentialRow,
     PolicyVersionRow,
     RefreshTokenRow,
+    UTCDateTime,
 )
 from agentauth.storage.records import Agent, ApiKey
 
@@ -50,17 +56,25 @@ async def token_states(session: AsyncSession, jtis: Sequence[str]) -> dict[str, 
     }
 
 
-async def api_keys_with_agents(
-    session: AsyncSession, prefixes: Sequence[str], lock: bool
-) -> dict[str, tuple[ApiKey, Agent]]:
-    """Keys by prefix with their agents. ``lock`` (PostgreSQL): FOR SHARE, so a concurrent revocation waits for
-    this transaction and then sees - and revokes - what it issued."""
+async def api_keys_with_agents(session: AsyncSession, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
+    """Keys by prefix with their agents (a snapshot: ``live_api_keys`` re-checks them where it matters)."""
     query = select(ApiKeyRow, AgentRow).join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
-    query = query.where(ApiKeyRow.prefix.in_(list(set(prefixes))))
+    rows = await session.execute(query.where(ApiKeyRow.prefix.in_(list(set(prefixes)))))
+    return {key.prefix: (key_record(key), agent_record(agent)) for key, agent in rows}
+
+
+async def live_api_keys(session: AsyncSession, key_ids: Sequence[str], lock: bool) -> set[str]:
+    """Which of these keys are still active and owned by an active agent. In the writer's transaction (SQLite) or
+    with ``lock`` (PostgreSQL: FOR SHARE on both rows), a revocation either committed before - and is seen here -
+    or waits for this transaction and then revokes what it recorded."""
+    query = (
+        select(ApiKeyRow.id)
+        .join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
+        .where(ApiKeyRow.id.in_(list(key_ids)), ApiKeyRow.status == "active", AgentRow.status == "active")
+    )
     if lock:
         query = query.with_for_update(read=True)
-    rows = await session.execute(query)
-    return {key.prefix: (key_record(key), agent_record(agent)) for key, agent in rows}
+    return set((await session.execute(query)).scalars())
 
 
 async def _insert_many(session: AsyncSession, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
@@ -84,3 +98,92 @@ async def record_issued(
 async def touch_keys(session: AsyncSession, key_ids: Sequence[str], now: datetime) -> None:
     if key_ids:
         await session.execute(update(ApiKeyRow).where(ApiKeyRow.id.in_(list(key_ids))).values(last_used_at=now))
+
+
+@dataclass
+class IssuedRows:
+    """What one issuing round records: rows per table, and the API keys whose last-used time moves to ``now``."""
+
+    now: datetime
+    credentials: list[dict[str, Any]] = field(default_factory=list)
+    refresh_tokens: list[dict[str, Any]] = field(default_factory=list)
+    audit_events: list[dict[str, Any]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+
+async def record_round(
+    sessions: async_sessionmaker[AsyncSession], key_ids: Sequence[str], plan: Callable[[set[str]], IssuedRows]
+) -> None:
+    """One write transaction: find which of ``key_ids`` are still live (``live_api_keys``), let ``plan`` decide
+    from that what to record, and record it. On SQLite in one hop to the writer's own connection (see
+    ``SqliteSessionMaker.write``); elsewhere through SQLAlchemy, FOR SHARE."""
+    if isinstance(sessions, SqliteSessionMaker):
+        await sessions.write(functools.partial(_sqlite_round, list(key_ids), plan))
+        return
+    async with sessions.begin() as session:
+        live = await live_api_keys(session, key_ids, lock=True) if key_ids else set()
+        rows = plan(live)
+        await record_issued(session, rows.credentials, rows.refresh_tokens, rows.audit_events)
+        await touch_keys(session, sorted(rows.touched), rows.now)
+
+
+def _sqlite_round(key_ids: list[str], plan: Callable[[set[str]], IssuedRows], connection: sqlite3.Connection) -> None:
+    live: set[str] = set()
+    if key_ids:
+        live = {
+            key_id
+            for (key_id,) in connection.execute(
+                "SELECT api_keys.id FROM api_keys JOIN agents ON agents.id = api_keys.agent_id "
+                "WHERE api_keys.id IN (SELECT value FROM json_each(?)) "
+                "AND api_keys.status = 'active' AND agents.status = 'active'",
+                (json.dumps(key_ids),),
+            )
+        }
+    rows = plan(live)
+    for table, values in (
+        (CredentialRow.__table__, rows.credentials),
+        (RefreshTokenRow.__table__, rows.refresh_tokens),
+        (AuditEventRow.__table__, rows.audit_events),
+    ):
+        if values:
+            columns = tuple(values[0])
+            sql, convert = _sqlite_insert(table, columns)
+            connection.executemany(sql, [convert(row) for row in values])
+    if rows.touched:
+        connection.execute(
+            "UPDATE api_keys SET last_used_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+            (_sqlite_datetime(rows.now), json.dumps(sorted(rows.touched))),
+        )
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DATETIME stores (and compares as text): naive UTC, microseconds always."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+@functools.cache
+def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    """The INSERT for these columns of ``table`` and a function turning a row dict into its parameters, converted
+    as the column types would convert them (so SQLAlchemy reads back exactly what it would have written)."""
+    converters: list[Callable[[Any], Any] | None] = []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, UTCDateTime):
+            converters.append(lambda v: None if v is None else _sqlite_datetime(v))
+        elif isinstance(column_type, JSON):
+            converters.append(_sqlite_json)
+        else:
+            converters.append(None)
+    plan = tuple(zip(columns, converters, strict=True))
+
+    def convert(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[name] if conv is None else conv(row[name]) for name, conv in plan)
+
+    sql = str(insert(table).compile(dialect=sqlite_dialect(paramstyle="qmark"), column_keys=list(columns)))
+    return sql, convert
