@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agentauth.did import encode_did_key
 from agentauth.keys import KeyPair, KeyRing
 from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusEntry, StatusList, Verifier
+from chain import delegated_token
 
 ISSUER_URL = "http://127.0.0.1:8000"
 LIST_URL = f"{ISSUER_URL}/api/v1/status-lists/1"
@@ -82,37 +83,7 @@ def main() -> None:
     token = issue()
 
     # A depth-3 chain: root -> d1 -> d2 -> d3, and d3's token acting for the root.
-    dids = [encode_did_key(KeyPair.generate().public.raw) for _ in range(4)]
-    links: list[str] = []
-    parent_id = None
-    for i in range(3):
-        jwt, claims = issuer.issue_delegation_credential(
-            delegate_did=dids[i + 1],
-            delegator_did=dids[i],
-            scopes=scopes,
-            remaining_depth=3 - i,
-            now=now,
-            expires_at=now + timedelta(hours=1),
-            status=StatusEntry(LIST_URL, 100 + i),
-            parent_jwt=links[-1] if links else None,
-            parent_id=parent_id,
-        )
-        links.append(jwt)
-        parent_id = claims["jti"]
-    act: dict[str, object] = {"sub": dids[1]}
-    for did in dids[2:]:
-        act = {"sub": did, "act": act}
-    chained, _ = issuer.issue_access_credential(
-        subject_did=dids[0],
-        client_id="agt_delegate",
-        scopes=scopes[:2],
-        audience=ISSUER_URL,
-        now=now,
-        expires_at=exp,
-        status=StatusEntry(LIST_URL, 7),
-        act=act,
-        delegation_chain=links,
-    )
+    chained = delegated_token(issuer, scopes, LIST_URL, now)
     assert len(verifier.verify_access_token(chained, now=now).chain) == 3
 
     raw_key = Ed25519PrivateKey.generate()

@@ -17,8 +17,9 @@ the last response (server still running, so nothing can be flushed late), the ``
 must be among them.
 
 The load generator shares the machine's cores with the server. By default it is a minimal asyncio HTTP/1.1
-client on uvloop (``--client raw``): ~30 us of CPU per request, against ~2 ms for ``httpx.AsyncClient``
-(``--client httpx``), which saturates a core at ~500 requests/s and measures itself instead of the server.
+client on uvloop (``--client raw``, bench/rawhttp.py): ~30 us of CPU per request, against ~2 ms for
+``httpx.AsyncClient`` (``--client httpx``), which saturates a core at ~500 requests/s and measures itself instead
+of the server.
 The CPU each party used during each phase is printed (Linux /proc), including "other": on a shared machine,
 other work shows up instead of silently skewing the numbers; ``--wait-quiet`` waits for it to stop first.
 
@@ -51,7 +52,9 @@ if __name__ == "http":
     sys.modules["http"] = _stdlib_http = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_stdlib_http)
 elif sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)  # run as a script: take bench/ off the path before anything imports http.client
+    # Run as a script: move bench/ to the end of the path before anything imports http.client; there it still
+    # serves ``import rawhttp`` and ``import server``, the helpers beside this script.
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
@@ -60,8 +63,6 @@ import contextlib
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -77,11 +78,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from rawhttp import HttpError, RawConnection, new_event_loop
+from server import DEFAULT_POSTGRES_URL, HOST, reset_postgres, serve
+
 BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
 TOKEN_PATH = "/api/v1/auth/token"
 HELLO_PATH = "/health"
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # Goals of issue 3 on a 2-core machine, load generator included.
 GOAL_TOKENS_PER_S = 1_500
 GOAL_HELLO_RATIO = 0.25
@@ -90,64 +92,6 @@ GOAL_MAX_MS = 1_000.0
 
 
 # -- load generator -----------------------------------------------------------------------------------------
-
-
-class HttpError(Exception):
-    pass
-
-
-class RawConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection, one request in flight: just enough HTTP for uvicorn's answers
-    (status line, Content-Length body; chunked responses are refused)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(HttpError(f"connection closed: {exc!r}"))
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
-            return
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
-        length = None
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                self.waiter.set_exception(HttpError("chunked responses are not supported"))
-                return
-        if length is None:
-            self.waiter.set_exception(HttpError("response without Content-Length"))
-            return
-        if len(self.buffer) < end + 4 + length:
-            return
-        body = bytes(self.buffer[end + 4 : end + 4 + length])
-        del self.buffer[: end + 4 + length]
-        self.waiter.set_result((int(lines[0][9:12]), body))
-
-    async def request(self, data: bytes) -> tuple[int, bytes]:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        try:
-            return await self.waiter
-        finally:
-            self.waiter = None
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 @dataclass
@@ -199,10 +143,8 @@ class LoadGenerator:
 
     async def __aenter__(self) -> LoadGenerator:
         if self.kind == "raw":
-            loop = asyncio.get_running_loop()
             for _ in range(self.concurrency):
-                _, protocol = await loop.create_connection(RawConnection, HOST, self.port)
-                self.raw.append(protocol)
+                self.raw.append(await RawConnection.open(HOST, self.port))
         else:
             limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
             self.http = httpx.AsyncClient(base_url=f"http://{HOST}:{self.port}", limits=limits, timeout=30)
@@ -326,75 +268,7 @@ class CpuMeter:
         return used
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-# -- the server ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(workers: int, database_url: str | None, data_dir: Path, log: Path) -> Iterator[tuple[int, int]]:
-    """``agentauth serve --workers N`` on a free port until the block ends; yields (port, master pid)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
-    env.update(
-        {
-            "AGENTAUTH_DATA_DIR": str(data_dir),
-            "AGENTAUTH_ISSUER_URL": f"http://{HOST}:{port}",
-            # Far above what one client can send: the limits are not what is measured.
-            "AGENTAUTH_TOKEN_RATE_PER_IP": "100000000",
-            "AGENTAUTH_TOKEN_RATE_PER_CLIENT": "100000000",
-            "AGENTAUTH_QUICKSTART_RATE_PER_IP": "100000",
-        }
-    )
-    if database_url:
-        env["AGENTAUTH_DATABASE_URL"] = database_url
-    command = [str(BIN / "agentauth"), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
-    with log.open("ab") as out:
-        process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://{HOST}:{port}{HELLO_PATH}", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the server did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        if workers > 1:
-            time.sleep(2)  # /health answered from the first worker; give the others time to finish starting
-        yield port, process.pid
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-async def reset_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
+# -- what the server recorded -------------------------------------------------------------------------------
 
 
 async def access_jtis(database_url: str) -> set[str]:
@@ -601,7 +475,7 @@ def run_configuration(args: argparse.Namespace, workers: int, runner: asyncio.Ru
             database_url = args.postgres_url
         else:
             database_url = f"sqlite+aiosqlite:///{(data_dir / 'agentauth.db').resolve()}"
-        with serve(workers, database_url if args.database == "postgres" else None, data_dir, log) as (port, pid):
+        with serve(workers, database_url if args.database == "postgres" else None, data_dir, log) as (port, pid, _):
             row = runner.run(measure(args, workers, port, pid, database_url))
         text_log = log.read_text(errors="replace")
         row.log_tracebacks = text_log.count("Traceback (most recent call last)")

@@ -27,9 +27,10 @@ scheduler itself, and the CPU used by the server processes, by this load generat
 (PostgreSQL included) - they share the machine. A run *held* its rate when it had no error, completed at least
 99 % of its scheduled operations and its p99.9 stayed under 1 s (a queue building up shows there first).
 
-The client is a minimal asyncio HTTP/1.1 client on uvloop over keep-alive connections (one request in flight per
-connection; idle connections are reused most-recent-first and replaced before uvicorn's 5 s keep-alive timeout):
-``httpx`` costs ~1 ms of CPU per request, which on a 2-core machine would take the core the server needs.
+The client is a minimal asyncio HTTP/1.1 client on uvloop (bench/rawhttp.py) over keep-alive connections (one
+request in flight per connection; idle connections are reused most-recent-first and replaced before uvicorn's 5 s
+keep-alive timeout): ``httpx`` costs ~1 ms of CPU per request, which on a 2-core machine would take the core the
+server needs.
 
 Run: .venv/bin/python bench/load.py [--seconds 10] [--rate 200 [300 ...]] [--database sqlite|postgres] [--workers 1|2]
 
@@ -44,26 +45,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/ holds a script named http.py, and Python puts a script's directory first on sys.path: drop it, or
-# ``import http.client`` (httpx, urllib) would find that file instead of the standard library's package.
+# bench/ holds a script named http.py, and Python puts a script's directory first on sys.path: move it to the end,
+# or ``import http.client`` (httpx, urllib) would find that file instead of the standard library's package; at the
+# end it still serves ``import rawhttp`` and ``import server``, the helpers beside this script.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
 import base64
-import contextlib
 import os
 import platform
 import random
 import resource
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,15 +69,12 @@ from urllib.parse import urlencode
 
 import httpx
 import orjson
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentauth.keys import KeyPair
 from agentauth.vc import create_agent_assertion
+from rawhttp import HttpError, RawConnection, new_event_loop
+from server import DEFAULT_POSTGRES_URL, HOST, children, reset_postgres, serve
 
-BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TOKEN = "/api/v1/auth/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -103,79 +98,7 @@ STOCK = 64  # refresh tokens, and access tokens to revoke, kept per tenant
 LIVE = 8  # access tokens per tenant that are never revoked (introspected as active)
 
 
-# -- a minimal HTTP/1.1 client ------------------------------------------------------------------------------
-
-
-class HttpError(Exception):
-    pass
-
-
-class RawConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection, one request at a time: enough HTTP for uvicorn's answers (status line,
-    ``Content-Length`` body; chunked answers are refused)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
-        self.closed = False
-        self.last_used = time.monotonic()
-
-    @classmethod
-    async def open(cls, port: int) -> RawConnection:
-        _, protocol = await asyncio.get_running_loop().create_connection(cls, HOST, port)
-        return protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(HttpError(f"connection closed: {exc!r}"))
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None or self.waiter.done():
-            return
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
-        length = None
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                self.waiter.set_exception(HttpError("chunked responses are not supported"))
-                return
-        if length is None:
-            self.waiter.set_exception(HttpError("response without Content-Length"))
-            return
-        if len(self.buffer) < end + 4 + length:
-            return
-        body = bytes(self.buffer[end + 4 : end + 4 + length])
-        del self.buffer[: end + 4 + length]
-        self.waiter.set_result((int(lines[0][9:12]), body))
-
-    async def request(self, data: bytes, limit: float) -> tuple[int, bytes]:
-        """Send ``data`` and wait at most ``limit`` seconds for the whole answer."""
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        try:
-            return await asyncio.wait_for(self.waiter, limit)
-        finally:
-            self.waiter = None
-            self.last_used = time.monotonic()
-
-    def reusable(self) -> bool:
-        return not self.closed and time.monotonic() - self.last_used < KEEPALIVE_REUSE_SECONDS
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+# -- the client ------------------------------------------------------------------------------------------
 
 
 class Client:
@@ -214,10 +137,10 @@ class Client:
     async def _acquire(self) -> RawConnection:
         while self.idle:
             connection = self.idle.pop()
-            if connection.reusable():
+            if connection.reusable(KEEPALIVE_REUSE_SECONDS):
                 return connection
             connection.close()
-        return await RawConnection.open(self.port)
+        return await RawConnection.open(HOST, self.port)
 
     def close(self) -> None:
         for connection in self.idle:
@@ -492,21 +415,7 @@ async def drive(
     return run
 
 
-# -- the server ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (uvicorn's worker processes), from /proc."""
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+# -- CPU use --------------------------------------------------------------------------------------------------
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -566,68 +475,6 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> None:
         if time.monotonic() > deadline:
             print(f"the machine is still busy ({used:.2f} cores in use by others); measuring anyway", flush=True)
             return
-
-
-@contextlib.contextmanager
-def serve(workers: int, database_url: str | None, data_dir: Path, log: Path) -> Iterator[tuple[int, int, str]]:
-    """``agentauth serve --workers N`` on a free port until the block ends: yields (port, pid, issuer URL).
-    Stopped by its pid (SIGTERM; SIGKILL of it and of its workers, by their pids, if it does not exit)."""
-    port = free_port()
-    issuer_url = f"http://{HOST}:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
-    env.update(
-        {
-            "AGENTAUTH_DATA_DIR": str(data_dir),
-            "AGENTAUTH_ISSUER_URL": issuer_url,
-            # Far above what one client sends: the abuse limits are not what is measured.
-            "AGENTAUTH_TOKEN_RATE_PER_IP": "100000000",
-            "AGENTAUTH_TOKEN_RATE_PER_CLIENT": "100000000",
-            "AGENTAUTH_QUICKSTART_RATE_PER_IP": "100000000",
-        }
-    )
-    if database_url:
-        env["AGENTAUTH_DATABASE_URL"] = database_url
-    command = [str(BIN / "agentauth"), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
-    with log.open("ab") as out:
-        process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    workers_seen: list[int] = []
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{issuer_url}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the server did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        if workers > 1:
-            time.sleep(2)  # /health answered from the first worker; let the others finish starting
-        workers_seen = children(process.pid)
-        yield port, process.pid, issuer_url
-    finally:
-        workers_seen += children(process.pid)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pid in set(workers_seen):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-async def reset_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
 
 
 # -- report ----------------------------------------------------------------------------------------------------
@@ -714,14 +561,6 @@ async def measure(args: argparse.Namespace, port: int, pid: int, issuer_url: str
     finally:
         client.close()
     return runs
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def parse_mix(value: str) -> dict[str, int]:

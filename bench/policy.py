@@ -15,15 +15,13 @@ import argparse
 import platform
 import random
 import statistics
-import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agentauth.did import encode_did_key
 from agentauth.issuer.policy_engine import (
     ACTIONS,
     EvaluationContext,
@@ -33,8 +31,10 @@ from agentauth.issuer.policy_engine import (
     Subject,
     build_policy,
 )
-from agentauth.keys import KeyPair, KeyRing
-from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusEntry, StatusList, Verifier
+from agentauth.keys import KeyRing
+from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusList, Verifier
+from chain import delegated_token
+from core import interleaved
 
 ISSUER_URL = "http://127.0.0.1:8000"
 LIST_URL = f"{ISSUER_URL}/api/v1/status-lists/1"
@@ -49,28 +49,6 @@ AGENT_TYPES = ("orchestrator", "autonomous", "assistant", "tool")
 TRUST_LEVELS = ("untrusted", "basic", "verified", "trusted")
 AGENTS = [f"agt_{i:024x}" for i in range(200)]
 NOW = datetime(2025, 6, 2, 14, 30, tzinfo=UTC)
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over roughly ``seconds``."""
-    n, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(100):
-            fn()
-        n += 100
-        now = time.perf_counter()
-        if now >= deadline:
-            return n / (now - start)
-
-
-def interleaved(ops: dict[str, Callable[[], object]], seconds: float, rounds: int = 5) -> dict[str, float]:
-    """Median rate of each op over ``rounds`` rounds that take turns (see bench/core.py)."""
-    samples: dict[str, list[float]] = {name: [] for name in ops}
-    for _ in range(rounds):
-        for name, fn in ops.items():
-            samples[name].append(rate(fn, seconds / rounds))
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 # -- the tenant's policies and the request mix ----------------------------------------------------------------
@@ -157,7 +135,7 @@ class FullScan(PolicySet):
         return [p for p in self.policies if action in p.actions or "*" in p.actions]
 
 
-# -- a depth-3 delegated token, as in bench/core.py ------------------------------------------------------------
+# -- a depth-3 delegated token (bench/chain.py) ----------------------------------------------------------------
 
 
 def depth3_token(now: datetime) -> tuple[Verifier, str]:
@@ -168,37 +146,7 @@ def depth3_token(now: datetime) -> tuple[Verifier, str]:
     )
     verifier = Verifier(issuer_url=ISSUER_URL, jwks=ring.jwks(), status_source=StaticStatusLists({LIST_URL: status}))
     scopes = ["agents.read", "api.read", "delegations.read", "delegations.write"]
-    dids = [encode_did_key(KeyPair.generate().public.raw) for _ in range(4)]
-    links: list[str] = []
-    parent_id = None
-    for i in range(3):
-        jwt, claims = issuer.issue_delegation_credential(
-            delegate_did=dids[i + 1],
-            delegator_did=dids[i],
-            scopes=scopes[: len(scopes) - i],
-            remaining_depth=3 - i,
-            now=now,
-            expires_at=now + timedelta(hours=1),
-            status=StatusEntry(LIST_URL, 100 + i),
-            parent_jwt=links[-1] if links else None,
-            parent_id=parent_id,
-        )
-        links.append(jwt)
-        parent_id = claims["jti"]
-    act: dict[str, Any] = {"sub": dids[1]}
-    for did in dids[2:]:
-        act = {"sub": did, "act": act}
-    token, _ = issuer.issue_access_credential(
-        subject_did=dids[0],
-        client_id="agt_delegate",
-        scopes=scopes[:2],
-        audience=ISSUER_URL,
-        now=now,
-        expires_at=now + timedelta(minutes=15),
-        status=StatusEntry(LIST_URL, 7),
-        act=act,
-        delegation_chain=links,
-    )
+    token = delegated_token(issuer, scopes, LIST_URL, now, attenuate=True)
     assert len(verifier.verify_access_token(token, audience=ISSUER_URL, now=now).chain) == 3
     return verifier, token
 

@@ -28,6 +28,7 @@ from agentauth.did import encode_did_key, url_to_did_web
 from agentauth.keys import KeyPair, KeyRing
 from agentauth.sdk import OnlineVerifier, offline_verifier
 from agentauth.vc import CredentialIssuer, StatusEntry, StatusList, status_list_filename
+from chain import delegated_token
 from core import interleaved
 
 ISSUER_URL = "http://127.0.0.1:8000"
@@ -67,38 +68,7 @@ def tokens(issuer: CredentialIssuer, now: datetime) -> tuple[str, str]:
         status=StatusEntry(LIST_URL, 4242),
         subject_claims={"agentId": "agt_0123456789abcdef", "agentType": "assistant", "trustLevel": "basic"},
     )
-    dids = [encode_did_key(KeyPair.generate().public.raw) for _ in range(4)]
-    links: list[str] = []
-    parent_id = None
-    for i in range(3):
-        jwt, claims = issuer.issue_delegation_credential(
-            delegate_did=dids[i + 1],
-            delegator_did=dids[i],
-            scopes=SCOPES,
-            remaining_depth=3 - i,
-            now=now,
-            expires_at=now + timedelta(hours=1),
-            status=StatusEntry(LIST_URL, 100 + i),
-            parent_jwt=links[-1] if links else None,
-            parent_id=parent_id,
-        )
-        links.append(jwt)
-        parent_id = claims["jti"]
-    act: dict[str, object] = {"sub": dids[1]}
-    for did in dids[2:]:
-        act = {"sub": did, "act": act}
-    chained, _ = issuer.issue_access_credential(
-        subject_did=dids[0],
-        client_id="agt_delegate",
-        scopes=SCOPES[:2],
-        audience=ISSUER_URL,
-        now=now,
-        expires_at=exp,
-        status=StatusEntry(LIST_URL, 7),
-        act=act,
-        delegation_chain=links,
-    )
-    return token, chained
+    return token, delegated_token(issuer, SCOPES, LIST_URL, now)
 
 
 def main() -> None:
