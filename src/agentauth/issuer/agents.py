@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.did import DidKeyError, decode_did_key, did_key_document, encode_did_key
 from agentauth.errors import AccessDenied, Conflict, InvalidRequest, NotFound
@@ -28,6 +31,7 @@ from agentauth.keys.jwk import JwkError
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
 from agentauth.storage.records import Agent
+from agentauth.vc import StatusEntry
 
 MAX_AGENT_DEPTH = 5
 MAX_PAGE = 100
@@ -66,29 +70,11 @@ class AgentService:
         did, private_jwk = resolve_public_key(request.public_key)
         identity_slot, token_slot = await self.core.status.allocate(), await self.core.status.allocate()
         now = self.core.clock()
-        agent_id = new_id("agt")
         async with self.core.sessions.begin() as session:
-            if await agents_repo.did_exists(session, did):
-                raise Conflict("an agent with this did:key is already registered")
-            agent = await agents_repo.insert(
-                session,
-                id=agent_id,
-                tenant_id=agent_id,
-                parent_id=None,
-                depth=0,
-                path=f"/{agent_id}/",
-                did=did,
-                name=request.name,
-                agent_type=request.agent_type,
-                description=request.description,
-                trust_level=DEFAULT_TRUST_LEVEL,
-                status="active",
-                scopes=list(ALL_SCOPES),
-                created_at=now,
-                updated_at=now,
-            )
-            identity, identity_id = await self.core.mint_identity_credential(session, agent, now, identity_slot)
-            agent = await agents_repo.update_fields(session, agent.id, now, identity_credential_id=identity_id)
+            agent, identity = await self._insert_agent(
+                session, request, parent=None, did=did, trust_level=DEFAULT_TRUST_LEVEL, scopes=ALL_SCOPES,
+                identity_slot=identity_slot, now=now,
+            )  # fmt: skip
             raw_key, prefix = new_api_key()
             key_id = new_id("key")
             await api_keys_repo.insert(
@@ -155,34 +141,58 @@ class AgentService:
         did, private_jwk = resolve_public_key(request.public_key)
         identity_slot = await self.core.status.allocate()
         now = self.core.clock()
-        agent_id = new_id("agt")
         async with self.core.sessions.begin() as session:
-            if await agents_repo.did_exists(session, did):
-                raise Conflict("an agent with this did:key is already registered")
-            agent = await agents_repo.insert(
-                session,
-                id=agent_id,
-                tenant_id=parent.tenant_id,
-                parent_id=parent.id,
-                depth=parent.depth + 1,
-                path=f"{parent.path}{agent_id}/",
-                did=did,
-                name=request.name,
-                agent_type=request.agent_type,
-                description=request.description,
-                trust_level=trust,
-                status="active",
-                scopes=list(scopes),
-                created_at=now,
-                updated_at=now,
-            )
-            identity, identity_id = await self.core.mint_identity_credential(session, agent, now, identity_slot)
-            agent = await agents_repo.update_fields(session, agent.id, now, identity_credential_id=identity_id)
+            agent, identity = await self._insert_agent(
+                session, request, parent=parent, did=did, trust_level=trust, scopes=scopes,
+                identity_slot=identity_slot, now=now,
+            )  # fmt: skip
             audit.record(
                 session, ctx, now, action="agent.created", tenant_id=agent.tenant_id, actor=parent.id,
                 target_type="agent", target_id=agent.id,
             )  # fmt: skip
         return AgentCreated(agent=agent_out(agent), private_key_jwk=private_jwk, identity_credential=identity)
+
+    async def _insert_agent(
+        self,
+        session: AsyncSession,
+        request: QuickstartRequest | CreateAgentRequest,
+        *,
+        parent: Agent | None,
+        did: str,
+        trust_level: str,
+        scopes: Iterable[str],
+        identity_slot: StatusEntry,
+        now: datetime,
+    ) -> tuple[Agent, str]:
+        """(agent, identity credential): a new active agent below ``parent`` (None: a root agent, its own
+        tenant), with its identity credential recorded in ``session``."""
+        if await agents_repo.did_exists(session, did):
+            raise Conflict("an agent with this did:key is already registered")
+        agent_id = new_id("agt")
+        if parent is None:
+            tenant_id, depth, path = agent_id, 0, f"/{agent_id}/"
+        else:
+            tenant_id, depth, path = parent.tenant_id, parent.depth + 1, f"{parent.path}{agent_id}/"
+        agent = await agents_repo.insert(
+            session,
+            id=agent_id,
+            tenant_id=tenant_id,
+            parent_id=None if parent is None else parent.id,
+            depth=depth,
+            path=path,
+            did=did,
+            name=request.name,
+            agent_type=request.agent_type,
+            description=request.description,
+            trust_level=trust_level,
+            status="active",
+            scopes=list(scopes),
+            created_at=now,
+            updated_at=now,
+        )
+        identity, identity_id = await self.core.mint_identity_credential(session, agent, now, identity_slot)
+        agent = await agents_repo.update_fields(session, agent.id, now, identity_credential_id=identity_id)
+        return agent, identity
 
     async def _visible(self, principal: Principal, agent_id: str) -> Agent:
         """The agent if it is in the caller's subtree; otherwise 404 - existence elsewhere is not revealed."""

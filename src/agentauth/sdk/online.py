@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -49,23 +49,26 @@ from agentauth.vc import (
 )
 
 T = TypeVar("T")
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
-class _OnlineBase:
-    """The core verifier and the issuer cache that the sync and async verifiers share."""
+class _OnlineBase(Generic[H]):
+    """The core verifier, the issuer cache and the HTTP client that the sync and async verifiers share; ``http``
+    defaults to a new client, which the verifier then closes."""
 
     def __init__(
         self,
         issuer_url: str,
         *,
-        jwks: Mapping[str, Any] | None,
-        status_source: StatusListSource | None,
-        check_status: bool,
-        min_refresh_interval: float,
-        leeway_seconds: int,
-        clock: Callable[[], datetime] | None,
-        monotonic: Callable[[], float],
-        nonces: NonceRegistry | None,
+        http: H | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        status_source: StatusListSource | None = None,
+        check_status: bool = True,
+        min_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
+        leeway_seconds: int = 30,
+        clock: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        nonces: NonceRegistry | None = None,
     ) -> None:
         self._cache = IssuerCache(
             issuer_url,
@@ -85,6 +88,16 @@ class _OnlineBase:
         )
         if jwks is not None:
             self._cache.jwks_fresh_until = monotonic() + DEFAULT_JWKS_MAX_AGE
+        self._owns_http = http is None
+        self._http: H = http or self._new_client()
+        self._start()
+
+    def _new_client(self) -> H:
+        """The client to fetch with when none was given."""
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        """Set up the state the sync or async fetching needs (last step of ``__init__``)."""
 
     @property
     def issuer_url(self) -> str:
@@ -100,40 +113,17 @@ class _OnlineBase:
         return original
 
 
-class OnlineVerifier(_OnlineBase):
+class OnlineVerifier(_OnlineBase[httpx.Client]):
     """Verifies an issuer's tokens and credentials, fetching its JWKS and status lists with a sync httpx client.
 
     Thread-safe; fetches are serialized. ``status_source`` replaces HTTP for status lists (e.g. a
     ``DirectoryStatusLists``); ``jwks`` seeds the key cache (e.g. from a file) so the first token needs no fetch.
     """
 
-    def __init__(
-        self,
-        issuer_url: str,
-        *,
-        http: httpx.Client | None = None,
-        jwks: Mapping[str, Any] | None = None,
-        status_source: StatusListSource | None = None,
-        check_status: bool = True,
-        min_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
-        leeway_seconds: int = 30,
-        clock: Callable[[], datetime] | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-        nonces: NonceRegistry | None = None,
-    ) -> None:
-        super().__init__(
-            issuer_url,
-            jwks=jwks,
-            status_source=status_source,
-            check_status=check_status,
-            min_refresh_interval=min_refresh_interval,
-            leeway_seconds=leeway_seconds,
-            clock=clock,
-            monotonic=monotonic,
-            nonces=nonces,
-        )
-        self._owns_http = http is None
-        self._http = http or sync_client()
+    def _new_client(self) -> httpx.Client:
+        return sync_client()
+
+    def _start(self) -> None:
         self._lock = threading.Lock()
 
     @property
@@ -226,39 +216,16 @@ class OnlineVerifier(_OnlineBase):
         return self._run(lambda: self.core.verify_signature(token))
 
 
-class AsyncOnlineVerifier(_OnlineBase):
+class AsyncOnlineVerifier(_OnlineBase[httpx.AsyncClient]):
     """``OnlineVerifier`` for asyncio servers: the same checks, fetching with an ``httpx.AsyncClient``.
 
     Concurrent verifications that miss the same status list share one fetch. Use it from one event loop.
     """
 
-    def __init__(
-        self,
-        issuer_url: str,
-        *,
-        http: httpx.AsyncClient | None = None,
-        jwks: Mapping[str, Any] | None = None,
-        status_source: StatusListSource | None = None,
-        check_status: bool = True,
-        min_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
-        leeway_seconds: int = 30,
-        clock: Callable[[], datetime] | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-        nonces: NonceRegistry | None = None,
-    ) -> None:
-        super().__init__(
-            issuer_url,
-            jwks=jwks,
-            status_source=status_source,
-            check_status=check_status,
-            min_refresh_interval=min_refresh_interval,
-            leeway_seconds=leeway_seconds,
-            clock=clock,
-            monotonic=monotonic,
-            nonces=nonces,
-        )
-        self._owns_http = http is None
-        self._http = http or async_client()
+    def _new_client(self) -> httpx.AsyncClient:
+        return async_client()
+
+    def _start(self) -> None:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._jwks_task: asyncio.Task[bool] | None = None
 
