@@ -70,5 +70,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.
     mcp = McpMount(lambda: app.state.services, config.issuer_url, config.max_body_bytes)
     mcp.install(app.router)
-    app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
+    app.add_middleware(auth.TokenEndpoint)
+    app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)  # added last: runs first
     return app

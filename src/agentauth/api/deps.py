@@ -18,10 +18,14 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-async def get_context(request: Request) -> RequestContext:
+def request_context(request: Request) -> RequestContext:
     request_id = getattr(request.state, "request_id", None)
     ip = request.client.host if request.client else None
     return RequestContext(request_id=request_id, ip=ip) if request_id else RequestContext(ip=ip)
+
+
+async def get_context(request: Request) -> RequestContext:
+    return request_context(request)
 
 
 async def get_principal(
