@@ -97,6 +97,7 @@ class Services:
                 log.exception("maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
 
     async def close(self) -> None:
+        await self.status.close()
         await self.rate_limiter.close()
         if isinstance(self.sessions, SqliteSessionMaker):
             self.sessions.close()

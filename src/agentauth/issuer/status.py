@@ -13,6 +13,7 @@ that revokes), then cached in the row so every replica serves the same bytes unt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import secrets
@@ -43,6 +44,18 @@ class PublishedList:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Block:
+    list_id: int
+    indexes: list[int]
+    reserved_at: datetime
+
+
+def _retrieve(task: asyncio.Task[_Block]) -> None:
+    if not task.cancelled():
+        task.exception()  # seen here, so an unused failed reservation is not reported as never retrieved
+
+
 class StatusRegistry:
     def __init__(
         self,
@@ -64,6 +77,7 @@ class StatusRegistry:
         self._list_id: int | None = None
         self._free: list[int] = []
         self._reserved_at: datetime | None = None
+        self._spare: asyncio.Task[_Block] | None = None
 
     def list_url(self, list_id: int) -> str:
         return f"{self._base_url}/api/v1/status-lists/{list_id}"
@@ -71,11 +85,36 @@ class StatusRegistry:
     async def allocate(self) -> StatusEntry:
         """A fresh (list, index) slot for one credential."""
         async with self._lock:
-            stale = self._reserved_at is not None and self._clock() - self._reserved_at > BLOCK_MAX_AGE
-            if not self._free or stale:
-                await self._reserve_block()
+            now = self._clock()
+            if not self._free or self._reserved_at is None or now - self._reserved_at > BLOCK_MAX_AGE:
+                await self._next_block(now)
+            if len(self._free) <= BLOCK_SIZE // 4 and self._spare is None:
+                # Reserve the next block ahead, off the request path. Measured: reserving on demand made every
+                # 512th token wait for a write transaction, with every request behind it (p99 +20 ms).
+                self._spare = asyncio.create_task(self._reserve_block())
+                self._spare.add_done_callback(_retrieve)
             assert self._list_id is not None
             return StatusEntry(self.list_url(self._list_id), self._free.pop())
+
+    async def _next_block(self, now: datetime) -> None:
+        block: _Block | None = None
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            try:
+                block = await asyncio.shield(spare)
+            except Exception:  # reserving ahead failed (database away?): try once more, now, and let that fail
+                block = None
+            if block is not None and now - block.reserved_at > BLOCK_MAX_AGE:
+                block = None  # reserved too long ago to deal from (see BLOCK_MAX_AGE)
+        if block is None:
+            block = await self._reserve_block()
+        self._list_id, self._free, self._reserved_at = block.list_id, block.indexes, block.reserved_at
+
+    async def close(self) -> None:
+        if self._spare is not None:
+            self._spare.cancel()
+            with contextlib.suppress(BaseException):
+                await self._spare
 
     def entry_for(self, list_id: int, index: int) -> StatusEntry:
         return StatusEntry(self.list_url(list_id), index)
@@ -84,7 +123,7 @@ class StatusRegistry:
     def parse_entry(entry: StatusEntry) -> tuple[int, int]:
         return int(entry.list_url.rsplit("/", 1)[1]), entry.index
 
-    async def _reserve_block(self) -> None:
+    async def _reserve_block(self) -> _Block:
         blocks_per_list = LIST_SIZE // BLOCK_SIZE
         for _ in range(1000):
             async with self._sessions.begin() as session:
@@ -101,8 +140,7 @@ class StatusRegistry:
                     await status_lists.mark_full(session, list_id)
             indexes = list(range(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE))
             random.SystemRandom().shuffle(indexes)
-            self._list_id, self._free, self._reserved_at = list_id, indexes, self._clock()
-            return
+            return _Block(list_id, indexes, self._clock())
         raise RuntimeError("could not reserve a status-list block")
 
     async def recycle(self) -> None:
