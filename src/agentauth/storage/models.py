@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -137,6 +138,10 @@ class StatusListRow(Base):
     published_bits: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+_REVOKED = text("revoked_at IS NOT NULL")
+_DELEGATED = text("delegation_id IS NOT NULL")
+
+
 class CredentialRow(Base):
     """Every credential we sign (access token, identity, delegation), durably recorded with its status slot."""
 
@@ -145,17 +150,19 @@ class CredentialRow(Base):
         UniqueConstraint("status_list_id", "status_index", name="uq_credential_status"),
         Index("ix_credentials_family", "refresh_family_id"),
         Index("ix_credentials_api_key", "api_key_id"),
-        Index("ix_credentials_revoked", "status_list_id", "revoked_at"),
+        # Partial: only revoked / delegated rows are ever looked up by these, and most rows are neither.
+        Index("ix_credentials_revoked", "status_list_id", sqlite_where=_REVOKED, postgresql_where=_REVOKED),
+        Index("ix_credentials_delegation_id", "delegation_id", sqlite_where=_DELEGATED, postgresql_where=_DELEGATED),
     )
 
     jti: Mapped[str] = mapped_column(String(60), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # access | identity | delegation
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
-    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
     client_id: Mapped[str | None] = mapped_column(String(100))
     api_key_id: Mapped[str | None] = mapped_column(String(40))
     refresh_family_id: Mapped[str | None] = mapped_column(String(40))
-    delegation_id: Mapped[str | None] = mapped_column(String(60), index=True)
+    delegation_id: Mapped[str | None] = mapped_column(String(60))
     scopes: Mapped[list[str]]
     status_list_id: Mapped[int] = mapped_column(ForeignKey("status_lists.id"))
     status_index: Mapped[int] = mapped_column(Integer)
