@@ -16,6 +16,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +72,13 @@ def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DATETIME stores (and compares as text): naive UTC, microseconds always."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table, insert, select, update
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
-from agentauth.storage.db import SqliteSessionMaker
+from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
 from agentauth.storage.models import (
     AgentRow,
     ApiKeyRow,
@@ -152,15 +152,8 @@ def _sqlite_round(key_ids: list[str], plan: Callable[[set[str]], IssuedRows], co
     if rows.touched:
         connection.execute(
             "UPDATE api_keys SET last_used_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-            (_sqlite_datetime(rows.now), json.dumps(sorted(rows.touched))),
+            (sqlite_datetime(rows.now), json.dumps(sorted(rows.touched))),
         )
-
-
-def _sqlite_datetime(value: datetime) -> str:
-    """The text SQLAlchemy's SQLite DATETIME stores (and compares as text): naive UTC, microseconds always."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the database")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _sqlite_json(value: Any) -> str | None:
@@ -175,7 +168,7 @@ def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callabl
     for name in columns:
         column_type = table.c[name].type
         if isinstance(column_type, UTCDateTime):
-            converters.append(lambda v: None if v is None else _sqlite_datetime(v))
+            converters.append(lambda v: None if v is None else sqlite_datetime(v))
         elif isinstance(column_type, JSON):
             converters.append(_sqlite_json)
         else:
