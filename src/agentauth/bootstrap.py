@@ -81,7 +81,14 @@ class Services:
 
     async def maintain(self) -> None:
         """Run for the life of a serving process (HTTP or stdio): adopt key changes made elsewhere (another
-        replica, `agentauth keys rotate|revoke`) within seconds, rotate keys on schedule, recycle status lists."""
+        replica, `agentauth keys rotate|revoke`) within seconds, rotate keys on schedule, recycle status lists;
+        on SQLite, checkpoint the WAL in the background."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._keys_and_lists())
+            if isinstance(self.sessions, SqliteSessionMaker):
+                group.create_task(self.sessions.checkpoints())
+
+    async def _keys_and_lists(self) -> None:
         every = timedelta(days=self.settings.key_rotation_days)
         since_rotation_check = 0.0
         while True:
