@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from api_support import make_child
 from lifecycle_support import INACTIVE, TOKEN, introspect, jwt_payload
 
 from agentauth.bootstrap import Services
@@ -53,7 +54,7 @@ async def test_a_key_revoked_between_signing_and_recording_gets_no_token(
     signed_jti = jwt_payload(signed.tokens.access_token)["jti"]
     assert await introspect(client, root["access_token"], signed.tokens.access_token) == INACTIVE
     async with services.core.reads() as session:
-        assert await live_api_keys(session, [key["id"]], lock=False) == set()
+        assert await live_api_keys(session, [key["id"]], lock=False) == {}
     events = await client.get("/api/v1/audit/events", headers=bearer(root["access_token"]))
     assert events.status_code == 200, events.text
     denied = [e for e in events.json()["items"] if e["request_id"] == "race-1"]
@@ -86,3 +87,19 @@ async def test_no_token_outlives_a_revocation_racing_with_issuance(client: httpx
             assert response.json()["error"] == "invalid_client"
     after = await issue()
     assert after.status_code == 401 and after.json()["error"] == "invalid_client"
+
+
+async def test_a_change_to_the_agent_shows_in_the_very_next_token(client: httpx.AsyncClient) -> None:
+    """Stage 1 may sign from a recent snapshot of the key's agent; stage 2 notices the agent changed since and
+    the request is signed again from fresh data - never a token with the old claims after the change."""
+    root = await quickstart(client, "snapshot")
+    admin = root["access_token"]
+    agent, key, first = await make_child(client, admin, "child", trust_level="untrusted")
+    assert jwt_payload(first)["vc"]["credentialSubject"]["trustLevel"] == "untrusted"
+    url = f"/api/v1/agents/{agent['id']}"
+    for level in ("basic", "untrusted", "basic"):
+        changed = await client.patch(url, json={"trust_level": level}, headers=bearer(admin))
+        assert changed.status_code == 200, changed.text
+        issued = await client.post(TOKEN, data={"grant_type": "client_credentials", "client_secret": key["raw_key"]})
+        assert issued.status_code == 200, issued.text
+        assert jwt_payload(issued.json()["access_token"])["vc"]["credentialSubject"]["trustLevel"] == level

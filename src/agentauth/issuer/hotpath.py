@@ -19,12 +19,14 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentauth.errors import AgentAuthError, InvalidClient, printable
+from agentauth.errors import AgentAuthError, InvalidClient, TemporarilyUnavailable, printable
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import TokenResponse
@@ -39,6 +41,14 @@ from agentauth.vc import StatusEntry
 log = logging.getLogger("agentauth.tokens")
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Stage 1 may sign from a snapshot of a key and its agent read this recently (stage 2 re-checks it).
+SNAPSHOT_SECONDS = 5.0
+SNAPSHOT_ENTRIES = 10_000
+STALE_RETRIES = 3
+
+
+class _StaleSnapshot(Exception):
+    """Stage 2 found the agent changed since the snapshot stage 1 signed from: sign again from fresh data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +81,45 @@ class ClientCredentialsIssuer:
         self._lock = core.is_postgres
         self._prepare: MicroBatcher[ClientCredentialsRequest, _Signed] = MicroBatcher(self._prepare_round)
         self._commit: MicroBatcher[_Signed, TokenResponse] = MicroBatcher(self._commit_round)
+        # prefix -> (monotonic time read, key, agent). Only found keys are kept; stage 2 decides with fresh data.
+        self._snapshots: OrderedDict[str, tuple[float, ApiKey, Agent]] = OrderedDict()
 
     async def issue(self, request: ClientCredentialsRequest) -> TokenResponse:
-        return await self._commit.submit(await self._prepare.submit(request))
+        for _ in range(STALE_RETRIES):
+            try:
+                return await self._commit.submit(await self._prepare.submit(request))
+            except _StaleSnapshot:
+                self._snapshots.pop(api_key_lookup_prefix(request.api_key), None)
+        raise TemporarilyUnavailable("the client is being updated; retry")
+
+    async def _lookup(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
+        """Keys and agents by prefix: recent snapshots, the rest in one query on the read engine. Measured: the
+        query cost more than signing the whole round; a snapshot is safe because stage 2 re-reads, in the write
+        transaction, whether each key is still live and whether its agent changed (``agents.updated_at``)."""
+        now = time.monotonic()
+        found: dict[str, tuple[ApiKey, Agent]] = {}
+        missing: list[str] = []
+        for prefix in set(prefixes):
+            hit = self._snapshots.get(prefix)
+            if hit is not None and now - hit[0] < SNAPSHOT_SECONDS:
+                found[prefix] = (hit[1], hit[2])
+            else:
+                missing.append(prefix)
+        if missing:
+            async with self.core.reads() as session:
+                fresh = await lookups.api_keys_with_agents(session, missing)
+            for prefix, (key, agent) in fresh.items():
+                self._snapshots[prefix] = (now, key, agent)
+                self._snapshots.move_to_end(prefix)
+            while len(self._snapshots) > SNAPSHOT_ENTRIES:
+                self._snapshots.popitem(last=False)
+            found.update(fresh)
+        return found
 
     async def _prepare_round(self, requests: Sequence[ClientCredentialsRequest]) -> list[_Signed | BaseException]:
         now = self.core.clock()
         prefixes = [api_key_lookup_prefix(r.api_key) for r in requests if looks_like_api_key(r.api_key)]
-        found: Mapping[str, tuple[ApiKey, Agent]] = {}
-        if prefixes:
-            async with self.core.reads() as session:
-                found = await lookups.api_keys_with_agents(session, prefixes)
+        found = await self._lookup(prefixes) if prefixes else {}
         results: list[_Signed | BaseException] = []
         for request in requests:
             try:
@@ -119,16 +157,21 @@ class ClientCredentialsIssuer:
     async def _commit_round(self, signed: Sequence[_Signed]) -> list[TokenResponse | BaseException]:
         results: list[TokenResponse | BaseException] = []
 
-        def plan(live: set[str]) -> lookups.IssuedRows:
-            # Runs inside the write transaction, once SQL has said which keys are still live.
+        def plan(live: Mapping[str, datetime]) -> lookups.IssuedRows:
+            # Runs inside the write transaction, once SQL has said which keys are still live (with the time their
+            # agent was last changed).
             results.clear()
             rows = lookups.IssuedRows(now=signed[-1].now)
             for item in signed:
                 request, now, key, agent, refusal = item.request, item.now, item.key, item.agent, item.refusal
                 if refusal is None and key is not None and key.id not in live:
                     refusal = InvalidClient(
-                        "client authentication failed", debug=f"API key {key.id} was revoked during issuance"
+                        "client authentication failed",
+                        debug=f"API key {key.id} or its agent was revoked during issuance",
                     )
+                elif refusal is None and key is not None and agent is not None and live[key.id] != agent.updated_at:
+                    results.append(_StaleSnapshot())
+                    continue
                 if refusal is not None:
                     results.append(refusal)
                     reason = refusal.debug or refusal.description

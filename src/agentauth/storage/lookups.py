@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table, insert, select, update
@@ -63,18 +63,19 @@ async def api_keys_with_agents(session: AsyncSession, prefixes: Sequence[str]) -
     return {key.prefix: (key_record(key), agent_record(agent)) for key, agent in rows}
 
 
-async def live_api_keys(session: AsyncSession, key_ids: Sequence[str], lock: bool) -> set[str]:
-    """Which of these keys are still active and owned by an active agent. In the writer's transaction (SQLite) or
-    with ``lock`` (PostgreSQL: FOR SHARE on both rows), a revocation either committed before - and is seen here -
-    or waits for this transaction and then revokes what it recorded."""
+async def live_api_keys(session: AsyncSession, key_ids: Sequence[str], lock: bool) -> dict[str, datetime]:
+    """Which of these keys are still active and owned by an active agent, each with the time that agent was last
+    changed. In the writer's transaction (SQLite) or with ``lock`` (PostgreSQL: FOR SHARE on both rows), a
+    revocation either committed before - and is seen here - or waits for this transaction and then revokes what
+    it recorded."""
     query = (
-        select(ApiKeyRow.id)
+        select(ApiKeyRow.id, AgentRow.updated_at)
         .join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
         .where(ApiKeyRow.id.in_(list(key_ids)), ApiKeyRow.status == "active", AgentRow.status == "active")
     )
     if lock:
         query = query.with_for_update(read=True)
-    return set((await session.execute(query)).scalars())
+    return {key_id: updated_at for key_id, updated_at in await session.execute(query)}
 
 
 async def _insert_many(session: AsyncSession, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
@@ -112,7 +113,9 @@ class IssuedRows:
 
 
 async def record_round(
-    sessions: async_sessionmaker[AsyncSession], key_ids: Sequence[str], plan: Callable[[set[str]], IssuedRows]
+    sessions: async_sessionmaker[AsyncSession],
+    key_ids: Sequence[str],
+    plan: Callable[[Mapping[str, datetime]], IssuedRows],
 ) -> None:
     """One write transaction: find which of ``key_ids`` are still live (``live_api_keys``), let ``plan`` decide
     from that what to record, and record it. On SQLite in one hop to the writer's own connection (see
@@ -121,19 +124,21 @@ async def record_round(
         await sessions.write(functools.partial(_sqlite_round, list(key_ids), plan))
         return
     async with sessions.begin() as session:
-        live = await live_api_keys(session, key_ids, lock=True) if key_ids else set()
+        live = await live_api_keys(session, key_ids, lock=True) if key_ids else {}
         rows = plan(live)
         await record_issued(session, rows.credentials, rows.refresh_tokens, rows.audit_events)
         await touch_keys(session, sorted(rows.touched), rows.now)
 
 
-def _sqlite_round(key_ids: list[str], plan: Callable[[set[str]], IssuedRows], connection: sqlite3.Connection) -> None:
-    live: set[str] = set()
+def _sqlite_round(
+    key_ids: list[str], plan: Callable[[Mapping[str, datetime]], IssuedRows], connection: sqlite3.Connection
+) -> None:
+    live: dict[str, datetime] = {}
     if key_ids:
         live = {
-            key_id
-            for (key_id,) in connection.execute(
-                "SELECT api_keys.id FROM api_keys JOIN agents ON agents.id = api_keys.agent_id "
+            key_id: datetime.fromisoformat(updated_at).replace(tzinfo=UTC)
+            for key_id, updated_at in connection.execute(
+                "SELECT api_keys.id, agents.updated_at FROM api_keys JOIN agents ON agents.id = api_keys.agent_id "
                 "WHERE api_keys.id IN (SELECT value FROM json_each(?)) "
                 "AND api_keys.status = 'active' AND agents.status = 'active'",
                 (json.dumps(key_ids),),
