@@ -81,6 +81,7 @@ def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@functools.lru_cache(maxsize=1024)  # a round's rows share a few instants (issued, expires): format each once
 def sqlite_datetime(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DATETIME stores (and compares as text): naive UTC, microseconds always."""
     if value.tzinfo is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Table, insert, select, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -162,7 +163,7 @@ def _sqlite_round(
 
 
 def _sqlite_json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    return None if value is None else orjson.dumps(value).decode()
 
 
 @functools.cache
