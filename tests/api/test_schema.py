@@ -29,7 +29,8 @@ async def test_the_hot_write_path_uses_partial_indexes(services: Services) -> No
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     async with services.engine.connect() as connection:
         revoked = await connection.exec_driver_sql(
-            "EXPLAIN QUERY PLAN SELECT status_index FROM credentials WHERE status_list_id = 1 AND revoked_at IS NOT NULL"
+            "EXPLAIN QUERY PLAN SELECT status_index FROM credentials "
+            "WHERE status_list_id = 1 AND revoked_at IS NOT NULL"
         )
         delegated = await connection.exec_driver_sql(
             "EXPLAIN QUERY PLAN SELECT jti FROM credentials WHERE delegation_id IN ('a', 'b') AND revoked_at IS NULL"
