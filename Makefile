@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# pytest-xdist processes; each gets its own PostgreSQL database (tests/support.py). 2 halves CI time here.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint format bench clean
 
@@ -29,7 +31,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py

@@ -7,6 +7,7 @@ configured-but-missing database fails the run instead of silently skipping half 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from agentauth.api.app import create_app
 from agentauth.bootstrap import Services, build_services
 from agentauth.keys import generate_kek
 from agentauth.settings import Settings
-from support import BACKENDS, POSTGRES_URL, quickstart, reset_postgres
+from support import BACKENDS, POSTGRES_URL, ensure_postgres_database, quickstart, reset_postgres
 from support import ISSUER_URL as ISSUER_URL  # re-exported: import from support in new code
 from support import POSTGRES_ENABLED as POSTGRES_ENABLED
 from support import bearer as bearer
@@ -79,6 +80,11 @@ def tenant_factory(client: httpx.AsyncClient) -> Any:
         return await quickstart(client, name)
 
     return make
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if POSTGRES_ENABLED:
+        asyncio.run(ensure_postgres_database())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -11,10 +11,40 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 POSTGRES_ENABLED = os.environ.get("AGENTAUTH_TEST_POSTGRES") == "1"
-POSTGRES_URL = os.environ.get("AGENTAUTH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+BASE_POSTGRES_URL = os.environ.get("AGENTAUTH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def _worker_postgres_url() -> str:
+    """Under pytest-xdist each worker has a database of its own (``test_gw0``, ...): tests reset the schema."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return BASE_POSTGRES_URL
+    url = make_url(BASE_POSTGRES_URL)
+    return url.set(database=f"{url.database}_{worker}").render_as_string(hide_password=False)
+
+
+POSTGRES_URL = _worker_postgres_url()
+
+
+async def ensure_postgres_database() -> None:
+    """Create this worker's database (from the configured one) if it does not exist yet."""
+    if POSTGRES_URL == BASE_POSTGRES_URL:
+        return
+    name = make_url(POSTGRES_URL).database
+    engine = create_async_engine(BASE_POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+
+
 ISSUER_URL = "http://testserver"
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_ENABLED else ["sqlite"]
 

@@ -162,7 +162,11 @@ async def test_no_secret_appears_in_any_log(
     client: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    logging.disable(logging.NOTSET)
     for name in list(logging.root.manager.loggerDict):
+        # Whatever an earlier test in this process did to a logger (pytest-xdist runs many in one), capture all.
+        logger = logging.getLogger(name)
+        logger.disabled, logger.propagate = False, True
         caplog.set_level(logging.DEBUG, logger=name)
     for name in ("sqlalchemy.engine", "sqlalchemy.pool", "aiosqlite", "asyncpg", "httpx", "httpcore", "agentauth"):
         caplog.set_level(logging.DEBUG, logger=name)
