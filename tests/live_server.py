@@ -20,6 +20,18 @@ REPO = Path(__file__).resolve().parents[1]
 STATUS_TTL_SECONDS = 10  # the shortest ttl AGENTAUTH_STATUS_LIST_TTL_SECONDS allows
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (held open together while choosing, so no two coincide)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentauth.keys import generate_kek
 from agentauth.vc import Verifier
+from live_server import free_ports
 from support import POSTGRES_URL, reset_postgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -35,18 +35,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 ISSUANCES = 1_000
 CONCURRENCY = 50
 AGENTAUTH = Path(sys.executable).with_name("agentauth")
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (held open together while choosing, so no two can coincide)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @contextmanager

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -68,18 +67,6 @@ def server_env(data_dir: Path, port: int, kek: str, database_url: str | None, **
         env["AGENTAUTH_DATABASE_URL"] = database_url
     env.update(extra)
     return env
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (held open together while choosing, so no two coincide)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def spawn(env: dict[str, str], port: int, log: Path, *, wait: bool = True) -> LiveServer:

@@ -39,7 +39,6 @@ from fault_support import (
     TOKEN,
     TRACEBACK,
     Ledger,
-    free_ports,
     kill9,
     log_problems,
     published_bits,
@@ -52,7 +51,7 @@ from fault_support import (
 
 from agentauth.keys import generate_kek
 from agentauth.vc import Verifier
-from live_server import LiveServer, free_port
+from live_server import LiveServer, free_port, free_ports
 from support import POSTGRES_URL, bearer, reset_postgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

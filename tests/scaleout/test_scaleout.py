@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -50,7 +49,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from agentauth.bootstrap import KEY_RELOAD_SECONDS
 from agentauth.keys import KeyPair, generate_kek
 from agentauth.vc import StaticStatusLists, Verifier, create_agent_assertion
-from live_server import BIN, LiveServer, wait_until_up
+from live_server import BIN, LiveServer, free_ports, wait_until_up
 from support import POSTGRES_ENABLED, POSTGRES_URL, bearer, reset_postgres
 
 pytestmark = [
@@ -75,18 +74,6 @@ ADOPTION_SLACK_SECONDS = 1.5
 
 
 # -- two servers on one database ----------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (held open together while choosing, so no two coincide)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def spawn(env: dict[str, str], port: int, log: Path) -> LiveServer:
