@@ -106,8 +106,9 @@ class Services:
     async def close(self) -> None:
         await self.status.close()
         await self.rate_limiter.close()
-        if isinstance(self.sessions, SqliteSessionMaker):
-            self.sessions.close()
+        for maker in (self.sessions, self.core.reads):
+            if isinstance(maker, SqliteSessionMaker):
+                maker.close()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
         await self.engine.dispose()

@@ -26,6 +26,7 @@ from lifecycle_support import (
 from sqlalchemy import event
 
 from agentauth.bootstrap import Services
+from agentauth.storage.db import SqliteSessionMaker
 from support import ISSUER_URL, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
@@ -181,8 +182,12 @@ async def test_introspection_requires_an_authenticated_caller(client: httpx.Asyn
 async def database_outage(services: Services, backend: str, tmp_path: Path) -> AsyncIterator[None]:
     """Every new connection of the real engines (writes and reads) goes to a database that is not there - a
     closed port for PostgreSQL, a file in a directory that does not exist for SQLite - after the pools' open
-    connections are closed, so nothing is answered from a connection opened before the outage."""
+    connections are closed, so nothing is answered from a connection opened before the outage. On SQLite the
+    hot paths' own connections (``SqliteSessionMaker.read``/``write``) are reopened onto the missing file too."""
     engines = {id(e): e for e in (services.engine, services.read_engine)}.values()
+    makers = [m for m in (services.sessions, services.core.reads) if isinstance(m, SqliteSessionMaker)]
+    for maker in makers:
+        await maker.reopen(str(tmp_path / "gone" / "agentauth.db"))
 
     def redirect(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
         if backend == "postgres":
@@ -199,6 +204,8 @@ async def database_outage(services: Services, backend: str, tmp_path: Path) -> A
         for engine in engines:
             event.remove(engine.sync_engine, "do_connect", redirect)
             await engine.dispose()
+        for maker in makers:
+            await maker.reopen()
 
 
 async def test_database_outage_answers_503_never_inactive(

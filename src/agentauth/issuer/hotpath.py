@@ -231,6 +231,5 @@ class TokenStateLookup:
         return await self._batcher.submit(jti)
 
     async def _round(self, jtis: Sequence[str]) -> list[TokenState | BaseException | None]:
-        async with self.core.reads() as session:
-            states = await lookups.token_states(session, jtis)
+        states = await lookups.token_states(self.core.reads, jtis)
         return [states.get(jti) for jti in jtis]

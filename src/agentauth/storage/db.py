@@ -163,8 +163,8 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
     def __init__(self, engine: AsyncEngine, lock_path: Path) -> None:
         super().__init__(engine, expire_on_commit=False)
         self._writer = _WriterLock(lock_path)
-        self._path = str(engine.url.database)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-writer")
+        self._engine_path = self._path = str(engine.url.database)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-hotpath")
         self._connection: sqlite3.Connection | None = None
 
     @contextlib.asynccontextmanager
@@ -178,13 +178,34 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
         async with self._writer:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
 
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` on the same connection, in one hop to its thread, outside any transaction and
+        without the writer lock: for hot-path reads, each a single SELECT (in WAL mode a lone statement reads one
+        consistent snapshot). On the read engine's maker this is a connection and thread apart from the writer's."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._read, work)
+
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return work(self._open())
+        except sqlite3.Error as exc:
+            self._drop()
+            raise DBAPIError.instance("hot-path read", None, exc, sqlite3.Error) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            try:
+                for pragma in SQLITE_PRAGMAS:
+                    connection.execute(pragma)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            if self._connection is None:
-                self._connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-                for pragma in SQLITE_PRAGMAS:
-                    self._connection.execute(pragma)
-            connection = self._connection
+            connection = self._open()
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._drop()
@@ -202,6 +223,12 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
                 raise DBAPIError.instance("hot-path write", None, exc, sqlite3.Error) from exc
             raise
         return result
+
+    async def reopen(self, path: str | None = None) -> None:
+        """Close the hot-path connection; the next ``read``/``write`` opens ``path`` (default: the engine's
+        database). With ``engine.dispose()`` this moves every connection of the process to another file."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._drop)
+        self._path = self._engine_path if path is None else path
 
     def _drop(self) -> None:
         if self._connection is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sqlite3
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Table, insert, select, update
+from sqlalchemy import JSON, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,18 +44,70 @@ class TokenState:
     policy_version: int
 
 
-async def token_states(session: AsyncSession, jtis: Sequence[str]) -> dict[str, TokenState]:
+async def token_states(sessions: async_sessionmaker[AsyncSession], jtis: Sequence[str]) -> dict[str, TokenState]:
+    """The state of each of ``jtis`` that we issued, in one query on the read engine. On SQLite in one hop to a
+    connection of the reads' own (``SqliteSessionMaker.read``): through AsyncSession and the ORM this lookup cost
+    0.87 ms of CPU for one jti, in one hop 0.14 ms - and every authenticated request makes it."""
+    unique = list(set(jtis))
+    if isinstance(sessions, SqliteSessionMaker):
+        return await sessions.read(functools.partial(_sqlite_token_states, unique))
+    async with sessions() as session:
+        return await _token_states(session, unique)
+
+
+async def _token_states(session: AsyncSession, jtis: list[str]) -> dict[str, TokenState]:
     rows = await session.execute(
         select(CredentialRow.jti, CredentialRow.kind, CredentialRow.client_id, CredentialRow.revoked_at,
                CredentialRow.expires_at, AgentRow, PolicyVersionRow.version)
         .join(AgentRow, AgentRow.id == CredentialRow.agent_id)
         .outerjoin(PolicyVersionRow, PolicyVersionRow.tenant_id == AgentRow.tenant_id)
-        .where(CredentialRow.jti.in_(list(set(jtis))))
+        .where(CredentialRow.jti.in_(jtis))
     )  # fmt: skip
     return {
         jti: TokenState(jti, kind, client_id, revoked, expires, agent_record(agent), int(version or 0))
         for jti, kind, client_id, revoked, expires, agent, version in rows
     }
+
+
+_AGENT_COLUMNS = tuple(field.name for field in dataclasses.fields(Agent))
+# The same query as ``_token_states``, compiled once for the sqlite3 module; the jtis travel as one JSON array.
+_SQLITE_TOKEN_STATES = str(
+    select(CredentialRow.jti, CredentialRow.kind, CredentialRow.client_id, CredentialRow.revoked_at,
+           CredentialRow.expires_at, *(AgentRow.__table__.c[name] for name in _AGENT_COLUMNS),
+           PolicyVersionRow.version)
+    .join(AgentRow, AgentRow.id == CredentialRow.agent_id)
+    .outerjoin(PolicyVersionRow, PolicyVersionRow.tenant_id == AgentRow.tenant_id)
+    .where(CredentialRow.jti.in_(select(func.json_each(bindparam("jtis")).table_valued("value").c.value)))
+    .compile(dialect=sqlite_dialect(paramstyle="qmark"))
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _sqlite_instant(text: str | None) -> datetime | None:
+    """What ``UTCDateTime`` reads from SQLite's DATETIME text (naive UTC), as an aware datetime."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _sqlite_agent(values: Sequence[Any]) -> Agent:
+    fields: dict[str, Any] = dict(zip(_AGENT_COLUMNS, values, strict=True))
+    for name in ("created_at", "updated_at", "deactivated_at"):
+        fields[name] = _sqlite_instant(fields[name])
+    fields["scopes"] = tuple(orjson.loads(fields["scopes"]))
+    return Agent(**fields)
+
+
+def _sqlite_token_states(jtis: list[str], connection: sqlite3.Connection) -> dict[str, TokenState]:
+    states: dict[str, TokenState] = {}
+    agent_end = 5 + len(_AGENT_COLUMNS)
+    for row in connection.execute(_SQLITE_TOKEN_STATES, (orjson.dumps(jtis).decode(),)):
+        jti, kind, client_id, revoked_at, expires_at = row[:5]
+        revoked, expires = _sqlite_instant(revoked_at), _sqlite_instant(expires_at)
+        assert expires is not None
+        version = row[agent_end]
+        states[jti] = TokenState(
+            jti, kind, client_id, revoked, expires, _sqlite_agent(row[5:agent_end]), int(version or 0)
+        )
+    return states
 
 
 async def api_keys_with_agents(session: AsyncSession, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
