@@ -1,16 +1,15 @@
 """Helpers for the bad-input, tenancy, flow and storage tests (``api_support``: the suite-wide ``support`` is
-tests/support.py): table snapshots read straight from the database, the RFC 6749 error-shape check, tenants
-built through the REST API, the app's route table, and clients over services built with other settings."""
+tests/support.py, which also holds the RFC 6749 error-shape check and the app's route table): table snapshots
+read straight from the database, tenants built through the REST API, valid bodies for the routes, and clients
+over services built with other settings."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
@@ -20,12 +19,10 @@ from fastapi.routing import APIRoute
 from sqlalchemy import inspect, text
 
 from agentauth.api.app import create_app
-from agentauth.api.deps import get_principal
 from agentauth.bootstrap import Services, build_services
 from agentauth.keys import KeyPair
-from agentauth.settings import Settings
 from agentauth.vc import create_agent_assertion
-from support import ISSUER_URL, bearer, quickstart, reset_postgres
+from support import ISSUER_URL, bearer, ok, quickstart, reset_postgres
 
 TOKEN = "/api/v1/auth/token"
 MAX_BODY = 64 * 1024
@@ -94,50 +91,15 @@ async def dump_database(services: Services) -> str:
     return "\n".join(parts)
 
 
-def assert_error(
-    response: httpx.Response,
-    status: int,
-    error: str | set[str],
-    *,
-    challenge: str | None = None,
-    what: str = "",
-) -> dict[str, Any]:
-    """An RFC 6749 section 5.2 error: exactly ``error`` and ``error_description`` at the top level, the right
-    status; on 401 a ``WWW-Authenticate`` header (RFC 6749 5.2 / RFC 6750 3), and on bearer errors naming the
-    error code. ``what`` labels the request in failure messages."""
-    label = f"[{what}] " if what else ""
-    assert response.status_code == status, f"{label}expected {status}, got {response.status_code}: {response.text}"
-    body = response.json()
-    assert isinstance(body, dict) and set(body) == {"error", "error_description"}, f"{label}{body}"
-    expected = {error} if isinstance(error, str) else error
-    assert body["error"] in expected, f"{label}{body}"
-    assert isinstance(body["error_description"], str) and body["error_description"], f"{label}{body}"
-    assert "Traceback" not in response.text and 'File "' not in response.text, label
-    header = response.headers.get("www-authenticate")
-    if status == 401:
-        assert header, f"{label}401 without WWW-Authenticate"
-    if body["error"] in ("invalid_token", "insufficient_scope"):
-        assert header is not None and header.startswith("Bearer "), f"{label}{header}"
-        assert f'error="{body["error"]}"' in header, f"{label}{header}"
-    if challenge is not None:
-        assert header is not None and header.startswith(challenge), f"{label}{header}"
-    return body
-
-
 # -- a tenant built through the REST API --------------------------------------------------------------------
 
 
 @dataclass
-class Tenant:
-    """A quickstart root agent plus what the tests need: a child agent with its own API key and token, a
-    delegation (root -> child) and a policy."""
+class Root:
+    """A quickstart root agent and one child agent (no keys): a cheap world for single-request tests."""
 
     root: dict[str, Any]
     child: dict[str, Any]
-    child_key: dict[str, Any]
-    child_token: str
-    delegation: dict[str, Any]
-    policy: dict[str, Any]
 
     @property
     def token(self) -> str:
@@ -146,6 +108,17 @@ class Tenant:
     @property
     def agent_id(self) -> str:
         return str(self.root["agent"]["id"])
+
+
+@dataclass
+class Tenant(Root):
+    """A root (as ``Root``) whose child has its own API key and token, plus a delegation (root -> child) and a
+    policy."""
+
+    child_key: dict[str, Any]
+    child_token: str
+    delegation: dict[str, Any]
+    policy: dict[str, Any]
 
     @property
     def key_id(self) -> str:
@@ -159,12 +132,6 @@ POLICY_BODY: dict[str, Any] = {
     "actions": ["write"],
     "resources": ["reports/**"],
 }
-
-
-def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def client_credentials(client: httpx.AsyncClient, api_key: str, scope: str | None = None) -> dict[str, Any]:
@@ -198,22 +165,6 @@ async def make_tenant(client: httpx.AsyncClient, name: str = "tenant") -> Tenant
     )
     policy = ok(await client.post("/api/v1/policies", json=POLICY_BODY, headers=bearer(token)), 201)
     return Tenant(root, child, child_key, child_token, delegation, policy)
-
-
-@dataclass
-class Root:
-    """A quickstart root agent and one child agent (no keys): a cheap world for single-request tests."""
-
-    root: dict[str, Any]
-    child: dict[str, Any]
-
-    @property
-    def token(self) -> str:
-        return str(self.root["access_token"])
-
-    @property
-    def agent_id(self) -> str:
-        return str(self.root["agent"]["id"])
 
 
 async def make_root(client: httpx.AsyncClient, name: str = "root") -> Root:
@@ -251,39 +202,7 @@ def basic(user: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{quote_plus(user)}:{quote_plus(secret)}".encode()).decode()
 
 
-def app_route_table() -> list[tuple[str, str, APIRoute]]:
-    """The route table of an app built from default settings (nothing is opened until the lifespan runs)."""
-    return route_table(create_app(Settings(issuer_url=ISSUER_URL, data_dir=Path("unused"))).routes)
-
-
-# -- the route table ----------------------------------------------------------------------------------------
-
-
-def api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
-    """(effective path, route) of every APIRoute, descending into included routers (FastAPI keeps them
-    unflattened since 0.16x)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield prefix + route.path, route
-        elif hasattr(route, "original_router"):
-            context = getattr(route, "include_context", None)
-            yield from api_routes(route.original_router.routes, prefix + getattr(context, "prefix", ""))
-
-
-def requires_principal(route: APIRoute) -> bool:
-    """Whether the route authenticates its caller (depends, at any depth, on ``get_principal``)."""
-    pending = list(route.dependant.dependencies)
-    while pending:
-        dependency = pending.pop()
-        if dependency.call is get_principal:
-            return True
-        pending.extend(dependency.dependencies)
-    return False
-
-
-def route_table(app_routes: list[Any]) -> list[tuple[str, str, APIRoute]]:
-    """(method, path, route) for every method of every APIRoute, sorted."""
-    return sorted((m, path, r) for path, r in api_routes(app_routes) for m in r.methods)
+# -- the route table (built by support.app_route_table) -----------------------------------------------------
 
 
 def by_resource(routes: list[tuple[str, str, APIRoute]]) -> dict[str, list[tuple[str, str, APIRoute]]]:
@@ -292,19 +211,6 @@ def by_resource(routes: list[tuple[str, str, APIRoute]]) -> dict[str, list[tuple
     for method, path, route in routes:
         groups.setdefault("/".join(path.split("/")[:4]), []).append((method, path, route))
     return groups
-
-
-def path_params(path: str) -> list[str]:
-    return re.findall(r"{([^}:]+)(?::[^}]*)?}", path)
-
-
-def fill_path(path: str, ids: dict[str, str]) -> str:
-    """``path`` with each ``{param}`` replaced by ``ids[param]``; an unknown parameter fails the test, so a new
-    route taking an id cannot slip past the tests that iterate the route table."""
-    missing = [p for p in path_params(path) if p not in ids]
-    if missing:
-        pytest.fail(f"route {path} takes parameter(s) {missing} the tests do not know: cover them in api_support.py")
-    return re.sub(r"{([^}:]+)(?::[^}]*)?}", lambda m: ids[m.group(1)], path)
 
 
 def valid_body(method: str, path: str, route: APIRoute, ids: dict[str, str]) -> dict[str, Any] | None:

@@ -19,19 +19,17 @@ from api_support import (
     TOKEN,
     TOKEN_EXCHANGE,
     Root,
-    assert_error,
     assert_unchanged,
     assertion_for,
     basic,
     client_credentials,
     form,
     make_root,
-    ok,
     snapshot,
 )
 
 from agentauth.bootstrap import Services
-from support import bearer
+from support import assert_error, bearer, ok
 
 pytestmark = pytest.mark.anyio
 

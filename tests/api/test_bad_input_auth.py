@@ -16,17 +16,13 @@ from api_support import (
     TOKEN,
     Root,
     Tenant,
-    app_route_table,
-    assert_error,
     assert_unchanged,
     basic,
     by_resource,
     client_credentials,
-    fill_path,
     lenient_client,
     make_root,
     make_tenant,
-    requires_principal,
     snapshot,
     tenant_ids,
     valid_body,
@@ -35,7 +31,7 @@ from api_support import (
 from agentauth.bootstrap import Services
 from agentauth.keys import KeyPair
 from agentauth.storage import agents as agents_repo
-from support import bearer
+from support import app_route_table, assert_error, bearer, fill_path, requires_principal
 
 pytestmark = pytest.mark.anyio
 

@@ -15,11 +15,8 @@ from api_support import (
     MAX_BODY,
     Root,
     Tenant,
-    app_route_table,
-    assert_error,
     assert_unchanged,
     by_resource,
-    fill_path,
     make_root,
     make_tenant,
     snapshot,
@@ -29,7 +26,7 @@ from api_support import (
 
 from agentauth.bootstrap import Services
 from agentauth.keys import KeyPair
-from support import bearer
+from support import app_route_table, assert_error, bearer, fill_path
 
 pytestmark = pytest.mark.anyio
 

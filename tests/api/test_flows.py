@@ -10,23 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import (
-    JWT_BEARER,
-    TOKEN,
-    TOKEN_ENDPOINT_URL,
-    assert_error,
-    assertion_for,
-    basic,
-    client_credentials,
-    ok,
-    row_counts,
-)
+from api_support import JWT_BEARER, TOKEN, TOKEN_ENDPOINT_URL, assertion_for, basic, client_credentials, row_counts
 
 from agentauth.bootstrap import Services
 from agentauth.did import encode_did_key
 from agentauth.keys import KeyPair
 from agentauth.vc import create_agent_assertion
-from support import ISSUER_URL, bearer, quickstart
+from support import ISSUER_URL, assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from api_support import (
-    TOKEN,
-    assert_error,
-    client_credentials,
-    make_child,
-    ok,
-)
+from api_support import TOKEN, client_credentials, make_child
 
-from support import bearer, quickstart
+from support import assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_support import TOKEN, assert_error, assert_unchanged, custom_client, row_counts, snapshot
+from api_support import TOKEN, assert_unchanged, custom_client, row_counts, snapshot
+
+from support import assert_error
 
 pytestmark = pytest.mark.anyio
 

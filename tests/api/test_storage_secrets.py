@@ -11,19 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import (
-    JWT_BEARER,
-    TOKEN,
-    assertion_for,
-    client_credentials,
-    dump_database,
-    make_child,
-    ok,
-)
+from api_support import JWT_BEARER, TOKEN, assertion_for, client_credentials, dump_database, make_child
 from sqlalchemy import text
 
 from agentauth.bootstrap import Services
-from support import bearer, quickstart
+from support import bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 

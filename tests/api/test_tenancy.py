@@ -13,25 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import (
-    Tenant,
-    app_route_table,
-    assert_unchanged,
-    by_resource,
-    fill_path,
-    make_child,
-    make_tenant,
-    ok,
-    path_params,
-    requires_principal,
-    route_table,
-    snapshot,
-    valid_body,
-)
+from api_support import Tenant, assert_unchanged, by_resource, make_child, make_tenant, snapshot, valid_body
 
 from agentauth.bootstrap import Services
 from agentauth.did import did_key_document
-from support import ISSUER_URL, bearer
+from support import ISSUER_URL, app_route_table, bearer, fill_path, ok, path_params, requires_principal, route_table
 
 pytestmark = pytest.mark.anyio
 

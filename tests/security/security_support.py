@@ -1,33 +1,26 @@
 """Helpers for the attack catalogue (issue 8 item 3): a database snapshot that proves "no state change", a world
-of two tenants built through the REST API, raw JWS forging, and the app's route table.
+of two tenants built through the REST API, and raw JWS forging.
 
 Imported as ``security_support`` (tests/security is put on ``sys.path`` by pytest's rootdir-relative import of
-the test modules); the suite-wide helpers stay in ``support``.
+the test modules); the suite-wide helpers - the RFC 6749 error-shape check and the app's route table among
+them - stay in ``support``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from fastapi.routing import APIRoute
 from sqlalchemy import inspect, text
 
-from agentauth.api.app import create_app
-from agentauth.api.deps import get_principal
 from agentauth.bootstrap import Services
 from agentauth.keys import KeyPair, b64url_encode
-from agentauth.settings import Settings
 from agentauth.vc import create_agent_assertion
-from support import ISSUER_URL, bearer, quickstart
+from support import ISSUER_URL, bearer, ok, quickstart
 
 TOKEN = "/api/v1/auth/token"
 INTROSPECT = "/api/v1/auth/introspect"
@@ -81,30 +74,7 @@ async def assert_unchanged(services: Services, before: Snapshot, what: str = "")
         assert after.rows[table] == content, f"rows of {table} changed {what}"
 
 
-# -- responses ---------------------------------------------------------------------------------------------------
-
-
-def assert_error(
-    response: httpx.Response, status: int | set[int], error: str | set[str] | None, what: str = ""
-) -> None:
-    """An RFC 6749 5.2 error body with the given status, no stack trace, and WWW-Authenticate on 401."""
-    statuses = {status} if isinstance(status, int) else status
-    assert response.status_code in statuses, (
-        f"[{what}] expected {statuses}, got {response.status_code}: {response.text}"
-    )
-    body = response.json()
-    assert set(body) == {"error", "error_description"}, f"[{what}] {body}"
-    if error is not None:
-        assert body["error"] in ({error} if isinstance(error, str) else error), f"[{what}] {body}"
-    assert "Traceback" not in response.text, what
-    if response.status_code == 401:
-        assert response.headers.get("www-authenticate"), f"[{what}] 401 without WWW-Authenticate"
-
-
-def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
+# -- tokens in use ---------------------------------------------------------------------------------------------------
 
 
 async def is_active(client: httpx.AsyncClient, token: str) -> bool:
@@ -200,51 +170,3 @@ def decode(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def sign_ed25519(header: dict[str, Any], payload: dict[str, Any], key: KeyPair) -> str:
     signing_input = f"{segment(header)}.{segment(payload)}"
     return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
-
-
-# -- the route table -------------------------------------------------------------------------------------------
-
-
-def api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
-    """(effective path, route) of every APIRoute, descending into included routers (FastAPI >= 0.16x keeps them
-    unflattened under ``original_router``)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield prefix + route.path, route
-        elif hasattr(route, "original_router"):
-            context = getattr(route, "include_context", None)
-            yield from api_routes(route.original_router.routes, prefix + getattr(context, "prefix", ""))
-
-
-def route_table() -> list[tuple[str, str, APIRoute]]:
-    """(method, path, route) for every method of every APIRoute of ``create_app(...).routes``, sorted."""
-    app = create_app(Settings(issuer_url=ISSUER_URL, data_dir=Path("unused")))
-    table = sorted((m, p, r) for p, r in api_routes(app.routes) for m in r.methods)
-    assert len(table) > 20, "the route walker found the app's routes"
-    return table
-
-
-def requires_principal(route: APIRoute) -> bool:
-    pending = list(route.dependant.dependencies)
-    while pending:
-        dependency = pending.pop()
-        if dependency.call is get_principal:
-            return True
-        pending.extend(dependency.dependencies)
-    return False
-
-
-PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
-
-
-def path_params(path: str) -> list[str]:
-    return PARAM.findall(path)
-
-
-def fill(path: str, values: dict[str, str]) -> str:
-    """``path`` with its parameters replaced; a parameter this catalogue does not know fails the test, so a new
-    route taking an id must be covered before the suite passes again."""
-    unknown = [p for p in path_params(path) if p not in values]
-    if unknown:
-        pytest.fail(f"route {path} takes {unknown}: teach tests/security which object ids to try there")
-    return PARAM.sub(lambda m: values[m.group(1)], path)

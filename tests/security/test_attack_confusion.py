@@ -21,7 +21,6 @@ from security_support import (
     JWT_TYPE,
     TOKEN,
     World,
-    assert_error,
     assert_unchanged,
     assertion_for,
     decode,
@@ -32,7 +31,7 @@ from security_support import (
 from agentauth.bootstrap import Services
 from agentauth.keys import KeyPair
 from agentauth.vc import create_presentation
-from support import ISSUER_URL, bearer
+from support import ISSUER_URL, assert_error, bearer
 
 pytestmark = pytest.mark.anyio
 

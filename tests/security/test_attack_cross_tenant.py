@@ -17,24 +17,18 @@ from security_support import (
     JWT_TYPE,
     TOKEN,
     World,
-    assert_error,
     assert_unchanged,
     decode,
-    fill,
     make_world,
-    ok,
-    path_params,
-    requires_principal,
-    route_table,
     snapshot,
 )
 
 from agentauth.bootstrap import Services
-from support import bearer
+from support import app_route_table, assert_error, bearer, fill_path, ok, path_params, requires_principal
 
 pytestmark = pytest.mark.anyio
 
-ROUTES = route_table()
+ROUTES = app_route_table()
 ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if path_params(p)]
 # Public by design, so "another tenant" means nothing there: a did:key document is derivable from the DID; a
 # status list is published for offline verifiers (lists are shared by every tenant).
@@ -97,7 +91,7 @@ async def victim(client: httpx.AsyncClient) -> Victim:
 
 def combinations(path: str, objects: dict[str, list[str]]) -> list[dict[str, str]]:
     names = path_params(path)
-    fill(path, dict.fromkeys(objects, "x"))  # an unknown parameter fails here
+    fill_path(path, dict.fromkeys(objects, "x"))  # an unknown parameter fails here
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(objects[n] for n in names))]
 
 
@@ -116,19 +110,19 @@ async def test_other_tenant_is_refused_on_every_id_route(
     combos = combinations(path, victim.objects())
     for ids in combos:
         response = await client.request(
-            method, fill(path, ids), json=body_for(method, path, route), headers=bearer(w.b_token)
+            method, fill_path(path, ids), json=body_for(method, path, route), headers=bearer(w.b_token)
         )
         if path in PUBLIC:
             assert response.status_code == 200, response.text
         else:
-            assert_error(response, {403, 404}, {"not_found", "access_denied"}, f"{method} {fill(path, ids)}")
+            assert_error(response, {403, 404}, {"not_found", "access_denied"}, f"{method} {fill_path(path, ids)}")
         for secret in victim.secrets():
             assert secret not in response.text
     await assert_unchanged(services, before, f"by B's {method} {path}")
     assert await victim.view(client) == seen_by_a
     # The control: the owner's token gets through, so the refusal above was about the tenant.
     own = await client.request(
-        method, fill(path, combos[-1]), json=body_for(method, path, route), headers=bearer(w.a_token)
+        method, fill_path(path, combos[-1]), json=body_for(method, path, route), headers=bearer(w.a_token)
     )
     assert own.status_code < 300, own.text
 

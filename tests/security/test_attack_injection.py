@@ -21,17 +21,13 @@ from security_support import (
     TOKEN,
     World,
     assert_unchanged,
-    fill,
     make_world,
-    ok,
-    path_params,
-    route_table,
     snapshot,
 )
 from sqlalchemy import inspect, text
 
 from agentauth.bootstrap import Services
-from support import bearer
+from support import app_route_table, bearer, fill_path, ok, path_params
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +47,7 @@ PAYLOADS: dict[str, str] = {
     "CRLF": "x\r\nX-Injected: 1",
     "operator object text": '{"$ne": null}',
 }
-ROUTES = route_table()
+ROUTES = app_route_table()
 ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if path_params(p)]
 QUERY_ROUTES = [(m, p, r) for m, p, r in ROUTES if r.dependant.query_params]
 POLICY = {"name": "p", "effect": "deny", "subjects": {"all": True}, "actions": ["write"], "resources": ["x/**"]}
@@ -95,7 +91,7 @@ async def test_hostile_path_ids_are_4xx_and_change_nothing(
         pytest.fail(f"{method} {path} takes a body: add a valid one to BODIES in {__name__}")
     before = await snapshot(services)
     for name, payload in PAYLOADS.items():
-        url = fill(path, dict.fromkeys(path_params(path), quote(payload, safe="")))
+        url = fill_path(path, dict.fromkeys(path_params(path), quote(payload, safe="")))
         response = await client.request(method, url, json=body, headers=bearer(world.a_token))
         assert_no_5xx(response, f"{name} in {method} {path}")
         assert 400 <= response.status_code < 500, f"[{name} in {method} {path}] {response.status_code}: {response.text}"
@@ -233,7 +229,7 @@ async def test_nul_in_ids_queries_and_names_is_a_4xx(
     auth = bearer(world.a_token)
     requests: list[tuple[str, str, dict[str, Any]]] = []
     for method, path, route in ID_ROUTES:
-        url = fill(path, dict.fromkeys(path_params(path), quote(NUL, safe="")))
+        url = fill_path(path, dict.fromkeys(path_params(path), quote(NUL, safe="")))
         requests.append((method, url, {"json": BODIES.get((method, path)) if route.body_field else None}))
     for method, path, route in QUERY_ROUTES:
         requests += [(method, path, {"params": {q.name: NUL}}) for q in route.dependant.query_params]

@@ -29,7 +29,6 @@ from security_support import (
     REVOKE,
     TOKEN,
     World,
-    assert_error,
     assert_unchanged,
     assertion_for,
     decode,
@@ -41,7 +40,7 @@ from security_support import (
 
 from agentauth.bootstrap import Services
 from agentauth.keys import KeyPair, PublicKey, b64url_decode, b64url_encode
-from support import bearer
+from support import assert_error, bearer
 
 pytestmark = pytest.mark.anyio
 

@@ -11,24 +11,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from security_support import (
-    World,
-    assert_error,
-    assert_unchanged,
-    fill,
-    make_world,
-    path_params,
-    route_table,
-    snapshot,
-)
+from security_support import World, assert_unchanged, make_world, snapshot
 
 from agentauth.api.middleware import DEFAULT_MAX_BODY_BYTES, MAX_HEADER_BYTES
 from agentauth.bootstrap import Services
-from support import bearer
+from support import app_route_table, assert_error, bearer, fill_path, path_params
 
 pytestmark = pytest.mark.anyio
 
-ROUTES = route_table()
+ROUTES = app_route_table()
 # Routes that read a request body: a pydantic body, or a documented form/JSON body read directly (the token,
 # introspection and revocation endpoints, and their aliases - the same endpoint function). Action routes such
 # as POST .../revoke take no body and never read one, so a body streamed to them is simply not consumed.
@@ -45,7 +36,7 @@ async def world(client: httpx.AsyncClient) -> World:
 
 
 def url_of(path: str, w: World) -> str:
-    return fill(path, dict.fromkeys(path_params(path), w.child_id))
+    return fill_path(path, dict.fromkeys(path_params(path), w.child_id))
 
 
 def oversized(route: APIRoute) -> tuple[bytes, dict[str, str]]:

@@ -28,7 +28,6 @@ from security_support import (
     assertion_for,
     client_credentials,
     make_child,
-    ok,
     segment,
     sign_ed25519,
 )
@@ -39,7 +38,7 @@ from agentauth.did import encode_did_key
 from agentauth.issuer.secrets import API_KEY_LOOKUP_CHARS, API_KEY_PREFIX, REFRESH_TOKEN_PREFIX
 from agentauth.keys import KeyPair, b64url_encode
 from agentauth.vc.presentation import holder_kid
-from support import bearer, quickstart
+from support import bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 

@@ -13,18 +13,16 @@ import pytest
 from security_support import (
     JWT_BEARER,
     TOKEN,
-    assert_error,
     assert_unchanged,
     assertion_for,
     client_credentials,
     decode,
     make_child,
-    ok,
     snapshot,
 )
 
 from agentauth.bootstrap import Services
-from support import bearer, quickstart
+from support import assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 

@@ -10,19 +10,10 @@ import asyncio
 
 import httpx
 import pytest
-from security_support import (
-    INTROSPECT,
-    JWT_BEARER,
-    TOKEN,
-    assert_error,
-    assert_unchanged,
-    assertion_for,
-    is_active,
-    snapshot,
-)
+from security_support import INTROSPECT, JWT_BEARER, TOKEN, assert_unchanged, assertion_for, is_active, snapshot
 
 from agentauth.bootstrap import Services
-from support import bearer, quickstart
+from support import assert_error, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
 

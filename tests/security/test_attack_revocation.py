@@ -21,7 +21,6 @@ from security_support import (
     decode,
     is_active,
     make_world,
-    ok,
     segment,
     sign_ed25519,
     snapshot,
@@ -29,7 +28,7 @@ from security_support import (
 
 from agentauth.bootstrap import Services
 from agentauth.keys import KeyPair, b64url_decode, b64url_encode
-from support import bearer
+from support import bearer, ok
 
 pytestmark = pytest.mark.anyio
 

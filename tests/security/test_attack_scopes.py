@@ -16,7 +16,6 @@ from security_support import (
     JWT_TYPE,
     TOKEN,
     World,
-    assert_error,
     assert_unchanged,
     assertion_for,
     client_credentials,
@@ -24,13 +23,12 @@ from security_support import (
     is_active,
     make_child,
     make_world,
-    ok,
     snapshot,
 )
 
 from agentauth.bootstrap import Services
 from agentauth.issuer.scopes import ALL_SCOPES
-from support import bearer
+from support import assert_error, bearer, ok
 
 pytestmark = pytest.mark.anyio
 

@@ -17,18 +17,16 @@ from security_support import (
     JWT_TYPE,
     TOKEN,
     World,
-    assert_error,
     assert_unchanged,
     assertion_for,
     client_credentials,
     decode,
     make_world,
-    ok,
     snapshot,
 )
 
 from agentauth.bootstrap import Services
-from support import bearer
+from support import assert_error, bearer, ok
 
 pytestmark = pytest.mark.anyio
 

@@ -14,22 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from security_support import (
-    EXCHANGE,
-    INTROSPECT,
-    JWT_TYPE,
-    TOKEN,
-    World,
-    assert_error,
-    make_world,
-    ok,
-)
+from security_support import EXCHANGE, INTROSPECT, JWT_TYPE, TOKEN, World, make_world
 from sqlalchemy import text
 
 import agentauth
 from agentauth.bootstrap import Services
 from agentauth.issuer.secrets import API_KEY_LOOKUP_CHARS, API_KEY_PREFIX, SecretHasher
-from support import bearer
+from support import assert_error, bearer, ok
 
 pytestmark = pytest.mark.anyio
 
