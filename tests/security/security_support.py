@@ -143,6 +143,15 @@ async def make_world(client: httpx.AsyncClient) -> World:
     return World(a, child, delegation, await quickstart(client, "attacker"))
 
 
+def exchange_data(subject_token: str, actor_token: str | None = None) -> dict[str, str]:
+    """A token-exchange request (RFC 8693 section 2.1): ``subject_token`` as a delegation credential and, when
+    given, ``actor_token`` as an access token (without one the caller adds its client authentication)."""
+    data = {"grant_type": EXCHANGE, "subject_token": subject_token, "subject_token_type": JWT_TYPE}
+    if actor_token is not None:
+        data |= {"actor_token": actor_token, "actor_token_type": ACCESS_TYPE}
+    return data
+
+
 def assertion_for(agent: dict[str, Any], now: datetime | None = None) -> str:
     """A jwt-bearer assertion signed with a quickstart agent's own private key."""
     pair = KeyPair.from_jwk(agent["private_key_jwk"])

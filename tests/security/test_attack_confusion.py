@@ -14,17 +14,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from security_support import (
-    ACCESS_TYPE,
-    EXCHANGE,
     INTROSPECT,
     JWT_BEARER,
-    JWT_TYPE,
     TOKEN,
     World,
     assert_unchanged,
     assertion_for,
     decode,
-    make_world,
+    exchange_data,
     snapshot,
 )
 
@@ -72,13 +69,11 @@ async def use_as_bearer(client: httpx.AsyncClient, w: World, token: str) -> http
 
 
 async def use_as_subject(client: httpx.AsyncClient, w: World, token: str) -> httpx.Response:
-    data = {"grant_type": EXCHANGE, "subject_token": token, "subject_token_type": JWT_TYPE}
-    return await client.post(TOKEN, data=data | {"actor_token": w.child_token, "actor_token_type": ACCESS_TYPE})
+    return await client.post(TOKEN, data=exchange_data(token, w.child_token))
 
 
 async def use_as_actor(client: httpx.AsyncClient, w: World, token: str) -> httpx.Response:
-    data = {"grant_type": EXCHANGE, "subject_token": w.delegation["credential"], "subject_token_type": JWT_TYPE}
-    return await client.post(TOKEN, data=data | {"actor_token": token, "actor_token_type": ACCESS_TYPE})
+    return await client.post(TOKEN, data=exchange_data(w.delegation["credential"], token))
 
 
 async def use_as_assertion(client: httpx.AsyncClient, w: World, token: str) -> httpx.Response:
@@ -113,11 +108,6 @@ KINDS = [
     "API key",
 ]
 CASES = [(use, kind) for use, (_, accepted, _, _) in USES.items() for kind in KINDS if kind != accepted]
-
-
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
 
 
 @pytest.mark.parametrize("use", list(USES))

@@ -11,17 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from security_support import (
-    ACCESS_TYPE,
-    EXCHANGE,
-    JWT_TYPE,
-    TOKEN,
-    World,
-    assert_unchanged,
-    decode,
-    make_world,
-    snapshot,
-)
+from security_support import TOKEN, World, assert_unchanged, decode, exchange_data, make_world, snapshot
 
 from agentauth.bootstrap import Services
 from support import app_route_table, assert_error, bearer, fill_path, ok, path_params, requires_principal
@@ -193,9 +183,8 @@ async def test_other_tenant_cannot_exchange_or_use_a_delegation(
 ) -> None:
     w = victim.w
     before = await snapshot(services)
-    data = {"grant_type": EXCHANGE, "subject_token": w.delegation["credential"], "subject_token_type": JWT_TYPE}
-    by_token = data | {"actor_token": w.b_token, "actor_token_type": ACCESS_TYPE}
+    by_token = exchange_data(w.delegation["credential"], w.b_token)
     assert_error(await client.post(TOKEN, data=by_token), 400, "invalid_grant", "B exchanging A's delegation")
-    by_key = data | {"client_secret": w.b["api_key"]}
+    by_key = exchange_data(w.delegation["credential"]) | {"client_secret": w.b["api_key"]}
     assert_error(await client.post(TOKEN, data=by_key), 400, "invalid_grant", "B exchanging with its API key")
     await assert_unchanged(services, before, "by B's exchanges")

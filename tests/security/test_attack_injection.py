@@ -21,7 +21,6 @@ from security_support import (
     TOKEN,
     World,
     assert_unchanged,
-    make_world,
     snapshot,
 )
 from sqlalchemy import inspect, text
@@ -57,11 +56,6 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 TABLES = {"agents", "api_keys", "refresh_tokens", "credentials", "delegations", "policies", "signing_keys",
           "status_lists", "audit_events", "used_assertions"}  # fmt: skip
-
-
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
 
 
 def assert_no_5xx(response: httpx.Response, what: str) -> None:

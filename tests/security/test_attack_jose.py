@@ -21,18 +21,15 @@ from typing import Any
 import httpx
 import pytest
 from security_support import (
-    ACCESS_TYPE,
-    EXCHANGE,
     INTROSPECT,
     JWT_BEARER,
-    JWT_TYPE,
     REVOKE,
     TOKEN,
     World,
     assert_unchanged,
     assertion_for,
     decode,
-    make_world,
+    exchange_data,
     segment,
     sign_ed25519,
     snapshot,
@@ -193,15 +190,13 @@ async def as_assertion(client: httpx.AsyncClient, w: World, forged: str) -> None
 
 
 async def as_subject(client: httpx.AsyncClient, w: World, forged: str) -> None:
-    data = {"grant_type": EXCHANGE, "subject_token": forged, "subject_token_type": JWT_TYPE}
-    data |= {"actor_token": w.child_token, "actor_token_type": ACCESS_TYPE}
-    assert_error(await client.post(TOKEN, data=data), 400, "invalid_grant", "subject_token")
+    response = await client.post(TOKEN, data=exchange_data(forged, w.child_token))
+    assert_error(response, 400, "invalid_grant", "subject_token")
 
 
 async def as_actor(client: httpx.AsyncClient, w: World, forged: str) -> None:
-    data = {"grant_type": EXCHANGE, "subject_token": w.delegation["credential"], "subject_token_type": JWT_TYPE}
-    data |= {"actor_token": forged, "actor_token_type": ACCESS_TYPE}
-    assert_error(await client.post(TOKEN, data=data), 400, "invalid_grant", "actor_token")
+    response = await client.post(TOKEN, data=exchange_data(w.delegation["credential"], forged))
+    assert_error(response, 400, "invalid_grant", "actor_token")
 
 
 def issuer_jwk(services: Services, token: str) -> dict[str, str]:
@@ -228,11 +223,6 @@ def genuine_tokens(services: Services, w: World) -> dict[str, tuple[Surface, Gen
     }
 
 
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
-
-
 async def test_genuine_tokens_pass_every_surface(client: httpx.AsyncClient, services: Services, world: World) -> None:
     """The control: the unforged starting points are accepted, so each refusal below is about the forgery."""
     surfaces = genuine_tokens(services, world)
@@ -243,8 +233,7 @@ async def test_genuine_tokens_pass_every_surface(client: httpx.AsyncClient, serv
         TOKEN, data={"grant_type": JWT_BEARER, "assertion": surfaces["jwt-bearer assertion"][1].token}
     )
     assert granted.status_code == 200, granted.text
-    data = {"grant_type": EXCHANGE, "subject_token": world.delegation["credential"], "subject_token_type": JWT_TYPE}
-    data |= {"actor_token": world.child_token, "actor_token_type": ACCESS_TYPE}
+    data = exchange_data(world.delegation["credential"], world.child_token)
     assert (await client.post(TOKEN, data=data)).status_code == 200
     assert (
         await client.post(REVOKE, data={"token": world.child_token}, headers=bearer(world.a_token))

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from security_support import World, assert_unchanged, make_world, snapshot
+from security_support import World, assert_unchanged, snapshot
 
 from agentauth.api.middleware import DEFAULT_MAX_BODY_BYTES, MAX_HEADER_BYTES
 from agentauth.bootstrap import Services
@@ -28,11 +28,6 @@ ALL_WRITES = [(m, p, r) for m, p, r in ROUTES if m in ("POST", "PUT", "PATCH")]
 WRITES = [(m, p, r) for m, p, r in ALL_WRITES if r.endpoint in _READERS]
 JSON_CT = {"content-type": "application/json"}
 FORM_CT = {"content-type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
 
 
 def url_of(path: str, w: World) -> str:

@@ -18,15 +18,14 @@ import httpx
 import pytest
 from security_support import (
     ACCESS_TYPE,
-    EXCHANGE,
     INTROSPECT,
     JWT_BEARER,
-    JWT_TYPE,
     REVOKE,
     TOKEN,
     TOKEN_ENDPOINT_URL,
     assertion_for,
     client_credentials,
+    exchange_data,
     make_child,
     segment,
     sign_ed25519,
@@ -104,9 +103,9 @@ async def full_flow(client: httpx.AsyncClient, found: Secrets) -> None:
     assert ok(await client.post(f"/api/v1/credentials/{new['id']}/revoke", headers=bearer(a["access_token"])))
     body = {"delegate_agent_id": child["agent"]["id"], "scopes": ["api.read", "agents.read"]}
     grant = ok(await client.post("/api/v1/delegations", json=body, headers=bearer(a["access_token"])), 201)
-    data = {"grant_type": EXCHANGE, "subject_token": grant["credential"], "subject_token_type": JWT_TYPE}
-    actor = {"actor_token": child["access_token"], "actor_token_type": ACCESS_TYPE}
-    found.of_tokens("exchanged", ok(await client.post(TOKEN, data=data | actor)))
+    data = exchange_data(grant["credential"])
+    exchanged = ok(await client.post(TOKEN, data=exchange_data(grant["credential"], child["access_token"])))
+    found.of_tokens("exchanged", exchanged)
     found.of_tokens("exchanged by key", ok(await client.post(TOKEN, data=data | {"client_secret": child["api_key"]})))
     for token in (by_assertion["access_token"], by_assertion["refresh_token"], a["api_key"]):
         assert (

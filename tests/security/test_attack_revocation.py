@@ -20,7 +20,6 @@ from security_support import (
     assert_unchanged,
     decode,
     is_active,
-    make_world,
     segment,
     sign_ed25519,
     snapshot,
@@ -57,11 +56,6 @@ FORGERIES: dict[str, Forge] = {
     "alg none": lambda s, w, t: f"{segment(decode(t)[0] | {'alg': 'none'})}.{segment(decode(t)[1])}.",
     "victim payload, attacker's genuine signature": lambda s, w, t: f"{t.rsplit('.', 1)[0]}.{w.b_token.split('.')[2]}",
 }
-
-
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
 
 
 def victims(w: World) -> dict[str, str]:

@@ -10,19 +10,16 @@ from typing import Any
 import httpx
 import pytest
 from security_support import (
-    ACCESS_TYPE,
-    EXCHANGE,
     JWT_BEARER,
-    JWT_TYPE,
     TOKEN,
     World,
     assert_unchanged,
     assertion_for,
     client_credentials,
     decode,
+    exchange_data,
     is_active,
     make_child,
-    make_world,
     snapshot,
 )
 
@@ -31,11 +28,6 @@ from agentauth.issuer.scopes import ALL_SCOPES
 from support import assert_error, bearer, ok
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
 
 
 async def narrowed(client: httpx.AsyncClient, api_key: str, scope: str) -> str:
@@ -147,8 +139,7 @@ async def test_cannot_delegate_more_than_held(client: httpx.AsyncClient, service
 
 
 async def exchanged(client: httpx.AsyncClient, credential: str, actor: str, scope: str | None = None) -> httpx.Response:
-    data = {"grant_type": EXCHANGE, "subject_token": credential, "subject_token_type": JWT_TYPE}
-    data |= {"actor_token": actor, "actor_token_type": ACCESS_TYPE} | ({"scope": scope} if scope else {})
+    data = exchange_data(credential, actor) | ({"scope": scope} if scope else {})
     return await client.post(TOKEN, data=data)
 
 

@@ -10,18 +10,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from security_support import (
-    ACCESS_TYPE,
-    EXCHANGE,
     INTROSPECT,
     JWT_BEARER,
-    JWT_TYPE,
     TOKEN,
     World,
     assert_unchanged,
     assertion_for,
     client_credentials,
     decode,
-    make_world,
+    exchange_data,
     snapshot,
 )
 
@@ -31,24 +28,9 @@ from support import assert_error, bearer, ok
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
-
-
 def move_clock(services: Services, monkeypatch: pytest.MonkeyPatch, by: timedelta) -> None:
     real = services.core.clock
     monkeypatch.setattr(services.core, "clock", lambda: real() + by)
-
-
-def exchange_data(w: World, actor_token: str) -> dict[str, str]:
-    return {
-        "grant_type": EXCHANGE,
-        "subject_token": w.delegation["credential"],
-        "subject_token_type": JWT_TYPE,
-        "actor_token": actor_token,
-        "actor_token_type": ACCESS_TYPE,
-    }
 
 
 async def refused_everywhere(client: httpx.AsyncClient, w: World, token: str, api_key: str) -> None:
@@ -56,7 +38,8 @@ async def refused_everywhere(client: httpx.AsyncClient, w: World, token: str, ap
     assert_error(await client.get("/api/v1/agents", headers=bearer(token)), 401, "invalid_token", "bearer")
     seen = await client.post(INTROSPECT, data={"token": token, "client_secret": api_key})
     assert seen.status_code == 200 and seen.json() == {"active": False}, seen.text
-    assert_error(await client.post(TOKEN, data=exchange_data(w, token)), 400, "invalid_grant", "actor_token")
+    exchanged = await client.post(TOKEN, data=exchange_data(w.delegation["credential"], token))
+    assert_error(exchanged, 400, "invalid_grant", "actor_token")
 
 
 @pytest.mark.parametrize("minutes", [16, 60 * 24, 60 * 24 * 400])
@@ -86,7 +69,8 @@ async def test_not_yet_valid_access_token_is_refused(
 async def test_the_same_token_is_accepted_on_time(client: httpx.AsyncClient, world: World) -> None:
     """The control for the two tests above."""
     assert (await client.get("/api/v1/agents", headers=bearer(world.child_token))).status_code == 200
-    assert (await client.post(TOKEN, data=exchange_data(world, world.child_token))).status_code == 200
+    exchanged = await client.post(TOKEN, data=exchange_data(world.delegation["credential"], world.child_token))
+    assert exchanged.status_code == 200, exchanged.text
 
 
 async def test_expired_delegation_cannot_be_exchanged(
@@ -101,11 +85,13 @@ async def test_expired_delegation_cannot_be_exchanged(
     minted = await client_credentials(client, world.child["api_key"])
     assert minted.status_code == 200
     after_mint = await snapshot(services)
-    response = await client.post(TOKEN, data=exchange_data(world, minted.json()["access_token"]))
+    data = exchange_data(world.delegation["credential"], minted.json()["access_token"])
+    response = await client.post(TOKEN, data=data)
     assert_error(response, 400, "invalid_grant", "expired delegation")
     await assert_unchanged(services, after_mint, "by the refused exchange")
     monkeypatch.setattr(services.core, "clock", real)
-    assert (await client.post(TOKEN, data=exchange_data(world, fresh))).status_code == 200
+    exchanged = await client.post(TOKEN, data=exchange_data(world.delegation["credential"], fresh))
+    assert exchanged.status_code == 200, exchanged.text
     assert before.counts["credentials"] < after_mint.counts["credentials"]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from security_support import EXCHANGE, INTROSPECT, JWT_TYPE, TOKEN, World, make_world
+from security_support import INTROSPECT, TOKEN, World, exchange_data
 from sqlalchemy import text
 
 import agentauth
@@ -46,11 +46,6 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
     return recorder
 
 
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    return await make_world(client)
-
-
 async def stored_key_hash(services: Services, key_id: str) -> str:
     async with services.engine.connect() as conn:
         return str(
@@ -71,7 +66,7 @@ async def test_api_key_authentication_uses_compare_digest(
     client: httpx.AsyncClient, services: Services, world: World, spy: Spy, path: str
 ) -> None:
     key, key_id = world.child["api_key"], world.child["api_key_id"]
-    exchange = {"grant_type": EXCHANGE, "subject_token": world.delegation["credential"], "subject_token_type": JWT_TYPE}
+    exchange = exchange_data(world.delegation["credential"])
     grant = {"grant_type": "client_credentials"}
     requests: dict[str, Callable[[str], Any]] = {
         "client_credentials": lambda k: client.post(TOKEN, data=grant | {"client_secret": k}),
