@@ -22,7 +22,7 @@ from agentauth.api.app import create_app
 from agentauth.bootstrap import Services, build_services
 from agentauth.keys import KeyPair
 from agentauth.vc import create_agent_assertion
-from support import ISSUER_URL, bearer, ok, quickstart, reset_postgres
+from support import ISSUER_URL, assert_error, bearer, ok, quickstart, reset_postgres
 
 TOKEN = "/api/v1/auth/token"
 MAX_BODY = 64 * 1024
@@ -139,6 +139,16 @@ async def client_credentials(client: httpx.AsyncClient, api_key: str, scope: str
     if scope is not None:
         data["scope"] = scope
     return ok(await client.post(TOKEN, data=data))
+
+
+async def works(client: httpx.AsyncClient, access_token: str) -> bool:
+    """Whether the access token is accepted by a protected route (401 invalid_token otherwise)."""
+    response = await client.get("/api/v1/agents", headers=bearer(access_token))
+    if response.status_code == 401:
+        assert_error(response, 401, "invalid_token")
+        return False
+    assert response.status_code == 200, response.text
+    return True
 
 
 async def make_child(

@@ -1,4 +1,4 @@
-"""Helpers shared by the delegation tests (``test_delegations*.py``): agents with keys, delegating, token
+"""Helpers shared by the delegation tests (``test_delegation*.py``): agents with keys, delegating, token
 exchange (RFC 8693), a depth-3 chain built through the REST API, offline verifiers fed only with what the
 service publishes, and a snapshot of the tables a refused request must not change."""
 

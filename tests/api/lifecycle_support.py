@@ -42,6 +42,11 @@ def jwt_payload(token: str) -> dict[str, Any]:
     return payload
 
 
+def jtis(*tokens: str) -> list[str]:
+    """The ``jti`` of each token, sorted (to compare sets of tokens with what the audit log names)."""
+    return sorted(jwt_payload(t)["jti"] for t in tokens)
+
+
 def status_slot(credential: str) -> tuple[str, int]:
     """(path of the status list URL, index) of a credential's ``BitstringStatusListEntry``."""
     entry = jwt_payload(credential)["vc"]["credentialStatus"]

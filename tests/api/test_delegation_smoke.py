@@ -3,44 +3,14 @@ revoke the root grant and watch the whole chain's tokens die."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
+from delegation_support import ACCESS_TYPE, child_with_key, exchange
 
 from agentauth.vc import Verifier
 from support import ISSUER_URL, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
-EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
-ACCESS_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-
-
-async def child_with_key(client: httpx.AsyncClient, root_token: str, name: str) -> dict[str, Any]:
-    created = await client.post("/api/v1/agents", json={"name": name, "agent_type": "tool"}, headers=bearer(root_token))
-    assert created.status_code == 201, created.text
-    agent = created.json()["agent"]
-    key = await client.post("/api/v1/credentials", json={"agent_id": agent["id"]}, headers=bearer(root_token))
-    assert key.status_code == 201, key.text
-    token = await client.post(
-        "/api/v1/auth/token", data={"grant_type": "client_credentials", "client_secret": key.json()["raw_key"]}
-    )
-    assert token.status_code == 200, token.text
-    return {"agent": agent, "key": key.json()["raw_key"], "token": token.json()["access_token"]}
-
-
-async def exchange(client: httpx.AsyncClient, credential: str, actor_token: str, scope: str | None = None) -> Any:
-    data = {
-        "grant_type": EXCHANGE,
-        "subject_token": credential,
-        "subject_token_type": JWT_TYPE,
-        "actor_token": actor_token,
-        "actor_token_type": ACCESS_TYPE,
-    }
-    if scope:
-        data["scope"] = scope
-    return await client.post("/api/v1/auth/token", data=data)
 
 
 async def test_two_hop_delegation(client: httpx.AsyncClient) -> None:
@@ -59,7 +29,7 @@ async def test_two_hop_delegation(client: httpx.AsyncClient) -> None:
     assert grant.status_code == 201, grant.text
     assert grant.json()["max_chain_depth"] == 3
 
-    b_acting = await exchange(client, grant.json()["credential"], b["token"])
+    b_acting = await exchange(client, grant.json()["credential"], actor_token=b["token"])
     assert b_acting.status_code == 200, b_acting.text
     assert b_acting.json()["issued_token_type"] == ACCESS_TYPE
 
@@ -72,10 +42,12 @@ async def test_two_hop_delegation(client: httpx.AsyncClient) -> None:
     assert hop.json()["max_chain_depth"] == 2 and hop.json()["parent_delegation_id"] == grant.json()["id"]
 
     # A third agent (root itself is not the delegate) cannot use C's delegation.
-    stolen = await exchange(client, hop.json()["credential"], b["token"])
+    stolen = await exchange(client, hop.json()["credential"], actor_token=b["token"])
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
 
-    c_acting = await exchange(client, hop.json()["credential"], c["token"], scope="agents.read agents.write")
+    c_acting = await exchange(
+        client, hop.json()["credential"], actor_token=c["token"], scope="agents.read agents.write"
+    )
     assert c_acting.status_code == 200, c_acting.text
     token = c_acting.json()["access_token"]
     assert c_acting.json()["scope"] == "agents.read"

@@ -10,7 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import JWT_BEARER, TOKEN, TOKEN_ENDPOINT_URL, assertion_for, basic, client_credentials, row_counts
+from api_support import (
+    JWT_BEARER,
+    TOKEN,
+    TOKEN_ENDPOINT_URL,
+    assertion_for,
+    basic,
+    client_credentials,
+    row_counts,
+    works,
+)
 
 from agentauth.bootstrap import Services
 from agentauth.did import encode_did_key
@@ -25,16 +34,6 @@ def claims(jwt: str) -> dict[str, Any]:
     segment = jwt.split(".")[1]
     payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     return payload
-
-
-async def works(client: httpx.AsyncClient, access_token: str) -> bool:
-    """Whether the access token is accepted by a protected route (401 invalid_token otherwise)."""
-    response = await client.get("/api/v1/agents", headers=bearer(access_token))
-    if response.status_code == 401:
-        assert_error(response, 401, "invalid_token")
-        return False
-    assert response.status_code == 200, response.text
-    return True
 
 
 async def refresh(client: httpx.AsyncClient, refresh_token: str, **extra: str) -> httpx.Response:

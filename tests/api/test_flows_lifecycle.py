@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from api_support import TOKEN, client_credentials, make_child
+from api_support import TOKEN, client_credentials, make_child, works
 
 from support import assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
-
-
-async def works(client: httpx.AsyncClient, access_token: str) -> bool:
-    response = await client.get("/api/v1/agents", headers=bearer(access_token))
-    if response.status_code == 401:
-        assert_error(response, 401, "invalid_token")
-        return False
-    assert response.status_code == 200, response.text
-    return True
 
 
 async def key_works(client: httpx.AsyncClient, raw_key: str) -> bool:

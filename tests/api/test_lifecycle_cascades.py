@@ -12,8 +12,8 @@ from lifecycle_support import (
     audit_targets,
     client_token,
     introspect,
+    jtis,
     jwt_header,
-    jwt_payload,
     status_bits,
     status_slot,
 )
@@ -25,10 +25,6 @@ from agentauth.vc import Verifier
 from support import ISSUER_URL, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
-
-
-def jtis(*tokens: str) -> list[str]:
-    return sorted(jwt_payload(t)["jti"] for t in tokens)
 
 
 async def new_key(client: httpx.AsyncClient, token: str, agent_id: str | None = None) -> dict[str, Any]:

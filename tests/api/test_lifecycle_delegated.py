@@ -13,6 +13,7 @@ from lifecycle_support import (
     exchange,
     fetch_list,
     introspect,
+    jtis,
     jwt_payload,
     revoke,
     status_bits,
@@ -23,10 +24,6 @@ from agentauth.vc import StaticStatusLists, VerificationError, Verifier
 from support import ISSUER_URL, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
-
-
-def jtis(*tokens: str) -> list[str]:
-    return sorted(jwt_payload(t)["jti"] for t in tokens)
 
 
 async def offline_accepts(client: httpx.AsyncClient, token: str) -> bool:
