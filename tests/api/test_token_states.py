@@ -1,9 +1,10 @@
-"""The SQLite hot-path lookup of token states (one hop, the sqlite3 module) reads exactly what the ORM reads.
+"""The SQLite hot-path lookups (one hop, the sqlite3 module) read exactly what the ORM reads.
 
-Every authenticated request looks its token up; on SQLite that lookup skips SQLAlchemy's ORM and converts the
-columns itself. This compares the two, field by field, over credentials that cover every shape a row can take:
+Every authenticated request looks its token or API key up; on SQLite those lookups skip SQLAlchemy's ORM and
+convert the columns themselves. These tests compare the two, field by field, over rows of every shape: tokens
 revoked and not, with and without a client id, agents active and deactivated, with and without a description,
-tenants with and without a policy version, and jtis that are not ours.
+tenants with and without a policy version; API keys active, revoked, rotated, named, expiring, used; and keys
+that are not ours.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import json
 import httpx
 import pytest
 from api_support import client_credentials, make_tenant, ok
+from sqlalchemy import text
 
 from agentauth.bootstrap import Services
 from agentauth.storage import lookups
 from agentauth.storage.db import SqliteSessionMaker
-from support import bearer, quickstart
+from support import ISSUER_URL, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
 
@@ -67,3 +69,36 @@ async def test_sqlite_lookup_equals_the_orm_lookup(client: httpx.AsyncClient, se
     assert fast[jti_of(token)].policy_version > 0 and fast[jti_of(plain["access_token"])].policy_version == 0
     assert fast[jti_of(deactivated["access_token"])].agent.deactivated_at is not None
     assert all(state.expires_at.tzinfo is not None for state in fast.values())
+
+
+async def test_sqlite_api_key_lookup_equals_the_orm_lookup(client: httpx.AsyncClient, services: Services) -> None:
+    reads = services.core.reads
+    if not isinstance(reads, SqliteSessionMaker):
+        pytest.skip("SQLite only")
+    tenant = await make_tenant(client, "keys")  # the root's key (used) and the child's key
+    auth = bearer(tenant.token)
+    named = {"name": "ci", "scopes": ["api.read"], "expires_in_days": 30}
+    ok(await client.post("/api/v1/credentials", json=named, headers=auth), 201)
+    revoked = ok(await client.post("/api/v1/credentials", json={}, headers=auth), 201)
+    ok(await client.post(f"/api/v1/credentials/{revoked['id']}/revoke", headers=auth))
+    rotated = ok(await client.post(f"/api/v1/credentials/{tenant.child_key['id']}/rotate", headers=auth))
+    deactivated = await quickstart(client, "gone")
+    ok(await client.post(f"/api/v1/agents/{deactivated['agent']['id']}/deactivate",
+                         headers=bearer(deactivated["access_token"])))  # fmt: skip
+    async with reads() as session:
+        prefixes = [prefix for (prefix,) in await session.execute(text("SELECT prefix FROM api_keys"))]
+    assert len(prefixes) == 6, prefixes  # root, child (rotated away), its replacement, named, revoked, gone
+    assert rotated["id"] != tenant.child_key["id"]
+    prefixes += ["ak_live_unknown", ISSUER_URL]
+
+    fast = await lookups.api_keys_with_agents(reads, prefixes)
+    async with reads() as session:
+        slow = await lookups._api_keys_with_agents(session, prefixes)
+
+    assert fast == slow
+    assert len(fast) == 6
+    keys = [key for key, _ in fast.values()]
+    assert {key.status for key in keys} >= {"active", "revoked"}
+    assert any(key.expires_at is not None and key.name == "ci" for key in keys)
+    assert any(key.last_used_at is not None for key in keys) and any(key.replaced_by for key in keys)
+    assert any(agent.deactivated_at is not None for _, agent in fast.values())

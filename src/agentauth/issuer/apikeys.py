@@ -17,7 +17,7 @@ from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key, new_api_key
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as repo
-from agentauth.storage import credentials, refresh_tokens
+from agentauth.storage import credentials, lookups, refresh_tokens
 from agentauth.storage.records import Agent, ApiKey
 
 # last_used_at is a hint, not a ledger: write it at most this often per key and process.
@@ -56,9 +56,8 @@ class ApiKeyService:
         if not isinstance(raw, str) or not looks_like_api_key(raw):
             raise InvalidClient("client authentication failed", debug="malformed API key")
         now = self.core.clock()
-        async with self.core.reads() as session:
-            key = await repo.get_by_prefix(session, api_key_lookup_prefix(raw))
-            agent = await agents_repo.get(session, key.agent_id) if key else None
+        prefix = api_key_lookup_prefix(raw)
+        key, agent = (await lookups.api_keys_with_agents(self.core.reads, [prefix])).get(prefix, (None, None))
         if key is None or agent is None or not self.core.hasher.matches(raw, key.key_hash):
             raise InvalidClient("client authentication failed", debug="unknown API key")
         if key.status != "active" or (key.expires_at is not None and key.expires_at <= now):

@@ -106,8 +106,7 @@ class ClientCredentialsIssuer:
             else:
                 missing.append(prefix)
         if missing:
-            async with self.core.reads() as session:
-                fresh = await lookups.api_keys_with_agents(session, missing)
+            fresh = await lookups.api_keys_with_agents(self.core.reads, missing)
             for prefix, (key, agent) in fresh.items():
                 self._snapshots[prefix] = (now, key, agent)
                 self._snapshots.move_to_end(prefix)

@@ -37,11 +37,6 @@ async def insert(session: AsyncSession, **values: Any) -> ApiKey:
     return to_record(row)
 
 
-async def get_by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:
-    row = (await session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix))).first()
-    return to_record(row) if row else None
-
-
 async def get(session: AsyncSession, key_id: str) -> ApiKey | None:
     row = await session.get(ApiKeyRow, key_id)
     return to_record(row) if row else None

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, Table, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Column, ColumnElement, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -69,16 +69,29 @@ async def _token_states(session: AsyncSession, jtis: list[str]) -> dict[str, Tok
     }
 
 
-_AGENT_COLUMNS = tuple(field.name for field in dataclasses.fields(Agent))
-# The same query as ``_token_states``, compiled once for the sqlite3 module; the jtis travel as one JSON array.
-_SQLITE_TOKEN_STATES = str(
+def _in_json_array(column: Any) -> ColumnElement[bool]:
+    return cast(
+        "ColumnElement[bool]", column.in_(select(func.json_each(bindparam("keys")).table_valued("value").c.value))
+    )
+
+
+def _sqlite_sql(query: Select[Any]) -> str:
+    return str(query.compile(dialect=sqlite_dialect(paramstyle="qmark")))
+
+
+# The same queries for the sqlite3 module, compiled once from the models; the keys travel as one JSON array.
+_AGENTS, _API_KEYS = AgentRow.__table__.columns, ApiKeyRow.__table__.columns
+_SQLITE_TOKEN_STATES = _sqlite_sql(
     select(CredentialRow.jti, CredentialRow.kind, CredentialRow.client_id, CredentialRow.revoked_at,
-           CredentialRow.expires_at, *(AgentRow.__table__.c[name] for name in _AGENT_COLUMNS),
-           PolicyVersionRow.version)
+           CredentialRow.expires_at, PolicyVersionRow.version, *_AGENTS)
     .join(AgentRow, AgentRow.id == CredentialRow.agent_id)
     .outerjoin(PolicyVersionRow, PolicyVersionRow.tenant_id == AgentRow.tenant_id)
-    .where(CredentialRow.jti.in_(select(func.json_each(bindparam("jtis")).table_valued("value").c.value)))
-    .compile(dialect=sqlite_dialect(paramstyle="qmark"))
+    .where(_in_json_array(CredentialRow.jti))
+)  # fmt: skip
+_SQLITE_API_KEYS = _sqlite_sql(
+    select(*_API_KEYS, *_AGENTS)
+    .join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
+    .where(_in_json_array(ApiKeyRow.prefix))
 )  # fmt: skip
 
 
@@ -88,32 +101,66 @@ def _sqlite_instant(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _sqlite_agent(values: Sequence[Any]) -> Agent:
-    fields: dict[str, Any] = dict(zip(_AGENT_COLUMNS, values, strict=True))
-    for name in ("created_at", "updated_at", "deactivated_at"):
-        fields[name] = _sqlite_instant(fields[name])
-    fields["scopes"] = tuple(orjson.loads(fields["scopes"]))
-    return Agent(**fields)
+@functools.cache
+def _sqlite_row_reader(columns: tuple[Column[Any], ...]) -> Callable[[Sequence[Any]], SimpleNamespace]:
+    """Turns the sqlite3 values of ``columns`` into an object with the attributes the ORM row would have, each
+    converted as its column type converts it, for the repositories' ``to_record``."""
+    plan = [
+        (column.key, _sqlite_instant if isinstance(column.type, UTCDateTime) else
+         orjson.loads if isinstance(column.type, JSON) else None)
+        for column in columns
+    ]  # fmt: skip
+
+    def read(values: Sequence[Any]) -> SimpleNamespace:
+        return SimpleNamespace(**{
+            name: value if convert is None or value is None else convert(value)
+            for (name, convert), value in zip(plan, values, strict=True)
+        })  # fmt: skip
+
+    return read
+
+
+def _sqlite_query(connection: sqlite3.Connection, sql: str, keys: Sequence[str]) -> list[Any]:
+    return connection.execute(sql, (orjson.dumps(list(keys)).decode(),)).fetchall()
 
 
 def _sqlite_token_states(jtis: list[str], connection: sqlite3.Connection) -> dict[str, TokenState]:
+    agent = _sqlite_row_reader(tuple(_AGENTS))
     states: dict[str, TokenState] = {}
-    agent_end = 5 + len(_AGENT_COLUMNS)
-    for row in connection.execute(_SQLITE_TOKEN_STATES, (orjson.dumps(jtis).decode(),)):
-        jti, kind, client_id, revoked_at, expires_at = row[:5]
-        revoked, expires = _sqlite_instant(revoked_at), _sqlite_instant(expires_at)
+    for row in _sqlite_query(connection, _SQLITE_TOKEN_STATES, jtis):
+        jti, kind, client_id, revoked_at, expires_at, version = row[:6]
+        expires = _sqlite_instant(expires_at)
         assert expires is not None
-        version = row[agent_end]
-        states[jti] = TokenState(
-            jti, kind, client_id, revoked, expires, _sqlite_agent(row[5:agent_end]), int(version or 0)
-        )
+        record = agent_record(cast(AgentRow, agent(row[6:])))
+        states[jti] = TokenState(jti, kind, client_id, _sqlite_instant(revoked_at), expires, record, int(version or 0))
     return states
 
 
-async def api_keys_with_agents(session: AsyncSession, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
-    """Keys by prefix with their agents (a snapshot: ``live_api_keys`` re-checks them where it matters)."""
+def _sqlite_api_keys(prefixes: list[str], connection: sqlite3.Connection) -> dict[str, tuple[ApiKey, Agent]]:
+    key, agent = _sqlite_row_reader(tuple(_API_KEYS)), _sqlite_row_reader(tuple(_AGENTS))
+    split = len(_API_KEYS)
+    found: dict[str, tuple[ApiKey, Agent]] = {}
+    for row in _sqlite_query(connection, _SQLITE_API_KEYS, prefixes):
+        record = key_record(cast(ApiKeyRow, key(row[:split])))
+        found[record.prefix] = (record, agent_record(cast(AgentRow, agent(row[split:]))))
+    return found
+
+
+async def api_keys_with_agents(
+    sessions: async_sessionmaker[AsyncSession], prefixes: Sequence[str]
+) -> dict[str, tuple[ApiKey, Agent]]:
+    """Keys by prefix with their agents, in one query on the read engine (on SQLite in one hop, as
+    ``token_states``). Callers that act on a key must still check it where it matters (``live_api_keys``)."""
+    unique = list(set(prefixes))
+    if isinstance(sessions, SqliteSessionMaker):
+        return await sessions.read(functools.partial(_sqlite_api_keys, unique))
+    async with sessions() as session:
+        return await _api_keys_with_agents(session, unique)
+
+
+async def _api_keys_with_agents(session: AsyncSession, prefixes: list[str]) -> dict[str, tuple[ApiKey, Agent]]:
     query = select(ApiKeyRow, AgentRow).join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
-    rows = await session.execute(query.where(ApiKeyRow.prefix.in_(list(set(prefixes)))))
+    rows = await session.execute(query.where(ApiKeyRow.prefix.in_(prefixes)))
     return {key.prefix: (key_record(key), agent_record(agent)) for key, agent in rows}
 
 
