@@ -1,6 +1,6 @@
-"""Real servers in subprocesses for the end-to-end tests (tests/sdk, tests/cli): `agentauth serve` on a free port
-with a temporary data directory, and any ASGI app under uvicorn. Each is waited for until it answers, and stopped
-by its own pid."""
+"""Real servers in subprocesses for the end-to-end tests (tests/sdk, tests/cli, tests/mcp, tests/faults,
+tests/scaleout): `agentauth serve` on a free port with a temporary data directory, and any ASGI app under uvicorn.
+Each is waited for until it answers, and stopped by its own pid."""
 
 from __future__ import annotations
 
@@ -71,6 +71,44 @@ def wait_until_up(server: LiveServer, path: str, timeout: float = 45.0) -> None:
     raise RuntimeError(f"{server.url} did not come up:\n{server.log.read_text()[-3000:]}")
 
 
+def server_env(data_dir: Path, port: int, kek: str, database_url: str | None, **extra: str) -> dict[str, str]:
+    """The environment of one ``agentauth serve``: our settings only (no inherited AGENTAUTH_*), limits far above
+    what a test sends (limits are tested elsewhere), and the KEK given explicitly so the test can hash refresh
+    tokens the way the server does, or give several replicas the same one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
+    env.update(
+        AGENTAUTH_DATA_DIR=str(data_dir),
+        AGENTAUTH_ISSUER_URL=f"http://127.0.0.1:{port}",
+        AGENTAUTH_KEY_ENCRYPTION_KEY=kek,
+        AGENTAUTH_TOKEN_RATE_PER_IP="1000000",
+        AGENTAUTH_TOKEN_RATE_PER_CLIENT="1000000",
+        AGENTAUTH_QUICKSTART_RATE_PER_IP="1000000",
+        AGENTAUTH_STATUS_LIST_TTL_SECONDS=str(STATUS_TTL_SECONDS),
+    )
+    if database_url is not None:
+        env["AGENTAUTH_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def spawn(
+    env: dict[str, str], port: int, log: Path, *, log_level: str = "info", wait: bool = True, timeout: float = 60
+) -> LiveServer:
+    """``agentauth serve`` on 127.0.0.1:``port``, its output appended to ``log`` (one process: its pid is the
+    server, so kill -9 of the pid kills the service); waited for until /health answers unless ``wait`` is off."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [str(BIN / "agentauth"), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log, env)
+    if wait:
+        wait_until_up(server, "/health", timeout=timeout)
+    return server
+
+
 def issuer_env(data_dir: Path, port: int) -> dict[str, str]:
     """The environment of `agentauth serve` - and of every CLI command that shares its data directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
@@ -86,19 +124,7 @@ def issuer_env(data_dir: Path, port: int) -> dict[str, str]:
 
 def start_issuer(tmp: Path, *, wait: bool = True) -> LiveServer:
     port = free_port()
-    env = issuer_env(tmp / "data", port)
-    log = tmp / "issuer.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(BIN / "agentauth"), "serve", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log, env)
-    if wait:
-        wait_until_up(server, "/health")
-    return server
+    return spawn(issuer_env(tmp / "data", port), port, tmp / "issuer.log", log_level="warning", wait=wait, timeout=45)
 
 
 def start_uvicorn(

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -25,6 +26,7 @@ from agentauth.api.deps import get_principal
 from agentauth.settings import Settings
 
 POSTGRES_ENABLED = os.environ.get("AGENTAUTH_TEST_POSTGRES") == "1"
+REDIS_URL = os.environ.get("AGENTAUTH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BASE_POSTGRES_URL = os.environ.get("AGENTAUTH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
@@ -53,6 +55,20 @@ async def ensure_postgres_database() -> None:
                 await conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         await engine.dispose()
+
+
+def require_redis() -> None:
+    """Skips the calling test unless the Redis at REDIS_URL answers PING within a second."""
+    try:
+        client = Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            reachable = bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        reachable = False
+    if not reachable:
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable (set AGENTAUTH_TEST_REDIS_URL)")
 
 
 ISSUER_URL = "http://testserver"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from live_server import free_port
 from support import BACKENDS, POSTGRES_URL, reset_postgres
 
 AGENTAUTH = Path(sys.executable).with_name("agentauth")
@@ -45,12 +45,6 @@ class E2EServer:
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text("utf-8", "replace")[-chars:]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(data_dir: Path, port: int, database_url: str | None) -> dict[str, str]:

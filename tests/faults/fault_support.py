@@ -3,8 +3,8 @@ restart on the same data, a client-side ledger of what the service acknowledged,
 database, the published status lists decoded and verified, and a TCP proxy that makes PostgreSQL go away for one
 server only.
 
-Imported as ``fault_support`` (pytest puts tests/faults on ``sys.path`` for its test modules); process start-up
-reuses ``live_server`` (``LiveServer``, ``wait_until_up``) and the schema reset comes from ``support``.
+Imported as ``fault_support`` (pytest puts tests/faults on ``sys.path`` for its test modules); processes are
+started by ``live_server`` (``server_env``, ``spawn``) and the schema reset comes from ``support``.
 Every process is stopped by its own pid; nothing here looks processes up by name.
 """
 
@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.keys import KeyEncryptionKey
 from agentauth.vc import StaticStatusLists, Verifier
-from live_server import BIN, LiveServer, free_port, wait_until_up
+from live_server import LiveServer, free_port
 
 TOKEN = "/api/v1/auth/token"
 INTROSPECT = "/api/v1/auth/introspect"
@@ -47,41 +46,6 @@ STATUS_BLOCK_SIZE = 512  # issuer/status.py BLOCK_SIZE
 
 
 # -- server processes ---------------------------------------------------------------------------------------
-
-
-def server_env(data_dir: Path, port: int, kek: str, database_url: str | None, **extra: str) -> dict[str, str]:
-    """The environment of one ``agentauth serve``: our settings only (no inherited AGENTAUTH_*), limits far above
-    what a test sends (limits are tested elsewhere), and the KEK given explicitly so the test can hash refresh
-    tokens the way the server does."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
-    env.update(
-        AGENTAUTH_DATA_DIR=str(data_dir),
-        AGENTAUTH_ISSUER_URL=f"http://127.0.0.1:{port}",
-        AGENTAUTH_KEY_ENCRYPTION_KEY=kek,
-        AGENTAUTH_TOKEN_RATE_PER_IP="1000000",
-        AGENTAUTH_TOKEN_RATE_PER_CLIENT="1000000",
-        AGENTAUTH_QUICKSTART_RATE_PER_IP="1000000",
-        AGENTAUTH_STATUS_LIST_TTL_SECONDS="10",
-    )
-    if database_url is not None:
-        env["AGENTAUTH_DATABASE_URL"] = database_url
-    env.update(extra)
-    return env
-
-
-def spawn(env: dict[str, str], port: int, log: Path, *, wait: bool = True) -> LiveServer:
-    """``agentauth serve`` (one process: its pid is the server, so kill -9 of the pid kills the service)."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(BIN / "agentauth"), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log, env)
-    if wait:
-        wait_until_up(server, "/health", timeout=60)
-    return server
 
 
 def kill9(server: LiveServer) -> None:

@@ -47,13 +47,11 @@ from fault_support import (
     query,
     refresh_hasher,
     running,
-    server_env,
-    spawn,
 )
 
 from agentauth.keys import generate_kek
 from agentauth.vc import Verifier
-from live_server import LiveServer, free_port, free_ports
+from live_server import LiveServer, free_port, free_ports, server_env, spawn
 from support import POSTGRES_URL, bearer, reset_postgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

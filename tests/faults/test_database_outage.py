@@ -46,15 +46,13 @@ from fault_support import (
     log_problems,
     query,
     running,
-    server_env,
-    spawn,
 )
 from sqlalchemy.engine import make_url
 
 from agentauth.api.errors import RETRY_AFTER_SECONDS
 from agentauth.keys import generate_kek
 from agentauth.storage.db import SQLITE_BUSY_TIMEOUT_MS
-from live_server import LiveServer, free_port
+from live_server import LiveServer, free_port, server_env, spawn
 from support import POSTGRES_ENABLED, POSTGRES_URL, bearer, reset_postgres
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -10,35 +10,20 @@ limiter does not depend on the database backend.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-from fault_support import INTROSPECT, QUICKSTART, TOKEN, TcpProxy, log_problems, running, server_env, spawn
-from redis import Redis
+from fault_support import INTROSPECT, QUICKSTART, TOKEN, TcpProxy, log_problems, running
 
 from agentauth.api.errors import RETRY_AFTER_SECONDS
 from agentauth.keys import generate_kek
-from live_server import free_port
-from support import bearer
+from live_server import free_port, server_env, spawn
+from support import REDIS_URL, bearer, require_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-
-REDIS_URL = os.environ.get("AGENTAUTH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def reachable(url: str) -> bool:
-    try:
-        client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
 
 
 def assert_unavailable(response: httpx.Response, what: str) -> None:
@@ -48,8 +33,7 @@ def assert_unavailable(response: httpx.Response, what: str) -> None:
 
 
 async def test_redis_outage_fails_closed_and_recovers(tmp_path: Path) -> None:
-    if not reachable(REDIS_URL):
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable (set AGENTAUTH_TEST_REDIS_URL)")
+    require_redis()
     parts = urlsplit(REDIS_URL)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
     try:

@@ -7,24 +7,20 @@ and over stdio, and the documented flow every transport must run.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import httpx2
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
-BIN = Path(sys.executable).parent
+from live_server import BIN, LiveServer, free_port, spawn
+
 HIGH_LIMITS = {
     "AGENTAUTH_TOKEN_RATE_PER_IP": "100000",
     "AGENTAUTH_TOKEN_RATE_PER_CLIENT": "100000",
@@ -32,31 +28,12 @@ HIGH_LIMITS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
-class RunningServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class RunningServer(LiveServer):
     secrets: list[str] = field(default_factory=list)  # every secret a test saw: none may reach the log
 
     def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        return self.log.read_text(encoding="utf-8", errors="replace")
 
 
 def hermetic_env(**extra: str) -> dict[str, str]:
@@ -69,27 +46,8 @@ def start_server(workdir: Path, **settings: str) -> RunningServer:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = hermetic_env(AGENTAUTH_DATA_DIR=str(workdir / "data"), AGENTAUTH_ISSUER_URL=url, **settings)
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "agentauth"), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(url, process, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"agentauth serve exited with {process.returncode}:\n{server.log_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"agentauth serve did not start:\n{server.log_text()}")
+    started = spawn(env, port, workdir / "server.log", timeout=30)
+    return RunningServer(started.url, started.process, started.log, started.env)
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from mcp.client import Client
-from mcp_support import free_port, text_of
+from mcp_support import text_of
 from sqlalchemy.exc import OperationalError
 
 from agentauth.api.app import create_app
@@ -22,6 +22,7 @@ from agentauth.mcp.backend import Operation, R, VerificationMaterial
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.remote import RemoteError, RestBackend, error_from_response
 from agentauth.mcp.server import build_server
+from live_server import free_port
 from support import reset_postgres
 
 pytestmark = pytest.mark.anyio

@@ -30,7 +30,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -49,8 +48,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from agentauth.bootstrap import KEY_RELOAD_SECONDS
 from agentauth.keys import KeyPair, generate_kek
 from agentauth.vc import StaticStatusLists, Verifier, create_agent_assertion
-from live_server import BIN, LiveServer, free_ports, wait_until_up
-from support import POSTGRES_ENABLED, POSTGRES_URL, bearer, reset_postgres
+from live_server import BIN, LiveServer, free_ports, server_env, spawn
+from support import POSTGRES_ENABLED, POSTGRES_URL, REDIS_URL, bearer, require_redis, reset_postgres
 
 pytestmark = [
     pytest.mark.anyio,
@@ -67,26 +66,12 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ACCESS_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-REDIS_URL = os.environ.get("AGENTAUTH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RATE_PER_CLIENT = 5
 # A replica picks up a rotation made elsewhere within KEY_RELOAD_SECONDS; allow for a loaded 2-core machine.
 ADOPTION_SLACK_SECONDS = 1.5
 
 
 # -- two servers on one database ----------------------------------------------------------------------------
-
-
-def spawn(env: dict[str, str], port: int, log: Path) -> LiveServer:
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(BIN / "agentauth"), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log, env)
-    wait_until_up(server, "/health", timeout=60)
-    return server
 
 
 @dataclass
@@ -99,24 +84,6 @@ class Pair:
     @property
     def both(self) -> tuple[LiveServer, LiveServer]:
         return self.a, self.b
-
-
-def pair_env(data_dir: Path, issuer_port: int, kek: str, **extra: str) -> dict[str, str]:
-    """What every replica shares (docs/deploy.md): database, key-encryption key, issuer URL - and here, limits far
-    above what the tests send unless a test sets its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
-    env.update(
-        AGENTAUTH_DATA_DIR=str(data_dir),
-        AGENTAUTH_DATABASE_URL=POSTGRES_URL,
-        AGENTAUTH_KEY_ENCRYPTION_KEY=kek,
-        AGENTAUTH_ISSUER_URL=f"http://127.0.0.1:{issuer_port}",
-        AGENTAUTH_TOKEN_RATE_PER_IP="1000000",
-        AGENTAUTH_TOKEN_RATE_PER_CLIENT="1000000",
-        AGENTAUTH_QUICKSTART_RATE_PER_IP="1000000",
-        AGENTAUTH_STATUS_LIST_TTL_SECONDS="10",
-    )
-    env.update(extra)
-    return env
 
 
 @contextlib.contextmanager
@@ -145,7 +112,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     asyncio.run(reset_postgres(POSTGRES_URL))
     tmp = tmp_path_factory.mktemp("scaleout")
     ports = free_ports(2)
-    with two_servers(pair_env(tmp / "data", ports[0], generate_kek()), ports, tmp, "pair") as servers:
+    # What every replica shares (docs/deploy.md): database, key-encryption key, issuer URL (that of A).
+    env = server_env(tmp / "data", ports[0], generate_kek(), POSTGRES_URL)
+    with two_servers(env, ports, tmp, "pair") as servers:
         yield servers
 
 
@@ -433,22 +402,8 @@ async def test_revocation_on_a_is_seen_by_b_at_once(pair: Pair) -> None:
 # -- rate limits through Redis -----------------------------------------------------------------------------------
 
 
-def redis_reachable(url: str) -> bool:
-    from redis import Redis
-
-    try:
-        client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
-
-
 async def test_token_rate_limit_is_shared_through_redis(pair: Pair, tmp_path: Path) -> None:
-    if not redis_reachable(REDIS_URL):
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable (set AGENTAUTH_TEST_REDIS_URL)")
+    require_redis()
     ports = free_ports(2)
     env = pair.env | {
         "AGENTAUTH_DATA_DIR": str(tmp_path / "data"),
