@@ -1,4 +1,4 @@
-"""A minimal asyncio HTTP/1.1 client for the HTTP benchmarks (bench/http.py, bench/load.py).
+"""A minimal asyncio HTTP/1.1 client for the HTTP benchmarks (bench/http.py, bench/load.py, bench/revocation.py).
 
 On a 2-core machine the load generator shares the CPUs with the server it measures: ``httpx`` costs ~1-2 ms of
 CPU per request, which would take the core the server needs; one keep-alive connection driven by this protocol
@@ -12,10 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
 
 
 class HttpError(Exception):
     pass
+
+
+def build_request(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    *,
+    form: dict[str, str] | None = None,
+    json: Any = None,
+    token: str | None = None,
+) -> bytes:
+    """One whole request for ``RawConnection.request``: a body from ``form`` (application/x-www-form-urlencoded)
+    or ``json``, and ``token`` as a bearer token (RFC 6750 section 2.1). Built once, it can be sent many times."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    if token is not None:
+        head += f"Authorization: Bearer {token}\r\n"
+    if form is not None:
+        body = urlencode(form).encode()
+        head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+    elif json is not None:
+        body = orjson.dumps(json)
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    else:
+        body = b""  # RFC 9110 section 8.6: a request without content (a GET here) has no Content-Length
+    return (head + "\r\n").encode() + body
 
 
 class RawConnection(asyncio.Protocol):

@@ -9,8 +9,8 @@ and in-process:
   * republishing a changed 131,072-entry list: set a bit, encode (gzip + base64url), sign - median of 200 runs;
   * an offline status check from a cached list: ``Verifier._status`` (warm cache) and ``StatusList.get``.
 
-The load generator is a minimal HTTP/1.1 keep-alive client on raw asyncio streams: on a 2-core machine it shares
-the CPUs with the server, and httpx would cost more CPU per request than the endpoint being measured. Its
+The load generator is bench/rawhttp.py's minimal HTTP/1.1 keep-alive client on uvloop: on a 2-core machine it
+shares the CPUs with the server, and httpx would cost more CPU per request than the endpoint being measured. Its
 connections are opened one at a time (opened in a burst, one worker process accepts them all), and the CPU each
 worker spent during the introspection run is printed, so a lopsided split is visible. So is the load average: on
 a shared machine, other processes' load lowers every HTTP figure.
@@ -19,148 +19,49 @@ Run: .venv/bin/python bench/revocation.py [--seconds 5] [--workers 2]
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/ holds a script named http.py, and Python puts a script's directory first on sys.path: move it to the end,
+# or ``import http.client`` (httpx, urllib) would find that file instead of the standard library's package; at the
+# end it still serves ``import rawhttp`` and ``import server``, the helpers beside this script.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
+
 import argparse
 import asyncio
-import base64
-import http.client
-import json
 import os
 import platform
 import random
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-from agentauth.keys import KeyRing, generate_kek
+import orjson
+
+from agentauth.keys import KeyRing
 from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusEntry, StatusList, Verifier
+from agentauth.vc.jws import parse_compact
+from rawhttp import RawConnection, build_request, new_event_loop
+from server import HOST, cpu_seconds, serve, worker_pids
 
-HOST = "127.0.0.1"
 LIST_SIZE = 131_072
 GOALS = {"introspection": 2_500.0, "republish_ms": 0.5, "status_us": 1.0}
 
 
-# -- the server -------------------------------------------------------------------------------------------
+# -- over HTTP ----------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server(workers: int, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    data_dir = Path(tempfile.mkdtemp(prefix="agentauth-bench-"))
-    base = f"http://{HOST}:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
-    env.update(
-        {
-            "AGENTAUTH_DATA_DIR": str(data_dir / "data"),
-            "AGENTAUTH_ISSUER_URL": base,
-            "AGENTAUTH_KEY_ENCRYPTION_KEY": generate_kek(),
-            "AGENTAUTH_TOKEN_RATE_PER_IP": "100000000",
-            "AGENTAUTH_TOKEN_RATE_PER_CLIENT": "100000000",
-            "AGENTAUTH_QUICKSTART_RATE_PER_IP": "100000",
-        }
-    )
-    log = (data_dir / "server.log").open("wb")
-    command = [str(Path(sys.executable).with_name("agentauth")), "serve", "--host", HOST, "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--workers", str(workers), "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited:\n{(data_dir / 'server.log').read_text()[-3000:]}")
-            probe = http.client.HTTPConnection(HOST, port, timeout=2)
-            try:
-                probe.request("GET", "/health")
-                if probe.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            finally:
-                probe.close()
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not become healthy")
-            time.sleep(0.1)
-        time.sleep(1.0)  # let every worker finish starting
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-# -- a lean HTTP/1.1 keep-alive client ----------------------------------------------------------------------
-
-
-class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection(HOST, port)
-        return cls(reader, writer)
-
-    async def send(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        body = await self.reader.readexactly(length) if length else b""
-        return int(head[9:12]), body
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def form_request(port: int, path: str, fields: dict[str, str], token: str | None = None) -> bytes:
-    body = urllib.parse.urlencode(fields).encode()
-    auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{auth}"
-        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def json_request(port: int, path: str, document: dict[str, str]) -> bytes:
-    body = json.dumps(document).encode()
-    head = f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-
-
-def get_request(port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
-
-
-async def pool(port: int, size: int, warm: bytes) -> list[Connection]:
+async def pool(port: int, size: int, warm: bytes) -> list[RawConnection]:
     """``size`` connections, opened one at a time with a request on each: opened in a burst, they would all be
     accepted by whichever worker process woke first, and "two workers" would measure one."""
     conns = []
     for _ in range(size):
-        conn = await Connection.open(port)
-        status, body = await conn.send(warm)
+        conn = await RawConnection.open(HOST, port)
+        status, body = await conn.request(warm)
         assert status == 200, body[:300]
         conns.append(conn)
         await asyncio.sleep(0.01)
@@ -169,21 +70,7 @@ async def pool(port: int, size: int, warm: bytes) -> list[Connection]:
 
 def worker_cpu(parent: int) -> dict[int, float]:
     """CPU seconds used so far by each worker process of the server (Linux /proc; empty elsewhere)."""
-    out: dict[int, float] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return out
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and b"resource_tracker" not in command:
-            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
+    return {pid: cpu_seconds(pid) for pid in worker_pids(parent)}
 
 
 def load_average() -> str:
@@ -193,29 +80,34 @@ def load_average() -> str:
         return "n/a"
 
 
-async def mint(conns: list[Connection], port: int, api_key: str, count: int) -> list[str]:
-    request = form_request(port, "/api/v1/auth/token", {"grant_type": "client_credentials", "client_secret": api_key})
+def revoke_request(port: int, caller: str, token: str) -> bytes:
+    return build_request(HOST, port, "POST", "/api/v1/auth/revoke", form={"token": token}, token=caller)
+
+
+async def mint(conns: list[RawConnection], port: int, api_key: str, count: int) -> list[str]:
+    form = {"grant_type": "client_credentials", "client_secret": api_key}
+    request = build_request(HOST, port, "POST", "/api/v1/auth/token", form=form)
     tokens: list[str] = []
 
-    async def worker(conn: Connection, n: int) -> None:
+    async def worker(conn: RawConnection, n: int) -> None:
         for _ in range(n):
-            status, body = await conn.send(request)
+            status, body = await conn.request(request)
             assert status == 200, body[:300]
-            tokens.append(json.loads(body)["access_token"])
+            tokens.append(orjson.loads(body)["access_token"])
 
     share = [count // len(conns) + (1 if i < count % len(conns) else 0) for i in range(len(conns))]
     await asyncio.gather(*(worker(c, n) for c, n in zip(conns, share, strict=True)))
     return tokens
 
 
-async def introspection_rate(conns: list[Connection], request: bytes, seconds: float) -> tuple[float, list[float]]:
+async def introspection_rate(conns: list[RawConnection], request: bytes, seconds: float) -> tuple[float, list[float]]:
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
-    async def worker(conn: Connection) -> None:
+    async def worker(conn: RawConnection) -> None:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            status, body = await conn.send(request)
+            status, body = await conn.request(request)
             latencies.append(time.perf_counter() - start)
             assert status == 200 and b'"active":true' in body, body[:300]
 
@@ -224,14 +116,14 @@ async def introspection_rate(conns: list[Connection], request: bytes, seconds: f
     return len(latencies) / (time.perf_counter() - start), latencies
 
 
-async def revocation_rate(conns: list[Connection], requests: list[bytes]) -> tuple[float, list[float]]:
+async def revocation_rate(conns: list[RawConnection], requests: list[bytes]) -> tuple[float, list[float]]:
     latencies: list[float] = []
     queue = iter(requests)
 
-    async def worker(conn: Connection) -> None:
+    async def worker(conn: RawConnection) -> None:
         for request in queue:
             begin = time.perf_counter()
-            status, body = await conn.send(request)
+            status, body = await conn.request(request)
             latencies.append(time.perf_counter() - begin)
             assert status == 200, body[:300]
 
@@ -240,56 +132,46 @@ async def revocation_rate(conns: list[Connection], requests: list[bytes]) -> tup
     return len(requests) / (time.perf_counter() - start), latencies
 
 
-async def republish_over_http(conn: Connection, port: int, caller: str, tokens: list[str]) -> list[float]:
+async def republish_over_http(conn: RawConnection, port: int, caller: str, tokens: list[str]) -> list[float]:
     """Latency of the first GET of a list after one of its bits changed (the server re-signs it then)."""
     samples = []
     for token in tokens:
-        status, _ = await conn.send(form_request(port, "/api/v1/auth/revoke", {"token": token}, caller))
+        status, _ = await conn.request(revoke_request(port, caller, token))
         assert status == 200
-        path = urllib.parse.urlsplit(json_payload(token)["vc"]["credentialStatus"]["statusListCredential"]).path
+        list_url = parse_compact(token).payload["vc"]["credentialStatus"]["statusListCredential"]
         begin = time.perf_counter()
-        status, _ = await conn.send(get_request(port, path))
+        status, _ = await conn.request(build_request(HOST, port, "GET", urllib.parse.urlsplit(list_url).path))
         samples.append(time.perf_counter() - begin)
         assert status == 200
     return samples
 
 
-def json_payload(token: str) -> dict[str, Any]:
-    segment = token.split(".")[1]
-    payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    return payload
+async def over_http(args: argparse.Namespace, port: int, pid: int) -> dict[str, object]:
+    first = await RawConnection.open(HOST, port)
+    quickstart = {"name": "bench", "agent_type": "tool"}
+    status, body = await first.request(build_request(HOST, port, "POST", "/api/v1/agents/quickstart", json=quickstart))
+    assert status == 201, body[:300]
+    agent = orjson.loads(body)
+    caller, api_key = agent["access_token"], agent["api_key"]
+    target = (await mint([first], port, api_key, 1))[0]
+    first.close()
+    introspect = build_request(HOST, port, "POST", "/api/v1/auth/introspect", form={"token": target}, token=caller)
+    conns = await pool(port, args.concurrency, introspect)
+    await introspection_rate(conns, introspect, 1.0)  # warm-up: every worker, connection and cache
+    cpu_before, load_before = worker_cpu(pid), load_average()
+    rate, latencies = await introspection_rate(conns, introspect, args.seconds)
+    cpu_after = worker_cpu(pid)
+    split = sorted((cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after), reverse=True)
 
+    started = time.perf_counter()
+    doomed = await mint(conns, port, api_key, args.revocations)
+    mint_rate = len(doomed) / (time.perf_counter() - started)
+    revoke_rate, revoke_latencies = await revocation_rate(conns, [revoke_request(port, caller, t) for t in doomed])
 
-async def over_http(args: argparse.Namespace) -> dict[str, object]:
-    port = args.port or free_port()
-    with server(args.workers, port) as process:
-        first = await Connection.open(port)
-        status, body = await first.send(
-            json_request(port, "/api/v1/agents/quickstart", {"name": "bench", "agent_type": "tool"})
-        )
-        assert status == 201, body[:300]
-        agent = json.loads(body)
-        caller, api_key = agent["access_token"], agent["api_key"]
-        target = (await mint([first], port, api_key, 1))[0]
-        first.close()
-        introspect = form_request(port, "/api/v1/auth/introspect", {"token": target}, caller)
-        conns = await pool(port, args.concurrency, introspect)
-        await introspection_rate(conns, introspect, 1.0)  # warm-up: every worker, connection and cache
-        cpu_before, load_before = worker_cpu(process.pid), load_average()
-        rate, latencies = await introspection_rate(conns, introspect, args.seconds)
-        cpu_after = worker_cpu(process.pid)
-        split = sorted((cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after), reverse=True)
-
-        started = time.perf_counter()
-        doomed = await mint(conns, port, api_key, args.revocations)
-        mint_rate = len(doomed) / (time.perf_counter() - started)
-        requests = [form_request(port, "/api/v1/auth/revoke", {"token": t}, caller) for t in doomed]
-        revoke_rate, revoke_latencies = await revocation_rate(conns, requests)
-
-        extra = await mint(conns[:1], port, api_key, 50)
-        republish = await republish_over_http(conns[0], port, caller, extra)
-        for conn in conns:
-            conn.close()
+    extra = await mint(conns[:1], port, api_key, 50)
+    republish = await republish_over_http(conns[0], port, caller, extra)
+    for conn in conns:
+        conn.close()
     return {
         "introspection": rate,
         "introspection_p50": statistics.median(latencies) * 1000,
@@ -381,7 +263,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     args = parser.parse_args()
 
-    http = asyncio.run(over_http(args))
+    with (
+        tempfile.TemporaryDirectory(prefix="agentauth-bench-") as tmp,
+        asyncio.Runner(loop_factory=new_event_loop) as runner,
+        serve(args.workers, None, Path(tmp) / "data", Path(tmp) / "server.log", args.port) as (port, pid, _),
+    ):
+        http = runner.run(over_http(args, port, pid))
     local = in_process(args)
     r = {**http, **local}
 

@@ -1,5 +1,6 @@
-"""A real ``agentauth serve`` for the HTTP benchmarks (bench/http.py, bench/load.py): started on a free port of
-127.0.0.1 with a fresh data directory, and a PostgreSQL schema reset for ``--database postgres``.
+"""A real ``agentauth serve`` for the HTTP benchmarks (bench/http.py, bench/load.py, bench/revocation.py): started
+on a free port of 127.0.0.1 with a fresh data directory, a PostgreSQL schema reset for ``--database postgres``, and
+the CPU its processes use (Linux /proc).
 
 Imported as ``server`` from the scripts in bench/, whose directory is on ``sys.path``.
 """
@@ -32,18 +33,39 @@ def free_port() -> int:
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (uvicorn's worker processes), from /proc."""
+    """Direct children of ``pid`` (uvicorn's workers and multiprocessing's resource tracker), from /proc."""
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
 
 
+def worker_pids(pid: int) -> list[int]:
+    """uvicorn's worker processes: the children of ``pid`` but multiprocessing's resource tracker."""
+    found = []
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (/proc; 0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 @contextlib.contextmanager
-def serve(workers: int, database_url: str | None, data_dir: Path, log: Path) -> Iterator[tuple[int, int, str]]:
-    """``agentauth serve --workers N`` on a free port until the block ends: yields (port, pid, issuer URL).
-    Stopped by its pid (SIGTERM; SIGKILL of it and of its workers, by their pids, if it does not exit)."""
-    port = free_port()
+def serve(
+    workers: int, database_url: str | None, data_dir: Path, log: Path, port: int = 0
+) -> Iterator[tuple[int, int, str]]:
+    """``agentauth serve --workers N`` on ``port`` (0: a free one) until the block ends: yields (port, pid, issuer
+    URL). Stopped by its pid (SIGTERM; SIGKILL of it and of its workers, by their pids, if it does not exit)."""
+    port = port or free_port()
     issuer_url = f"http://{HOST}:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
     env.update(
