@@ -70,7 +70,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -78,7 +77,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from rawhttp import HttpError, RawConnection, new_event_loop
+from rawhttp import HttpError, RawConnection, build_request, new_event_loop
 from server import DEFAULT_POSTGRES_URL, HOST, reset_postgres, serve
 
 BIN = Path(sys.executable).parent
@@ -158,11 +157,7 @@ class LoadGenerator:
 
     def _sender(self, index: int, method: str, path: str, form: dict[str, str] | None) -> Send:
         if self.kind == "raw":
-            body = urlencode(form).encode() if form else b""  # application/x-www-form-urlencoded
-            head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-            if form:
-                head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
-            data = (head + "\r\n").encode() + body
+            data = build_request(HOST, self.port, method, path, form=form)
             connection = self.raw[index]
             return lambda: connection.request(data)
         http = self.http

@@ -65,15 +65,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import orjson
 
 from agentauth.keys import KeyPair
 from agentauth.vc import create_agent_assertion
-from rawhttp import HttpError, RawConnection, new_event_loop
-from server import DEFAULT_POSTGRES_URL, HOST, children, reset_postgres, serve
+from rawhttp import HttpError, RawConnection, build_request, new_event_loop
+from server import DEFAULT_POSTGRES_URL, HOST, children, cpu_seconds, reset_postgres, serve
 
 TOKEN = "/api/v1/auth/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -113,17 +112,7 @@ class Client:
     async def call(
         self, method: str, path: str, *, form: dict[str, str] | None = None, json: Any = None, token: str | None = None
     ) -> tuple[int, bytes]:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-        body = b""
-        if form is not None:
-            body = urlencode(form).encode()
-            head += "Content-Type: application/x-www-form-urlencoded\r\n"
-        elif json is not None:
-            body = orjson.dumps(json)
-            head += "Content-Type: application/json\r\n"
-        if token is not None:
-            head += f"Authorization: Bearer {token}\r\n"
-        data = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        data = build_request(HOST, self.port, method, path, form=form, json=json, token=token)
         connection = await self._acquire()
         self.requests += 1
         try:
@@ -420,15 +409,7 @@ async def drive(
 
 def server_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of the server: the master process and its workers."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in [pid, *children(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+    return sum(cpu_seconds(p) for p in [pid, *children(pid)])
 
 
 class CpuMeter:
