@@ -1,5 +1,6 @@
-"""A depth-3 delegated access token for the in-process benchmarks (bench/core.py, bench/policy.py,
-bench/verify.py): verifying it checks four signatures, the token's and its three delegation links'.
+"""The access tokens the in-process benchmarks (bench/core.py, bench/policy.py, bench/verify.py) issue and verify:
+a plain one, and a depth-3 delegated one, whose verification checks four signatures (the token's and its three
+delegation links').
 
 Imported as ``chain`` from the scripts in bench/, whose directory is on ``sys.path``.
 """
@@ -13,6 +14,23 @@ from agentauth.keys import KeyPair
 from agentauth.vc import CredentialIssuer, StatusEntry
 
 DEPTH = 3
+CLIENT_ID = "agt_0123456789abcdef"
+
+
+def access_token(issuer: CredentialIssuer, subject_did: str, scopes: list[str], list_url: str, now: datetime) -> str:
+    """What a ``client_credentials`` grant returns to a "basic" agent: an access token of ``subject_did`` for
+    ``scopes``, valid 15 minutes, its status entry 4242 in ``list_url``."""
+    token, _ = issuer.issue_access_credential(
+        subject_did=subject_did,
+        client_id=CLIENT_ID,
+        scopes=scopes,
+        audience=issuer.issuer_url,
+        now=now,
+        expires_at=now + timedelta(minutes=15),
+        status=StatusEntry(list_url, 4242),
+        subject_claims={"agentId": CLIENT_ID, "agentType": "assistant", "trustLevel": "basic"},
+    )
+    return token
 
 
 def delegated_token(

@@ -12,14 +12,14 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agentauth.did import encode_did_key
 from agentauth.keys import KeyPair, KeyRing
-from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusEntry, StatusList, Verifier
-from chain import delegated_token
+from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusList, Verifier
+from chain import access_token, delegated_token
 
 ISSUER_URL = "http://127.0.0.1:8000"
 LIST_URL = f"{ISSUER_URL}/api/v1/status-lists/1"
@@ -66,19 +66,9 @@ def main() -> None:
     verifier = Verifier(issuer_url=ISSUER_URL, jwks=ring.jwks(), status_source=source)
     agent = encode_did_key(KeyPair.generate().public.raw)
     scopes = ["agents.read", "agents.write", "credentials.read", "tokens.introspect"]
-    exp = now + timedelta(minutes=15)
 
     def issue() -> str:
-        return issuer.issue_access_credential(
-            subject_did=agent,
-            client_id="agt_0123456789abcdef",
-            scopes=scopes,
-            audience=ISSUER_URL,
-            now=now,
-            expires_at=exp,
-            status=StatusEntry(LIST_URL, 4242),
-            subject_claims={"agentId": "agt_0123456789abcdef", "agentType": "assistant", "trustLevel": "standard"},
-        )[0]
+        return access_token(issuer, agent, scopes, LIST_URL, now)
 
     token = issue()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agentauth.did import encode_did_key, url_to_did_web
 from agentauth.keys import KeyPair, KeyRing
 from agentauth.sdk import OnlineVerifier, offline_verifier
-from agentauth.vc import CredentialIssuer, StatusEntry, StatusList, status_list_filename
-from chain import delegated_token
+from agentauth.vc import CredentialIssuer, StatusList, status_list_filename
+from chain import access_token, delegated_token
 from core import interleaved
 
 ISSUER_URL = "http://127.0.0.1:8000"
@@ -56,19 +56,8 @@ def build(now: datetime, directory: Path) -> tuple[CredentialIssuer, Path, Path,
 
 def tokens(issuer: CredentialIssuer, now: datetime) -> tuple[str, str]:
     """A plain access token and a token acting under a depth-3 delegation chain."""
-    exp = now + timedelta(minutes=15)
     agent = encode_did_key(KeyPair.generate().public.raw)
-    token, _ = issuer.issue_access_credential(
-        subject_did=agent,
-        client_id="agt_0123456789abcdef",
-        scopes=SCOPES,
-        audience=ISSUER_URL,
-        now=now,
-        expires_at=exp,
-        status=StatusEntry(LIST_URL, 4242),
-        subject_claims={"agentId": "agt_0123456789abcdef", "agentType": "assistant", "trustLevel": "basic"},
-    )
-    return token, delegated_token(issuer, SCOPES, LIST_URL, now)
+    return access_token(issuer, agent, SCOPES, LIST_URL, now), delegated_token(issuer, SCOPES, LIST_URL, now)
 
 
 def main() -> None:
