@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,35 +16,38 @@ from agentauth.storage import audit as audit_repo
 log = logging.getLogger("agentauth.audit")
 
 
-def record(
-    session: AsyncSession,
-    ctx: RequestContext,
-    now: datetime,
-    *,
-    action: str,
-    tenant_id: str | None,
-    actor: str | None,
-    target_type: str | None = None,
-    target_id: str | None = None,
-    outcome: str = "success",
-    reason: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
+class EventFields(TypedDict, total=False):
+    action: Required[str]
+    tenant_id: Required[str | None]
+    actor: Required[str | None]
+    target_type: str | None
+    target_id: str | None
+    outcome: str
+    reason: str | None
+    details: dict[str, Any] | None
+
+
+def event(ctx: RequestContext, now: datetime, **fields: Unpack[EventFields]) -> dict[str, Any]:
+    """The columns of one audit event, for a batch insert (``record`` adds one to a session)."""
+    reason = fields.get("reason")
+    return {
+        "tenant_id": fields["tenant_id"],
+        "actor": fields["actor"],
+        "action": fields["action"],
+        "target_type": fields.get("target_type"),
+        "target_id": fields.get("target_id"),
+        "outcome": fields.get("outcome", "success"),
+        "reason": printable(reason, 200) if reason else None,
+        "request_id": ctx.request_id,
+        "ip": ctx.ip,
+        "created_at": now,
+        "details": fields.get("details"),
+    }
+
+
+def record(session: AsyncSession, ctx: RequestContext, now: datetime, **fields: Unpack[EventFields]) -> None:
     """Add an event to the caller's unit of work: it commits (or rolls back) with the change it describes."""
-    audit_repo.add(
-        session,
-        tenant_id=tenant_id,
-        actor=actor,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        outcome=outcome,
-        reason=printable(reason, 200) if reason else None,
-        request_id=ctx.request_id,
-        ip=ctx.ip,
-        created_at=now,
-        details=details,
-    )
+    audit_repo.add(session, **event(ctx, now, **fields))
 
 
 async def record_failure(

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agentauth.errors import AgentAuthError, InvalidClient, TemporarilyUnavailable, printable
+from agentauth.issuer import audit
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import TokenResponse
@@ -232,3 +233,48 @@ class TokenStateLookup:
     async def _round(self, jtis: Sequence[str]) -> list[TokenState | BaseException | None]:
         states = await lookups.token_states(self.core.reads, jtis)
         return [states.get(jti) for jti in jtis]
+
+
+@dataclass(frozen=True, slots=True)
+class _Revocation:
+    jti: str
+    actor: str
+    ctx: RequestContext
+
+
+class Revocations:
+    """Batched revocation of single credentials whose revoker was already authorized (RFC 7009 on an access or
+    identity token): whatever accumulated while the previous round wrote is revoked in one write transaction,
+    with one audit event per credential in the revoking request's name. Measured alone (an ORM transaction each)
+    a revocation cost ~5 ms of CPU on SQLite, and revocations queued behind each other on the single writer."""
+
+    def __init__(self, core: IssuerCore) -> None:
+        self.core = core
+        self._batcher: MicroBatcher[_Revocation, None] = MicroBatcher(self._round)
+
+    async def revoke(self, jti: str, actor: str, ctx: RequestContext) -> None:
+        """Returns once the revocation is committed (a no-op if the credential was already revoked or expired)."""
+        await self._batcher.submit(_Revocation(jti, actor, ctx))
+
+    async def _round(self, requests: Sequence[_Revocation]) -> list[BaseException | None]:
+        first: dict[str, _Revocation] = {}
+        for request in requests:
+            first.setdefault(request.jti, request)
+        now = self.core.clock()
+
+        def events(revoked: Sequence[lookups.Revoked]) -> list[dict[str, Any]]:
+            # Inside the write transaction: one event per credential this round did revoke, in its revoker's name.
+            rows = []
+            for credential in revoked:
+                request = first[credential.jti]
+                rows.append(
+                    audit.event(
+                        request.ctx, now, action=f"{credential.kind}_credential.revoked",
+                        tenant_id=credential.tenant_id, actor=request.actor, target_type="credential",
+                        target_id=credential.jti, details={"cause": "revoked by request"},
+                    )
+                )  # fmt: skip
+            return rows
+
+        await lookups.revoke_round(self.core.sessions, list(first), now, events)
+        return [None] * len(requests)

@@ -9,12 +9,14 @@ A database outage propagates as an error (503 at the edge), never as ``active: f
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from agentauth.errors import InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
+from agentauth.issuer.hotpath import Revocations
 from agentauth.issuer.revocation import audit_credentials, revoke_delegation_subtrees
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.issuer.tokens import TokenService
@@ -70,6 +72,7 @@ class LifecycleService:
     def __init__(self, core: IssuerCore, tokens: TokenService) -> None:
         self.core = core
         self.tokens = tokens
+        self.revocations = Revocations(core)
 
     def _ours(self, token: str) -> dict[str, Any] | None:
         """Claims of a JWT we signed (any type, even expired), else None."""
@@ -183,34 +186,41 @@ class LifecycleService:
         jti = claims.get("jti") if claims else None
         if not isinstance(jti, str):
             return
+        state = await self.tokens.token_states.get(jti)
+        if state is None:
+            return
+        # Who may: the credential's agent or client, or (with credentials.write) an agent above it in the tenant.
+        # All four facts are fixed when the credential is issued, so deciding before the write transaction is safe.
+        acting, owner = principal.acting, state.agent
+        own = acting.id in (owner.id, state.client_id)
+        may_manage = "credentials.write" in principal.scopes and owner.tenant_id == principal.tenant_id
+        if not own and not (may_manage and owner.path.startswith(acting.path)):
+            return
+        if state.kind == "delegation" and await self._revoke_delegation(principal, jti, now, ctx):
+            return
+        # Revoking an access token leaves its refresh family alive (RFC 7009 section 2.1 makes that a MAY).
+        if state.revoked_at is None:
+            await self.revocations.revoke(jti, acting.id, ctx)
+
+    async def _revoke_delegation(self, principal: Principal, jti: str, now: datetime, ctx: RequestContext) -> bool:
+        """A delegation credential stands for the delegation: revoking it revokes the delegation, all below it and
+        every token resting on them - the same as DELETE /api/v1/delegations/{id}, and allowed to the same callers:
+        the delegator, anyone upstream of it, or an agent above the delegator - never the delegate it was given to.
+        False if the credential names no delegation (then it is revoked like any other)."""
+        acting = principal.acting
         async with self.core.sessions.begin() as session:
             record = await credentials_repo.get(session, jti)
-            owner = await agents_repo.get(session, record.agent_id) if record else None
-            if record is None or owner is None:
-                return
-            acting = principal.acting
-            own = acting.id in (record.agent_id, record.client_id)
-            # Someone else's token (in the caller's subtree) needs credentials.write; a token of your own never.
-            may_manage = "credentials.write" in principal.scopes and owner.tenant_id == principal.tenant_id
-            if not own and not (may_manage and owner.path.startswith(acting.path)):
-                return
-            if record.kind == "delegation" and record.delegation_id is not None:
-                # A delegation credential stands for the delegation: revoking it revokes the delegation, all
-                # below it and every token resting on them - the same as DELETE /api/v1/delegations/{id}, and
-                # allowed to the same callers: the delegator, anyone upstream of it, or an agent above the
-                # delegator - never the delegate it was given to.
-                delegation = await delegations_repo.get(session, record.delegation_id)
-                if delegation is None:
-                    return
-                chain = await delegations_repo.chain(session, delegation)
-                upstream = {d.delegator_id for d in chain}
-                above = await agents_repo.get_in_subtree(session, delegation.delegator_id, acting.path)
-                if acting.id in upstream or above is not None:
-                    await revoke_delegation_subtrees(session, ctx, now, [delegation.path], acting.id)
-                return
-            # Revoking an access token leaves its refresh family alive (RFC 7009 section 2.1 makes that a MAY).
-            revoked = await credentials_repo.revoke(session, now, jtis=[jti])
-            audit_credentials(session, ctx, now, revoked, acting.id, "revoked by request")
+            if record is None or record.delegation_id is None:
+                return False
+            delegation = await delegations_repo.get(session, record.delegation_id)
+            if delegation is None:
+                return True
+            chain = await delegations_repo.chain(session, delegation)
+            upstream = {d.delegator_id for d in chain}
+            above = await agents_repo.get_in_subtree(session, delegation.delegator_id, acting.path)
+            if acting.id in upstream or above is not None:
+                await revoke_delegation_subtrees(session, ctx, now, [delegation.path], acting.id)
+        return True
 
     async def _revoke_refresh(self, principal: Principal, raw: str, ctx: RequestContext) -> None:
         now = self.core.clock()

@@ -16,6 +16,7 @@ from sqlalchemy import JSON, Column, ColumnElement, Select, Table, bindparam, fu
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentauth.storage import credentials as credentials_repo
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
@@ -260,6 +261,56 @@ def _sqlite_round(
             "UPDATE api_keys SET last_used_at = ? WHERE id IN (SELECT value FROM json_each(?))",
             (sqlite_datetime(rows.now), json.dumps(sorted(rows.touched))),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    jti: str
+    kind: str
+    tenant_id: str
+
+
+async def revoke_round(
+    sessions: async_sessionmaker[AsyncSession],
+    jtis: Sequence[str],
+    now: datetime,
+    audit: Callable[[Sequence[Revoked]], list[dict[str, Any]]],
+) -> list[Revoked]:
+    """Revoke those of ``jtis`` not yet revoked or expired, bump their status lists' versions and record the audit
+    events ``audit`` makes of what was revoked: one write transaction (on SQLite one hop, see ``record_round``)."""
+    if isinstance(sessions, SqliteSessionMaker):
+        return await sessions.write(functools.partial(_sqlite_revoke_round, list(jtis), now, audit))
+    async with sessions.begin() as session:
+        revoked = [
+            Revoked(c.jti, c.kind, c.tenant_id) for c in await credentials_repo.revoke(session, now, jtis=list(jtis))
+        ]
+        await _insert_many(session, AuditEventRow, audit(revoked))
+        return revoked
+
+
+def _sqlite_revoke_round(
+    jtis: list[str],
+    now: datetime,
+    audit: Callable[[Sequence[Revoked]], list[dict[str, Any]]],
+    connection: sqlite3.Connection,
+) -> list[Revoked]:
+    at = sqlite_datetime(now)
+    rows = connection.execute(
+        "UPDATE credentials SET revoked_at = ? WHERE jti IN (SELECT value FROM json_each(?)) "
+        "AND revoked_at IS NULL AND expires_at > ? RETURNING jti, kind, tenant_id, status_list_id",
+        (at, orjson.dumps(jtis).decode(), at),
+    ).fetchall()
+    if rows:
+        connection.execute(
+            "UPDATE status_lists SET version = version + 1 WHERE id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(sorted({list_id for *_, list_id in rows})).decode(),),
+        )
+    revoked = [Revoked(jti, kind, tenant_id) for jti, kind, tenant_id, _ in rows]
+    events = audit(revoked)
+    if events:
+        sql, convert = _sqlite_insert(AuditEventRow.__table__, tuple(events[0]))
+        connection.executemany(sql, [convert(event) for event in events])
+    return revoked
 
 
 def _sqlite_json(value: Any) -> str | None:
