@@ -247,15 +247,9 @@ def _sqlite_round(
             )
         }
     rows = plan(live)
-    for table, values in (
-        (CredentialRow.__table__, rows.credentials),
-        (RefreshTokenRow.__table__, rows.refresh_tokens),
-        (AuditEventRow.__table__, rows.audit_events),
-    ):
-        if values:
-            columns = tuple(values[0])
-            sql, convert = _sqlite_insert(table, columns)
-            connection.executemany(sql, [convert(row) for row in values])
+    _sqlite_insert_many(connection, CredentialRow, rows.credentials)
+    _sqlite_insert_many(connection, RefreshTokenRow, rows.refresh_tokens)
+    _sqlite_insert_many(connection, AuditEventRow, rows.audit_events)
     if rows.touched:
         connection.execute(
             "UPDATE api_keys SET last_used_at = ? WHERE id IN (SELECT value FROM json_each(?))",
@@ -306,11 +300,15 @@ def _sqlite_revoke_round(
             (orjson.dumps(sorted({list_id for *_, list_id in rows})).decode(),),
         )
     revoked = [Revoked(jti, kind, tenant_id) for jti, kind, tenant_id, _ in rows]
-    events = audit(revoked)
-    if events:
-        sql, convert = _sqlite_insert(AuditEventRow.__table__, tuple(events[0]))
-        connection.executemany(sql, [convert(event) for event in events])
+    _sqlite_insert_many(connection, AuditEventRow, audit(revoked))
     return revoked
+
+
+def _sqlite_insert_many(connection: sqlite3.Connection, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
+    """``_insert_many`` for the sqlite3 module: one executemany (the rows all have the columns of the first)."""
+    if rows:
+        sql, convert = _sqlite_insert(model.__table__, tuple(rows[0]))
+        connection.executemany(sql, [convert(row) for row in rows])
 
 
 def _sqlite_json(value: Any) -> str | None:
