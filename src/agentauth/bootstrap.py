@@ -28,13 +28,16 @@ from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
 from agentauth.keyfile import load_or_create_kek
 from agentauth.settings import Settings
+from agentauth.storage import assertions
 from agentauth.storage.db import SqliteSessionMaker, create_engine, session_factory
 from agentauth.storage.migrate import migrate
 from agentauth.vc import CredentialIssuer
+from agentauth.vc.assertions import ASSERTION_LEEWAY_SECONDS
 
 log = logging.getLogger("agentauth")
 KEY_RELOAD_SECONDS = 5
 ROTATION_CHECK_SECONDS = 60
+ASSERTION_PRUNE_BATCH = 5000
 
 
 def utcnow() -> datetime:
@@ -89,7 +92,6 @@ class Services:
                 group.create_task(self.sessions.checkpoints())
 
     async def _keys_and_lists(self) -> None:
-        every = timedelta(days=self.settings.key_rotation_days)
         since_rotation_check = 0.0
         while True:
             await asyncio.sleep(KEY_RELOAD_SECONDS)
@@ -97,11 +99,23 @@ class Services:
             try:
                 if since_rotation_check >= ROTATION_CHECK_SECONDS:
                     since_rotation_check = 0.0
-                    await self.keys.rotate_if_due(utcnow(), every, self.key_retention())
-                    await self.status.recycle()
+                    await self.housekeeping(utcnow())
                 await self.reload_keys()
             except Exception:
                 log.exception("maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
+
+    async def housekeeping(self, now: datetime) -> None:
+        """One pass of the once-a-minute chores: rotate keys when due, recycle status lists, and forget used
+        jwt-bearer assertion ids that can no longer be replayed (else one row per grant, forever)."""
+        every = timedelta(days=self.settings.key_rotation_days)
+        await self.keys.rotate_if_due(now, every, self.key_retention())
+        await self.status.recycle()
+        leeway = timedelta(seconds=ASSERTION_LEEWAY_SECONDS)
+        while True:  # in bounded batches: no long write lock after a backlog
+            async with self.sessions.begin() as session:
+                forgotten = await assertions.forget_expired(session, now, leeway, limit=ASSERTION_PRUNE_BATCH)
+            if forgotten < ASSERTION_PRUNE_BATCH:
+                break
 
     async def close(self) -> None:
         await self.status.close()
