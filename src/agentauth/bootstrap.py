@@ -9,7 +9,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentauth.did import issuer_did_document, url_to_did_web
@@ -26,7 +28,7 @@ from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
-from agentauth.keyfile import load_or_create_kek
+from agentauth.keyfile import load_or_create_kek, private_dir
 from agentauth.settings import Settings
 from agentauth.storage import assertions
 from agentauth.storage.db import SqliteSessionMaker, create_engine, session_factory
@@ -128,12 +130,24 @@ class Services:
         await self.engine.dispose()
 
 
+def _prepare_private_dirs(settings: Settings, *, with_kek_file: bool) -> None:
+    """The directories of the KEK file and of the SQLite database: created 0700, or a warning (once each) if
+    open to others."""
+    private = {settings.data_dir.resolve()} if with_kek_file else set()
+    database = make_url(settings.effective_database_url).database
+    if settings.effective_database_url.startswith("sqlite") and database and database != ":memory:":
+        private.add(Path(database).resolve().parent)
+    for directory in sorted(private):
+        private_dir(directory)
+
+
 async def build_services(settings: Settings) -> Services:
     """Open the database, apply migrations, load (or create) the issuer key ring, wire the use cases."""
     kek_text = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
-    kek = load_or_create_kek(settings.data_dir, kek_text)
-    engine = create_engine(settings.effective_database_url)
     url = settings.effective_database_url
+    _prepare_private_dirs(settings, with_kek_file=kek_text is None)
+    kek = load_or_create_kek(settings.data_dir, kek_text)
+    engine = create_engine(url)
     read_engine = create_engine(url, read_only=True) if url.startswith("sqlite") else engine
     try:
         await migrate(engine)

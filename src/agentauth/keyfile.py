@@ -1,26 +1,44 @@
-"""The embedded default's key-encryption key file: created once, mode 0600, never overwritten.
+"""The embedded default's data directory and key-encryption key file: the directory created 0700, the KEK
+created once, mode 0600, never overwritten - and safely so when several processes start at once.
 
 Production deployments pass ``AGENTAUTH_KEY_ENCRYPTION_KEY`` from a secret store instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import time
 from pathlib import Path
 
 from agentauth.keys import KeyEncryptionKey, generate_kek
 
 KEK_FILENAME = "kek"
+log = logging.getLogger("agentauth")
+
+
+def private_dir(path: Path) -> None:
+    """Make sure ``path`` exists, created owner-only (0700); warn when an existing one is open to others.
+
+    Every file AgentAuth puts there is created 0600 whatever the directory's mode, but a group- or
+    world-accessible directory still lets others list it, or replace files in it when it is writable.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "data directory %s is accessible to group or others (mode %03o); chmod 700 it", path.resolve(), mode
+        )
 
 
 def load_or_create_kek(data_dir: Path, from_env: str | None) -> KeyEncryptionKey:
     """The KEK from the environment if set, else from ``data_dir/kek`` (created 0600 on first start)."""
     if from_env:
         return KeyEncryptionKey.from_text(from_env)
-    if not data_dir.exists():
-        # The database beside the KEK holds sealed keys and secret hashes: owner-only from the start.
-        data_dir.mkdir(parents=True, mode=0o700)
+    # exist_ok: N workers or replicas on a fresh directory all get here (the second used to die of
+    # FileExistsError, which stopped the whole `serve --workers N`).
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / KEK_FILENAME
     try:
         # O_EXCL: two processes starting together cannot both write a KEK; the loser reads the winner's.
