@@ -6,8 +6,10 @@ Production deployments pass ``AGENTAUTH_KEY_ENCRYPTION_KEY`` from a secret store
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import stat
 import time
 from pathlib import Path
@@ -40,21 +42,50 @@ def load_or_create_kek(data_dir: Path, from_env: str | None) -> KeyEncryptionKey
     # FileExistsError, which stopped the whole `serve --workers N`).
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / KEK_FILENAME
+    if not path.exists():
+        _publish_new_kek(path)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+    # Read back, winner or not: every process starting together ends up with the one KEK that is on disk.
+    return _read_when_written(path)
+
+
+def _publish_new_kek(path: Path) -> None:
+    """Write a new KEK to a private temporary file, then hard-link it into place: ``link`` fails when the name
+    exists, so of N processes starting at once exactly one KEK appears - complete, never half-written - and the
+    others' attempts vanish with their temporary files."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    text = generate_kek() + "\n"
+    _write_new(temporary, text)
     try:
-        # O_EXCL: two processes starting together cannot both write a KEK; the loser reads the winner's.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.link(temporary, path)
     except FileExistsError:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it") from None
-        return _read_when_written(path)
+        pass  # another process won: its KEK is the one
+    except OSError:
+        # A file system without hard links: O_EXCL still lets only one process create the file (the others
+        # wait in _read_when_written until it is written).
+        with contextlib.suppress(FileExistsError):
+            _write_new(path, text)
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the new name survives a crash of the machine, not only of the process
+    finally:
+        os.close(directory)
+
+
+def _write_new(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(generate_kek() + "\n")
-    return KeyEncryptionKey.from_text(path.read_text(encoding="ascii"))
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _read_when_written(path: Path) -> KeyEncryptionKey:
-    # A concurrent first start may have created the file but not yet written it.
+    # A KEK file created by an older version (O_EXCL, then written) may still be empty for a moment.
     for _ in range(50):
         text = path.read_text(encoding="ascii").strip()
         if text:
