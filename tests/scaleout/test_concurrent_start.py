@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import queue
 import signal
@@ -274,3 +275,37 @@ def test_agentauth_serve_workers_2_starts_on_an_empty_directory(backend: str, tm
         url = slot_url(0)
         asyncio.run(reset_postgres(url))
     one_start(lambda: start_workers(tmp_path, url, None), tmp_path, requests_each=4)
+
+
+# -- the KEK file, raced directly ------------------------------------------------------------------------------
+
+RACERS = 6
+RACE_ROUNDS = 30
+
+
+def _race_for_kek(data_dir: Path, barrier: Any, results: Any) -> None:
+    from agentauth.keyfile import load_or_create_kek
+
+    barrier.wait()
+    try:
+        results.put(load_or_create_kek(data_dir, None).derive("probe").hex())
+    except BaseException as exc:
+        results.put(f"failed: {exc!r}")
+
+
+def test_processes_racing_on_a_fresh_directory_get_one_kek(tmp_path: Path) -> None:
+    """RACERS processes released together by a barrier, RACE_ROUNDS times, each on a fresh (not yet existing)
+    data directory: every one gets a KEK, all the same one, from one complete 0600 file, no temporary left."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(RACE_ROUNDS):
+        data_dir = tmp_path / str(round_) / "data"
+        barrier, results = context.Barrier(RACERS), context.Queue()
+        racers = [context.Process(target=_race_for_kek, args=(data_dir, barrier, results)) for _ in range(RACERS)]
+        for racer in racers:
+            racer.start()
+        got = [results.get(timeout=30) for _ in racers]
+        for racer in racers:
+            racer.join(timeout=10)
+        assert len(set(got)) == 1 and not got[0].startswith("failed"), f"round {round_}: {got}"
+        assert [p.name for p in data_dir.iterdir()] == ["kek"]
+        assert (data_dir / "kek").stat().st_mode & 0o777 == 0o600
