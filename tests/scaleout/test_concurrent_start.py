@@ -21,6 +21,7 @@ real command (uvicorn spawns its workers, each importing). Iterations run CONCUR
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -71,10 +72,8 @@ class Forked:
         return None
 
     def _signal(self, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def terminate(self) -> None:
         self._signal(signal.SIGTERM)
