@@ -21,6 +21,8 @@ from agentauth.vc.jws import encode_header, parse_compact, sign_compact
 from agentauth.vc.presentation import holder_kid
 
 MAX_ASSERTION_LIFETIME_SECONDS = 300
+# Clock skew allowed on exp/nbf/iat; a used jti is remembered until exp plus this (storage.assertions).
+ASSERTION_LEEWAY_SECONDS = 30
 
 
 def create_agent_assertion(
@@ -45,7 +47,7 @@ def verify_agent_assertion(
     *,
     audiences: Collection[str],
     now: datetime,
-    leeway_seconds: int = 30,
+    leeway_seconds: int = ASSERTION_LEEWAY_SECONDS,
     max_lifetime_seconds: int = MAX_ASSERTION_LIFETIME_SECONDS,
 ) -> dict[str, Any]:
     """Check an assertion's signature against the did:key in its ``iss`` and its RFC 7523 claims."""
