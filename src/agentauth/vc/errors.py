@@ -27,6 +27,7 @@ HOLDER_MISMATCH: Final = "holder_mismatch"
 NONCE_MISMATCH: Final = "nonce_mismatch"
 NONCE_REPLAYED: Final = "nonce_replayed"
 INVALID_DID: Final = "invalid_did"
+WEAK_KEY: Final = "weak_key"  # a did:key of small order or non-canonical encoding (keys/weak.py)
 CHAIN_BROKEN: Final = "chain_broken"
 CHAIN_SCOPE_WIDENED: Final = "chain_scope_widened"
 CHAIN_DEPTH_EXCEEDED: Final = "chain_depth_exceeded"

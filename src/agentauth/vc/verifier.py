@@ -32,6 +32,7 @@ from agentauth.vc.credentials import (
 from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import ParsedJws, parse_compact
 from agentauth.vc.nonces import NonceRegistry
+from agentauth.vc.presentation import holder_public_key
 from agentauth.vc.status import CachedList, StatusCache, StatusListSource
 from agentauth.vc.status_list import StatusList, StatusListError
 
@@ -304,10 +305,7 @@ class Verifier:
         kid = jws.header.get("kid")
         if not isinstance(holder, str) or not isinstance(kid, str) or kid.split("#", 1)[0] != holder:
             raise VerificationError(e.HOLDER_MISMATCH, "kid must be a verification method of the iss DID")
-        try:
-            holder_key = PublicKey.from_bytes(decode_did_key(holder))
-        except (DidKeyError, JwkError) as exc:
-            raise VerificationError(e.INVALID_DID, f"holder {holder!r} is not an Ed25519 did:key") from exc
+        holder_key = holder_public_key(holder, "holder")
         if not jws.verify_with(holder_key):
             raise VerificationError(e.INVALID_SIGNATURE, "presentation signature does not verify")
         if VERIFIABLE_PRESENTATION not in _types(claims, "vp"):
