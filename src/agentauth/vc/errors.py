@@ -23,6 +23,7 @@ MISSING_CLAIM: Final = "missing_claim"
 WRONG_CREDENTIAL_TYPE: Final = "wrong_credential_type"
 REVOKED: Final = "revoked"
 STATUS_UNAVAILABLE: Final = "status_unavailable"
+STATUS_STALE: Final = "status_stale"  # the only list at hand is older than its ttl plus the allowed staleness
 HOLDER_MISMATCH: Final = "holder_mismatch"
 NONCE_MISMATCH: Final = "nonce_mismatch"
 NONCE_REPLAYED: Final = "nonce_replayed"
