@@ -74,6 +74,7 @@ _STAGE_OF_CODE = {
     e.STATUS_STALE: "status",
     e.HOLDER_MISMATCH: "holder binding",
     e.INVALID_DID: "holder binding",
+    e.WEAK_KEY: "holder binding",
     e.NONCE_MISMATCH: "nonce",
     e.NONCE_REPLAYED: "replay",
 }
