@@ -26,6 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from agentauth.storage.failures import translate, translated
+
 log = logging.getLogger("agentauth.storage")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -93,7 +95,33 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
         return SqliteSessionMaker(engine, Path(database + ".writelock"))
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return StorageSessions(engine)
+
+
+class TranslatingSession(AsyncSession):
+    """An ``AsyncSession`` whose ``async with`` block turns storage failures into ``agentauth.errors``
+    (``failures.translate``): whatever the block awaited on it (a query, a flush) and its closing."""
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        with translated():
+            await super().__aexit__(type_, value, traceback)
+        mapped = translate(value) if value is not None else None
+        if mapped is not None:
+            raise mapped from value
+
+
+class StorageSessions(async_sessionmaker[AsyncSession]):
+    """The session maker of every backend: its sessions (``TranslatingSession``) and its ``begin()`` blocks,
+    commit included, raise ``agentauth.errors`` for storage failures, never the driver's exceptions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False, class_=TranslatingSession)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        with translated():
+            async with super().begin() as session:
+                yield session
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -151,7 +179,7 @@ class _WriterLock:
             self._local.release()
 
 
-class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
+class SqliteSessionMaker(StorageSessions):
     """``begin()`` takes the writer lock first; plain sessions (reads) do not.
 
     ``write()`` runs a plain function in one write transaction on a connection of its own, in one hop to its
@@ -161,7 +189,7 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
     while SQLite works, so the event loop keeps serving requests meanwhile."""
 
     def __init__(self, engine: AsyncEngine, lock_path: Path) -> None:
-        super().__init__(engine, expire_on_commit=False)
+        super().__init__(engine)
         self._writer = _WriterLock(lock_path)
         self._engine_path = self._path = str(engine.url.database)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-hotpath")
@@ -169,20 +197,23 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
-        async with self._writer, super().begin() as session:
-            yield session
+        with translated():
+            async with self._writer, super().begin() as session:
+                yield session
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises), under the writer lock.
-        SQLite's errors arrive as SQLAlchemy's (``DBAPIError`` subclasses), like those of every other path."""
-        async with self._writer:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
+        SQLite's errors arrive translated (``failures.translate``), like those of every other path."""
+        with translated():
+            async with self._writer:
+                return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` on the same connection, in one hop to its thread, outside any transaction and
         without the writer lock: for hot-path reads, each a single SELECT (in WAL mode a lone statement reads one
         consistent snapshot). On the read engine's maker this is a connection and thread apart from the writer's."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._read, work)
+        with translated():
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._read, work)
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
