@@ -39,8 +39,17 @@ SQLITE_PRAGMAS = (
     # No checkpoint inside a committing transaction (it made every ~16th token commit take 7-15 ms while
     # holding the writer lock): a serving process checkpoints in the background (``checkpoints``).
     "PRAGMA wal_autocheckpoint=0",
+    f"PRAGMA journal_size_limit={8 * 2**20}",  # = WAL_TRUNCATE_BYTES
 )
 CHECKPOINT_SECONDS = 1.0
+# The WAL is checkpointed with TRUNCATE once it is over this size (see ``SqliteSessionMaker.checkpoints``), and a
+# WAL that restarts is cut back to it (``journal_size_limit``).
+WAL_TRUNCATE_BYTES = 8 * 2**20
+# What the WAL stays under in a serving process (docs/deploy.md, tests/faults/test_wal_bounded.py): the truncate
+# threshold plus what writers append in a checkpoint interval or two at full speed (measured ~20 MB/s).
+WAL_BOUND_BYTES = 64 * 2**20
+WAL_SIZE_CHECK_SECONDS = 0.25
+CHECKPOINT_BUSY_MS = 500  # how long a TRUNCATE checkpoint waits for readers, holding the writers back meanwhile
 
 T = TypeVar("T")
 
@@ -217,7 +226,14 @@ class SqliteSessionMaker(StorageSessions):
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return work(self._open())
+            connection = self._open()
+            try:
+                return work(connection)
+            finally:
+                # A read must not keep a snapshot open past its call: a held snapshot keeps checkpoints from
+                # completing (and the WAL from restarting).
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
         except sqlite3.Error as exc:
             self._drop()
             raise DBAPIError.instance("hot-path read", None, exc, sqlite3.Error) from exc
@@ -267,33 +283,65 @@ class SqliteSessionMaker(StorageSessions):
                 self._connection.close()
             self._connection = None
 
-    async def checkpoints(self, every: float = CHECKPOINT_SECONDS) -> None:
+    async def checkpoints(self, every: float = CHECKPOINT_SECONDS, truncate_over: int = WAL_TRUNCATE_BYTES) -> None:
         """Run for the life of a serving process: copy the WAL back into the database every ``every`` seconds,
-        PASSIVE (it waits for no reader or writer, and none waits for it), from a thread and connection of its
-        own. Several processes may each run it; a checkpoint already running elsewhere makes this one a no-op.
-        (A process that does not run it checkpoints when its last connection closes.)"""
+        from a thread and connection of its own. Several processes may each run it.
+
+        A PASSIVE checkpoint waits for no one, but under steady load it never *completes*: it copies the frames
+        up to the WAL's end as it started while writers keep appending, and the WAL restarts from its beginning
+        only after a complete one - so the file grew without bound (issue 12 item 14: 495 MiB in 25 s of token +
+        revoke load). So once the WAL is over ``truncate_over`` bytes, the checkpointer takes the writer lock
+        (writers queue behind it for the few milliseconds it takes, as behind any writer) and runs
+        ``wal_checkpoint(TRUNCATE)``: it completes, and the WAL file is cut to zero. A reader holding a snapshot
+        (a long read transaction elsewhere) can still prevent that; it is waited for briefly
+        (``CHECKPOINT_BUSY_MS``), never indefinitely, and retried at the next tick."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-checkpoint")
         connection: list[sqlite3.Connection] = []
+        wal = Path(self._path + "-wal")
 
-        def checkpoint() -> None:
+        def checkpoint(mode: str) -> tuple[int, int, int]:
             if not connection:
-                connection.append(sqlite3.connect(self._path, isolation_level=None, check_same_thread=False))
+                opened = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
                 for pragma in SQLITE_PRAGMAS:
-                    connection[0].execute(pragma)
-            connection[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    opened.execute(pragma)
+                opened.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+                connection.append(opened)
+            busy, frames, copied = connection[0].execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            return int(busy), int(frames), int(copied)
 
         def close() -> None:
             for c in connection:
                 c.close()
             connection.clear()
 
+        def wal_size() -> int:
+            try:
+                return wal.stat().st_size
+            except FileNotFoundError:
+                return 0
+
         loop = asyncio.get_running_loop()
         try:
+            since_passive = 0.0
             while True:
-                await asyncio.sleep(every)
+                # The size is looked at often (a stat); the WAL grows ~20 MB/s at full write speed.
+                await asyncio.sleep(min(every, WAL_SIZE_CHECK_SECONDS))
+                since_passive += min(every, WAL_SIZE_CHECK_SECONDS)
                 try:
-                    await loop.run_in_executor(thread, checkpoint)
-                except sqlite3.Error as exc:
+                    if since_passive >= every:
+                        since_passive = 0.0
+                        await loop.run_in_executor(thread, checkpoint, "PASSIVE")
+                    if wal_size() > truncate_over:
+                        async with self._writer:
+                            busy, frames, copied = await loop.run_in_executor(thread, checkpoint, "TRUNCATE")
+                        if busy:
+                            log.warning(
+                                "WAL checkpoint blocked by a reader (%s of %s frames copied, WAL %s bytes); retrying",
+                                copied,
+                                frames,
+                                wal_size(),
+                            )
+                except (sqlite3.Error, OperationalError) as exc:
                     log.warning("WAL checkpoint failed (retrying): %s", exc)
                     await loop.run_in_executor(thread, close)
         finally:
