@@ -28,7 +28,7 @@ from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
 from agentauth.keyfile import load_or_create_kek
 from agentauth.settings import Settings
-from agentauth.storage.db import SqliteSessionMaker, create_engine, session_factory
+from agentauth.storage.db import SqliteSessionMaker, Timeouts, create_engine, session_factory
 from agentauth.storage.migrate import migrate
 from agentauth.vc import CredentialIssuer
 
@@ -118,9 +118,10 @@ async def build_services(settings: Settings) -> Services:
     """Open the database, apply migrations, load (or create) the issuer key ring, wire the use cases."""
     kek_text = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
     kek = load_or_create_kek(settings.data_dir, kek_text)
-    engine = create_engine(settings.effective_database_url)
     url = settings.effective_database_url
-    read_engine = create_engine(url, read_only=True) if url.startswith("sqlite") else engine
+    timeouts = Timeouts(settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout)
+    engine = create_engine(url, timeouts=timeouts)
+    read_engine = create_engine(url, read_only=True, timeouts=timeouts) if url.startswith("sqlite") else engine
     try:
         await migrate(engine)
         sessions = session_factory(engine)

@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     token_rate_per_ip: int = Field(1200, ge=1, description="Token requests per minute per IP address.")
     quickstart_rate_per_ip: int = Field(20, ge=1, description="Quickstart registrations per minute per IP.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # -- database time limits: a stalled or unreachable database answers 503 within seconds, never hangs --
+    db_connect_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds to open a database connection (PostgreSQL) before giving up."
+    )
+    db_pool_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds a request waits for a free pooled connection before giving up."
+    )
+    db_statement_timeout: float = Field(
+        5.0, gt=0, le=3600, description="Seconds one database statement may take (PostgreSQL), lock waits included."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -17,6 +17,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,9 +55,25 @@ CHECKPOINT_BUSY_MS = 500  # how long a TRUNCATE checkpoint waits for readers, ho
 T = TypeVar("T")
 
 
-def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> AsyncEngine:
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on waiting for the database, in seconds (``AGENTAUTH_DB_*_TIMEOUT``): a database that is away or
+    stalled (connections accepted, nothing answered) turns into a prompt 503 instead of a request that hangs for
+    the whole outage. ``connect`` and ``statement`` bind PostgreSQL (client side, so a stall is noticed too, and
+    server side as ``statement_timeout``, which also bounds lock waits); ``pool`` binds both backends. SQLite's
+    own wait for its write lock is its busy timeout (``SQLITE_BUSY_TIMEOUT_MS``)."""
+
+    connect: float = 5.0
+    pool: float = 5.0
+    statement: float = 5.0
+
+
+def create_engine(
+    url: str, *, echo: bool = False, read_only: bool = False, timeouts: Timeouts | None = None
+) -> AsyncEngine:
     """The write engine, or with ``read_only`` a SQLite engine for lookups: no BEGIN IMMEDIATE (a lone SELECT in
     WAL mode reads a consistent snapshot without taking the write lock). PostgreSQL needs no second engine."""
+    limits = timeouts or Timeouts()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -66,12 +83,27 @@ def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> A
             echo=echo,
             pool_size=4,
             max_overflow=0,
-            pool_timeout=30,
+            pool_timeout=limits.pool,
             pool_reset_on_return=None if read_only else "rollback",
         )
         _configure_sqlite(engine, immediate=not read_only)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_driver_name() == "asyncpg":
+        connect_args = {
+            "timeout": limits.connect,
+            "command_timeout": limits.statement,
+            "server_settings": {"statement_timeout": str(max(1, int(limits.statement * 1000)))},
+        }
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=limits.pool,
+        connect_args=connect_args,
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
