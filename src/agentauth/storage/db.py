@@ -116,12 +116,30 @@ def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
             cursor.execute(pragma)
         cursor.close()
 
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A connection that saw the file fail (read-only, I/O error, disk full, file moved) is not reused: the
+        # pool opens a fresh one next time, as the hot path does (``SqliteSessionMaker._drop``). Otherwise a
+        # connection opened while the file was read-only stays read-only after it is writable again, and every
+        # ORM write (refresh, quickstart) kept answering 503 until a restart (issue 12 item 14).
+        if _poisons_connection(context.original_exception):
+            context.is_disconnect = True
+
     if not immediate:
         return
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _poisons_connection(exc: BaseException) -> bool:
+    """SQLite errors of the file or the connection, not of the statement or of a lock wait."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.ProgrammingError):
+        return False
+    return getattr(exc, "sqlite_errorname", "") not in ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_INTERRUPT")
 
 
 @functools.lru_cache(maxsize=1024)  # a round's rows share a few instants (issued, expires): format each once
