@@ -31,7 +31,7 @@ from agentauth.issuer.tokens import TokenService
 from agentauth.keyfile import load_or_create_kek, private_dir
 from agentauth.settings import Settings
 from agentauth.storage import assertions
-from agentauth.storage.db import SqliteSessionMaker, create_engine, session_factory
+from agentauth.storage.db import SqliteSessionMaker, Timeouts, create_engine, session_factory
 from agentauth.storage.migrate import migrate
 from agentauth.vc import CredentialIssuer
 from agentauth.vc.assertions import ASSERTION_LEEWAY_SECONDS
@@ -147,8 +147,9 @@ async def build_services(settings: Settings) -> Services:
     url = settings.effective_database_url
     _prepare_private_dirs(settings, with_kek_file=kek_text is None)
     kek = load_or_create_kek(settings.data_dir, kek_text)
-    engine = create_engine(url)
-    read_engine = create_engine(url, read_only=True) if url.startswith("sqlite") else engine
+    timeouts = Timeouts(settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout)
+    engine = create_engine(url, timeouts=timeouts)
+    read_engine = create_engine(url, read_only=True, timeouts=timeouts) if url.startswith("sqlite") else engine
     try:
         await migrate(engine)
         sessions = session_factory(engine)

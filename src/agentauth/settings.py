@@ -41,6 +41,16 @@ class Settings(BaseSettings):
         description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed; "
         "default none: the client address is the TCP peer.",
     )
+    # -- database time limits: a stalled or unreachable database answers 503 within seconds, never hangs --
+    db_connect_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds to open a database connection (PostgreSQL) before giving up."
+    )
+    db_pool_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds a request waits for a free pooled connection before giving up."
+    )
+    db_statement_timeout: float = Field(
+        5.0, gt=0, le=3600, description="Seconds one database statement may take (PostgreSQL), lock waits included."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -172,7 +172,8 @@ class TcpProxy:
     """127.0.0.1:<port> -> target, on an asyncio loop in its own thread (so the test may block - start a server,
     sleep - while the proxy keeps forwarding). ``stop`` closes the listener and cuts every open connection: to
     the server behind it the database has gone away (connections reset, new ones refused). ``start`` again
-    listens on the same port."""
+    listens on the same port. ``stall`` keeps accepting connections but forwards nothing in either direction (a
+    database host that hangs: packets swallowed, nothing reset) until ``resume``."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -182,6 +183,8 @@ class TcpProxy:
         self._thread.start()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()  # bound to the proxy's loop at its first use there
+        self._flowing.set()
         self.accepted = 0
 
     def _call(self, coro: Any) -> Any:
@@ -192,6 +195,18 @@ class TcpProxy:
 
     def stop(self) -> None:
         self._call(self._stop())
+
+    def stall(self) -> None:
+        self._call(self._set_flowing(False))
+
+    def resume(self) -> None:
+        self._call(self._set_flowing(True))
+
+    async def _set_flowing(self, flowing: bool) -> None:
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -218,6 +233,7 @@ class TcpProxy:
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        await self._flowing.wait()  # stalled: the connection is accepted, and then nothing happens
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -228,6 +244,7 @@ class TcpProxy:
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while data := await reader.read(65536):
+                    await self._flowing.wait()
                     writer.write(data)
                     await writer.drain()
             except (OSError, asyncio.CancelledError):

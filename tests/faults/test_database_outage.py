@@ -58,6 +58,10 @@ from support import POSTGRES_ENABLED, POSTGRES_URL, bearer, reset_postgres
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 RECOVERY_SECONDS = 15
+STALL_SECONDS = 60  # longer than any request may take: a request still waiting when it ends has hung
+# A request facing a stalled database: the 5 s connect/pool/statement defaults, plus one more 5 s bound on the
+# way out (the pooled connection's reset) and slack for a busy machine.
+STALL_ANSWER_SECONDS = 12
 FLAP_CLIENTS = 4
 
 
@@ -243,6 +247,46 @@ async def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path
             await recovered(server, tenant)
             assert log_problems(server) == [], "a request failed with 500"
             print(f"[postgres] recovered in {took:.2f} s; flapping answers: {dict(answers)}")
+    finally:
+        proxy.close()
+
+
+@pytest.mark.skipif(not POSTGRES_ENABLED, reason="PostgreSQL runs with AGENTAUTH_TEST_POSTGRES=1")
+async def test_postgres_stall_answers_503_within_seconds_and_recovers(tmp_path: Path) -> None:
+    """The database hangs (connections accepted, nothing answered - no reset, no refusal): every request that
+    needs it answers 503 + Retry-After within a few seconds (the AGENTAUTH_DB_*_TIMEOUT defaults), instead of
+    hanging for the whole stall. Regression: requests hung for as long as the stall lasted."""
+    await reset_postgres(POSTGRES_URL)
+    target = make_url(POSTGRES_URL)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    try:
+        proxy.start()
+        port = free_port()
+        env = server_env(tmp_path / "data", port, generate_kek(), proxy.url_for(POSTGRES_URL))
+        with running([], remove=tmp_path / "data") as servers:
+            server = spawn(env, port, tmp_path / "server.log")
+            servers.append(server)
+            async with httpx.AsyncClient(base_url=server.url, timeout=STALL_SECONDS + 30) as http:
+                tenant = await register(http)
+                proxy.stall()
+
+                async def timed(what: str, send: Callable[[httpx.AsyncClient], Any]) -> tuple[str, float]:
+                    started = time.monotonic()
+                    assert_unavailable(await send(http), f"{what} while the database is stalled")
+                    return what, time.monotonic() - started
+
+                took = dict(await asyncio.gather(*(timed(w, s) for w, s in probes(tenant).items())))
+                slow = {what: round(t, 1) for what, t in took.items() if t > STALL_ANSWER_SECONDS}
+                assert not slow, f"requests hung on the stalled database: {slow}"
+                assert (await http.get("/health")).status_code == 200
+            proxy.resume()
+            recovery = await recovered(server, tenant)
+            await assert_works(server, tenant)
+            assert log_problems(server) == [], "a request failed with 500"
+            times = {what: round(t, 1) for what, t in took.items()}
+            print(
+                f"[postgres stall] 503 after {max(took.values()):.1f} s at most {times}; recovered in {recovery:.2f} s"
+            )
     finally:
         proxy.close()
 

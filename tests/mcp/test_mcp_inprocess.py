@@ -22,6 +22,7 @@ from agentauth.mcp.backend import Operation, R, VerificationMaterial
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.remote import RemoteError, RestBackend, error_from_response
 from agentauth.mcp.server import build_server
+from agentauth.storage.failures import translate
 from live_server import free_port
 from support import reset_postgres
 
@@ -97,7 +98,9 @@ async def test_unexpected_errors_are_generic_and_logged(caplog: pytest.LogCaptur
 
 
 async def test_database_outage_is_temporarily_unavailable() -> None:
-    outage = OperationalError("SELECT 1", {}, Exception("database is locked"))
+    # What storage raises for a driver failure (storage/failures.py translates it there, for every adapter).
+    outage = translate(OperationalError("SELECT 1", {}, Exception("database is locked")))
+    assert outage is not None
     async with Client(build_server(Broken(outage), token_in_header=False)) as client:
         for tool, arguments in ONE_CALL_EACH.items():
             text = text_of(await client.call_tool(tool, arguments))

@@ -1,4 +1,8 @@
-"""The one place REST maps errors: RFC 6749 section 5.2 JSON at the top level, RFC 6750 section 3 on 401/403."""
+"""The one place REST maps errors: RFC 6749 section 5.2 JSON at the top level, RFC 6750 section 3 on 401/403.
+
+Storage failures arrive already translated into ``agentauth.errors`` (``storage/failures.py``: a taken unique
+value is a 409 ``conflict``, an unstorable value a 400, an outage a 503 with ``Retry-After``), exactly as MCP
+sees them; this module knows no database exception."""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentauth.errors import AgentAuthError, RateLimited
@@ -77,30 +79,6 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and description == "Not Found":
             description = "no such endpoint"
         return error_response(exc.status_code, code, description, dict(exc.headers or {}))
-
-    @app.exception_handler(DataError)
-    async def _bad_data(request: Request, exc: Exception) -> JSONResponse:
-        # The database refused a value (out of range, unstorable character): the request's fault, not an outage.
-        log.info(
-            "database refused a value on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0][:200]
-        )
-        return error_response(400, "invalid_request", "a value in the request cannot be stored or compared")
-
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
-    @app.exception_handler(PoolTimeoutError)
-    @app.exception_handler(ConnectionError)  # asyncpg's refused connect arrives unwrapped (ConnectionRefusedError)
-    async def _database(request: Request, exc: Exception) -> JSONResponse:
-        # The database is away: never guess an answer (an auth server that fails open is worse than none).
-        log.warning(
-            "database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0][:300]
-        )
-        return error_response(
-            503,
-            "temporarily_unavailable",
-            "the service is temporarily unavailable; retry later",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

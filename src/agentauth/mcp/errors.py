@@ -4,7 +4,8 @@
   description>. <what to do next>"``, logged at INFO with its private debug text.
 * Arguments that fail the tool's input schema: ``invalid_request`` naming the fields (never echoing the values,
   which may be secrets).
-* A database outage: ``temporarily_unavailable`` (never a guessed answer, as in REST).
+* Storage failures arrive translated (``storage/failures.py``), as ``AgentAuthError`` like the rest: a database
+  outage is ``temporarily_unavailable``, a taken unique value ``conflict`` - the same answers as REST.
 * Anything else: a generic ``server_error``; the exception is logged with its traceback, never sent.
 """
 
@@ -14,9 +15,8 @@ import logging
 
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 
-from agentauth.errors import AgentAuthError, RateLimited, TemporarilyUnavailable
+from agentauth.errors import AgentAuthError, RateLimited
 
 log = logging.getLogger("agentauth.mcp")
 
@@ -70,8 +70,5 @@ def map_tool_error(tool: str, error: ToolError) -> ToolError:
         return ToolError(f"invalid_request: {validation_problems(cause)}. {NEXT_STEP['invalid_request']}")
     if cause is None:
         return error  # raised by the SDK itself, e.g. an unknown tool name
-    if isinstance(cause, DBAPIError):
-        log.warning("database unavailable in tool %s: %s", tool, str(cause).splitlines()[0][:300])
-        return ToolError(describe(TemporarilyUnavailable("the service is temporarily unavailable")))
     log.error("tool %s failed unexpectedly", tool, exc_info=cause)
     return ToolError(describe(AgentAuthError("the server could not complete the request")))

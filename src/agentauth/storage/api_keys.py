@@ -79,4 +79,7 @@ async def revoke_for_agents(session: AsyncSession, agent_ids: list[str], now: da
 
 
 async def touch(session: AsyncSession, key_id: str, now: datetime) -> None:
-    await session.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used_at=now))
+    """The last-used hint, unless another transaction holds the key (an issuing round: skipped, not waited for -
+    see ``lookups.touch_keys``)."""
+    unless_held = select(ApiKeyRow.id).where(ApiKeyRow.id == key_id).with_for_update(key_share=True, skip_locked=True)
+    await session.execute(update(ApiKeyRow).where(ApiKeyRow.id.in_(unless_held)).values(last_used_at=now))

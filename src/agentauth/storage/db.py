@@ -17,6 +17,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from agentauth.storage.failures import translate, translated
 
 log = logging.getLogger("agentauth.storage")
 
@@ -37,15 +40,40 @@ SQLITE_PRAGMAS = (
     # No checkpoint inside a committing transaction (it made every ~16th token commit take 7-15 ms while
     # holding the writer lock): a serving process checkpoints in the background (``checkpoints``).
     "PRAGMA wal_autocheckpoint=0",
+    f"PRAGMA journal_size_limit={8 * 2**20}",  # = WAL_TRUNCATE_BYTES
 )
 CHECKPOINT_SECONDS = 1.0
+# The WAL is checkpointed with TRUNCATE once it is over this size (see ``SqliteSessionMaker.checkpoints``), and a
+# WAL that restarts is cut back to it (``journal_size_limit``).
+WAL_TRUNCATE_BYTES = 8 * 2**20
+# What the WAL stays under in a serving process (docs/deploy.md, tests/faults/test_wal_bounded.py): the truncate
+# threshold plus what writers append in a checkpoint interval or two at full speed (measured ~20 MB/s).
+WAL_BOUND_BYTES = 64 * 2**20
+WAL_SIZE_CHECK_SECONDS = 0.25
+CHECKPOINT_BUSY_MS = 500  # how long a TRUNCATE checkpoint waits for readers, holding the writers back meanwhile
 
 T = TypeVar("T")
 
 
-def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> AsyncEngine:
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on waiting for the database, in seconds (``AGENTAUTH_DB_*_TIMEOUT``): a database that is away or
+    stalled (connections accepted, nothing answered) turns into a prompt 503 instead of a request that hangs for
+    the whole outage. ``connect`` and ``statement`` bind PostgreSQL (client side, so a stall is noticed too, and
+    server side as ``statement_timeout``, which also bounds lock waits); ``pool`` binds both backends. SQLite's
+    own wait for its write lock is its busy timeout (``SQLITE_BUSY_TIMEOUT_MS``)."""
+
+    connect: float = 5.0
+    pool: float = 5.0
+    statement: float = 5.0
+
+
+def create_engine(
+    url: str, *, echo: bool = False, read_only: bool = False, timeouts: Timeouts | None = None
+) -> AsyncEngine:
     """The write engine, or with ``read_only`` a SQLite engine for lookups: no BEGIN IMMEDIATE (a lone SELECT in
     WAL mode reads a consistent snapshot without taking the write lock). PostgreSQL needs no second engine."""
+    limits = timeouts or Timeouts()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -55,12 +83,27 @@ def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> A
             echo=echo,
             pool_size=4,
             max_overflow=0,
-            pool_timeout=30,
+            pool_timeout=limits.pool,
             pool_reset_on_return=None if read_only else "rollback",
         )
         _configure_sqlite(engine, immediate=not read_only)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_driver_name() == "asyncpg":
+        connect_args = {
+            "timeout": limits.connect,
+            "command_timeout": limits.statement,
+            "server_settings": {"statement_timeout": str(max(1, int(limits.statement * 1000)))},
+        }
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=limits.pool,
+        connect_args=connect_args,
+    )
 
 
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".writelock")
@@ -92,12 +135,30 @@ def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
             cursor.execute(pragma)
         cursor.close()
 
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A connection that saw the file fail (read-only, I/O error, disk full, file moved) is not reused: the
+        # pool opens a fresh one next time, as the hot path does (``SqliteSessionMaker._drop``). Otherwise a
+        # connection opened while the file was read-only stays read-only after it is writable again, and every
+        # ORM write (refresh, quickstart) kept answering 503 until a restart (issue 12 item 14).
+        if _poisons_connection(context.original_exception):
+            context.is_disconnect = True
+
     if not immediate:
         return
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _poisons_connection(exc: BaseException) -> bool:
+    """SQLite errors of the file or the connection, not of the statement or of a lock wait."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.ProgrammingError):
+        return False
+    return getattr(exc, "sqlite_errorname", "") not in ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_INTERRUPT")
 
 
 @functools.lru_cache(maxsize=1024)  # a round's rows share a few instants (issued, expires): format each once
@@ -112,7 +173,33 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
         return SqliteSessionMaker(engine, Path(database + ".writelock"))
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return StorageSessions(engine)
+
+
+class TranslatingSession(AsyncSession):
+    """An ``AsyncSession`` whose ``async with`` block turns storage failures into ``agentauth.errors``
+    (``failures.translate``): whatever the block awaited on it (a query, a flush) and its closing."""
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        with translated():
+            await super().__aexit__(type_, value, traceback)
+        mapped = translate(value) if value is not None else None
+        if mapped is not None:
+            raise mapped from value
+
+
+class StorageSessions(async_sessionmaker[AsyncSession]):
+    """The session maker of every backend: its sessions (``TranslatingSession``) and its ``begin()`` blocks,
+    commit included, raise ``agentauth.errors`` for storage failures, never the driver's exceptions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False, class_=TranslatingSession)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        with translated():
+            async with super().begin() as session:
+                yield session
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -170,7 +257,7 @@ class _WriterLock:
             self._local.release()
 
 
-class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
+class SqliteSessionMaker(StorageSessions):
     """``begin()`` takes the writer lock first; plain sessions (reads) do not.
 
     ``write()`` runs a plain function in one write transaction on a connection of its own, in one hop to its
@@ -180,7 +267,7 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
     while SQLite works, so the event loop keeps serving requests meanwhile."""
 
     def __init__(self, engine: AsyncEngine, lock_path: Path) -> None:
-        super().__init__(engine, expire_on_commit=False)
+        super().__init__(engine)
         self._writer = _WriterLock(lock_path)
         self._engine_path = self._path = str(engine.url.database)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-hotpath")
@@ -188,24 +275,34 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
-        async with self._writer, super().begin() as session:
-            yield session
+        with translated():
+            async with self._writer, super().begin() as session:
+                yield session
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises), under the writer lock.
-        SQLite's errors arrive as SQLAlchemy's (``DBAPIError`` subclasses), like those of every other path."""
-        async with self._writer:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
+        SQLite's errors arrive translated (``failures.translate``), like those of every other path."""
+        with translated():
+            async with self._writer:
+                return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` on the same connection, in one hop to its thread, outside any transaction and
         without the writer lock: for hot-path reads, each a single SELECT (in WAL mode a lone statement reads one
         consistent snapshot). On the read engine's maker this is a connection and thread apart from the writer's."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._read, work)
+        with translated():
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._read, work)
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return work(self._open())
+            connection = self._open()
+            try:
+                return work(connection)
+            finally:
+                # A read must not keep a snapshot open past its call: a held snapshot keeps checkpoints from
+                # completing (and the WAL from restarting).
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
         except sqlite3.Error as exc:
             self._drop()
             raise DBAPIError.instance("hot-path read", None, exc, sqlite3.Error) from exc
@@ -255,33 +352,65 @@ class SqliteSessionMaker(async_sessionmaker[AsyncSession]):
                 self._connection.close()
             self._connection = None
 
-    async def checkpoints(self, every: float = CHECKPOINT_SECONDS) -> None:
+    async def checkpoints(self, every: float = CHECKPOINT_SECONDS, truncate_over: int = WAL_TRUNCATE_BYTES) -> None:
         """Run for the life of a serving process: copy the WAL back into the database every ``every`` seconds,
-        PASSIVE (it waits for no reader or writer, and none waits for it), from a thread and connection of its
-        own. Several processes may each run it; a checkpoint already running elsewhere makes this one a no-op.
-        (A process that does not run it checkpoints when its last connection closes.)"""
+        from a thread and connection of its own. Several processes may each run it.
+
+        A PASSIVE checkpoint waits for no one, but under steady load it never *completes*: it copies the frames
+        up to the WAL's end as it started while writers keep appending, and the WAL restarts from its beginning
+        only after a complete one - so the file grew without bound (issue 12 item 14: 495 MiB in 25 s of token +
+        revoke load). So once the WAL is over ``truncate_over`` bytes, the checkpointer takes the writer lock
+        (writers queue behind it for the few milliseconds it takes, as behind any writer) and runs
+        ``wal_checkpoint(TRUNCATE)``: it completes, and the WAL file is cut to zero. A reader holding a snapshot
+        (a long read transaction elsewhere) can still prevent that; it is waited for briefly
+        (``CHECKPOINT_BUSY_MS``), never indefinitely, and retried at the next tick."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-checkpoint")
         connection: list[sqlite3.Connection] = []
+        wal = Path(self._path + "-wal")
 
-        def checkpoint() -> None:
+        def checkpoint(mode: str) -> tuple[int, int, int]:
             if not connection:
-                connection.append(sqlite3.connect(self._path, isolation_level=None, check_same_thread=False))
+                opened = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
                 for pragma in SQLITE_PRAGMAS:
-                    connection[0].execute(pragma)
-            connection[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    opened.execute(pragma)
+                opened.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+                connection.append(opened)
+            busy, frames, copied = connection[0].execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            return int(busy), int(frames), int(copied)
 
         def close() -> None:
             for c in connection:
                 c.close()
             connection.clear()
 
+        def wal_size() -> int:
+            try:
+                return wal.stat().st_size
+            except FileNotFoundError:
+                return 0
+
         loop = asyncio.get_running_loop()
         try:
+            since_passive = 0.0
             while True:
-                await asyncio.sleep(every)
+                # The size is looked at often (a stat); the WAL grows ~20 MB/s at full write speed.
+                await asyncio.sleep(min(every, WAL_SIZE_CHECK_SECONDS))
+                since_passive += min(every, WAL_SIZE_CHECK_SECONDS)
                 try:
-                    await loop.run_in_executor(thread, checkpoint)
-                except sqlite3.Error as exc:
+                    if since_passive >= every:
+                        since_passive = 0.0
+                        await loop.run_in_executor(thread, checkpoint, "PASSIVE")
+                    if wal_size() > truncate_over:
+                        async with self._writer:
+                            busy, frames, copied = await loop.run_in_executor(thread, checkpoint, "TRUNCATE")
+                        if busy:
+                            log.warning(
+                                "WAL checkpoint blocked by a reader (%s of %s frames copied, WAL %s bytes); retrying",
+                                copied,
+                                frames,
+                                wal_size(),
+                            )
+                except (sqlite3.Error, OperationalError) as exc:
                     log.warning("WAL checkpoint failed (retrying): %s", exc)
                     await loop.run_in_executor(thread, close)
         finally:

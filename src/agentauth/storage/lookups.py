@@ -176,7 +176,8 @@ async def live_api_keys(session: AsyncSession, key_ids: Sequence[str], lock: boo
         .where(ApiKeyRow.id.in_(list(key_ids)), ApiKeyRow.status == "active", AgentRow.status == "active")
     )
     if lock:
-        query = query.with_for_update(read=True)
+        # In key-id order, so two replicas' rounds over overlapping keys queue rather than cross.
+        query = query.order_by(ApiKeyRow.id).with_for_update(read=True)
     return {key_id: updated_at for key_id, updated_at in await session.execute(query)}
 
 
@@ -199,8 +200,25 @@ async def record_issued(
 
 
 async def touch_keys(session: AsyncSession, key_ids: Sequence[str], now: datetime) -> None:
+    """Move the keys' last-used hint to ``now`` - except keys another transaction holds a lock on, which are
+    skipped rather than waited for. The round holds FOR SHARE on its keys; updating a row another replica's round
+    also held FOR SHARE waited for that round, which waited the same way for this one: "deadlock detected"
+    (issue 12 item 14). The hint has a minute's resolution, so a later round sets it."""
     if key_ids:
-        await session.execute(update(ApiKeyRow).where(ApiKeyRow.id.in_(list(key_ids))).values(last_used_at=now))
+        await session.execute(
+            update(ApiKeyRow).where(ApiKeyRow.id.in_(unlocked_keys(key_ids))).values(last_used_at=now)
+        )
+
+
+def unlocked_keys(key_ids: Sequence[str]) -> Select[Any]:
+    """Those of ``key_ids`` no other transaction holds, locked for an update in key-id order (PostgreSQL:
+    ``FOR NO KEY UPDATE SKIP LOCKED``; SQLite has one writer, so nothing to skip)."""
+    return (
+        select(ApiKeyRow.id)
+        .where(ApiKeyRow.id.in_(list(key_ids)))
+        .order_by(ApiKeyRow.id)
+        .with_for_update(key_share=True, skip_locked=True)
+    )
 
 
 @dataclass

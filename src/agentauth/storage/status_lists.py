@@ -55,7 +55,9 @@ async def reserve_blocks(
         state = await session.scalar(select(StatusListRow.state).where(StatusListRow.id == list_id))
         if state != "open":
             return []
-        rows = [{"list_id": list_id, "block": block, "reserved_at": now} for block in blocks]
+        # Ascending: two replicas inserting overlapping blocks in random order could each hold one the other
+        # waits for (a unique-index wait on an uncommitted row); in one order they queue instead.
+        rows = [{"list_id": list_id, "block": block, "reserved_at": now} for block in sorted(blocks)]
         inserted = await session.execute(
             pg_insert(StatusBlockRow).values(rows).on_conflict_do_nothing().returning(StatusBlockRow.block)
         )
