@@ -209,7 +209,8 @@ class LifecycleService:
         """A delegation credential stands for the delegation: revoking it revokes the delegation, all below it and
         every token resting on them - the same as DELETE /api/v1/delegations/{id}, and allowed to the same callers:
         ``delegations.may_revoke`` (the delegator, anyone upstream of it, or whoever may manage the delegator - never
-        the delegate it was given to), holding delegations.write or credentials.write. False if the credential names no delegation (then it is revoked like any other)."""
+        the delegate it was given to), holding delegations.write or credentials.write.
+        False if the credential names no delegation (then it is revoked like any other)."""
         async with self.core.sessions.begin() as session:
             record = await credentials_repo.get(session, jti)
             if record is None or record.delegation_id is None:
