@@ -18,9 +18,6 @@ TS_SDK = TS_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.js
 NODE_MAJOR = 22
 TS_FLOW_SECONDS = 120
 
-CROSS_TENANT = pytest.mark.xfail(strict=True, reason="cross-tenant delegation, issue 12 item 16")
-
-
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
@@ -42,14 +39,12 @@ def test_typescript_client_is_installed() -> None:
     assert json.loads(TS_SDK.read_text())["version"] == pinned
 
 
-@CROSS_TENANT
 @pytest.mark.anyio
 async def test_two_tenant_flow_python_client(backend_server: RunningServer) -> None:
     async with http_session(f"{backend_server.url}/mcp") as session:
         backend_server.secrets += await two_tenant_flow(session)
 
 
-@CROSS_TENANT
 def test_two_tenant_flow_typescript_client(backend_server: RunningServer) -> None:
     flow = subprocess.run(
         [str(node()), str(TS_DIR / "two_tenant_flow.mjs"), f"{backend_server.url}/mcp"],

@@ -152,6 +152,14 @@ async def test_other_tenants_id_in_a_body_is_not_found(
 ) -> None:
     if not field.endswith("agent_id"):
         pytest.fail(f"{path} takes {field} in its body: teach {__name__} which object ids to try")
+    if (path, field) == ("/api/v1/delegations", "delegate_agent_id"):
+        # By design B may delegate to A's agents (issue 12 item 16); that this gives B nothing over A (and A
+        # nothing over B) is tested in test_attack_cross_tenant_delegation.py.
+        for agent_id in victim.objects()["agent_id"]:
+            body = VALID_BODIES[path] | {field: agent_id}
+            response = await client.request(method, path, json=body, headers=bearer(victim.w.b_token))
+            assert response.status_code == 201 and response.json()["delegate_agent_id"] == agent_id, response.text
+        return
     before = await snapshot(services)
     for agent_id in victim.objects()["agent_id"]:
         body = VALID_BODIES[path] | {field: agent_id}

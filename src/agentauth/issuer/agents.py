@@ -53,6 +53,13 @@ def resolve_public_key(value: str | Mapping[str, Any] | None) -> tuple[str, dict
         raise InvalidRequest(f"public_key: {exc}") from exc
 
 
+def peer_out(agent: Agent) -> AgentOut:
+    """A delegation peer as the other side sees it: who it is, not what its own tenant granted it."""
+    return agent_out(agent).model_copy(
+        update={"relationship": "delegation_peer", "scopes": [], "description": None, "parent_id": None}
+    )
+
+
 def check_page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
@@ -194,7 +201,7 @@ class AgentService:
         agent = await agents_repo.update_fields(session, agent.id, now, identity_credential_id=identity_id)
         return agent, identity
 
-    async def _visible(self, principal: Principal, agent_id: str) -> Agent:
+    async def _in_subtree(self, principal: Principal, agent_id: str) -> Agent:
         """The agent if it is in the caller's subtree; otherwise 404 - existence elsewhere is not revealed."""
         async with self.core.reads() as session:
             agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
@@ -202,23 +209,47 @@ class AgentService:
             raise NotFound("no such agent")
         return agent
 
+    async def _manageable(self, principal: Principal, agent_id: str) -> Agent:
+        """An agent the caller may change (``Principal.may_manage``): 404 outside its subtree (peers included),
+        403 for what it sees but may not touch (a delegate and its delegator)."""
+        target = await self._in_subtree(principal, agent_id)
+        if not principal.may_manage(target):
+            raise AccessDenied("a delegate cannot change or deactivate its delegator or agents outside its own subtree")
+        return target
+
     async def get(self, principal: Principal, agent_id: str) -> AgentOut:
         principal.require("agents.read")
-        return agent_out(await self._visible(principal, agent_id))
+        now = self.core.clock()
+        async with self.core.reads() as session:
+            agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
+            if agent is not None:
+                return agent_out(agent)
+            # Peers are the caller's own relationships: a token acting under a delegation sees the delegator's
+            # subtree, not the delegator's peers (agents of third tenants).
+            peer = None if principal.actor else await agents_repo.get_peer(session, agent_id, principal.agent, now)
+        if peer is not None:
+            return peer_out(peer)
+        raise NotFound("no such agent")
 
     async def list(self, principal: Principal, limit: int = 50, offset: int = 0) -> AgentPage:
         principal.require("agents.read")
         check_page(limit, offset)
+        path = principal.agent.path
         async with self.core.reads() as session:
-            items, total = await agents_repo.list_subtree(session, principal.agent.path, limit, offset)
-        return AgentPage(items=[agent_out(a) for a in items], total=total, limit=limit, offset=offset)
+            if principal.actor is None:
+                items, total = await agents_repo.list_subtree_and_peers(
+                    session, principal.agent, self.core.clock(), limit, offset
+                )
+            else:
+                items, total = await agents_repo.list_subtree(session, path, limit, offset)
+        out = [agent_out(a) if a.path.startswith(path) else peer_out(a) for a in items]
+        return AgentPage(items=out, total=total, limit=limit, offset=offset)
 
     async def update(
         self, principal: Principal, agent_id: str, request: UpdateAgentRequest, ctx: RequestContext
     ) -> AgentOut:
         principal.require("agents.write")
-        target = await self._visible(principal, agent_id)
-        self._not_the_delegator(principal, target)
+        target = await self._manageable(principal, agent_id)
         changes = request.model_dump(exclude_none=True)
         if not changes:
             raise InvalidRequest("nothing to update: give name, description or trust_level")
@@ -242,21 +273,13 @@ class AgentService:
     async def deactivate(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
         """Deactivate the agent and its whole subtree, revoking every key, token and credential they hold."""
         principal.require("agents.write")
-        target = await self._visible(principal, agent_id)
-        self._not_the_delegator(principal, target)
+        target = await self._manageable(principal, agent_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             await revoke_agents(session, ctx, now, target, actor=principal.agent.id)
             agent = await agents_repo.get(session, target.id)
         assert agent is not None
         return agent_out(agent)
-
-    @staticmethod
-    def _not_the_delegator(principal: Principal, target: Agent) -> None:
-        """A delegate acts for the chain's root within its subtree, never on the root (or the agents above
-        the delegate's own position) itself: it cannot change or deactivate who delegated to it."""
-        if principal.actor is not None and not target.path.startswith(principal.actor.path):
-            raise AccessDenied("a delegate cannot change or deactivate agents outside its own subtree")
 
     async def did_document(self, agent_id: str) -> dict[str, Any]:
         """Public: a did:key document is derivable from the DID itself, so nothing is revealed."""

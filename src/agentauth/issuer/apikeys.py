@@ -20,6 +20,8 @@ from agentauth.storage import api_keys as repo
 from agentauth.storage import credentials, lookups, refresh_tokens
 from agentauth.storage.records import Agent, ApiKey
 
+DELEGATE_MANAGES_NOT = "a delegate cannot manage the credentials of its delegator or of agents outside its own subtree"
+
 # last_used_at is a hint, not a ledger: write it at most this often per key and process.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -78,14 +80,25 @@ class ApiKeyService:
             agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
         if agent is None:
             raise NotFound("no such agent")
+        if not principal.may_manage(agent):
+            raise AccessDenied(DELEGATE_MANAGES_NOT)
         return agent
 
-    async def _visible_key(self, principal: Principal, key_id: str) -> ApiKey:
+    async def _visible_key(self, principal: Principal, key_id: str) -> tuple[ApiKey, Agent]:
+        """(key, its owner) if the owner is in the caller's subtree; otherwise 404."""
         async with self.core.reads() as session:
             key = await repo.get(session, key_id)
             owner = await agents_repo.get_in_subtree(session, key.agent_id, principal.agent.path) if key else None
         if key is None or owner is None:
             raise NotFound("no such credential")
+        return key, owner
+
+    async def _manageable_key(self, principal: Principal, key_id: str) -> ApiKey:
+        """A key the caller may rotate or revoke: its owner passes ``Principal.may_manage``. Under a delegation
+        that keeps the delegator's own keys (and every token they issued) out of the delegate's reach."""
+        key, owner = await self._visible_key(principal, key_id)
+        if not principal.may_manage(owner):
+            raise AccessDenied(DELEGATE_MANAGES_NOT)
         return key
 
     async def create(self, principal: Principal, request: CreateApiKeyRequest, ctx: RequestContext) -> ApiKeyCreated:
@@ -150,13 +163,13 @@ class ApiKeyService:
 
     async def get(self, principal: Principal, key_id: str) -> ApiKeyOut:
         principal.require("credentials.read")
-        return key_out(await self._visible_key(principal, key_id))
+        return key_out((await self._visible_key(principal, key_id))[0])
 
     async def rotate(self, principal: Principal, key_id: str, ctx: RequestContext) -> ApiKeyRotated:
         """New key with the same owner, name, scopes and expiry; old key revoked - in one transaction."""
         principal.require("credentials.write")
         refuse_persistent_under_delegation(principal)
-        old = await self._visible_key(principal, key_id)
+        old = await self._manageable_key(principal, key_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             agent = await agents_repo.get(session, old.agent_id)
@@ -176,7 +189,7 @@ class ApiKeyService:
 
     async def revoke(self, principal: Principal, key_id: str, ctx: RequestContext) -> ApiKeyOut:
         principal.require("credentials.write")
-        key = await self._visible_key(principal, key_id)
+        key = await self._manageable_key(principal, key_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             if await repo.revoke(session, key.id, now):

@@ -42,6 +42,21 @@ class Principal:
         """Who is actually making the request: the delegate under a delegation, else the subject."""
         return self.actor or self.agent
 
+    def may_manage(self, owner: Agent) -> bool:
+        """Whether this principal may change what ``owner`` owns: the agent itself, its API keys, its tokens,
+        the delegations it granted. The one ownership rule of every use case that changes something.
+
+        ``owner`` must be in the token's tenant and in the subtree of the token's subject. Under a delegation the
+        token speaks for the delegator but the delegate acts, so ``owner`` must also lie in the acting delegate's
+        own subtree and never be the delegator itself (its ancestors are outside its subtree already): a delegate
+        acts *for* the delegator within what the delegation covers and what it could manage on its own, never *on*
+        the delegator. A delegate of another tenant therefore manages nothing of the delegator's tenant."""
+        if owner.tenant_id != self.tenant_id or not owner.path.startswith(self.agent.path):
+            return False
+        if self.actor is None:
+            return True
+        return owner.id != self.agent.id and owner.path.startswith(self.actor.path)
+
     def require(self, *scopes: str) -> None:
         missing = [s for s in scopes if s not in self.scopes]
         if missing:

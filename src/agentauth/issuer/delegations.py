@@ -1,9 +1,16 @@
-"""Delegations: an agent hands a subset of its authority to another agent of its tenant, as a signed
-``AgentDelegationCredential`` linked to its parent by id and SHA-256 digest.
+"""Delegations: an agent hands a subset of its authority to another agent - of its own tenant or of another -
+as a signed ``AgentDelegationCredential`` linked to its parent by id and SHA-256 digest.
 
-Rules (each also re-checked offline by ``vc.Verifier``): scopes within the delegator's effective scopes (its
-own grant, or - when it acts under a delegation - what was delegated to it); depth only shrinks; expiry never
-outlives the parent; no self-delegation, no cycles; the delegate is an active agent of the same tenant.
+Rules (the first four also re-checked offline by ``vc.Verifier``): scopes within the delegator's effective scopes
+(its own grant, or - when it acts under a delegation - what was delegated to it); depth only shrinks; expiry never
+outlives the parent; no self-delegation, no cycles; the delegate is an active agent.
+
+Across tenants: a delegation always hands on authority over the tenant of the chain's root delegator (its
+``tenant_id``), and its two agents become *delegation peers* (each sees the other, nothing else of the other
+tenant; neither may manage the other). Authority received by delegation stays where the root sent it: a delegate
+re-delegates only within the root delegator's tenant or down into its own subtree, never into a third tenant -
+the root chose to trust the delegate's organisation, not whomever that organisation trusts; ``max_chain_depth``
+limits how far authority travels, not to whom.
 """
 
 from __future__ import annotations
@@ -53,6 +60,16 @@ def delegation_out(d: Delegation) -> DelegationOut:
     )
 
 
+async def may_revoke(session: AsyncSession, principal: Principal, delegation: Delegation) -> bool:
+    """The delegator or anyone upstream of it in the chain (judged by who acts), or whoever may manage the
+    delegator (``Principal.may_manage``) - never the delegate it was given to, nor a delegate acting for it."""
+    chain = await repo.chain(session, delegation)
+    if principal.acting.id in {d.delegator_id for d in chain}:
+        return True
+    delegator = await agents_repo.get(session, delegation.delegator_id)
+    return delegator is not None and principal.may_manage(delegator)
+
+
 class DelegationService:
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
@@ -90,11 +107,7 @@ class DelegationService:
                     raise InvalidRequest("expires_in_hours would outlive the parent delegation")
             else:
                 expires = min(now + DEFAULT_LIFETIME, ceiling_exp) if ceiling_exp else now + DEFAULT_LIFETIME
-            delegate = await agents_repo.get(session, request.delegate_agent_id)
-            if delegate is None or delegate.tenant_id != principal.tenant_id:
-                raise NotFound("no such agent")
-            if not delegate.is_active:
-                raise Conflict("the delegate agent is deactivated")
+            delegate = await self._delegate(session, principal, request.delegate_agent_id)
             if delegate.id == delegator.id:
                 raise InvalidRequest("an agent cannot delegate to itself")
             chain = await repo.chain(session, parent) if parent else []
@@ -103,12 +116,38 @@ class DelegationService:
             delegation = await self._sign_and_store(
                 session, delegator.did, delegate, requested, depth, expires, parent, slot, now, principal
             )
+            details = {"delegate": delegate.id, "scopes": list(requested), "parent": parent.id if parent else None}
             audit.record(
                 session, ctx, now, action="delegation.created", tenant_id=principal.tenant_id, actor=delegator.id,
-                target_type="delegation", target_id=delegation.id,
-                details={"delegate": delegate.id, "scopes": list(requested), "parent": parent.id if parent else None},
+                target_type="delegation", target_id=delegation.id, details=details,
             )  # fmt: skip
+            if delegate.tenant_id != principal.tenant_id:
+                # The delegate's tenant learns of the authority its agent now holds, in its own log.
+                audit.record(
+                    session, ctx, now, action="delegation.received", tenant_id=delegate.tenant_id,
+                    actor=delegator.id, target_type="delegation", target_id=delegation.id,
+                    details=details | {"delegator": delegator.id},
+                )  # fmt: skip
         return delegation_out(delegation)
+
+    @staticmethod
+    async def _delegate(session: AsyncSession, principal: Principal, delegate_id: str) -> Agent:
+        """The agent to delegate to: any active agent, except that authority received by delegation crosses into
+        another tenant only down into the acting delegate's own subtree (see the module docstring)."""
+        delegate = await agents_repo.get(session, delegate_id)
+        if delegate is None:
+            raise NotFound("no such agent")
+        foreign = delegate.tenant_id != principal.tenant_id
+        if foreign and not delegate.is_active:
+            raise NotFound("no such agent")  # another tenant's agent: its state is not revealed
+        if not delegate.is_active:
+            raise Conflict("the delegate agent is deactivated")
+        if foreign and principal.actor is not None and not delegate.path.startswith(principal.actor.path):
+            raise AccessDenied(
+                "authority received by delegation can be re-delegated only within the delegator's tenant or to "
+                "agents of your own subtree, not into another tenant"
+            )
+        return delegate
 
     async def _parent(self, session: AsyncSession, principal: Principal) -> Delegation | None:
         if principal.delegation_id is None:
@@ -177,9 +216,10 @@ class DelegationService:
         )
 
     async def _visible(self, session: AsyncSession, principal: Principal, delegation_id: str) -> Delegation:
-        """Visible to the agents it connects and to anyone whose subtree holds one of them; otherwise 404."""
+        """Visible to the agents it connects and to anyone whose subtree holds one of them (in either tenant: both
+        sides may know what authority flows between them); otherwise 404."""
         delegation = await repo.get(session, delegation_id)
-        if delegation is None or delegation.tenant_id != principal.tenant_id:
+        if delegation is None:
             raise NotFound("no such delegation")
         acting = principal.acting.id
         if acting in (delegation.delegator_id, delegation.delegate_id):
@@ -202,9 +242,10 @@ class DelegationService:
         if role not in (None, "delegator", "delegate"):
             raise InvalidRequest("role must be delegator or delegate")
         async with self.core.reads() as session:
-            items, total = await repo.list_for_agent(
-                session, principal.tenant_id, principal.acting.id, role, limit, offset
-            )
+            # Its own token: every delegation the agent is party to, whichever tenant's authority it carries.
+            # Under a delegation: those within the tenant the token acts for.
+            tenant = None if principal.actor is None else principal.tenant_id
+            items, total = await repo.list_for_agent(session, tenant, principal.acting.id, role, limit, offset)
         return DelegationPage(items=[delegation_out(d) for d in items], total=total, limit=limit, offset=offset)
 
     async def chain(self, principal: Principal, delegation_id: str) -> DelegationChain:
@@ -225,13 +266,7 @@ class DelegationService:
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             delegation = await self._visible(session, principal, delegation_id)
-            chain = await repo.chain(session, delegation)
-            upstream = {d.delegator_id for d in chain}
-            # Judged by who acts: under a delegated token, principal.agent is the chain's root - its subtree
-            # must not let the delegate revoke what was granted to it from above.
-            in_subtree = await agents_repo.get_in_subtree(session, delegation.delegator_id, principal.acting.path)
-            # The delegator, anyone upstream of it in the chain, or an ancestor agent may revoke; not the delegate.
-            if principal.acting.id not in upstream and in_subtree is None:
+            if not await may_revoke(session, principal, delegation):
                 raise AccessDenied("only the delegator (or someone above it) can revoke this delegation")
             await revoke_delegation_subtrees(session, ctx, now, [delegation.path], principal.acting.id)
             current = await repo.get(session, delegation.id)

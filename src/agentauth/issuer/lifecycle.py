@@ -16,6 +16,7 @@ from agentauth.errors import InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
+from agentauth.issuer.delegations import may_revoke
 from agentauth.issuer.hotpath import Revocations
 from agentauth.issuer.revocation import audit_credentials, revoke_delegation_subtrees
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
@@ -31,6 +32,8 @@ from agentauth.vc.jws import parse_compact
 INACTIVE: dict[str, Any] = {"active": False}
 TOKEN_TYPE_HINTS = ("access_token", "refresh_token")
 MAX_TOKEN_LENGTH = 64 * 1024
+# Revoking a delegation credential is revoking the delegation: either scope that may change it will do.
+DELEGATION_SCOPES = frozenset({"delegations.write", "credentials.write"})
 
 
 def _check_params(token: object, hint: object) -> str:
@@ -189,14 +192,14 @@ class LifecycleService:
         state = await self.tokens.token_states.get(jti)
         if state is None:
             return
-        # Who may: the credential's agent or client, or (with credentials.write) an agent above it in the tenant.
-        # All four facts are fixed when the credential is issued, so deciding before the write transaction is safe.
+        # A delegation credential stands for its delegation and is judged by the delegation's rule.
+        if state.kind == "delegation" and await self._revoke_delegation(principal, jti, now, ctx):
+            return
+        # Who may: the credential's agent or client, or (with credentials.write) whoever may manage its agent.
+        # All these facts are fixed when the credential is issued, so deciding before the write transaction is safe.
         acting, owner = principal.acting, state.agent
         own = acting.id in (owner.id, state.client_id)
-        may_manage = "credentials.write" in principal.scopes and owner.tenant_id == principal.tenant_id
-        if not own and not (may_manage and owner.path.startswith(acting.path)):
-            return
-        if state.kind == "delegation" and await self._revoke_delegation(principal, jti, now, ctx):
+        if not own and not ("credentials.write" in principal.scopes and principal.may_manage(owner)):
             return
         # Revoking an access token leaves its refresh family alive (RFC 7009 section 2.1 makes that a MAY).
         if state.revoked_at is None:
@@ -205,9 +208,9 @@ class LifecycleService:
     async def _revoke_delegation(self, principal: Principal, jti: str, now: datetime, ctx: RequestContext) -> bool:
         """A delegation credential stands for the delegation: revoking it revokes the delegation, all below it and
         every token resting on them - the same as DELETE /api/v1/delegations/{id}, and allowed to the same callers:
-        the delegator, anyone upstream of it, or an agent above the delegator - never the delegate it was given to.
+        ``delegations.may_revoke`` (the delegator, anyone upstream of it, or whoever may manage the delegator - never
+        the delegate it was given to), holding delegations.write or credentials.write.
         False if the credential names no delegation (then it is revoked like any other)."""
-        acting = principal.acting
         async with self.core.sessions.begin() as session:
             record = await credentials_repo.get(session, jti)
             if record is None or record.delegation_id is None:
@@ -215,11 +218,8 @@ class LifecycleService:
             delegation = await delegations_repo.get(session, record.delegation_id)
             if delegation is None:
                 return True
-            chain = await delegations_repo.chain(session, delegation)
-            upstream = {d.delegator_id for d in chain}
-            above = await agents_repo.get_in_subtree(session, delegation.delegator_id, acting.path)
-            if acting.id in upstream or above is not None:
-                await revoke_delegation_subtrees(session, ctx, now, [delegation.path], acting.id)
+            if DELEGATION_SCOPES & principal.scopes and await may_revoke(session, principal, delegation):
+                await revoke_delegation_subtrees(session, ctx, now, [delegation.path], principal.acting.id)
         return True
 
     async def _revoke_refresh(self, principal: Principal, raw: str, ctx: RequestContext) -> None:
@@ -230,8 +230,7 @@ class LifecycleService:
             if record is None or owner is None:
                 return
             own = owner.id == principal.acting.id
-            may_manage = "credentials.write" in principal.scopes and owner.tenant_id == principal.tenant_id
-            if not own and not (may_manage and owner.path.startswith(principal.acting.path)):
+            if not own and not ("credentials.write" in principal.scopes and principal.may_manage(owner)):
                 return
             # RFC 7009 section 2.1: revoking a refresh token SHOULD also revoke the access tokens of its grant.
             await refresh_tokens.revoke_family(session, record.family_id)

@@ -174,17 +174,23 @@ class PolicyService:
     # -- decisions ----------------------------------------------------------------------------------------
 
     async def evaluate(self, principal: Principal, request: EvaluateRequest, ctx: RequestContext) -> EvaluateResponse:
-        """``check_permission``: may agent X do action A on resource R? A dry run - nothing changes."""
+        """``check_permission``: may agent X do action A on resource R of the caller's tenant? A dry run - nothing
+        changes. X is an agent of the caller's subtree (judged by its own grant, then the live delegations of this
+        tenant to it) or a delegation peer (judged by those delegations alone: what another tenant granted its own
+        agent is neither ours to use nor to see). Either way under this tenant's policies."""
         principal.require("policies.read")
         now = self.core.clock()
         async with self.core.reads() as session:
             agent = await agents_repo.get_in_subtree(session, request.agent_id, principal.agent.path)
+            member = agent is not None
+            if agent is None and principal.actor is None:
+                agent = await agents_repo.get_peer(session, request.agent_id, principal.agent, now)
             if agent is None:
                 raise NotFound("no such agent")
-            delegations = await delegations_repo.active_to(session, agent.id, now)
-        grants = [Grant(frozenset(agent.scopes) if agent.is_active else frozenset())]
+            delegations = await delegations_repo.active_to(session, agent.id, principal.tenant_id, now)
+        grants = [Grant(frozenset(agent.scopes) if agent.is_active and member else frozenset())]
         grants += [Grant(frozenset(d.scopes), d.id, d.depth) for d in sorted(delegations, key=lambda d: d.depth)]
-        policy_set = await self.policy_set(agent.tenant_id)
+        policy_set = await self.policy_set(principal.tenant_id)
         decision = self._evaluate_grants(policy_set, agent, request, grants, ctx, now)
         if not agent.is_active:
             decision = Decision(False, "deny", "default", None, None, ["the agent is deactivated"])

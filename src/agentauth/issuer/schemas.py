@@ -74,6 +74,9 @@ class AgentOut(BaseModel):
     updated_at: datetime
     is_root: bool
     is_active: bool
+    # "member": in the caller's own subtree. "delegation_peer": an agent of another tenant with a live delegation
+    # between it and the caller; shown without its scopes, description or parent.
+    relationship: Literal["member", "delegation_peer"] = "member"
 
 
 class AgentPage(BaseModel):

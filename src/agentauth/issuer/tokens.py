@@ -204,7 +204,8 @@ class TokenService:
     async def _token_exchange(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         """RFC 8693: the delegate exchanges a delegation credential for an access token acting under it.
 
-        ``sub`` is the chain's root delegator, ``act`` names the delegates (current actor outermost, section
+        ``sub`` is the chain's root delegator (the token's tenant is the root's, also for a delegate of another
+        tenant), ``act`` names the delegates (current actor outermost, section
         4.1), ``scope`` is requested intersected with delegated, and ``delegation_chain`` carries the compact
         delegation credentials root first, so a verifier holding only our JWKS checks the whole chain.
         """
@@ -245,6 +246,10 @@ class TokenService:
             delegates = {d.delegate_id: await agents_repo.get(session, d.delegate_id) for d in chain}
             if root is None or not root.is_active or any(a is None or not a.is_active for a in delegates.values()):
                 raise InvalidGrant("an agent of the delegation chain is deactivated")
+            # The token acts over the root delegator's tenant only, whichever tenants its delegates belong to:
+            # every link hands on that tenant's authority (a cross-tenant delegate's own tenant gains nothing).
+            if any(d.tenant_id != root.tenant_id for d in chain):
+                raise InvalidGrant("the delegation chain does not verify", debug="links of another tenant")
             granted = set(delegation.scopes)
             scopes = tuple(s for s in requested if s in granted) if requested else tuple(delegation.scopes)
             if not scopes:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentauth.storage import delegations
 from agentauth.storage.models import AgentRow
 from agentauth.storage.records import Agent
 
@@ -62,8 +63,31 @@ async def get_in_subtree(session: AsyncSession, agent_id: str, root_path: str) -
     return to_record(row)
 
 
+async def get_peer(session: AsyncSession, agent_id: str, peer_of: Agent, now: datetime) -> Agent | None:
+    """The agent if it is a delegation peer of ``peer_of``: of another tenant, with a live direct delegation
+    between the two either way. Else None (inside a tenant, visibility stays by subtree)."""
+    if not await delegations.are_peers(session, peer_of.id, agent_id, now):
+        return None
+    agent = await get(session, agent_id)
+    return agent if agent is not None and agent.tenant_id != peer_of.tenant_id else None
+
+
 async def list_subtree(session: AsyncSession, root_path: str, limit: int, offset: int) -> tuple[list[Agent], int]:
     condition = AgentRow.path.startswith(root_path, autoescape=True)
+    total = await session.scalar(select(func.count()).select_from(AgentRow).where(condition)) or 0
+    rows = await session.scalars(
+        select(AgentRow).where(condition).order_by(AgentRow.created_at, AgentRow.id).limit(limit).offset(offset)
+    )
+    return [to_record(r) for r in rows], total
+
+
+async def list_subtree_and_peers(
+    session: AsyncSession, root: Agent, now: datetime, limit: int, offset: int
+) -> tuple[list[Agent], int]:
+    """The subtree of ``root`` and its delegation peers (``get_peer``), as one ordered page, so the total counts
+    exactly what paging through returns."""
+    peers = AgentRow.id.in_(delegations.peer_ids(root.id, now)) & (AgentRow.tenant_id != root.tenant_id)
+    condition = AgentRow.path.startswith(root.path, autoescape=True) | peers
     total = await session.scalar(select(func.count()).select_from(AgentRow).where(condition)) or 0
     rows = await session.scalars(
         select(AgentRow).where(condition).order_by(AgentRow.created_at, AgentRow.id).limit(limit).offset(offset)

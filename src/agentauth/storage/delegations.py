@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CompoundSelect, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage.models import DelegationRow
@@ -57,15 +57,17 @@ async def chain(session: AsyncSession, delegation: Delegation) -> list[Delegatio
 
 
 async def list_for_agent(
-    session: AsyncSession, tenant_id: str, agent_id: str, role: str | None, limit: int, offset: int
+    session: AsyncSession, tenant_id: str | None, agent_id: str, role: str | None, limit: int, offset: int
 ) -> tuple[list[Delegation], int]:
+    """Delegations granted by or to ``agent_id`` (``role`` narrows to one side), of ``tenant_id`` (the tenant
+    whose authority they hand on) or of any tenant when None."""
     if role == "delegator":
         condition = DelegationRow.delegator_id == agent_id
     elif role == "delegate":
         condition = DelegationRow.delegate_id == agent_id
     else:
         condition = or_(DelegationRow.delegator_id == agent_id, DelegationRow.delegate_id == agent_id)
-    where = (DelegationRow.tenant_id == tenant_id, condition)
+    where = (condition,) if tenant_id is None else (DelegationRow.tenant_id == tenant_id, condition)
     total = await session.scalar(select(func.count()).select_from(DelegationRow).where(*where)) or 0
     rows = await session.scalars(
         select(DelegationRow)
@@ -77,13 +79,36 @@ async def list_for_agent(
     return [to_record(r) for r in rows], total
 
 
-async def active_to(session: AsyncSession, agent_id: str, now: datetime) -> list[Delegation]:
+async def active_to(session: AsyncSession, agent_id: str, tenant_id: str, now: datetime) -> list[Delegation]:
+    """The live delegations to ``agent_id`` that hand on authority of ``tenant_id``."""
     rows = await session.scalars(
         select(DelegationRow).where(
-            DelegationRow.delegate_id == agent_id, DelegationRow.status == "active", DelegationRow.expires_at > now
+            DelegationRow.delegate_id == agent_id,
+            DelegationRow.tenant_id == tenant_id,
+            DelegationRow.status == "active",
+            DelegationRow.expires_at > now,
         )
     )
     return [to_record(r) for r in rows]
+
+
+def peer_ids(agent_id: str, now: datetime) -> CompoundSelect[tuple[str]]:
+    """The agents ``agent_id`` has a live direct delegation with, either way: its *delegation peers*."""
+    live = (DelegationRow.status == "active", DelegationRow.expires_at > now)
+    return union(
+        select(DelegationRow.delegate_id.label("id")).where(DelegationRow.delegator_id == agent_id, *live),
+        select(DelegationRow.delegator_id.label("id")).where(DelegationRow.delegate_id == agent_id, *live),
+    )
+
+
+async def are_peers(session: AsyncSession, agent_id: str, other_id: str, now: datetime) -> bool:
+    live = (DelegationRow.status == "active", DelegationRow.expires_at > now)
+    either_way = or_(
+        (DelegationRow.delegator_id == agent_id) & (DelegationRow.delegate_id == other_id),
+        (DelegationRow.delegator_id == other_id) & (DelegationRow.delegate_id == agent_id),
+    )
+    found = await session.scalar(select(DelegationRow.id).where(either_way, *live).limit(1))
+    return found is not None
 
 
 async def revoke_subtrees(session: AsyncSession, paths: list[str], now: datetime) -> list[Delegation]:
