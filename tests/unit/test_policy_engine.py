@@ -219,8 +219,8 @@ def test_double_star_run_matches_all(pattern: str) -> None:
 
 
 def test_compile_pattern_is_anchored() -> None:
-    assert compile_pattern("docs/*").match("docs/a/b") is None
-    assert compile_pattern("docs").match("docs/a") is None
+    assert not compile_pattern("docs/*").match("docs/a/b")
+    assert not compile_pattern("docs").match("docs/a")
 
 
 # -- deny overrides, default deny, priority -----------------------------------------------------------------

@@ -48,7 +48,7 @@ def policy_out(p: PolicyRecord) -> PolicyOut:
     )
 
 
-def _compile(p: PolicyRecord | PolicyIn, policy_id: str) -> Any:
+def _compile(p: PolicyRecord | PolicyIn, policy_id: str, *, new: bool = True) -> Any:
     return build_policy(
         id=policy_id,
         name=p.name,
@@ -59,6 +59,7 @@ def _compile(p: PolicyRecord | PolicyIn, policy_id: str) -> Any:
         conditions=dict(p.conditions),
         priority=p.priority,
         enabled=p.enabled,
+        new=new,
     )
 
 
@@ -92,7 +93,7 @@ class PolicyService:
             if cached is not None and cached[0] == version:
                 return cached[1]
             records = await repo.list_for_tenant(session, tenant_id) if version else []
-        compiled = PolicySet(_compile(r, r.id) for r in records)
+        compiled = PolicySet(_compile(r, r.id, new=False) for r in records)
         self._sets[tenant_id] = (version, compiled)
         return compiled
 
