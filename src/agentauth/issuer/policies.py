@@ -6,13 +6,14 @@ in the transaction of any change) has moved, so a change made through any replic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentauth.errors import AccessDenied, InsufficientScope, InvalidRequest, NotFound
 from agentauth.issuer import audit
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
+from agentauth.issuer.operations import ApiOperation
 from agentauth.issuer.policy_engine import (
     Decision,
     EvaluationContext,
@@ -28,7 +29,6 @@ from agentauth.storage import policies as repo
 from agentauth.storage.records import PolicyRecord
 
 MAX_POLICIES_PER_TENANT = 10_000
-_METHOD_ACTIONS = {"GET": "read", "HEAD": "read", "POST": "write", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 
 
 def policy_out(p: PolicyRecord) -> PolicyOut:
@@ -61,16 +61,6 @@ def _compile(p: PolicyRecord | PolicyIn, policy_id: str, *, new: bool = True) ->
         enabled=p.enabled,
         new=new,
     )
-
-
-def route_action(method: str, path: str) -> str:
-    """The engine's action for a REST call: by HTTP method, except the two operations named for what they do."""
-    stripped = path.rstrip("/")
-    if method == "POST" and stripped == "/api/v1/delegations":
-        return "delegate"
-    if method == "POST" and stripped == "/api/v1/policies/evaluate":
-        return "read"
-    return _METHOD_ACTIONS.get(method, "admin")
 
 
 class PolicyService:
@@ -221,15 +211,18 @@ class PolicyService:
                 return via
         return own
 
-    async def authorize_route(self, principal: Principal, method: str, path: str, ip: str | None) -> None:
-        """Every authenticated REST call goes through the engine: the token's scopes give the default allows,
-        the tenant's deny policies can take them away."""
+    async def authorize(
+        self, principal: Principal, operation: ApiOperation, ids: Mapping[str, str], ip: str | None
+    ) -> None:
+        """Every authenticated call of AgentAuth's own API (REST route or MCP tool) goes through the engine, as
+        the operation it runs: the token's scopes give the default allows, the tenant's deny policies can take
+        them away."""
         policy_set = await self.policy_set(principal.tenant_id, principal.policy_version)
         acting = principal.acting
         decision = policy_set.evaluate(
             Subject(acting.id, acting.agent_type, acting.trust_level),
-            route_action(method, path),
-            path,
+            operation.action,
+            operation.resource_for(ids),
             [Grant(principal.scopes, principal.delegation_id, principal.delegation_depth)],
             EvaluationContext(self.core.clock(), ip, principal.delegation_depth),
         )
