@@ -26,7 +26,7 @@ from agentauth.issuer.schemas import EvaluateRequest, EvaluateResponse, PolicyIn
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage import policies as repo
-from agentauth.storage.records import PolicyRecord
+from agentauth.storage.records import Agent, PolicyRecord
 
 MAX_POLICIES_PER_TENANT = 10_000
 
@@ -61,6 +61,19 @@ def _compile(p: PolicyRecord | PolicyIn, policy_id: str, *, new: bool = True) ->
         enabled=p.enabled,
         new=new,
     )
+
+
+def lineage(agent: Agent) -> tuple[str, ...]:
+    """The agent's id and those of the agents above it, root first (its tenant path)."""
+    return tuple(agent.path.strip("/").split("/"))
+
+
+def subject_of(acting: Agent, on_behalf_of: Agent | None = None) -> Subject:
+    """The engine's subject for ``acting``, bound by the denials of the agents above it and, when it acts under
+    a delegation, of the delegator and the agents above that one (issue 12 item 5: a denied agent must not act
+    through a sub-agent or a delegate it creates)."""
+    bound = lineage(acting)[:-1] + (lineage(on_behalf_of) if on_behalf_of is not None else ())
+    return Subject(acting.id, acting.agent_type, acting.trust_level, tuple(a for a in bound if a != acting.id))
 
 
 class PolicyService:
@@ -197,7 +210,7 @@ class PolicyService:
         ctx: RequestContext,
         now: Any,
     ) -> Decision:
-        subject = Subject(agent.id, agent.agent_type, agent.trust_level)
+        subject = subject_of(agent)
         ip = request.source_ip or ctx.ip
         # Own grant first at depth 0; each delegation is judged at its own depth (max_delegation_depth).
         own = policy_set.evaluate(subject, request.action, request.resource, grants[:1], EvaluationContext(now, ip, 0))
@@ -218,9 +231,8 @@ class PolicyService:
         the operation it runs: the token's scopes give the default allows, the tenant's deny policies can take
         them away."""
         policy_set = await self.policy_set(principal.tenant_id, principal.policy_version)
-        acting = principal.acting
         decision = policy_set.evaluate(
-            Subject(acting.id, acting.agent_type, acting.trust_level),
+            subject_of(principal.acting, principal.agent if principal.actor is not None else None),
             operation.action,
             operation.resource_for(ids),
             [Grant(principal.scopes, principal.delegation_id, principal.delegation_depth)],

@@ -4,7 +4,8 @@ Decision procedure for (agent, action, resource, context):
 1. Candidate policies come from an index by action and by the first resource segment, so evaluation touches
    only policies that could match, not every policy of the tenant.
 2. A policy *applies* when it is enabled, its subjects match the agent (any listed agent id, agent type or
-   trust level; or ``all``), one of its actions is the action (or ``*``), one of its resource patterns
+   trust level; or ``all``; a *deny* listing an agent id also binds the agents below that one and its
+   delegates acting for it), one of its actions is the action (or ``*``), one of its resource patterns
    matches (``*`` = exactly one segment, ``**`` = any number of segments), and every condition holds.
 3. If any ``deny`` applies, the answer is deny - whatever allows say, whatever their priority.
 4. Otherwise an applying ``allow`` policy, or a scope of the agent's own grant whose default allow covers the
@@ -290,11 +291,14 @@ class Conditions:
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Who a decision is about."""
+    """Who a decision is about. ``bound_by``: the agents whose denials bind it too - those above it in its
+    tenant (they created it, or created its creator) and, under a delegation, the delegator it acts for and
+    those above that one."""
 
     agent_id: str
     agent_type: str
     trust_level: str
+    bound_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +329,12 @@ class Policy:
             return "applies to all agents"
         if subject.agent_id in self.agent_ids:
             return f"names agent {subject.agent_id}"
+        if self.effect == "deny":
+            # A deny naming an agent binds what it acts through: its sub-agents and delegates (issue 12 item 5).
+            # An allow does not carry over: that would widen access.
+            for other in subject.bound_by:
+                if other in self.agent_ids:
+                    return f"names agent {other}, whose denials bind {subject.agent_id}"
         if subject.agent_type in self.agent_types:
             return f"applies to agent type {subject.agent_type}"
         if subject.trust_level in self.trust_levels:
