@@ -35,7 +35,7 @@ ACTIONS: Final = ("read", "write", "delete", "execute", "delegate", "admin")
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_RESOURCE_LENGTH = 1000
 
-# Default allows that scopes carry. REST routes are resources too: their action comes from the HTTP method.
+# Default allows that scopes carry. AgentAuth's own operations are resources too (issuer/operations.py).
 API_PREFIX = "api/v1"
 SCOPE_ALLOWS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "agents.read": (("read",), "api/v1/agents/**"),
