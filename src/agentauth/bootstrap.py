@@ -9,7 +9,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentauth.did import issuer_did_document, url_to_did_web
@@ -26,15 +28,18 @@ from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
-from agentauth.keyfile import load_or_create_kek
+from agentauth.keyfile import load_or_create_kek, private_dir
 from agentauth.settings import Settings
+from agentauth.storage import assertions
 from agentauth.storage.db import SqliteSessionMaker, create_engine, session_factory
 from agentauth.storage.migrate import migrate
 from agentauth.vc import CredentialIssuer
+from agentauth.vc.assertions import ASSERTION_LEEWAY_SECONDS
 
 log = logging.getLogger("agentauth")
 KEY_RELOAD_SECONDS = 5
 ROTATION_CHECK_SECONDS = 60
+ASSERTION_PRUNE_BATCH = 5000
 
 
 def utcnow() -> datetime:
@@ -89,7 +94,6 @@ class Services:
                 group.create_task(self.sessions.checkpoints())
 
     async def _keys_and_lists(self) -> None:
-        every = timedelta(days=self.settings.key_rotation_days)
         since_rotation_check = 0.0
         while True:
             await asyncio.sleep(KEY_RELOAD_SECONDS)
@@ -97,11 +101,23 @@ class Services:
             try:
                 if since_rotation_check >= ROTATION_CHECK_SECONDS:
                     since_rotation_check = 0.0
-                    await self.keys.rotate_if_due(utcnow(), every, self.key_retention())
-                    await self.status.recycle()
+                    await self.housekeeping(utcnow())
                 await self.reload_keys()
             except Exception:
                 log.exception("maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
+
+    async def housekeeping(self, now: datetime) -> None:
+        """One pass of the once-a-minute chores: rotate keys when due, recycle status lists, and forget used
+        jwt-bearer assertion ids that can no longer be replayed (else one row per grant, forever)."""
+        every = timedelta(days=self.settings.key_rotation_days)
+        await self.keys.rotate_if_due(now, every, self.key_retention())
+        await self.status.recycle()
+        leeway = timedelta(seconds=ASSERTION_LEEWAY_SECONDS)
+        while True:  # in bounded batches: no long write lock after a backlog
+            async with self.sessions.begin() as session:
+                forgotten = await assertions.forget_expired(session, now, leeway, limit=ASSERTION_PRUNE_BATCH)
+            if forgotten < ASSERTION_PRUNE_BATCH:
+                break
 
     async def close(self) -> None:
         await self.status.close()
@@ -114,12 +130,24 @@ class Services:
         await self.engine.dispose()
 
 
+def _prepare_private_dirs(settings: Settings, *, with_kek_file: bool) -> None:
+    """The directories of the KEK file and of the SQLite database: created 0700, or a warning (once each) if
+    open to others."""
+    private = {settings.data_dir.resolve()} if with_kek_file else set()
+    database = make_url(settings.effective_database_url).database
+    if settings.effective_database_url.startswith("sqlite") and database and database != ":memory:":
+        private.add(Path(database).resolve().parent)
+    for directory in sorted(private):
+        private_dir(directory)
+
+
 async def build_services(settings: Settings) -> Services:
     """Open the database, apply migrations, load (or create) the issuer key ring, wire the use cases."""
     kek_text = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else None
-    kek = load_or_create_kek(settings.data_dir, kek_text)
-    engine = create_engine(settings.effective_database_url)
     url = settings.effective_database_url
+    _prepare_private_dirs(settings, with_kek_file=kek_text is None)
+    kek = load_or_create_kek(settings.data_dir, kek_text)
+    engine = create_engine(url)
     read_engine = create_engine(url, read_only=True) if url.startswith("sqlite") else engine
     try:
         await migrate(engine)

@@ -176,6 +176,9 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        # uvicorn believes X-Forwarded-For from any local peer by default; the app applies
+        # AGENTAUTH_TRUSTED_PROXIES itself (api.middleware.TrustedProxiesMiddleware).
+        proxy_headers=False,
     )
 
 

@@ -5,11 +5,14 @@ No module-level instance: ``bootstrap`` builds one ``Settings`` and passes it on
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -33,6 +36,11 @@ class Settings(BaseSettings):
     token_rate_per_ip: int = Field(1200, ge=1, description="Token requests per minute per IP address.")
     quickstart_rate_per_ip: int = Field(20, ge=1, description="Quickstart registrations per minute per IP.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed; "
+        "default none: the client address is the TCP peer.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -42,6 +50,18 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("issuer_url must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            try:
+                return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {exc}") from None
+        return value
 
     @property
     def effective_database_url(self) -> str:

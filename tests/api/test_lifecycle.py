@@ -138,8 +138,9 @@ async def test_list_is_rebuilt_only_when_a_bit_changed(
     monkeypatch.setattr(services.issuer, "issue_status_list_credential", counting)
     real_clock = services.status._clock
     first = (await fetch_list(client, path)).text
-    # Time moves on (a rebuild would carry a later iat), but no bit changes: the very same JWT comes back.
-    monkeypatch.setattr(services.status, "_clock", lambda: real_clock() + timedelta(minutes=5))
+    # Time moves on (a rebuild would carry a later iat), but no bit changes: within half a ttl (300 s) the very
+    # same JWT comes back. (After half a ttl it is re-signed: test_attack_stale_status.py.)
+    monkeypatch.setattr(services.status, "_clock", lambda: real_clock() + timedelta(minutes=2))
     second = (await fetch_list(client, path)).text
     assert second == first and len(signed) <= 1
 

@@ -7,7 +7,7 @@ and over stdio, and the documented flow every transport must run.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +51,15 @@ def start_server(workdir: Path, **settings: str) -> RunningServer:
 
 
 @asynccontextmanager
-async def http_session(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
+async def http_session(
+    url: str,
+    headers: dict[str, str] | None = None,
+    on_response: Callable[[httpx2.Response], Awaitable[None]] | None = None,
+) -> AsyncIterator[ClientSession]:
+    """The official client over streamable HTTP; ``on_response`` sees every HTTP response the transport gets."""
+    hooks = {"response": [on_response]} if on_response is not None else None
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        httpx2.AsyncClient(headers=headers, timeout=30, event_hooks=hooks) as http,
         streamable_http_client(url, http_client=http) as (read, write),
         ClientSession(read, write) as session,
     ):
@@ -199,3 +205,40 @@ async def documented_flow(session: ClientSession, *, default_key_agent: str | No
         assert (await call(session, "introspect_token", token=default["access_token"]))["agent_id"] == default_key_agent
         seen += secrets_of(default)
     return seen
+
+
+async def two_tenant_flow(session: ClientSession) -> list[str]:
+    """The product document's flow across two organisations: quickstart twice (two tenants) -> create_delegation
+    from the first agent to the second -> check_permission for the delegate (allowed for the delegated scope,
+    denied for another) -> refresh_token -> revoke_token -> introspect_token answers active false.
+    tests/mcp/ts/two_tenant_flow.mjs runs the same steps with the TypeScript client. Returns the secrets seen."""
+    lender = await call(session, "quickstart", name="lender", agent_type="orchestrator")
+    second = await call(session, "quickstart", name="borrower", agent_type="assistant")
+    lender_id, borrower_id = lender["agent"]["id"], second["agent"]["id"]
+    assert lender["agent"]["tenant_id"] != second["agent"]["tenant_id"]
+    token = lender["access_token"]
+
+    delegation = await call(
+        session, "create_delegation", delegate_agent_id=borrower_id, scopes=["api.write"], access_token=token
+    )
+    assert delegation["delegator_agent_id"] == lender_id and delegation["delegate_agent_id"] == borrower_id
+    assert delegation["scopes"] == ["api.write"] and delegation["status"] == "active"
+    assert delegation["credential"].count(".") == 2
+
+    allowed = await call(
+        session, "check_permission", agent_id=borrower_id, action="write", resource="files/q3.pdf", access_token=token
+    )
+    assert allowed["allowed"] is True and allowed["basis"] == "delegation"
+    assert allowed["delegation_id"] == delegation["id"]
+    denied = await call(
+        session, "check_permission", agent_id=borrower_id, action="admin", resource="files/q3.pdf", access_token=token
+    )
+    assert denied["allowed"] is False and denied["effect"] == "deny"
+
+    refreshed = await call(session, "refresh_token", refresh_token_value=lender["refresh_token"])
+    fresh = refreshed["access_token"]
+    assert fresh != token and refreshed["refresh_token"] != lender["refresh_token"]
+    assert (await call(session, "introspect_token", token=fresh))["active"] is True
+    assert (await call(session, "revoke_token", token=fresh))["success"] is True
+    assert await call(session, "introspect_token", token=fresh) == {"active": False}
+    return secrets_of(lender, second, refreshed)

@@ -50,6 +50,10 @@ class FakeIssuer:
     jwks_max_age: int = 300
     requests: Counter[str] = field(default_factory=Counter)
     down: bool = False
+    # Cache-Control max-age of the list (default: its ttl, as the server sends); a CDN may say more.
+    list_max_age: int | None = None
+    # Re-sign an unchanged list every ttl/2 like the server; False plays an old server or a replaying cache.
+    resign: bool = True
 
     def __post_init__(self) -> None:
         self.ring = KeyRing.create(url_to_did_web(self.url), self.time.now())
@@ -61,6 +65,7 @@ class FakeIssuer:
     # -- publishing -------------------------------------------------------------------------------------
 
     def _sign_list(self) -> str:
+        self.list_signed_at = self.time.now()
         return self.issuer.issue_status_list_credential(
             list_url=LIST_URL,
             encoded_list=self.bits.encode(),
@@ -86,8 +91,11 @@ class FakeIssuer:
                 200, json=self.ring.jwks(), headers={"cache-control": f"public, max-age={self.jwks_max_age}"}
             )
         if str(request.url) == LIST_URL:
+            if self.resign and self.time.now() - self.list_signed_at >= timedelta(seconds=self.ttl / 2):
+                self.list_jwt = self._sign_list()  # like the server: an unchanged list is re-signed every ttl/2
             etag = '"' + hashlib.sha256(self.list_jwt.encode()).hexdigest()[:16] + '"'
-            headers = {"cache-control": f"public, max-age={self.ttl}", "etag": etag}
+            max_age = self.ttl if self.list_max_age is None else self.list_max_age
+            headers = {"cache-control": f"public, max-age={max_age}", "etag": etag}
             if request.headers.get("if-none-match") == etag:
                 return httpx.Response(304, headers=headers)
             return httpx.Response(200, text=self.list_jwt, headers=headers | {"content-type": "application/vc+jwt"})

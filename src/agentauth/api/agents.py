@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from agentauth.api.auth import NO_STORE
 from agentauth.api.deps import ContextDep, ServicesDep, authorized
 from agentauth.api.ratelimits import limit_quickstart
 from agentauth.issuer.context import Principal
@@ -20,6 +19,7 @@ from agentauth.issuer.schemas import (
     QuickstartResponse,
     UpdateAgentRequest,
 )
+from agentauth.issuer.secrets import NO_STORE
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 AgentId = Annotated[str, Path(min_length=1, max_length=64, description="Agent id (agt_...)")]

@@ -23,7 +23,7 @@ from agentauth.api import (
     status_lists,
     wellknown,
 )
-from agentauth.api.middleware import LimitsMiddleware
+from agentauth.api.middleware import LimitsMiddleware, TrustedProxiesMiddleware
 from agentauth.bootstrap import Services, build_services
 from agentauth.mcp.http import McpMount
 from agentauth.settings import Settings
@@ -71,5 +71,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     mcp = McpMount(lambda: app.state.services, config.issuer_url, config.max_body_bytes)
     mcp.install(app.router)
     app.add_middleware(auth.TokenEndpoint)
-    app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)  # added last: runs first
+    app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
+    app.add_middleware(TrustedProxiesMiddleware, trusted=config.trusted_proxies)  # added last: runs first
     return app

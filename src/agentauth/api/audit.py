@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from agentauth.api.deps import ServicesDep, authorized
 from agentauth.issuer.context import Principal
-from agentauth.issuer.schemas import AuditPage
+from agentauth.issuer.schemas import AuditPage, UtcDateTime
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -24,7 +23,9 @@ async def list_events(
     outcome: Annotated[str | None, Query(pattern="^(success|failure)$")] = None,
     actor: Annotated[str | None, Query(max_length=100)] = None,
     target_id: Annotated[str | None, Query(max_length=100)] = None,
-    since: datetime | None = None,
+    since: Annotated[
+        UtcDateTime | None, Query(description="Only events at or after this time (ISO 8601; UTC if no offset).")
+    ] = None,
 ) -> AuditPage:
     return await services.audit.list(
         principal,

@@ -16,12 +16,11 @@ from agentauth.bootstrap import Services
 from agentauth.errors import InvalidToken
 from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import TokenResponse
+from agentauth.issuer.secrets import NO_STORE
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 TOKEN_PATH = "/api/v1/auth/token"
 
-# RFC 6749 section 5.1: token responses "MUST include ... Cache-Control: no-store".
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _TOKEN_FORM = {
     "requestBody": {

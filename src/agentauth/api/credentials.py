@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from agentauth.api.auth import NO_STORE
 from agentauth.api.deps import ContextDep, ServicesDep, authorized
 from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import ApiKeyCreated, ApiKeyOut, ApiKeyPage, ApiKeyRotated, CreateApiKeyRequest
+from agentauth.issuer.secrets import NO_STORE
 
 router = APIRouter(prefix="/api/v1/credentials", tags=["credentials"])
 KeyId = Annotated[str, Path(min_length=1, max_length=64, description="Credential id (key_...)")]

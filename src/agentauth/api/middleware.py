@@ -1,8 +1,11 @@
-"""Pure ASGI middleware: request ids and a request-body size limit (checked before any parsing)."""
+"""Pure ASGI middleware: the client address behind trusted proxies, request ids and a request-body size limit
+(checked before any parsing)."""
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -112,3 +115,53 @@ class LimitsMiddleware:
         except _NulByte:
             if not started:
                 await _reject(send, 400, "invalid_request", "NUL characters are not allowed")
+
+
+class TrustedProxiesMiddleware:
+    """The client address (``scope["client"]``) behind the configured reverse proxies, and nowhere else.
+
+    Per-IP rate limits, ``source_ips`` policy conditions and the audit log's ``ip`` all read ``scope["client"]``.
+    It is the TCP peer unless that peer is a trusted proxy: then ``X-Forwarded-For`` is read from the right (the
+    entry the nearest proxy appended) past every trusted hop, and the first untrusted address is the client; what
+    a client wrote further left is never believed. A trusted proxy's ``X-Forwarded-Proto`` sets the scheme.
+    ``agentauth serve`` turns uvicorn's own proxy handling off (it trusts any local peer), so this is the only one.
+    """
+
+    def __init__(self, app: ASGIApp, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
+        self.app = app
+        self.trusted = tuple(trusted)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def _client(self, peer: str, headers: list[tuple[bytes, bytes]]) -> str:
+        hops = [
+            hop.strip()
+            for name, value in headers
+            if name == b"x-forwarded-for"
+            for hop in value.decode("latin-1").split(",")
+        ]
+        client = peer
+        for hop in reversed(hops):
+            try:
+                client = str(ipaddress.ip_address(hop))
+            except ValueError:
+                break  # not an address: stop at the last hop a trusted proxy vouched for
+            if not self._is_trusted(client):
+                break
+        return client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        peer = scope.get("client")
+        if self.trusted and scope["type"] in ("http", "websocket") and peer and self._is_trusted(peer[0]):
+            headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+            scope = dict(scope)
+            scope["client"] = (self._client(peer[0], headers), 0)
+            for name, value in headers:
+                if name == b"x-forwarded-proto" and value.strip().lower() in (b"http", b"https", b"ws", b"wss"):
+                    scope["scheme"] = value.strip().lower().decode()
+        await self.app(scope, receive, send)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base58
 
+from agentauth.keys.weak import WEAK_KEY, weak_key_reason
+
 DID_KEY_PREFIX = "did:key:"
 ED25519_PUB_MULTICODEC = b"\xed\x01"
 X25519_PUB_MULTICODEC = b"\xec\x01"
@@ -53,6 +55,8 @@ def decode_multibase_key(value: str) -> bytes:
     key = raw[2:]
     if len(key) != ED25519_PUBLIC_KEY_SIZE:
         raise DidKeyError("invalid_key_length", f"Ed25519 public key must be 32 bytes, got {len(key)}")
+    if (reason := weak_key_reason(key)) is not None:
+        raise DidKeyError(WEAK_KEY, reason)
     return key
 
 

@@ -243,6 +243,9 @@ class Conditions:
                 raise InvalidRequest("time_window needs start and end 'HH:MM', optional days and timezone") from exc
             if not days <= set(DAYS) or not days:
                 raise InvalidRequest(f"time_window days must be a non-empty list among {', '.join(DAYS)}")
+            if window.start.tzinfo is not None or window.end.tzinfo is not None:
+                # An offset-aware time cannot be compared with the local time of day (a 500 on every evaluation).
+                raise InvalidRequest("time_window start and end are local 'HH:MM' times: give the zone as timezone")
             if window.start == window.end:
                 raise InvalidRequest("time_window start and end must differ")
         ips = None

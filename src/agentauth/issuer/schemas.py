@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from agentauth.issuer.scopes import DEFAULT_TRUST_LEVEL
 
@@ -13,6 +13,21 @@ AgentType = Literal["orchestrator", "autonomous", "assistant", "tool"]
 TrustLevel = Literal["untrusted", "basic", "verified", "trusted"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=2000)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """A time without offset is read as UTC; one with an offset is converted - and refused when that carries it
+    outside years 1-9999 (``0001-01-01T00:00:00+23:59``), which Python cannot represent and no database stores."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range once converted to UTC (years 1-9999)") from None
+
+
+# Every datetime a caller sends (query parameter or body field) is of this type: aware, UTC, representable.
+UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class Strict(BaseModel):

@@ -11,6 +11,9 @@ import secrets
 API_KEY_PREFIX = "ak_live_"
 API_KEY_LOOKUP_CHARS = 12  # of the random part: 72 bits, enough to index, useless to guess the rest
 REFRESH_TOKEN_PREFIX = "rt_"
+# Every answer that hands out one of these secrets (or a token), through every adapter: RFC 6749 section 5.1,
+# token responses "MUST include ... Cache-Control: no-store" (Pragma for HTTP/1.0 caches).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def new_api_key() -> tuple[str, str]:

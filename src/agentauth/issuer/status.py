@@ -190,7 +190,10 @@ class StatusRegistry:
             if snap is None:
                 raise NotFound("no such status list")
             size, version, published_version, published_jwt, published_at = snap
-            fresh = published_at is not None and now - published_at < PUBLISHED_VALIDITY / 2
+            # Verifiers refuse a list older than its iat + ttl + a small grace (vc/status.py), so even an
+            # unchanged list is re-signed every half ttl: a copy fetched now stays usable for its whole ttl.
+            republish_after = min(PUBLISHED_VALIDITY / 2, timedelta(seconds=self._ttl) / 2)
+            fresh = published_at is not None and now - published_at < republish_after
             # A list signed with a key that has since been dropped (compromise) must be re-signed.
             if fresh and published_jwt is not None:
                 fresh = self._issuer.ring.get(_header_kid(published_jwt)) is not None

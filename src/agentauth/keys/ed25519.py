@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from agentauth.keys.jwk import JwkError, b64url_encode, jwk_thumbprint, parse_private_jwk, parse_public_jwk
+from agentauth.keys.weak import WEAK_KEY, weak_key_reason
 
 KeyError_ = JwkError
 
@@ -26,6 +27,9 @@ class PublicKey:
     def from_bytes(cls, raw: bytes) -> PublicKey:
         if len(raw) != 32:
             raise JwkError("invalid_key_length", "Ed25519 public key must be 32 bytes")
+        # Every public key enters through here or parse_public_jwk; both refuse weak keys (keys/weak.py).
+        if (reason := weak_key_reason(raw)) is not None:
+            raise JwkError(WEAK_KEY, reason)
         try:
             key = Ed25519PublicKey.from_public_bytes(raw)
         except ValueError as exc:

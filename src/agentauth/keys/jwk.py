@@ -9,6 +9,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from agentauth.keys.weak import WEAK_KEY, weak_key_reason
+
 
 class JwkError(ValueError):
     """A JWK is not a valid Ed25519 OKP key; ``code`` says why."""
@@ -66,7 +68,10 @@ def parse_public_jwk(jwk: Mapping[str, Any]) -> bytes:
         raise JwkError("unsupported_key_type", "JWK kty must be 'OKP'")
     if jwk.get("crv") != "Ed25519":
         raise JwkError("unsupported_key_type", "JWK crv must be 'Ed25519'")
-    return _key_bytes(jwk, "x")
+    public = _key_bytes(jwk, "x")
+    if (reason := weak_key_reason(public)) is not None:
+        raise JwkError(WEAK_KEY, f"JWK member 'x': {reason}")
+    return public
 
 
 def parse_private_jwk(jwk: Mapping[str, Any]) -> tuple[bytes, bytes]:

@@ -1,6 +1,6 @@
 """The server class the tools run in: it carries the backend the tools call (so the tool functions are plain
-module-level functions, built into MCP tools once per process) and routes every tool failure through
-``errors.map_tool_error``, the one mapping."""
+module-level functions, built into MCP tools once per process), routes every tool failure through
+``errors.map_tool_error``, the one mapping, and shapes every successful result (``headline_first``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,29 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import CallToolResult, InputRequiredResult, TextContent
 
 from agentauth import __version__
 from agentauth.mcp.backend import Backend
 from agentauth.mcp.errors import map_tool_error
+
+# The secret an answer exists to hand over, first found wins: quickstart's api_key (it also carries a token
+# pair), a new or rotated API key's raw_key, a token grant's access_token.
+HEADLINE_SECRETS = ("api_key", "raw_key", "access_token")
+
+
+def headline_first(result: CallToolResult) -> CallToolResult:
+    """The first text item of an answer that hands out a secret is that secret alone, so a client reads it as
+    ``result.content[0].text`` (the documented example does); the full result stays in ``structuredContent`` and
+    follows as a JSON text item. Other answers and errors are left as they are."""
+    structured = result.structured_content
+    if result.is_error or not isinstance(structured, dict):
+        return result
+    for name in HEADLINE_SECRETS:
+        secret = structured.get(name)
+        if isinstance(secret, str):
+            return result.model_copy(update={"content": [TextContent(type="text", text=secret), *result.content]})
+    return result
 
 
 class AgentAuthMCP(MCPServer[Any]):
@@ -30,9 +48,10 @@ class AgentAuthMCP(MCPServer[Any]):
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
             raise map_tool_error(name, exc) from None
+        return headline_first(result) if isinstance(result, CallToolResult) else result
 
 
 def _server(ctx: Context[Any, Any]) -> AgentAuthMCP:

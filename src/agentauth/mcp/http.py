@@ -4,6 +4,14 @@ Stateless and JSON-answering: every POST is a complete exchange, so any replica 
 any request (no sticky sessions), as the REST API already allows. Both ``/mcp`` and ``/mcp/`` are routes of
 their own - no redirect for clients that add or drop the slash. The host app runs the session manager in its
 lifespan (``run``).
+
+Two rules hold for every response of the endpoint, whatever the SDK answers:
+- it is never stored by a cache (``Cache-Control: no-store``, ``Pragma: no-cache``, the headers REST sends with
+  secrets): tool results carry API keys and tokens, and no MCP answer is reusable;
+- only POST is served. Without sessions there is no stream a GET could resume or listen on, so GET (like any
+  other method) is answered at once with 405 - the streamable HTTP transport lets a server that "does not offer
+  an SSE stream at this endpoint" say so with "HTTP 405 Method Not Allowed" - instead of an event stream held
+  open for nobody.
 """
 
 from __future__ import annotations
@@ -13,16 +21,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+import orjson
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentauth.bootstrap import Services
 from agentauth.issuer.discovery import MCP_PATH
+from agentauth.issuer.secrets import NO_STORE
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.server import build_server
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+_NO_STORE = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
+_JSONRPC_INVALID_REQUEST = -32600
 
 
 def transport_security(issuer_url: str) -> TransportSecuritySettings:
@@ -38,6 +51,42 @@ def transport_security(issuer_url: str) -> TransportSecuritySettings:
         allowed_origins=[f"{scheme}://{name}:*" for scheme in ("http", "https") for name in LOOPBACK]
         + [f"{scheme}://{name}" for scheme in ("http", "https") for name in LOOPBACK],
     )
+
+
+class NoStorePostOnly:
+    """The rules of the module docstring around the SDK's ASGI app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] != "POST":
+            await self._method_not_allowed(send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in (b"cache-control", b"pragma")]
+                message["headers"] = kept + _NO_STORE
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+    @staticmethod
+    async def _method_not_allowed(send: Send) -> None:
+        # The body is the JSON-RPC error the SDK itself answers transport refusals with.
+        message = "Method Not Allowed: this endpoint is stateless and answers POST only (no SSE stream at GET)"
+        body = orjson.dumps(
+            {"jsonrpc": "2.0", "id": None, "error": {"code": _JSONRPC_INVALID_REQUEST, "message": message}}
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"allow", b"POST"),
+            *_NO_STORE,
+        ]
+        await send({"type": "http.response.start", "status": 405, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class McpMount:
@@ -58,7 +107,7 @@ class McpMount:
             max_request_body_size=max_body,
         )
         self.session_manager: StreamableHTTPSessionManager = self.server.session_manager
-        self.asgi = StreamableHTTPASGIApp(self.session_manager)
+        self.asgi = NoStorePostOnly(StreamableHTTPASGIApp(self.session_manager))
 
     def install(self, router: Router) -> None:
         for path in (MCP_PATH, MCP_PATH + "/"):

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -28,15 +29,22 @@ from agentauth.sdk.http import (
     parse_jwks,
     parse_status_list,
 )
-from agentauth.vc import StatusListSource, VerificationError
+from agentauth.vc import (
+    DEFAULT_MAX_STATUS_STALENESS_SECONDS,
+    StatusListSource,
+    VerificationError,
+    status_list_usable_until,
+)
 from agentauth.vc import errors as e
+from agentauth.vc.jws import parse_compact
 
 log = logging.getLogger("agentauth.sdk")
 T = TypeVar("T")
 
 # Reason code of this layer: the issuer's keys could not be fetched (a resource server answers 503, not 401).
 JWKS_UNAVAILABLE: Final = "jwks_unavailable"
-UNAVAILABLE_CODES: Final = frozenset({JWKS_UNAVAILABLE, e.STATUS_UNAVAILABLE})
+# A stale status list is the issuer's (or the mirror's) outage too: the token may be fine, its status is unknown.
+UNAVAILABLE_CODES: Final = frozenset({JWKS_UNAVAILABLE, e.STATUS_UNAVAILABLE, e.STATUS_STALE})
 
 DEFAULT_MIN_REFRESH_SECONDS: Final = 30.0
 DEFAULT_JWKS_MAX_AGE: Final = 300.0
@@ -92,6 +100,9 @@ class IssuerCache:
     """The cached JWKS and status lists of one issuer, and the refresh rate limit. No I/O: the verifiers feed it.
 
     It is the core's status-list source: a fresh list is served, a missing or stale one recorded as needed.
+    A list stays fresh while its ``Cache-Control`` allows *and* while it is younger than its own ``iat + ttl +
+    max_status_staleness`` (the core's staleness rule, ``agentauth.vc.status``): the cache refetches before
+    the core would refuse the copy as ``status_stale``.
     """
 
     def __init__(
@@ -102,8 +113,12 @@ class IssuerCache:
         extra_status_source: StatusListSource | None,
         monotonic: Callable[[], float],
         freshness_margin: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
+        max_status_staleness: float | None = DEFAULT_MAX_STATUS_STALENESS_SECONDS,
     ) -> None:
         self.issuer_url = issuer_url.rstrip("/")
+        self.max_status_staleness = max_status_staleness
+        self._clock = clock or (lambda: datetime.now(UTC))
         self.freshness_margin = freshness_margin
         self.min_refresh_interval = min_refresh_interval
         self.jwks_fresh_until = -math.inf
@@ -179,14 +194,27 @@ class IssuerCache:
 
     def status_received(self, url: str, status: int, headers: Mapping[str, str], body: bytes) -> None:
         lifetime = freshness_lifetime(headers, DEFAULT_STATUS_MAX_AGE) - self.freshness_margin
-        lifetime = max(lifetime, MIN_FRESHNESS)
         cached = self.lists.get(url)
         if status == 304 and cached is not None:
-            self.lists[url] = CachedList(cached.jwt, cached.etag, self._now() + lifetime)
+            jwt, etag = cached.jwt, cached.etag
         else:
-            jwt = parse_status_list(status, body)
-            self.lists[url] = CachedList(jwt, headers.get("etag"), self._now() + lifetime)
+            jwt, etag = parse_status_list(status, body), headers.get("etag")
+        lifetime = max(min(lifetime, self._seconds_until_stale(jwt)), MIN_FRESHNESS)
+        self.lists[url] = CachedList(jwt, etag, self._now() + lifetime)
         self.list_failures.pop(url, None)
+
+    def _seconds_until_stale(self, jwt: str) -> float:
+        """How long the list's own ``iat + ttl + max_status_staleness`` still allows (unverified claims: this
+        only decides when to fetch again; the core verifies the list and judges its age itself)."""
+        if self.max_status_staleness is None:
+            return math.inf
+        try:
+            usable_until = status_list_usable_until(parse_compact(jwt).payload, self.max_status_staleness)
+        except VerificationError:
+            return 0.0
+        if usable_until is None:
+            return 0.0
+        return usable_until - self._clock().timestamp() - self.freshness_margin
 
     def status_failed(self, url: str, reason: str) -> VerificationError:
         self.list_failures[url] = (self._now(), reason)

@@ -15,7 +15,14 @@ import orjson
 
 from agentauth.did import did_web_to_url, url_to_did_web
 from agentauth.did.web import DidWebError
-from agentauth.vc import DirectoryStatusLists, NonceRegistry, StatusListSource, VerificationError, Verifier
+from agentauth.vc import (
+    DEFAULT_MAX_STATUS_STALENESS_SECONDS,
+    DirectoryStatusLists,
+    NonceRegistry,
+    StatusListSource,
+    VerificationError,
+    Verifier,
+)
 from agentauth.vc.jws import parse_compact
 
 
@@ -94,12 +101,16 @@ def offline_verifier(
     check_status: bool = True,
     leeway_seconds: int = 30,
     nonces: NonceRegistry | None = None,
+    max_status_staleness: float | None = DEFAULT_MAX_STATUS_STALENESS_SECONDS,
 ) -> Verifier:
     """A ``Verifier`` trusting the keys in ``jwks`` (a JWK Set or the path of one) and reading status lists
     from ``status_dir`` (or ``status_source``). ``issuer_url`` defaults to the JWK Set's ``issuer`` member.
 
     Without a status directory, credentials carrying a status entry fail with ``status_unavailable`` unless
-    ``check_status=False`` is chosen explicitly.
+    ``check_status=False`` is chosen explicitly. A saved list is accepted only until ``iat + ttl +
+    max_status_staleness`` (default 60 s; ``status_stale`` after that): refresh the directory at least once per
+    ``ttl`` (``agentauth mirror``), or raise ``max_status_staleness`` knowingly - revocations older than the copy
+    stay unseen for that long.
     """
     document = load_jwks(jwks) if isinstance(jwks, str | Path) else dict(jwks)
     url = issuer_url or document.get("issuer")
@@ -116,4 +127,5 @@ def offline_verifier(
         check_status=check_status,
         leeway_seconds=leeway_seconds,
         nonces=nonces,
+        max_status_staleness=max_status_staleness,
     )

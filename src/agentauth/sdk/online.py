@@ -4,7 +4,9 @@
   max-age runs out, and refetched at once when a token names an unknown ``kid`` - but at most once per
   ``min_refresh_interval`` seconds, so a flood of made-up kids costs the issuer one request per interval.
 * Status lists: fetched only from the issuer's own origin (``http.check_fetchable``), kept while their
-  ``Cache-Control`` (which the issuer sets to the list's ``ttl``) allows, revalidated with ``If-None-Match``.
+  ``Cache-Control`` (which the issuer sets to the list's ``ttl``) allows and while the list is younger than
+  its ``iat + ttl + max_status_staleness`` (default 60 s; older copies are refetched, and refused as
+  ``status_stale`` if nothing fresher comes), revalidated with ``If-None-Match``.
 
 The pure core does the verifying. Its two hooks - ``refresh_keys`` and the status-list source - do no I/O here:
 they serve what is cached and *record* what is missing. On such a miss the verifier fetches what was recorded
@@ -39,6 +41,7 @@ from agentauth.sdk.cache import (
 )
 from agentauth.sdk.http import FetchError
 from agentauth.vc import (
+    DEFAULT_MAX_STATUS_STALENESS_SECONDS,
     DelegationLink,
     NonceRegistry,
     StatusListSource,
@@ -69,12 +72,15 @@ class _OnlineBase(Generic[H]):
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         nonces: NonceRegistry | None = None,
+        max_status_staleness: float | None = DEFAULT_MAX_STATUS_STALENESS_SECONDS,
     ) -> None:
         self._cache = IssuerCache(
             issuer_url,
             min_refresh_interval=min_refresh_interval,
             extra_status_source=status_source,
             monotonic=monotonic,
+            clock=clock,
+            max_status_staleness=max_status_staleness,
         )
         self.core = Verifier(
             issuer_url=issuer_url,
@@ -85,6 +91,7 @@ class _OnlineBase(Generic[H]):
             refresh_keys=self._cache.record_unknown_kid,
             clock=clock,
             nonces=nonces,
+            max_status_staleness=max_status_staleness,
         )
         if jwks is not None:
             self._cache.jwks_fresh_until = monotonic() + DEFAULT_JWKS_MAX_AGE

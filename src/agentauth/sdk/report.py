@@ -71,8 +71,10 @@ _STAGE_OF_CODE = {
     e.INVALID_AUDIENCE: "audience",
     e.REVOKED: "status",
     e.STATUS_UNAVAILABLE: "status",
+    e.STATUS_STALE: "status",
     e.HOLDER_MISMATCH: "holder binding",
     e.INVALID_DID: "holder binding",
+    e.WEAK_KEY: "holder binding",
     e.NONCE_MISMATCH: "nonce",
     e.NONCE_REPLAYED: "replay",
 }

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 import httpx
 
 from agentauth.sdk.cache import IssuerCache, check_response, sync_client
 from agentauth.sdk.http import FetchError
-from agentauth.vc import VerificationError
+from agentauth.vc import DEFAULT_MAX_STATUS_STALENESS_SECONDS, VerificationError
 
 
 class HttpStatusLists:
@@ -26,13 +27,20 @@ class HttpStatusLists:
 
     The core asks only when its own copy's ttl has run out. A copy is served from here only while it stays fresh
     for ``FRESHNESS_MARGIN`` more seconds; otherwise the core could re-cache a copy about to go stale and hide a
-    revocation for up to two ttls.
+    revocation for up to two ttls. Give it the same ``max_status_staleness`` (and ``clock``) as the ``Verifier``,
+    so it refetches a list before the verifier would refuse it as ``status_stale``.
     """
 
     FRESHNESS_MARGIN: Final = 1.0
 
     def __init__(
-        self, issuer_url: str, *, http: httpx.Client | None = None, monotonic: Callable[[], float] = time.monotonic
+        self,
+        issuer_url: str,
+        *,
+        http: httpx.Client | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] | None = None,
+        max_status_staleness: float | None = DEFAULT_MAX_STATUS_STALENESS_SECONDS,
     ) -> None:
         self._cache = IssuerCache(
             issuer_url,
@@ -40,6 +48,8 @@ class HttpStatusLists:
             extra_status_source=None,
             monotonic=monotonic,
             freshness_margin=self.FRESHNESS_MARGIN,
+            clock=clock,
+            max_status_staleness=max_status_staleness,
         )
         self._owns_http = http is None
         self._http = http or sync_client()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,5 +22,11 @@ async def remember(session: AsyncSession, issuer: str, jti: str, expires_at: dat
     return True
 
 
-async def forget_expired(session: AsyncSession, now: datetime) -> None:
-    await session.execute(delete(UsedAssertionRow).where(UsedAssertionRow.expires_at < now))
+async def forget_expired(session: AsyncSession, now: datetime, leeway: timedelta, limit: int = 5000) -> int:
+    """Forget up to ``limit`` ids of assertions that can no longer be accepted (``exp`` + ``leeway`` passed), so
+    the table holds only what replay protection needs; the number forgotten (``limit``: call again)."""
+    row = UsedAssertionRow
+    gone = select(row.issuer, row.jti).where(row.expires_at < now - leeway).limit(limit)
+    result = await session.execute(delete(row).where(tuple_(row.issuer, row.jti).in_(gone)))
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)

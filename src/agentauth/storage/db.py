@@ -49,7 +49,7 @@ def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> A
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(Path(parsed.database))
         engine = create_async_engine(
             url,
             echo=echo,
@@ -61,6 +61,25 @@ def create_engine(url: str, *, echo: bool = False, read_only: bool = False) -> A
         _configure_sqlite(engine, immediate=not read_only)
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".writelock")
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite opens it, whatever the umask and the directory's
+    mode: it holds the audit log, secret hashes and sealed keys. SQLite creates ``-wal``/``-shm`` with the
+    database file's mode, so they follow; files left 0644 by an older version are tightened. ``O_CREAT``
+    without ``O_EXCL``: processes starting together may all do this."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+                log.warning("%s was readable by others; now 0600", file)
+        except FileNotFoundError:
+            pass
 
 
 def _configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:

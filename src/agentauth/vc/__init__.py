@@ -19,13 +19,21 @@ from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import ALLOWED_ALGORITHMS
 from agentauth.vc.nonces import NonceRegistry
 from agentauth.vc.presentation import create_presentation
-from agentauth.vc.status import DirectoryStatusLists, StaticStatusLists, StatusListSource, status_list_filename
+from agentauth.vc.status import (
+    DEFAULT_MAX_STATUS_STALENESS_SECONDS,
+    DirectoryStatusLists,
+    StaticStatusLists,
+    StatusListSource,
+    status_list_filename,
+    status_list_usable_until,
+)
 from agentauth.vc.status_list import MIN_LIST_SIZE, StatusList, StatusListError, random_free_index
 from agentauth.vc.verifier import VerifiedPresentation, VerifiedToken, Verifier
 
 __all__ = [
     "ACCESS_CREDENTIAL",
     "ALLOWED_ALGORITHMS",
+    "DEFAULT_MAX_STATUS_STALENESS_SECONDS",
     "DELEGATION_CREDENTIAL",
     "IDENTITY_CREDENTIAL",
     "MIN_LIST_SIZE",
@@ -50,5 +58,6 @@ __all__ = [
     "new_credential_id",
     "random_free_index",
     "status_list_filename",
+    "status_list_usable_until",
     "verify_agent_assertion",
 ]

@@ -11,16 +11,17 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentauth.did import DidKeyError, decode_did_key, encode_did_key
-from agentauth.keys import KeyPair, PublicKey
-from agentauth.keys.jwk import JwkError
+from agentauth.did import encode_did_key
+from agentauth.keys import KeyPair
 from agentauth.vc import errors as e
 from agentauth.vc.credentials import new_credential_id
 from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import encode_header, parse_compact, sign_compact
-from agentauth.vc.presentation import holder_kid
+from agentauth.vc.presentation import holder_kid, holder_public_key
 
 MAX_ASSERTION_LIFETIME_SECONDS = 300
+# Clock skew allowed on exp/nbf/iat; a used jti is remembered until exp plus this (storage.assertions).
+ASSERTION_LEEWAY_SECONDS = 30
 
 
 def create_agent_assertion(
@@ -45,7 +46,7 @@ def verify_agent_assertion(
     *,
     audiences: Collection[str],
     now: datetime,
-    leeway_seconds: int = 30,
+    leeway_seconds: int = ASSERTION_LEEWAY_SECONDS,
     max_lifetime_seconds: int = MAX_ASSERTION_LIFETIME_SECONDS,
 ) -> dict[str, Any]:
     """Check an assertion's signature against the did:key in its ``iss`` and its RFC 7523 claims."""
@@ -59,10 +60,7 @@ def verify_agent_assertion(
     kid = jws.header.get("kid")
     if kid is not None and (not isinstance(kid, str) or kid.split("#", 1)[0] != iss):
         raise VerificationError(e.HOLDER_MISMATCH, "kid is not a verification method of iss")
-    try:
-        key = PublicKey.from_bytes(decode_did_key(iss))
-    except (DidKeyError, JwkError) as exc:
-        raise VerificationError(e.INVALID_DID, "iss is not an Ed25519 did:key") from exc
+    key = holder_public_key(iss, "iss")
     if not jws.verify_with(key):
         raise VerificationError(e.INVALID_SIGNATURE, "assertion signature does not verify")
     aud = claims.get("aud")

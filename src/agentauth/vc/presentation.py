@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from agentauth.did import encode_did_key
-from agentauth.keys import KeyPair
+from agentauth.did import DidKeyError, decode_did_key, encode_did_key
+from agentauth.keys import KeyPair, PublicKey
+from agentauth.keys.jwk import JwkError
+from agentauth.keys.weak import WEAK_KEY
+from agentauth.vc import errors as e
 from agentauth.vc.credentials import TYP_JWT, VC_CONTEXT_V1, VERIFIABLE_PRESENTATION, new_credential_id
+from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import encode_header, sign_compact
 
 DEFAULT_PRESENTATION_LIFETIME = timedelta(minutes=5)
@@ -21,6 +25,18 @@ DEFAULT_PRESENTATION_LIFETIME = timedelta(minutes=5)
 def holder_kid(did: str) -> str:
     """The did:key verification method id used as ``kid``."""
     return f"{did}#{did[len('did:key:') :]}"
+
+
+def holder_public_key(did: str, role: str) -> PublicKey:
+    """The public key of a signer named by its did:key (a presentation's holder, an assertion's issuer).
+
+    Raises ``VerificationError``: ``weak_key`` for a small-order or non-canonical key, else ``invalid_did``.
+    """
+    try:
+        return PublicKey.from_bytes(decode_did_key(did))
+    except (DidKeyError, JwkError) as exc:
+        code = e.WEAK_KEY if exc.code == WEAK_KEY else e.INVALID_DID
+        raise VerificationError(code, f"{role} {did!r} is not a usable Ed25519 did:key: {exc}") from exc
 
 
 def create_presentation(

@@ -4,6 +4,13 @@ A *source* hands the verifier a status list credential (compact JWT) for a URL: 
 (air-gapped verifiers), or over HTTP (the SDK's online mode, which lives outside the pure core). The cache
 keeps each verified, decoded list until its ``ttl`` runs out, so a verifier checks thousands of tokens
 against one signature verification and one decompression.
+
+Staleness. ``ttl`` (section 2.2, milliseconds) says how long a list may be relied on before it is refreshed; the
+list's ``iat`` says when the issuer vouched for it. A copy older than ``iat + ttl + max_staleness`` is refused
+(``status_stale``), whoever hands it over - a file copied to an air-gapped machine, a cache, a replaying proxy -
+although its ``exp`` (a day) has not passed: otherwise a revocation could stay hidden for the whole day.
+``max_staleness`` (default ``DEFAULT_MAX_STATUS_STALENESS_SECONDS``) absorbs clock skew and the copy's transit;
+offline verifiers that receive lists less often than every ``ttl`` must raise it, knowingly.
 """
 
 from __future__ import annotations
@@ -12,10 +19,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 from agentauth.vc.status_list import StatusList
+
+# The issuer's default ttl (settings.status_list_ttl_seconds); used for a list that states none.
+DEFAULT_STATUS_TTL_SECONDS: Final = 300
+# How far past ``iat + ttl`` a status list is still accepted: clock skew and transit, no more.
+DEFAULT_MAX_STATUS_STALENESS_SECONDS: Final = 60.0
+
+
+def status_ttl_seconds(subject: Mapping[str, Any]) -> float:
+    """The list's ``ttl`` in seconds (Bitstring Status List v1.0 section 2.2 gives it in milliseconds)."""
+    ttl = subject.get("ttl")
+    if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0:
+        return ttl / 1000
+    return DEFAULT_STATUS_TTL_SECONDS
+
+
+def status_list_usable_until(claims: Mapping[str, Any], max_staleness: float) -> float | None:
+    """The instant (POSIX seconds) after which a status list credential is stale: ``iat + ttl + max_staleness``;
+    None when it carries no usable ``iat`` (its age is unknown, so it is stale at once)."""
+    issued = claims.get("iat", claims.get("nbf"))
+    vc = claims.get("vc")
+    subject = vc.get("credentialSubject") if isinstance(vc, Mapping) else None
+    if isinstance(issued, bool) or not isinstance(issued, int | float) or not isinstance(subject, Mapping):
+        return None
+    return float(issued) + status_ttl_seconds(subject) + max_staleness
 
 
 class StatusListSource(Protocol):

@@ -32,13 +32,20 @@ from agentauth.vc.credentials import (
 from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import ParsedJws, parse_compact
 from agentauth.vc.nonces import NonceRegistry
-from agentauth.vc.status import CachedList, StatusCache, StatusListSource
+from agentauth.vc.presentation import holder_public_key
+from agentauth.vc.status import (
+    DEFAULT_MAX_STATUS_STALENESS_SECONDS,
+    CachedList,
+    StatusCache,
+    StatusListSource,
+    status_list_usable_until,
+    status_ttl_seconds,
+)
 from agentauth.vc.status_list import StatusList, StatusListError
 
 log = logging.getLogger("agentauth.verifier")
 
 DEFAULT_LEEWAY_SECONDS = 30
-DEFAULT_STATUS_TTL_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,16 @@ def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | Non
     return float(value)
 
 
+def _stale_detail(url: str, claims: Mapping[str, Any], subject: Mapping[str, Any], grace: float, now: datetime) -> str:
+    issued = claims.get("iat", claims.get("nbf"))
+    if isinstance(issued, bool) or not isinstance(issued, int | float):
+        return f"status list {url} has no iat: its age is unknown"
+    return (
+        f"status list {url} was issued {now.timestamp() - issued:.0f}s ago; its ttl is "
+        f"{status_ttl_seconds(subject):.0f}s and at most {grace:.0f}s more staleness is accepted"
+    )
+
+
 def _types(claims: Mapping[str, Any], container: str) -> list[Any]:
     body = claims.get(container)
     if not isinstance(body, dict):
@@ -125,6 +142,10 @@ class Verifier:
     credential carries a status entry and no source can answer, verification fails (``status_unavailable``)
     unless ``check_status=False`` was chosen explicitly. ``refresh_keys`` is called with an unknown ``kid`` and
     may return a fresh JWKS (the online SDK rate-limits it); ``clock`` supplies "now" when a call gives none.
+
+    ``max_status_staleness`` (seconds, default 60): a status list is refused (``status_stale``) once it is older
+    than its own ``ttl`` plus this much, counted from its ``iat`` (see ``agentauth.vc.status``); ``None`` turns
+    the check off - only for a source that vouches for freshness itself.
     """
 
     def __init__(
@@ -140,6 +161,7 @@ class Verifier:
         refresh_keys: Callable[[str], Mapping[str, Any] | None] | None = None,
         clock: Callable[[], datetime] | None = None,
         nonces: NonceRegistry | None = None,
+        max_status_staleness: float | None = DEFAULT_MAX_STATUS_STALENESS_SECONDS,
     ) -> None:
         if (jwks is None) == (did_document is None):
             raise ValueError("give exactly one trust anchor: jwks or did_document")
@@ -152,6 +174,9 @@ class Verifier:
             self._keys = _keys_from_jwks(jwks or {})
         self._status_source = status_source
         self._check_status = check_status
+        if max_status_staleness is not None and max_status_staleness < 0:
+            raise ValueError("max_status_staleness must be >= 0 seconds (or None)")
+        self._max_staleness = max_status_staleness
         self._leeway = leeway_seconds
         self._refresh_keys = refresh_keys
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -304,10 +329,7 @@ class Verifier:
         kid = jws.header.get("kid")
         if not isinstance(holder, str) or not isinstance(kid, str) or kid.split("#", 1)[0] != holder:
             raise VerificationError(e.HOLDER_MISMATCH, "kid must be a verification method of the iss DID")
-        try:
-            holder_key = PublicKey.from_bytes(decode_did_key(holder))
-        except (DidKeyError, JwkError) as exc:
-            raise VerificationError(e.INVALID_DID, f"holder {holder!r} is not an Ed25519 did:key") from exc
+        holder_key = holder_public_key(holder, "holder")
         if not jws.verify_with(holder_key):
             raise VerificationError(e.INVALID_SIGNATURE, "presentation signature does not verify")
         if VERIFIABLE_PRESENTATION not in _types(claims, "vp"):
@@ -381,9 +403,14 @@ class Verifier:
             bits = StatusList.decode(subject.get("encodedList", ""))
         except StatusListError as exc:
             raise VerificationError(e.MALFORMED, f"status list {url}: {exc}") from exc
-        ttl = subject.get("ttl")
-        ttl_seconds = ttl / 1000 if isinstance(ttl, int) and ttl > 0 else DEFAULT_STATUS_TTL_SECONDS
-        expires = now.timestamp() + ttl_seconds
+        expires = now.timestamp() + status_ttl_seconds(subject)
+        if self._max_staleness is not None:
+            # Bitstring Status List v1.0 section 2.2: ``ttl`` is how long the list may be relied on; counted from
+            # when the issuer signed it, not from when this copy reached us (a day-old file is not fresh).
+            usable_until = status_list_usable_until(claims, self._max_staleness)
+            if usable_until is None or usable_until <= now.timestamp():
+                raise VerificationError(e.STATUS_STALE, _stale_detail(url, claims, subject, self._max_staleness, now))
+            expires = min(expires, usable_until)
         exp = claims.get("exp")
         if isinstance(exp, int | float):
             expires = min(expires, float(exp))
