@@ -5,7 +5,10 @@ In-process, single thread, interleaved rounds (as in bench/core.py) so a noisy n
     actions, subject selectors, wildcards and conditions), for a fixed mix of requests: some decided by a policy
     (allow or deny), some by a scope's default allow, some by default deny;
   * the same requests against a full scan of the 1,000 policies (what the index saves);
-  * offline verify/s of a depth-3 delegated access token (4 signatures) next to raw Ed25519 verify.
+  * offline verify/s of a depth-3 delegated access token (4 signatures) next to raw Ed25519 verify;
+  * µs per match of the worst resource patterns a policy may hold (issue 12: the write-time bounds of
+    ``check_pattern_limits``) against a 4 KiB resource built to make a matcher work hardest, and of the
+    pattern of the ReDoS report (``api/v1/agents/*a*a*a*a*b``, ~2 s against 140 characters before).
 Run: .venv/bin/python bench/policy.py [--seconds 3]
 """
 
@@ -24,12 +27,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agentauth.issuer.policy_engine import (
     ACTIONS,
+    MAX_FLOATING_SEGMENTS,
+    MAX_INFIX_LENGTH,
     EvaluationContext,
     Grant,
     Policy,
     PolicySet,
     Subject,
     build_policy,
+    check_pattern_limits,
+    compile_pattern,
 )
 from agentauth.keys import KeyRing
 from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusList, Verifier
@@ -128,6 +135,28 @@ def random_request(rng: random.Random) -> Request:
     return subject, rng.choice(ACTIONS), resource, grants, ctx
 
 
+# Worst cases for the matcher, each at the write-time bounds, against 4 KiB built so that it almost matches
+# everywhere (no match in the end: the whole resource is searched).
+KIB4 = 4096
+_RUN = "/".join(["*a*"] * (MAX_FLOATING_SEGMENTS - 1) + ["*b*"])
+_INFIX = "a" * (MAX_INFIX_LENGTH - 1) + "b"
+WORST_PATTERNS: dict[str, tuple[str, str]] = {
+    "reported": ("api/v1/agents/*a*a*a*a*b", "api/v1/agents/" + "a" * (KIB4 - 14)),
+    "floating run of wildcards": (f"**/{_RUN}/**", "/".join(["a"] * (KIB4 // 2))),
+    "floating longest infix": (f"**/*{_INFIX}*/**", "a" * KIB4),
+    "longest infix, fixed place": (f"x/*{_INFIX}*", "x/" + "a" * (KIB4 - 2)),
+    "many '*' in a segment": ("*a" * 499 + "*b", "a" * KIB4),
+    "many floating runs": ("**/" + "*a*/**/" * 100 + "b", "/".join(["a"] * (KIB4 // 2))),
+}
+
+
+def glob_match(pattern: str, resource: str) -> Callable[[], object]:
+    check_pattern_limits(pattern)  # every one is a pattern a tenant may write
+    glob = compile_pattern(pattern)
+    assert not glob.match(resource)
+    return lambda: glob.match(resource)
+
+
 class FullScan(PolicySet):
     """The same engine scanning every policy (by action only): the baseline the index is measured against."""
 
@@ -188,6 +217,7 @@ def main() -> None:
             "scan": evaluate_with(scanned),
             "raw_verify": lambda: public.verify(signature, message),
             "chain": lambda: verifier.verify_access_token(token, audience=ISSUER_URL),
+            **{f"glob:{name}": glob_match(*case) for name, case in WORST_PATTERNS.items()},
         },
         args.seconds,
     )
@@ -210,6 +240,11 @@ def main() -> None:
         f"| depth-3 delegated token verify (4 signatures) | {chain:,.0f} | "
         f"{chain / (raw_verify / 4):.2f} of raw verify / 4 | >= 0.70 |"
     )
+    print("\n| resource pattern against a 4 KiB resource | µs per match | goal |")
+    print("|---|---:|---:|")
+    for name, (pattern, _) in WORST_PATTERNS.items():
+        shown = pattern if len(pattern) <= 40 else pattern[:37] + "..."
+        print(f"| {name}: `{shown}` | {1e6 / rates[f'glob:{name}']:,.1f} | < 1,000 |")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,24 @@ def test_unknown_action_in_a_request_is_refused(action: str) -> None:
         decide([policy()], action=action)
 
 
+def test_a_deny_naming_an_agent_binds_the_agents_it_acts_through_an_allow_does_not() -> None:
+    """Issue 12 item 5: a sub-agent or a delegate of a denied agent carries it in ``bound_by``."""
+    below = Subject("agt_c", "tool", "basic", bound_by=("agt_root", "agt_a"))
+    denied = decide(
+        [policy(effect="deny", subjects={"agent_ids": ["agt_a"]})],
+        subject=below,
+        grants=[Grant(frozenset({"api.read"}))],
+    )
+    assert not denied.allowed and denied.basis == "policy"
+    assert "names agent agt_a, whose denials bind agt_c" in denied.reasons[0]
+    assert not decide([policy(subjects={"agent_ids": ["agt_a"]})], subject=below).allowed
+    assert decide(
+        [policy(effect="deny", subjects={"agent_ids": ["agt_z"]})],
+        subject=below,
+        grants=[Grant(frozenset({"api.read"}))],
+    ).allowed
+
+
 # -- resource patterns ------------------------------------------------------------------------------------
 
 PATTERN_CASES = [
@@ -219,8 +237,8 @@ def test_double_star_run_matches_all(pattern: str) -> None:
 
 
 def test_compile_pattern_is_anchored() -> None:
-    assert compile_pattern("docs/*").match("docs/a/b") is None
-    assert compile_pattern("docs").match("docs/a") is None
+    assert not compile_pattern("docs/*").match("docs/a/b")
+    assert not compile_pattern("docs").match("docs/a")
 
 
 # -- deny overrides, default deny, priority -----------------------------------------------------------------

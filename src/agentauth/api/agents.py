@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep
+from agentauth.api.deps import ContextDep, ServicesDep, authorized
 from agentauth.api.ratelimits import limit_quickstart
+from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import (
     AgentCreated,
     AgentOut,
@@ -38,7 +39,10 @@ async def quickstart(body: QuickstartRequest, services: ServicesDep, ctx: Contex
 
 @router.post("", response_model=AgentCreated, status_code=status.HTTP_201_CREATED, summary="Create a child agent")
 async def create_agent(
-    body: CreateAgentRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    body: CreateAgentRequest,
+    principal: Annotated[Principal, authorized("agents.create")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> JSONResponse:
     result = await services.agents.create_child(principal, body, ctx)
     return JSONResponse(result.model_dump(mode="json"), status_code=201, headers=NO_STORE)
@@ -46,7 +50,7 @@ async def create_agent(
 
 @router.get("", response_model=AgentPage, summary="List the agents of your subtree")
 async def list_agents(
-    principal: PrincipalDep,
+    principal: Annotated[Principal, authorized("agents.list")],
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -55,13 +59,19 @@ async def list_agents(
 
 
 @router.get("/{agent_id}", response_model=AgentOut, summary="Get an agent of your subtree")
-async def get_agent(agent_id: AgentId, principal: PrincipalDep, services: ServicesDep) -> AgentOut:
+async def get_agent(
+    agent_id: AgentId, principal: Annotated[Principal, authorized("agents.get")], services: ServicesDep
+) -> AgentOut:
     return await services.agents.get(principal, agent_id)
 
 
 @router.patch("/{agent_id}", response_model=AgentOut, summary="Update name, description or trust level")
 async def update_agent(
-    agent_id: AgentId, body: UpdateAgentRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    agent_id: AgentId,
+    body: UpdateAgentRequest,
+    principal: Annotated[Principal, authorized("agents.update")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> AgentOut:
     return await services.agents.update(principal, agent_id, body, ctx)
 
@@ -72,14 +82,20 @@ async def update_agent(
     summary="Deactivate an agent and its subtree, revoking all they hold",
 )
 async def deactivate_agent(
-    agent_id: AgentId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    agent_id: AgentId,
+    principal: Annotated[Principal, authorized("agents.deactivate")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> AgentOut:
     return await services.agents.deactivate(principal, agent_id, ctx)
 
 
 @router.post("/{agent_id}/deactivate", response_model=AgentOut, summary="Deactivate (same as DELETE)")
 async def deactivate_agent_post(
-    agent_id: AgentId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    agent_id: AgentId,
+    principal: Annotated[Principal, authorized("agents.deactivate")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> AgentOut:
     return await services.agents.deactivate(principal, agent_id, ctx)
 

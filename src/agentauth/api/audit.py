@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from agentauth.api.deps import PrincipalDep, ServicesDep
+from agentauth.api.deps import ServicesDep, authorized
+from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import AuditPage, UtcDateTime
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 @router.get("/events", response_model=AuditPage, summary="Your tenant's audit events, newest first")
 async def list_events(
-    principal: PrincipalDep,
+    principal: Annotated[Principal, authorized("audit.list")],
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=20, description="next_cursor of the previous page")] = None,

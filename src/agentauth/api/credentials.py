@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep
+from agentauth.api.deps import ContextDep, ServicesDep, authorized
+from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import ApiKeyCreated, ApiKeyOut, ApiKeyPage, ApiKeyRotated, CreateApiKeyRequest
 from agentauth.issuer.secrets import NO_STORE
 
@@ -17,7 +18,10 @@ KeyId = Annotated[str, Path(min_length=1, max_length=64, description="Credential
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED, summary="Create an API key")
 async def create_key(
-    body: CreateApiKeyRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    body: CreateApiKeyRequest,
+    principal: Annotated[Principal, authorized("credentials.create")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> JSONResponse:
     created = await services.api_keys.create(principal, body, ctx)
     return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=NO_STORE)
@@ -25,7 +29,7 @@ async def create_key(
 
 @router.get("", response_model=ApiKeyPage, summary="List API keys of your subtree (never the secrets)")
 async def list_keys(
-    principal: PrincipalDep,
+    principal: Annotated[Principal, authorized("credentials.list")],
     services: ServicesDep,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -35,13 +39,18 @@ async def list_keys(
 
 
 @router.get("/{credential_id}", response_model=ApiKeyOut, summary="Get an API key's metadata")
-async def get_key(credential_id: KeyId, principal: PrincipalDep, services: ServicesDep) -> ApiKeyOut:
+async def get_key(
+    credential_id: KeyId, principal: Annotated[Principal, authorized("credentials.get")], services: ServicesDep
+) -> ApiKeyOut:
     return await services.api_keys.get(principal, credential_id)
 
 
 @router.post("/{credential_id}/rotate", response_model=ApiKeyRotated, summary="Rotate: new key, old key revoked")
 async def rotate_key(
-    credential_id: KeyId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    credential_id: KeyId,
+    principal: Annotated[Principal, authorized("credentials.rotate")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> JSONResponse:
     rotated = await services.api_keys.rotate(principal, credential_id, ctx)
     return JSONResponse(rotated.model_dump(mode="json"), headers=NO_STORE)
@@ -49,13 +58,19 @@ async def rotate_key(
 
 @router.post("/{credential_id}/revoke", response_model=ApiKeyOut, summary="Revoke an API key and its tokens")
 async def revoke_key(
-    credential_id: KeyId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    credential_id: KeyId,
+    principal: Annotated[Principal, authorized("credentials.revoke")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> ApiKeyOut:
     return await services.api_keys.revoke(principal, credential_id, ctx)
 
 
 @router.delete("/{credential_id}", response_model=ApiKeyOut, summary="Revoke (same as POST .../revoke)")
 async def delete_key(
-    credential_id: KeyId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    credential_id: KeyId,
+    principal: Annotated[Principal, authorized("credentials.revoke")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> ApiKeyOut:
     return await services.api_keys.revoke(principal, credential_id, ctx)

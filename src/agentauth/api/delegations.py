@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep
+from agentauth.api.deps import ContextDep, ServicesDep, authorized
+from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import CreateDelegationRequest, DelegationChain, DelegationOut, DelegationPage
 
 router = APIRouter(prefix="/api/v1/delegations", tags=["delegations"])
@@ -21,7 +22,10 @@ DelegationId = Annotated[str, Path(min_length=1, max_length=64, description="Del
     summary="Delegate a subset of your scopes to another agent of your tenant",
 )
 async def create_delegation(
-    body: CreateDelegationRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    body: CreateDelegationRequest,
+    principal: Annotated[Principal, authorized("delegations.create")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> JSONResponse:
     created = await services.delegations.create(principal, body, ctx)
     return JSONResponse(created.model_dump(mode="json"), status_code=201)
@@ -29,7 +33,7 @@ async def create_delegation(
 
 @router.get("", response_model=DelegationPage, summary="Delegations you granted or received")
 async def list_delegations(
-    principal: PrincipalDep,
+    principal: Annotated[Principal, authorized("delegations.list")],
     services: ServicesDep,
     role: Literal["delegator", "delegate"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -39,12 +43,16 @@ async def list_delegations(
 
 
 @router.get("/{delegation_id}", response_model=DelegationOut, summary="A delegation with its signed credential")
-async def get_delegation(delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep) -> DelegationOut:
+async def get_delegation(
+    delegation_id: DelegationId, principal: Annotated[Principal, authorized("delegations.get")], services: ServicesDep
+) -> DelegationOut:
     return await services.delegations.get(principal, delegation_id)
 
 
 @router.get("/{delegation_id}/chain", response_model=DelegationChain, summary="The chain, root first")
-async def get_chain(delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep) -> DelegationChain:
+async def get_chain(
+    delegation_id: DelegationId, principal: Annotated[Principal, authorized("delegations.chain")], services: ServicesDep
+) -> DelegationChain:
     return await services.delegations.chain(principal, delegation_id)
 
 
@@ -54,13 +62,19 @@ async def get_chain(delegation_id: DelegationId, principal: PrincipalDep, servic
     summary="Revoke it, every delegation below it and every token resting on them",
 )
 async def revoke_delegation(
-    delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    delegation_id: DelegationId,
+    principal: Annotated[Principal, authorized("delegations.revoke")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> DelegationOut:
     return await services.delegations.revoke(principal, delegation_id, ctx)
 
 
 @router.delete("/{delegation_id}", response_model=DelegationOut, summary="Revoke (same as POST .../revoke)")
 async def delete_delegation(
-    delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    delegation_id: DelegationId,
+    principal: Annotated[Principal, authorized("delegations.revoke")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> DelegationOut:
     return await services.delegations.revoke(principal, delegation_id, ctx)

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse, Response
 
-from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep
+from agentauth.api.deps import ContextDep, ServicesDep, authorized
+from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import EvaluateRequest, EvaluateResponse, PolicyIn, PolicyOut, PolicyPage
 
 router = APIRouter(prefix="/api/v1/policies", tags=["policies"])
@@ -20,39 +21,56 @@ PolicyId = Annotated[str, Path(min_length=1, max_length=64, description="Policy 
     summary="check_permission: may this agent do this action on this resource? Changes nothing",
 )
 async def evaluate(
-    body: EvaluateRequest, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    body: EvaluateRequest,
+    principal: Annotated[Principal, authorized("policies.evaluate")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> EvaluateResponse:
     return await services.policies.evaluate(principal, body, ctx)
 
 
 @router.post("", response_model=PolicyOut, status_code=status.HTTP_201_CREATED, summary="Create a policy")
 async def create_policy(
-    body: PolicyIn, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    body: PolicyIn,
+    principal: Annotated[Principal, authorized("policies.create")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> JSONResponse:
     created = await services.policies.create(principal, body, ctx)
     return JSONResponse(created.model_dump(mode="json"), status_code=201)
 
 
 @router.get("", response_model=PolicyPage, summary="Your tenant's policies, highest priority first")
-async def list_policies(principal: PrincipalDep, services: ServicesDep) -> PolicyPage:
+async def list_policies(
+    principal: Annotated[Principal, authorized("policies.list")], services: ServicesDep
+) -> PolicyPage:
     return await services.policies.list(principal)
 
 
 @router.get("/{policy_id}", response_model=PolicyOut, summary="Get a policy")
-async def get_policy(policy_id: PolicyId, principal: PrincipalDep, services: ServicesDep) -> PolicyOut:
+async def get_policy(
+    policy_id: PolicyId, principal: Annotated[Principal, authorized("policies.get")], services: ServicesDep
+) -> PolicyOut:
     return await services.policies.get(principal, policy_id)
 
 
 @router.put("/{policy_id}", response_model=PolicyOut, summary="Replace a policy")
 async def replace_policy(
-    policy_id: PolicyId, body: PolicyIn, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    policy_id: PolicyId,
+    body: PolicyIn,
+    principal: Annotated[Principal, authorized("policies.replace")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> PolicyOut:
     return await services.policies.replace(principal, policy_id, body, ctx)
 
 
 @router.delete("/{policy_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a policy")
 async def delete_policy(
-    policy_id: PolicyId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
+    policy_id: PolicyId,
+    principal: Annotated[Principal, authorized("policies.delete")],
+    services: ServicesDep,
+    ctx: ContextDep,
 ) -> Response:
     await services.policies.delete(principal, policy_id, ctx)
     return Response(status_code=204)

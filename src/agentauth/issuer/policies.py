@@ -6,13 +6,14 @@ in the transaction of any change) has moved, so a change made through any replic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentauth.errors import AccessDenied, InsufficientScope, InvalidRequest, NotFound
 from agentauth.issuer import audit
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
+from agentauth.issuer.operations import ApiOperation
 from agentauth.issuer.policy_engine import (
     Decision,
     EvaluationContext,
@@ -25,10 +26,9 @@ from agentauth.issuer.schemas import EvaluateRequest, EvaluateResponse, PolicyIn
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage import policies as repo
-from agentauth.storage.records import PolicyRecord
+from agentauth.storage.records import Agent, PolicyRecord
 
 MAX_POLICIES_PER_TENANT = 10_000
-_METHOD_ACTIONS = {"GET": "read", "HEAD": "read", "POST": "write", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 
 
 def policy_out(p: PolicyRecord) -> PolicyOut:
@@ -48,7 +48,7 @@ def policy_out(p: PolicyRecord) -> PolicyOut:
     )
 
 
-def _compile(p: PolicyRecord | PolicyIn, policy_id: str) -> Any:
+def _compile(p: PolicyRecord | PolicyIn, policy_id: str, *, new: bool = True) -> Any:
     return build_policy(
         id=policy_id,
         name=p.name,
@@ -59,17 +59,21 @@ def _compile(p: PolicyRecord | PolicyIn, policy_id: str) -> Any:
         conditions=dict(p.conditions),
         priority=p.priority,
         enabled=p.enabled,
+        new=new,
     )
 
 
-def route_action(method: str, path: str) -> str:
-    """The engine's action for a REST call: by HTTP method, except the two operations named for what they do."""
-    stripped = path.rstrip("/")
-    if method == "POST" and stripped == "/api/v1/delegations":
-        return "delegate"
-    if method == "POST" and stripped == "/api/v1/policies/evaluate":
-        return "read"
-    return _METHOD_ACTIONS.get(method, "admin")
+def lineage(agent: Agent) -> tuple[str, ...]:
+    """The agent's id and those of the agents above it, root first (its tenant path)."""
+    return tuple(agent.path.strip("/").split("/"))
+
+
+def subject_of(acting: Agent, on_behalf_of: Agent | None = None) -> Subject:
+    """The engine's subject for ``acting``, bound by the denials of the agents above it and, when it acts under
+    a delegation, of the delegator and the agents above that one (issue 12 item 5: a denied agent must not act
+    through a sub-agent or a delegate it creates)."""
+    bound = lineage(acting)[:-1] + (lineage(on_behalf_of) if on_behalf_of is not None else ())
+    return Subject(acting.id, acting.agent_type, acting.trust_level, tuple(a for a in bound if a != acting.id))
 
 
 class PolicyService:
@@ -92,7 +96,7 @@ class PolicyService:
             if cached is not None and cached[0] == version:
                 return cached[1]
             records = await repo.list_for_tenant(session, tenant_id) if version else []
-        compiled = PolicySet(_compile(r, r.id) for r in records)
+        compiled = PolicySet(_compile(r, r.id, new=False) for r in records)
         self._sets[tenant_id] = (version, compiled)
         return compiled
 
@@ -212,7 +216,7 @@ class PolicyService:
         ctx: RequestContext,
         now: Any,
     ) -> Decision:
-        subject = Subject(agent.id, agent.agent_type, agent.trust_level)
+        subject = subject_of(agent)
         ip = request.source_ip or ctx.ip
         # Own grant first at depth 0; each delegation is judged at its own depth (max_delegation_depth).
         own = policy_set.evaluate(subject, request.action, request.resource, grants[:1], EvaluationContext(now, ip, 0))
@@ -226,15 +230,17 @@ class PolicyService:
                 return via
         return own
 
-    async def authorize_route(self, principal: Principal, method: str, path: str, ip: str | None) -> None:
-        """Every authenticated REST call goes through the engine: the token's scopes give the default allows,
-        the tenant's deny policies can take them away."""
+    async def authorize(
+        self, principal: Principal, operation: ApiOperation, ids: Mapping[str, str], ip: str | None
+    ) -> None:
+        """Every authenticated call of AgentAuth's own API (REST route or MCP tool) goes through the engine, as
+        the operation it runs: the token's scopes give the default allows, the tenant's deny policies can take
+        them away."""
         policy_set = await self.policy_set(principal.tenant_id, principal.policy_version)
-        acting = principal.acting
         decision = policy_set.evaluate(
-            Subject(acting.id, acting.agent_type, acting.trust_level),
-            route_action(method, path),
-            path,
+            subject_of(principal.acting, principal.agent if principal.actor is not None else None),
+            operation.action,
+            operation.resource_for(ids),
             [Grant(principal.scopes, principal.delegation_id, principal.delegation_depth)],
             EvaluationContext(self.core.clock(), ip, principal.delegation_depth),
         )

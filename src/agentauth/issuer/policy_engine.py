@@ -4,7 +4,8 @@ Decision procedure for (agent, action, resource, context):
 1. Candidate policies come from an index by action and by the first resource segment, so evaluation touches
    only policies that could match, not every policy of the tenant.
 2. A policy *applies* when it is enabled, its subjects match the agent (any listed agent id, agent type or
-   trust level; or ``all``), one of its actions is the action (or ``*``), one of its resource patterns
+   trust level; or ``all``; a *deny* listing an agent id also binds the agents below that one and its
+   delegates acting for it), one of its actions is the action (or ``*``), one of its resource patterns
    matches (``*`` = exactly one segment, ``**`` = any number of segments), and every condition holds.
 3. If any ``deny`` applies, the answer is deny - whatever allows say, whatever their priority.
 4. Otherwise an applying ``allow`` policy, or a scope of the agent's own grant whose default allow covers the
@@ -34,7 +35,7 @@ ACTIONS: Final = ("read", "write", "delete", "execute", "delegate", "admin")
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_RESOURCE_LENGTH = 1000
 
-# Default allows that scopes carry. REST routes are resources too: their action comes from the HTTP method.
+# Default allows that scopes carry. AgentAuth's own operations are resources too (issuer/operations.py).
 API_PREFIX = "api/v1"
 SCOPE_ALLOWS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "agents.read": (("read",), "api/v1/agents/**"),
@@ -63,29 +64,139 @@ def segments(resource: str) -> list[str]:
     return parts
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
+# Write-time bounds on what a pattern may ask of the matcher (see ``Glob``): with them, one match costs at most
+# a few passes over the resource, whatever the pattern.
+MAX_FLOATING_SEGMENTS: Final = 4
+MAX_INFIX_LENGTH: Final = 32
+
+
+def _segment_regex(part: str) -> str:
+    """One pattern segment as a regex that never backtracks: it either consumes exactly one resource segment or
+    fails, in time linear in that segment (each ``*`` commits to the leftmost place its following literal fits,
+    which is optimal: it leaves the most room to what follows)."""
+    if part == "*":
+        return "[^/]++"
+    chunks = part.split("*")
+    if len(chunks) == 1:
+        return re.escape(part)
+    regex = re.escape(chunks[0])
+    for infix in chunks[1:-1]:
+        if infix:
+            regex += f"(?>[^/]*?{re.escape(infix)})"
+    suffix = chunks[-1]
+    if not suffix:
+        return regex + "[^/]*+"
+    # The rest of the segment, which must end with the suffix and leave room for it after what came before.
+    return regex + f"(?=[^/]{{{len(suffix)}}})[^/]*+(?<={re.escape(suffix)})"
+
+
+def _run_regex(run: Sequence[str]) -> str:
+    return "/".join(_segment_regex(part) for part in run)
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """A compiled resource pattern, matched without backtracking (issue 12: a pattern such as ``*a*a*a*a*b``
+    once took seconds against 140 characters).
+
+    A pattern is runs of segments separated by ``**``: ``head/**/f1/**/f2/**/tail``. The head must match the
+    first segments and the tail the last ones (their places are fixed); each *floating* run between two ``**``
+    is placed at its leftmost fit after the previous one, which is optimal for the same reason as in a segment.
+    Each run is one regex in which nothing backtracks (``_segment_regex``), so a match costs O(resource) for the
+    head, the tail and a pattern without ``**``, and O(resource x floating run) for the floating runs, which
+    ``check_pattern_limits`` bounds when a policy is written."""
+
+    pattern: str
+    exact: re.Pattern[str] | None  # the whole pattern when it has no '**'
+    head: re.Pattern[str] | None
+    floating: tuple[re.Pattern[str], ...]
+    tail: re.Pattern[str] | None
+    tail_size: int
+
+    def match(self, path: str) -> bool:
+        """Whether ``path`` (segments joined by ``/``, no leading or trailing slash) matches."""
+        if self.exact is not None:
+            return self.exact.fullmatch(path) is not None
+        head_end = -1  # index of the '/' after the head (or the path's end); -1 when there is no head
+        if self.head is not None:
+            found = self.head.match(path)
+            if found is None:
+                return False
+            head_end = found.end()
+        end = len(path)
+        if self.tail is not None:
+            cut = end
+            for _ in range(self.tail_size):
+                if cut < 0:
+                    return False  # fewer segments than the tail
+                cut = path.rfind("/", 0, cut)
+            if cut < head_end or self.tail.fullmatch(path, cut + 1) is None:
+                return False  # no tail there, or it would overlap the head
+            end = cut  # the '/' before the tail (-1: the tail is the whole path)
+        if not self.floating:
+            return True
+        # Each floating run is searched as "/seg/seg" in "/" + path (indexes shift by one): the search only
+        # tries places after a '/', and the literal first character lets the regex engine skip to them.
+        text, pos = "/" + path, head_end + 1
+        for run in self.floating:
+            found = run.search(text, pos, end + 1)
+            if found is None:
+                return False
+            pos = found.end()
+        return True
+
+
+def _pattern_runs(pattern: str) -> list[list[str]]:
+    parts = segments(pattern)
+    runs: list[list[str]] = [[]]
+    for part in parts:
+        if part == "**":
+            runs.append([])
+        elif "**" in part:
+            raise InvalidRequest(f"pattern {pattern!r}: '**' must be a whole segment")
+        else:
+            runs[-1].append(part)
+    return runs
+
+
+def compile_pattern(pattern: str) -> Glob:
     """``*`` as a whole segment matches exactly one segment, ``**`` any number (including none); a ``*`` inside
     a segment matches any characters but ``/``; anything else is literal."""
-    parts: list[str] = []
-    for part in segments(pattern):
-        if not (part == "**" and parts and parts[-1] == "**"):
-            parts.append(part)  # "**/**" is "**"; repeating it would only add backtracking
-    regex, need_sep = "", False
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "**":
-            if not need_sep:
-                regex += "(?:[^/]+(?:/[^/]+)*)?" if last else "(?:[^/]+/)*"
-            else:
-                regex += "(?:/[^/]+)*"
-            # After a leading "**/" the next segment follows directly; after "x/**" it needs its own "/".
-            continue
-        if "**" in part:
-            raise InvalidRequest(f"pattern {pattern!r}: '**' must be a whole segment")
-        body = "[^/]+" if part == "*" else "[^/]*".join(re.escape(chunk) for chunk in part.split("*"))
-        regex += ("/" if need_sep else "") + body
-        need_sep = True
-    return re.compile(regex + r"\Z")
+    runs = _pattern_runs(pattern)
+    if len(runs) == 1:
+        return Glob(pattern, re.compile(_run_regex(runs[0])), None, (), None, 0)
+    head, *floating, tail = runs
+    return Glob(
+        pattern,
+        None,
+        re.compile(_run_regex(head) + "(?![^/])") if head else None,
+        tuple(re.compile("/" + _run_regex(run) + "(?![^/])") for run in floating if run),
+        re.compile(_run_regex(tail)) if tail else None,
+        len(tail),
+    )
+
+
+def check_pattern_limits(pattern: str) -> None:
+    """The bounds a new pattern must respect, so that no match can hold the event loop (400 otherwise): a match
+    then costs at most about (resource length) x (``MAX_FLOATING_SEGMENTS`` + ``MAX_INFIX_LENGTH``) steps of
+    the regex engine."""
+    runs = _pattern_runs(pattern)
+    for i, run in enumerate(runs):
+        infixes = [len(infix) for part in run for infix in part.split("*")[1:-1]]
+        if any(n > MAX_INFIX_LENGTH for n in infixes):
+            raise InvalidRequest(
+                f"pattern {pattern!r}: a literal between two '*' in a segment is at most {MAX_INFIX_LENGTH} characters"
+            )
+        if 0 < i < len(runs) - 1:  # a floating run, searched for
+            if len(run) > MAX_FLOATING_SEGMENTS:
+                raise InvalidRequest(
+                    f"pattern {pattern!r}: at most {MAX_FLOATING_SEGMENTS} segments may stand between two '**'"
+                )
+            if sum(infixes) > MAX_INFIX_LENGTH:
+                raise InvalidRequest(
+                    f"pattern {pattern!r}: between two '**', the literals between two '*' in a segment total at "
+                    f"most {MAX_INFIX_LENGTH} characters"
+                )
 
 
 def _outside_api(resource_parts: Sequence[str]) -> bool:
@@ -183,11 +294,14 @@ class Conditions:
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Who a decision is about."""
+    """Who a decision is about. ``bound_by``: the agents whose denials bind it too - those above it in its
+    tenant (they created it, or created its creator) and, under a delegation, the delegator it acts for and
+    those above that one."""
 
     agent_id: str
     agent_type: str
     trust_level: str
+    bound_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +325,19 @@ class Policy:
     agent_types: frozenset[str] = frozenset()
     trust_levels: frozenset[str] = frozenset()
     conditions: Conditions = field(default_factory=Conditions)
-    patterns: tuple[re.Pattern[str], ...] = ()
+    patterns: tuple[Glob, ...] = ()
 
     def subject_reason(self, subject: Subject) -> str | None:
         if self.all_subjects:
             return "applies to all agents"
         if subject.agent_id in self.agent_ids:
             return f"names agent {subject.agent_id}"
+        if self.effect == "deny":
+            # A deny naming an agent binds what it acts through: its sub-agents and delegates (issue 12 item 5).
+            # An allow does not carry over: that would widen access.
+            for other in subject.bound_by:
+                if other in self.agent_ids:
+                    return f"names agent {other}, whose denials bind {subject.agent_id}"
         if subject.agent_type in self.agent_types:
             return f"applies to agent type {subject.agent_type}"
         if subject.trust_level in self.trust_levels:
@@ -318,10 +438,10 @@ class PolicySet:
         return Decision(False, "deny", "default", None, None, ["no policy or scope allows this (default deny)"])
 
 
-_COMPILED: dict[str, re.Pattern[str]] = {}
+_COMPILED: dict[str, Glob] = {}
 
 
-def _compiled(pattern: str) -> re.Pattern[str]:
+def _compiled(pattern: str) -> Glob:
     compiled = _COMPILED.get(pattern)
     if compiled is None:
         compiled = _COMPILED[pattern] = compile_pattern(pattern)
@@ -351,14 +471,20 @@ def build_policy(
     conditions: Mapping[str, Any] | None,
     priority: int,
     enabled: bool = True,
+    new: bool = True,
 ) -> Policy:
-    """Validate and compile one policy (raises ``InvalidRequest`` with the precise problem)."""
+    """Validate and compile one policy (raises ``InvalidRequest`` with the precise problem). A ``new`` policy
+    (being written) must also respect the pattern limits; a stored one is compiled as it is, so that tightening
+    the limits never locks a tenant out of its own policies."""
     if effect not in ("allow", "deny"):
         raise InvalidRequest("effect must be allow or deny")
     if not isinstance(actions, list | tuple) or not actions or any(a not in (*ACTIONS, "*") for a in actions):
         raise InvalidRequest(f"actions must be a non-empty list of {', '.join(ACTIONS)} or '*'")
     if not isinstance(resources, list | tuple) or not resources or not all(isinstance(r, str) for r in resources):
         raise InvalidRequest("resources must be a non-empty list of patterns")
+    if new:
+        for resource in resources:
+            check_pattern_limits(resource)
     unknown = set(subjects) - {"all", "agent_ids", "agent_types", "trust_levels"}
     if unknown:
         raise InvalidRequest(f"unknown subject selector(s): {', '.join(sorted(unknown))}")

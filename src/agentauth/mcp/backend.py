@@ -2,9 +2,11 @@
 (``remote``).
 
 An authenticated operation is described once as an ``Operation``: the REST route it is (method, path, query,
-body, response model) *and* the use case it runs. The remote backend sends the route; the embedded backend
-authenticates the bearer token, authorizes the very same method and path through the policy engine (as REST's
-``get_principal`` does) and runs the use case - so both paths, and REST itself, make one decision.
+body, response model), the operation it runs (``name``, from ``issuer/operations.py``, with the ids that fill
+its resource) *and* the use case. The remote backend sends the route (whose REST handler declares the same
+operation); the embedded backend authenticates the bearer token, authorizes that operation through the policy
+engine (as REST's ``Authorized`` does) and runs the use case - so both paths, and REST itself, make one
+decision.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Operation(Generic[R]):
     run: UseCase[R]
     query: Mapping[str, str | int | None] = field(default_factory=dict)
     body: BaseModel | None = None
+    name: str = field(kw_only=True)  # the operation (issuer/operations.py), so its action is the REST route's
+    ids: Mapping[str, str] = field(default_factory=dict, kw_only=True)  # fill the operation's resource
 
     @property
     def path(self) -> str:

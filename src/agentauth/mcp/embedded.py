@@ -1,8 +1,8 @@
 """The in-process backend: the tools call the issuer's use cases directly, with the models REST uses.
 
-Authentication, route authorization (policy engine) and the abuse limits on the unauthenticated grants are the
-same as REST's (``api/deps.py``, ``issuer/abuse.py``) and share their state (the rate-limit buckets are keyed
-alike), so MCP is neither a way around a deny policy nor around a rate limit.
+Authentication, authorization of the operation a tool names (policy engine) and the abuse limits on the
+unauthenticated grants are the same as REST's (``api/deps.py``, ``issuer/abuse.py``) and share their state
+(the rate-limit buckets are keyed alike), so MCP is neither a way around a deny policy nor around a rate limit.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from agentauth.bootstrap import Services
 from agentauth.errors import NotFound
 from agentauth.issuer import abuse, discovery
 from agentauth.issuer.context import RequestContext
+from agentauth.issuer.operations import operation as api_operation
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
 
@@ -31,7 +32,7 @@ class EmbeddedBackend:
     async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
         services = self._services()
         principal = await services.tokens.authenticate_bearer(access_token)
-        await services.policies.authorize_route(principal, operation.method, operation.path, ctx.ip)
+        await services.policies.authorize(principal, api_operation(operation.name), operation.ids, ctx.ip)
         return await operation.run(services, principal, ctx)
 
     async def discover(self) -> dict[str, Any]:

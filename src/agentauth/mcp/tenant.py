@@ -84,6 +84,7 @@ async def create_agent(
         AgentCreated,
         lambda s, p, rc: s.agents.create_child(p, body, rc),
         body=body,
+        name="agents.create",
     )
     return await _run(ctx, access_token, op)
 
@@ -101,6 +102,7 @@ async def list_agents(
         AgentPage,
         lambda s, p, rc: s.agents.list(p, limit, offset),
         query={"limit": limit, "offset": offset},
+        name="agents.list",
     )
     return await _run(ctx, access_token, op)
 
@@ -117,6 +119,8 @@ async def get_agent(
         ("api", "v1", "agents", agent_id),
         AgentOut,
         lambda s, p, rc: s.agents.get(p, agent_id),
+        name="agents.get",
+        ids={"agent_id": agent_id},
     )
     return await _run(ctx, access_token, op)
 
@@ -140,6 +144,7 @@ async def create_credential(
         ApiKeyCreated,
         lambda s, p, rc: s.api_keys.create(p, body, rc),
         body=body,
+        name="credentials.create",
     )
     return await _run(ctx, access_token, op)
 
@@ -159,6 +164,7 @@ async def list_credentials(
         ApiKeyPage,
         lambda s, p, rc: s.api_keys.list(p, agent_id, limit, offset),
         query={"agent_id": agent_id, "limit": limit, "offset": offset},
+        name="credentials.list",
     )
     return await _run(ctx, access_token, op)
 
@@ -176,6 +182,8 @@ async def rotate_credential(
         ("api", "v1", "credentials", credential_id, "rotate"),
         ApiKeyRotated,
         lambda s, p, rc: s.api_keys.rotate(p, credential_id, rc),
+        name="credentials.rotate",
+        ids={"credential_id": credential_id},
     )
     return await _run(ctx, access_token, op)
 
@@ -191,6 +199,8 @@ async def revoke_credential(
         ("api", "v1", "credentials", credential_id, "revoke"),
         ApiKeyOut,
         lambda s, p, rc: s.api_keys.revoke(p, credential_id, rc),
+        name="credentials.revoke",
+        ids={"credential_id": credential_id},
     )
     return await _run(ctx, access_token, op)
 
@@ -230,6 +240,7 @@ async def create_delegation(
         DelegationOut,
         lambda s, p, rc: s.delegations.create(p, body, rc),
         body=body,
+        name="delegations.create",
     )
     return await _run(ctx, access_token, op)
 
@@ -251,6 +262,7 @@ async def list_delegations(
         DelegationPage,
         lambda s, p, rc: s.delegations.list(p, role, limit, offset),
         query={"role": role, "limit": limit, "offset": offset},
+        name="delegations.list",
     )
     return await _run(ctx, access_token, op)
 
@@ -267,6 +279,8 @@ async def revoke_delegation(
         ("api", "v1", "delegations", delegation_id, "revoke"),
         DelegationOut,
         lambda s, p, rc: s.delegations.revoke(p, delegation_id, rc),
+        name="delegations.revoke",
+        ids={"delegation_id": delegation_id},
     )
     return await _run(ctx, access_token, op)
 
@@ -297,6 +311,7 @@ async def check_permission(
         EvaluateResponse,
         lambda s, p, rc: s.policies.evaluate(p, body, rc),
         body=body,
+        name="policies.evaluate",
     )
     return await _run(ctx, access_token, op)
 
