@@ -18,6 +18,7 @@ TS_SDK = TS_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.js
 NODE_MAJOR = 22
 TS_FLOW_SECONDS = 120
 
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 

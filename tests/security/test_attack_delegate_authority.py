@@ -163,3 +163,29 @@ async def test_control_the_delegate_still_manages_its_own_subtree(
         await client.post("/api/v1/auth/revoke", data={"token": grandchild["access_token"]}, headers=bearer(acting))
     ).is_success
     assert not await is_active(client, grandchild["access_token"])
+
+
+async def test_delegate_cannot_change_the_delegators_policies(client: httpx.AsyncClient, services: Services) -> None:
+    """The tenant's policies are its root's own: a delegate holding a delegated policies.write - of this tenant or
+    of another - cannot create, replace or delete them (it could lift the root's denials or lock the root out)."""
+    root = await quickstart(client, "root")
+    inside = await make_child(client, root["access_token"], "inside")
+    outside = await quickstart(client, "outside")
+    policy = {"name": "p", "effect": "deny", "subjects": {"agent_ids": [inside["agent"]["id"]]}}
+    policy |= {"actions": ["write"], "resources": ["**"]}
+    existing = ok(await client.post("/api/v1/policies", json=policy, headers=bearer(root["access_token"])), 201)
+    for who in (inside, outside):
+        created = ok(await delegate(client, root["access_token"], who["agent"]["id"], ["policies.write"]), 201)
+        data = exchange_data(created["credential"], who["access_token"])
+        acting = ok(await client.post(TOKEN, data=data))["access_token"]
+        for method, path, body in (
+            ("POST", "/api/v1/policies", policy),
+            ("PUT", f"/api/v1/policies/{existing['id']}", policy | {"effect": "allow"}),
+            ("DELETE", f"/api/v1/policies/{existing['id']}", None),
+        ):
+            request = client.request(method, path, json=body, headers=bearer(acting))
+            await refused(services, request, 403, "access_denied", f"{method} {path} by {who['agent']['name']}")
+    # The root itself still manages them.
+    assert (
+        await client.delete(f"/api/v1/policies/{existing['id']}", headers=bearer(root["access_token"]))
+    ).status_code == 204

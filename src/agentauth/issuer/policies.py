@@ -104,11 +104,15 @@ class PolicyService:
 
     @staticmethod
     def _require_root(principal: Principal) -> None:
-        """Policies govern the whole tenant, so only its root agent (or a token acting on its behalf) may change
-        them: a child holding policies.write must not be able to lock its root out."""
+        """Policies govern the whole tenant, so only its root agent may change them: a child holding
+        policies.write must not be able to lock its root out. The tenant's policies are the root's own, so the
+        one ownership rule judges them too - a delegate acting for the root (of this tenant or another) acts
+        *for* it, never *on* what it owns."""
         principal.require("policies.write")
         if principal.agent.parent_id is not None:
             raise AccessDenied("only the tenant's root agent can change policies")
+        if not principal.may_manage(principal.agent):
+            raise AccessDenied("a delegate cannot change the policies of the tenant it acts for")
 
     async def create(self, principal: Principal, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
         self._require_root(principal)
