@@ -361,7 +361,8 @@ class SqliteSessionMaker(StorageSessions):
         only after a complete one - so the file grew without bound (issue 12 item 14: 495 MiB in 25 s of token +
         revoke load). So once the WAL is over ``truncate_over`` bytes, the checkpointer takes the writer lock
         (writers queue behind it for the few milliseconds it takes, as behind any writer) and runs
-        ``wal_checkpoint(TRUNCATE)``: it completes, and the WAL file is cut to zero. A reader holding a snapshot
+        ``wal_checkpoint(TRUNCATE)``: it completes, and the WAL file is cut to zero. A PASSIVE pass just before,
+        outside the lock, copies the bulk of the WAL, so the locked pass copies only what arrived meanwhile. A reader holding a snapshot
         (a long read transaction elsewhere) can still prevent that; it is waited for briefly
         (``CHECKPOINT_BUSY_MS``), never indefinitely, and retried at the next tick."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-checkpoint")
@@ -401,6 +402,9 @@ class SqliteSessionMaker(StorageSessions):
                         since_passive = 0.0
                         await loop.run_in_executor(thread, checkpoint, "PASSIVE")
                     if wal_size() > truncate_over:
+                        # Copy what is there now without holding anyone up; under the lock only the frames
+                        # written meanwhile are left to copy, so writers wait for a moment, not a whole WAL.
+                        await loop.run_in_executor(thread, checkpoint, "PASSIVE")
                         async with self._writer:
                             busy, frames, copied = await loop.run_in_executor(thread, checkpoint, "TRUNCATE")
                         if busy:
