@@ -42,7 +42,10 @@ from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, VerifiedToken
 log = logging.getLogger("agentauth.tokens")
 
 VERIFIED_CACHE_SIZE = 10_000
-BEARER_LEEWAY_SECONDS = 30  # the Verifier's default leeway, applied alike to cached results
+# Our own tokens, judged by ourselves: ``exp`` is exact (introspection says ``active: false`` from that second on,
+# so must every route); ``nbf``/``iat`` keep the verifier's skew tolerance, for replicas whose clocks differ.
+NBF_LEEWAY_SECONDS = 30
+EXP_LEEWAY_SECONDS = 0
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_REFRESH_TOKEN = "refresh_token"
@@ -306,7 +309,12 @@ class TokenService:
             # Our own tokens: signature and claims offline; revocation is read from the database below,
             # which is fresher than any status list.
             self._verifier = Verifier(
-                issuer_url=self.core.issuer_url, jwks=ring.jwks(), issuer_did=ring.issuer_did, check_status=False
+                issuer_url=self.core.issuer_url,
+                jwks=ring.jwks(),
+                issuer_did=ring.issuer_did,
+                check_status=False,
+                leeway_seconds=NBF_LEEWAY_SECONDS,
+                exp_leeway_seconds=EXP_LEEWAY_SECONDS,
             )
             self._verifier_ring = ring
             self._verified.clear()  # a dropped key must not live on in the cache
@@ -314,13 +322,14 @@ class TokenService:
 
     def _verify_bearer(self, token: str, now: datetime) -> VerifiedToken:
         """Signature and claims of a bearer token, remembered per token string: an agent presents the same token
-        many times, and its signature cannot change. Time claims are re-checked on every use; revocation is
-        checked by the caller every time. The cache is emptied whenever the key ring changes."""
+        many times, and its signature cannot change. Time claims are re-checked on every use, with the verifier's
+        own leeways (none on ``exp``: an entry never outlives its token); revocation is checked by the caller every
+        time. The cache is emptied whenever the key ring changes."""
         verifier = self.self_verifier()
         cached = self._verified.get(token)
         if cached is not None:
             exp, nbf = cached.claims["exp"], cached.claims.get("nbf", 0)
-            if nbf - BEARER_LEEWAY_SECONDS <= now.timestamp() < exp + BEARER_LEEWAY_SECONDS:
+            if nbf - NBF_LEEWAY_SECONDS <= now.timestamp() < exp + EXP_LEEWAY_SECONDS:
                 self._verified.move_to_end(token)
                 return cached
             del self._verified[token]
@@ -355,8 +364,10 @@ class TokenService:
         actor: Agent | None = None
         delegation_id: str | None = None
         state = await self.token_states.get(str(claims["jti"]))
-        if state is None or state.revoked_at is not None:
-            raise InvalidToken("the access token is invalid", debug=f"token {claims['jti']} revoked or unknown")
+        if state is None or state.revoked_at is not None or state.expires_at <= now:
+            raise InvalidToken(
+                "the access token is invalid", debug=f"token {claims['jti']} revoked, expired or unknown"
+            )
         agent = state.agent
         if agent.id != agent_id or not agent.is_active:
             raise InvalidToken("the access token is invalid", debug=f"agent {agent_id} missing or deactivated")
