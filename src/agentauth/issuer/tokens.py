@@ -27,14 +27,13 @@ from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, token_response
 from agentauth.issuer.hotpath import ClientCredentialsIssuer, ClientCredentialsRequest, TokenStateLookup
-from agentauth.issuer.revocation import audit_credentials
+from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
 from agentauth.storage import assertions, refresh_tokens
-from agentauth.storage import credentials as credentials_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage.records import Agent
 from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, VerifiedToken, Verifier, verify_agent_assertion
@@ -160,9 +159,9 @@ class TokenService:
             if existing is None:
                 raise InvalidGrant("refresh token is invalid", debug="unknown refresh token")
             if existing.status == "used":
-                await refresh_tokens.revoke_family(session, existing.family_id)
-                revoked = await credentials_repo.revoke(session, now, refresh_family_id=existing.family_id)
-                audit_credentials(session, ctx, now, revoked, existing.agent_id, "refresh token reuse")
+                await revoke_refresh_families(
+                    session, ctx, now, [existing.family_id], existing.agent_id, "refresh token reuse"
+                )
                 audit.record(
                     session, ctx, now, action="refresh_token.reuse_detected", tenant_id=existing.tenant_id,
                     actor=existing.agent_id, target_type="refresh_family", target_id=existing.family_id,
