@@ -294,9 +294,11 @@ async def revoke_round(
     if isinstance(sessions, SqliteSessionMaker):
         return await sessions.write(functools.partial(_sqlite_revoke_round, list(jtis), now, audit))
     async with sessions.begin() as session:
-        pairs = await credentials_repo.families_of(session, jtis)
-        families = set(pairs.values())
         revoked = await credentials_repo.revoke(session, now, jtis=list(jtis))
+        pairs = {c.jti: c.refresh_family_id for c in revoked if c.refresh_family_id}
+        missing = set(jtis) - {c.jti for c in revoked}  # already dead: their families may still be alive
+        pairs |= await credentials_repo.families_of(session, sorted(missing)) if missing else {}
+        families = set(pairs.values())
         grants = _revoked_families(pairs, await refresh_tokens_repo.revoke_families(session, families))
         if families:  # after the families: sees the access tokens of a refresh that committed meanwhile
             revoked += await credentials_repo.revoke(session, now, refresh_family_ids=families)
@@ -308,9 +310,11 @@ async def revoke_round(
 def _sqlite_revoke_round(
     jtis: list[str], now: datetime, audit: RevokedAudit, connection: sqlite3.Connection
 ) -> list[Revoked]:
-    pairs = credentials_repo.sqlite_families_of(connection, jtis)
-    families = set(pairs.values())
     rows = credentials_repo.sqlite_revoke(connection, now, jtis=jtis)
+    pairs = {jti: family for jti, _, _, _, family in rows if family}
+    missing = set(jtis) - {jti for jti, *_ in rows}  # already dead: their families may still be alive
+    pairs |= credentials_repo.sqlite_families_of(connection, sorted(missing)) if missing else {}
+    families = set(pairs.values())
     grants = _revoked_families(
         pairs, refresh_tokens_repo.sqlite_revoke_families(connection, families) if families else {}
     )
