@@ -1,8 +1,8 @@
 """Token pairs and the refresh token as its own credential (issue 12, items 17 and 18).
 
-* Revoking either half of a pair revokes the grant (RFC 7009 section 2.1): an access token takes the refresh
-  family it was minted with (also after rotations, also when the access token itself already expired), a
-  refresh token takes the access tokens minted from its family. Through the batched revocation round, the
+* Revoking either half of a pair revokes the pair (RFC 7009 section 2.1): an access token takes the refresh
+  tokens of the family it was minted with (also after rotations, also when the access token itself already
+  expired), a refresh token takes the access tokens minted from its family. Through the batched revocation round, the
   refresh-token path, REST and both MCP backends.
 * A refresh token given alone (no Authorization, no client_secret) is the proof of possession: revoke (200) and
   introspect (its own state) work with it; anything else given alone - an access token, an unknown ``rt_``
@@ -87,16 +87,19 @@ async def test_revoking_the_access_token_revokes_its_refresh_token(client: httpx
     assert event["details"]["cause"] == "revoked by request" and event["details"]["refresh_family_id"]
 
 
-async def test_revoking_an_old_access_token_revokes_the_rotated_grant(client: httpx.AsyncClient) -> None:
+async def test_revoking_an_old_access_token_revokes_the_rotated_refresh_token(client: httpx.AsyncClient) -> None:
     tenant = await quickstart(client, "rotated")
     key = tenant["api_key"]
     first = await pair(client, key)
     rotated = ok(await refresh(client, first.refresh))
     second = Pair(rotated["access_token"], rotated["refresh_token"])
     await revoke(client, key, first.access)
-    # The grant is the family: the refresh token that replaced the pair's, and its access token, go too.
-    await assert_dead(client, key, second, "the rotated pair")
+    # The pair's refresh token was spent by the rotation: its family's live one, which replaced it, goes instead,
+    # so the grant cannot be renewed. The rotated access token is a pair of its own and lives out its lifetime.
     assert await route_status(client, first.access) == 401
+    assert await introspect(client, key, second.refresh) == INACTIVE
+    assert_error(await refresh(client, second.refresh), 400, "invalid_grant")
+    assert (await introspect(client, key, second.access))["active"] is True
 
 
 async def test_revoking_an_expired_access_token_still_revokes_its_refresh_token(
@@ -125,7 +128,7 @@ async def test_revoking_the_refresh_token_revokes_its_access_token(client: httpx
 
 async def test_a_refresh_racing_the_revocation_of_its_pair_does_not_survive_it(client: httpx.AsyncClient) -> None:
     """PostgreSQL runs a refresh and the revocation of its pair's access token concurrently; whichever wins,
-    no live token of the grant is left (``refresh_tokens.revoke_families``)."""
+    no live refresh token of the family is left (``refresh_tokens.revoke_families``)."""
     tenant = await quickstart(client, "race")
     key = tenant["api_key"]
     for _ in range(30):
@@ -136,8 +139,9 @@ async def test_a_refresh_racing_the_revocation_of_its_pair_does_not_survive_it(c
         )
         assert revoked.status_code == 200, revoked.text
         if refreshed.status_code == 200:
-            new = Pair(refreshed.json()["access_token"], refreshed.json()["refresh_token"])
-            await assert_dead(client, key, new, "the pair a racing refresh minted")
+            new = refreshed.json()["refresh_token"]
+            assert await introspect(client, key, new) == INACTIVE, "the refresh token a racing refresh minted"
+            assert_error(await refresh(client, new), 400, "invalid_grant")
         else:
             assert_error(refreshed, 400, "invalid_grant")
 

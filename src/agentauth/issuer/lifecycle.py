@@ -16,9 +16,11 @@ Who may ask (the one rule for REST and MCP; ``principal`` is None when the reque
   token that is not one of our refresh tokens proves nothing, and the answer is the one for a request without
   credentials (``invalid_token``, 401) - the same whether it is an access token, an unknown ``rt_`` string or
   garbage, so the endpoints cannot be used to probe for tokens without a credential.
-* Revoking either half of a token pair revokes the grant: a refresh token takes its family and every access
-  token minted from it; an access token takes the refresh family it was minted with (and that family's other
-  access tokens) in the same transaction (RFC 7009 section 2.1 allows both).
+* Revoking either half of a token pair revokes the pair, in one transaction (RFC 7009 section 2.1): a refresh
+  token takes its whole family (rotations included) and every access token minted from it (the spec's SHOULD);
+  an access token takes the refresh tokens of the family it was minted with (the spec's MAY), so the grant
+  cannot be renewed - also when the access token itself has already expired or was revoked. Other access
+  tokens of that family (minted by earlier rotations) live out their own, short lifetime unless revoked.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Issued credentials (access tokens, identity and delegation credentials) and their status slots.
 
 An access token minted with a refresh token records that token's family (``refresh_family_id``, see
-``refresh_tokens``): revoking either half of the pair revokes the whole grant.
+``refresh_tokens``): revoking the access token revokes the family's refresh tokens, revoking a refresh token
+revokes the family's access tokens.
 """
 
 from __future__ import annotations
@@ -114,7 +115,6 @@ async def families_of(session: AsyncSession, jtis: Sequence[str]) -> dict[str, s
 
 # One row of what ``sqlite_revoke`` revoked: (jti, kind, tenant_id, status_list_id, refresh_family_id).
 SqliteRevoked = tuple[str, str, str, int, str | None]
-_SQLITE_RETURNING = " RETURNING jti, kind, tenant_id, status_list_id, refresh_family_id"
 
 
 def sqlite_families_of(connection: sqlite3.Connection, jtis: Sequence[str]) -> dict[str, str]:
@@ -126,24 +126,12 @@ def sqlite_families_of(connection: sqlite3.Connection, jtis: Sequence[str]) -> d
     return {jti: family for jti, family in rows}
 
 
-def sqlite_revoke(
-    connection: sqlite3.Connection,
-    now: datetime,
-    *,
-    jtis: Sequence[str] | None = None,
-    refresh_family_ids: Collection[str] | None = None,
-) -> list[SqliteRevoked]:
-    """``revoke`` by jti or by refresh family (one of the two), without the status-list version bump (the caller
-    bumps once for the whole round)."""
-    if (jtis is None) == (refresh_family_ids is None):
-        raise ValueError("give jtis or refresh_family_ids")
-    column, keys = (
-        ("jti", list(jtis)) if jtis is not None else ("refresh_family_id", sorted(set(refresh_family_ids or ())))
-    )
+def sqlite_revoke(connection: sqlite3.Connection, now: datetime, jtis: Sequence[str]) -> list[SqliteRevoked]:
+    """``revoke`` by jti, without the status-list version bump (the caller bumps once for the whole round)."""
     at = sqlite_datetime(now)
     rows: list[SqliteRevoked] = connection.execute(
-        f"UPDATE credentials SET revoked_at = ? WHERE {column} IN (SELECT value FROM json_each(?)) "  # noqa: S608 - a fixed column name
-        "AND revoked_at IS NULL AND expires_at > ?" + _SQLITE_RETURNING,
-        (at, orjson.dumps(keys).decode(), at),
+        "UPDATE credentials SET revoked_at = ? WHERE jti IN (SELECT value FROM json_each(?)) "
+        "AND revoked_at IS NULL AND expires_at > ? RETURNING jti, kind, tenant_id, status_list_id, refresh_family_id",
+        (at, orjson.dumps(list(jtis)).decode(), at),
     ).fetchall()
     return rows

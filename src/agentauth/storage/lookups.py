@@ -287,10 +287,10 @@ def _revoked_families(pairs: Mapping[str, str], tenants: Mapping[str, str]) -> l
 async def revoke_round(
     sessions: async_sessionmaker[AsyncSession], jtis: Sequence[str], now: datetime, audit: RevokedAudit
 ) -> list[Revoked]:
-    """Revoke those of ``jtis`` not yet revoked or expired together with their token pairs (the refresh family
-    each was minted with, and that family's other access tokens: ``refresh_tokens.revoke_families``), bump the
-    status lists' versions and record the audit events ``audit`` makes of what was revoked: one write transaction
-    (on SQLite one hop, see ``record_round``)."""
+    """Revoke those of ``jtis`` not yet revoked or expired, and the refresh half of their token pairs (every
+    refresh token of the family each was minted with: ``refresh_tokens.revoke_families``), bump the status lists'
+    versions and record the audit events ``audit`` makes of what was revoked: one write transaction (on SQLite
+    one hop, see ``record_round``)."""
     if isinstance(sessions, SqliteSessionMaker):
         return await sessions.write(functools.partial(_sqlite_revoke_round, list(jtis), now, audit))
     async with sessions.begin() as session:
@@ -300,8 +300,6 @@ async def revoke_round(
         pairs |= await credentials_repo.families_of(session, sorted(missing)) if missing else {}
         families = set(pairs.values())
         grants = _revoked_families(pairs, await refresh_tokens_repo.revoke_families(session, families))
-        if families:  # after the families: sees the access tokens of a refresh that committed meanwhile
-            revoked += await credentials_repo.revoke(session, now, refresh_family_ids=families)
         records = [Revoked(c.jti, c.kind, c.tenant_id, c.refresh_family_id) for c in revoked]
         await _insert_many(session, AuditEventRow, audit(records, grants))
         return records
@@ -318,8 +316,6 @@ def _sqlite_revoke_round(
     grants = _revoked_families(
         pairs, refresh_tokens_repo.sqlite_revoke_families(connection, families) if families else {}
     )
-    if families:
-        rows += credentials_repo.sqlite_revoke(connection, now, refresh_family_ids=families)
     if rows:
         connection.execute(
             "UPDATE status_lists SET version = version + 1 WHERE id IN (SELECT value FROM json_each(?))",

@@ -1,9 +1,10 @@
 """Refresh tokens repository. Rotation is one conditional UPDATE: of concurrent uses, exactly one wins.
 
 A refresh token belongs to a *family* (``family_id``): the grant it was issued for, renewed by every rotation. The
-access tokens minted with each refresh token of a family record that family (``credentials.refresh_family_id``):
-a family and its access tokens are the grant, and are revoked together (``revoke_families`` here, then
-``credentials.revoke(refresh_family_ids=...)``, in one transaction).
+access tokens minted with each refresh token of a family record that family (``credentials.refresh_family_id``).
+Revoking an access token revokes its family's refresh tokens (``revoke_families``: the grant cannot be renewed);
+revoking a refresh token revokes the family and then its access tokens (``credentials.revoke(refresh_family_ids=
+...)``), in one transaction.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ async def revoke_families(session: AsyncSession, family_ids: Collection[str]) ->
     row; the UPDATE waits for it, then revokes the spent token - but the token the refresh inserted is not in the
     statement's snapshot. So the UPDATE runs again until a pass finds nothing: a refresh either committed before a
     pass (and is seen by the next one) or tries to rotate a row this transaction has revoked (and then finds it no
-    longer active). SQLite has one writer, so one pass is enough. The caller revokes the families' access tokens
-    *after* this, in a statement whose snapshot includes what such a refresh minted."""
+    longer active). SQLite has one writer, so one pass is enough. A caller revoking the families' access tokens
+    does so *after* this, in a statement whose snapshot includes what such a refresh minted."""
     families = sorted(set(family_ids))
     found: dict[str, str] = {}
     if not families:
