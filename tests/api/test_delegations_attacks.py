@@ -232,10 +232,11 @@ async def test_expired_parent(
     hop = await delegate(client, b_acting, tenant.c["agent"]["id"], ["agents.read"])
     assert hop.status_code == 201, hop.text
     assert hop.json()["expires_at"] == grant["expires_at"]  # capped at the parent's expiry
-    # 10 s after the parent's expiry: B's token is still within the verifier's 30 s leeway, so it is the
-    # service's own check of the parent that must refuse.
+    # 10 s after the parent's expiry: B's token expired with the grant, and the issuer allows no leeway on the
+    # exp of what it signed itself (a third party's 30 s would still accept it): the token is refused, and so are
+    # both delegation credentials at the exchange.
     monkeypatch.setattr(services.core, "clock", lambda: expiry + timedelta(seconds=10))
-    await refused(services, delegate(client, b_acting, tenant.x["agent"]["id"], ["agents.read"]), 403, "access_denied")
+    await refused(services, delegate(client, b_acting, tenant.x["agent"]["id"], ["agents.read"]), 401, "invalid_token")
     await refused(services, exchange(client, hop.json()["credential"], api_key=tenant.c["key"]), 400, "invalid_grant")
     await refused(services, exchange(client, grant["credential"], api_key=tenant.b["key"]), 400, "invalid_grant")
     # Well past it: the credentials themselves have expired.

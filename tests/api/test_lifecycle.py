@@ -247,7 +247,8 @@ async def test_another_tenants_tokens_are_left_alone(client: httpx.AsyncClient) 
     owner = await quickstart(client, "owner")
     other = await quickstart(client, "other")
     await revoke(client, other["access_token"], owner["access_token"])
-    await revoke(client, other["api_key"], owner["refresh_token"])
+    await revoke(client, other["api_key"], owner["access_token"])
+    # (Not the refresh token: holding one is enough to revoke it, issue 12 item 18 - tests/api/test_token_pairs.py.)
     assert (await introspect(client, owner["api_key"], owner["access_token"]))["active"] is True
     assert (await introspect(client, owner["api_key"], owner["refresh_token"]))["active"] is True
     assert await status_bits(client, owner["access_token"]) == [0]

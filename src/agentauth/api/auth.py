@@ -13,8 +13,7 @@ from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep, request_context
 from agentauth.api.ratelimits import limit_token_request
 from agentauth.bootstrap import Services
-from agentauth.errors import InvalidToken
-from agentauth.issuer.context import Principal
+from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.secrets import NO_STORE
 
@@ -104,16 +103,21 @@ def _handler_for(handlers: Mapping[Any, Any], exc: Exception) -> Any:
     return None
 
 
-async def _caller(request: Request, services: Services, params: dict[str, Any]) -> Principal:
+async def _caller(
+    request: Request, services: Services, params: dict[str, Any], ctx: RequestContext
+) -> Principal | None:
     """RFC 7662 section 2.1 / RFC 7009 section 2.1: the caller authenticates - with its bearer token or, like
-    at the token endpoint, with its API key as client_secret (body or HTTP Basic)."""
+    at the token endpoint, with its API key as client_secret (body or HTTP Basic). None: no credential at all,
+    so only a refresh token given as ``token`` can prove anything (the rule is ``issuer/lifecycle.py``'s); such
+    requests draw on the token endpoint's per-IP bucket, like a refresh grant."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return await services.tokens.authenticate_bearer(header[7:].strip())
     secret = params.get("client_secret")
     if isinstance(secret, str) and secret:
         return await services.tokens.authenticate_client(secret)
-    raise InvalidToken("authenticate with a bearer access token or your API key as client_secret")
+    await limit_token_request(services, params, ctx)
+    return None
 
 
 _TOKEN_PARAM_FORM = {
@@ -127,7 +131,10 @@ _TOKEN_PARAM_FORM = {
                     "properties": {
                         "token": {"type": "string"},
                         "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
-                        "client_secret": {"type": "string", "description": "Your API key, if not using a bearer."},
+                        "client_secret": {
+                            "type": "string",
+                            "description": "Your API key, if not using a bearer. A refresh token needs neither.",
+                        },
                     },
                 }
             },
@@ -140,13 +147,15 @@ _TOKEN_PARAM_FORM = {
 @router.post(
     "/introspect",
     summary="Token introspection (RFC 7662)",
+    description="Authenticate with a bearer token or your API key (client_secret); a refresh token given as "
+    "`token` is its own credential and may be sent alone.",
     openapi_extra=_TOKEN_PARAM_FORM,
     responses={200: {"description": "RFC 7662 response"}, 400: {}, 401: {}, 503: {}},
 )
 @router.post("/token/introspect", include_in_schema=False)
-async def introspect(request: Request, services: ServicesDep) -> JSONResponse:
+async def introspect(request: Request, services: ServicesDep, ctx: ContextDep) -> JSONResponse:
     params = await read_params(request)
-    principal = await _caller(request, services, params)
+    principal = await _caller(request, services, params, ctx)
     result = await services.lifecycle.introspect(principal, params.get("token"), params.get("token_type_hint"))
     return JSONResponse(result, headers=NO_STORE)
 
@@ -154,13 +163,15 @@ async def introspect(request: Request, services: ServicesDep) -> JSONResponse:
 @router.post(
     "/revoke",
     summary="Token revocation (RFC 7009)",
+    description="Authenticate with a bearer token or your API key (client_secret); a refresh token given as "
+    "`token` is its own credential and may be sent alone. Revoking either half of a token pair revokes both.",
     openapi_extra=_TOKEN_PARAM_FORM,
     responses={200: {"description": "Revoked, or nothing to revoke"}, 400: {}, 401: {}, 503: {}},
 )
 @router.post("/token/revoke", include_in_schema=False)
 async def revoke(request: Request, services: ServicesDep, ctx: ContextDep) -> Response:
     params = await read_params(request)
-    principal = await _caller(request, services, params)
+    principal = await _caller(request, services, params, ctx)
     await services.lifecycle.revoke(principal, params.get("token"), params.get("token_type_hint"), ctx)
     # RFC 7009 section 2.2: "The content of the response body is ignored by the client".
     return Response(status_code=200, headers=NO_STORE)

@@ -5,6 +5,22 @@ token); a forged or foreign token therefore can neither name nor reveal someone 
 Introspection answers exactly ``{"active": false}`` for anything inactive, unknown, malformed or not the
 caller's (RFC 7662 section 2.2: "the authorization server SHOULD NOT include any additional information").
 A database outage propagates as an error (503 at the edge), never as ``active: false``.
+
+Who may ask (the one rule for REST and MCP; ``principal`` is None when the request carries no credential):
+
+* A **refresh token** is a credential for itself: whoever holds it may revoke it and learn its own state, with
+  or without authenticating otherwise (RFC 7009 section 2.1 and RFC 7662 section 2.1 ask the caller to prove it
+  may act; holding the token is that proof - it could be redeemed at the token endpoint anyway). The answer is
+  about that token (and its grant) only.
+* Anything else needs a caller: a bearer access token or an API key (client authentication). Given alone, a
+  token that is not one of our refresh tokens proves nothing, and the answer is the one for a request without
+  credentials (``invalid_token``, 401) - the same whether it is an access token, an unknown ``rt_`` string or
+  garbage, so the endpoints cannot be used to probe for tokens without a credential.
+* Revoking either half of a token pair revokes the pair, in one transaction (RFC 7009 section 2.1): a refresh
+  token takes its whole family (rotations included) and every access token minted from it (the spec's SHOULD);
+  an access token takes the refresh tokens of the family it was minted with (the spec's MAY), so the grant
+  cannot be renewed - also when the access token itself has already expired or was revoked. Other access
+  tokens of that family (minted by earlier rotations) live out their own, short lifetime unless revoked.
 """
 
 from __future__ import annotations
@@ -12,20 +28,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agentauth.errors import InvalidRequest
+from agentauth.errors import InvalidRequest, InvalidToken
 from agentauth.issuer import audit
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.delegations import may_revoke
 from agentauth.issuer.hotpath import Revocations
-from agentauth.issuer.revocation import audit_credentials, revoke_delegation_subtrees
+from agentauth.issuer.revocation import revoke_delegation_subtrees, revoke_refresh_families
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.issuer.tokens import TokenService
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import credentials as credentials_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage import refresh_tokens
-from agentauth.storage.records import Agent
+from agentauth.storage.records import Agent, RefreshToken
 from agentauth.vc import ACCESS_CREDENTIAL, VerificationError
 from agentauth.vc.jws import parse_compact
 
@@ -34,9 +50,17 @@ TOKEN_TYPE_HINTS = ("access_token", "refresh_token")
 MAX_TOKEN_LENGTH = 64 * 1024
 # Revoking a delegation credential is revoking the delegation: either scope that may change it will do.
 DELEGATION_SCOPES = frozenset({"delegations.write", "credentials.write"})
+NO_CREDENTIALS = "authenticate with a bearer access token or your API key as client_secret"
 
 
-def _check_params(token: object, hint: object) -> str:
+def no_credentials() -> InvalidToken:
+    """The answer to a request that proves nothing: no credential, and no refresh token of ours given alone."""
+    return InvalidToken(NO_CREDENTIALS)
+
+
+def _check_params(token: object, hint: object, principal: Principal | None) -> str:
+    if principal is None and not (isinstance(token, str) and token.startswith(REFRESH_TOKEN_PREFIX)):
+        raise no_credentials()  # before judging the parameters: as for a request with no credential at all
     if not isinstance(token, str) or not token:
         raise InvalidRequest("missing parameter: token")
     if len(token) > MAX_TOKEN_LENGTH:
@@ -98,10 +122,12 @@ class LifecycleService:
 
     # -- RFC 7662 -----------------------------------------------------------------------------------------
 
-    async def introspect(self, principal: Principal, token: object, hint: object = None) -> dict[str, Any]:
-        raw = _check_params(token, hint)
+    async def introspect(self, principal: Principal | None, token: object, hint: object = None) -> dict[str, Any]:
+        """``principal`` None: the request carried no credential (see the module docstring for who may ask)."""
+        raw = _check_params(token, hint, principal)
         if raw.startswith(REFRESH_TOKEN_PREFIX):
             return await self._introspect_refresh(principal, raw)
+        assert principal is not None  # _check_params let only a refresh token through without one
         claims = self._ours(raw)
         if claims is None:
             return INACTIVE
@@ -149,14 +175,21 @@ class LifecycleService:
             response["delegation_chain"] = chain
         return response
 
-    async def _introspect_refresh(self, principal: Principal, raw: str) -> dict[str, Any]:
-        now = self.core.clock()
+    async def _refresh_record(self, raw: str) -> tuple[RefreshToken | None, Agent | None]:
         async with self.core.reads() as session:
             record = await refresh_tokens.find(session, self.core.hasher.hash(raw))
             owner = await agents_repo.get(session, record.agent_id) if record else None
+        return record, owner
+
+    async def _introspect_refresh(self, principal: Principal | None, raw: str) -> dict[str, Any]:
+        """A refresh token's own state, to whoever holds it (the caller, if any, changes nothing)."""
+        now = self.core.clock()
+        record, owner = await self._refresh_record(raw)
+        if record is None and principal is None:
+            raise no_credentials()
         if record is None or owner is None or record.status != "active" or record.expires_at <= now:
             return INACTIVE
-        if not owner.is_active or not self._may_see(principal, owner, own_token=owner.id == principal.agent.id):
+        if not owner.is_active:
             return INACTIVE
         return {
             "active": True,
@@ -174,17 +207,19 @@ class LifecycleService:
 
     # -- RFC 7009 -----------------------------------------------------------------------------------------
 
-    async def revoke(self, principal: Principal, token: object, hint: object, ctx: RequestContext) -> None:
+    async def revoke(self, principal: Principal | None, token: object, hint: object, ctx: RequestContext) -> None:
         """Revoke if the token is one we issued and the caller may act on it; otherwise do nothing.
 
-        Always "succeeds" (RFC 7009 section 2.2: "invalid tokens do not cause an error response"); a token of
-        another tenant gets the same answer, so revocation cannot be used to probe for tokens.
+        Always "succeeds" for a caller that proved something (RFC 7009 section 2.2: "invalid tokens do not cause
+        an error response"); a token of another tenant gets the same answer, so revocation cannot be used to probe
+        for tokens. ``principal`` None: no credential, only the token (see the module docstring).
         """
-        raw = _check_params(token, hint)
+        raw = _check_params(token, hint, principal)
         now = self.core.clock()
         if raw.startswith(REFRESH_TOKEN_PREFIX):
             await self._revoke_refresh(principal, raw, ctx)
             return
+        assert principal is not None  # _check_params let only a refresh token through without one
         claims = self._ours(raw)
         jti = claims.get("jti") if claims else None
         if not isinstance(jti, str):
@@ -201,8 +236,10 @@ class LifecycleService:
         own = acting.id in (owner.id, state.client_id)
         if not own and not ("credentials.write" in principal.scopes and principal.may_manage(owner)):
             return
-        # Revoking an access token leaves its refresh family alive (RFC 7009 section 2.1 makes that a MAY).
-        if state.revoked_at is None:
+        # An access token goes with its pair (RFC 7009 section 2.1: the server "MAY revoke the respective refresh
+        # token as well"), even when it is itself already dead: its refresh family may still be alive (e.g. after a
+        # signing-key compromise revoked only the access tokens).
+        if state.revoked_at is None or state.kind == "access":
             await self.revocations.revoke(jti, acting.id, ctx)
 
     async def _revoke_delegation(self, principal: Principal, jti: str, now: datetime, ctx: RequestContext) -> bool:
@@ -222,21 +259,21 @@ class LifecycleService:
                 await revoke_delegation_subtrees(session, ctx, now, [delegation.path], principal.acting.id)
         return True
 
-    async def _revoke_refresh(self, principal: Principal, raw: str, ctx: RequestContext) -> None:
+    async def _revoke_refresh(self, principal: Principal | None, raw: str, ctx: RequestContext) -> None:
+        """Holding a refresh token is enough to revoke it: its family and every access token minted from it (RFC
+        7009 section 2.1: revoking a refresh token SHOULD also revoke the access tokens of its grant)."""
         now = self.core.clock()
+        # Found on the read engine: a stranger's random rt_ string never takes the writer lock. Family, owner and
+        # tenant of a refresh token never change, so deciding before the write transaction is safe.
+        record, _ = await self._refresh_record(raw)
+        if record is None:
+            if principal is None:
+                raise no_credentials()
+            return
+        actor = principal.agent.id if principal is not None else record.agent_id
         async with self.core.sessions.begin() as session:
-            record = await refresh_tokens.find(session, self.core.hasher.hash(raw))
-            owner = await agents_repo.get(session, record.agent_id) if record else None
-            if record is None or owner is None:
-                return
-            own = owner.id == principal.acting.id
-            if not own and not ("credentials.write" in principal.scopes and principal.may_manage(owner)):
-                return
-            # RFC 7009 section 2.1: revoking a refresh token SHOULD also revoke the access tokens of its grant.
-            await refresh_tokens.revoke_family(session, record.family_id)
-            revoked = await credentials_repo.revoke(session, now, refresh_family_id=record.family_id)
-            audit_credentials(session, ctx, now, revoked, principal.agent.id, "refresh token revoked")
-            audit.record(
-                session, ctx, now, action="refresh_token.revoked", tenant_id=owner.tenant_id,
-                actor=principal.agent.id, target_type="refresh_family", target_id=record.family_id,
-            )  # fmt: skip
+            if await revoke_refresh_families(session, ctx, now, [record.family_id], actor, "refresh token revoked"):
+                audit.record(
+                    session, ctx, now, action="refresh_token.revoked", tenant_id=record.tenant_id,
+                    actor=actor, target_type="refresh_family", target_id=record.family_id,
+                )  # fmt: skip

@@ -56,3 +56,16 @@ async def revoke_delegation_subtrees(
     if revoked:
         tokens = await credentials.revoke(session, now, delegation_ids=[d.id for d in revoked])
         audit_credentials(session, ctx, now, tokens, actor, "delegation revoked")
+
+
+async def revoke_refresh_families(
+    session: AsyncSession, ctx: RequestContext, now: datetime, family_ids: list[str], actor: str, cause: str
+) -> dict[str, str]:
+    """Revoke these refresh families (grants) and every access token minted from them (RFC 7009 section 2.1:
+    revoking a refresh token "SHOULD also invalidate all access tokens based on the same authorization grant").
+    Returns ``family_id -> tenant_id`` of the families that still had a token to revoke."""
+    families = await refresh_tokens.revoke_families(session, family_ids)
+    # After the families (see ``revoke_families``): this statement sees what a concurrent refresh minted.
+    revoked = await credentials.revoke(session, now, refresh_family_ids=family_ids)
+    audit_credentials(session, ctx, now, revoked, actor, cause)
+    return families

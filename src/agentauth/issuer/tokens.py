@@ -27,14 +27,13 @@ from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, token_response
 from agentauth.issuer.hotpath import ClientCredentialsIssuer, ClientCredentialsRequest, TokenStateLookup
-from agentauth.issuer.revocation import audit_credentials
+from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
 from agentauth.storage import assertions, refresh_tokens
-from agentauth.storage import credentials as credentials_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage.records import Agent
 from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, VerifiedToken, Verifier, verify_agent_assertion
@@ -42,7 +41,10 @@ from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, VerifiedToken
 log = logging.getLogger("agentauth.tokens")
 
 VERIFIED_CACHE_SIZE = 10_000
-BEARER_LEEWAY_SECONDS = 30  # the Verifier's default leeway, applied alike to cached results
+# Our own tokens, judged by ourselves: ``exp`` is exact (introspection says ``active: false`` from that second on,
+# so must every route); ``nbf``/``iat`` keep the verifier's skew tolerance, for replicas whose clocks differ.
+NBF_LEEWAY_SECONDS = 30
+EXP_LEEWAY_SECONDS = 0
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_REFRESH_TOKEN = "refresh_token"
@@ -157,9 +159,9 @@ class TokenService:
             if existing is None:
                 raise InvalidGrant("refresh token is invalid", debug="unknown refresh token")
             if existing.status == "used":
-                await refresh_tokens.revoke_family(session, existing.family_id)
-                revoked = await credentials_repo.revoke(session, now, refresh_family_id=existing.family_id)
-                audit_credentials(session, ctx, now, revoked, existing.agent_id, "refresh token reuse")
+                await revoke_refresh_families(
+                    session, ctx, now, [existing.family_id], existing.agent_id, "refresh token reuse"
+                )
                 audit.record(
                     session, ctx, now, action="refresh_token.reuse_detected", tenant_id=existing.tenant_id,
                     actor=existing.agent_id, target_type="refresh_family", target_id=existing.family_id,
@@ -311,7 +313,12 @@ class TokenService:
             # Our own tokens: signature and claims offline; revocation is read from the database below,
             # which is fresher than any status list.
             self._verifier = Verifier(
-                issuer_url=self.core.issuer_url, jwks=ring.jwks(), issuer_did=ring.issuer_did, check_status=False
+                issuer_url=self.core.issuer_url,
+                jwks=ring.jwks(),
+                issuer_did=ring.issuer_did,
+                check_status=False,
+                leeway_seconds=NBF_LEEWAY_SECONDS,
+                exp_leeway_seconds=EXP_LEEWAY_SECONDS,
             )
             self._verifier_ring = ring
             self._verified.clear()  # a dropped key must not live on in the cache
@@ -319,13 +326,14 @@ class TokenService:
 
     def _verify_bearer(self, token: str, now: datetime) -> VerifiedToken:
         """Signature and claims of a bearer token, remembered per token string: an agent presents the same token
-        many times, and its signature cannot change. Time claims are re-checked on every use; revocation is
-        checked by the caller every time. The cache is emptied whenever the key ring changes."""
+        many times, and its signature cannot change. Time claims are re-checked on every use, with the verifier's
+        own leeways (none on ``exp``: an entry never outlives its token); revocation is checked by the caller every
+        time. The cache is emptied whenever the key ring changes."""
         verifier = self.self_verifier()
         cached = self._verified.get(token)
         if cached is not None:
             exp, nbf = cached.claims["exp"], cached.claims.get("nbf", 0)
-            if nbf - BEARER_LEEWAY_SECONDS <= now.timestamp() < exp + BEARER_LEEWAY_SECONDS:
+            if nbf - NBF_LEEWAY_SECONDS <= now.timestamp() < exp + EXP_LEEWAY_SECONDS:
                 self._verified.move_to_end(token)
                 return cached
             del self._verified[token]
@@ -360,8 +368,10 @@ class TokenService:
         actor: Agent | None = None
         delegation_id: str | None = None
         state = await self.token_states.get(str(claims["jti"]))
-        if state is None or state.revoked_at is not None:
-            raise InvalidToken("the access token is invalid", debug=f"token {claims['jti']} revoked or unknown")
+        if state is None or state.revoked_at is not None or state.expires_at <= now:
+            raise InvalidToken(
+                "the access token is invalid", debug=f"token {claims['jti']} revoked, expired or unknown"
+            )
         agent = state.agent
         if agent.id != agent_id or not agent.is_active:
             raise InvalidToken("the access token is invalid", debug=f"agent {agent_id} missing or deactivated")

@@ -69,11 +69,12 @@ class Backend(Protocol):
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
         """The token endpoint (RFC 6749 section 3.2) with these parameters."""
 
-    async def introspect(self, caller: str, token: str, ctx: RequestContext) -> dict[str, Any]:
-        """RFC 7662, the caller authenticating with its access token."""
+    async def introspect(self, caller: str | None, token: str, ctx: RequestContext) -> dict[str, Any]:
+        """RFC 7662, the caller authenticating with its access token; ``caller`` None: with no credential, the
+        token being its own (a refresh token: ``issuer/lifecycle.py``)."""
 
-    async def revoke(self, caller: str, token: str, ctx: RequestContext) -> None:
-        """RFC 7009, the caller authenticating with its access token."""
+    async def revoke(self, caller: str | None, token: str, ctx: RequestContext) -> None:
+        """RFC 7009, the caller authenticating with its access token (``caller`` None: as ``introspect``)."""
 
     async def verification_material(self) -> VerificationMaterial: ...
 

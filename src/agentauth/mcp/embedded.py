@@ -14,7 +14,7 @@ from typing import Any
 from agentauth.bootstrap import Services
 from agentauth.errors import NotFound
 from agentauth.issuer import abuse, discovery
-from agentauth.issuer.context import RequestContext
+from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.operations import operation as api_operation
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
@@ -49,14 +49,21 @@ class EmbeddedBackend:
         await abuse.limit_token_request(services.rate_limiter, services.settings, params, ctx)
         return await services.tokens.token(params, ctx)
 
-    async def introspect(self, caller: str, token: str, ctx: RequestContext) -> dict[str, Any]:
+    async def _caller(self, services: Services, caller: str | None, ctx: RequestContext) -> Principal | None:
+        if caller is not None:
+            return await services.tokens.authenticate_bearer(caller)
+        # No credential: the token endpoint's per-IP bucket, as REST's /introspect and /revoke draw on.
+        await abuse.limit_token_request(services.rate_limiter, services.settings, {}, ctx)
+        return None
+
+    async def introspect(self, caller: str | None, token: str, ctx: RequestContext) -> dict[str, Any]:
         services = self._services()
-        principal = await services.tokens.authenticate_bearer(caller)
+        principal = await self._caller(services, caller, ctx)
         return await services.lifecycle.introspect(principal, token)
 
-    async def revoke(self, caller: str, token: str, ctx: RequestContext) -> None:
+    async def revoke(self, caller: str | None, token: str, ctx: RequestContext) -> None:
         services = self._services()
-        principal = await services.tokens.authenticate_bearer(caller)
+        principal = await self._caller(services, caller, ctx)
         await services.lifecycle.revoke(principal, token, None, ctx)
 
     async def verification_material(self) -> VerificationMaterial:

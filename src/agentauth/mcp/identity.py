@@ -39,6 +39,9 @@ from agentauth.mcp.params import (
 )
 from agentauth.mcp.verify import VerifyResult
 
+# A refresh token alone that is not one of ours proves nothing; the answer names no reason beyond that.
+_NOT_OUR_REFRESH_TOKEN = "not a refresh token issued by this AgentAuth; to {verb} another token, pass your access_token"
+
 
 class RevokeResult(BaseModel):
     success: bool = Field(description="Always true: revocation is idempotent (RFC 7009 section 2.2).")
@@ -119,15 +122,24 @@ async def introspect_token(
 ) -> dict[str, Any]:
     """Ask AgentAuth whether a token is active right now (RFC 7662). Answers {"active": true, ...} with its
     scope, subject, client, expiry, agent and delegation chain, or just {"active": false} (revoked, expired,
-    unknown, or not yours to see). Without access_token an access token introspects itself."""
+    unknown, or not yours to see). Without access_token an access token introspects itself, and a refresh
+    token needs none: holding it is enough to learn its own state."""
     rc = request_context(ctx)
     caller = access_token or header_token(ctx)
-    if caller is not None:
-        return await backend_of(ctx).introspect(caller, token, rc)
+    backend = backend_of(ctx)
     if token.startswith(REFRESH_TOKEN_PREFIX):
-        raise InvalidToken("to introspect a refresh token, pass your access_token too")
+        # The refresh token is its own credential (issuer/lifecycle.py): a caller's token, even an expired one,
+        # must not stand in its way. Only when it is not one of ours does the caller's authentication matter.
+        try:
+            return await backend.introspect(None, token, rc)
+        except InvalidToken:
+            if caller is None:
+                raise InvalidToken(_NOT_OUR_REFRESH_TOKEN.format(verb="introspect")) from None
+        return await backend.introspect(caller, token, rc)
+    if caller is not None:
+        return await backend.introspect(caller, token, rc)
     try:
-        return await backend_of(ctx).introspect(token, token, rc)
+        return await backend.introspect(token, token, rc)
     except InvalidToken:
         return {"active": False}  # it cannot even authenticate itself
 
@@ -141,18 +153,25 @@ async def revoke_token(
     ] = None,
 ) -> RevokeResult:
     """Revoke an access token or a refresh token (RFC 7009) - for example at the end of a task or when a
-    token may have leaked. Revoking a refresh token also revokes the access tokens issued from it. Succeeds
-    also for unknown or already revoked tokens. Without access_token an access token revokes itself."""
+    token may have leaked. Revoking either one revokes the pair: a refresh token takes the access tokens
+    issued from it, an access token takes its refresh token. Succeeds also for unknown or already revoked
+    tokens. Without access_token an access token revokes itself, and a refresh token needs none."""
     rc = request_context(ctx)
     caller = access_token or header_token(ctx)
-    if caller is None:
-        if token.startswith(REFRESH_TOKEN_PREFIX):
-            raise InvalidToken("to revoke a refresh token, pass your access_token too")
+    backend = backend_of(ctx)
+    if token.startswith(REFRESH_TOKEN_PREFIX):
+        try:
+            await backend.revoke(None, token, rc)
+        except InvalidToken:
+            if caller is None:  # not one of our refresh tokens, and nothing else proves anything
+                raise InvalidToken(_NOT_OUR_REFRESH_TOKEN.format(verb="revoke")) from None
+            await backend.revoke(caller, token, rc)
+    elif caller is None:
         # Already revoked or expired: nothing left to do (RFC 7009 section 2.2).
         with contextlib.suppress(InvalidToken):
-            await backend_of(ctx).revoke(token, token, rc)
+            await backend.revoke(token, token, rc)
     else:
-        await backend_of(ctx).revoke(caller, token, rc)
+        await backend.revoke(caller, token, rc)
     return RevokeResult(success=True, detail="the token is revoked if it was one you may revoke")
 
 

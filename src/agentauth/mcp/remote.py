@@ -111,13 +111,19 @@ class RestBackend:
         response = await self._send("POST", "/api/v1/auth/token", data=params)
         return TokenResponse.model_validate(response.json())
 
-    async def introspect(self, caller: str, token: str, ctx: RequestContext) -> dict[str, Any]:
-        response = await self._send("POST", "/api/v1/auth/introspect", token=caller, data={"token": token})
+    @staticmethod
+    def _token_form(caller: str | None, token: str) -> dict[str, str]:
+        # No caller: RFC 7009/7662 with the refresh token as the only credential.
+        return {"token": token} if caller is not None else {"token": token, "token_type_hint": "refresh_token"}
+
+    async def introspect(self, caller: str | None, token: str, ctx: RequestContext) -> dict[str, Any]:
+        data = self._token_form(caller, token)
+        response = await self._send("POST", "/api/v1/auth/introspect", token=caller, data=data)
         result: dict[str, Any] = response.json()
         return result
 
-    async def revoke(self, caller: str, token: str, ctx: RequestContext) -> None:
-        await self._send("POST", "/api/v1/auth/revoke", token=caller, data={"token": token})
+    async def revoke(self, caller: str | None, token: str, ctx: RequestContext) -> None:
+        await self._send("POST", "/api/v1/auth/revoke", token=caller, data=self._token_form(caller, token))
 
     async def verification_material(self) -> VerificationMaterial:
         document = await self.discover()

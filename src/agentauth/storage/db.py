@@ -359,11 +359,11 @@ class SqliteSessionMaker(StorageSessions):
         A PASSIVE checkpoint waits for no one, but under steady load it never *completes*: it copies the frames
         up to the WAL's end as it started while writers keep appending, and the WAL restarts from its beginning
         only after a complete one - so the file grew without bound (issue 12 item 14: 495 MiB in 25 s of token +
-        revoke load). So once the WAL is over ``truncate_over`` bytes, the checkpointer takes the writer lock
-        (writers queue behind it for the few milliseconds it takes, as behind any writer) and runs
+        revoke load). So once the WAL is over ``truncate_over`` bytes, the checkpointer takes the writer lock (writers
+        queue behind it for the few milliseconds it takes, as behind any writer) and runs
         ``wal_checkpoint(TRUNCATE)``: it completes, and the WAL file is cut to zero. A PASSIVE pass just before,
-        outside the lock, copies the bulk of the WAL, so the locked pass copies only what arrived meanwhile. A reader holding a snapshot
-        (a long read transaction elsewhere) can still prevent that; it is waited for briefly
+        outside the lock, copies the bulk of the WAL, so the locked pass copies only what arrived meanwhile. A reader
+        holding a snapshot (a long read transaction elsewhere) can still prevent that; it is waited for briefly
         (``CHECKPOINT_BUSY_MS``), never indefinitely, and retried at the next tick."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentauth-sqlite-checkpoint")
         connection: list[sqlite3.Connection] = []

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentauth.storage import credentials as credentials_repo
+from agentauth.storage import refresh_tokens as refresh_tokens_repo
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
@@ -280,45 +281,66 @@ class Revoked:
     jti: str
     kind: str
     tenant_id: str
+    refresh_family_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedFamily:
+    """A refresh family revoked because ``via_jti``, one of the round's credentials, was minted with it."""
+
+    family_id: str
+    tenant_id: str
+    via_jti: str
+
+
+# What a revocation round records in the audit log, given what it revoked: credentials and refresh families.
+RevokedAudit = Callable[[Sequence[Revoked], Sequence[RevokedFamily]], list[dict[str, Any]]]
+
+
+def _revoked_families(pairs: Mapping[str, str], tenants: Mapping[str, str]) -> list[RevokedFamily]:
+    via = {family: jti for jti, family in pairs.items()}
+    return [RevokedFamily(family, tenant, via[family]) for family, tenant in sorted(tenants.items())]
 
 
 async def revoke_round(
-    sessions: async_sessionmaker[AsyncSession],
-    jtis: Sequence[str],
-    now: datetime,
-    audit: Callable[[Sequence[Revoked]], list[dict[str, Any]]],
+    sessions: async_sessionmaker[AsyncSession], jtis: Sequence[str], now: datetime, audit: RevokedAudit
 ) -> list[Revoked]:
-    """Revoke those of ``jtis`` not yet revoked or expired, bump their status lists' versions and record the audit
-    events ``audit`` makes of what was revoked: one write transaction (on SQLite one hop, see ``record_round``)."""
+    """Revoke those of ``jtis`` not yet revoked or expired, and the refresh half of their token pairs (every
+    refresh token of the family each was minted with: ``refresh_tokens.revoke_families``), bump the status lists'
+    versions and record the audit events ``audit`` makes of what was revoked: one write transaction (on SQLite
+    one hop, see ``record_round``)."""
     if isinstance(sessions, SqliteSessionMaker):
         return await sessions.write(functools.partial(_sqlite_revoke_round, list(jtis), now, audit))
     async with sessions.begin() as session:
-        revoked = [
-            Revoked(c.jti, c.kind, c.tenant_id) for c in await credentials_repo.revoke(session, now, jtis=list(jtis))
-        ]
-        await _insert_many(session, AuditEventRow, audit(revoked))
-        return revoked
+        revoked = await credentials_repo.revoke(session, now, jtis=list(jtis))
+        pairs = {c.jti: c.refresh_family_id for c in revoked if c.refresh_family_id}
+        missing = set(jtis) - {c.jti for c in revoked}  # already dead: their families may still be alive
+        pairs |= await credentials_repo.families_of(session, sorted(missing)) if missing else {}
+        families = set(pairs.values())
+        grants = _revoked_families(pairs, await refresh_tokens_repo.revoke_families(session, families))
+        records = [Revoked(c.jti, c.kind, c.tenant_id, c.refresh_family_id) for c in revoked]
+        await _insert_many(session, AuditEventRow, audit(records, grants))
+        return records
 
 
 def _sqlite_revoke_round(
-    jtis: list[str],
-    now: datetime,
-    audit: Callable[[Sequence[Revoked]], list[dict[str, Any]]],
-    connection: sqlite3.Connection,
+    jtis: list[str], now: datetime, audit: RevokedAudit, connection: sqlite3.Connection
 ) -> list[Revoked]:
-    at = sqlite_datetime(now)
-    rows = connection.execute(
-        "UPDATE credentials SET revoked_at = ? WHERE jti IN (SELECT value FROM json_each(?)) "
-        "AND revoked_at IS NULL AND expires_at > ? RETURNING jti, kind, tenant_id, status_list_id",
-        (at, orjson.dumps(jtis).decode(), at),
-    ).fetchall()
+    rows = credentials_repo.sqlite_revoke(connection, now, jtis=jtis)
+    pairs = {jti: family for jti, _, _, _, family in rows if family}
+    missing = set(jtis) - {jti for jti, *_ in rows}  # already dead: their families may still be alive
+    pairs |= credentials_repo.sqlite_families_of(connection, sorted(missing)) if missing else {}
+    families = set(pairs.values())
+    grants = _revoked_families(
+        pairs, refresh_tokens_repo.sqlite_revoke_families(connection, families) if families else {}
+    )
     if rows:
         connection.execute(
             "UPDATE status_lists SET version = version + 1 WHERE id IN (SELECT value FROM json_each(?))",
-            (orjson.dumps(sorted({list_id for *_, list_id in rows})).decode(),),
+            (orjson.dumps(sorted({list_id for _, _, _, list_id, _ in rows})).decode(),),
         )
-    revoked = [Revoked(jti, kind, tenant_id) for jti, kind, tenant_id, _ in rows]
-    _sqlite_insert_many(connection, AuditEventRow, audit(revoked))
+    revoked = [Revoked(jti, kind, tenant_id, family) for jti, kind, tenant_id, _, family in rows]
+    _sqlite_insert_many(connection, AuditEventRow, audit(revoked, grants))
     return revoked
 
 

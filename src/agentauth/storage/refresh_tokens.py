@@ -1,10 +1,20 @@
-"""Refresh tokens repository. Rotation is one conditional UPDATE: of concurrent uses, exactly one wins."""
+"""Refresh tokens repository. Rotation is one conditional UPDATE: of concurrent uses, exactly one wins.
+
+A refresh token belongs to a *family* (``family_id``): the grant it was issued for, renewed by every rotation. The
+access tokens minted with each refresh token of a family record that family (``credentials.refresh_family_id``).
+Revoking an access token revokes its family's refresh tokens (``revoke_families``: the grant cannot be renewed);
+revoking a refresh token revokes the family and then its access tokens (``credentials.revoke(refresh_family_ids=
+...)``), in one transaction.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,15 +64,6 @@ async def find(session: AsyncSession, token_hash: str) -> RefreshToken | None:
     return to_record(row) if row else None
 
 
-async def revoke_family(session: AsyncSession, family_id: str) -> int:
-    result = await session.execute(
-        update(RefreshTokenRow)
-        .where(RefreshTokenRow.family_id == family_id, RefreshTokenRow.status != "revoked")
-        .values(status="revoked")
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 async def revoke_where(
     session: AsyncSession, *, agent_ids: list[str] | None = None, api_key_id: str | None = None
 ) -> int:
@@ -73,3 +74,47 @@ async def revoke_where(
         statement = statement.where(RefreshTokenRow.api_key_id == api_key_id)
     result = await session.execute(statement.values(status="revoked"))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Bounds the re-runs of ``revoke_families`` on PostgreSQL (see there); each re-run means a refresh committed while
+# the previous one waited, so more than two happen only when one client refreshes in a tight loop meanwhile.
+FAMILY_REVOKE_PASSES = 8
+
+
+async def revoke_families(session: AsyncSession, family_ids: Collection[str]) -> dict[str, str]:
+    """Revoke every refresh token of these families; returns ``family_id -> tenant_id`` of those that had any
+    token not yet revoked.
+
+    PostgreSQL (READ COMMITTED): a refresh that rotated a token of the family but has not committed holds that
+    row; the UPDATE waits for it, then revokes the spent token - but the token the refresh inserted is not in the
+    statement's snapshot. So the UPDATE runs again until a pass finds nothing: a refresh either committed before a
+    pass (and is seen by the next one) or tries to rotate a row this transaction has revoked (and then finds it no
+    longer active). SQLite has one writer, so one pass is enough. A caller revoking the families' access tokens
+    does so *after* this, in a statement whose snapshot includes what such a refresh minted."""
+    families = sorted(set(family_ids))
+    found: dict[str, str] = {}
+    if not families:
+        return found
+    passes = FAMILY_REVOKE_PASSES if session.get_bind().dialect.name == "postgresql" else 1
+    for _ in range(passes):
+        result = await session.execute(
+            update(RefreshTokenRow)
+            .where(RefreshTokenRow.family_id.in_(families), RefreshTokenRow.status != "revoked")
+            .values(status="revoked")
+            .returning(RefreshTokenRow.family_id, RefreshTokenRow.tenant_id)
+        )
+        rows = result.all()
+        if not rows:
+            break
+        found.update({family_id: tenant_id for family_id, tenant_id in rows})
+    return found
+
+
+def sqlite_revoke_families(connection: sqlite3.Connection, family_ids: Collection[str]) -> dict[str, str]:
+    """``revoke_families`` for the sqlite3 module, inside the single writer's transaction (one pass)."""
+    rows = connection.execute(
+        "UPDATE refresh_tokens SET status = 'revoked' WHERE family_id IN (SELECT value FROM json_each(?)) "
+        "AND status != 'revoked' RETURNING family_id, tenant_id",
+        (orjson.dumps(sorted(set(family_ids))).decode(),),
+    ).fetchall()
+    return {family_id: tenant_id for family_id, tenant_id in rows}

@@ -146,6 +146,11 @@ class Verifier:
     ``max_status_staleness`` (seconds, default 60): a status list is refused (``status_stale``) once it is older
     than its own ``ttl`` plus this much, counted from its ``iat`` (see ``agentauth.vc.status``); ``None`` turns
     the check off - only for a source that vouches for freshness itself.
+
+    ``leeway_seconds`` (default 30) tolerates clock skew between the issuer and this verifier on every time claim;
+    ``exp_leeway_seconds`` overrides it for ``exp`` alone. A third party keeps the default: its clock is not the
+    issuer's. The issuer judging its own tokens sets ``exp_leeway_seconds=0``, so a token it calls expired in
+    introspection is expired on every route too.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class Verifier:
         status_source: StatusListSource | None = None,
         check_status: bool = True,
         leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        exp_leeway_seconds: int | None = None,
         refresh_keys: Callable[[str], Mapping[str, Any] | None] | None = None,
         clock: Callable[[], datetime] | None = None,
         nonces: NonceRegistry | None = None,
@@ -178,6 +184,7 @@ class Verifier:
             raise ValueError("max_status_staleness must be >= 0 seconds (or None)")
         self._max_staleness = max_status_staleness
         self._leeway = leeway_seconds
+        self._exp_leeway = leeway_seconds if exp_leeway_seconds is None else exp_leeway_seconds
         self._refresh_keys = refresh_keys
         self._clock = clock or (lambda: datetime.now(UTC))
         self._status_cache = StatusCache()
@@ -231,7 +238,7 @@ class Verifier:
         exp = _number(claims, "exp", exp_required)
         nbf = _number(claims, "nbf", False)
         iat = _number(claims, "iat", False)
-        if exp is not None and now - self._leeway >= exp:
+        if exp is not None and now - self._exp_leeway >= exp:
             raise VerificationError(e.EXPIRED, f"expired at {exp:.0f}, now {now:.0f}")
         if nbf is not None and now + self._leeway < nbf:
             raise VerificationError(e.NOT_YET_VALID, f"not valid before {nbf:.0f}, now {now:.0f}")
