@@ -234,10 +234,11 @@ async def test_a_delegation_grants_no_management_over_the_other_tenant(
         for method, path, body in manage(target, key_id):
             response = await client.request(method, path, json=body, headers=bearer(as_b_for_a))
             assert_error(response, 403, "access_denied", f"acting {method} {path}")
-    # Tokens: revocation answers 200 and revokes nothing of the other side.
-    for caller, victim_tokens in ((t.token("b"), [t.token("a"), t.a["refresh_token"]]),
-                                  (as_b_for_a, [t.token("a"), t.a["refresh_token"], t.token("a2")]),
-                                  (t.token("a"), [t.token("b"), t.b["refresh_token"]])):  # fmt: skip
+    # Tokens: revocation answers 200 and revokes nothing of the other side. (Refresh tokens are left out: one
+    # of ours is its own credential - whoever holds it may revoke it, and could redeem it anyway; test_token_pairs.)
+    for caller, victim_tokens in ((t.token("b"), [t.token("a")]),
+                                  (as_b_for_a, [t.token("a"), t.token("a2")]),
+                                  (t.token("a"), [t.token("b")])):  # fmt: skip
         for victim in victim_tokens:
             assert (await client.post("/api/v1/auth/revoke", data={"token": victim}, headers=bearer(caller))).is_success
     # The delegate cannot revoke the delegation it holds (only the delegator side can), by either route.

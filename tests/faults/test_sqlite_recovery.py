@@ -60,7 +60,14 @@ class Writes:
         self.http = http
         self.api_key: str = registered["api_key"]
         self.refresh_token: str = registered["refresh_token"]
-        self.spare_tokens: list[str] = [registered["access_token"]]
+        # Tokens to revoke: client-credentials tokens of their own grants, never the access token paired with
+        # ``refresh_token`` (revoking either half of a pair revokes both, and the refresh path must stay usable).
+        self.spare_tokens: list[str] = []
+
+    async def issue_spare(self) -> None:
+        issued = await self.http.post(TOKEN, data={"grant_type": "client_credentials", "client_secret": self.api_key})
+        assert issued.status_code == 200, issued.text
+        self.spare_tokens.append(issued.json()["access_token"])
 
     async def run(self) -> dict[str, int]:
         statuses = {}
@@ -99,6 +106,7 @@ async def test_every_write_path_recovers_after_the_file_was_read_only(tmp_path: 
             registered = await http.post(QUICKSTART, json={"name": "ro", "agent_type": "tool"})
             assert registered.status_code == 201, registered.text
             writes = Writes(http, registered.json())
+            await writes.issue_spare()
             assert await writes.run() == WORKING
             with immutable(data):
                 for _ in range(2):
