@@ -94,8 +94,11 @@ async def test_delegate_cannot_revoke_the_delegators_tokens(
     client: httpx.AsyncClient, services: Services, world: dict[str, Any]
 ) -> None:
     root, acting = world["root"], world["acting"]
+    # The root's access token (and with it its pair), and a token of its own API key. Its refresh token is left
+    # out: one of ours is its own credential, so whoever holds it may revoke it (tests/api/test_token_pairs.py).
+    other = await client_credentials(client, root["api_key"])
     before = await snapshot(services)
-    for token in (root["access_token"], root["refresh_token"]):
+    for token in (root["access_token"], other.json()["access_token"]):
         revoked = await client.post("/api/v1/auth/revoke", data={"token": token}, headers=bearer(acting))
         assert revoked.status_code == 200  # RFC 7009 section 2.2: no oracle, and nothing revoked
     await assert_unchanged(services, before, "by the delegate's revocations")
