@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage.models import CredentialRow, StatusListRow
@@ -41,12 +41,6 @@ async def insert(session: AsyncSession, **values: Any) -> None:
 async def get(session: AsyncSession, jti: str) -> Credential | None:
     row = await session.get(CredentialRow, jti)
     return to_record(row) if row else None
-
-
-async def revoked_at(session: AsyncSession, jti: str) -> tuple[bool, datetime | None]:
-    """(exists, revoked_at) in one indexed read: the hot check of every authenticated request."""
-    row = (await session.execute(select(CredentialRow.revoked_at).where(CredentialRow.jti == jti))).first()
-    return (False, None) if row is None else (True, row[0])
 
 
 async def revoke(
