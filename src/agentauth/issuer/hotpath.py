@@ -79,7 +79,6 @@ class _Signed:
 class ClientCredentialsIssuer:
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
-        self._lock = core.is_postgres
         self._prepare: MicroBatcher[ClientCredentialsRequest, _Signed] = MicroBatcher(self._prepare_round)
         self._commit: MicroBatcher[_Signed, TokenResponse] = MicroBatcher(self._commit_round)
         # prefix -> (monotonic time read, key, agent). Only found keys are kept; stage 2 decides with fresh data.

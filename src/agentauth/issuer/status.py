@@ -132,9 +132,6 @@ class StatusRegistry:
             with contextlib.suppress(BaseException):
                 await self._spare
 
-    def entry_for(self, list_id: int, index: int) -> StatusEntry:
-        return StatusEntry(self.list_url(list_id), index)
-
     @staticmethod
     def parse_entry(entry: StatusEntry) -> tuple[int, int]:
         return int(entry.list_url.rsplit("/", 1)[1]), entry.index

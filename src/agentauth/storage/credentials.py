@@ -51,12 +51,6 @@ async def get(session: AsyncSession, jti: str) -> Credential | None:
     return to_record(row) if row else None
 
 
-async def revoked_at(session: AsyncSession, jti: str) -> tuple[bool, datetime | None]:
-    """(exists, revoked_at) in one indexed read: the hot check of every authenticated request."""
-    row = (await session.execute(select(CredentialRow.revoked_at).where(CredentialRow.jti == jti))).first()
-    return (False, None) if row is None else (True, row[0])
-
-
 async def revoke(
     session: AsyncSession,
     now: datetime,

@@ -202,10 +202,6 @@ class StorageSessions(async_sessionmaker[AsyncSession]):
                 yield session
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def _release_if_acquired(fd: int, acquired: asyncio.Future[None]) -> None:
     if not acquired.cancelled() and acquired.exception() is None:
         fcntl.flock(fd, fcntl.LOCK_UN)

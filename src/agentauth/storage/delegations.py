@@ -134,10 +134,3 @@ async def paths_involving(session: AsyncSession, agent_ids: list[str]) -> list[s
         )
     )
     return list(rows)
-
-
-async def statuses(session: AsyncSession, ids: list[str]) -> dict[str, tuple[str, datetime]]:
-    rows = await session.execute(
-        select(DelegationRow.id, DelegationRow.status, DelegationRow.expires_at).where(DelegationRow.id.in_(ids))
-    )
-    return {r[0]: (r[1], r[2]) for r in rows}

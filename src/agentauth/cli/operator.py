@@ -1,0 +1,111 @@
+"""Commands an operator of the service runs: serve it, manage its signing keys."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import typer
+
+from agentauth.cli.shared import (
+    CliError,
+    _print_json,
+    _settings,
+)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (AGENTAUTH_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (AGENTAUTH_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the REST API (and MCP) over HTTP. Configuration: AGENTAUTH_* environment variables."""
+    import uvicorn
+
+    settings = _settings(host=host, port=port)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        "agentauth.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        # uvicorn believes X-Forwarded-For from any local peer by default; the app applies
+        # AGENTAUTH_TRUSTED_PROXIES itself (api.middleware.TrustedProxiesMiddleware).
+        proxy_headers=False,
+    )
+
+
+def keys_rotate() -> None:
+    """Promote the next key to active, retire the active one, publish a fresh next key."""
+    import asyncio
+
+    from agentauth.bootstrap import build_services, utcnow
+
+    async def run() -> str:
+        svc = await build_services(_settings())
+        try:
+            ring = await svc.keys.rotate(utcnow(), svc.key_retention())
+            return ring.active.kid
+        finally:
+            await svc.close()
+
+    typer.echo(f"active key: {asyncio.run(run())}")
+
+
+def keys_revoke(
+    kid: Annotated[str, typer.Argument(metavar="KID", help="The kid to drop (as shown by `agentauth keys list`).")],
+) -> None:
+    """Key compromise: drop KID from the JWKS and DID document now, and revoke everything it signed."""
+    import asyncio
+
+    from agentauth.bootstrap import build_services
+    from agentauth.errors import NotFound
+    from agentauth.issuer.compromise import revoke_signing_key
+    from agentauth.issuer.context import RequestContext
+
+    async def run() -> int:
+        svc = await build_services(_settings())
+        try:
+            return await revoke_signing_key(svc.keys, svc.core, kid, RequestContext())
+        finally:
+            await svc.close()
+
+    try:
+        count = asyncio.run(run())
+    except NotFound as exc:
+        raise CliError(exc.description) from None
+    typer.echo(f"dropped {kid}; revoked {count} credentials it signed")
+
+
+def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False) -> None:
+    """Show the published keys and their states."""
+    import asyncio
+
+    from agentauth.bootstrap import build_services
+
+    async def run() -> list[dict[str, Any]]:
+        svc = await build_services(_settings())
+        try:
+            return [
+                {
+                    "kid": k.kid,
+                    "state": k.state.value,
+                    "created_at": k.created_at.isoformat(),
+                    "activated_at": k.activated_at.isoformat() if k.activated_at else None,
+                    "remove_after": k.remove_after.isoformat() if k.remove_after else None,
+                }
+                for k in svc.keys.ring.keys
+            ]
+        finally:
+            await svc.close()
+
+    keys = asyncio.run(run())
+    if as_json:
+        _print_json(keys)
+        return
+    for key in keys:
+        typer.echo(f"{key['state']:8} {key['kid']}")
