@@ -157,14 +157,17 @@ class Tenant:
     live: list[str] = field(default_factory=list)
 
     def keep(self, pair: dict[str, Any]) -> None:
-        """A fresh token pair: its refresh token to the stock; its access token to the few kept live for
-        introspection, else to those waiting to be revoked."""
-        if len(self.refresh_tokens) < STOCK:
-            self.refresh_tokens.append(pair["refresh_token"])
+        """A fresh token pair: its access token to the few kept live for introspection (its refresh token to the
+        stock), else either to those waiting to be revoked or its refresh token to the stock, whichever is
+        shorter - never both, since revoking either half of a pair revokes the pair."""
         if len(self.live) < LIVE:
             self.live.append(pair["access_token"])
-        elif len(self.revocable) < STOCK:
+            if len(self.refresh_tokens) < STOCK:
+                self.refresh_tokens.append(pair["refresh_token"])
+        elif len(self.revocable) < STOCK and len(self.revocable) <= len(self.refresh_tokens):
             self.revocable.append(pair["access_token"])
+        elif len(self.refresh_tokens) < STOCK:
+            self.refresh_tokens.append(pair["refresh_token"])
 
 
 async def prepare_tenant(http: httpx.AsyncClient, issuer_url: str, n: int, seed_pairs: int) -> Tenant:
