@@ -73,6 +73,15 @@ def require_redis() -> None:
 
 ISSUER_URL = "http://testserver"
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_ENABLED else ["sqlite"]
+# Every scope that manages agents, API keys and delegations: what the delegation-authority tests delegate.
+MANAGE_SCOPES = [
+    "agents.read",
+    "agents.write",
+    "credentials.read",
+    "credentials.write",
+    "delegations.read",
+    "delegations.write",
+]
 
 
 async def reset_postgres(url: str = POSTGRES_URL) -> None:

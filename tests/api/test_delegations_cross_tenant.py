@@ -20,18 +20,11 @@ from delegation_support import child_with_key, claims, delegate, exchange, offli
 
 from agentauth.bootstrap import Services
 from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError
-from support import ISSUER_URL, assert_error, bearer, ok, quickstart
+from support import ISSUER_URL, MANAGE_SCOPES, assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 
-MANAGE = [
-    "agents.read",
-    "agents.write",
-    "credentials.read",
-    "credentials.write",
-    "delegations.read",
-    "delegations.write",
-]
+MANAGE = MANAGE_SCOPES
 RELAY = ["agents.read", "api.read", "delegations.read", "delegations.write"]
 POLICY = {"name": "no reports", "effect": "deny", "subjects": {"all": True}, "actions": ["delete"],
           "resources": ["reports/**"]}  # fmt: skip

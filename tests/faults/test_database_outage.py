@@ -27,7 +27,8 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +200,9 @@ async def assert_works(server: LiveServer, tenant: Tenant) -> None:
         assert introspected.json() == {"active": False}
 
 
-@pytest.mark.skipif(not POSTGRES_ENABLED, reason="PostgreSQL runs with AGENTAUTH_TEST_POSTGRES=1")
-async def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path: Path) -> None:
+@asynccontextmanager
+async def proxied_postgres_server(tmp_path: Path) -> AsyncIterator[tuple[TcpProxy, LiveServer]]:
+    """A fresh schema and one ``agentauth serve`` reaching PostgreSQL through a TcpProxy the test controls."""
     await reset_postgres(POSTGRES_URL)
     target = make_url(POSTGRES_URL)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
@@ -211,44 +213,50 @@ async def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path
         with running([], remove=tmp_path / "data") as servers:
             server = spawn(env, port, tmp_path / "server.log")
             servers.append(server)
-            pid = server.process.pid
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                tenant = await register(http)
-
-                # 1. The database goes away: every database-backed answer is a 503 with Retry-After, promptly.
-                proxy.stop()
-                for what, send in probes(tenant).items():
-                    started = time.monotonic()
-                    assert_unavailable(await send(http), what)
-                    assert time.monotonic() - started < 10, f"{what} hung instead of answering 503"
-                # What needs no database still answers, and correctly.
-                assert (await http.get("/health")).status_code == 200
-                jwks = await http.get("/.well-known/jwks.json")
-                assert jwks.status_code == 200 and jwks.json()["keys"]
-
-            # 2. It comes back: the same process answers again by itself.
-            proxy.start()
-            took = await recovered(server, tenant)
-            assert server.process.poll() is None and server.process.pid == pid
-            await assert_works(server, tenant)
-
-            # 3. Flapping under load: down for ~1 s in the middle of 4 busy clients, then back.
-            answers: Counter[str] = Counter()
-
-            async def outage() -> None:
-                await asyncio.sleep(0.8)
-                await asyncio.to_thread(proxy.stop)
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(proxy.start)
-
-            await asyncio.gather(flap(server, tenant, 4.0, answers), outage())
-            assert answers["introspect 503"] + answers["token 503"] > 0, f"the outage was not seen: {answers}"
-            assert answers["token 200"] > 0 and answers["introspect active"] > 0, answers
-            await recovered(server, tenant)
-            assert log_problems(server) == [], "a request failed with 500"
-            print(f"[postgres] recovered in {took:.2f} s; flapping answers: {dict(answers)}")
+            yield proxy, server
     finally:
         proxy.close()
+
+
+@pytest.mark.skipif(not POSTGRES_ENABLED, reason="PostgreSQL runs with AGENTAUTH_TEST_POSTGRES=1")
+async def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path: Path) -> None:
+    async with proxied_postgres_server(tmp_path) as (proxy, server):
+        pid = server.process.pid
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            tenant = await register(http)
+
+            # 1. The database goes away: every database-backed answer is a 503 with Retry-After, promptly.
+            proxy.stop()
+            for what, send in probes(tenant).items():
+                started = time.monotonic()
+                assert_unavailable(await send(http), what)
+                assert time.monotonic() - started < 10, f"{what} hung instead of answering 503"
+            # What needs no database still answers, and correctly.
+            assert (await http.get("/health")).status_code == 200
+            jwks = await http.get("/.well-known/jwks.json")
+            assert jwks.status_code == 200 and jwks.json()["keys"]
+
+        # 2. It comes back: the same process answers again by itself.
+        proxy.start()
+        took = await recovered(server, tenant)
+        assert server.process.poll() is None and server.process.pid == pid
+        await assert_works(server, tenant)
+
+        # 3. Flapping under load: down for ~1 s in the middle of 4 busy clients, then back.
+        answers: Counter[str] = Counter()
+
+        async def outage() -> None:
+            await asyncio.sleep(0.8)
+            await asyncio.to_thread(proxy.stop)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(proxy.start)
+
+        await asyncio.gather(flap(server, tenant, 4.0, answers), outage())
+        assert answers["introspect 503"] + answers["token 503"] > 0, f"the outage was not seen: {answers}"
+        assert answers["token 200"] > 0 and answers["introspect active"] > 0, answers
+        await recovered(server, tenant)
+        assert log_problems(server) == [], "a request failed with 500"
+        print(f"[postgres] recovered in {took:.2f} s; flapping answers: {dict(answers)}")
 
 
 @pytest.mark.skipif(not POSTGRES_ENABLED, reason="PostgreSQL runs with AGENTAUTH_TEST_POSTGRES=1")
@@ -256,39 +264,26 @@ async def test_postgres_stall_answers_503_within_seconds_and_recovers(tmp_path: 
     """The database hangs (connections accepted, nothing answered - no reset, no refusal): every request that
     needs it answers 503 + Retry-After within a few seconds (the AGENTAUTH_DB_*_TIMEOUT defaults), instead of
     hanging for the whole stall. Regression: requests hung for as long as the stall lasted."""
-    await reset_postgres(POSTGRES_URL)
-    target = make_url(POSTGRES_URL)
-    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
-    try:
-        proxy.start()
-        port = free_port()
-        env = server_env(tmp_path / "data", port, generate_kek(), proxy.url_for(POSTGRES_URL))
-        with running([], remove=tmp_path / "data") as servers:
-            server = spawn(env, port, tmp_path / "server.log")
-            servers.append(server)
-            async with httpx.AsyncClient(base_url=server.url, timeout=STALL_SECONDS + 30) as http:
-                tenant = await register(http)
-                proxy.stall()
+    async with proxied_postgres_server(tmp_path) as (proxy, server):
+        async with httpx.AsyncClient(base_url=server.url, timeout=STALL_SECONDS + 30) as http:
+            tenant = await register(http)
+            proxy.stall()
 
-                async def timed(what: str, send: Callable[[httpx.AsyncClient], Any]) -> tuple[str, float]:
-                    started = time.monotonic()
-                    assert_unavailable(await send(http), f"{what} while the database is stalled")
-                    return what, time.monotonic() - started
+            async def timed(what: str, send: Callable[[httpx.AsyncClient], Any]) -> tuple[str, float]:
+                started = time.monotonic()
+                assert_unavailable(await send(http), f"{what} while the database is stalled")
+                return what, time.monotonic() - started
 
-                took = dict(await asyncio.gather(*(timed(w, s) for w, s in probes(tenant).items())))
-                slow = {what: round(t, 1) for what, t in took.items() if t > STALL_ANSWER_SECONDS}
-                assert not slow, f"requests hung on the stalled database: {slow}"
-                assert (await http.get("/health")).status_code == 200
-            proxy.resume()
-            recovery = await recovered(server, tenant)
-            await assert_works(server, tenant)
-            assert log_problems(server) == [], "a request failed with 500"
-            times = {what: round(t, 1) for what, t in took.items()}
-            print(
-                f"[postgres stall] 503 after {max(took.values()):.1f} s at most {times}; recovered in {recovery:.2f} s"
-            )
-    finally:
-        proxy.close()
+            took = dict(await asyncio.gather(*(timed(w, s) for w, s in probes(tenant).items())))
+            slow = {what: round(t, 1) for what, t in took.items() if t > STALL_ANSWER_SECONDS}
+            assert not slow, f"requests hung on the stalled database: {slow}"
+            assert (await http.get("/health")).status_code == 200
+        proxy.resume()
+        recovery = await recovered(server, tenant)
+        await assert_works(server, tenant)
+        assert log_problems(server) == [], "a request failed with 500"
+        times = {what: round(t, 1) for what, t in took.items()}
+        print(f"[postgres stall] 503 after {max(took.values()):.1f} s at most {times}; recovered in {recovery:.2f} s")
 
 
 def sqlite_server(tmp_path: Path) -> tuple[dict[str, str], int]:

@@ -17,18 +17,11 @@ import pytest
 from security_support import TOKEN, assert_unchanged, client_credentials, exchange_data, is_active, make_child, snapshot
 
 from agentauth.bootstrap import Services
-from support import assert_error, bearer, ok, quickstart
+from support import MANAGE_SCOPES, assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 
-MANAGE = [
-    "agents.read",
-    "agents.write",
-    "credentials.read",
-    "credentials.write",
-    "delegations.read",
-    "delegations.write",
-]
+MANAGE = MANAGE_SCOPES
 
 
 async def delegate(client: httpx.AsyncClient, token: str, delegate_id: str, scopes: list[str]) -> httpx.Response:
