@@ -72,6 +72,12 @@ class Secrets:
             self.refresh(f"{label} refresh token", response["refresh_token"])
 
 
+def altered(key: str) -> str:
+    """The key with its last character changed - always changed: a fixed replacement equals the original one
+    time in 64 (this test once failed that way, the "wrong" key being the right one)."""
+    return key[:-1] + ("B" if key.endswith("A") else "A")
+
+
 async def full_flow(client: httpx.AsyncClient, found: Secrets) -> None:
     """Everything a client does, including the failures that make the service log."""
     a, b = await quickstart(client, "logged-a"), await quickstart(client, "logged-b")
@@ -128,7 +134,7 @@ async def full_flow(client: httpx.AsyncClient, found: Secrets) -> None:
         ("GET", "/api/v1/agents", {"headers": bearer(a["api_key"])}),
         ("GET", "/api/v1/agents", {"headers": bearer(forged)}),
         ("GET", "/api/v1/agents", {"headers": bearer(f"{segment({'alg': 'none'})}.{segment({'k': a['api_key']})}.")}),
-        ("POST", TOKEN, {"data": {"grant_type": "client_credentials", "client_secret": a["api_key"][:-1] + "A"}}),
+        ("POST", TOKEN, {"data": {"grant_type": "client_credentials", "client_secret": altered(a["api_key"])}}),
         ("POST", TOKEN, {"data": {"grant_type": "client_credentials", "client_secret": new["raw_key"]}}),  # revoked
         ("POST", TOKEN, {"data": {"grant_type": "client_credentials", "client_secret": a["access_token"]}}),
         ("POST", TOKEN, {"data": {"grant_type": "refresh_token", "refresh_token": a["api_key"]}}),
@@ -136,7 +142,7 @@ async def full_flow(client: httpx.AsyncClient, found: Secrets) -> None:
         ("POST", TOKEN, {"data": {"grant_type": JWT_BEARER, "assertion": a["access_token"]}}),
         ("POST", TOKEN, {"data": data | {"subject_token": a["access_token"], "client_secret": child["api_key"]}}),
         ("POST", TOKEN, {"data": data | {"actor_token": a["refresh_token"], "actor_token_type": ACCESS_TYPE}}),
-        ("POST", INTROSPECT, {"data": {"token": a["access_token"], "client_secret": b["api_key"][:-2] + "xx"}}),
+        ("POST", INTROSPECT, {"data": {"token": a["access_token"], "client_secret": altered(b["api_key"])}}),
         ("POST", "/api/v1/agents", {"json": {"name": "x", "agent_type": "tool", "public_key": a["private_key_jwk"]},
                                     "headers": bearer(a["access_token"])}),
     ]  # fmt: skip
