@@ -18,6 +18,7 @@ from agentauth.did import issuer_did_document, url_to_did_web
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.audit_log import AuditService
+from agentauth.issuer.authorization import Authorizer
 from agentauth.issuer.compromise import adopt_stored_ring
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.delegations import DelegationService
@@ -174,7 +175,8 @@ async def build_services(settings: Settings) -> Services:
         hasher=SecretHasher(kek.derive("secret-hash")),
         clock=utcnow,
     )
-    api_keys = ApiKeyService(core)
+    authz = Authorizer(core)  # the one authorization of every use case, shared by all services
+    api_keys = ApiKeyService(core, authz)
     tokens = TokenService(core, api_keys)
     return Services(
         settings=settings,
@@ -185,12 +187,12 @@ async def build_services(settings: Settings) -> Services:
         issuer=issuer,
         core=core,
         status=status,
-        agents=AgentService(core),
+        agents=AgentService(core, authz),
         api_keys=api_keys,
         tokens=tokens,
         lifecycle=LifecycleService(core, tokens),
-        delegations=DelegationService(core),
-        policies=PolicyService(core),
-        audit=AuditService(core),
+        delegations=DelegationService(core, authz),
+        policies=PolicyService(core, authz),
+        audit=AuditService(core, authz),
         rate_limiter=build_rate_limiter(settings.redis_url),
     )

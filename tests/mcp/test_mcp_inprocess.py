@@ -28,6 +28,8 @@ from support import reset_postgres
 
 pytestmark = pytest.mark.anyio
 
+POLICY = {"name": "p", "effect": "deny", "subjects": {"all": True}, "actions": ["read"], "resources": ["x"]}
+# Every tool (a test below checks the list against the server's).
 ONE_CALL_EACH: dict[str, dict[str, Any]] = {
     "discover": {},
     "quickstart": {"name": "a", "agent_type": "tool"},
@@ -48,6 +50,17 @@ ONE_CALL_EACH: dict[str, dict[str, Any]] = {
     "create_agent": {"name": "a", "agent_type": "tool", "access_token": "t"},
     "verify_token": {"token": "a.b.c"},
     "exchange_delegation": {"credential": "a.b.c", "access_token": "t"},
+    "update_agent": {"agent_id": "agt_a", "name": "b", "access_token": "t"},
+    "deactivate_agent": {"agent_id": "agt_a", "access_token": "t"},
+    "get_credential": {"credential_id": "key_a", "access_token": "t"},
+    "get_delegation": {"delegation_id": "dlg_a", "access_token": "t"},
+    "get_delegation_chain": {"delegation_id": "dlg_a", "access_token": "t"},
+    "create_policy": {**POLICY, "access_token": "t"},
+    "list_policies": {"access_token": "t"},
+    "get_policy": {"policy_id": "pol_a", "access_token": "t"},
+    "replace_policy": {"policy_id": "pol_a", **POLICY, "access_token": "t"},
+    "delete_policy": {"policy_id": "pol_a", "access_token": "t"},
+    "list_audit_events": {"access_token": "t"},
 }
 
 
@@ -86,6 +99,7 @@ async def test_unexpected_errors_are_generic_and_logged(caplog: pytest.LogCaptur
     server = build_server(Broken(RuntimeError("internal detail sk-do-not-leak")), token_in_header=False)
     caplog.set_level(logging.INFO, logger="agentauth.mcp")
     async with Client(server) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == list(ONE_CALL_EACH)
         for tool, arguments in ONE_CALL_EACH.items():
             result = await client.call_tool(tool, arguments)
             assert result.is_error, tool
@@ -143,7 +157,20 @@ def test_rest_errors_map_back_to_the_same_classes() -> None:
 
 
 async def test_rest_mode_reports_the_servers_refusal() -> None:
+    # The REST-backed backend knows no route: it reads the endpoints from the agent configuration document and
+    # the route of an operation from the OpenAPI description (issue 13 item 4), so the server serves both.
+    base = "http://agentauth.test"
+    configuration = {
+        "issuer": base,
+        "endpoints": {"token_endpoint": f"{base}/api/v1/auth/token", "openapi": f"{base}/openapi.json"},
+    }
+    openapi = {"paths": {"/api/v1/agents": {"get": {"x-agentauth-operation": {"name": "agents.list"}}}}}
+
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/agent-configuration":
+            return _response(200, configuration)
+        if request.url.path == "/openapi.json":
+            return _response(200, openapi)
         if request.url.path == "/api/v1/auth/token":
             return _response(429, {"error": "rate_limited", "error_description": "too many"}, {"Retry-After": "9"})
         return _response(403, {"error": "access_denied", "error_description": "denied by policy: no"})

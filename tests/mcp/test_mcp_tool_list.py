@@ -26,6 +26,18 @@ TRUST = ("enum", ("untrusted", "basic", "verified", "trusted"))
 ACTIONS = ("enum", ("read", "write", "delete", "execute", "delegate", "admin"))
 TOKEN = "<access_token>"  # resolved per transport
 PAGE = {"limit": ([INT], 50), "offset": ([INT], 0)}
+POLICY = {
+    "name": ([S], REQUIRED),
+    "effect": ([("enum", ("allow", "deny"))], REQUIRED),
+    "subjects": ([OBJ], REQUIRED),
+    "actions": ([STRINGS], REQUIRED),
+    "resources": ([STRINGS], REQUIRED),
+    "access_token": TOKEN,
+    "description": ([S, N], None),
+    "conditions": ([OBJ, N], None),
+    "priority": ([INT], 0),
+    "enabled": (["boolean"], True),
+}
 
 # tool -> parameter -> (types, default or REQUIRED)
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -79,6 +91,33 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "verify_token": {"token": ([S], REQUIRED), "audience": ([S, N], None)},
     "exchange_delegation": {"credential": ([S], REQUIRED), "access_token": TOKEN, "scopes": ([STRINGS, N], None)},
+    # Issue 13 item 5: every operation of the REST API has a tool; these were added after the documented ones.
+    "update_agent": {
+        "agent_id": ([S], REQUIRED),
+        "access_token": TOKEN,
+        "name": ([S, N], None),
+        "description": ([S, N], None),
+        "trust_level": ([TRUST, N], None),
+    },
+    "deactivate_agent": {"agent_id": ([S], REQUIRED), "access_token": TOKEN},
+    "get_credential": {"credential_id": ([S], REQUIRED), "access_token": TOKEN},
+    "get_delegation": {"delegation_id": ([S], REQUIRED), "access_token": TOKEN},
+    "get_delegation_chain": {"delegation_id": ([S], REQUIRED), "access_token": TOKEN},
+    "create_policy": POLICY,
+    "list_policies": {"access_token": TOKEN},
+    "get_policy": {"policy_id": ([S], REQUIRED), "access_token": TOKEN},
+    "replace_policy": {"policy_id": ([S], REQUIRED), **POLICY},
+    "delete_policy": {"policy_id": ([S], REQUIRED), "access_token": TOKEN},
+    "list_audit_events": {
+        "access_token": TOKEN,
+        "limit": ([INT], 50),
+        "cursor": ([S, N], None),
+        "action": ([S, N], None),
+        "outcome": ([("enum", ("success", "failure")), N], None),
+        "actor": ([S, N], None),
+        "target_id": ([S, N], None),
+        "since": ([S, N], None),
+    },
 }
 READ_ONLY = {
     "discover",
@@ -89,8 +128,16 @@ READ_ONLY = {
     "list_credentials",
     "list_delegations",
     "verify_token",
+    "get_credential",
+    "get_delegation",
+    "get_delegation_chain",
+    "list_policies",
+    "get_policy",
+    "list_audit_events",
 }
-DESTRUCTIVE = {"revoke_token", "rotate_credential", "revoke_credential", "revoke_delegation"}
+DESTRUCTIVE = {
+    "revoke_token", "rotate_credential", "revoke_credential", "revoke_delegation", "deactivate_agent", "delete_policy",
+}  # fmt: skip
 SHOWN_ONCE = {"quickstart", "create_credential", "rotate_credential", "create_agent"}
 
 

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from agentauth.api.deps import ContextDep, ServicesDep, authorized
+from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, runs
 from agentauth.api.ratelimits import limit_quickstart
-from agentauth.issuer.context import Principal
 from agentauth.issuer.schemas import (
     AgentCreated,
     AgentOut,
@@ -37,10 +36,16 @@ async def quickstart(body: QuickstartRequest, services: ServicesDep, ctx: Contex
     return JSONResponse(result.model_dump(mode="json"), status_code=201, headers=NO_STORE)
 
 
-@router.post("", response_model=AgentCreated, status_code=status.HTTP_201_CREATED, summary="Create a child agent")
+@router.post(
+    "",
+    response_model=AgentCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a child agent",
+    openapi_extra=runs("agents.create"),
+)
 async def create_agent(
     body: CreateAgentRequest,
-    principal: Annotated[Principal, authorized("agents.create")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> JSONResponse:
@@ -48,28 +53,34 @@ async def create_agent(
     return JSONResponse(result.model_dump(mode="json"), status_code=201, headers=NO_STORE)
 
 
-@router.get("", response_model=AgentPage, summary="List the agents of your subtree")
+@router.get("", response_model=AgentPage, summary="List the agents of your subtree", openapi_extra=runs("agents.list"))
 async def list_agents(
-    principal: Annotated[Principal, authorized("agents.list")],
+    principal: PrincipalDep,
     services: ServicesDep,
+    ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> AgentPage:
-    return await services.agents.list(principal, limit, offset)
+    return await services.agents.list(principal, limit, offset, ctx)
 
 
-@router.get("/{agent_id}", response_model=AgentOut, summary="Get an agent of your subtree")
-async def get_agent(
-    agent_id: AgentId, principal: Annotated[Principal, authorized("agents.get")], services: ServicesDep
-) -> AgentOut:
-    return await services.agents.get(principal, agent_id)
+@router.get(
+    "/{agent_id}", response_model=AgentOut, summary="Get an agent of your subtree", openapi_extra=runs("agents.get")
+)
+async def get_agent(agent_id: AgentId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep) -> AgentOut:
+    return await services.agents.get(principal, agent_id, ctx)
 
 
-@router.patch("/{agent_id}", response_model=AgentOut, summary="Update name, description or trust level")
+@router.patch(
+    "/{agent_id}",
+    response_model=AgentOut,
+    summary="Update name, description or trust level",
+    openapi_extra=runs("agents.update"),
+)
 async def update_agent(
     agent_id: AgentId,
     body: UpdateAgentRequest,
-    principal: Annotated[Principal, authorized("agents.update")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> AgentOut:
@@ -80,20 +91,26 @@ async def update_agent(
     "/{agent_id}",
     response_model=AgentOut,
     summary="Deactivate an agent and its subtree, revoking all they hold",
+    openapi_extra=runs("agents.deactivate"),
 )
 async def deactivate_agent(
     agent_id: AgentId,
-    principal: Annotated[Principal, authorized("agents.deactivate")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> AgentOut:
     return await services.agents.deactivate(principal, agent_id, ctx)
 
 
-@router.post("/{agent_id}/deactivate", response_model=AgentOut, summary="Deactivate (same as DELETE)")
+@router.post(
+    "/{agent_id}/deactivate",
+    response_model=AgentOut,
+    summary="Deactivate (same as DELETE)",
+    openapi_extra=runs("agents.deactivate"),
+)
 async def deactivate_agent_post(
     agent_id: AgentId,
-    principal: Annotated[Principal, authorized("agents.deactivate")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> AgentOut:

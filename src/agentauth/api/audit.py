@@ -6,17 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from agentauth.api.deps import ServicesDep, authorized
-from agentauth.issuer.context import Principal
+from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, runs
 from agentauth.issuer.schemas import AuditPage, UtcDateTime
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 
-@router.get("/events", response_model=AuditPage, summary="Your tenant's audit events, newest first")
+@router.get(
+    "/events",
+    response_model=AuditPage,
+    summary="Your tenant's audit events, newest first",
+    openapi_extra=runs("audit.list"),
+)
 async def list_events(
-    principal: Annotated[Principal, authorized("audit.list")],
+    principal: PrincipalDep,
     services: ServicesDep,
+    ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=20, description="next_cursor of the previous page")] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
@@ -29,6 +34,7 @@ async def list_events(
 ) -> AuditPage:
     return await services.audit.list(
         principal,
+        ctx,
         limit=limit,
         cursor=cursor,
         action=action,

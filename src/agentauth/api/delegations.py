@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from agentauth.api.deps import ContextDep, ServicesDep, authorized
-from agentauth.issuer.context import Principal
+from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, runs
 from agentauth.issuer.schemas import CreateDelegationRequest, DelegationChain, DelegationOut, DelegationPage
 
 router = APIRouter(prefix="/api/v1/delegations", tags=["delegations"])
@@ -20,10 +19,11 @@ DelegationId = Annotated[str, Path(min_length=1, max_length=64, description="Del
     response_model=DelegationOut,
     status_code=status.HTTP_201_CREATED,
     summary="Delegate a subset of your scopes to another agent of your tenant",
+    openapi_extra=runs("delegations.create"),
 )
 async def create_delegation(
     body: CreateDelegationRequest,
-    principal: Annotated[Principal, authorized("delegations.create")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> JSONResponse:
@@ -31,49 +31,71 @@ async def create_delegation(
     return JSONResponse(created.model_dump(mode="json"), status_code=201)
 
 
-@router.get("", response_model=DelegationPage, summary="Delegations you granted or received")
+@router.get(
+    "",
+    response_model=DelegationPage,
+    summary="Delegations you granted or received",
+    openapi_extra=runs("delegations.list"),
+)
 async def list_delegations(
-    principal: Annotated[Principal, authorized("delegations.list")],
+    principal: PrincipalDep,
     services: ServicesDep,
+    ctx: ContextDep,
     role: Literal["delegator", "delegate"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> DelegationPage:
-    return await services.delegations.list(principal, role, limit, offset)
+    return await services.delegations.list(principal, role, limit, offset, ctx)
 
 
-@router.get("/{delegation_id}", response_model=DelegationOut, summary="A delegation with its signed credential")
+@router.get(
+    "/{delegation_id}",
+    response_model=DelegationOut,
+    summary="A delegation with its signed credential",
+    openapi_extra=runs("delegations.get"),
+)
 async def get_delegation(
-    delegation_id: DelegationId, principal: Annotated[Principal, authorized("delegations.get")], services: ServicesDep
+    delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
 ) -> DelegationOut:
-    return await services.delegations.get(principal, delegation_id)
+    return await services.delegations.get(principal, delegation_id, ctx)
 
 
-@router.get("/{delegation_id}/chain", response_model=DelegationChain, summary="The chain, root first")
+@router.get(
+    "/{delegation_id}/chain",
+    response_model=DelegationChain,
+    summary="The chain, root first",
+    openapi_extra=runs("delegations.chain"),
+)
 async def get_chain(
-    delegation_id: DelegationId, principal: Annotated[Principal, authorized("delegations.chain")], services: ServicesDep
+    delegation_id: DelegationId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep
 ) -> DelegationChain:
-    return await services.delegations.chain(principal, delegation_id)
+    return await services.delegations.chain(principal, delegation_id, ctx)
 
 
 @router.post(
     "/{delegation_id}/revoke",
     response_model=DelegationOut,
     summary="Revoke it, every delegation below it and every token resting on them",
+    openapi_extra=runs("delegations.revoke"),
 )
 async def revoke_delegation(
     delegation_id: DelegationId,
-    principal: Annotated[Principal, authorized("delegations.revoke")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> DelegationOut:
     return await services.delegations.revoke(principal, delegation_id, ctx)
 
 
-@router.delete("/{delegation_id}", response_model=DelegationOut, summary="Revoke (same as POST .../revoke)")
+@router.delete(
+    "/{delegation_id}",
+    response_model=DelegationOut,
+    summary="Revoke (same as POST .../revoke)",
+    openapi_extra=runs("delegations.revoke"),
+)
 async def delete_delegation(
     delegation_id: DelegationId,
-    principal: Annotated[Principal, authorized("delegations.revoke")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> DelegationOut:

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agentauth.bootstrap import Services
 from agentauth.issuer.context import Principal, RequestContext
-from agentauth.issuer.operations import operation
+from agentauth.issuer.operations import OPENAPI_EXTENSION, operation
 
 _bearer = HTTPBearer(auto_error=False, description="An AgentAuth access token.")
 
@@ -33,33 +33,20 @@ async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller, authenticated by its bearer token. Authorization is the operation's (``authorized``)."""
+    """The caller, authenticated by its bearer token. Authorization is the use case's own (``use_case``)."""
     services: Services = request.app.state.services
     return await services.tokens.authenticate_bearer(credentials.credentials if credentials else None)
 
 
-class Authorized:
-    """The principal of a route that runs one operation (``issuer/operations.py``): authenticated, then
-    authorized through the policy engine for that operation's action on its resource, the route's path
-    parameters filling the resource template. Every authenticated route declares exactly one (a test walks the
-    route table), so twins such as ``DELETE /agents/{id}`` and ``POST /agents/{id}/deactivate`` are one
-    operation with one action."""
-
-    def __init__(self, name: str) -> None:
-        self.operation = operation(name)
-
-    async def __call__(self, request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        services: Services = request.app.state.services
-        ids = {name: str(request.path_params[name]) for name in self.operation.params}
-        ip = request.client.host if request.client else None
-        await services.policies.authorize(principal, self.operation, ids, ip)
-        return principal
-
-
-def authorized(name: str) -> Any:
-    """``principal: Annotated[Principal, authorized("agents.get")]``: the route runs operation ``name``."""
-    return Depends(Authorized(name))
+def runs(name: str) -> dict[str, Any]:
+    """``@router.get(..., openapi_extra=runs("agents.get"))``: the route runs that operation's use case. Only a
+    description (the use case authorizes itself: ``issuer/authorization.py``); the REST-backed MCP backend finds
+    the route of an operation by it (``OPENAPI_EXTENSION``), and a test checks it against what the use case
+    authorizes."""
+    op = operation(name)
+    return {OPENAPI_EXTENSION: {"name": op.name, "action": op.action, "scopes": list(op.scopes)}}
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 ContextDep = Annotated[RequestContext, Depends(get_context)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

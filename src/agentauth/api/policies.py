@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse, Response
 
-from agentauth.api.deps import ContextDep, ServicesDep, authorized
-from agentauth.issuer.context import Principal
+from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, runs
 from agentauth.issuer.schemas import EvaluateRequest, EvaluateResponse, PolicyIn, PolicyOut, PolicyPage
 
 router = APIRouter(prefix="/api/v1/policies", tags=["policies"])
@@ -19,20 +18,27 @@ PolicyId = Annotated[str, Path(min_length=1, max_length=64, description="Policy 
     "/evaluate",
     response_model=EvaluateResponse,
     summary="check_permission: may this agent do this action on this resource? Changes nothing",
+    openapi_extra=runs("policies.evaluate"),
 )
 async def evaluate(
     body: EvaluateRequest,
-    principal: Annotated[Principal, authorized("policies.evaluate")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> EvaluateResponse:
     return await services.policies.evaluate(principal, body, ctx)
 
 
-@router.post("", response_model=PolicyOut, status_code=status.HTTP_201_CREATED, summary="Create a policy")
+@router.post(
+    "",
+    response_model=PolicyOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a policy",
+    openapi_extra=runs("policies.create"),
+)
 async def create_policy(
     body: PolicyIn,
-    principal: Annotated[Principal, authorized("policies.create")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> JSONResponse:
@@ -40,35 +46,43 @@ async def create_policy(
     return JSONResponse(created.model_dump(mode="json"), status_code=201)
 
 
-@router.get("", response_model=PolicyPage, summary="Your tenant's policies, highest priority first")
-async def list_policies(
-    principal: Annotated[Principal, authorized("policies.list")], services: ServicesDep
-) -> PolicyPage:
-    return await services.policies.list(principal)
+@router.get(
+    "",
+    response_model=PolicyPage,
+    summary="Your tenant's policies, highest priority first",
+    openapi_extra=runs("policies.list"),
+)
+async def list_policies(principal: PrincipalDep, services: ServicesDep, ctx: ContextDep) -> PolicyPage:
+    return await services.policies.list(principal, ctx)
 
 
-@router.get("/{policy_id}", response_model=PolicyOut, summary="Get a policy")
-async def get_policy(
-    policy_id: PolicyId, principal: Annotated[Principal, authorized("policies.get")], services: ServicesDep
-) -> PolicyOut:
-    return await services.policies.get(principal, policy_id)
+@router.get("/{policy_id}", response_model=PolicyOut, summary="Get a policy", openapi_extra=runs("policies.get"))
+async def get_policy(policy_id: PolicyId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep) -> PolicyOut:
+    return await services.policies.get(principal, policy_id, ctx)
 
 
-@router.put("/{policy_id}", response_model=PolicyOut, summary="Replace a policy")
+@router.put(
+    "/{policy_id}", response_model=PolicyOut, summary="Replace a policy", openapi_extra=runs("policies.replace")
+)
 async def replace_policy(
     policy_id: PolicyId,
     body: PolicyIn,
-    principal: Annotated[Principal, authorized("policies.replace")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> PolicyOut:
     return await services.policies.replace(principal, policy_id, body, ctx)
 
 
-@router.delete("/{policy_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a policy")
+@router.delete(
+    "/{policy_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a policy",
+    openapi_extra=runs("policies.delete"),
+)
 async def delete_policy(
     policy_id: PolicyId,
-    principal: Annotated[Principal, authorized("policies.delete")],
+    principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
 ) -> Response:

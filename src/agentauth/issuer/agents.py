@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentauth.did import DidKeyError, decode_did_key, did_key_document, encode_did_key
 from agentauth.errors import AccessDenied, Conflict, InvalidRequest, NotFound
 from agentauth.issuer import audit
+from agentauth.issuer.authorization import Authorizer, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, agent_out, new_id
 from agentauth.issuer.revocation import revoke_agents
@@ -68,8 +69,9 @@ def check_page(limit: int, offset: int) -> None:
 
 
 class AgentService:
-    def __init__(self, core: IssuerCore) -> None:
+    def __init__(self, core: IssuerCore, authz: Authorizer) -> None:
         self.core = core
+        self.authz = authz
 
     async def quickstart(self, request: QuickstartRequest, ctx: RequestContext) -> QuickstartResponse:
         """Register a root agent (its own tenant) and hand back everything it needs, in one unit of work."""
@@ -128,14 +130,10 @@ class AgentService:
             if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
                 raise AccessDenied("registration_token is not valid")
 
+    @use_case("agents.create")  # lasting: a child's key would outlive a delegation it was made under
     async def create_child(
         self, principal: Principal, request: CreateAgentRequest, ctx: RequestContext
     ) -> AgentCreated:
-        principal.require("agents.write")
-        if principal.actor is not None:
-            # Same rule as for API keys (apikeys.refuse_persistent_under_delegation): a child's key would
-            # outlive the delegation it was made under.
-            raise AccessDenied("lasting credentials (API keys, agents) cannot be created under a delegation")
         parent = principal.agent
         if parent.depth + 1 > MAX_AGENT_DEPTH:
             raise InvalidRequest(f"agent hierarchy is limited to {MAX_AGENT_DEPTH} levels below the root")
@@ -217,8 +215,8 @@ class AgentService:
             raise AccessDenied("a delegate cannot change or deactivate its delegator or agents outside its own subtree")
         return target
 
-    async def get(self, principal: Principal, agent_id: str) -> AgentOut:
-        principal.require("agents.read")
+    @use_case("agents.get")
+    async def get(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
         now = self.core.clock()
         async with self.core.reads() as session:
             agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
@@ -231,8 +229,8 @@ class AgentService:
             return peer_out(peer)
         raise NotFound("no such agent")
 
-    async def list(self, principal: Principal, limit: int = 50, offset: int = 0) -> AgentPage:
-        principal.require("agents.read")
+    @use_case("agents.list")
+    async def list(self, principal: Principal, limit: int, offset: int, ctx: RequestContext) -> AgentPage:
         check_page(limit, offset)
         path = principal.agent.path
         async with self.core.reads() as session:
@@ -245,10 +243,10 @@ class AgentService:
         out = [agent_out(a) if a.path.startswith(path) else peer_out(a) for a in items]
         return AgentPage(items=out, total=total, limit=limit, offset=offset)
 
+    @use_case("agents.update")
     async def update(
         self, principal: Principal, agent_id: str, request: UpdateAgentRequest, ctx: RequestContext
     ) -> AgentOut:
-        principal.require("agents.write")
         target = await self._manageable(principal, agent_id)
         changes = request.model_dump(exclude_none=True)
         if not changes:
@@ -270,9 +268,9 @@ class AgentService:
             )  # fmt: skip
         return agent_out(agent)
 
+    @use_case("agents.deactivate")
     async def deactivate(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
         """Deactivate the agent and its whole subtree, revoking every key, token and credential they hold."""
-        principal.require("agents.write")
         target = await self._manageable(principal, agent_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:

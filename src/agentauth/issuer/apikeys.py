@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentauth.errors import AccessDenied, Conflict, InvalidClient, NotFound
 from agentauth.issuer import audit
 from agentauth.issuer.agents import check_page
+from agentauth.issuer.authorization import Authorizer, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.revocation import audit_credentials
@@ -41,16 +42,10 @@ def key_out(key: ApiKey) -> ApiKeyOut:
     )
 
 
-def refuse_persistent_under_delegation(principal: Principal) -> None:
-    """A delegation is temporary and revocable; an API key or an agent key made with it would not be. So a token
-    acting under a delegation cannot mint lasting credentials - the delegator has to."""
-    if principal.actor is not None:
-        raise AccessDenied("lasting credentials (API keys, agents) cannot be created under a delegation")
-
-
 class ApiKeyService:
-    def __init__(self, core: IssuerCore) -> None:
+    def __init__(self, core: IssuerCore, authz: Authorizer) -> None:
         self.core = core
+        self.authz = authz
         self._touched: dict[str, datetime] = {}
 
     async def authenticate(self, raw: str) -> tuple[ApiKey, Agent]:
@@ -101,9 +96,10 @@ class ApiKeyService:
             raise AccessDenied(DELEGATE_MANAGES_NOT)
         return key
 
+    # A delegation is temporary and revocable; an API key made with it would not be: credentials.create and
+    # .rotate are lasting (issuer/operations.py), so the delegator has to make them.
+    @use_case("credentials.create")
     async def create(self, principal: Principal, request: CreateApiKeyRequest, ctx: RequestContext) -> ApiKeyCreated:
-        principal.require("credentials.write")
-        refuse_persistent_under_delegation(principal)
         agent = await self._target_agent(principal, request.agent_id)
         if not agent.is_active:
             raise Conflict("agent is deactivated")
@@ -145,10 +141,10 @@ class ApiKeyService:
         )
         return key, raw
 
+    @use_case("credentials.list")
     async def list(
-        self, principal: Principal, agent_id: str | None = None, limit: int = 50, offset: int = 0
+        self, principal: Principal, agent_id: str | None, limit: int, offset: int, ctx: RequestContext
     ) -> ApiKeyPage:
-        principal.require("credentials.read")
         check_page(limit, offset)
         async with self.core.reads() as session:
             if agent_id is not None:
@@ -161,14 +157,13 @@ class ApiKeyService:
             items, total = await repo.list_for_agents(session, ids, limit, offset)
         return ApiKeyPage(items=[key_out(k) for k in items], total=total, limit=limit, offset=offset)
 
-    async def get(self, principal: Principal, key_id: str) -> ApiKeyOut:
-        principal.require("credentials.read")
+    @use_case("credentials.get", credential_id="key_id")
+    async def get(self, principal: Principal, key_id: str, ctx: RequestContext) -> ApiKeyOut:
         return key_out((await self._visible_key(principal, key_id))[0])
 
+    @use_case("credentials.rotate", credential_id="key_id")
     async def rotate(self, principal: Principal, key_id: str, ctx: RequestContext) -> ApiKeyRotated:
         """New key with the same owner, name, scopes and expiry; old key revoked - in one transaction."""
-        principal.require("credentials.write")
-        refuse_persistent_under_delegation(principal)
         old = await self._manageable_key(principal, key_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
@@ -187,8 +182,8 @@ class ApiKeyService:
             )  # fmt: skip
         return ApiKeyRotated(**key_out(new).model_dump(), raw_key=raw, old_credential_id=old.id)
 
+    @use_case("credentials.revoke", credential_id="key_id")
     async def revoke(self, principal: Principal, key_id: str, ctx: RequestContext) -> ApiKeyOut:
-        principal.require("credentials.write")
         key = await self._manageable_key(principal, key_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from agentauth.errors import InvalidRequest
 from agentauth.issuer.agents import MAX_PAGE
-from agentauth.issuer.context import Principal
+from agentauth.issuer.authorization import Authorizer, use_case
+from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import AuditEventOut, AuditPage
 from agentauth.storage import agents as agents_repo
@@ -14,12 +15,15 @@ from agentauth.storage import audit as audit_repo
 
 
 class AuditService:
-    def __init__(self, core: IssuerCore) -> None:
+    def __init__(self, core: IssuerCore, authz: Authorizer) -> None:
         self.core = core
+        self.authz = authz
 
+    @use_case("audit.list")
     async def list(
         self,
         principal: Principal,
+        ctx: RequestContext,
         *,
         limit: int = 50,
         cursor: str | None = None,
@@ -29,7 +33,6 @@ class AuditService:
         target_id: str | None = None,
         since: datetime | None = None,
     ) -> AuditPage:
-        principal.require("audit.read")
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
         before: int | None = None

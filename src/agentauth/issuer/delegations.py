@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentauth.errors import AccessDenied, Conflict, InvalidRequest, InvalidScope, NotFound
 from agentauth.issuer import audit
 from agentauth.issuer.agents import check_page
+from agentauth.issuer.authorization import Authorizer, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.revocation import revoke_delegation_subtrees
@@ -71,13 +72,14 @@ async def may_revoke(session: AsyncSession, principal: Principal, delegation: De
 
 
 class DelegationService:
-    def __init__(self, core: IssuerCore) -> None:
+    def __init__(self, core: IssuerCore, authz: Authorizer) -> None:
         self.core = core
+        self.authz = authz
 
+    @use_case("delegations.create")
     async def create(
         self, principal: Principal, request: CreateDelegationRequest, ctx: RequestContext
     ) -> DelegationOut:
-        principal.require("delegations.write")
         delegator = principal.acting
         requested = parse_scope(request.scopes) or ()
         slot = await self.core.status.allocate()
@@ -229,15 +231,15 @@ class DelegationService:
                 return delegation
         raise NotFound("no such delegation")
 
-    async def get(self, principal: Principal, delegation_id: str) -> DelegationOut:
-        principal.require("delegations.read")
+    @use_case("delegations.get")
+    async def get(self, principal: Principal, delegation_id: str, ctx: RequestContext) -> DelegationOut:
         async with self.core.reads() as session:
             return delegation_out(await self._visible(session, principal, delegation_id))
 
+    @use_case("delegations.list")
     async def list(
-        self, principal: Principal, role: str | None = None, limit: int = 50, offset: int = 0
+        self, principal: Principal, role: str | None, limit: int, offset: int, ctx: RequestContext
     ) -> DelegationPage:
-        principal.require("delegations.read")
         check_page(limit, offset)
         if role not in (None, "delegator", "delegate"):
             raise InvalidRequest("role must be delegator or delegate")
@@ -248,8 +250,8 @@ class DelegationService:
             items, total = await repo.list_for_agent(session, tenant, principal.acting.id, role, limit, offset)
         return DelegationPage(items=[delegation_out(d) for d in items], total=total, limit=limit, offset=offset)
 
-    async def chain(self, principal: Principal, delegation_id: str) -> DelegationChain:
-        principal.require("delegations.read")
+    @use_case("delegations.chain")
+    async def chain(self, principal: Principal, delegation_id: str, ctx: RequestContext) -> DelegationChain:
         async with self.core.reads() as session:
             delegation = await self._visible(session, principal, delegation_id)
             links = await repo.chain(session, delegation)
@@ -260,9 +262,9 @@ class DelegationService:
             root_delegator_agent_id=links[0].delegator_id,
         )
 
+    @use_case("delegations.revoke")
     async def revoke(self, principal: Principal, delegation_id: str, ctx: RequestContext) -> DelegationOut:
         """Revoke a delegation, every delegation below it and every token resting on any of them."""
-        principal.require("delegations.write")
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             delegation = await self._visible(session, principal, delegation_id)

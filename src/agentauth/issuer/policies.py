@@ -1,32 +1,23 @@
-"""Policies per tenant: CRUD, ``check_permission`` (a dry run that changes nothing) and route authorization.
-
-Each process keeps every tenant's compiled ``PolicySet`` and reloads it when the tenant's policy version (bumped
-in the transaction of any change) has moved, so a change made through any replica applies to the next request.
+"""Policies per tenant: CRUD and ``check_permission`` (a dry run that changes nothing). The compiled policy sets
+and the authorization of every operation are ``issuer/authorization.py``'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from agentauth.errors import AccessDenied, InsufficientScope, InvalidRequest, NotFound
+from agentauth.errors import InvalidRequest, NotFound
 from agentauth.issuer import audit
+from agentauth.issuer.authorization import Authorizer, compile_policy, subject_of, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
-from agentauth.issuer.operations import ApiOperation
-from agentauth.issuer.policy_engine import (
-    Decision,
-    EvaluationContext,
-    Grant,
-    PolicySet,
-    Subject,
-    build_policy,
-)
+from agentauth.issuer.policy_engine import Decision, EvaluationContext, Grant, PolicySet
 from agentauth.issuer.schemas import EvaluateRequest, EvaluateResponse, PolicyIn, PolicyOut, PolicyPage
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage import policies as repo
-from agentauth.storage.records import Agent, PolicyRecord
+from agentauth.storage.records import PolicyRecord
 
 MAX_POLICIES_PER_TENANT = 10_000
 
@@ -48,76 +39,17 @@ def policy_out(p: PolicyRecord) -> PolicyOut:
     )
 
 
-def _compile(p: PolicyRecord | PolicyIn, policy_id: str, *, new: bool = True) -> Any:
-    return build_policy(
-        id=policy_id,
-        name=p.name,
-        effect=p.effect,
-        subjects=dict(p.subjects),
-        actions=list(p.actions),
-        resources=list(p.resources),
-        conditions=dict(p.conditions),
-        priority=p.priority,
-        enabled=p.enabled,
-        new=new,
-    )
-
-
-def lineage(agent: Agent) -> tuple[str, ...]:
-    """The agent's id and those of the agents above it, root first (its tenant path)."""
-    return tuple(agent.path.strip("/").split("/"))
-
-
-def subject_of(acting: Agent, on_behalf_of: Agent | None = None) -> Subject:
-    """The engine's subject for ``acting``, bound by the denials of the agents above it and, when it acts under
-    a delegation, of the delegator and the agents above that one (issue 12 item 5: a denied agent must not act
-    through a sub-agent or a delegate it creates)."""
-    bound = lineage(acting)[:-1] + (lineage(on_behalf_of) if on_behalf_of is not None else ())
-    return Subject(acting.id, acting.agent_type, acting.trust_level, tuple(a for a in bound if a != acting.id))
-
-
 class PolicyService:
-    def __init__(self, core: IssuerCore) -> None:
+    def __init__(self, core: IssuerCore, authz: Authorizer) -> None:
         self.core = core
-        self._sets: dict[str, tuple[int, PolicySet]] = {}
+        self.authz = authz
 
-    async def policy_set(self, tenant_id: str, known_version: int | None = None) -> PolicySet:
-        """The tenant's compiled policies; ``known_version`` (read moments ago with the caller's token) spares
-        the version query when the cached set is current."""
-        cached = self._sets.get(tenant_id)
-        if known_version is not None and cached is not None and cached[0] == known_version:
-            return cached[1]
-        if known_version == 0:
-            empty = PolicySet(())
-            self._sets[tenant_id] = (0, empty)
-            return empty
-        async with self.core.reads() as session:
-            version = await repo.version(session, tenant_id)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            records = await repo.list_for_tenant(session, tenant_id) if version else []
-        compiled = PolicySet(_compile(r, r.id, new=False) for r in records)
-        self._sets[tenant_id] = (version, compiled)
-        return compiled
+    # -- CRUD (policies.create, .replace and .delete are root_only: issuer/operations.py) -------------------
 
-    # -- CRUD ---------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _require_root(principal: Principal) -> None:
-        """Policies govern the whole tenant, so only its root agent may change them: a child holding
-        policies.write must not be able to lock its root out. The tenant's policies are the root's own, so the
-        one ownership rule judges them too - a delegate acting for the root (of this tenant or another) acts
-        *for* it, never *on* what it owns."""
-        principal.require("policies.write")
-        if principal.agent.parent_id is not None:
-            raise AccessDenied("only the tenant's root agent can change policies")
-        if not principal.may_manage(principal.agent):
-            raise AccessDenied("a delegate cannot change the policies of the tenant it acts for")
-
+    @use_case("policies.create")
     async def create(self, principal: Principal, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
-        self._require_root(principal)
         policy_id = new_id("pol")
-        _compile(body, policy_id)  # validate before storing: a policy that cannot be evaluated is refused
+        compile_policy(body, policy_id)  # validate before storing: a policy that cannot be evaluated is refused
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             existing = await repo.list_for_tenant(session, principal.tenant_id)
@@ -137,23 +69,23 @@ class PolicyService:
             )  # fmt: skip
         return policy_out(record)
 
-    async def list(self, principal: Principal) -> PolicyPage:
-        principal.require("policies.read")
+    @use_case("policies.list")
+    async def list(self, principal: Principal, ctx: RequestContext) -> PolicyPage:
         async with self.core.reads() as session:
             records = await repo.list_for_tenant(session, principal.tenant_id)
         return PolicyPage(items=[policy_out(r) for r in records], total=len(records))
 
-    async def get(self, principal: Principal, policy_id: str) -> PolicyOut:
-        principal.require("policies.read")
+    @use_case("policies.get")
+    async def get(self, principal: Principal, policy_id: str, ctx: RequestContext) -> PolicyOut:
         async with self.core.reads() as session:
             record = await repo.get(session, principal.tenant_id, policy_id)
         if record is None:
             raise NotFound("no such policy")
         return policy_out(record)
 
+    @use_case("policies.replace")
     async def replace(self, principal: Principal, policy_id: str, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
-        self._require_root(principal)
-        _compile(body, policy_id)
+        compile_policy(body, policy_id)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             if await repo.get(session, principal.tenant_id, policy_id) is None:
@@ -168,8 +100,8 @@ class PolicyService:
         assert record is not None
         return policy_out(record)
 
+    @use_case("policies.delete")
     async def delete(self, principal: Principal, policy_id: str, ctx: RequestContext) -> None:
-        self._require_root(principal)
         now = self.core.clock()
         async with self.core.sessions.begin() as session:
             if not await repo.remove(session, principal.tenant_id, policy_id):
@@ -181,12 +113,12 @@ class PolicyService:
 
     # -- decisions ----------------------------------------------------------------------------------------
 
+    @use_case("policies.evaluate")
     async def evaluate(self, principal: Principal, request: EvaluateRequest, ctx: RequestContext) -> EvaluateResponse:
         """``check_permission``: may agent X do action A on resource R of the caller's tenant? A dry run - nothing
         changes. X is an agent of the caller's subtree (judged by its own grant, then the live delegations of this
         tenant to it) or a delegation peer (judged by those delegations alone: what another tenant granted its own
         agent is neither ours to use nor to see). Either way under this tenant's policies."""
-        principal.require("policies.read")
         now = self.core.clock()
         async with self.core.reads() as session:
             agent = await agents_repo.get_in_subtree(session, request.agent_id, principal.agent.path)
@@ -198,7 +130,7 @@ class PolicyService:
             delegations = await delegations_repo.active_to(session, agent.id, principal.tenant_id, now)
         grants = [Grant(frozenset(agent.scopes) if agent.is_active and member else frozenset())]
         grants += [Grant(frozenset(d.scopes), d.id, d.depth) for d in sorted(delegations, key=lambda d: d.depth)]
-        policy_set = await self.policy_set(principal.tenant_id)
+        policy_set = await self.authz.policy_set(principal.tenant_id)
         decision = self._evaluate_grants(policy_set, agent, request, grants, ctx, now)
         if not agent.is_active:
             decision = Decision(False, "deny", "default", None, None, ["the agent is deactivated"])
@@ -233,23 +165,3 @@ class PolicyService:
             if via.allowed or via.basis == "policy":
                 return via
         return own
-
-    async def authorize(
-        self, principal: Principal, operation: ApiOperation, ids: Mapping[str, str], ip: str | None
-    ) -> None:
-        """Every authenticated call of AgentAuth's own API (REST route or MCP tool) goes through the engine, as
-        the operation it runs: the token's scopes give the default allows, the tenant's deny policies can take
-        them away."""
-        policy_set = await self.policy_set(principal.tenant_id, principal.policy_version)
-        decision = policy_set.evaluate(
-            subject_of(principal.acting, principal.agent if principal.actor is not None else None),
-            operation.action,
-            operation.resource_for(ids),
-            [Grant(principal.scopes, principal.delegation_id, principal.delegation_depth)],
-            EvaluationContext(self.core.clock(), ip, principal.delegation_depth),
-        )
-        if decision.allowed:
-            return
-        if decision.basis == "policy":
-            raise AccessDenied("denied by policy: " + "; ".join(decision.reasons))
-        raise InsufficientScope("the access token's scopes do not allow this request")

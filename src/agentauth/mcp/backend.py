@@ -1,12 +1,12 @@
 """What the tools need from AgentAuth, whether it runs in this process (``embedded``) or behind its REST API
 (``remote``).
 
-An authenticated operation is described once as an ``Operation``: the REST route it is (method, path, query,
-body, response model), the operation it runs (``name``, from ``issuer/operations.py``, with the ids that fill
-its resource) *and* the use case. The remote backend sends the route (whose REST handler declares the same
-operation); the embedded backend authenticates the bearer token, authorizes that operation through the policy
-engine (as REST's ``Authorized`` does) and runs the use case - so both paths, and REST itself, make one
-decision.
+An authenticated tool call is one ``Operation``: the operation it runs (``name``, from ``issuer/operations.py``)
+with its arguments - the ids that fill its resource, the other parameters and the request body - and the use case
+that runs it in process. The embedded backend authenticates the bearer token and runs the use case, which
+authorizes itself (``issuer/authorization.py``); the remote backend sends the arguments to the route the REST
+API's own description names for that operation (its OpenAPI ``x-agentauth-operation``), whose handler runs the
+same use case. No adapter carries authorization, so both paths, and REST itself, make one decision.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import quote
 
 from pydantic import BaseModel
 
@@ -27,25 +26,18 @@ R = TypeVar("R", bound=BaseModel)
 UseCase = Callable[[Services, Principal, RequestContext], Awaitable[R]]
 
 
+class Done(BaseModel):
+    """The answer of a use case that returns nothing (REST: 204 No Content)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Operation(Generic[R]):
-    method: str
-    route: tuple[str, ...]  # the REST path's segments, ids included: ("api", "v1", "agents", agent_id)
+    name: str  # the operation (issuer/operations.py)
     response: type[R]
     run: UseCase[R]
-    query: Mapping[str, str | int | None] = field(default_factory=dict)
+    ids: Mapping[str, str] = field(default_factory=dict)  # fill the operation's resource (REST: path parameters)
+    query: Mapping[str, str | int | None] = field(default_factory=dict)  # the other parameters (REST: query)
     body: BaseModel | None = None
-    name: str = field(kw_only=True)  # the operation (issuer/operations.py), so its action is the REST route's
-    ids: Mapping[str, str] = field(default_factory=dict, kw_only=True)  # fill the operation's resource
-
-    @property
-    def path(self) -> str:
-        """The path as the policy engine sees it (what ``request.url.path`` is in REST)."""
-        return "/" + "/".join(self.route)
-
-    @property
-    def url_path(self) -> str:
-        return "/" + "/".join(quote(part, safe="") for part in self.route)
 
 
 @dataclass(frozen=True, slots=True)

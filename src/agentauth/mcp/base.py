@@ -12,8 +12,10 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, InputRequiredResult, TextContent
 
 from agentauth import __version__
-from agentauth.mcp.backend import Backend
+from agentauth.mcp.backend import Backend, Operation, R
 from agentauth.mcp.errors import map_tool_error
+from agentauth.mcp.params import access_token_of, request_context
+from agentauth.mcp.registry import TOOLS
 
 # The secret an answer exists to hand over, first found wins: quickstart's api_key (it also carries a token
 # pair), a new or rotated API key's raw_key, a token grant's access_token.
@@ -50,7 +52,7 @@ class AgentAuthMCP(MCPServer[Any]):
         try:
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            raise map_tool_error(name, exc) from None
+            raise map_tool_error(name, exc, TOOLS.next_steps(name)) from None
         return headline_first(result) if isinstance(result, CallToolResult) else result
 
 
@@ -67,3 +69,9 @@ def backend_of(ctx: Context[Any, Any]) -> Backend:
 
 def default_api_key_of(ctx: Context[Any, Any]) -> str | None:
     return _server(ctx).default_api_key
+
+
+async def call(ctx: Context[Any, Any], access_token: str | None, operation: Operation[R]) -> R:
+    """Run ``operation`` as the holder of the access token (argument, else the HTTP request's Authorization
+    header): the backend authenticates it; the use case authorizes itself."""
+    return await backend_of(ctx).call(operation, access_token_of(access_token, ctx), request_context(ctx))

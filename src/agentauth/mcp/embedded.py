@@ -1,8 +1,9 @@
 """The in-process backend: the tools call the issuer's use cases directly, with the models REST uses.
 
-Authentication, authorization of the operation a tool names (policy engine) and the abuse limits on the
-unauthenticated grants are the same as REST's (``api/deps.py``, ``issuer/abuse.py``) and share their state
-(the rate-limit buckets are keyed alike), so MCP is neither a way around a deny policy nor around a rate limit.
+Authentication and the abuse limits on the unauthenticated grants are the same as REST's (``api/deps.py``,
+``issuer/abuse.py``) and share their state (the rate-limit buckets are keyed alike); authorization is the use
+case's own (``issuer/authorization.py``), whoever calls it. So MCP is neither a way around a deny policy nor
+around a rate limit.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from agentauth.bootstrap import Services
 from agentauth.errors import NotFound
 from agentauth.issuer import abuse, discovery
 from agentauth.issuer.context import Principal, RequestContext
-from agentauth.issuer.operations import operation as api_operation
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
 
 log = logging.getLogger("agentauth.mcp")
-STATUS_LIST_PATH = "/api/v1/status-lists/"
 
 
 class EmbeddedBackend:
@@ -32,7 +31,6 @@ class EmbeddedBackend:
     async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
         services = self._services()
         principal = await services.tokens.authenticate_bearer(access_token)
-        await services.policies.authorize(principal, api_operation(operation.name), operation.ids, ctx.ip)
         return await operation.run(services, principal, ctx)
 
     async def discover(self) -> dict[str, Any]:
@@ -72,9 +70,9 @@ class EmbeddedBackend:
 
     async def status_list(self, url: str) -> str | None:
         services = self._services()
-        prefix = services.settings.issuer_url + STATUS_LIST_PATH
-        list_id = url[len(prefix) :] if url.startswith(prefix) else ""
-        if not list_id.isdigit() or len(list_id) > 10:
+        list_id = url.rpartition("/")[2]
+        # Only a URL this issuer publishes a list at: a token cannot make us look anything else up.
+        if not list_id.isdigit() or len(list_id) > 10 or services.status.list_url(int(list_id)) != url:
             return None
         try:
             return (await services.status.published(int(list_id))).jwt

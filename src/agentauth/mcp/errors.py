@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import ValidationError
@@ -40,12 +41,12 @@ NEXT_STEP: dict[str, str] = {
 }
 
 
-def describe(exc: AgentAuthError) -> str:
-    """``code: description. next step`` - the text of the tool error."""
+def describe(exc: AgentAuthError, next_steps: Mapping[str, str] | None = None) -> str:
+    """``code: description. next step`` - the text of the tool error; ``next_steps``: the tool's own (registry)."""
     text = f"{exc.error}: {exc.description.rstrip('.')}."
     if isinstance(exc, RateLimited):
         return f"{text} Wait {exc.retry_after} seconds before calling again."
-    step = NEXT_STEP.get(exc.error)
+    step = (next_steps or {}).get(exc.error) or NEXT_STEP.get(exc.error)
     return f"{text} {step}" if step else text
 
 
@@ -58,13 +59,14 @@ def validation_problems(exc: ValidationError) -> str:
     return "; ".join(problems) or "invalid arguments"
 
 
-def map_tool_error(tool: str, error: ToolError) -> ToolError:
-    """The tool error to return for ``error`` raised while running ``tool`` (its ``__cause__`` is the original)."""
+def map_tool_error(tool: str, error: ToolError, next_steps: Mapping[str, str] | None = None) -> ToolError:
+    """The tool error to return for ``error`` raised while running ``tool`` (its ``__cause__`` is the original);
+    ``next_steps``: the tool's own error hints (``registry.ToolEntry``)."""
     cause = error.__cause__
     if isinstance(cause, AgentAuthError):
         if cause.debug:
             log.info("tool %s -> %s: %s", tool, cause.error, cause.debug)
-        return ToolError(describe(cause))
+        return ToolError(describe(cause, next_steps))
     if isinstance(cause, ValidationError) and not isinstance(error, UnexpectedToolError):
         # The arguments do not match the input schema (a ValidationError raised inside a tool is a bug).
         return ToolError(f"invalid_request: {validation_problems(cause)}. {NEXT_STEP['invalid_request']}")

@@ -29,7 +29,6 @@ from agentauth.mcp.params import (
     AccessToken,
     PublicKey,
     Scopes,
-    ToolSpec,
     access_token_of,
     header_token,
     read_only,
@@ -37,6 +36,7 @@ from agentauth.mcp.params import (
     request_model,
     writes,
 )
+from agentauth.mcp.registry import tool
 from agentauth.mcp.verify import VerifyResult
 
 # A refresh token alone that is not one of ours proves nothing; the answer names no reason beyond that.
@@ -48,12 +48,14 @@ class RevokeResult(BaseModel):
     detail: str
 
 
+@tool(order=1, hints=read_only("Discover AgentAuth"))
 async def discover(ctx: Context[Any, Any]) -> dict[str, Any]:
     """Describe this AgentAuth: grant types, scopes (with what each allows), token lifetimes, agent types,
     trust levels, registration mode and every endpoint URL. Call it first when you do not know the server."""
     return await backend_of(ctx).discover()
 
 
+@tool(order=2, hints=writes("Register a new agent"))
 async def quickstart(
     name: Annotated[Name, Field(description="A name for your agent.")],
     agent_type: Annotated[AgentType, Field(description="orchestrator, autonomous, assistant or tool.")],
@@ -80,6 +82,7 @@ async def quickstart(
     return await backend_of(ctx).quickstart(request, request_context(ctx))
 
 
+@tool(order=3, hints=writes("Get tokens with an API key"))
 async def authenticate(
     ctx: Context[Any, Any],
     api_key: Annotated[
@@ -100,6 +103,7 @@ async def authenticate(
     return await backend_of(ctx).token(params, request_context(ctx))
 
 
+@tool(order=4, hints=writes("Refresh tokens"))
 async def refresh_token(
     refresh_token_value: Annotated[str, Field(description="Your current refresh token (rt_...).")],
     ctx: Context[Any, Any],
@@ -112,6 +116,7 @@ async def refresh_token(
     return await backend_of(ctx).token(params, request_context(ctx))
 
 
+@tool(order=5, hints=read_only("Introspect a token"))
 async def introspect_token(
     token: Annotated[str, Field(description="The access token or refresh token to examine.")],
     ctx: Context[Any, Any],
@@ -144,6 +149,7 @@ async def introspect_token(
         return {"active": False}  # it cannot even authenticate itself
 
 
+@tool(order=6, hints=writes("Revoke a token", destructive=True, idempotent=True))
 async def revoke_token(
     token: Annotated[str, Field(description="The access token or refresh token to revoke.")],
     ctx: Context[Any, Any],
@@ -175,6 +181,7 @@ async def revoke_token(
     return RevokeResult(success=True, detail="the token is revoked if it was one you may revoke")
 
 
+@tool(order=19, hints=writes("Act under a delegation"))
 async def exchange_delegation(
     credential: Annotated[str, Field(description="The delegation credential (the credential field).")],
     ctx: Context[Any, Any],
@@ -196,6 +203,7 @@ async def exchange_delegation(
     return await backend_of(ctx).token(params, request_context(ctx))
 
 
+@tool(order=18, hints=read_only("Verify a token offline"))
 async def verify_token(
     ctx: Context[Any, Any],
     token: Annotated[str, Field(description="An access token, identity credential or delegation credential.")],
@@ -205,15 +213,3 @@ async def verify_token(
     the published keys, algorithm, issuer, expiry, revocation status and, for delegated tokens, every link
     of the delegation chain. Returns valid true with the claims, or valid false with a reason code."""
     return await offline.verify_token(backend_of(ctx), token, audience, datetime.now(UTC))
-
-
-TOOLS: dict[str, ToolSpec] = {
-    "discover": (discover, read_only("Discover AgentAuth")),
-    "quickstart": (quickstart, writes("Register a new agent")),
-    "authenticate": (authenticate, writes("Get tokens with an API key")),
-    "refresh_token": (refresh_token, writes("Refresh tokens")),
-    "introspect_token": (introspect_token, read_only("Introspect a token")),
-    "revoke_token": (revoke_token, writes("Revoke a token", destructive=True, idempotent=True)),
-    "exchange_delegation": (exchange_delegation, writes("Act under a delegation")),
-    "verify_token": (verify_token, read_only("Verify a token offline")),
-}

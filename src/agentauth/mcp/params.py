@@ -3,7 +3,6 @@ or ``Authorization: Bearer`` header), request-model validation and the tools' hi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context
@@ -15,7 +14,6 @@ from agentauth.issuer.context import RequestContext
 from agentauth.mcp.errors import validation_problems
 
 M = TypeVar("M", bound=BaseModel)
-ToolSpec = tuple[Callable[..., Any], ToolAnnotations]
 
 ACCESS_TOKEN_HELP = "Your access token (access_token from quickstart, authenticate or refresh_token)."
 HEADER_HELP = " Over HTTP it may be omitted when the Authorization: Bearer header carries it."

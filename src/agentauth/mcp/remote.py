@@ -1,5 +1,9 @@
 """The REST-backed backend: ``agentauth-mcp`` with ``AGENTAUTH_URL`` serves the tools by calling that AgentAuth.
 
+It knows no URL of that API: the endpoints come from the server's agent configuration document (fetched once,
+as ``discover`` returns it) and the route of each operation from the server's OpenAPI description, where every
+route names the operation it runs (``issuer/operations.py: OPENAPI_EXTENSION``).
+
 Responses parse into the same pydantic models the server produced them from; RFC 6749 error bodies turn back
 into the ``AgentAuthError`` of the same code, so a tool fails with the same text in both modes.
 """
@@ -8,17 +12,19 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from agentauth import __version__, errors
 from agentauth.errors import AgentAuthError, RateLimited, TemporarilyUnavailable
 from agentauth.issuer.context import RequestContext
+from agentauth.issuer.operations import OPENAPI_EXTENSION
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
 
 log = logging.getLogger("agentauth.mcp")
-STATUS_LIST_PATH = "/api/v1/status-lists/"
+CONFIGURATION_PATH = "/.well-known/agent-configuration"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -60,7 +66,8 @@ def error_from_response(response: httpx.Response) -> AgentAuthError:
 class RestBackend:
     def __init__(self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._issuer: str | None = None
+        self._configuration: dict[str, Any] | None = None
+        self._routes: dict[str, tuple[str, str]] | None = None
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=TIMEOUT,
@@ -92,23 +99,50 @@ class RestBackend:
             raise error_from_response(response)
         return response
 
+    async def _endpoint(self, name: str) -> str:
+        """The path, below the configured URL, of endpoint ``name`` of the agent configuration document."""
+        configuration = self._configuration or await self.discover()
+        url = str(configuration["endpoints"][name])
+        issuer = str(configuration["issuer"]).rstrip("/")
+        # The document names public URLs (the issuer's); this client talks to the URL it was configured with.
+        return url[len(issuer) :] if url.startswith(issuer + "/") else urlsplit(url).path
+
+    async def _route(self, name: str) -> tuple[str, str]:
+        """(method, path template) of the route that runs operation ``name``, from the server's OpenAPI."""
+        if self._routes is None:
+            document = (await self._send("GET", await self._endpoint("openapi"))).json()
+            routes: dict[str, tuple[str, str]] = {}
+            for path, item in document.get("paths", {}).items():
+                for method, described in item.items():
+                    declared = described.get(OPENAPI_EXTENSION) if isinstance(described, dict) else None
+                    if isinstance(declared, dict) and isinstance(declared.get("name"), str):
+                        routes.setdefault(declared["name"], (method.upper(), path))  # twins: either will do
+            self._routes = routes
+        route = self._routes.get(name)
+        if route is None:
+            raise RemoteError("server_error", 501, f"AgentAuth at {self.base_url} does not offer {name}")
+        return route
+
     async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
+        method, template = await self._route(operation.name)
+        path = template.format_map({k: quote(v, safe="") for k, v in operation.ids.items()})
         params = {k: v for k, v in operation.query.items() if v is not None}
         body = operation.body.model_dump(mode="json", exclude_none=True) if operation.body is not None else None
-        response = await self._send(operation.method, operation.url_path, token=access_token, json=body, params=params)
-        return operation.response.model_validate(response.json())
+        response = await self._send(method, path, token=access_token, json=body, params=params)
+        return operation.response.model_validate(response.json() if response.content else {})
 
     async def discover(self) -> dict[str, Any]:
-        document: dict[str, Any] = (await self._send("GET", "/.well-known/agent-configuration")).json()
+        document: dict[str, Any] = (await self._send("GET", CONFIGURATION_PATH)).json()
+        self._configuration = document
         return document
 
     async def quickstart(self, request: QuickstartRequest, ctx: RequestContext) -> QuickstartResponse:
         body = request.model_dump(mode="json", exclude_none=True)
-        response = await self._send("POST", "/api/v1/agents/quickstart", json=body)
+        response = await self._send("POST", await self._endpoint("quickstart_endpoint"), json=body)
         return QuickstartResponse.model_validate(response.json())
 
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
-        response = await self._send("POST", "/api/v1/auth/token", data=params)
+        response = await self._send("POST", await self._endpoint("token_endpoint"), data=params)
         return TokenResponse.model_validate(response.json())
 
     @staticmethod
@@ -118,29 +152,28 @@ class RestBackend:
 
     async def introspect(self, caller: str | None, token: str, ctx: RequestContext) -> dict[str, Any]:
         data = self._token_form(caller, token)
-        response = await self._send("POST", "/api/v1/auth/introspect", token=caller, data=data)
+        response = await self._send("POST", await self._endpoint("introspection_endpoint"), token=caller, data=data)
         result: dict[str, Any] = response.json()
         return result
 
     async def revoke(self, caller: str | None, token: str, ctx: RequestContext) -> None:
-        await self._send("POST", "/api/v1/auth/revoke", token=caller, data=self._token_form(caller, token))
+        path = await self._endpoint("revocation_endpoint")
+        await self._send("POST", path, token=caller, data=self._token_form(caller, token))
 
     async def verification_material(self) -> VerificationMaterial:
         document = await self.discover()
-        jwks = (await self._send("GET", "/.well-known/jwks.json")).json()
-        self._issuer = str(document["issuer"])
-        return VerificationMaterial(self._issuer, str(document["issuer_did"]), jwks)
+        jwks = (await self._send("GET", await self._endpoint("jwks_uri"))).json()
+        return VerificationMaterial(str(document["issuer"]), str(document["issuer_did"]), jwks)
 
     async def status_list(self, url: str) -> str | None:
         # Only this issuer's lists, fetched from the configured server: a token cannot make us fetch other URLs.
-        if self._issuer is None:
-            self._issuer = str((await self.discover())["issuer"])
-        prefix = self._issuer + STATUS_LIST_PATH
+        configuration = self._configuration or await self.discover()
+        prefix = str(configuration["endpoints"]["status_lists_endpoint"]) + "/"
         list_id = url[len(prefix) :] if url.startswith(prefix) else ""
         if not list_id.isdigit() or len(list_id) > 10:
             return None
         try:
-            response = await self._send("GET", STATUS_LIST_PATH + list_id)
+            response = await self._send("GET", await self._endpoint("status_lists_endpoint") + "/" + list_id)
         except AgentAuthError as exc:
             if exc.error == "not_found":
                 return None

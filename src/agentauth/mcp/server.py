@@ -11,10 +11,12 @@ import logging
 
 from mcp.server.mcpserver.tools import Tool
 
-from agentauth.mcp import identity, tenant
+# Importing the tool modules registers their tools (registry.tool): every tool of AgentAuth is in one of them.
+from agentauth.mcp import delegations, identity, policies, tenant  # noqa: F401
 from agentauth.mcp.backend import Backend
 from agentauth.mcp.base import AgentAuthMCP
 from agentauth.mcp.params import ACCESS_TOKEN_HELP
+from agentauth.mcp.registry import TOOLS
 
 INSTRUCTIONS = """\
 AgentAuth gives you (an AI agent) a verifiable identity and OAuth tokens.
@@ -25,31 +27,11 @@ AgentAuth gives you (an AI agent) a verifiable identity and OAuth tokens.
 3. Manage what you own: create_agent (sub-agents), create_credential / rotate_credential / revoke_credential
    (API keys), create_delegation / exchange_delegation / revoke_delegation (lend scopes to another agent),
    check_permission (dry-run a policy decision), verify_token (check any AgentAuth token offline).
+4. A tenant root also sets its tenant's policies (create_policy, list_policies, replace_policy, delete_policy)
+   and reads its audit log (list_audit_events).
 Errors read "<error code>: <what went wrong>. <what to do next>".
 """
 
-# The documented tools in the issue's order, then the ones an agent needs to finish what it starts.
-TOOL_ORDER = (
-    "discover",
-    "quickstart",
-    "authenticate",
-    "refresh_token",
-    "introspect_token",
-    "revoke_token",
-    "create_credential",
-    "rotate_credential",
-    "revoke_credential",
-    "create_delegation",
-    "check_permission",
-    "list_agents",
-    "get_agent",
-    "list_credentials",
-    "list_delegations",
-    "revoke_delegation",
-    "create_agent",
-    "verify_token",
-    "exchange_delegation",
-)
 # Where the caller may be the token itself, access_token stays optional on every transport.
 SELF_AUTHENTICATING = ("introspect_token", "revoke_token")
 
@@ -67,11 +49,9 @@ def _require_access_token(tool: Tool) -> None:
 def tool_set(token_in_header: bool) -> tuple[Tool, ...]:
     """The tools with their schemas, built once per process (deriving the schemas costs ~0.1 s; every app and
     server instance shares them - they hold no state)."""
-    specs = identity.TOOLS | tenant.TOOLS
     tools = []
-    for name in TOOL_ORDER:
-        fn, hints = specs[name]
-        tool = Tool.from_function(fn, annotations=hints, title=hints.title)
+    for entry in TOOLS.entries():
+        tool = Tool.from_function(entry.fn, name=entry.name, annotations=entry.hints, title=entry.hints.title)
         if not token_in_header:
             _require_access_token(tool)
         tools.append(tool)

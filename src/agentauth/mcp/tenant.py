@@ -1,18 +1,17 @@
-"""The tools that manage what an agent owns in its tenant: sub-agents, API keys, delegations, and
-check_permission (a dry run of the policy engine).
+"""The tools that manage the agents of an agent's tenant and their API keys: sub-agents (create, list, get,
+update, deactivate) and credentials (create, list, get, rotate, revoke).
 
-Each is one ``Operation``: the REST route it mirrors and the use case REST runs for it, with the request model
-REST validates and the response model REST returns.
+Each is one ``Operation``: the operation it runs, the use case REST runs for it, with the request model REST
+validates and the response model REST returns.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from agentauth.issuer.delegations import DEFAULT_MAX_CHAIN_DEPTH
 from agentauth.issuer.schemas import (
     AgentCreated,
     AgentOut,
@@ -24,17 +23,13 @@ from agentauth.issuer.schemas import (
     ApiKeyRotated,
     CreateAgentRequest,
     CreateApiKeyRequest,
-    CreateDelegationRequest,
-    DelegationOut,
-    DelegationPage,
     Description,
-    EvaluateRequest,
-    EvaluateResponse,
     Name,
     TrustLevel,
+    UpdateAgentRequest,
 )
-from agentauth.mcp.backend import Operation, R
-from agentauth.mcp.base import backend_of
+from agentauth.mcp.backend import Operation
+from agentauth.mcp.base import call
 from agentauth.mcp.params import (
     AccessToken,
     Id,
@@ -42,20 +37,14 @@ from agentauth.mcp.params import (
     Offset,
     PublicKey,
     Scopes,
-    ToolSpec,
-    access_token_of,
     read_only,
-    request_context,
     request_model,
     writes,
 )
+from agentauth.mcp.registry import tool
 
 
-async def _run(ctx: Context[Any, Any], access_token: str | None, operation: Operation[R]) -> R:
-    """As the holder of the access token (argument, else Authorization header) of the HTTP request, if any."""
-    return await backend_of(ctx).call(operation, access_token_of(access_token, ctx), request_context(ctx))
-
-
+@tool(order=17, hints=writes("Create a sub-agent"), operation="agents.create")
 async def create_agent(
     name: Annotated[Name, Field(description="A name for the new agent.")],
     agent_type: Annotated[AgentType, Field(description="orchestrator, autonomous, assistant or tool.")],
@@ -79,16 +68,15 @@ async def create_agent(
         public_key=public_key,
     )
     op = Operation(
-        "POST",
-        ("api", "v1", "agents"),
+        "agents.create",
         AgentCreated,
         lambda s, p, rc: s.agents.create_child(p, body, rc),
         body=body,
-        name="agents.create",
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
+@tool(order=12, hints=read_only("List agents"), operation="agents.list")
 async def list_agents(
     ctx: Context[Any, Any],
     access_token: AccessToken = None,
@@ -97,16 +85,15 @@ async def list_agents(
 ) -> AgentPage:
     """List the agents of your subtree (you and the agents below you): a page of agents plus total."""
     op = Operation(
-        "GET",
-        ("api", "v1", "agents"),
+        "agents.list",
         AgentPage,
-        lambda s, p, rc: s.agents.list(p, limit, offset),
+        lambda s, p, rc: s.agents.list(p, limit, offset, rc),
         query={"limit": limit, "offset": offset},
-        name="agents.list",
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
+@tool(order=13, hints=read_only("Get an agent"), operation="agents.get")
 async def get_agent(
     agent_id: Annotated[Id, Field(description="The agent's id (agt_...).")],
     ctx: Context[Any, Any],
@@ -115,16 +102,15 @@ async def get_agent(
     """Get one agent of your subtree: id, did, name, type, trust level, status, scopes, parent, tenant,
     is_root and is_active."""
     op = Operation(
-        "GET",
-        ("api", "v1", "agents", agent_id),
+        "agents.get",
         AgentOut,
-        lambda s, p, rc: s.agents.get(p, agent_id),
-        name="agents.get",
+        lambda s, p, rc: s.agents.get(p, agent_id, rc),
         ids={"agent_id": agent_id},
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
+@tool(order=7, hints=writes("Create an API key"), operation="credentials.create")
 async def create_credential(
     agent_id: Annotated[Id, Field(description="Whose key: yourself or an agent below you (agt_...).")],
     ctx: Context[Any, Any],
@@ -139,16 +125,15 @@ async def create_credential(
         CreateApiKeyRequest, agent_id=agent_id, scopes=scopes, name=name, expires_in_days=expires_in_days
     )
     op = Operation(
-        "POST",
-        ("api", "v1", "credentials"),
+        "credentials.create",
         ApiKeyCreated,
         lambda s, p, rc: s.api_keys.create(p, body, rc),
         body=body,
-        name="credentials.create",
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
+@tool(order=14, hints=read_only("List API keys"), operation="credentials.list")
 async def list_credentials(
     ctx: Context[Any, Any],
     access_token: AccessToken = None,
@@ -159,16 +144,15 @@ async def list_credentials(
     """List the API keys of your subtree (never their secrets): id, owner, prefix, scopes, status, expiry,
     last use. Use it to find a credential_id to rotate or revoke."""
     op = Operation(
-        "GET",
-        ("api", "v1", "credentials"),
+        "credentials.list",
         ApiKeyPage,
-        lambda s, p, rc: s.api_keys.list(p, agent_id, limit, offset),
+        lambda s, p, rc: s.api_keys.list(p, agent_id, limit, offset, rc),
         query={"agent_id": agent_id, "limit": limit, "offset": offset},
-        name="credentials.list",
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
+@tool(order=8, hints=writes("Rotate an API key", destructive=True), operation="credentials.rotate")
 async def rotate_credential(
     credential_id: Annotated[Id, Field(description="The API key's id (key_...).")],
     ctx: Context[Any, Any],
@@ -178,16 +162,15 @@ async def rotate_credential(
     revoked at once together with every token issued from it. SAVE the new raw_key now (shown only once)
     and stop using the old key; old_credential_id names the key that was replaced."""
     op = Operation(
-        "POST",
-        ("api", "v1", "credentials", credential_id, "rotate"),
+        "credentials.rotate",
         ApiKeyRotated,
         lambda s, p, rc: s.api_keys.rotate(p, credential_id, rc),
-        name="credentials.rotate",
         ids={"credential_id": credential_id},
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
+@tool(order=9, hints=writes("Revoke an API key", destructive=True, idempotent=True), operation="credentials.revoke")
 async def revoke_credential(
     credential_id: Annotated[Id, Field(description="The API key's id (key_...).")],
     ctx: Context[Any, Any],
@@ -195,137 +178,65 @@ async def revoke_credential(
 ) -> ApiKeyOut:
     """Revoke an API key for good, and every token issued with it. Returns the key with status revoked."""
     op = Operation(
-        "POST",
-        ("api", "v1", "credentials", credential_id, "revoke"),
+        "credentials.revoke",
         ApiKeyOut,
         lambda s, p, rc: s.api_keys.revoke(p, credential_id, rc),
-        name="credentials.revoke",
         ids={"credential_id": credential_id},
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
-async def create_delegation(
-    delegate_agent_id: Annotated[Id, Field(description="The agent of your tenant to delegate to (agt_...).")],
-    scopes: Annotated[list[str], Field(min_length=1, description="The scopes to lend: a subset of yours.")],
+@tool(order=20, hints=writes("Update an agent"), operation="agents.update")
+async def update_agent(
+    agent_id: Annotated[Id, Field(description="The agent's id: yourself or an agent below you (agt_...).")],
     ctx: Context[Any, Any],
     access_token: AccessToken = None,
-    max_chain_depth: Annotated[
-        int,
-        Field(
-            ge=0,
-            le=10,
-            description="How many further hops the delegate may re-delegate. The default 3 is capped at what "
-            "a delegation you act under allows.",
-        ),
-    ] = DEFAULT_MAX_CHAIN_DEPTH,
-    expires_in_hours: Annotated[
-        int | None, Field(ge=1, le=8760, description="Default 24 hours, never past a parent delegation.")
-    ] = None,
-) -> DelegationOut:
-    """Lend a subset of your scopes to another agent of your tenant, as a signed AgentDelegationCredential
-    (field credential). Give that credential to the delegate: it calls exchange_delegation with it to get
-    tokens acting on your behalf. Save the delegation id to revoke it later (revoke_delegation)."""
-    body = request_model(
-        CreateDelegationRequest,
-        delegate_agent_id=delegate_agent_id,
-        scopes=scopes,
-        # Left to the use case, the default is 3 for a root grant and the parent's depth minus one below it.
-        max_chain_depth=None if max_chain_depth == DEFAULT_MAX_CHAIN_DEPTH else max_chain_depth,
-        expires_in_hours=expires_in_hours,
-    )
+    name: Annotated[Name | None, Field(description="A new name.")] = None,
+    description: Annotated[Description | None, Field(description="A new description.")] = None,
+    trust_level: Annotated[TrustLevel | None, Field(description="At most yours; not your own.")] = None,
+) -> AgentOut:
+    """Change the name, description or trust level of an agent of your subtree (needs agents.write). Give
+    at least one of them; what you leave out stays as it is. Returns the updated agent."""
+    body = request_model(UpdateAgentRequest, name=name, description=description, trust_level=trust_level)
     op = Operation(
-        "POST",
-        ("api", "v1", "delegations"),
-        DelegationOut,
-        lambda s, p, rc: s.delegations.create(p, body, rc),
+        "agents.update",
+        AgentOut,
+        lambda s, p, rc: s.agents.update(p, agent_id, body, rc),
+        ids={"agent_id": agent_id},
         body=body,
-        name="delegations.create",
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
-async def list_delegations(
+@tool(order=21, hints=writes("Deactivate an agent", destructive=True, idempotent=True), operation="agents.deactivate")
+async def deactivate_agent(
+    agent_id: Annotated[Id, Field(description="The agent's id (agt_...).")],
     ctx: Context[Any, Any],
     access_token: AccessToken = None,
-    role: Annotated[
-        Literal["delegator", "delegate"] | None,
-        Field(description="Only those you granted (delegator) or received (delegate)."),
-    ] = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
-) -> DelegationPage:
-    """List the delegations you granted or received, with their status, scopes, expiry and credential."""
+) -> AgentOut:
+    """Deactivate an agent of your subtree for good, with every agent below it: their API keys, tokens,
+    credentials and the delegations they granted are revoked at once. Returns the agent, now inactive."""
     op = Operation(
-        "GET",
-        ("api", "v1", "delegations"),
-        DelegationPage,
-        lambda s, p, rc: s.delegations.list(p, role, limit, offset),
-        query={"role": role, "limit": limit, "offset": offset},
-        name="delegations.list",
+        "agents.deactivate",
+        AgentOut,
+        lambda s, p, rc: s.agents.deactivate(p, agent_id, rc),
+        ids={"agent_id": agent_id},
     )
-    return await _run(ctx, access_token, op)
+    return await call(ctx, access_token, op)
 
 
-async def revoke_delegation(
-    delegation_id: Annotated[Id, Field(description="The delegation's id (dlg_...).")],
+@tool(order=22, hints=read_only("Get an API key"), operation="credentials.get")
+async def get_credential(
+    credential_id: Annotated[Id, Field(description="The API key's id (key_...).")],
     ctx: Context[Any, Any],
     access_token: AccessToken = None,
-) -> DelegationOut:
-    """Revoke a delegation you granted (or one below you): it, every delegation made under it and every
-    token resting on them stop working at once. Returns the delegation with status revoked."""
+) -> ApiKeyOut:
+    """Get one API key of your subtree (never its secret): owner, name, prefix, scopes, status, expiry and
+    last use."""
     op = Operation(
-        "POST",
-        ("api", "v1", "delegations", delegation_id, "revoke"),
-        DelegationOut,
-        lambda s, p, rc: s.delegations.revoke(p, delegation_id, rc),
-        name="delegations.revoke",
-        ids={"delegation_id": delegation_id},
+        "credentials.get",
+        ApiKeyOut,
+        lambda s, p, rc: s.api_keys.get(p, credential_id, rc),
+        ids={"credential_id": credential_id},
     )
-    return await _run(ctx, access_token, op)
-
-
-async def check_permission(
-    agent_id: Annotated[Id, Field(description="The agent to ask about (agt_...).")],
-    action: Annotated[
-        Literal["read", "write", "delete", "execute", "delegate", "admin"], Field(description="The action.")
-    ],
-    resource: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=1000,
-            description="A resource path, e.g. 'files/reports/q3.pdf' or 'api/v1/agents/agt_...'.",
-        ),
-    ],
-    ctx: Context[Any, Any],
-    access_token: AccessToken = None,
-) -> EvaluateResponse:
-    """Ask the policy engine whether an agent of your subtree may perform an action on a resource, before
-    doing it. A dry run: nothing changes. Returns allowed, the deciding effect and basis (policy, scope,
-    delegation or default deny), the matched policy and the reasons."""
-    body = request_model(EvaluateRequest, agent_id=agent_id, action=action, resource=resource)
-    op = Operation(
-        "POST",
-        ("api", "v1", "policies", "evaluate"),
-        EvaluateResponse,
-        lambda s, p, rc: s.policies.evaluate(p, body, rc),
-        body=body,
-        name="policies.evaluate",
-    )
-    return await _run(ctx, access_token, op)
-
-
-TOOLS: dict[str, ToolSpec] = {
-    "create_agent": (create_agent, writes("Create a sub-agent")),
-    "list_agents": (list_agents, read_only("List agents")),
-    "get_agent": (get_agent, read_only("Get an agent")),
-    "create_credential": (create_credential, writes("Create an API key")),
-    "list_credentials": (list_credentials, read_only("List API keys")),
-    "rotate_credential": (rotate_credential, writes("Rotate an API key", destructive=True)),
-    "revoke_credential": (revoke_credential, writes("Revoke an API key", destructive=True, idempotent=True)),
-    "create_delegation": (create_delegation, writes("Delegate scopes")),
-    "list_delegations": (list_delegations, read_only("List delegations")),
-    "revoke_delegation": (revoke_delegation, writes("Revoke a delegation", destructive=True, idempotent=True)),
-    "check_permission": (check_permission, read_only("Check a permission")),
-}
+    return await call(ctx, access_token, op)
