@@ -16,6 +16,7 @@ from agentauth.issuer.secrets import SecretHasher, new_refresh_token
 from agentauth.issuer.status import StatusRegistry
 from agentauth.settings import Settings
 from agentauth.storage import credentials, refresh_tokens
+from agentauth.storage.ports import StoragePorts
 from agentauth.storage.records import Agent
 from agentauth.vc import CredentialIssuer, StatusEntry
 
@@ -58,6 +59,8 @@ class IssuerCore:
     status: StatusRegistry
     hasher: SecretHasher
     clock: Callable[[], datetime]
+    # The storage ports of the backend (``storage.factory.storage_ports``, chosen once in ``bootstrap``).
+    ports: StoragePorts
 
     @property
     def is_postgres(self) -> bool:
