@@ -18,6 +18,7 @@ from agentauth.settings import Settings
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.db import PoolLimits, create_engine
 from live_server import BIN
+from support import reset_postgres
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +85,9 @@ async def test_a_round_takes_at_most_max_batch() -> None:
         MicroBatcher(handler, max_batch=0)
 
 
-async def test_bootstrap_wires_the_limits(settings_factory: Any) -> None:
+async def test_bootstrap_wires_the_limits(settings_factory: Any, backend: str) -> None:
+    if backend == "postgres":
+        await reset_postgres()  # a fresh schema: another test's key ring is sealed with another KEK
     services = await build_services(settings_factory(db_pool_size=2, db_max_overflow=1, batch_max_size=7))
     try:
         assert (services.engine.pool.size(), services.engine.pool._max_overflow) == (2, 1)  # type: ignore[attr-defined]
