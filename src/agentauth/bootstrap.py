@@ -32,15 +32,16 @@ from agentauth.issuer.tokens import TokenService
 from agentauth.keyfile import load_or_create_kek, private_dir
 from agentauth.settings import Settings
 from agentauth.storage import assertions
-from agentauth.storage.db import SqliteSessionMaker, Timeouts, create_engine, session_factory
+from agentauth.storage.db import PoolLimits, SqliteSessionMaker, Timeouts, create_engine, session_factory
+from agentauth.storage.factory import storage_ports
 from agentauth.storage.migrate import migrate
+from agentauth.storage.ports import StoragePorts
 from agentauth.vc import CredentialIssuer
 from agentauth.vc.assertions import ASSERTION_LEEWAY_SECONDS
 
 log = logging.getLogger("agentauth")
 KEY_RELOAD_SECONDS = 5
 ROTATION_CHECK_SECONDS = 60
-ASSERTION_PRUNE_BATCH = 5000
 
 
 def utcnow() -> datetime:
@@ -53,6 +54,7 @@ class Services:
     engine: AsyncEngine
     read_engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    ports: StoragePorts
     keys: IssuerKeys
     issuer: CredentialIssuer
     core: IssuerCore
@@ -114,10 +116,11 @@ class Services:
         await self.keys.rotate_if_due(now, every, self.key_retention())
         await self.status.recycle()
         leeway = timedelta(seconds=ASSERTION_LEEWAY_SECONDS)
+        batch = self.settings.assertion_prune_batch
         while True:  # in bounded batches: no long write lock after a backlog
             async with self.sessions.begin() as session:
-                forgotten = await assertions.forget_expired(session, now, leeway, limit=ASSERTION_PRUNE_BATCH)
-            if forgotten < ASSERTION_PRUNE_BATCH:
+                forgotten = await assertions.forget_expired(session, now, leeway, limit=batch)
+            if forgotten < batch:
                 break
 
     async def close(self) -> None:
@@ -149,12 +152,16 @@ async def build_services(settings: Settings) -> Services:
     _prepare_private_dirs(settings, with_kek_file=kek_text is None)
     kek = load_or_create_kek(settings.data_dir, kek_text)
     timeouts = Timeouts(settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout)
-    engine = create_engine(url, timeouts=timeouts)
-    read_engine = create_engine(url, read_only=True, timeouts=timeouts) if url.startswith("sqlite") else engine
+    pool = PoolLimits(settings.db_pool_size, settings.db_max_overflow)
+    engine = create_engine(url, timeouts=timeouts, pool=pool)
+    read_engine = (
+        create_engine(url, read_only=True, timeouts=timeouts, pool=pool) if url.startswith("sqlite") else engine
+    )
     try:
         await migrate(engine)
         sessions = session_factory(engine)
         reads = session_factory(read_engine)
+        ports = storage_ports(sessions, reads)  # the one choice of implementation per backend
         keys = IssuerKeys(sessions, kek, url_to_did_web(settings.issuer_url), reads=reads)
         ring = await keys.load_or_create(utcnow())
     except BaseException:
@@ -164,7 +171,13 @@ async def build_services(settings: Settings) -> Services:
         raise
     issuer = CredentialIssuer(settings.issuer_url, ring)
     status = StatusRegistry(
-        sessions, issuer, settings.issuer_url, settings.status_list_ttl_seconds, utcnow, reads=reads
+        sessions,
+        issuer,
+        settings.issuer_url,
+        settings.status_list_ttl_seconds,
+        utcnow,
+        ports.status_blocks,
+        reads=reads,
     )
     core = IssuerCore(
         settings=settings,
@@ -174,6 +187,7 @@ async def build_services(settings: Settings) -> Services:
         status=status,
         hasher=SecretHasher(kek.derive("secret-hash")),
         clock=utcnow,
+        ports=ports,
     )
     authz = Authorizer(core)  # the one authorization of every use case, shared by all services
     api_keys = ApiKeyService(core, authz)
@@ -183,6 +197,7 @@ async def build_services(settings: Settings) -> Services:
         engine=engine,
         read_engine=read_engine,
         sessions=sessions,
+        ports=ports,
         keys=keys,
         issuer=issuer,
         core=core,

@@ -51,6 +51,31 @@ class Settings(BaseSettings):
     db_statement_timeout: float = Field(
         5.0, gt=0, le=3600, description="Seconds one database statement may take (PostgreSQL), lock waits included."
     )
+    # -- pool and batch limits (issue 13 item 8): the defaults are what was measured best on 2 cores --
+    db_pool_size: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Pooled database connections per engine and worker; default 4 on SQLite, 10 on PostgreSQL.",
+    )
+    db_max_overflow: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Connections opened beyond the pool under load; default 0 on SQLite, 10 on PostgreSQL.",
+    )
+    batch_max_size: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Most requests one batched round (token issuance, token lookups, revocation) takes at once.",
+    )
+    assertion_prune_batch: int = Field(
+        5000,
+        ge=1,
+        le=1_000_000,
+        description="Expired jwt-bearer assertion ids forgotten per housekeeping transaction (bounds its lock).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -12,7 +12,6 @@ import pytest
 from api_support import JWT_BEARER, TOKEN, assertion_for
 from sqlalchemy import text
 
-from agentauth import bootstrap
 from agentauth.bootstrap import Services
 from agentauth.vc.assertions import ASSERTION_LEEWAY_SECONDS
 from support import assert_error, ok, quickstart
@@ -32,7 +31,7 @@ async def grant(client: httpx.AsyncClient, assertion: str) -> httpx.Response:
 async def test_maintenance_forgets_spent_assertions_and_keeps_replay_protection(
     services: Services, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bootstrap, "ASSERTION_PRUNE_BATCH", 3)  # several batches for the rows below
+    monkeypatch.setattr(services.settings, "assertion_prune_batch", 3)  # several batches for the rows below
     agent = await quickstart(client, "jwt")
     now = datetime.now(UTC)
     # Expired 20 s ago, still accepted within the leeway: its id must outlive its exp.

@@ -15,7 +15,7 @@ from agentauth.bootstrap import Services
 from agentauth.errors import InvalidClient
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.hotpath import ClientCredentialsRequest
-from agentauth.storage.lookups import live_api_keys
+from agentauth.storage.sqlalchemy_ports import live_api_keys
 from support import bearer, quickstart
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""The SQLite hot-path lookups (one hop, the sqlite3 module) read exactly what the ORM reads.
+"""The SQLite hot-path lookups (one hop, the sqlite3 module) read exactly what SQLAlchemy reads.
 
 Every authenticated request looks its token or API key up; on SQLite those lookups skip SQLAlchemy's ORM and
 convert the columns themselves. These tests compare the two, field by field, over rows of every shape: tokens
@@ -18,8 +18,9 @@ from api_support import client_credentials, make_tenant, ok
 from sqlalchemy import text
 
 from agentauth.bootstrap import Services
-from agentauth.storage import lookups
 from agentauth.storage.db import SqliteSessionMaker
+from agentauth.storage.sqlalchemy_ports import SqlAlchemyPorts
+from agentauth.storage.sqlite_onehop import SqliteOneHopPorts
 from support import ISSUER_URL, bearer, quickstart
 
 pytestmark = pytest.mark.anyio
@@ -59,9 +60,9 @@ async def test_sqlite_lookup_equals_the_orm_lookup(client: httpx.AsyncClient, se
         )
     ] + ["urn:uuid:00000000-0000-7000-8000-000000000000", "not ours"]
 
-    fast = await lookups.token_states(reads, jtis)
-    async with reads() as session:
-        slow = await lookups._token_states(session, jtis)
+    assert isinstance(services.ports.token_states, SqliteOneHopPorts)
+    fast = await services.ports.token_states.token_states(jtis)
+    slow = await SqlAlchemyPorts(services.sessions, reads).token_states(jtis)
 
     assert fast == slow
     assert len(fast) == len(jtis) - 2
@@ -91,9 +92,9 @@ async def test_sqlite_api_key_lookup_equals_the_orm_lookup(client: httpx.AsyncCl
     assert rotated["id"] != tenant.child_key["id"]
     prefixes += ["ak_live_unknown", ISSUER_URL]
 
-    fast = await lookups.api_keys_with_agents(reads, prefixes)
-    async with reads() as session:
-        slow = await lookups._api_keys_with_agents(session, prefixes)
+    assert isinstance(services.ports.client_keys, SqliteOneHopPorts)
+    fast = await services.ports.client_keys.api_keys_with_agents(prefixes)
+    slow = await SqlAlchemyPorts(services.sessions, reads).api_keys_with_agents(prefixes)
 
     assert fast == slow
     assert len(fast) == 6

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentauth.errors import AccessDenied, Conflict, InvalidClient, NotFound
+from agentauth.errors import AccessDenied, Conflict, NotFound
 from agentauth.issuer import audit
 from agentauth.issuer.agents import check_page
 from agentauth.issuer.authorization import Authorizer, use_case
+from agentauth.issuer.client_auth import check_api_key
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.revocation import audit_credentials
@@ -18,8 +19,8 @@ from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key, new_api_key
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as repo
-from agentauth.storage import credentials, lookups, refresh_tokens
-from agentauth.storage.records import Agent, ApiKey
+from agentauth.storage import credentials, refresh_tokens
+from agentauth.storage.records import Agent, ApiKey, ApiKeyStatus
 
 DELEGATE_MANAGES_NOT = "a delegate cannot manage the credentials of its delegator or of agents outside its own subtree"
 
@@ -50,17 +51,14 @@ class ApiKeyService:
 
     async def authenticate(self, raw: str) -> tuple[ApiKey, Agent]:
         """The active key and its active agent for a presented secret, or ``invalid_client``."""
-        if not isinstance(raw, str) or not looks_like_api_key(raw):
-            raise InvalidClient("client authentication failed", debug="malformed API key")
+        found = None
+        if isinstance(raw, str) and looks_like_api_key(raw):
+            prefix = api_key_lookup_prefix(raw)
+            found = (await self.core.ports.client_keys.api_keys_with_agents([prefix])).get(prefix)
         now = self.core.clock()
-        prefix = api_key_lookup_prefix(raw)
-        key, agent = (await lookups.api_keys_with_agents(self.core.reads, [prefix])).get(prefix, (None, None))
-        if key is None or agent is None or not self.core.hasher.matches(raw, key.key_hash):
-            raise InvalidClient("client authentication failed", debug="unknown API key")
-        if key.status != "active" or (key.expires_at is not None and key.expires_at <= now):
-            raise InvalidClient("client authentication failed", debug=f"API key {key.id} is {key.status}/expired")
-        if not agent.is_active:
-            raise InvalidClient("client authentication failed", debug=f"agent {agent.id} is deactivated")
+        check_api_key(raw, found, self.core.hasher, now)
+        assert found is not None
+        key, agent = found
         last = self._touched.get(key.id) or key.last_used_at
         if last is None or now - last >= LAST_USED_RESOLUTION:
             self._touched[key.id] = now
@@ -135,7 +133,7 @@ class ApiKeyService:
             key_hash=self.core.hasher.hash(raw),
             name=name,
             scopes=list(scopes),
-            status="active",
+            status=ApiKeyStatus.ACTIVE,
             created_at=now,
             expires_at=expires,
         )

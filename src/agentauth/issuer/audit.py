@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentauth.errors import printable
 from agentauth.issuer.context import RequestContext
 from agentauth.storage import audit as audit_repo
+from agentauth.storage.records import AuditOutcome
 
 log = logging.getLogger("agentauth.audit")
 
@@ -28,7 +29,8 @@ class EventFields(TypedDict, total=False):
 
 
 def event(ctx: RequestContext, now: datetime, **fields: Unpack[EventFields]) -> dict[str, Any]:
-    """The columns of one audit event, for a batch insert (``record`` adds one to a session)."""
+    """The columns of one audit event: the one constructor of the row, for every path that records one - a
+    session's unit of work (``record``) and the batched rounds' inserts (``hotpath``, ``storage.ports``)."""
     reason = fields.get("reason")
     return {
         "tenant_id": fields["tenant_id"],
@@ -36,7 +38,7 @@ def event(ctx: RequestContext, now: datetime, **fields: Unpack[EventFields]) -> 
         "action": fields["action"],
         "target_type": fields.get("target_type"),
         "target_id": fields.get("target_id"),
-        "outcome": fields.get("outcome", "success"),
+        "outcome": fields.get("outcome", AuditOutcome.SUCCESS),
         "reason": printable(reason, 200) if reason else None,
         "request_id": ctx.request_id,
         "ip": ctx.ip,
@@ -74,7 +76,7 @@ async def record_failure(
                 actor=actor,
                 target_type=target_type,
                 target_id=target_id,
-                outcome="failure",
+                outcome=AuditOutcome.FAILURE,
                 reason=reason[:200],
             )
     except Exception:

@@ -16,7 +16,8 @@ from agentauth.issuer.secrets import SecretHasher, new_refresh_token
 from agentauth.issuer.status import StatusRegistry
 from agentauth.settings import Settings
 from agentauth.storage import credentials, refresh_tokens
-from agentauth.storage.records import Agent
+from agentauth.storage.ports import StoragePorts
+from agentauth.storage.records import Agent, RefreshTokenStatus
 from agentauth.vc import CredentialIssuer, StatusEntry
 
 # Clients are told to refresh once this share of the access token's lifetime has passed.
@@ -58,6 +59,8 @@ class IssuerCore:
     status: StatusRegistry
     hasher: SecretHasher
     clock: Callable[[], datetime]
+    # The storage ports of the backend (``storage.factory.storage_ports``, chosen once in ``bootstrap``).
+    ports: StoragePorts
 
     @property
     def is_postgres(self) -> bool:
@@ -170,7 +173,7 @@ class IssuerCore:
             "api_key_id": api_key_id,
             "client_id": agent.id,
             "scopes": list(scopes),
-            "status": "active",
+            "status": RefreshTokenStatus.ACTIVE,
             "created_at": now,
             "expires_at": now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
             "used_at": None,

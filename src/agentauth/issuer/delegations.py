@@ -155,7 +155,7 @@ class DelegationService:
         if principal.delegation_id is None:
             return None
         parent = await repo.get(session, principal.delegation_id)
-        if parent is None or parent.status != "active" or parent.expires_at <= self.core.clock():
+        if parent is None or not parent.live_at(self.core.clock()):
             raise AccessDenied("the delegation you act under is no longer active")
         return parent
 

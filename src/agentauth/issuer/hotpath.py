@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentauth.errors import AgentAuthError, InvalidClient, TemporarilyUnavailable, printable
+from agentauth.errors import AgentAuthError, InvalidClient, TemporarilyUnavailable
 from agentauth.issuer import audit
+from agentauth.issuer.client_auth import REFUSED, check_api_key
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key
-from agentauth.storage import lookups
 from agentauth.storage.batch import MicroBatcher
-from agentauth.storage.lookups import TokenState
-from agentauth.storage.records import Agent, ApiKey
+from agentauth.storage.ports import IssuedRows
+from agentauth.storage.records import Agent, ApiKey, AuditOutcome, Revoked, RevokedFamily, TokenState
 from agentauth.vc import StatusEntry
 
 log = logging.getLogger("agentauth.tokens")
@@ -79,8 +79,9 @@ class _Signed:
 class ClientCredentialsIssuer:
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
-        self._prepare: MicroBatcher[ClientCredentialsRequest, _Signed] = MicroBatcher(self._prepare_round)
-        self._commit: MicroBatcher[_Signed, TokenResponse] = MicroBatcher(self._commit_round)
+        batch = core.settings.batch_max_size
+        self._prepare: MicroBatcher[ClientCredentialsRequest, _Signed] = MicroBatcher(self._prepare_round, batch)
+        self._commit: MicroBatcher[_Signed, TokenResponse] = MicroBatcher(self._commit_round, batch)
         # prefix -> (monotonic time read, key, agent). Only found keys are kept; stage 2 decides with fresh data.
         self._snapshots: OrderedDict[str, tuple[float, ApiKey, Agent]] = OrderedDict()
 
@@ -106,7 +107,7 @@ class ClientCredentialsIssuer:
             else:
                 missing.append(prefix)
         if missing:
-            fresh = await lookups.api_keys_with_agents(self.core.reads, missing)
+            fresh = await self.core.ports.client_keys.api_keys_with_agents(missing)
             for prefix, (key, agent) in fresh.items():
                 self._snapshots[prefix] = (now, key, agent)
                 self._snapshots.move_to_end(prefix)
@@ -132,20 +133,12 @@ class ClientCredentialsIssuer:
     def _sign(
         self, request: ClientCredentialsRequest, found: Mapping[str, tuple[ApiKey, Agent]], now: datetime
     ) -> _Signed:
-        if not looks_like_api_key(request.api_key):
-            raise InvalidClient("client authentication failed", debug="malformed API key")
-        pair = found.get(api_key_lookup_prefix(request.api_key))
-        if pair is None:
-            raise InvalidClient("client authentication failed", debug="unknown API key")
+        pair = found.get(api_key_lookup_prefix(request.api_key)) if looks_like_api_key(request.api_key) else None
+        check_api_key(request.api_key, pair, self.core.hasher, now)
+        assert pair is not None
         key, agent = pair
-        if not self.core.hasher.matches(request.api_key, key.key_hash):
-            raise InvalidClient("client authentication failed", debug="unknown API key")
-        if key.status != "active" or (key.expires_at is not None and key.expires_at <= now):
-            raise InvalidClient("client authentication failed", debug=f"API key {key.id} is {key.status}/expired")
-        if not agent.is_active:
-            raise InvalidClient("client authentication failed", debug=f"agent {agent.id} is deactivated")
         if request.client_id is not None and request.client_id not in (agent.id, agent.did):
-            raise InvalidClient("client authentication failed", debug="client_id does not own this API key")
+            raise InvalidClient(REFUSED, debug="client_id does not own this API key")
         allowed = [s for s in key.scopes if s in agent.scopes]
         scopes = narrow(request.scopes, allowed)
         tokens, credential_row, refresh_row = self.core.token_pair_rows(
@@ -156,18 +149,15 @@ class ClientCredentialsIssuer:
     async def _commit_round(self, signed: Sequence[_Signed]) -> list[TokenResponse | BaseException]:
         results: list[TokenResponse | BaseException] = []
 
-        def plan(live: Mapping[str, datetime]) -> lookups.IssuedRows:
+        def plan(live: Mapping[str, datetime]) -> IssuedRows:
             # Runs inside the write transaction, once SQL has said which keys are still live (with the time their
             # agent was last changed).
             results.clear()
-            rows = lookups.IssuedRows(now=signed[-1].now)
+            rows = IssuedRows(now=signed[-1].now)
             for item in signed:
                 request, now, key, agent, refusal = item.request, item.now, item.key, item.agent, item.refusal
                 if refusal is None and key is not None and key.id not in live:
-                    refusal = InvalidClient(
-                        "client authentication failed",
-                        debug=f"API key {key.id} or its agent was revoked during issuance",
-                    )
+                    refusal = InvalidClient(REFUSED, debug=f"API key {key.id} or its agent was revoked during issuance")
                 elif refusal is None and key is not None and agent is not None and live[key.id] != agent.updated_at:
                     results.append(_StaleSnapshot())
                     continue
@@ -176,47 +166,43 @@ class ClientCredentialsIssuer:
                     reason = refusal.debug or refusal.description
                     # A key we identified (revoked meanwhile): its tenant sees the attempt in its own audit log.
                     owner = {"tenant_id": agent.tenant_id, "actor": agent.id, "key_id": key.id} if key and agent else {}
-                    rows.audit_events.append(self._audit(request, now, "failure", reason, **owner))
+                    rows.audit_events.append(self._audit(request, now, AuditOutcome.FAILURE, reason, **owner))
                     continue
                 assert key is not None and agent is not None and item.tokens is not None
                 assert item.credential_row is not None and item.refresh_row is not None
                 rows.credentials.append(item.credential_row)
                 rows.refresh_tokens.append(item.refresh_row)
                 rows.audit_events.append(
-                    self._audit(request, now, "success", None, tenant_id=agent.tenant_id, actor=agent.id, key_id=key.id)
-                )
+                    self._audit(
+                        request, now, AuditOutcome.SUCCESS, None, tenant_id=agent.tenant_id, actor=agent.id,
+                        key_id=key.id,
+                    )
+                )  # fmt: skip
                 if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
                     rows.touched.add(key.id)
                 results.append(item.tokens)
             return rows
 
-        await lookups.record_round(self.core.sessions, sorted({s.key.id for s in signed if s.key}), plan)
+        await self.core.ports.issuance.record_round(sorted({s.key.id for s in signed if s.key}), plan)
         return results
 
     @staticmethod
     def _audit(
         request: ClientCredentialsRequest,
         now: datetime,
-        outcome: str,
+        outcome: AuditOutcome,
         reason: str | None,
         *,
         tenant_id: str | None = None,
         actor: str | None = None,
         key_id: str | None = None,
     ) -> dict[str, Any]:
-        return {
-            "tenant_id": tenant_id,
-            "actor": actor,
-            "action": "token.issued" if outcome == "success" else "token.denied",
-            "target_type": "api_key" if key_id else None,
-            "target_id": key_id,
-            "outcome": outcome,
-            "reason": printable(f"client_credentials: {reason}", 200) if reason else None,
-            "request_id": request.ctx.request_id,
-            "ip": request.ctx.ip,
-            "created_at": now,
-            "details": {"grant_type": "client_credentials"},
-        }
+        return audit.event(
+            request.ctx, now, action="token.issued" if outcome == AuditOutcome.SUCCESS else "token.denied",
+            tenant_id=tenant_id, actor=actor, target_type="api_key" if key_id else None, target_id=key_id,
+            outcome=outcome, reason=f"client_credentials: {reason}" if reason else None,
+            details={"grant_type": "client_credentials"},
+        )  # fmt: skip
 
 
 class TokenStateLookup:
@@ -224,13 +210,13 @@ class TokenStateLookup:
 
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
-        self._batcher: MicroBatcher[str, TokenState | None] = MicroBatcher(self._round)
+        self._batcher: MicroBatcher[str, TokenState | None] = MicroBatcher(self._round, core.settings.batch_max_size)
 
     async def get(self, jti: str) -> TokenState | None:
         return await self._batcher.submit(jti)
 
     async def _round(self, jtis: Sequence[str]) -> list[TokenState | BaseException | None]:
-        states = await lookups.token_states(self.core.reads, jtis)
+        states = await self.core.ports.token_states.token_states(jtis)
         return [states.get(jti) for jti in jtis]
 
 
@@ -251,7 +237,7 @@ class Revocations:
 
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
-        self._batcher: MicroBatcher[_Revocation, None] = MicroBatcher(self._round)
+        self._batcher: MicroBatcher[_Revocation, None] = MicroBatcher(self._round, core.settings.batch_max_size)
 
     async def revoke(self, jti: str, actor: str, ctx: RequestContext) -> None:
         """Returns once the revocation is committed (a no-op if the credential was already revoked or expired)."""
@@ -263,9 +249,7 @@ class Revocations:
             first.setdefault(request.jti, request)
         now = self.core.clock()
 
-        def events(
-            revoked: Sequence[lookups.Revoked], families: Sequence[lookups.RevokedFamily]
-        ) -> list[dict[str, Any]]:
+        def events(revoked: Sequence[Revoked], families: Sequence[RevokedFamily]) -> list[dict[str, Any]]:
             # Inside the write transaction: one event per credential this round did revoke, in its revoker's name;
             # the refresh family revoked with an access token is named in its event (or has an event of its own
             # when that access token was already dead).
@@ -296,5 +280,5 @@ class Revocations:
                     )  # fmt: skip
             return rows
 
-        await lookups.revoke_round(self.core.sessions, list(first), now, events)
+        await self.core.ports.revocation.revoke_round(list(first), now, events)
         return [None] * len(requests)

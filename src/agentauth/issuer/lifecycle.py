@@ -142,7 +142,7 @@ class LifecycleService:
             return INACTIVE
         record = await self.tokens.token_states.get(str(claims.get("jti")))
         owner = record.agent if record else None
-        if record is None or record.revoked_at is not None or owner is None or not owner.is_active:
+        if record is None or not record.live_at(now) or owner is None or not owner.is_active:
             return INACTIVE
         # Own: the very token presented; or, for a caller authenticated with its API key (the full client
         # credential), any token issued to it as client - including a delegate's exchanged tokens. A narrowed
@@ -187,7 +187,7 @@ class LifecycleService:
         record, owner = await self._refresh_record(raw)
         if record is None and principal is None:
             raise no_credentials()
-        if record is None or owner is None or record.status != "active" or record.expires_at <= now:
+        if record is None or owner is None or not record.usable_at(now):
             return INACTIVE
         if not owner.is_active:
             return INACTIVE

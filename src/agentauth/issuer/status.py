@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentauth.errors import NotFound
 from agentauth.storage import status_lists
+from agentauth.storage.ports import StatusBlocks
+from agentauth.storage.records import StatusListState
 from agentauth.vc import CredentialIssuer, StatusEntry, StatusList, VerificationError
 from agentauth.vc.jws import parse_compact
 
@@ -67,9 +69,11 @@ class StatusRegistry:
         base_url: str,
         ttl_seconds: int,
         clock: Callable[[], datetime],
+        blocks: StatusBlocks,
         reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._blocks = blocks
         # Reads must not queue behind writers (on SQLite a plain session on the write engine BEGINs IMMEDIATE).
         self._reads = reads or sessions
         self._issuer = issuer
@@ -154,9 +158,7 @@ class StatusRegistry:
                     await status_lists.mark_full(session, list_id)
                 continue
             wanted = secrets.SystemRandom().sample(free, min(count, len(free)))
-            got = await status_lists.reserve_blocks(
-                self._sessions, list_id, wanted, self._clock(), per_list=size // BLOCK_SIZE
-            )
+            got = await self._blocks.reserve_blocks(list_id, wanted, self._clock(), per_list=size // BLOCK_SIZE)
             if not got:
                 continue  # other processes took them (or filled the list) since we read: draw again
             indexes = [i for block in got for i in range(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE)]
@@ -169,13 +171,13 @@ class StatusRegistry:
         otherwise a stale cached bit could make a fresh credential look revoked."""
         now = self._clock()
         async with self._sessions.begin() as session:
-            for list_id, _ in await status_lists.lists_in_state(session, "full"):
+            for list_id, _ in await status_lists.lists_in_state(session, StatusListState.FULL):
                 newest_block = await status_lists.newest_block(session, list_id)
                 if newest_block is not None and now - newest_block < BLOCK_MAX_AGE + timedelta(minutes=1):
                     continue
                 if not await status_lists.has_live_credentials(session, list_id, now):
                     await status_lists.clear(session, list_id, now)
-            for list_id, cleared_at in await status_lists.lists_in_state(session, "cleared"):
+            for list_id, cleared_at in await status_lists.lists_in_state(session, StatusListState.CLEARED):
                 if cleared_at is not None and now - cleared_at >= timedelta(seconds=2 * self._ttl):
                     await status_lists.reopen(session, list_id)
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage import delegations
 from agentauth.storage.models import AgentRow
-from agentauth.storage.records import Agent
+from agentauth.storage.records import Agent, AgentStatus
 
 
 def to_record(row: AgentRow) -> Agent:
@@ -25,7 +25,7 @@ def to_record(row: AgentRow) -> Agent:
         agent_type=row.agent_type,
         description=row.description,
         trust_level=row.trust_level,
-        status=row.status,
+        status=AgentStatus(row.status),
         scopes=tuple(row.scopes),
         identity_credential_id=row.identity_credential_id,
         created_at=row.created_at,
@@ -112,12 +112,14 @@ async def deactivate_many(session: AsyncSession, agent_ids: list[str], now: date
     if not agent_ids:
         return []
     active = list(
-        await session.scalars(select(AgentRow.id).where(AgentRow.id.in_(agent_ids), AgentRow.status == "active"))
+        await session.scalars(
+            select(AgentRow.id).where(AgentRow.id.in_(agent_ids), AgentRow.status == AgentStatus.ACTIVE)
+        )
     )
     if active:
         await session.execute(
             update(AgentRow)
-            .where(AgentRow.id.in_(active), AgentRow.status == "active")
-            .values(status="deactivated", deactivated_at=now, updated_at=now)
+            .where(AgentRow.id.in_(active), AgentRow.status == AgentStatus.ACTIVE)
+            .values(status=AgentStatus.DEACTIVATED, deactivated_at=now, updated_at=now)
         )
     return active

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage.models import ApiKeyRow
-from agentauth.storage.records import ApiKey
+from agentauth.storage.records import ApiKey, ApiKeyStatus
 
 
 def to_record(row: ApiKeyRow) -> ApiKey:
@@ -21,7 +21,7 @@ def to_record(row: ApiKeyRow) -> ApiKey:
         key_hash=row.key_hash,
         name=row.name,
         scopes=tuple(row.scopes),
-        status=row.status,
+        status=ApiKeyStatus(row.status),
         created_at=row.created_at,
         expires_at=row.expires_at,
         last_used_at=row.last_used_at,
@@ -57,8 +57,8 @@ async def revoke(session: AsyncSession, key_id: str, now: datetime, replaced_by:
     """Active -> revoked, atomically; False if it was not active (already revoked or rotated)."""
     result = await session.execute(
         update(ApiKeyRow)
-        .where(ApiKeyRow.id == key_id, ApiKeyRow.status == "active")
-        .values(status="revoked", revoked_at=now, replaced_by=replaced_by)
+        .where(ApiKeyRow.id == key_id, ApiKeyRow.status == ApiKeyStatus.ACTIVE)
+        .values(status=ApiKeyStatus.REVOKED, revoked_at=now, replaced_by=replaced_by)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -66,20 +66,20 @@ async def revoke(session: AsyncSession, key_id: str, now: datetime, replaced_by:
 async def revoke_for_agents(session: AsyncSession, agent_ids: list[str], now: datetime) -> list[str]:
     ids = list(
         await session.scalars(
-            select(ApiKeyRow.id).where(ApiKeyRow.agent_id.in_(agent_ids), ApiKeyRow.status == "active")
+            select(ApiKeyRow.id).where(ApiKeyRow.agent_id.in_(agent_ids), ApiKeyRow.status == ApiKeyStatus.ACTIVE)
         )
     )
     if ids:
         await session.execute(
             update(ApiKeyRow)
-            .where(ApiKeyRow.id.in_(ids), ApiKeyRow.status == "active")
-            .values(status="revoked", revoked_at=now)
+            .where(ApiKeyRow.id.in_(ids), ApiKeyRow.status == ApiKeyStatus.ACTIVE)
+            .values(status=ApiKeyStatus.REVOKED, revoked_at=now)
         )
     return ids
 
 
 async def touch(session: AsyncSession, key_id: str, now: datetime) -> None:
     """The last-used hint, unless another transaction holds the key (an issuing round: skipped, not waited for -
-    see ``lookups.touch_keys``)."""
+    see ``statements.touch_keys``)."""
     unless_held = select(ApiKeyRow.id).where(ApiKeyRow.id == key_id).with_for_update(key_share=True, skip_locked=True)
     await session.execute(update(ApiKeyRow).where(ApiKeyRow.id.in_(unless_held)).values(last_used_at=now))

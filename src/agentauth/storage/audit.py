@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage.models import AuditEventRow
-from agentauth.storage.records import AuditEvent
+from agentauth.storage.records import AuditEvent, AuditOutcome
 
 
 def to_record(row: AuditEventRow) -> AuditEvent:
@@ -20,7 +20,7 @@ def to_record(row: AuditEventRow) -> AuditEvent:
         action=row.action,
         target_type=row.target_type,
         target_id=row.target_id,
-        outcome=row.outcome,
+        outcome=AuditOutcome(row.outcome),
         reason=row.reason,
         request_id=row.request_id,
         ip=row.ip,

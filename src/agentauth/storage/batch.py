@@ -19,13 +19,18 @@ log = logging.getLogger("agentauth.batch")
 T = TypeVar("T")
 R = TypeVar("R")
 
+DEFAULT_MAX_BATCH = 256  # = Settings.batch_max_size's default
+
 Handler = Callable[[Sequence[T]], Awaitable[Sequence["R | BaseException"]]]
 
 
 class MicroBatcher(Generic[T, R]):
-    """Runs ``handler`` over whatever accumulated while the previous round ran (at most ``max_batch``)."""
+    """Runs ``handler`` over whatever accumulated while the previous round ran (at most ``max_batch``: the
+    ``AGENTAUTH_BATCH_MAX_SIZE`` setting)."""
 
-    def __init__(self, handler: Handler[T, R], max_batch: int = 256) -> None:
+    def __init__(self, handler: Handler[T, R], max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._handler = handler
         self._max = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, func, or_, select, union, update
+from sqlalchemy import ColumnElement, CompoundSelect, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage.models import DelegationRow
-from agentauth.storage.records import Delegation
+from agentauth.storage.records import Delegation, DelegationStatus
 
 
 def to_record(row: DelegationRow) -> Delegation:
@@ -25,11 +25,16 @@ def to_record(row: DelegationRow) -> Delegation:
         remaining_depth=row.remaining_depth,
         credential_jti=row.credential_jti,
         credential_jwt=row.credential_jwt,
-        status=row.status,
+        status=DelegationStatus(row.status),
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
     )
+
+
+def live(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """SQL form of ``Delegation.live_at``: active and not expired."""
+    return DelegationRow.status == DelegationStatus.ACTIVE, DelegationRow.expires_at > now
 
 
 async def insert(session: AsyncSession, **values: Any) -> Delegation:
@@ -85,8 +90,7 @@ async def active_to(session: AsyncSession, agent_id: str, tenant_id: str, now: d
         select(DelegationRow).where(
             DelegationRow.delegate_id == agent_id,
             DelegationRow.tenant_id == tenant_id,
-            DelegationRow.status == "active",
-            DelegationRow.expires_at > now,
+            *live(now),
         )
     )
     return [to_record(r) for r in rows]
@@ -94,20 +98,18 @@ async def active_to(session: AsyncSession, agent_id: str, tenant_id: str, now: d
 
 def peer_ids(agent_id: str, now: datetime) -> CompoundSelect[tuple[str]]:
     """The agents ``agent_id`` has a live direct delegation with, either way: its *delegation peers*."""
-    live = (DelegationRow.status == "active", DelegationRow.expires_at > now)
     return union(
-        select(DelegationRow.delegate_id.label("id")).where(DelegationRow.delegator_id == agent_id, *live),
-        select(DelegationRow.delegator_id.label("id")).where(DelegationRow.delegate_id == agent_id, *live),
+        select(DelegationRow.delegate_id.label("id")).where(DelegationRow.delegator_id == agent_id, *live(now)),
+        select(DelegationRow.delegator_id.label("id")).where(DelegationRow.delegate_id == agent_id, *live(now)),
     )
 
 
 async def are_peers(session: AsyncSession, agent_id: str, other_id: str, now: datetime) -> bool:
-    live = (DelegationRow.status == "active", DelegationRow.expires_at > now)
     either_way = or_(
         (DelegationRow.delegator_id == agent_id) & (DelegationRow.delegate_id == other_id),
         (DelegationRow.delegator_id == other_id) & (DelegationRow.delegate_id == agent_id),
     )
-    found = await session.scalar(select(DelegationRow.id).where(either_way, *live).limit(1))
+    found = await session.scalar(select(DelegationRow.id).where(either_way, *live(now)).limit(1))
     return found is not None
 
 
@@ -118,8 +120,8 @@ async def revoke_subtrees(session: AsyncSession, paths: list[str], now: datetime
     condition = or_(*(DelegationRow.path.startswith(p, autoescape=True) for p in paths))
     result = await session.execute(
         update(DelegationRow)
-        .where(condition, DelegationRow.status == "active")
-        .values(status="revoked", revoked_at=now)
+        .where(condition, DelegationRow.status == DelegationStatus.ACTIVE)
+        .values(status=DelegationStatus.REVOKED, revoked_at=now)
         .returning(DelegationRow)
     )
     return [to_record(r) for r in result.scalars().all()]
@@ -129,7 +131,7 @@ async def paths_involving(session: AsyncSession, agent_ids: list[str]) -> list[s
     """Paths of active delegations granted by or to any of ``agent_ids``."""
     rows = await session.scalars(
         select(DelegationRow.path).where(
-            DelegationRow.status == "active",
+            DelegationRow.status == DelegationStatus.ACTIVE,
             or_(DelegationRow.delegator_id.in_(agent_ids), DelegationRow.delegate_id.in_(agent_ids)),
         )
     )

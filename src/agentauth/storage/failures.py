@@ -1,8 +1,8 @@
 """Storage failures, translated into ``agentauth.errors`` in this one place (issue 12 item 8).
 
 Every path to the database goes through it: the ORM sessions (``db.StorageSessions``: plain sessions and
-``begin()``), and the SQLite hot path (``SqliteSessionMaker.read`` / ``write``, used by ``lookups``,
-``status_lists`` and through them ``batch``/``issuer.hotpath``). So an adapter (REST, MCP) sees only
+``begin()``), and the SQLite hot path (``SqliteSessionMaker.read`` / ``write``, used by
+``sqlite_onehop``, the one-hop implementation of the storage ports). So an adapter (REST, MCP) sees only
 ``AgentAuthError`` and maps only that - the same failure gets the same answer through every adapter:
 
 * an integrity violation (a unique value already taken - two registrations of one did:key racing -, a foreign

@@ -1,9 +1,60 @@
-"""Plain records that repositories hand to the service layer (ORM rows stay inside ``storage/``)."""
+"""Domain records and their rules, each defined once (issue 13 item 2).
+
+Repositories and the storage ports hand these plain records to the service layer (ORM rows stay inside
+``storage/``). A rule about a record - is this API key usable, is this delegation live - is a method here, used by
+every path that needs it (the ORM repositories, the one-hop SQLite path, the use cases), so the copies cannot drift.
+Statuses are ``StrEnum``s: a member *is* its string, so the database keeps exactly the values it always had and
+records compare equal whichever path read them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+
+
+class AgentStatus(StrEnum):
+    ACTIVE = "active"
+    DEACTIVATED = "deactivated"
+
+
+class ApiKeyStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class RefreshTokenStatus(StrEnum):
+    """``used``: rotated away (presenting it again is reuse: RFC 9700 section 4.14.2)."""
+
+    ACTIVE = "active"
+    USED = "used"
+    REVOKED = "revoked"
+
+
+class DelegationStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class CredentialKind(StrEnum):
+    ACCESS = "access"
+    IDENTITY = "identity"
+    DELEGATION = "delegation"
+
+
+class StatusListState(StrEnum):
+    """``open``: blocks are reserved from it; ``full``: every block reserved; ``cleared``: recycled, waiting for
+    verifiers' caches of the old bits to run out before it opens again."""
+
+    OPEN = "open"
+    FULL = "full"
+    CLEARED = "cleared"
+
+
+class AuditOutcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +69,7 @@ class Agent:
     agent_type: str
     description: str | None
     trust_level: str
-    status: str
+    status: AgentStatus
     scopes: tuple[str, ...]
     identity_credential_id: str | None
     created_at: datetime
@@ -27,7 +78,8 @@ class Agent:
 
     @property
     def is_active(self) -> bool:
-        return self.status == "active"
+        """An agent acts (authenticates, is delegated to, owns usable keys) only while active."""
+        return self.status == AgentStatus.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +91,17 @@ class ApiKey:
     key_hash: str
     name: str | None
     scopes: tuple[str, ...]
-    status: str
+    status: ApiKeyStatus
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
     replaced_by: str | None
+
+    def usable_at(self, now: datetime) -> bool:
+        """The key authenticates at ``now``: active (not revoked or rotated away) and not expired. Its agent must
+        be active too (``Agent.is_active``); the client-authentication step checks both."""
+        return self.status == ApiKeyStatus.ACTIVE and (self.expires_at is None or self.expires_at > now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +113,26 @@ class RefreshToken:
     api_key_id: str | None
     client_id: str
     scopes: tuple[str, ...]
-    status: str
+    status: RefreshTokenStatus
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None
+
+    def usable_at(self, now: datetime) -> bool:
+        """Can be rotated at ``now``: active (not used, not revoked) and not expired."""
+        return self.status == RefreshTokenStatus.ACTIVE and self.expires_at > now
+
+
+def credential_live(revoked_at: datetime | None, expires_at: datetime, now: datetime) -> bool:
+    """The one rule for an issued credential (access token, identity, delegation credential): not revoked and not
+    expired - ``exp`` exact, as introspection answers it (the SQL form is ``credentials.live``)."""
+    return revoked_at is None and expires_at > now
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
     jti: str
-    kind: str
+    kind: CredentialKind
     agent_id: str
     tenant_id: str
     client_id: str | None
@@ -80,6 +147,25 @@ class Credential:
     expires_at: datetime
     revoked_at: datetime | None
 
+    def live_at(self, now: datetime) -> bool:
+        return credential_live(self.revoked_at, self.expires_at, now)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """What an online check needs about one issued credential, read in one joined query (``ports.TokenStates``)."""
+
+    jti: str
+    kind: CredentialKind
+    client_id: str | None
+    revoked_at: datetime | None
+    expires_at: datetime
+    agent: Agent
+    policy_version: int
+
+    def live_at(self, now: datetime) -> bool:
+        return credential_live(self.revoked_at, self.expires_at, now)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
@@ -89,7 +175,7 @@ class AuditEvent:
     action: str
     target_type: str | None
     target_id: str | None
-    outcome: str
+    outcome: AuditOutcome
     reason: str | None
     request_id: str | None
     ip: str | None
@@ -110,10 +196,15 @@ class Delegation:
     remaining_depth: int
     credential_jti: str
     credential_jwt: str
-    status: str
+    status: DelegationStatus
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+
+    def live_at(self, now: datetime) -> bool:
+        """The delegation hands on authority at ``now``: active (not revoked) and not expired. A chain is live
+        when every link is (``delegations.chain``)."""
+        return self.status == DelegationStatus.ACTIVE and self.expires_at > now
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +222,22 @@ class PolicyRecord:
     enabled: bool
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """A credential a revocation round revoked."""
+
+    jti: str
+    kind: CredentialKind
+    tenant_id: str
+    refresh_family_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedFamily:
+    """A refresh family revoked because ``via_jti``, one of the round's credentials, was minted with it."""
+
+    family_id: str
+    tenant_id: str
+    via_jti: str

@@ -9,17 +9,16 @@ revoking a refresh token revokes the family and then its access tokens (``creden
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentauth.storage import statements
 from agentauth.storage.models import RefreshTokenRow
-from agentauth.storage.records import RefreshToken
+from agentauth.storage.records import RefreshToken, RefreshTokenStatus
 
 
 def to_record(row: RefreshTokenRow) -> RefreshToken:
@@ -31,7 +30,7 @@ def to_record(row: RefreshTokenRow) -> RefreshToken:
         api_key_id=row.api_key_id,
         client_id=row.client_id,
         scopes=tuple(row.scopes),
-        status=row.status,
+        status=RefreshTokenStatus(row.status),
         created_at=row.created_at,
         expires_at=row.expires_at,
         used_at=row.used_at,
@@ -49,10 +48,10 @@ async def consume(session: AsyncSession, token_hash: str, now: datetime) -> Refr
         update(RefreshTokenRow)
         .where(
             RefreshTokenRow.token_hash == token_hash,
-            RefreshTokenRow.status == "active",
+            RefreshTokenRow.status == RefreshTokenStatus.ACTIVE,
             RefreshTokenRow.expires_at > now,
         )
-        .values(status="used", used_at=now)
+        .values(status=RefreshTokenStatus.USED, used_at=now)
         .returning(RefreshTokenRow)
     )
     row = result.scalars().first()
@@ -67,12 +66,12 @@ async def find(session: AsyncSession, token_hash: str) -> RefreshToken | None:
 async def revoke_where(
     session: AsyncSession, *, agent_ids: list[str] | None = None, api_key_id: str | None = None
 ) -> int:
-    statement = update(RefreshTokenRow).where(RefreshTokenRow.status != "revoked")
+    statement = update(RefreshTokenRow).where(RefreshTokenRow.status != RefreshTokenStatus.REVOKED)
     if agent_ids is not None:
         statement = statement.where(RefreshTokenRow.agent_id.in_(agent_ids))
     if api_key_id is not None:
         statement = statement.where(RefreshTokenRow.api_key_id == api_key_id)
-    result = await session.execute(statement.values(status="revoked"))
+    result = await session.execute(statement.values(status=RefreshTokenStatus.REVOKED))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -97,24 +96,8 @@ async def revoke_families(session: AsyncSession, family_ids: Collection[str]) ->
         return found
     passes = FAMILY_REVOKE_PASSES if session.get_bind().dialect.name == "postgresql" else 1
     for _ in range(passes):
-        result = await session.execute(
-            update(RefreshTokenRow)
-            .where(RefreshTokenRow.family_id.in_(families), RefreshTokenRow.status != "revoked")
-            .values(status="revoked")
-            .returning(RefreshTokenRow.family_id, RefreshTokenRow.tenant_id)
-        )
-        rows = result.all()
+        rows = (await session.execute(statements.revoke_families(families))).all()
         if not rows:
             break
         found.update({family_id: tenant_id for family_id, tenant_id in rows})
     return found
-
-
-def sqlite_revoke_families(connection: sqlite3.Connection, family_ids: Collection[str]) -> dict[str, str]:
-    """``revoke_families`` for the sqlite3 module, inside the single writer's transaction (one pass)."""
-    rows = connection.execute(
-        "UPDATE refresh_tokens SET status = 'revoked' WHERE family_id IN (SELECT value FROM json_each(?)) "
-        "AND status != 'revoked' RETURNING family_id, tenant_id",
-        (orjson.dumps(sorted(set(family_ids))).decode(),),
-    ).fetchall()
-    return {family_id: tenant_id for family_id, tenant_id in rows}

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import sqlite3
-from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
 from agentauth.storage.models import CredentialRow, StatusBlockRow, StatusListRow
+from agentauth.storage.records import StatusListState
 
 
 async def open_list(session: AsyncSession, size: int, now: datetime) -> tuple[int, int]:
     """(id, size) of the oldest open list, creating one when none is open."""
     row = (
-        await session.scalars(select(StatusListRow).where(StatusListRow.state == "open").order_by(StatusListRow.id))
+        await session.scalars(
+            select(StatusListRow).where(StatusListRow.state == StatusListState.OPEN).order_by(StatusListRow.id)
+        )
     ).first()
     if row is None:
-        row = StatusListRow(size=size, created_at=now, purpose="revocation", allocated=0, version=0, state="open")
+        row = StatusListRow(
+            size=size, created_at=now, purpose="revocation", allocated=0, version=0, state=StatusListState.OPEN
+        )
         session.add(row)
         await session.flush()
     return row.id, row.size
@@ -36,67 +35,16 @@ async def oldest_open(session: AsyncSession) -> tuple[int, int] | None:
     """(id, size) of the oldest open list, if any (a read: ``open_list`` creates one)."""
     row = (
         await session.execute(
-            select(StatusListRow.id, StatusListRow.size).where(StatusListRow.state == "open").order_by(StatusListRow.id)
+            select(StatusListRow.id, StatusListRow.size)
+            .where(StatusListRow.state == StatusListState.OPEN)
+            .order_by(StatusListRow.id)
         )
     ).first()
     return (row[0], row[1]) if row else None
 
 
-async def reserve_blocks(
-    sessions: async_sessionmaker[AsyncSession], list_id: int, blocks: Sequence[int], now: datetime, per_list: int
-) -> list[int]:
-    """Reserve those blocks of an open list in one short write transaction; the blocks we got (another process
-    may hold some: the primary key decides, and a conflicting row is skipped, not an error). The list turns full
-    when all ``per_list`` blocks are reserved. On SQLite in one hop to the writer's own connection, so the write
-    lock is held for the statements alone (see ``SqliteSessionMaker.write``)."""
-    if isinstance(sessions, SqliteSessionMaker):
-        return await sessions.write(functools.partial(_sqlite_reserve, list_id, list(blocks), now, per_list))
-    async with sessions.begin() as session:
-        state = await session.scalar(select(StatusListRow.state).where(StatusListRow.id == list_id))
-        if state != "open":
-            return []
-        # Ascending: two replicas inserting overlapping blocks in random order could each hold one the other
-        # waits for (a unique-index wait on an uncommitted row); in one order they queue instead.
-        rows = [{"list_id": list_id, "block": block, "reserved_at": now} for block in sorted(blocks)]
-        inserted = await session.execute(
-            pg_insert(StatusBlockRow).values(rows).on_conflict_do_nothing().returning(StatusBlockRow.block)
-        )
-        got = sorted(inserted.scalars())
-        if got:
-            allocated = StatusListRow.allocated + len(got)
-            await session.execute(
-                update(StatusListRow)
-                .where(StatusListRow.id == list_id)
-                .values(allocated=allocated, state=case((allocated >= per_list, "full"), else_=StatusListRow.state))
-            )
-        return got
-
-
-def _sqlite_reserve(
-    list_id: int, blocks: list[int], now: datetime, per_list: int, connection: sqlite3.Connection
-) -> list[int]:
-    state = connection.execute("SELECT state FROM status_lists WHERE id = ?", (list_id,)).fetchone()
-    if state is None or state[0] != "open":
-        return []
-    got = sorted(
-        block
-        for (block,) in connection.execute(
-            "INSERT INTO status_blocks (list_id, block, reserved_at) SELECT ?, value, ? FROM json_each(?) WHERE true "
-            "ON CONFLICT DO NOTHING RETURNING block",
-            (list_id, sqlite_datetime(now), json.dumps(blocks)),
-        )
-    )
-    if got:
-        connection.execute(
-            "UPDATE status_lists SET allocated = allocated + ?, "
-            "state = CASE WHEN allocated + ? >= ? THEN 'full' ELSE state END WHERE id = ?",
-            (len(got), len(got), per_list, list_id),
-        )
-    return got
-
-
 async def mark_full(session: AsyncSession, list_id: int) -> None:
-    await session.execute(update(StatusListRow).where(StatusListRow.id == list_id).values(state="full"))
+    await session.execute(update(StatusListRow).where(StatusListRow.id == list_id).values(state=StatusListState.FULL))
 
 
 async def exists(session: AsyncSession, list_id: int) -> bool:
@@ -161,14 +109,16 @@ async def clear(session: AsyncSession, list_id: int, now: datetime) -> None:
     await session.execute(delete(StatusBlockRow).where(StatusBlockRow.list_id == list_id))
     await session.execute(
         update(StatusListRow)
-        .where(StatusListRow.id == list_id, StatusListRow.state == "full")
-        .values(state="cleared", cleared_at=now, allocated=0, version=StatusListRow.version + 1)
+        .where(StatusListRow.id == list_id, StatusListRow.state == StatusListState.FULL)
+        .values(state=StatusListState.CLEARED, cleared_at=now, allocated=0, version=StatusListRow.version + 1)
     )
 
 
 async def reopen(session: AsyncSession, list_id: int) -> None:
     await session.execute(
-        update(StatusListRow).where(StatusListRow.id == list_id, StatusListRow.state == "cleared").values(state="open")
+        update(StatusListRow)
+        .where(StatusListRow.id == list_id, StatusListRow.state == StatusListState.CLEARED)
+        .values(state=StatusListState.OPEN)
     )
 
 

@@ -1,0 +1,133 @@
+"""The storage ports through SQLAlchemy (``AsyncSession``, Core statements from ``statements``): PostgreSQL, and
+SQLite without a one-hop connection (an in-memory database). See ``ports``.
+
+PostgreSQL runs READ COMMITTED with several writers: the issuing round holds FOR SHARE on its keys and agents,
+so a revocation either committed before the round read them or waits for the round and then revokes what it
+recorded; refresh families are revoked until a pass finds nothing (``refresh_tokens.FAMILY_REVOKE_PASSES``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentauth.storage import statements
+from agentauth.storage.agents import to_record as agent_record
+from agentauth.storage.api_keys import to_record as key_record
+from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, StatusBlockRow
+from agentauth.storage.ports import IssuancePlan, RevokedAudit, revoked_families
+from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
+from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
+
+_AGENT_KEYS = tuple(column.key for column in statements.AGENT_COLUMNS)
+_API_KEY_KEYS = tuple(column.key for column in statements.API_KEY_COLUMNS)
+
+
+def _as(keys: tuple[str, ...], values: Sequence[Any]) -> Any:
+    return SimpleNamespace(**dict(zip(keys, values, strict=True)))
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def _insert_many(session: AsyncSession, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
+    # Core insert on the table: one executemany, without the ORM's per-row bookkeeping.
+    if rows:
+        await session.execute(insert(model.__table__), list(rows))
+
+
+async def live_api_keys(session: AsyncSession, key_ids: Sequence[str], lock: bool) -> dict[str, datetime]:
+    """Which of these keys are still active and owned by an active agent, each with the time that agent was last
+    changed (``statements.live_keys``)."""
+    return {key_id: updated_at for key_id, updated_at in await session.execute(statements.live_keys(key_ids, lock))}
+
+
+class SqlAlchemyPorts:
+    """Every port of ``ports`` through SQLAlchemy: reads in a plain session of ``reads``, writes in one
+    ``sessions.begin()`` transaction each."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._reads = reads
+
+    async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
+        split = statements.TOKEN_STATE_COLUMNS
+        async with self._reads() as session:
+            rows = (await session.execute(statements.token_states(list(set(jtis))))).all()
+        states: dict[str, TokenState] = {}
+        for row in rows:
+            jti, kind, client_id, revoked_at, expires_at, version = row[:split]
+            agent = agent_record(cast(AgentRow, _as(_AGENT_KEYS, row[split:])))
+            states[jti] = TokenState(
+                jti, CredentialKind(kind), client_id, revoked_at, expires_at, agent, int(version or 0)
+            )
+        return states
+
+    async def api_keys_with_agents(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
+        split = len(_API_KEY_KEYS)
+        async with self._reads() as session:
+            rows = (await session.execute(statements.api_keys_with_agents(list(set(prefixes))))).all()
+        found: dict[str, tuple[ApiKey, Agent]] = {}
+        for row in rows:
+            key = key_record(cast(ApiKeyRow, _as(_API_KEY_KEYS, row[:split])))
+            found[key.prefix] = (key, agent_record(cast(AgentRow, _as(_AGENT_KEYS, row[split:]))))
+        return found
+
+    async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
+        async with self._sessions.begin() as session:
+            keys = sorted(set(key_ids))
+            live = await live_api_keys(session, keys, lock=_postgres(session)) if keys else {}
+            rows = plan(live)
+            await _insert_many(session, CredentialRow, rows.credentials)
+            await _insert_many(session, RefreshTokenRow, rows.refresh_tokens)
+            await _insert_many(session, AuditEventRow, rows.audit_events)
+            if rows.touched:
+                await session.execute(statements.touch_keys(sorted(rows.touched), rows.now))
+
+    async def revoke_round(self, jtis: Sequence[str], now: datetime, audit: RevokedAudit) -> list[Revoked]:
+        unique = list(dict.fromkeys(jtis))
+        async with self._sessions.begin() as session:
+            rows = (await session.execute(statements.revoke_credentials(unique, now))).all()
+            pairs: dict[str, str] = {jti: family for jti, _, _, _, family in rows if family}
+            missing = set(unique) - {row[0] for row in rows}  # already dead: their families may still be alive
+            if missing:
+                found = await session.execute(statements.families_of(sorted(missing)))
+                pairs |= {jti: family for jti, family in found if family is not None}
+            families = sorted(set(pairs.values()))
+            tenants: dict[str, str] = {}
+            # PostgreSQL: again until a pass finds nothing - see ``refresh_tokens.revoke_families``.
+            passes = (FAMILY_REVOKE_PASSES if _postgres(session) else 1) if families else 0
+            for _ in range(passes):
+                revoked_now = (await session.execute(statements.revoke_families(families))).all()
+                if not revoked_now:
+                    break
+                tenants.update({family_id: tenant_id for family_id, tenant_id in revoked_now})
+            if rows:
+                await session.execute(statements.bump_list_versions(sorted({row[3] for row in rows})))
+            revoked = [Revoked(jti, CredentialKind(kind), tenant, family) for jti, kind, tenant, _, family in rows]
+            await _insert_many(session, AuditEventRow, audit(revoked, revoked_families(pairs, tenants)))
+            return revoked
+
+    async def reserve_blocks(self, list_id: int, blocks: Sequence[int], now: datetime, per_list: int) -> list[int]:
+        async with self._sessions.begin() as session:
+            if await session.scalar(statements.list_state(list_id)) != StatusListState.OPEN or not blocks:
+                return []
+            # Ascending: two replicas inserting overlapping blocks in random order could each hold one the other
+            # waits for (a unique-index wait on an uncommitted row); in one order they queue instead.
+            rows = [{"list_id": list_id, "block": block, "reserved_at": now} for block in sorted(blocks)]
+            dialect_insert = pg_insert if _postgres(session) else sqlite_insert
+            inserted = await session.execute(
+                dialect_insert(StatusBlockRow).values(rows).on_conflict_do_nothing().returning(StatusBlockRow.block)
+            )
+            got = sorted(inserted.scalars())
+            if got:
+                await session.execute(statements.count_reserved(list_id, len(got), per_list))
+            return got

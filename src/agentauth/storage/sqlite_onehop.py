@@ -1,0 +1,223 @@
+"""The storage ports on SQLite in one hop: the sqlite3 module on a connection of the port's own, one thread hop
+per call (``SqliteSessionMaker.read`` / ``write``) - the embedded default (see ``ports``).
+
+Through AsyncSession and aiosqlite every statement hops threads (~100 us each); here a whole call does once, and
+the sqlite3 module releases the GIL while SQLite works. Measured: a token-state lookup cost 0.87 ms of CPU through
+the ORM and 0.14 ms in one hop; a round of 18 issued tokens (a select and three inserts) 5.6-7.1 ms against
+2.8-3.4 ms. The statements are those of ``statements`` compiled for sqlite3; the values are converted here as the
+models' column types convert them (``UTCDateTime``: naive UTC text; ``JSON``: text), so SQLAlchemy reads back
+exactly what it would have written, and the other way round.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import JSON, Column, Table, bindparam, insert
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+
+from agentauth.storage import statements
+from agentauth.storage.agents import to_record as agent_record
+from agentauth.storage.api_keys import to_record as key_record
+from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
+from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, UTCDateTime
+from agentauth.storage.ports import IssuancePlan, RevokedAudit, revoked_families
+from agentauth.storage.records import (
+    Agent,
+    ApiKey,
+    CredentialKind,
+    Revoked,
+    StatusListState,
+    TokenState,
+)
+
+_TOKEN_STATES = statements.compile_sqlite(statements.token_states(None))
+_API_KEYS = statements.compile_sqlite(statements.api_keys_with_agents(None))
+_LIVE_KEYS = statements.compile_sqlite(statements.live_keys(None))
+_NOW: Any = bindparam("now")
+_TOUCH_KEYS = statements.compile_sqlite(statements.touch_keys(None, _NOW))
+_REVOKE = statements.compile_sqlite(statements.revoke_credentials(None, _NOW))
+_FAMILIES_OF = statements.compile_sqlite(statements.families_of(None))
+_REVOKE_FAMILIES = statements.compile_sqlite(statements.revoke_families(None))
+_BUMP_LISTS = statements.compile_sqlite(statements.bump_list_versions(None))
+_LIST_STATE = statements.compile_sqlite(statements.list_state(bindparam("list_id")))
+_COUNT_RESERVED = statements.compile_sqlite(
+    statements.count_reserved(bindparam("list_id"), bindparam("got"), bindparam("per_list"))
+)
+# An INSERT ... SELECT from the JSON array: SQLAlchemy's Core cannot say ON CONFLICT DO NOTHING RETURNING over a
+# SELECT for SQLite; the column list is the model's.
+_RESERVE = (
+    "INSERT INTO status_blocks (list_id, block, reserved_at) SELECT ?, value, ? FROM json_each(?) WHERE true "
+    "ON CONFLICT DO NOTHING RETURNING block"
+)
+
+
+def _keys(keys: Collection[Any]) -> str:
+    return orjson.dumps(list(keys)).decode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _instant(text: str | None) -> datetime | None:
+    """What ``UTCDateTime`` reads from SQLite's DATETIME text (naive UTC), as an aware datetime."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@functools.cache
+def _row_reader(columns: tuple[Column[Any], ...]) -> Callable[[Sequence[Any]], SimpleNamespace]:
+    """Turns the sqlite3 values of ``columns`` into an object with the attributes the ORM row would have, each
+    converted as its column type converts it, for the repositories' ``to_record``."""
+    plan = [
+        (column.key, _instant if isinstance(column.type, UTCDateTime) else
+         orjson.loads if isinstance(column.type, JSON) else None)
+        for column in columns
+    ]  # fmt: skip
+
+    def read(values: Sequence[Any]) -> SimpleNamespace:
+        return SimpleNamespace(**{
+            name: value if convert is None or value is None else convert(value)
+            for (name, convert), value in zip(plan, values, strict=True)
+        })  # fmt: skip
+
+    return read
+
+
+def _token_states(jtis: list[str], connection: sqlite3.Connection) -> dict[str, TokenState]:
+    agent = _row_reader(statements.AGENT_COLUMNS)
+    split = statements.TOKEN_STATE_COLUMNS
+    states: dict[str, TokenState] = {}
+    for row in connection.execute(_TOKEN_STATES.sql, _TOKEN_STATES.params(keys=_keys(jtis))):
+        jti, kind, client_id, revoked_at, expires_at, version = row[:split]
+        expires = _instant(expires_at)
+        assert expires is not None
+        record = agent_record(cast(AgentRow, agent(row[split:])))
+        states[jti] = TokenState(
+            jti, CredentialKind(kind), client_id, _instant(revoked_at), expires, record, int(version or 0)
+        )
+    return states
+
+
+def _api_keys(prefixes: list[str], connection: sqlite3.Connection) -> dict[str, tuple[ApiKey, Agent]]:
+    key, agent = _row_reader(statements.API_KEY_COLUMNS), _row_reader(statements.AGENT_COLUMNS)
+    split = len(statements.API_KEY_COLUMNS)
+    found: dict[str, tuple[ApiKey, Agent]] = {}
+    for row in connection.execute(_API_KEYS.sql, _API_KEYS.params(keys=_keys(prefixes))):
+        record = key_record(cast(ApiKeyRow, key(row[:split])))
+        found[record.prefix] = (record, agent_record(cast(AgentRow, agent(row[split:]))))
+    return found
+
+
+def _round(key_ids: list[str], plan: IssuancePlan, connection: sqlite3.Connection) -> None:
+    live: dict[str, datetime] = {}
+    if key_ids:
+        for key_id, updated_at in connection.execute(_LIVE_KEYS.sql, _LIVE_KEYS.params(keys=_keys(key_ids))):
+            instant = _instant(updated_at)
+            assert instant is not None
+            live[key_id] = instant
+    rows = plan(live)
+    _insert_many(connection, CredentialRow.__table__, rows.credentials)
+    _insert_many(connection, RefreshTokenRow.__table__, rows.refresh_tokens)
+    _insert_many(connection, AuditEventRow.__table__, rows.audit_events)
+    if rows.touched:
+        connection.execute(
+            _TOUCH_KEYS.sql, _TOUCH_KEYS.params(keys=_keys(sorted(rows.touched)), now=sqlite_datetime(rows.now))
+        )
+
+
+def _revoke_round(jtis: list[str], now: datetime, audit: RevokedAudit, connection: sqlite3.Connection) -> list[Revoked]:
+    at = sqlite_datetime(now)
+    rows = connection.execute(_REVOKE.sql, _REVOKE.params(keys=_keys(jtis), now=at)).fetchall()
+    pairs: dict[str, str] = {jti: family for jti, _, _, _, family in rows if family}
+    missing = set(jtis) - {jti for jti, *_ in rows}  # already dead: their families may still be alive
+    if missing:
+        pairs |= dict(connection.execute(_FAMILIES_OF.sql, _FAMILIES_OF.params(keys=_keys(sorted(missing)))))
+    families = sorted(set(pairs.values()))
+    tenants: dict[str, str] = {}
+    if families:
+        tenants = dict(connection.execute(_REVOKE_FAMILIES.sql, _REVOKE_FAMILIES.params(keys=_keys(families))))
+    if rows:
+        connection.execute(_BUMP_LISTS.sql, _BUMP_LISTS.params(keys=_keys(sorted({row[3] for row in rows}))))
+    revoked = [Revoked(jti, CredentialKind(kind), tenant_id, family) for jti, kind, tenant_id, _, family in rows]
+    _insert_many(connection, AuditEventRow.__table__, audit(revoked, revoked_families(pairs, tenants)))
+    return revoked
+
+
+def _reserve(
+    list_id: int, blocks: list[int], now: datetime, per_list: int, connection: sqlite3.Connection
+) -> list[int]:
+    state = connection.execute(_LIST_STATE.sql, _LIST_STATE.params(list_id=list_id)).fetchone()
+    if state is None or state[0] != StatusListState.OPEN:
+        return []
+    inserted = connection.execute(_RESERVE, (list_id, sqlite_datetime(now), _keys(sorted(blocks))))
+    got = sorted(block for (block,) in inserted)
+    if got:
+        connection.execute(
+            _COUNT_RESERVED.sql, _COUNT_RESERVED.params(list_id=list_id, got=len(got), per_list=per_list)
+        )
+    return got
+
+
+def _insert_many(connection: sqlite3.Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """One executemany (the rows all have the columns of the first)."""
+    if rows:
+        sql, convert = _insert(table, tuple(rows[0]))
+        connection.executemany(sql, [convert(row) for row in rows])
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _datetime(value: datetime | None) -> str | None:
+    return None if value is None else sqlite_datetime(value)
+
+
+@functools.cache
+def _insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    """The INSERT for these columns of ``table`` and a function turning a row dict into its parameters, converted
+    as the column types would convert them (so SQLAlchemy reads back exactly what it would have written)."""
+    converters: list[Callable[[Any], Any] | None] = []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, UTCDateTime):
+            converters.append(_datetime)
+        elif isinstance(column_type, JSON):
+            converters.append(_json)
+        else:
+            converters.append(None)
+    plan = tuple(zip(columns, converters, strict=True))
+
+    def convert(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[name] if conv is None else conv(row[name]) for name, conv in plan)
+
+    sql = str(insert(table).compile(dialect=sqlite_dialect(paramstyle="qmark"), column_keys=list(columns)))
+    return sql, convert
+
+
+class SqliteOneHopPorts:
+    """Every port of ``ports`` on SQLite in one hop: reads on ``reads``' connection (no write lock, a snapshot per
+    statement in WAL mode), writes on ``writes``' connection under the writer lock, BEGIN IMMEDIATE ... COMMIT."""
+
+    def __init__(self, writes: SqliteSessionMaker, reads: SqliteSessionMaker) -> None:
+        self._writes = writes
+        self._reads = reads
+
+    async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
+        return await self._reads.read(functools.partial(_token_states, list(set(jtis))))
+
+    async def api_keys_with_agents(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
+        return await self._reads.read(functools.partial(_api_keys, list(set(prefixes))))
+
+    async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
+        await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan))
+
+    async def revoke_round(self, jtis: Sequence[str], now: datetime, audit: RevokedAudit) -> list[Revoked]:
+        return await self._writes.write(functools.partial(_revoke_round, list(dict.fromkeys(jtis)), now, audit))
+
+    async def reserve_blocks(self, list_id: int, blocks: Sequence[int], now: datetime, per_list: int) -> list[int]:
+        return await self._writes.write(functools.partial(_reserve, list_id, list(blocks), now, per_list))

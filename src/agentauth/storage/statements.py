@@ -1,0 +1,181 @@
+"""The statements of the storage ports, built once from the models for both implementations.
+
+``sqlalchemy_ports`` executes them through an ``AsyncSession``; ``sqlite_onehop`` compiles the same expressions
+for the sqlite3 module (``compile_sqlite``), so the two read and write the same columns under the same
+conditions - what differs is only who converts the values (SQLAlchemy's column types, or ``sqlite_onehop``'s
+converters, which ``tests/storage/test_port_contracts.py`` holds to the same results).
+
+A builder given ``keys=None`` filters on the JSON array bound as ``:keys`` (``json_each``): one text parameter
+however many keys, so the compiled one-hop statement is the same for every round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    bindparam,
+    case,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.sql.expression import ClauseElement
+
+from agentauth.storage.models import (
+    AgentRow,
+    ApiKeyRow,
+    CredentialRow,
+    PolicyVersionRow,
+    RefreshTokenRow,
+    StatusListRow,
+)
+from agentauth.storage.records import AgentStatus, ApiKeyStatus, RefreshTokenStatus, StatusListState
+
+AGENT_COLUMNS = tuple(AgentRow.__table__.columns)
+API_KEY_COLUMNS = tuple(ApiKeyRow.__table__.columns)
+# The leading columns of ``token_states`` before the agent's.
+TOKEN_STATE_COLUMNS = 6
+
+
+def keys_in(column: Any, keys: Sequence[Any] | None) -> ColumnElement[bool]:
+    """``column IN keys``; with ``keys`` None, ``column IN`` the JSON array bound as ``:keys``."""
+    if keys is not None:
+        return cast("ColumnElement[bool]", column.in_(list(keys)))
+    return cast(
+        "ColumnElement[bool]", column.in_(select(func.json_each(bindparam("keys")).table_valued("value").c.value))
+    )
+
+
+def live_credential(now: Any) -> ColumnElement[bool]:
+    """SQL form of ``records.credential_live``: not revoked, not expired."""
+    return cast("ColumnElement[bool]", CredentialRow.revoked_at.is_(None) & (CredentialRow.expires_at > now))
+
+
+def token_states(jtis: Sequence[str] | None) -> Select[Any]:
+    """(jti, kind, client_id, revoked_at, expires_at, policy version, *agent columns) per issued credential."""
+    return (
+        select(CredentialRow.jti, CredentialRow.kind, CredentialRow.client_id, CredentialRow.revoked_at,
+               CredentialRow.expires_at, PolicyVersionRow.version, *AGENT_COLUMNS)
+        .join(AgentRow, AgentRow.id == CredentialRow.agent_id)
+        .outerjoin(PolicyVersionRow, PolicyVersionRow.tenant_id == AgentRow.tenant_id)
+        .where(keys_in(CredentialRow.jti, jtis))
+    )  # fmt: skip
+
+
+def api_keys_with_agents(prefixes: Sequence[str] | None) -> Select[Any]:
+    """(*API key columns, *agent columns) per key prefix."""
+    return (
+        select(*API_KEY_COLUMNS, *AGENT_COLUMNS)
+        .join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
+        .where(keys_in(ApiKeyRow.prefix, prefixes))
+    )
+
+
+def live_keys(key_ids: Sequence[str] | None, lock: bool = False) -> Select[str, datetime]:
+    """(key id, its agent's ``updated_at``) of those keys still active and owned by an active agent. ``lock``
+    (PostgreSQL): FOR SHARE on both rows, in key-id order, so two replicas' rounds over overlapping keys queue
+    rather than cross."""
+    query = (
+        select(ApiKeyRow.id, AgentRow.updated_at)
+        .join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
+        .where(
+            keys_in(ApiKeyRow.id, key_ids),
+            ApiKeyRow.status == ApiKeyStatus.ACTIVE,
+            AgentRow.status == AgentStatus.ACTIVE,
+        )
+    )
+    return query.order_by(ApiKeyRow.id).with_for_update(read=True) if lock else query
+
+
+def touch_keys(key_ids: Sequence[str] | None, now: Any) -> Update:
+    """Move the keys' last-used hint to ``now`` - except keys another transaction holds a lock on, which are
+    skipped rather than waited for (PostgreSQL ``FOR NO KEY UPDATE SKIP LOCKED``; SQLite has one writer). The
+    issuing round holds FOR SHARE on its keys; updating a row another replica's round also held FOR SHARE waited
+    for that round, which waited the same way for this one: "deadlock detected" (issue 12 item 14). The hint has a
+    minute's resolution, so a later round sets it."""
+    unlocked = (
+        select(ApiKeyRow.id)
+        .where(keys_in(ApiKeyRow.id, key_ids))
+        .order_by(ApiKeyRow.id)
+        .with_for_update(key_share=True, skip_locked=True)
+    )
+    return update(ApiKeyRow).where(ApiKeyRow.id.in_(unlocked)).values(last_used_at=now)
+
+
+def revoke_credentials(jtis: Sequence[str] | None, now: Any) -> Update:
+    """Revoke those of ``jtis`` still live; RETURNING (jti, kind, tenant_id, status_list_id, refresh_family_id)."""
+    return (
+        update(CredentialRow)
+        .where(keys_in(CredentialRow.jti, jtis), live_credential(now))
+        .values(revoked_at=now)
+        .returning(CredentialRow.jti, CredentialRow.kind, CredentialRow.tenant_id, CredentialRow.status_list_id,
+                   CredentialRow.refresh_family_id)
+    )  # fmt: skip
+
+
+def families_of(jtis: Sequence[str] | None) -> Select[str, str | None]:
+    """(jti, refresh family) of those of ``jtis`` minted with a refresh token - revoked or expired included: a dead
+    access token still names the grant its refresh token belongs to."""
+    return select(CredentialRow.jti, CredentialRow.refresh_family_id).where(
+        keys_in(CredentialRow.jti, jtis), CredentialRow.refresh_family_id.is_not(None)
+    )
+
+
+def revoke_families(family_ids: Sequence[str] | None) -> Update:
+    """Revoke every refresh token of these families not yet revoked; RETURNING (family_id, tenant_id)."""
+    return (
+        update(RefreshTokenRow)
+        .where(keys_in(RefreshTokenRow.family_id, family_ids), RefreshTokenRow.status != RefreshTokenStatus.REVOKED)
+        .values(status=RefreshTokenStatus.REVOKED)
+        .returning(RefreshTokenRow.family_id, RefreshTokenRow.tenant_id)
+    )
+
+
+def bump_list_versions(list_ids: Sequence[int] | None) -> Update:
+    """The status lists whose bits changed: verifiers' copies are stale from the next version on."""
+    return update(StatusListRow).where(keys_in(StatusListRow.id, list_ids)).values(version=StatusListRow.version + 1)
+
+
+def list_state(list_id: Any) -> Select[Any]:
+    return select(StatusListRow.state).where(StatusListRow.id == list_id)
+
+
+def count_reserved(list_id: Any, got: Any, per_list: Any) -> Update:
+    """Add ``got`` reserved blocks to a list; it turns full once all ``per_list`` are reserved."""
+    allocated = StatusListRow.allocated + got
+    return (
+        update(StatusListRow)
+        .where(StatusListRow.id == list_id)
+        .values(
+            allocated=allocated,
+            state=case((allocated >= per_list, StatusListState.FULL), else_=StatusListRow.state),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteStatement:
+    """A statement compiled for the sqlite3 module (qmark): its SQL and its parameters in order, each with the
+    value the expression bound (a status literal) unless given by name to ``params``."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: tuple[Any, ...]
+
+    def params(self, **values: Any) -> tuple[Any, ...]:
+        return tuple(values.get(name, default) for name, default in zip(self.names, self.defaults, strict=True))
+
+
+def compile_sqlite(statement: ClauseElement) -> SqliteStatement:
+    compiled = statement.compile(dialect=sqlite_dialect(paramstyle="qmark"))
+    names = tuple(getattr(compiled, "positiontup", None) or ())
+    params = compiled.params
+    return SqliteStatement(str(compiled), names, tuple(params.get(name) for name in names))

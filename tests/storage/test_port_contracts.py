@@ -1,0 +1,426 @@
+"""Contract tests of the storage ports (``storage/ports.py``, issue 13 item 6), run against every implementation
+(``conftest.IMPLEMENTATIONS``: SQLAlchemy on a SQLite file, the one-hop sqlite3 path on a SQLite file, SQLAlchemy
+on PostgreSQL when enabled): the same rows in, the same records and the same errors out.
+
+Every expectation is written out from the seeded rows, not taken from another implementation, and what an
+implementation writes is read back through plain SQLAlchemy - so a column converted differently (a datetime
+naive or formatted otherwise, JSON left as text, a status not matched), a revoked or expired row taken for live,
+or a round that half-commits fails here on the implementation that does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from port_support import Store
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.dialects.sqlite import DATETIME
+
+from agentauth.errors import Conflict, TemporarilyUnavailable
+from agentauth.storage import api_keys as api_keys_repo
+from agentauth.storage import audit as audit_repo
+from agentauth.storage import credentials as credentials_repo
+from agentauth.storage.models import (
+    AgentRow,
+    ApiKeyRow,
+    AuditEventRow,
+    CredentialRow,
+    PolicyVersionRow,
+    RefreshTokenRow,
+    StatusBlockRow,
+    StatusListRow,
+)
+from agentauth.storage.ports import IssuedRows, StoragePorts
+from agentauth.storage.records import (
+    Agent,
+    AgentStatus,
+    ApiKey,
+    ApiKeyStatus,
+    AuditOutcome,
+    Credential,
+    CredentialKind,
+    RefreshTokenStatus,
+    Revoked,
+    RevokedFamily,
+    StatusListState,
+    TokenState,
+)
+
+pytestmark = pytest.mark.anyio
+
+# Microseconds on some instants and none on others: a converter that drops ".000000" or formats "T" is caught.
+NOW = datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+ROUND = NOW.replace(microsecond=0)
+CREATED = datetime(2029, 12, 1, 8, 0, 0, tzinfo=UTC)
+
+AGENTS: dict[str, dict[str, Any]] = {
+    "agt_root": {
+        "id": "agt_root", "tenant_id": "agt_root", "parent_id": None, "depth": 0, "path": "/agt_root/",
+        "did": "did:key:z6MkRoot", "name": "root", "agent_type": "assistant", "description": None,
+        "trust_level": "basic", "status": "active", "scopes": ["agents.read", "api.write"],
+        "identity_credential_id": None, "created_at": CREATED, "updated_at": ROUND - timedelta(hours=1),
+        "deactivated_at": None,
+    },
+    "agt_gone": {
+        "id": "agt_gone", "tenant_id": "agt_gone", "parent_id": None, "depth": 0, "path": "/agt_gone/",
+        "did": "did:key:z6MkGone", "name": "gone \u00e9", "agent_type": "worker", "description": "deactivated",
+        "trust_level": "verified", "status": "deactivated", "scopes": [], "identity_credential_id": "urn:uuid:id-1",
+        "created_at": CREATED, "updated_at": NOW - timedelta(minutes=10), "deactivated_at": NOW - timedelta(minutes=10),
+    },
+}  # fmt: skip
+KEYS: dict[str, dict[str, Any]] = {
+    "key_live": {"id": "key_live", "agent_id": "agt_root", "prefix": "ak_live_p1", "status": "active",
+                 "name": None, "scopes": ["api.write"], "expires_at": None, "last_used_at": None,
+                 "revoked_at": None, "replaced_by": None},
+    "key_revoked": {"id": "key_revoked", "agent_id": "agt_root", "prefix": "ak_live_p2", "status": "revoked",
+                    "name": "old", "scopes": ["api.write"], "expires_at": None, "last_used_at": CREATED,
+                    "revoked_at": NOW - timedelta(days=1), "replaced_by": "key_live"},
+    "key_of_gone": {"id": "key_of_gone", "agent_id": "agt_gone", "prefix": "ak_live_p3", "status": "active",
+                    "name": "ci", "scopes": [], "expires_at": NOW + timedelta(days=1), "last_used_at": None,
+                    "revoked_at": None, "replaced_by": None},
+    "key_expired": {"id": "key_expired", "agent_id": "agt_root", "prefix": "ak_live_p4", "status": "active",
+                    "name": None, "scopes": ["agents.read"], "expires_at": NOW - timedelta(seconds=1),
+                    "last_used_at": ROUND, "revoked_at": None, "replaced_by": None},
+}  # fmt: skip
+# jti -> (kind, agent, client_id, refresh family, expires_at, revoked_at)
+CREDENTIALS: dict[str, tuple[str, str, str | None, str | None, datetime, datetime | None]] = {
+    "urn:uuid:live": ("access", "agt_root", "agt_root", "rtf_1", NOW + timedelta(minutes=15), None),
+    "urn:uuid:revoked": ("access", "agt_root", "agt_root", "rtf_2", NOW + timedelta(minutes=15), ROUND),
+    "urn:uuid:expired": ("access", "agt_root", "client-x", "rtf_3", NOW - timedelta(microseconds=1), None),
+    "urn:uuid:identity": ("identity", "agt_gone", None, None, NOW + timedelta(days=365), None),
+}
+# id -> (family, status)
+REFRESH_TOKENS = {"rt_1": ("rtf_1", "active"), "rt_2": ("rtf_2", "active"), "rt_3a": ("rtf_3", "used"),
+                  "rt_3b": ("rtf_3", "active"), "rt_9": ("rtf_9", "active")}  # fmt: skip
+LIST_ID = 1
+POLICY_VERSION = 7
+
+
+def key_row(key_id: str) -> dict[str, Any]:
+    key = KEYS[key_id]
+    tenant = AGENTS[key["agent_id"]]["tenant_id"]
+    return {**key, "tenant_id": tenant, "key_hash": f"hash-of-{key_id}", "created_at": CREATED}
+
+
+def credential_row(jti: str, status_index: int) -> dict[str, Any]:
+    kind, agent, client_id, family, expires, revoked = CREDENTIALS[jti]
+    return {
+        "jti": jti, "kind": kind, "agent_id": agent, "tenant_id": AGENTS[agent]["tenant_id"], "client_id": client_id,
+        "api_key_id": None, "refresh_family_id": family, "delegation_id": None, "scopes": ["api.write"],
+        "status_list_id": LIST_ID, "status_index": status_index, "kid": "did:web:x#k1", "issued_at": CREATED,
+        "expires_at": expires, "revoked_at": revoked,
+    }  # fmt: skip
+
+
+def refresh_row(token_id: str) -> dict[str, Any]:
+    family, status = REFRESH_TOKENS[token_id]
+    return {
+        "id": token_id, "token_hash": f"hash-{token_id}", "family_id": family, "agent_id": "agt_root",
+        "tenant_id": "agt_root", "api_key_id": "key_live", "client_id": "agt_root", "scopes": ["api.write"],
+        "status": status, "created_at": CREATED, "expires_at": NOW + timedelta(days=7), "used_at": None,
+    }  # fmt: skip
+
+
+def expected_agent(agent_id: str) -> Agent:
+    row = AGENTS[agent_id]
+    return Agent(**{**row, "status": AgentStatus(row["status"]), "scopes": tuple(row["scopes"])})
+
+
+def expected_key(key_id: str) -> ApiKey:
+    row = key_row(key_id)
+    return ApiKey(**{**row, "status": ApiKeyStatus(row["status"]), "scopes": tuple(row["scopes"])})
+
+
+async def seed(store: Store) -> None:
+    async with store.neutral.begin() as session:
+        await session.execute(
+            insert(StatusListRow),
+            [{"id": LIST_ID, "purpose": "revocation", "size": 131_072, "allocated": 0, "version": 0,
+              "state": "open", "created_at": CREATED}],
+        )  # fmt: skip
+        await session.execute(insert(AgentRow), list(AGENTS.values()))
+        await session.execute(insert(PolicyVersionRow), [{"tenant_id": "agt_root", "version": POLICY_VERSION}])
+        await session.execute(insert(ApiKeyRow), [key_row(k) for k in KEYS])
+        await session.execute(insert(CredentialRow), [credential_row(j, i) for i, j in enumerate(CREDENTIALS)])
+        await session.execute(insert(RefreshTokenRow), [refresh_row(t) for t in REFRESH_TOKENS])
+
+
+async def audit_count(store: Store) -> int:
+    async with store.neutral() as session:
+        return int(await session.scalar(select(func.count()).select_from(AuditEventRow)) or 0)
+
+
+async def list_version(store: Store) -> int:
+    async with store.neutral() as session:
+        return int(await session.scalar(select(StatusListRow.version).where(StatusListRow.id == LIST_ID)) or 0)
+
+
+async def test_every_implementation_provides_every_port(store: Store) -> None:
+    # The factory builds StoragePorts from one object (mypy checks each field's protocol): the same object serves all.
+    ports = StoragePorts(store.ports, store.ports, store.ports, store.ports, store.ports)
+    assert ports.token_states is store.ports
+
+
+# -- token states --------------------------------------------------------------------------------------------
+
+
+async def test_token_states_read_every_shape_of_credential(store: Store) -> None:
+    await seed(store)
+    jtis = [*CREDENTIALS, "urn:uuid:live", "urn:uuid:not-ours", ""]
+
+    states = await store.ports.token_states(jtis)
+
+    expected = {
+        jti: TokenState(
+            jti, CredentialKind(kind), client_id, revoked, expires, expected_agent(agent),
+            POLICY_VERSION if AGENTS[agent]["tenant_id"] == "agt_root" else 0,
+        )
+        for jti, (kind, agent, client_id, _, expires, revoked) in CREDENTIALS.items()
+    }  # fmt: skip
+    assert states == expected
+    for state in states.values():
+        assert state.expires_at.tzinfo is not None and state.agent.created_at.tzinfo is not None
+        assert isinstance(state.kind, CredentialKind) and isinstance(state.agent.status, AgentStatus)
+    live = {jti for jti, state in states.items() if state.live_at(NOW)}
+    assert live == {"urn:uuid:live", "urn:uuid:identity"}  # revoked and expired (by 1 us) are not live
+    assert not states["urn:uuid:identity"].agent.is_active
+    assert await store.ports.token_states([]) == {}
+
+
+# -- API keys with agents -------------------------------------------------------------------------------------
+
+
+async def test_api_keys_with_agents_read_keys_of_every_state(store: Store) -> None:
+    await seed(store)
+    prefixes = [KEYS[k]["prefix"] for k in KEYS] + ["ak_live_unknown", "ak_live_p1"]
+
+    found = await store.ports.api_keys_with_agents(prefixes)
+
+    assert found == {KEYS[k]["prefix"]: (expected_key(k), expected_agent(KEYS[k]["agent_id"])) for k in KEYS}
+    usable = {key.id for key, agent in found.values() if key.usable_at(NOW) and agent.is_active}
+    assert usable == {"key_live"}  # revoked, expired, and a live key of a deactivated agent do not authenticate
+    assert found["ak_live_p3"][0].usable_at(NOW) and not found["ak_live_p3"][1].is_active
+    assert await store.ports.api_keys_with_agents([]) == {}
+
+
+# -- issuance rounds ----------------------------------------------------------------------------------------
+
+
+def new_credential(jti: str, index: int) -> dict[str, Any]:
+    return {
+        "jti": jti, "kind": "access", "agent_id": "agt_root", "tenant_id": "agt_root", "client_id": "agt_root",
+        "api_key_id": "key_live", "refresh_family_id": "rtf_new", "delegation_id": None,
+        "scopes": ["api.write", "agents.read"], "status_list_id": LIST_ID, "status_index": index,
+        "kid": "did:web:x#k1", "issued_at": NOW, "expires_at": ROUND + timedelta(minutes=15), "revoked_at": None,
+    }  # fmt: skip
+
+
+def new_refresh(token_id: str) -> dict[str, Any]:
+    return {**refresh_row("rt_1"), "id": token_id, "token_hash": f"hash-{token_id}", "family_id": "rtf_new",
+            "created_at": NOW, "expires_at": ROUND + timedelta(days=7)}  # fmt: skip
+
+
+def new_event(action: str, outcome: str, details: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "tenant_id": "agt_root", "actor": "agt_root", "action": action, "target_type": "api_key",
+        "target_id": "key_live", "outcome": outcome, "reason": "r\u00e9ason" if outcome == "failure" else None,
+        "request_id": "req-1", "ip": "203.0.113.9", "created_at": NOW, "details": details,
+    }  # fmt: skip
+
+
+async def test_an_issuing_round_sees_live_keys_and_records_exactly_its_rows(store: Store) -> None:
+    await seed(store)
+    seen: list[Mapping[str, datetime]] = []
+
+    def plan(live: Mapping[str, datetime]) -> IssuedRows:
+        seen.append(dict(live))
+        rows = IssuedRows(now=NOW)
+        rows.credentials = [new_credential("urn:uuid:new-1", 100), new_credential("urn:uuid:new-2", 101)]
+        rows.refresh_tokens = [new_refresh("rt_new_1"), new_refresh("rt_new_2")]
+        rows.audit_events = [
+            new_event("token.issued", AuditOutcome.SUCCESS, {"grant_type": "client_credentials", "n": [1, 2]}),
+            new_event("token.denied", AuditOutcome.FAILURE, None),
+        ]
+        rows.touched = {"key_live"}
+        return rows
+
+    await store.ports.record_round(["key_live", "key_revoked", "key_of_gone", "key_expired", "key_unknown"], plan)
+
+    # Live: active key of an active agent - expiry is stage 1's check, made before the round.
+    updated = AGENTS["agt_root"]["updated_at"]
+    assert seen == [{"key_live": updated, "key_expired": updated}]
+    assert all(instant.tzinfo is not None for instant in seen[0].values())
+    async with store.neutral() as session:
+        for index, jti in enumerate(("urn:uuid:new-1", "urn:uuid:new-2")):
+            row = new_credential(jti, 100 + index)
+            expected = Credential(**{**row, "kind": CredentialKind.ACCESS, "scopes": tuple(row["scopes"])})
+            assert await credentials_repo.get(session, jti) == expected
+        refresh = (await session.execute(select(RefreshTokenRow).where(RefreshTokenRow.family_id == "rtf_new"))).all()
+        assert sorted((r[0].id, r[0].expires_at, r[0].scopes, r[0].status) for r in refresh) == [
+            (token, ROUND + timedelta(days=7), ["api.write"], RefreshTokenStatus.ACTIVE)
+            for token in ("rt_new_1", "rt_new_2")
+        ]
+        events = await audit_repo.list_for_tenant(session, "agt_root", limit=10)
+        assert [(e.action, e.outcome, e.reason, e.details, e.created_at) for e in reversed(events)] == [
+            ("token.issued", AuditOutcome.SUCCESS, None, {"grant_type": "client_credentials", "n": [1, 2]}, NOW),
+            ("token.denied", AuditOutcome.FAILURE, "r\u00e9ason", None, NOW),
+        ]
+        touched = await api_keys_repo.get(session, "key_live")
+        untouched = await api_keys_repo.get(session, "key_expired")
+    assert touched is not None and touched.last_used_at == NOW
+    assert untouched is not None and untouched.last_used_at == ROUND
+    # What the round wrote is what the lookups read, live until it expires.
+    states = await store.ports.token_states(["urn:uuid:new-1", "urn:uuid:new-2"])
+    assert {jti: s.live_at(NOW) for jti, s in states.items()} == {"urn:uuid:new-1": True, "urn:uuid:new-2": True}
+    assert not states["urn:uuid:new-1"].live_at(ROUND + timedelta(minutes=15))
+    if store.sqlite:
+        await assert_stored_as_sqlalchemy_stores(store)
+
+
+async def assert_stored_as_sqlalchemy_stores(store: Store) -> None:
+    """SQLite compares DATETIME as text: a row stored in another format would sort and compare wrongly. Each
+    instant must be the text SQLAlchemy's own SQLite DATETIME writes, each JSON value JSON."""
+    to_text = DATETIME().bind_processor(store.engine.dialect)
+    assert to_text is not None
+    async with store.engine.connect() as conn:
+        raw = (
+            await conn.execute(
+                text("SELECT issued_at, expires_at, scopes FROM credentials WHERE jti = 'urn:uuid:new-1'")
+            )
+        ).one()
+        used = await conn.scalar(text("SELECT last_used_at FROM api_keys WHERE id = 'key_live'"))
+        details = await conn.scalar(text("SELECT details FROM audit_events WHERE action = 'token.issued'"))
+    naive = [value.replace(tzinfo=None) for value in (NOW, ROUND + timedelta(minutes=15), NOW)]
+    assert (raw[0], raw[1], used) == tuple(to_text(value) for value in naive)
+    assert raw[2].replace(" ", "") == '["api.write","agents.read"]'
+    assert details.replace(" ", "") == '{"grant_type":"client_credentials","n":[1,2]}'
+
+
+async def test_a_failing_round_records_nothing_and_says_why(store: Store) -> None:
+    await seed(store)
+    before = await audit_count(store)
+
+    def duplicate(live: Mapping[str, datetime]) -> IssuedRows:
+        rows = IssuedRows(now=NOW, touched={"key_live"})
+        rows.audit_events = [new_event("token.issued", AuditOutcome.SUCCESS, None)]
+        rows.credentials = [new_credential("urn:uuid:new-1", 100), new_credential("urn:uuid:live", 101)]
+        return rows
+
+    with pytest.raises(Conflict) as conflict:
+        await store.ports.record_round(["key_live"], duplicate)
+    assert (conflict.value.error, conflict.value.status_code) == ("conflict", 409)
+
+    def broken(live: Mapping[str, datetime]) -> IssuedRows:
+        raise ValueError("the plan failed")
+
+    with pytest.raises(ValueError, match="the plan failed"):  # not a storage failure: propagates as it is
+        await store.ports.record_round(["key_live"], broken)
+
+    assert await audit_count(store) == before
+    assert set(await store.ports.token_states(["urn:uuid:new-1"])) == set()
+    async with store.neutral() as session:
+        key = await api_keys_repo.get(session, "key_live")
+    assert key is not None and key.last_used_at is None
+
+
+# -- revocation rounds ----------------------------------------------------------------------------------------
+
+
+def audit_of(seen: list[tuple[list[Revoked], list[RevokedFamily]]]) -> Any:
+    def audit(revoked: Sequence[Revoked], families: Sequence[RevokedFamily]) -> list[dict[str, Any]]:
+        seen.append((list(revoked), list(families)))
+        return [new_event(f"{r.kind}_credential.revoked", AuditOutcome.SUCCESS, {"jti": r.jti}) for r in revoked] + [
+            new_event("refresh_token.revoked", AuditOutcome.SUCCESS, {"family": f.family_id}) for f in families
+        ]
+
+    return audit
+
+
+async def test_a_revocation_round_revokes_live_credentials_and_every_pair(store: Store) -> None:
+    await seed(store)
+    seen: list[tuple[list[Revoked], list[RevokedFamily]]] = []
+    jtis = ["urn:uuid:live", "urn:uuid:revoked", "urn:uuid:expired", "urn:uuid:not-ours", "urn:uuid:live"]
+    before = await audit_count(store)
+
+    revoked = await store.ports.revoke_round(jtis, NOW, audit_of(seen))
+
+    assert revoked == [Revoked("urn:uuid:live", CredentialKind.ACCESS, "agt_root", "rtf_1")]
+    # The pair of a credential already revoked or expired is revoked too: its refresh family may still be alive.
+    assert seen == [
+        (
+            revoked,
+            [
+                RevokedFamily("rtf_1", "agt_root", "urn:uuid:live"),
+                RevokedFamily("rtf_2", "agt_root", "urn:uuid:revoked"),
+                RevokedFamily("rtf_3", "agt_root", "urn:uuid:expired"),
+            ],
+        )
+    ]
+    assert await audit_count(store) == before + 4
+    assert await list_version(store) == 1
+    async with store.neutral() as session:
+        statuses = dict((await session.execute(select(RefreshTokenRow.id, RefreshTokenRow.status))).all())
+        live = await credentials_repo.get(session, "urn:uuid:live")
+        already = await credentials_repo.get(session, "urn:uuid:revoked")
+    assert statuses == {"rt_1": "revoked", "rt_2": "revoked", "rt_3a": "revoked", "rt_3b": "revoked", "rt_9": "active"}
+    assert live is not None and live.revoked_at == NOW and not live.live_at(NOW)
+    assert already is not None and already.revoked_at == ROUND  # not revoked again
+    state = (await store.ports.token_states(["urn:uuid:live"]))["urn:uuid:live"]
+    assert state.revoked_at == NOW and not state.live_at(NOW)
+
+    # Again: nothing left to revoke, nothing recorded, no version bump.
+    again: list[tuple[list[Revoked], list[RevokedFamily]]] = []
+    assert await store.ports.revoke_round(jtis, NOW + timedelta(seconds=1), audit_of(again)) == []
+    assert again == [([], [])]
+    assert await audit_count(store) == before + 4
+    assert await list_version(store) == 1
+
+
+async def test_a_revocation_round_of_unknown_credentials_changes_nothing(store: Store) -> None:
+    await seed(store)
+    seen: list[tuple[list[Revoked], list[RevokedFamily]]] = []
+    assert await store.ports.revoke_round(["urn:uuid:not-ours", "urn:uuid:identity-x"], NOW, audit_of(seen)) == []
+    assert seen == [([], [])]
+    assert await list_version(store) == 0
+
+
+# -- status blocks ------------------------------------------------------------------------------------------
+
+
+async def test_status_blocks_are_reserved_once_and_fill_the_list(store: Store) -> None:
+    await seed(store)
+    assert await store.ports.reserve_blocks(LIST_ID, [5, 3], NOW, per_list=4) == [3, 5]
+    assert await store.ports.reserve_blocks(LIST_ID, [7, 3], ROUND, per_list=4) == [7]  # 3 is taken: skipped
+    assert await store.ports.reserve_blocks(LIST_ID, [], NOW, per_list=4) == []
+    async with store.neutral() as session:
+        row = await session.get(StatusListRow, LIST_ID)
+        assert row is not None and (row.allocated, row.state) == (3, StatusListState.OPEN)
+        blocks = dict((await session.execute(select(StatusBlockRow.block, StatusBlockRow.reserved_at))).all())
+    assert blocks == {3: NOW, 5: NOW, 7: ROUND}
+
+    assert await store.ports.reserve_blocks(LIST_ID, [1, 2], NOW, per_list=4) == [1, 2]  # 5 of 4: full
+    async with store.neutral() as session:
+        row = await session.get(StatusListRow, LIST_ID, populate_existing=True)
+        assert row is not None and (row.allocated, row.state) == (5, StatusListState.FULL)
+    assert await store.ports.reserve_blocks(LIST_ID, [9], NOW, per_list=4) == []  # not open any more
+    assert await store.ports.reserve_blocks(999, [1], NOW, per_list=4) == []  # no such list
+
+
+# -- failures ---------------------------------------------------------------------------------------------------
+
+
+async def test_a_database_failure_is_temporarily_unavailable_on_every_port(store: Store) -> None:
+    await seed(store)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE policy_versions"))
+        await conn.execute(text("DROP TABLE status_blocks"))
+
+    with pytest.raises(TemporarilyUnavailable):
+        await store.ports.token_states(["urn:uuid:live"])
+    with pytest.raises(TemporarilyUnavailable):
+        await store.ports.reserve_blocks(LIST_ID, [1], NOW, per_list=4)
+    # The other ports still work: a failure is the statement's, not the connection's for good.
+    assert set(await store.ports.api_keys_with_agents(["ak_live_p1"])) == {"ak_live_p1"}
