@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,8 @@ DELEGATION_CREDENTIAL: Final = "AgentDelegationCredential"
 STATUS_LIST_CREDENTIAL: Final = "BitstringStatusListCredential"
 VERIFIABLE_PRESENTATION: Final = "VerifiablePresentation"
 
+_ACCESS_TYPES: Final = (ACCESS_CREDENTIAL,)
+
 TYP_ACCESS_TOKEN: Final = "at+jwt"
 TYP_JWT: Final = "JWT"  # VCDM 1.1 JWT encoding
 
@@ -43,7 +44,9 @@ def new_credential_id() -> str:
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(secrets.token_bytes(10), "big")  # 80 bits, 74 used
     value = (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
-    return f"urn:uuid:{uuid.UUID(int=value)}"
+    # str(uuid.UUID(int=value)) spelled out: the same 8-4-4-4-12 lowercase hex at half the cost.
+    h = f"{value:032x}"
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def jwt_digest(compact_jwt: str) -> str:
@@ -74,11 +77,12 @@ def _ts(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _vc_claim(types: Sequence[str], subject: Mapping[str, Any], status: StatusEntry | None) -> dict[str, Any]:
+def _vc_claim(types: Sequence[str], subject: dict[str, Any], status: StatusEntry | None) -> dict[str, Any]:
+    """The ``vc`` claim around ``subject``, a dict the caller built for it (taken, not copied)."""
     claim: dict[str, Any] = {
         "@context": [VC_CONTEXT_V1, AGENTAUTH_CONTEXT],
         "type": [VERIFIABLE_CREDENTIAL, *types],
-        "credentialSubject": dict(subject),
+        "credentialSubject": subject,
     }
     if status is not None:
         claim["credentialStatus"] = status.to_json()
@@ -131,6 +135,8 @@ class CredentialIssuer:
         jti: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """An ``AgentAccessCredential`` access token (RFC 9068 JWT profile + VC claim). Returns (jwt, claims)."""
+        issued = _ts(now)
+        subject = {"id": subject_did, **subject_claims} if subject_claims else {"id": subject_did}
         claims: dict[str, Any] = {
             "iss": self.issuer_url,
             "sub": subject_did,
@@ -138,10 +144,10 @@ class CredentialIssuer:
             "client_id": client_id,
             "scope": " ".join(scopes),
             "jti": jti or new_credential_id(),
-            "iat": _ts(now),
-            "nbf": _ts(now),
+            "iat": issued,
+            "nbf": issued,
             "exp": _ts(expires_at),
-            "vc": _vc_claim([ACCESS_CREDENTIAL], {"id": subject_did, **(subject_claims or {})}, status),
+            "vc": _vc_claim(_ACCESS_TYPES, subject, status),
         }
         if act is not None:
             claims["act"] = dict(act)
@@ -179,7 +185,7 @@ class CredentialIssuer:
             "iat": _ts(now),
             "nbf": _ts(now),
             "exp": _ts(expires_at),
-            "vc": _vc_claim([IDENTITY_CREDENTIAL], subject, status),
+            "vc": _vc_claim((IDENTITY_CREDENTIAL,), subject, status),
         }
         return self._sign(TYP_JWT, claims), claims
 
@@ -219,7 +225,7 @@ class CredentialIssuer:
             "iat": _ts(now),
             "nbf": _ts(now),
             "exp": _ts(expires_at),
-            "vc": _vc_claim([DELEGATION_CREDENTIAL], subject, status),
+            "vc": _vc_claim((DELEGATION_CREDENTIAL,), subject, status),
         }
         return self._sign(TYP_JWT, claims), claims
 
@@ -245,7 +251,7 @@ class CredentialIssuer:
             "encodedList": encoded_list,
             "ttl": ttl_seconds * 1000,
         }
-        vc = _vc_claim([STATUS_LIST_CREDENTIAL], subject, None)
+        vc = _vc_claim((STATUS_LIST_CREDENTIAL,), subject, None)
         vc["@context"] = [VC_CONTEXT_V1, STATUS_CONTEXT]
         vc["id"] = list_url
         claims: dict[str, Any] = {
