@@ -20,7 +20,7 @@ The raw baselines are the issuer's own key signing and verifying the access toke
 Ed25519 verification takes variable time, so a different key or message would move the ratio by a few percent
 from run to run. The depth-3 token's four signatures cover 13 kB in all (the token carries its three links),
 so its ratio also pays that hashing.
-Run: .venv/bin/python bench/core.py [--runs 3] [--seconds 2] [--rounds 8] [--clock cpu|wall]
+Run: .venv/bin/python bench/core.py [--runs 3] [--seconds 2] [--rounds 20] [--clock cpu|wall]
 Exit status 1 when a ratio misses its goal.
 """
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="whole runs; the verdict is on their median")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per operation per run")
-    parser.add_argument("--rounds", type=int, default=8, help="rounds per run; ratios are taken within a round")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds per run; ratios are taken within a round")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="this thread's CPU time, or wall")
     args = parser.parse_args()
     clock = CLOCKS[args.clock]
