@@ -1,6 +1,6 @@
 """``agentauth.vc`` - the verifier third parties import - needs nothing of the server: no web framework, database,
-HTTP client, MCP or pydantic. Proved twice: in a fresh virtualenv holding only cryptography, base58 and orjson,
-and (always, fast) in an isolated interpreter whose import system refuses the server's packages."""
+HTTP client, MCP or pydantic. Proved twice: in a fresh virtualenv holding only cryptography, base58, orjson and
+pybase64, and (always, fast) in an isolated interpreter whose import system refuses the server's packages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-DEPENDENCIES = ("cryptography", "base58", "orjson")
+DEPENDENCIES = ("cryptography", "base58", "orjson", "pybase64")
 SERVER_PACKAGES = ("fastapi", "starlette", "sqlalchemy", "httpx", "mcp", "pydantic", "uvicorn", "typer", "rich")
 
 # Issue and verify an access token, a revoked one and a delegation chain with the pure core alone.
@@ -82,7 +82,7 @@ def test_pure_core_imports_and_verifies_with_server_packages_blocked() -> None:
 
 
 @pytest.mark.slow
-def test_pure_core_in_a_fresh_venv_with_only_its_three_dependencies(tmp_path: Path) -> None:
+def test_pure_core_in_a_fresh_venv_with_only_its_four_dependencies(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     download = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", str(wheels), *DEPENDENCIES],

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+import pybase64
 
 from agentauth.keys.weak import WEAK_KEY, weak_key_reason
 
@@ -22,10 +23,14 @@ class JwkError(ValueError):
 
 def b64url_encode(data: bytes) -> str:
     """base64url without padding (RFC 7515 section 2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # Positional arguments: keywords cost a C function ~0.3 us per call, more than encoding a signature.
+    return pybase64.b64encode(data, b"-_").rstrip(b"=").decode("ascii")
 
 
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# The last character of a canonical encoding carries no stray low bits: with 2 characters over (1 byte) its
+# 4 unused bits are 0, with 3 over (2 bytes) its 2 unused bits are 0.
+_CANONICAL_LAST = ("", "", "AQgw", "AEIMQUYcgkosw048")
+_PADDING = ("", "", "==", "=")  # by len % 4; a remainder of 1 is never valid
 
 
 def b64url_decode(value: str, *, canonical: bool = True) -> bytes:
@@ -36,13 +41,15 @@ def b64url_decode(value: str, *, canonical: bool = True) -> bytes:
     """
     if not isinstance(value, str) or "=" in value or "+" in value or "/" in value or len(value) % 4 == 1:
         raise ValueError("not unpadded base64url")
+    over = len(value) % 4
     try:
-        # strict_mode refuses any character outside the alphabet instead of silently skipping it.
-        data = (value + "=" * (-len(value) % 4)).encode("ascii").translate(_TO_STANDARD)
-        raw = binascii.a2b_base64(data, strict_mode=True)
-    except (binascii.Error, ValueError) as exc:
+        # validate (the third argument) refuses any character outside the alphabet (and non-ASCII text) instead
+        # of skipping it; with altchars both alphabets would decode, so '+' and '/' were refused above.
+        # Positional arguments and our own padding: keywords cost ~0.3 us per call, more than a signature's decoding.
+        raw = pybase64.b64decode(value + _PADDING[over], b"-_", True)
+    except (binascii.Error, ValueError, TypeError) as exc:
         raise ValueError("not unpadded base64url") from exc
-    if canonical and len(value) % 4 and b64url_encode(raw[-(len(raw) % 3) :])[-1] != value[-1]:
+    if canonical and over and value[-1] not in _CANONICAL_LAST[over]:
         raise ValueError("not canonical base64url")
     return raw
 

@@ -88,7 +88,7 @@ def _parse(value: str | None) -> datetime | None:
 class KeyRing:
     """An immutable set of issuer keys: exactly one active, at most one next, any number retired."""
 
-    __slots__ = ("_by_kid", "issuer_did", "keys")
+    __slots__ = ("_active", "_by_kid", "issuer_did", "keys")
 
     def __init__(self, issuer_did: str, keys: Iterable[SigningKey]) -> None:
         self.issuer_did = issuer_did
@@ -99,6 +99,7 @@ class KeyRing:
         if sum(k.state is KeyState.NEXT for k in self.keys) > 1:
             raise ValueError("a key ring holds at most one next key")
         self._by_kid = {k.kid: k for k in self.keys}
+        self._active = actives[0]  # asked for on every credential signed
 
     @classmethod
     def create(cls, issuer_did: str, now: datetime) -> KeyRing:
@@ -110,7 +111,7 @@ class KeyRing:
 
     @property
     def active(self) -> SigningKey:
-        return next(k for k in self.keys if k.state is KeyState.ACTIVE)
+        return self._active
 
     @property
     def next(self) -> SigningKey | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from agentauth.vc import errors as e
@@ -41,7 +42,7 @@ class DelegationLink:
     def from_claims(cls, compact: str, claims: Mapping[str, Any]) -> DelegationLink:
         subject = claims["vc"]["credentialSubject"]
         scopes, depth, delegator = subject.get("scopes"), subject.get("remainingDepth"), subject.get("delegator")
-        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        if not isinstance(scopes, list) or not all(map(isinstance, scopes, repeat(str))):
             raise VerificationError(e.MALFORMED, "delegation scopes must be a list of strings")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
             raise VerificationError(e.MALFORMED, "remainingDepth must be a non-negative integer")
@@ -52,16 +53,17 @@ class DelegationLink:
             isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("digest"), str)
         ):
             raise VerificationError(e.MALFORMED, "parent must carry id and digest")
+        # Positional, in field order: this runs for every link of every delegated token verified.
         return cls(
-            jwt=compact,
-            id=str(claims["jti"]),
-            delegator=delegator,
-            delegate=str(claims["sub"]),
-            scopes=frozenset(scopes),
-            remaining_depth=depth,
-            exp=float(claims["exp"]),
-            parent_id=parent["id"] if parent else None,
-            parent_digest=parent["digest"] if parent else None,
+            compact,
+            str(claims["jti"]),
+            delegator,
+            str(claims["sub"]),
+            frozenset(scopes),
+            depth,
+            float(claims["exp"]),
+            parent["id"] if parent else None,
+            parent["digest"] if parent else None,
         )
 
 

@@ -9,15 +9,14 @@ VCDM 1.1 section 6.3.1 maps JWT claims onto the credential: ``iss`` = issuer, ``
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from agentauth.keys import KeyRing, b64url_encode
+from agentauth.keys import KeyPair, KeyRing, b64url_encode
 from agentauth.vc.jws import encode_header, sign_compact
 
 VC_CONTEXT_V1: Final = "https://www.w3.org/2018/credentials/v1"
@@ -31,6 +30,8 @@ DELEGATION_CREDENTIAL: Final = "AgentDelegationCredential"
 STATUS_LIST_CREDENTIAL: Final = "BitstringStatusListCredential"
 VERIFIABLE_PRESENTATION: Final = "VerifiablePresentation"
 
+_ACCESS_TYPES: Final = (ACCESS_CREDENTIAL,)
+
 TYP_ACCESS_TOKEN: Final = "at+jwt"
 TYP_JWT: Final = "JWT"  # VCDM 1.1 JWT encoding
 
@@ -41,9 +42,11 @@ def new_credential_id() -> str:
     credential (measured on SQLite: 2x less CPU and 2.5x less time per recorded row than UUIDv4); the time it
     reveals is the token's own ``iat``."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(secrets.token_bytes(10), "big")  # 80 bits, 74 used
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 used (secrets.token_bytes is os.urandom)
     value = (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
-    return f"urn:uuid:{uuid.UUID(int=value)}"
+    # str(uuid.UUID(int=value)) spelled out: the same 8-4-4-4-12 lowercase hex at half the cost.
+    h = f"{value:032x}"
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def jwt_digest(compact_jwt: str) -> str:
@@ -74,11 +77,12 @@ def _ts(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _vc_claim(types: Sequence[str], subject: Mapping[str, Any], status: StatusEntry | None) -> dict[str, Any]:
+def _vc_claim(types: Sequence[str], subject: dict[str, Any], status: StatusEntry | None) -> dict[str, Any]:
+    """The ``vc`` claim around ``subject``, a dict the caller built for it (taken, not copied)."""
     claim: dict[str, Any] = {
         "@context": [VC_CONTEXT_V1, AGENTAUTH_CONTEXT],
         "type": [VERIFIABLE_CREDENTIAL, *types],
-        "credentialSubject": dict(subject),
+        "credentialSubject": subject,
     }
     if status is not None:
         claim["credentialStatus"] = status.to_json()
@@ -92,7 +96,8 @@ class CredentialIssuer:
         self.issuer_url = issuer_url.rstrip("/")
         self.issuer_did = ring.issuer_did
         self._ring = ring
-        self._headers: dict[str, str] = {}
+        # typ -> (encoded header, signing key pair) of the active key: a ring is immutable, use_ring resets this.
+        self._signers: dict[str, tuple[str, KeyPair]] = {}
 
     @property
     def ring(self) -> KeyRing:
@@ -106,14 +111,14 @@ class CredentialIssuer:
     def use_ring(self, ring: KeyRing) -> None:
         """Swap in a rotated ring; later credentials are signed with its active key."""
         self._ring = ring
-        self._headers = {}
+        self._signers = {}
 
     def _sign(self, typ: str, payload: Mapping[str, Any]) -> str:
-        key = self._ring.active
-        header = self._headers.get(typ)
-        if header is None:
-            header = self._headers[typ] = encode_header(typ=typ, kid=key.kid)
-        return sign_compact(header, payload, key.pair)
+        signer = self._signers.get(typ)
+        if signer is None:
+            key = self._ring.active
+            signer = self._signers[typ] = (encode_header(typ=typ, kid=key.kid), key.pair)
+        return sign_compact(signer[0], payload, signer[1])
 
     def issue_access_credential(
         self,
@@ -131,6 +136,8 @@ class CredentialIssuer:
         jti: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """An ``AgentAccessCredential`` access token (RFC 9068 JWT profile + VC claim). Returns (jwt, claims)."""
+        issued = _ts(now)
+        subject = {"id": subject_did, **subject_claims} if subject_claims else {"id": subject_did}
         claims: dict[str, Any] = {
             "iss": self.issuer_url,
             "sub": subject_did,
@@ -138,10 +145,10 @@ class CredentialIssuer:
             "client_id": client_id,
             "scope": " ".join(scopes),
             "jti": jti or new_credential_id(),
-            "iat": _ts(now),
-            "nbf": _ts(now),
+            "iat": issued,
+            "nbf": issued,
             "exp": _ts(expires_at),
-            "vc": _vc_claim([ACCESS_CREDENTIAL], {"id": subject_did, **(subject_claims or {})}, status),
+            "vc": _vc_claim(_ACCESS_TYPES, subject, status),
         }
         if act is not None:
             claims["act"] = dict(act)
@@ -179,7 +186,7 @@ class CredentialIssuer:
             "iat": _ts(now),
             "nbf": _ts(now),
             "exp": _ts(expires_at),
-            "vc": _vc_claim([IDENTITY_CREDENTIAL], subject, status),
+            "vc": _vc_claim((IDENTITY_CREDENTIAL,), subject, status),
         }
         return self._sign(TYP_JWT, claims), claims
 
@@ -219,7 +226,7 @@ class CredentialIssuer:
             "iat": _ts(now),
             "nbf": _ts(now),
             "exp": _ts(expires_at),
-            "vc": _vc_claim([DELEGATION_CREDENTIAL], subject, status),
+            "vc": _vc_claim((DELEGATION_CREDENTIAL,), subject, status),
         }
         return self._sign(TYP_JWT, claims), claims
 
@@ -245,7 +252,7 @@ class CredentialIssuer:
             "encodedList": encoded_list,
             "ttl": ttl_seconds * 1000,
         }
-        vc = _vc_claim([STATUS_LIST_CREDENTIAL], subject, None)
+        vc = _vc_claim((STATUS_LIST_CREDENTIAL,), subject, None)
         vc["@context"] = [VC_CONTEXT_V1, STATUS_CONTEXT]
         vc["id"] = list_url
         claims: dict[str, Any] = {

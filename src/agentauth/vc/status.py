@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 from urllib.parse import quote
@@ -106,9 +105,10 @@ class StatusCache:
     def __init__(self) -> None:
         self._lists: dict[str, CachedList] = {}
 
-    def get(self, url: str, now: datetime) -> CachedList | None:
+    def get(self, url: str, now: float) -> CachedList | None:
+        """The list at ``url`` while it is still fresh at ``now`` (POSIX seconds)."""
         cached = self._lists.get(url)
-        if cached is None or cached.expires_at <= now.timestamp():
+        if cached is None or cached.expires_at <= now:
             return None
         return cached
 

@@ -49,8 +49,10 @@ class StatusList:
             raise StatusListError(f"index {index} outside the list (size {self.size})")
 
     def get(self, index: int) -> bool:
-        self._check(index)
-        return bool(self._bits[index >> 3] & (0x80 >> (index & 7)))
+        bits = self._bits
+        if not 0 <= index < len(bits) << 3:  # _check's test, inline: every verification asks
+            self._check(index)
+        return bool(bits[index >> 3] & (0x80 >> (index & 7)))
 
     def set(self, index: int, value: bool = True) -> None:
         self._check(index)

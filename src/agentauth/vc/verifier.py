@@ -30,7 +30,7 @@ from agentauth.vc.credentials import (
     VERIFIABLE_PRESENTATION,
 )
 from agentauth.vc.errors import VerificationError
-from agentauth.vc.jws import ParsedJws, parse_compact
+from agentauth.vc.jws import decode_compact, parse_compact
 from agentauth.vc.nonces import NonceRegistry
 from agentauth.vc.presentation import holder_public_key
 from agentauth.vc.status import (
@@ -100,6 +100,10 @@ def _keys_from_did_document(document: Mapping[str, Any]) -> dict[str, PublicKey]
         except (JwkError, DidKeyError):
             log.warning("ignoring unusable verification method %s", vm_id)
     return keys
+
+
+# The exact types a NumericDate has once parsed from JSON; bool, an int subclass, is not one.
+_NUMERIC_DATE = (int, float)
 
 
 def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
@@ -215,13 +219,19 @@ class Verifier:
 
     # -- shared steps -----------------------------------------------------------------------------------
 
-    def _signed(self, token: str, typ: str) -> ParsedJws:
-        jws = parse_compact(token)
-        if jws.header.get("typ") != typ:
-            raise VerificationError(e.INVALID_TYP, f"typ {jws.header.get('typ')!r}, expected {typ!r}")
-        if not jws.verify_with(self._key(jws.header.get("kid"))):
+    def _signed(self, token: str, typ: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(header, claims) of ``token`` once its structure, alg, ``typ``, ``kid`` and signature check out.
+        The header is shared (see ``parse_compact``): read only."""
+        header, claims, signing_input, signature = decode_compact(token)
+        if header.get("typ") != typ:
+            raise VerificationError(e.INVALID_TYP, f"typ {header.get('typ')!r}, expected {typ!r}")
+        kid = header.get("kid")
+        key = self._keys.get(kid) if type(kid) is str else None
+        if key is None:
+            key = self._key(kid)  # the checks and errors for a missing or unknown kid; a key refresh
+        if not key.verify(signature, signing_input):
             raise VerificationError(e.INVALID_SIGNATURE, "signature does not verify")
-        return jws
+        return header, claims
 
     def verify_signature(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(header, claims) of anything this issuer signed - any ``typ``, no time or status checks.
@@ -232,12 +242,15 @@ class Verifier:
         jws = parse_compact(token)
         if not jws.verify_with(self._key(jws.header.get("kid"))):
             raise VerificationError(e.INVALID_SIGNATURE, "signature does not verify")
-        return jws.header, jws.payload
+        return dict(jws.header), jws.payload  # a copy: parsed headers are shared (see parse_compact)
 
     def _times(self, claims: Mapping[str, Any], now: float, exp_required: bool = True) -> None:
-        exp = _number(claims, "exp", exp_required)
-        nbf = _number(claims, "nbf", False)
-        iat = _number(claims, "iat", False)
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        # What this issuer signs carries all three as JSON numbers; anything else gets _number's precise errors.
+        if not (type(exp) in _NUMERIC_DATE and type(nbf) in _NUMERIC_DATE and type(iat) in _NUMERIC_DATE):
+            exp = _number(claims, "exp", exp_required)
+            nbf = _number(claims, "nbf", False)
+            iat = _number(claims, "iat", False)
         if exp is not None and now - self._exp_leeway >= exp:
             raise VerificationError(e.EXPIRED, f"expired at {exp:.0f}, now {now:.0f}")
         if nbf is not None and now + self._leeway < nbf:
@@ -255,16 +268,19 @@ class Verifier:
     ) -> VerifiedToken:
         """An ``AgentAccessCredential`` (RFC 9068 profile), including any delegation chain inside it."""
         moment = self._now(now)
-        jws = self._signed(token, TYP_ACCESS_TOKEN)
-        claims = jws.payload
+        ts = moment.timestamp()
+        header, claims = self._signed(token, TYP_ACCESS_TOKEN)
         if claims.get("iss") != self.issuer_url:
             raise VerificationError(e.INVALID_ISSUER, f"iss {claims.get('iss')!r} is not {self.issuer_url!r}")
-        self._times(claims, moment.timestamp())
+        self._times(claims, ts)
         if ACCESS_CREDENTIAL not in _types(claims, "vc"):
             raise VerificationError(e.WRONG_CREDENTIAL_TYPE, "not an AgentAccessCredential")
-        for name in ("sub", "client_id", "jti"):
-            if not isinstance(claims.get(name), str):
-                raise VerificationError(e.MISSING_CLAIM, f"claim {name!r} is required")
+        if not (
+            type(claims.get("sub")) is str and type(claims.get("client_id")) is str and type(claims.get("jti")) is str
+        ):
+            for name in ("sub", "client_id", "jti"):
+                if not isinstance(claims.get(name), str):
+                    raise VerificationError(e.MISSING_CLAIM, f"claim {name!r} is required")
         if not isinstance(claims.get("scope", ""), str):
             raise VerificationError(e.MALFORMED, "scope must be a space-separated string")
         if audience is not None:
@@ -272,38 +288,41 @@ class Verifier:
             auds = aud if isinstance(aud, list) else [aud]
             if audience not in auds:
                 raise VerificationError(e.INVALID_AUDIENCE, f"audience {audience!r} not in {auds!r}")
-        self._status(claims["vc"], moment)
+        self._status(claims["vc"], moment, ts)
         chain: tuple[DelegationLink, ...] = ()
         if "delegation_chain" in claims or "act" in claims:
             raw_chain = claims.get("delegation_chain")
             if not isinstance(raw_chain, list) or not raw_chain:
                 raise VerificationError(e.CHAIN_BROKEN, "delegated token without its delegation_chain")
-            chain = self.verify_delegation_chain(raw_chain, now=moment)
+            chain = self._chain(raw_chain, moment, ts)
             check_token_against_chain(claims, chain)
-        return VerifiedToken(claims=claims, kid=jws.header["kid"], chain=chain)
+        return VerifiedToken(claims=claims, kid=header["kid"], chain=chain)
 
     # -- credentials ------------------------------------------------------------------------------------
 
     def verify_credential(self, credential: str, *, expected_type: str, now: datetime | None = None) -> dict[str, Any]:
         """An identity or delegation credential (VCDM 1.1 JWT, ``iss`` = issuer DID). Returns its claims."""
         moment = self._now(now)
-        jws = self._signed(credential, TYP_JWT)
-        claims = jws.payload
+        return self._credential(credential, expected_type, moment, moment.timestamp())
+
+    def _credential(self, credential: str, expected_type: str, moment: datetime, ts: float) -> dict[str, Any]:
+        claims = self._signed(credential, TYP_JWT)[1]
         if claims.get("iss") != self.issuer_did:
             raise VerificationError(e.INVALID_ISSUER, f"iss {claims.get('iss')!r} is not {self.issuer_did!r}")
-        self._times(claims, moment.timestamp())
+        self._times(claims, ts)
         types = _types(claims, "vc")
         if expected_type not in types or ACCESS_CREDENTIAL in types:
             raise VerificationError(e.WRONG_CREDENTIAL_TYPE, f"types {types!r}, expected {expected_type!r}")
-        subject = claims["vc"].get("credentialSubject")
-        if not isinstance(subject, dict) or not isinstance(claims.get("sub"), str):
+        vc = claims["vc"]
+        subject, sub = vc.get("credentialSubject"), claims.get("sub")
+        if not isinstance(subject, dict) or not isinstance(sub, str):
             raise VerificationError(e.MISSING_CLAIM, "credentialSubject and sub are required")
         # VCDM 1.1 section 6.3.1: "sub MUST represent the id property contained in the credentialSubject".
-        if subject.setdefault("id", claims["sub"]) != claims["sub"]:
+        if subject.setdefault("id", sub) != sub:
             raise VerificationError(e.MALFORMED, "sub differs from credentialSubject.id")
         if not isinstance(claims.get("jti"), str):
             raise VerificationError(e.MISSING_CLAIM, "claim 'jti' is required")
-        self._status(claims["vc"], moment)
+        self._status(vc, moment, ts)
         return claims
 
     def verify_delegation_chain(
@@ -311,11 +330,14 @@ class Verifier:
     ) -> tuple[DelegationLink, ...]:
         """Every link verifies, then the chain rules hold (see ``chain.check_chain``). Root first."""
         moment = self._now(now)
+        return self._chain(chain, moment, moment.timestamp())
+
+    def _chain(self, chain: Sequence[str], moment: datetime, ts: float) -> tuple[DelegationLink, ...]:
         links = []
         for compact in chain:
             if not isinstance(compact, str):
                 raise VerificationError(e.MALFORMED, "delegation_chain entries must be compact JWTs")
-            claims = self.verify_credential(compact, expected_type=DELEGATION_CREDENTIAL, now=moment)
+            claims = self._credential(compact, DELEGATION_CREDENTIAL, moment, ts)
             links.append(DelegationLink.from_claims(compact, claims))
         check_chain(links)
         return tuple(links)
@@ -367,7 +389,7 @@ class Verifier:
 
     # -- status -----------------------------------------------------------------------------------------
 
-    def _status(self, vc: Mapping[str, Any], now: datetime) -> None:
+    def _status(self, vc: Mapping[str, Any], now: datetime, ts: float) -> None:
         entry = vc.get("credentialStatus")
         if entry is None or not self._check_status:
             return
@@ -380,7 +402,7 @@ class Verifier:
         )
         if not isinstance(url, str) or not isinstance(raw_index, str) or not raw_index.isdecimal():
             raise VerificationError(e.MALFORMED, "credentialStatus needs statusListCredential and a decimal index")
-        status_list = self.status_list(url, now)
+        status_list = self._status_cache.get(url, ts) or self.status_list(url, now)
         if status_list.purpose != purpose:
             raise VerificationError(e.MALFORMED, f"status purpose {purpose!r} != list's {status_list.purpose!r}")
         try:
@@ -392,7 +414,7 @@ class Verifier:
 
     def status_list(self, url: str, now: datetime) -> CachedList:
         """The verified, decoded list at ``url``, from the cache or the source."""
-        cached = self._status_cache.get(url, now)
+        cached = self._status_cache.get(url, now.timestamp())
         if cached is not None:
             return cached
         if self._status_source is None:
