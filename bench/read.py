@@ -13,8 +13,10 @@ Each phase runs ``--warmup`` seconds unmeasured first; with ``--rounds 2`` or mo
 read, hello, read, ...) and each phase's figures are summed over its rounds, so a burst of other work on a shared
 machine weighs on both alike. It reports, per phase, requests/s, p50/p99/max latency, non-200 answers and
 connection errors, and the CPU used by the server, this load generator, PostgreSQL and everything else; then the
-ratio read/hello against the goal (>= 30 %). Every read answer must be a 200 whose page lists the root agent and
-its children (a cheaper wrong answer would not be a faster read).
+ratio read/hello against the goal (>= 30 %), and the same ratio from the server CPU spent per request (what
+the rates' ratio would be if the server had a core to itself in both phases: on a shared machine it may not).
+Every read answer must be a 200 whose page lists the root agent and its children
+(a cheaper wrong answer would not be a faster read).
 
 The load generator is bench/rawhttp.py's minimal asyncio HTTP/1.1 client on uvloop (~30 us of CPU per request):
 on a 2-core machine it shares the CPUs with the server. ``--profile DIR`` samples the server with py-spy during the
@@ -89,6 +91,11 @@ class Phase:
             return float("nan")
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    def cpu_per_request_ms(self) -> float:
+        """Server CPU per answered request: what the ratio would be on a machine where nothing else runs."""
+        answered = sum(self.statuses.values())
+        return 1000 * self.cpu["server"] / answered if answered else float("nan")
 
     def cores(self) -> str:
         if not self.seconds:
@@ -343,18 +350,25 @@ def main() -> None:
         f"{platform.python_version()}, {args.concurrency} connections, {args.rounds} x {args.seconds:g} s per "
         f"phase, a page of {args.children + 1} agents; load generator on the same machine\n"
     )
-    print("| phase | req/s | p50 ms | p99 ms | max ms | errors | cores used (server, generator, postgres, other) |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print(
+        "| phase | req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/request "
+        "| cores used (server, generator, postgres, other) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, phase in ((f"GET {HELLO_PATH}", hello), (f"GET {READ_PATH} (Bearer)", read)):
         errors = {**{f"HTTP {s}": n for s, n in phase.statuses.items() if s != 200}, **phase.errors}
         print(
             f"| {name} | {phase.rate:,.0f} | {phase.percentile_ms(50):.1f} | {phase.percentile_ms(99):.1f} "
             f"| {max(phase.latencies, default=0) * 1000:.0f} | {phase.failed}{f' {errors}' if errors else ''} "
-            f"| {phase.cores()} |"
+            f"| {phase.cpu_per_request_ms():.3f} | {phase.cores()} |"
         )
     ratio = read.rate / hello.rate if hello.rate else 0.0
     verdict = "met" if ratio >= GOAL_READ_RATIO and read.failed == 0 else "MISSED"
     print(f"\nread/hello = {ratio:.1%} (goal >= {GOAL_READ_RATIO:.0%}, no errors): {verdict}")
+    # On a shared machine the server may not get a whole core in either phase: the CPU it spent per request is
+    # the ratio it would reach with the machine to itself (both phases CPU-bound on one worker).
+    by_cpu = hello.cpu_per_request_ms() / read.cpu_per_request_ms() if read.cpu_per_request_ms() else 0.0
+    print(f"by server CPU per request: hello/read = {by_cpu:.1%}")
     if tracebacks:
         print(f"server log has {tracebacks} tracebacks", file=sys.stderr)
     if read.failed or tracebacks:
