@@ -233,13 +233,10 @@ class AgentService:
     async def list(self, principal: Principal, limit: int, offset: int, ctx: RequestContext) -> AgentPage:
         check_page(limit, offset)
         path = principal.agent.path
-        async with self.core.reads() as session:
-            if principal.actor is None:
-                items, total = await agents_repo.list_subtree_and_peers(
-                    session, principal.agent, self.core.clock(), limit, offset
-                )
-            else:
-                items, total = await agents_repo.list_subtree(session, path, limit, offset)
+        # Peers are the caller's own relationships: a token acting under a delegation lists the subtree only.
+        items, total = await self.core.ports.agent_pages.agent_page(
+            principal.agent, self.core.clock(), limit, offset, peers=principal.actor is None
+        )
         out = [agent_out(a) if a.path.startswith(path) else peer_out(a) for a in items]
         return AgentPage(items=out, total=total, limit=limit, offset=offset)
 

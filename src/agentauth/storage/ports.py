@@ -104,6 +104,18 @@ class StatusBlocks(Protocol):
         ...
 
 
+class AgentPages(Protocol):
+    """Pages of the agents a principal sees (``GET /api/v1/agents``, the ``agents.list`` use case)."""
+
+    async def agent_page(
+        self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
+    ) -> tuple[list[Agent], int]:
+        """(page, total) of ``root``'s subtree (itself included) and, with ``peers``, of its delegation peers at
+        ``now`` (agents of other tenants with a live direct delegation with ``root`` either way), ordered by
+        creation time then id; the count and the page from one snapshot on the read side."""
+        ...
+
+
 @dataclass(frozen=True)
 class StoragePorts:
     """The ports of one backend, as ``factory.storage_ports`` chose them."""
@@ -113,3 +125,4 @@ class StoragePorts:
     issuance: IssuanceRounds
     revocation: RevocationRounds
     status_blocks: StatusBlocks
+    agent_pages: AgentPages

@@ -81,6 +81,18 @@ class SqlAlchemyPorts:
             found[key.prefix] = (key, agent_record(cast(AgentRow, _as(_AGENT_KEYS, row[split:]))))
         return found
 
+    async def agent_page(
+        self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
+    ) -> tuple[list[Agent], int]:
+        count, page = statements.agent_page(peers)
+        values: dict[str, Any] = statements.subtree_range(root.path) | {"limit": limit, "offset": offset}
+        if peers:
+            values |= {"agent": root.id, "tenant": root.tenant_id, "now": now}
+        async with self._reads() as session:  # one read transaction for the count and the page
+            total = await session.scalar(count, values)
+            rows = (await session.execute(page, values)).all()
+        return [agent_record(cast(AgentRow, _as(_AGENT_KEYS, row))) for row in rows], int(total or 0)
+
     async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
         async with self._sessions.begin() as session:
             keys = sorted(set(key_ids))

@@ -50,6 +50,10 @@ _LIST_STATE = statements.compile_sqlite(statements.list_state(bindparam("list_id
 _COUNT_RESERVED = statements.compile_sqlite(
     statements.count_reserved(bindparam("list_id"), bindparam("got"), bindparam("per_list"))
 )
+_AGENT_PAGES = {
+    peers: tuple(statements.compile_sqlite(statement) for statement in statements.agent_page(peers))
+    for peers in (False, True)
+}
 # An INSERT ... SELECT from the JSON array: SQLAlchemy's Core cannot say ON CONFLICT DO NOTHING RETURNING over a
 # SELECT for SQLite; the column list is the model's.
 _RESERVE = (
@@ -110,6 +114,20 @@ def _api_keys(prefixes: list[str], connection: sqlite3.Connection) -> dict[str, 
         record = key_record(cast(ApiKeyRow, key(row[:split])))
         found[record.prefix] = (record, agent_record(cast(AgentRow, agent(row[split:]))))
     return found
+
+
+def _agent_page(
+    root: Agent, now: datetime, limit: int, offset: int, peers: bool, connection: sqlite3.Connection
+) -> tuple[list[Agent], int]:
+    count, page = _AGENT_PAGES[peers]
+    values: dict[str, Any] = statements.subtree_range(root.path) | {"limit": limit, "offset": offset}
+    if peers:
+        values |= {"agent": root.id, "tenant": root.tenant_id, "now": sqlite_datetime(now)}
+    agent = _row_reader(statements.AGENT_COLUMNS)
+    connection.execute("BEGIN")  # one snapshot for the count and the page (``SqliteSessionMaker.read`` ends it)
+    (total,) = connection.execute(count.sql, count.params(**values)).fetchone()
+    rows = connection.execute(page.sql, page.params(**values)).fetchall()
+    return [agent_record(cast(AgentRow, agent(row))) for row in rows], int(total)
 
 
 def _round(key_ids: list[str], plan: IssuancePlan, connection: sqlite3.Connection) -> None:
@@ -212,6 +230,11 @@ class SqliteOneHopPorts:
 
     async def api_keys_with_agents(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
         return await self._reads.read(functools.partial(_api_keys, list(set(prefixes))))
+
+    async def agent_page(
+        self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
+    ) -> tuple[list[Agent], int]:
+        return await self._reads.read(functools.partial(_agent_page, root, now, limit, offset, peers))
 
     async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
         await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan))
