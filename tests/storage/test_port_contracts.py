@@ -10,16 +10,18 @@ or a round that half-commits fails here on the implementation that does it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from port_support import Store
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.sqlite import DATETIME
 
 from agentauth.errors import Conflict, TemporarilyUnavailable
+from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
 from agentauth.storage import audit as audit_repo
 from agentauth.storage import credentials as credentials_repo
@@ -34,7 +36,7 @@ from agentauth.storage.models import (
     StatusBlockRow,
     StatusListRow,
 )
-from agentauth.storage.ports import IssuedRows, StoragePorts
+from agentauth.storage.ports import Insert, IssuedRows, Require, StoragePorts, WritePlan
 from agentauth.storage.records import (
     Agent,
     AgentStatus,
@@ -161,7 +163,7 @@ async def list_version(store: Store) -> int:
 
 async def test_every_implementation_provides_every_port(store: Store) -> None:
     # The factory builds StoragePorts from one object (mypy checks each field's protocol): the same object serves all.
-    ports = StoragePorts(store.ports, store.ports, store.ports, store.ports, store.ports, store.ports)
+    ports = StoragePorts(store.ports, store.ports, store.ports, store.ports, store.ports, store.ports, store.ports)
     assert ports.token_states is store.ports
 
 
@@ -511,3 +513,84 @@ async def test_a_database_failure_is_temporarily_unavailable_on_every_port(store
         await store.ports.agent_page(expected_agent("agt_root"), NOW, 10, 0, peers=True)
     # The other ports still work: a failure is the statement's, not the connection's for good.
     assert set(await store.ports.api_keys_with_agents(["ak_live_p1"])) == {"ak_live_p1"}
+
+
+# -- write plans --------------------------------------------------------------------------------------------
+
+# Re-checks as plans hold them: module constants, values bound by name.
+TOUCH_ACTIVE_AGENT = (
+    update(AgentRow)
+    .where(AgentRow.id == bindparam("agent"), AgentRow.status == AgentStatus.ACTIVE)
+    .values(updated_at=bindparam("now"))
+)
+ACTIVE_AGENT = select(AgentRow.id).where(AgentRow.id == bindparam("agent"), AgentRow.status == AgentStatus.ACTIVE)
+
+
+def new_agent(agent_id: str, did: str) -> dict[str, Any]:
+    # No description, identity credential or deactivation given: Insert.of makes them NULL.
+    row = page_agent(agent_id, agent_id, f"/{agent_id}/", NOW)
+    return {k: v for k, v in row.items() if k not in ("description", "identity_credential_id", "deactivated_at")} | {
+        "did": did, "updated_at": NOW, "scopes": ["agents.read", "api.write"]
+    }  # fmt: skip
+
+
+def agent_plan(agent_id: str, did: str, *checks: Require) -> WritePlan:
+    event = {**new_event("agent.registered", AuditOutcome.SUCCESS, {"n": [1]}), "target_id": agent_id}
+    return WritePlan((
+        Insert.of(AuditEventRow.__table__, event),  # before the failing step: undone with its plan
+        *checks,
+        Insert.of(AgentRow.__table__, new_agent(agent_id, did)),
+    ))  # fmt: skip
+
+
+async def stored_agents(store: Store) -> dict[str, Agent]:
+    async with store.neutral() as session:
+        rows = (await session.scalars(select(AgentRow))).all()
+    return {row.id: agents_repo.to_record(row) for row in rows}
+
+
+async def audited_targets(store: Store) -> list[str | None]:
+    async with store.neutral() as session:
+        return sorted((await session.scalars(select(AuditEventRow.target_id))).all(), key=str)
+
+
+async def test_plans_write_exactly_their_rows(store: Store) -> None:
+    await seed(store)
+    check = Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_root", "now": NOW}, 1, Conflict("root changed"))
+
+    await store.ports.run(agent_plan("agt_new", "did:key:z6MkNew", check))
+
+    row = new_agent("agt_new", "did:key:z6MkNew")
+    expected = Agent(**{**row, "status": AgentStatus.ACTIVE, "scopes": tuple(row["scopes"]), "description": None,
+                        "identity_credential_id": None, "deactivated_at": None})  # fmt: skip
+    agents = await stored_agents(store)
+    assert agents["agt_new"] == expected and agents["agt_new"].created_at.microsecond == NOW.microsecond
+    assert agents["agt_root"].updated_at == NOW  # the checking UPDATE took effect
+    async with store.neutral() as session:
+        event = (await session.scalars(select(AuditEventRow))).one()
+    assert (event.action, event.target_id, event.details, event.created_at) == ("agent.registered", "agt_new",
+                                                                                 {"n": [1]}, NOW)  # fmt: skip
+
+
+async def test_a_failing_plan_undoes_only_itself_in_its_round(store: Store) -> None:
+    await seed(store)
+    plans = [
+        agent_plan("agt_a", "did:key:z6MkA"),
+        agent_plan("agt_taken", AGENTS["agt_root"]["did"]),  # unique did:key taken: Conflict, its audit row undone
+        agent_plan("agt_b", "did:key:z6MkB"),
+        # A re-check that fails: its error, nothing of the plan stays.
+        agent_plan("agt_refused", "did:key:z6MkR", Require(ACTIVE_AGENT, {"agent": "agt_gone"}, 1, Conflict("gone"))),
+        agent_plan("agt_c", "did:key:z6MkC", Require(ACTIVE_AGENT, {"agent": "agt_root"}, 1, Conflict("no root"))),
+    ]
+
+    results = await asyncio.gather(*(store.ports.run(plan) for plan in plans), return_exceptions=True)
+
+    assert results[0] is None and results[2] is None and results[4] is None
+    taken, refused = results[1], results[3]
+    assert isinstance(taken, Conflict) and taken.description == "an agent with this did:key is already registered"
+    assert isinstance(refused, Conflict) and refused.description == "gone"
+    assert set(await stored_agents(store)) == {*AGENTS, "agt_a", "agt_b", "agt_c"}
+    assert await audited_targets(store) == ["agt_a", "agt_b", "agt_c"]
+    # The port still writes after failures.
+    await store.ports.run(agent_plan("agt_d", "did:key:z6MkD"))
+    assert "agt_d" in await stored_agents(store)
