@@ -12,7 +12,6 @@ from agentauth.api.deps import ServicesDep
 from agentauth.bootstrap import Services
 from agentauth.issuer import discovery
 from agentauth.issuer.scopes import SCOPES
-from agentauth.issuer.tokens import GRANT_TYPES
 from agentauth.vc import ALLOWED_ALGORITHMS
 
 router = APIRouter(tags=["discovery"])
@@ -25,7 +24,7 @@ def endpoints(base: str) -> dict[str, str]:
 
 
 def agent_configuration(services: Services) -> dict[str, Any]:
-    return discovery.agent_configuration(services.settings, services.issuer_did)
+    return discovery.agent_configuration(services.settings, services.issuer_did, services.tokens.grants)
 
 
 @router.get("/health", tags=["meta"], summary="Liveness: the process is up and its key ring is loaded")
@@ -56,7 +55,7 @@ async def oauth_metadata(services: ServicesDep) -> JSONResponse:
         "registration_endpoint": f"{base}/api/v1/agents/quickstart",
         "scopes_supported": list(SCOPES),
         "response_types_supported": [],
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": list(services.tokens.grants.grant_types),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "token_endpoint_auth_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
         "service_documentation": f"{base}/docs",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from agentauth import __version__
+from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.scopes import AGENT_TYPES, SCOPES, TRUST_LEVELS
-from agentauth.issuer.tokens import GRANT_TYPES
 from agentauth.settings import Settings
 from agentauth.vc import ALLOWED_ALGORITHMS
 
@@ -38,13 +38,13 @@ def endpoints(base: str) -> dict[str, str]:
     }
 
 
-def agent_configuration(settings: Settings, issuer_did: str) -> dict[str, Any]:
+def agent_configuration(settings: Settings, issuer_did: str, grants: GrantRegistry = GRANTS) -> dict[str, Any]:
     return {
         "issuer": settings.issuer_url,
         "issuer_did": issuer_did,
         "service": "AgentAuth",
         "version": __version__,
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": list(grants.grant_types),
         "scopes": [{"name": name, "description": text} for name, text in SCOPES.items()],
         "token_lifetimes": {
             "access_token_seconds": settings.access_token_ttl_seconds,
