@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agentauth import paths
 from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep, request_context
 from agentauth.api.ratelimits import limit_token_request
@@ -19,8 +20,8 @@ from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.secrets import NO_STORE
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-TOKEN_PATH = "/api/v1/auth/token"
+router = APIRouter(prefix=paths.AUTH, tags=["auth"])
+TOKEN_PATH = paths.TOKEN
 
 
 def _grant_name(grant_type: str) -> str:
