@@ -137,7 +137,7 @@ class TokenService:
         actor: Agent | None = None
         delegation_id: str | None = None
         state = await self.token_states.get(str(claims["jti"]))
-        if state is None or state.revoked_at is not None or state.expires_at <= now:
+        if state is None or not state.live_at(now):
             raise InvalidToken(
                 "the access token is invalid", debug=f"token {claims['jti']} revoked, expired or unknown"
             )
@@ -148,7 +148,7 @@ class TokenService:
             async with self.core.reads() as session:
                 actor = await agents_repo.get_by_did(session, verified.chain[-1].delegate)
                 last = await delegations_repo.get_by_credential(session, verified.chain[-1].id)
-            if last is None or last.status != "active" or actor is None or not actor.is_active:
+            if last is None or not last.live_at(now) or actor is None or not actor.is_active:
                 raise InvalidToken("the access token is invalid", debug="delegation or actor no longer active")
             delegation_id = last.id
         return Principal(

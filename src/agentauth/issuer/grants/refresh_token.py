@@ -19,6 +19,7 @@ from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
 from agentauth.storage import refresh_tokens
+from agentauth.storage.records import RefreshTokenStatus
 
 GRANT_REFRESH_TOKEN = "refresh_token"
 
@@ -42,10 +43,7 @@ class RefreshTokenGrant(Grant):
             if won is not None:
                 agent = await agents_repo.get(session, won.agent_id)
                 key = await api_keys_repo.get(session, won.api_key_id) if won.api_key_id else None
-                # rule: api key validity
-                key_dead = key is not None and (
-                    key.status != "active" or (key.expires_at is not None and key.expires_at <= now)
-                )
+                key_dead = key is not None and not key.usable_at(now)
                 if agent is None or not agent.is_active or key_dead:
                     raise InvalidGrant("refresh token is no longer valid", debug="agent or API key inactive")
                 # RFC 6749 section 6: a narrower scope may be requested, never a wider one.
@@ -73,7 +71,7 @@ class RefreshTokenGrant(Grant):
             existing = await refresh_tokens.find(session, token_hash)
             if existing is None:
                 raise InvalidGrant("refresh token is invalid", debug="unknown refresh token")
-            if existing.status == "used":
+            if existing.status == RefreshTokenStatus.USED:
                 await revoke_refresh_families(
                     session, ctx, now, [existing.family_id], existing.agent_id, "refresh token reuse"
                 )
@@ -83,8 +81,8 @@ class RefreshTokenGrant(Grant):
                     outcome="failure", reason="a spent refresh token was presented again; family revoked",
                 )  # fmt: skip
         # Outside the transaction above, so the family revocation is committed before we answer.
-        if existing.status == "used":
+        if existing.status == RefreshTokenStatus.USED:
             raise InvalidGrant("refresh token was already used", debug=f"reuse in family {existing.family_id}")
-        if existing.status == "revoked":
+        if existing.status == RefreshTokenStatus.REVOKED:
             raise InvalidGrant("refresh token is revoked", debug=f"family {existing.family_id} revoked")
         raise InvalidGrant("refresh token is expired", debug=f"family {existing.family_id}")

@@ -66,7 +66,7 @@ class TokenExchangeGrant(Grant):
             if delegation.delegate_id != actor.id:
                 raise InvalidGrant("only the delegate named in the delegation can use it")
             chain = await delegations_repo.chain(session, delegation)
-            dead = [d.id for d in chain if d.status != "active" or d.expires_at <= now]
+            dead = [d.id for d in chain if not d.live_at(now)]
             if dead or len(chain) != delegation.depth:
                 raise InvalidGrant("the delegation (or one above it) is revoked or expired", debug=f"dead: {dead}")
             try:
