@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agentauth import paths
 from agentauth.did import issuer_did_document, url_to_did_web
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
@@ -173,7 +174,7 @@ async def build_services(settings: Settings) -> Services:
     status = StatusRegistry(
         sessions,
         issuer,
-        settings.issuer_url,
+        paths.status_list_url_template(settings.issuer_url),
         settings.status_list_ttl_seconds,
         utcnow,
         ports.status_blocks,
@@ -188,6 +189,7 @@ async def build_services(settings: Settings) -> Services:
         hasher=SecretHasher(kek.derive("secret-hash")),
         clock=utcnow,
         ports=ports,
+        token_endpoint=f"{settings.issuer_url}{paths.TOKEN}",
     )
     authz = Authorizer(core)  # the one authorization of every use case, shared by all services
     api_keys = ApiKeyService(core, authz)

@@ -1,4 +1,5 @@
-"""``/api/v1/auth``: the token endpoint and the JWKS alias."""
+"""``/api/v1/auth``: the token endpoint (its OpenAPI form generated from the grant registry), introspection,
+revocation and the JWKS alias."""
 
 from __future__ import annotations
 
@@ -9,54 +10,58 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agentauth import paths
 from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep, request_context
 from agentauth.api.ratelimits import limit_token_request
 from agentauth.bootstrap import Services
 from agentauth.issuer.context import Principal, RequestContext
+from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.secrets import NO_STORE
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-TOKEN_PATH = "/api/v1/auth/token"
+router = APIRouter(prefix=paths.AUTH, tags=["auth"])
+TOKEN_PATH = paths.TOKEN
 
 
-_TOKEN_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["grant_type"],
-                    "properties": {
-                        "grant_type": {
-                            "type": "string",
-                            "enum": [
-                                "client_credentials",
-                                "refresh_token",
-                                "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                            ],
-                        },
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string", "description": "The API key (client_credentials)."},
-                        "scope": {"type": "string", "description": "Space-separated; narrows the grant."},
-                        "refresh_token": {"type": "string"},
-                        "assertion": {"type": "string", "description": "jwt-bearer: JWT signed by the did:key."},
-                    },
-                }
-            },
-            "application/json": {"schema": {"type": "object"}},
-        },
+def _grant_name(grant_type: str) -> str:
+    """``jwt-bearer`` for ``urn:ietf:params:oauth:grant-type:jwt-bearer``: how the descriptions name a grant."""
+    return grant_type.rsplit(":", 1)[-1]
+
+
+def token_form(grants: GrantRegistry = GRANTS) -> dict[str, Any]:
+    """The token endpoint's request body for OpenAPI, from the grant registry: ``grant_type`` is one of the
+    registered grant types; the other properties are every parameter some grant reads, each described per grant
+    (a flat form: which ones a request needs depends on its ``grant_type``)."""
+    properties: dict[str, Any] = {
+        "grant_type": {"type": "string", "enum": list(grants.grant_types), "description": "The grant to use."}
     }
-}
+    for name, uses in grants.parameters().items():
+        described = [
+            f"{_grant_name(grant_type)}{' (required)' if p.required else ''}: {p.description}" for grant_type, p in uses
+        ]
+        properties[name] = {"type": "string", "description": " ".join(described)}
+    schema = {"type": "object", "required": ["grant_type"], "properties": properties}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": schema},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    }
+
+
+def token_summary(grants: GrantRegistry = GRANTS) -> str:
+    return f"Token endpoint (RFC 6749): {', '.join(_grant_name(g) for g in grants.grant_types)}"
 
 
 @router.post(
     "/token",
     response_model=TokenResponse,
-    summary="Token endpoint (RFC 6749): client_credentials, refresh_token, jwt-bearer",
-    openapi_extra=_TOKEN_FORM,
+    summary=token_summary(),
+    openapi_extra=token_form(),
     responses={400: {"description": "RFC 6749 error"}, 401: {"description": "invalid_client"}, 429: {}},
 )
 async def token(request: Request) -> Response:

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from agentauth import paths
 from agentauth.api.deps import ServicesDep
 from agentauth.bootstrap import Services
 from agentauth.issuer import discovery
 from agentauth.issuer.scopes import SCOPES
-from agentauth.issuer.tokens import GRANT_TYPES
 from agentauth.vc import ALLOWED_ALGORITHMS
 
 router = APIRouter(tags=["discovery"])
@@ -20,12 +20,8 @@ router = APIRouter(tags=["discovery"])
 _CACHE = {"Cache-Control": "public, max-age=300"}
 
 
-def endpoints(base: str) -> dict[str, str]:
-    return discovery.endpoints(base)
-
-
 def agent_configuration(services: Services) -> dict[str, Any]:
-    return discovery.agent_configuration(services.settings, services.issuer_did)
+    return discovery.agent_configuration(services.settings, services.issuer_did, services.tokens.grants)
 
 
 @router.get("/health", tags=["meta"], summary="Liveness: the process is up and its key ring is loaded")
@@ -33,12 +29,12 @@ async def health(services: ServicesDep) -> dict[str, Any]:
     return {"status": "ok", "issuer": services.settings.issuer_url, "active_kid": services.keys.ring.active.kid}
 
 
-@router.get("/.well-known/jwks.json", summary="Issuer public keys (next, active, retired)")
+@router.get(paths.JWKS, summary="Issuer public keys (next, active, retired)")
 async def jwks(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.jwks(), headers=_CACHE)
 
 
-@router.get("/.well-known/did.json", summary="Issuer DID document (did:web)")
+@router.get(paths.DID_DOCUMENT, summary="Issuer DID document (did:web)")
 async def did_document(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.did_document(), media_type="application/did+json", headers=_CACHE)
 
@@ -49,17 +45,17 @@ async def oauth_metadata(services: ServicesDep) -> JSONResponse:
     metadata = {
         # RFC 8414 section 3.3: the issuer value "MUST be identical to the issuer identifier" used to fetch it.
         "issuer": base,
-        "token_endpoint": f"{base}/api/v1/auth/token",
-        "jwks_uri": f"{base}/.well-known/jwks.json",
-        "introspection_endpoint": f"{base}/api/v1/auth/introspect",
-        "revocation_endpoint": f"{base}/api/v1/auth/revoke",
-        "registration_endpoint": f"{base}/api/v1/agents/quickstart",
+        "token_endpoint": f"{base}{paths.TOKEN}",
+        "jwks_uri": f"{base}{paths.JWKS}",
+        "introspection_endpoint": f"{base}{paths.INTROSPECT}",
+        "revocation_endpoint": f"{base}{paths.REVOKE}",
+        "registration_endpoint": f"{base}{paths.QUICKSTART}",
         "scopes_supported": list(SCOPES),
         "response_types_supported": [],
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": list(services.tokens.grants.grant_types),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "token_endpoint_auth_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
-        "service_documentation": f"{base}/docs",
+        "service_documentation": f"{base}{paths.DOCS}",
     }
     return JSONResponse(metadata, headers=_CACHE)
 
@@ -72,7 +68,7 @@ def _protected_resource(base: str, resource: str, name: str) -> dict[str, Any]:
         "scopes_supported": list(SCOPES),
         "bearer_methods_supported": ["header"],
         "resource_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
-        "resource_documentation": f"{base}/docs",
+        "resource_documentation": f"{base}{paths.DOCS}",
     }
 
 
@@ -89,9 +85,7 @@ async def protected_resource_mcp(services: ServicesDep) -> JSONResponse:
     # RFC 9728 section 3.1: metadata of a resource with a path lives at the well-known URI with that path
     # appended, and its "resource" value MUST be identical to the resource identifier.
     base = services.settings.issuer_url
-    return JSONResponse(
-        _protected_resource(base, f"{base}{discovery.MCP_PATH}", "AgentAuth MCP server"), headers=_CACHE
-    )
+    return JSONResponse(_protected_resource(base, f"{base}{paths.MCP}", "AgentAuth MCP server"), headers=_CACHE)
 
 
 @router.get("/.well-known/agent-configuration", summary="Capabilities, scopes, lifetimes and endpoints")

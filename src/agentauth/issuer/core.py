@@ -61,6 +61,9 @@ class IssuerCore:
     clock: Callable[[], datetime]
     # The storage ports of the backend (``storage.factory.storage_ports``, chosen once in ``bootstrap``).
     ports: StoragePorts
+    # The token endpoint's URL, an audience of jwt-bearer assertions (RFC 7523 section 3); the REST adapter
+    # says where it lives (``agentauth.paths``), bootstrap hands it in.
+    token_endpoint: str
 
     @property
     def is_postgres(self) -> bool:
@@ -70,10 +73,6 @@ class IssuerCore:
     @property
     def issuer_url(self) -> str:
         return self.settings.issuer_url
-
-    @property
-    def token_endpoint(self) -> str:
-        return f"{self.settings.issuer_url}/api/v1/auth/token"
 
     def subject_claims(self, agent: Agent) -> dict[str, str]:
         return {

@@ -37,7 +37,7 @@ from agentauth.issuer.status import StatusRegistry
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import credentials
 from agentauth.storage import delegations as repo
-from agentauth.storage.records import Agent, Delegation
+from agentauth.storage.records import Agent, Delegation, DelegationStatus
 from agentauth.vc import StatusEntry
 
 DEFAULT_MAX_CHAIN_DEPTH = 3
@@ -212,7 +212,7 @@ class DelegationService:
             remaining_depth=depth,
             credential_jti=claims["jti"],
             credential_jwt=jwt,
-            status="active",
+            status=DelegationStatus.ACTIVE,
             created_at=now,
             expires_at=expires,
         )

@@ -1,50 +1,30 @@
 """The agent configuration document: capabilities, scopes, lifetimes and endpoint URLs.
 
 Served at ``/.well-known/agent-configuration`` and returned by the MCP ``discover`` tool; built here, below both
-adapters, so REST and MCP answer with the same document.
+adapters, so REST and MCP answer with the same document. Its endpoint URLs are the REST adapter's layout
+(``agentauth.paths``), its grant types the grant registry's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agentauth import __version__
+from agentauth import __version__, paths
+from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.scopes import AGENT_TYPES, SCOPES, TRUST_LEVELS
-from agentauth.issuer.tokens import GRANT_TYPES
 from agentauth.settings import Settings
 from agentauth.vc import ALLOWED_ALGORITHMS
 
-MCP_PATH = "/mcp"
+MCP_PATH = paths.MCP
 
 
-def endpoints(base: str) -> dict[str, str]:
-    return {
-        "token_endpoint": f"{base}/api/v1/auth/token",
-        "jwks_uri": f"{base}/.well-known/jwks.json",
-        "did_document": f"{base}/.well-known/did.json",
-        "agents_endpoint": f"{base}/api/v1/agents",
-        "quickstart_endpoint": f"{base}/api/v1/agents/quickstart",
-        "credentials_endpoint": f"{base}/api/v1/credentials",
-        "delegations_endpoint": f"{base}/api/v1/delegations",
-        "policies_endpoint": f"{base}/api/v1/policies",
-        "evaluate_endpoint": f"{base}/api/v1/policies/evaluate",
-        "introspection_endpoint": f"{base}/api/v1/auth/introspect",
-        "revocation_endpoint": f"{base}/api/v1/auth/revoke",
-        "audit_endpoint": f"{base}/api/v1/audit/events",
-        "status_lists_endpoint": f"{base}/api/v1/status-lists",
-        "mcp_endpoint": f"{base}{MCP_PATH}",
-        "openapi": f"{base}/openapi.json",
-        "docs": f"{base}/docs",
-    }
-
-
-def agent_configuration(settings: Settings, issuer_did: str) -> dict[str, Any]:
+def agent_configuration(settings: Settings, issuer_did: str, grants: GrantRegistry = GRANTS) -> dict[str, Any]:
     return {
         "issuer": settings.issuer_url,
         "issuer_did": issuer_did,
         "service": "AgentAuth",
         "version": __version__,
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": list(grants.grant_types),
         "scopes": [{"name": name, "description": text} for name, text in SCOPES.items()],
         "token_lifetimes": {
             "access_token_seconds": settings.access_token_ttl_seconds,
@@ -56,5 +36,5 @@ def agent_configuration(settings: Settings, issuer_did: str) -> dict[str, Any]:
         "registration": settings.registration,
         "signing_algorithms": sorted(ALLOWED_ALGORITHMS),
         "credential_formats": ["jwt_vc_json (VCDM 1.1)", "at+jwt (RFC 9068)"],
-        "endpoints": endpoints(settings.issuer_url),
+        "endpoints": paths.endpoint_urls(settings.issuer_url),
     }

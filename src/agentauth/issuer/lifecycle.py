@@ -244,7 +244,7 @@ class LifecycleService:
 
     async def _revoke_delegation(self, principal: Principal, jti: str, now: datetime, ctx: RequestContext) -> bool:
         """A delegation credential stands for the delegation: revoking it revokes the delegation, all below it and
-        every token resting on them - the same as DELETE /api/v1/delegations/{id}, and allowed to the same callers:
+        every token resting on them - the same as ``DelegationService.revoke``, and allowed to the same callers:
         ``delegations.may_revoke`` (the delegator, anyone upstream of it, or whoever may manage the delegator - never
         the delegate it was given to), holding delegations.write or credentials.write.
         False if the credential names no delegation (then it is revoked like any other)."""

@@ -66,7 +66,7 @@ class StatusRegistry:
         self,
         sessions: async_sessionmaker[AsyncSession],
         issuer: CredentialIssuer,
-        base_url: str,
+        list_url_template: str,
         ttl_seconds: int,
         clock: Callable[[], datetime],
         blocks: StatusBlocks,
@@ -77,7 +77,7 @@ class StatusRegistry:
         # Reads must not queue behind writers (on SQLite a plain session on the write engine BEGINs IMMEDIATE).
         self._reads = reads or sessions
         self._issuer = issuer
-        self._base_url = base_url.rstrip("/")
+        self._list_url = list_url_template  # ``{list_id}`` in it; bootstrap hands it in
         self._ttl = ttl_seconds
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -88,7 +88,7 @@ class StatusRegistry:
         self._dealt = 0  # size of the current reservation
 
     def list_url(self, list_id: int) -> str:
-        return f"{self._base_url}/api/v1/status-lists/{list_id}"
+        return self._list_url.format(list_id=list_id)
 
     async def allocate(self) -> StatusEntry:
         """A fresh (list, index) slot for one credential."""

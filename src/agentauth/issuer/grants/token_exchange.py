@@ -1,0 +1,135 @@
+"""``urn:ietf:params:oauth:grant-type:token-exchange`` (RFC 8693): the delegate exchanges a delegation
+credential for an access token acting under it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidScope, InvalidToken
+from agentauth.issuer import audit
+from agentauth.issuer.context import RequestContext
+from agentauth.issuer.core import token_response
+from agentauth.issuer.grants.base import Grant, Parameter, param
+from agentauth.issuer.schemas import TokenResponse
+from agentauth.issuer.scopes import parse_scope
+from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
+from agentauth.storage import agents as agents_repo
+from agentauth.storage import delegations as delegations_repo
+from agentauth.storage.records import Agent
+from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError
+
+GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"
+
+
+class TokenExchangeGrant(Grant):
+    grant_type = GRANT_TOKEN_EXCHANGE
+    parameters = (
+        Parameter("subject_token", "The delegation credential (compact JWT) to act under.", required=True),
+        Parameter("subject_token_type", f"{TOKEN_TYPE_JWT} (a delegation credential).", required=True),
+        Parameter("actor_token", "The delegate's own access token; or authenticate with client_secret."),
+        Parameter("actor_token_type", f"{TOKEN_TYPE_ACCESS}, with actor_token."),
+        Parameter("client_secret", "The delegate's API key, when no actor_token is given."),
+        Parameter("scope", "Space-separated; a subset of the delegated scopes (default: all of them)."),
+    )
+
+    async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        """``sub`` is the chain's root delegator (the token's tenant is the root's, also for a delegate of another
+        tenant), ``act`` names the delegates (current actor outermost, section
+        4.1), ``scope`` is requested intersected with delegated, and ``delegation_chain`` carries the compact
+        delegation credentials root first, so a verifier holding only our JWKS checks the whole chain.
+        """
+        subject_token = param(params, "subject_token", required=True)
+        subject_type = param(params, "subject_token_type", required=True)
+        assert subject_token is not None
+        if subject_type != TOKEN_TYPE_JWT:
+            raise InvalidRequest(f"subject_token_type must be {TOKEN_TYPE_JWT} (a delegation credential)")
+        actor = await self._actor(params)
+        now = self.core.clock()
+        if subject_token.startswith(REFRESH_TOKEN_PREFIX):
+            raise InvalidGrant("subject_token must be a delegation credential, not a refresh token")
+        verifier = self.services.self_verifier()
+        try:
+            claims = verifier.verify_credential(subject_token, expected_type=DELEGATION_CREDENTIAL, now=now)
+        except VerificationError as exc:
+            raise InvalidGrant(
+                "subject_token is not a valid delegation credential", debug=f"{exc.code}: {exc.detail}"
+            ) from exc
+        requested = parse_scope(param(params, "scope"))
+        slot = await self.core.status.allocate()
+        async with self.core.sessions.begin() as session:
+            delegation = await delegations_repo.get_by_credential(session, str(claims["jti"]))
+            if delegation is None:
+                raise InvalidGrant("unknown delegation")
+            # RFC 8693 section 2.1: the server decides whether the actor may act; here only the named delegate.
+            if delegation.delegate_id != actor.id:
+                raise InvalidGrant("only the delegate named in the delegation can use it")
+            chain = await delegations_repo.chain(session, delegation)
+            dead = [d.id for d in chain if not d.live_at(now)]
+            if dead or len(chain) != delegation.depth:
+                raise InvalidGrant("the delegation (or one above it) is revoked or expired", debug=f"dead: {dead}")
+            try:
+                verifier.verify_delegation_chain([d.credential_jwt for d in chain], now=now)
+            except VerificationError as exc:
+                raise InvalidGrant("the delegation chain does not verify", debug=f"{exc.code}: {exc.detail}") from exc
+            root = await agents_repo.get(session, chain[0].delegator_id)
+            delegates = {d.delegate_id: await agents_repo.get(session, d.delegate_id) for d in chain}
+            if root is None or not root.is_active or any(a is None or not a.is_active for a in delegates.values()):
+                raise InvalidGrant("an agent of the delegation chain is deactivated")
+            # The token acts over the root delegator's tenant only, whichever tenants its delegates belong to:
+            # every link hands on that tenant's authority (a cross-tenant delegate's own tenant gains nothing).
+            if any(d.tenant_id != root.tenant_id for d in chain):
+                raise InvalidGrant("the delegation chain does not verify", debug="links of another tenant")
+            granted = set(delegation.scopes)
+            scopes = tuple(s for s in requested if s in granted) if requested else tuple(delegation.scopes)
+            if not scopes:
+                raise InvalidScope("none of the requested scopes was delegated")
+            act: dict[str, Any] | None = None
+            for link in chain:
+                agent = delegates[link.delegate_id]
+                assert agent is not None
+                act = {"sub": agent.did} if act is None else {"sub": agent.did, "act": act}
+            access, exp = await self.core.mint_access_token(
+                session,
+                root,
+                scopes,
+                status=slot,
+                now=now,
+                client_id=actor.id,
+                api_key_id=None,
+                family_id=None,
+                subject_did=root.did,
+                act=act,
+                delegation_chain=[d.credential_jwt for d in chain],
+                delegation_id=delegation.id,
+                expires_at=delegation.expires_at,
+                extra_subject_claims={"actorAgentId": actor.id},
+            )
+            audit.record(
+                session, ctx, now, action="token.exchanged", tenant_id=root.tenant_id, actor=actor.id,
+                target_type="delegation", target_id=delegation.id, details={"scopes": list(scopes)},
+            )  # fmt: skip
+        response = token_response(access, exp, now, scopes, None)
+        response.issued_token_type = TOKEN_TYPE_ACCESS
+        return response
+
+    async def _actor(self, params: dict[str, Any]) -> Agent:
+        """The delegate authenticates: its own access token as ``actor_token``, or its API key."""
+        actor_token = param(params, "actor_token")
+        if actor_token is not None:
+            actor_type = param(params, "actor_token_type")
+            if actor_type != TOKEN_TYPE_ACCESS:
+                raise InvalidRequest(f"actor_token_type must be {TOKEN_TYPE_ACCESS}")
+            try:
+                principal = await self.services.authenticate_bearer(actor_token)
+            except InvalidToken as exc:
+                raise InvalidGrant("actor_token is not valid", debug=exc.debug) from exc
+            if principal.actor is not None:
+                raise InvalidGrant("actor_token must be the delegate's own token, not a delegated one")
+            return principal.agent
+        secret = param(params, "client_secret")
+        if secret is None:
+            raise InvalidClient("authenticate as the delegate: actor_token or client_secret (API key)")
+        _, agent = await self.services.api_keys.authenticate(secret)
+        return agent
