@@ -10,16 +10,18 @@ or a round that half-commits fails here on the implementation that does it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from port_support import Store
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.sqlite import DATETIME
 
 from agentauth.errors import Conflict, TemporarilyUnavailable
+from agentauth.storage import agents as agents_repo
 from agentauth.storage import api_keys as api_keys_repo
 from agentauth.storage import audit as audit_repo
 from agentauth.storage import credentials as credentials_repo
@@ -28,12 +30,13 @@ from agentauth.storage.models import (
     ApiKeyRow,
     AuditEventRow,
     CredentialRow,
+    DelegationRow,
     PolicyVersionRow,
     RefreshTokenRow,
     StatusBlockRow,
     StatusListRow,
 )
-from agentauth.storage.ports import IssuedRows, StoragePorts
+from agentauth.storage.ports import Insert, IssuedRows, Require, StoragePorts, WritePlan
 from agentauth.storage.records import (
     Agent,
     AgentStatus,
@@ -160,8 +163,90 @@ async def list_version(store: Store) -> int:
 
 async def test_every_implementation_provides_every_port(store: Store) -> None:
     # The factory builds StoragePorts from one object (mypy checks each field's protocol): the same object serves all.
-    ports = StoragePorts(store.ports, store.ports, store.ports, store.ports, store.ports)
+    ports = StoragePorts(store.ports, store.ports, store.ports, store.ports, store.ports, store.ports, store.ports)
     assert ports.token_states is store.ports
+
+
+# -- agent pages ---------------------------------------------------------------------------------------------
+
+
+def page_agent(agent_id: str, tenant: str, path: str, created: datetime) -> dict[str, Any]:
+    return {**AGENTS["agt_root"], "id": agent_id, "tenant_id": tenant, "parent_id": None, "depth": path.count("/") - 2,
+            "path": path, "did": f"did:key:z6Mk{agent_id}", "name": agent_id, "created_at": created}  # fmt: skip
+
+
+def delegation_row(delegation_id: str, delegator: str, delegate: str, status: str, expires: datetime) -> dict[str, Any]:
+    return {"id": delegation_id, "tenant_id": "agt_root", "delegator_id": delegator, "delegate_id": delegate,
+            "parent_id": None, "path": f"/{delegation_id}/", "depth": 1, "scopes": [], "remaining_depth": 0,
+            "credential_jti": f"urn:uuid:{delegation_id}", "credential_jwt": "x", "status": status,
+            "created_at": CREATED, "expires_at": expires, "revoked_at": None}  # fmt: skip
+
+
+# The subtree of agt_root: children created in an order their ids do not follow (two at the same instant: id
+# breaks the tie), a grandchild, an agent whose path only *starts like* the root's ("/agt_root_x/", and "%"/"_"
+# are not wildcards), and peers of other tenants: one per direction of a live delegation, and not one whose
+# delegation expired (by 1 us), was revoked, or that lives in the root's own tenant.
+PAGE_AGENTS = [
+    page_agent("agt_c2", "agt_root", "/agt_root/agt_c2/", CREATED + timedelta(minutes=1)),
+    page_agent("agt_c1", "agt_root", "/agt_root/agt_c1/", CREATED + timedelta(minutes=2)),
+    page_agent("agt_c0", "agt_root", "/agt_root/agt_c0/", CREATED + timedelta(minutes=2)),
+    page_agent("agt_g1", "agt_root", "/agt_root/agt_c2/agt_g1/", CREATED + timedelta(minutes=3)),
+    page_agent("agt_root_x", "agt_root_x", "/agt_root_x/", CREATED),
+    page_agent("agt_peer_in", "agt_peer_in", "/agt_peer_in/", CREATED + timedelta(minutes=4)),
+    page_agent("agt_peer_out", "agt_peer_out", "/agt_peer_out/", CREATED - timedelta(minutes=4)),
+    page_agent("agt_expired", "agt_expired", "/agt_expired/", CREATED),
+    page_agent("agt_revoked", "agt_revoked", "/agt_revoked/", CREATED),
+]
+DELEGATIONS = [
+    delegation_row("dlg_1", "agt_peer_in", "agt_root", "active", NOW + timedelta(hours=1)),
+    delegation_row("dlg_2", "agt_root", "agt_peer_out", "active", NOW + timedelta(hours=1)),
+    delegation_row("dlg_3", "agt_root", "agt_expired", "active", NOW - timedelta(microseconds=1)),
+    delegation_row("dlg_4", "agt_revoked", "agt_root", "revoked", NOW + timedelta(hours=1)),
+    delegation_row("dlg_5", "agt_root", "agt_c1", "active", NOW + timedelta(hours=1)),  # own tenant: subtree only
+]
+SUBTREE = ["agt_root", "agt_c2", "agt_c0", "agt_c1", "agt_g1"]
+WITH_PEERS = ["agt_peer_out", "agt_root", "agt_c2", "agt_c0", "agt_c1", "agt_g1", "agt_peer_in"]
+
+
+async def seed_pages(store: Store) -> Agent:
+    await seed(store)
+    async with store.neutral.begin() as session:
+        await session.execute(insert(AgentRow), PAGE_AGENTS)
+        await session.execute(insert(DelegationRow), DELEGATIONS)
+    return expected_agent("agt_root")
+
+
+@pytest.mark.parametrize(("peers", "order"), [(False, SUBTREE), (True, WITH_PEERS)])
+async def test_agent_pages_list_the_subtree_and_peers_in_order(store: Store, peers: bool, order: list[str]) -> None:
+    root = await seed_pages(store)
+    rows = {row["id"]: row for row in PAGE_AGENTS} | AGENTS
+
+    paged: list[Agent] = []
+    for offset in range(0, len(order) + 3, 3):
+        items, total = await store.ports.agent_page(root, NOW, 3, offset, peers)
+        assert total == len(order)
+        assert len(items) == min(3, max(0, len(order) - offset))
+        paged += items
+
+    assert [agent.id for agent in paged] == order
+    for agent in paged:
+        row = rows[agent.id]
+        assert agent == Agent(**{**row, "status": AgentStatus(row["status"]), "scopes": tuple(row["scopes"])})
+        assert agent.created_at.tzinfo is not None
+    whole, total = await store.ports.agent_page(root, NOW, 100, 0, peers)
+    assert [agent.id for agent in whole] == order and total == len(order)
+
+
+async def test_agent_pages_of_a_leaf_and_past_the_end(store: Store) -> None:
+    await seed_pages(store)
+    leaf = Agent(**{**PAGE_AGENTS[3], "status": AgentStatus.ACTIVE, "scopes": tuple(PAGE_AGENTS[3]["scopes"])})
+
+    assert [a.id for a in (await store.ports.agent_page(leaf, NOW, 10, 0, True))[0]] == ["agt_g1"]
+    assert await store.ports.agent_page(leaf, NOW, 10, 1, True) == ([], 1)
+    # A peer seen from its own side: agt_peer_in's page holds agt_root (only), not agt_root's subtree.
+    peer = Agent(**{**PAGE_AGENTS[5], "status": AgentStatus.ACTIVE, "scopes": tuple(PAGE_AGENTS[5]["scopes"])})
+    items, total = await store.ports.agent_page(peer, NOW, 10, 0, True)
+    assert [a.id for a in items] == ["agt_root", "agt_peer_in"] and total == 2
 
 
 # -- token states --------------------------------------------------------------------------------------------
@@ -422,5 +507,90 @@ async def test_a_database_failure_is_temporarily_unavailable_on_every_port(store
         await store.ports.token_states(["urn:uuid:live"])
     with pytest.raises(TemporarilyUnavailable):
         await store.ports.reserve_blocks(LIST_ID, [1], NOW, per_list=4)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE delegations"))
+    with pytest.raises(TemporarilyUnavailable):
+        await store.ports.agent_page(expected_agent("agt_root"), NOW, 10, 0, peers=True)
     # The other ports still work: a failure is the statement's, not the connection's for good.
     assert set(await store.ports.api_keys_with_agents(["ak_live_p1"])) == {"ak_live_p1"}
+
+
+# -- write plans --------------------------------------------------------------------------------------------
+
+# Re-checks as plans hold them: module constants, values bound by name.
+TOUCH_ACTIVE_AGENT = (
+    update(AgentRow)
+    .where(AgentRow.id == bindparam("agent"), AgentRow.status == AgentStatus.ACTIVE)
+    .values(updated_at=bindparam("now"))
+)
+ACTIVE_AGENT = select(AgentRow.id).where(AgentRow.id == bindparam("agent"), AgentRow.status == AgentStatus.ACTIVE)
+
+
+def new_agent(agent_id: str, did: str) -> dict[str, Any]:
+    # No description, identity credential or deactivation given: Insert.of makes them NULL.
+    row = page_agent(agent_id, agent_id, f"/{agent_id}/", NOW)
+    return {k: v for k, v in row.items() if k not in ("description", "identity_credential_id", "deactivated_at")} | {
+        "did": did, "updated_at": NOW, "scopes": ["agents.read", "api.write"]
+    }  # fmt: skip
+
+
+def agent_plan(agent_id: str, did: str, *checks: Require) -> WritePlan:
+    event = {**new_event("agent.registered", AuditOutcome.SUCCESS, {"n": [1]}), "target_id": agent_id}
+    return WritePlan((
+        Insert.of(AuditEventRow.__table__, event),  # before the failing step: undone with its plan
+        *checks,
+        Insert.of(AgentRow.__table__, new_agent(agent_id, did)),
+    ))  # fmt: skip
+
+
+async def stored_agents(store: Store) -> dict[str, Agent]:
+    async with store.neutral() as session:
+        rows = (await session.scalars(select(AgentRow))).all()
+    return {row.id: agents_repo.to_record(row) for row in rows}
+
+
+async def audited_targets(store: Store) -> list[str | None]:
+    async with store.neutral() as session:
+        return sorted((await session.scalars(select(AuditEventRow.target_id))).all(), key=str)
+
+
+async def test_plans_write_exactly_their_rows(store: Store) -> None:
+    await seed(store)
+    check = Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_root", "now": NOW}, 1, Conflict("root changed"))
+
+    await store.ports.run(agent_plan("agt_new", "did:key:z6MkNew", check))
+
+    row = new_agent("agt_new", "did:key:z6MkNew")
+    expected = Agent(**{**row, "status": AgentStatus.ACTIVE, "scopes": tuple(row["scopes"]), "description": None,
+                        "identity_credential_id": None, "deactivated_at": None})  # fmt: skip
+    agents = await stored_agents(store)
+    assert agents["agt_new"] == expected and agents["agt_new"].created_at.microsecond == NOW.microsecond
+    assert agents["agt_root"].updated_at == NOW  # the checking UPDATE took effect
+    async with store.neutral() as session:
+        event = (await session.scalars(select(AuditEventRow))).one()
+    assert (event.action, event.target_id, event.details, event.created_at) == ("agent.registered", "agt_new",
+                                                                                 {"n": [1]}, NOW)  # fmt: skip
+
+
+async def test_a_failing_plan_undoes_only_itself_in_its_round(store: Store) -> None:
+    await seed(store)
+    plans = [
+        agent_plan("agt_a", "did:key:z6MkA"),
+        agent_plan("agt_taken", AGENTS["agt_root"]["did"]),  # unique did:key taken: Conflict, its audit row undone
+        agent_plan("agt_b", "did:key:z6MkB"),
+        # A re-check that fails: its error, nothing of the plan stays.
+        agent_plan("agt_refused", "did:key:z6MkR", Require(ACTIVE_AGENT, {"agent": "agt_gone"}, 1, Conflict("gone"))),
+        agent_plan("agt_c", "did:key:z6MkC", Require(ACTIVE_AGENT, {"agent": "agt_root"}, 1, Conflict("no root"))),
+    ]
+
+    results = await asyncio.gather(*(store.ports.run(plan) for plan in plans), return_exceptions=True)
+
+    assert results[0] is None and results[2] is None and results[4] is None
+    taken, refused = results[1], results[3]
+    assert isinstance(taken, Conflict) and taken.description == "an agent with this did:key is already registered"
+    assert isinstance(refused, Conflict) and refused.description == "gone"
+    assert set(await stored_agents(store)) == {*AGENTS, "agt_a", "agt_b", "agt_c"}
+    assert await audited_targets(store) == ["agt_a", "agt_b", "agt_c"]
+    # The port still writes after failures.
+    await store.ports.run(agent_plan("agt_d", "did:key:z6MkD"))
+    assert "agt_d" in await stored_agents(store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -30,8 +31,9 @@ from agentauth.issuer.secrets import new_api_key
 from agentauth.keys import KeyPair, parse_public_jwk
 from agentauth.keys.jwk import JwkError
 from agentauth.storage import agents as agents_repo
-from agentauth.storage import api_keys as api_keys_repo
-from agentauth.storage.records import Agent
+from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow
+from agentauth.storage.ports import Insert, WritePlan
+from agentauth.storage.records import Agent, AgentStatus, ApiKeyStatus
 from agentauth.vc import StatusEntry
 
 MAX_AGENT_DEPTH = 5
@@ -79,37 +81,49 @@ class AgentService:
         did, private_jwk = resolve_public_key(request.public_key)
         identity_slot, token_slot = await self.core.status.allocate(), await self.core.status.allocate()
         now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            agent, identity = await self._insert_agent(
-                session, request, parent=None, did=did, trust_level=DEFAULT_TRUST_LEVEL, scopes=ALL_SCOPES,
-                identity_slot=identity_slot, now=now,
-            )  # fmt: skip
-            raw_key, prefix = new_api_key()
-            key_id = new_id("key")
-            await api_keys_repo.insert(
-                session,
-                id=key_id,
-                agent_id=agent.id,
-                tenant_id=agent.tenant_id,
-                prefix=prefix,
-                key_hash=self.core.hasher.hash(raw_key),
-                name="quickstart",
-                scopes=list(ALL_SCOPES),
-                status="active",
-                created_at=now,
-            )
-            tokens = await self.core.mint_token_pair(
-                session, agent, ALL_SCOPES, status=token_slot, now=now, api_key_id=key_id
+        # Stage 1, outside any transaction: the rows, signed. A new tenant relies on nothing stored but its did:key
+        # being free, which the unique index re-checks in the plan (a taken one: the same ``Conflict``).
+        agent_id = new_id("agt")
+        agent = Agent(
+            id=agent_id, tenant_id=agent_id, parent_id=None, depth=0, path=f"/{agent_id}/", did=did,
+            name=request.name, agent_type=request.agent_type, description=request.description,
+            trust_level=DEFAULT_TRUST_LEVEL, status=AgentStatus.ACTIVE, scopes=tuple(ALL_SCOPES),
+            identity_credential_id=None, created_at=now, updated_at=now, deactivated_at=None,
+        )  # fmt: skip
+        identity, identity_row = self.core.identity_credential_row(agent, now, identity_slot)
+        agent = dataclasses.replace(agent, identity_credential_id=identity_row["jti"])
+        raw_key, prefix = new_api_key()
+        key_id = new_id("key")
+        key_row = {
+            "id": key_id, "agent_id": agent.id, "tenant_id": agent.tenant_id, "prefix": prefix,
+            "key_hash": self.core.hasher.hash(raw_key), "name": "quickstart", "scopes": list(ALL_SCOPES),
+            "status": ApiKeyStatus.ACTIVE, "created_at": now,
+        }  # fmt: skip
+        tokens, access_row, refresh_row = self.core.token_pair_rows(
+            agent, ALL_SCOPES, status=token_slot, now=now, api_key_id=key_id
+        )
+        events = [
+            audit.event(
+                ctx, now, action=action, tenant_id=agent.tenant_id, actor=agent.id, target_type=target_type,
+                target_id=target,
             )
             for action, target_type, target in (
                 ("agent.registered", "agent", agent.id),
                 ("credential.created", "api_key", key_id),
                 ("token.issued", "agent", agent.id),
-            ):
-                audit.record(
-                    session, ctx, now, action=action, tenant_id=agent.tenant_id, actor=agent.id,
-                    target_type=target_type, target_id=target,
-                )  # fmt: skip
+            )
+        ]  # fmt: skip
+        # Stage 2: one plan in the next write round.
+        agent_row = {**dataclasses.asdict(agent), "scopes": list(agent.scopes)}
+        await self.core.ports.writes.run(
+            WritePlan((
+                Insert.of(AgentRow.__table__, agent_row),
+                Insert.of(CredentialRow.__table__, identity_row, access_row),
+                Insert.of(ApiKeyRow.__table__, key_row),
+                Insert.of(RefreshTokenRow.__table__, refresh_row),
+                Insert.of(AuditEventRow.__table__, *events),
+            ))
+        )  # fmt: skip
         return QuickstartResponse(
             **tokens.model_dump(),
             agent=agent_out(agent),
@@ -233,13 +247,10 @@ class AgentService:
     async def list(self, principal: Principal, limit: int, offset: int, ctx: RequestContext) -> AgentPage:
         check_page(limit, offset)
         path = principal.agent.path
-        async with self.core.reads() as session:
-            if principal.actor is None:
-                items, total = await agents_repo.list_subtree_and_peers(
-                    session, principal.agent, self.core.clock(), limit, offset
-                )
-            else:
-                items, total = await agents_repo.list_subtree(session, path, limit, offset)
+        # Peers are the caller's own relationships: a token acting under a delegation lists the subtree only.
+        items, total = await self.core.ports.agent_pages.agent_page(
+            principal.agent, self.core.clock(), limit, offset, peers=principal.actor is None
+        )
         out = [agent_out(a) if a.path.startswith(path) else peer_out(a) for a in items]
         return AgentPage(items=out, total=total, limit=limit, offset=offset)
 

@@ -202,6 +202,12 @@ class IssuerCore:
         self, session: AsyncSession, agent: Agent, now: datetime, status: StatusEntry
     ) -> tuple[str, str]:
         """(jwt, jti) of a new ``AgentIdentityCredential`` for ``agent``, recorded with its status slot."""
+        jwt, row = self.identity_credential_row(agent, now, status)
+        await credentials.insert(session, **row)
+        return jwt, row["jti"]
+
+    def identity_credential_row(self, agent: Agent, now: datetime, status: StatusEntry) -> tuple[str, dict[str, Any]]:
+        """Sign a new ``AgentIdentityCredential`` for ``agent``: (jwt, the ``credentials`` row that records it)."""
         exp = now + timedelta(seconds=self.settings.identity_credential_ttl_seconds)
         jwt, claims = self.credentials.issue_identity_credential(
             subject_did=agent.did,
@@ -215,20 +221,18 @@ class IssuerCore:
             status=status,
         )
         list_id, index = StatusRegistry.parse_entry(status)
-        await credentials.insert(
-            session,
-            jti=claims["jti"],
-            kind="identity",
-            agent_id=agent.id,
-            tenant_id=agent.tenant_id,
-            scopes=[],
-            status_list_id=list_id,
-            status_index=index,
-            kid=self.credentials.active_kid,
-            issued_at=now,
-            expires_at=exp,
-        )
-        return jwt, claims["jti"]
+        return jwt, {
+            "jti": claims["jti"],
+            "kind": "identity",
+            "agent_id": agent.id,
+            "tenant_id": agent.tenant_id,
+            "scopes": [],
+            "status_list_id": list_id,
+            "status_index": index,
+            "kid": self.credentials.active_kid,
+            "issued_at": now,
+            "expires_at": exp,
+        }
 
 
 def token_response(

@@ -72,29 +72,6 @@ async def get_peer(session: AsyncSession, agent_id: str, peer_of: Agent, now: da
     return agent if agent is not None and agent.tenant_id != peer_of.tenant_id else None
 
 
-async def list_subtree(session: AsyncSession, root_path: str, limit: int, offset: int) -> tuple[list[Agent], int]:
-    condition = AgentRow.path.startswith(root_path, autoescape=True)
-    total = await session.scalar(select(func.count()).select_from(AgentRow).where(condition)) or 0
-    rows = await session.scalars(
-        select(AgentRow).where(condition).order_by(AgentRow.created_at, AgentRow.id).limit(limit).offset(offset)
-    )
-    return [to_record(r) for r in rows], total
-
-
-async def list_subtree_and_peers(
-    session: AsyncSession, root: Agent, now: datetime, limit: int, offset: int
-) -> tuple[list[Agent], int]:
-    """The subtree of ``root`` and its delegation peers (``get_peer``), as one ordered page, so the total counts
-    exactly what paging through returns."""
-    peers = AgentRow.id.in_(delegations.peer_ids(root.id, now)) & (AgentRow.tenant_id != root.tenant_id)
-    condition = AgentRow.path.startswith(root.path, autoescape=True) | peers
-    total = await session.scalar(select(func.count()).select_from(AgentRow).where(condition)) or 0
-    rows = await session.scalars(
-        select(AgentRow).where(condition).order_by(AgentRow.created_at, AgentRow.id).limit(limit).offset(offset)
-    )
-    return [to_record(r) for r in rows], total
-
-
 async def subtree_ids(session: AsyncSession, root_path: str) -> list[str]:
     rows = await session.scalars(select(AgentRow.id).where(AgentRow.path.startswith(root_path, autoescape=True)))
     return list(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, func, or_, select, union, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage.models import DelegationRow
@@ -94,14 +94,6 @@ async def active_to(session: AsyncSession, agent_id: str, tenant_id: str, now: d
         )
     )
     return [to_record(r) for r in rows]
-
-
-def peer_ids(agent_id: str, now: datetime) -> CompoundSelect[tuple[str]]:
-    """The agents ``agent_id`` has a live direct delegation with, either way: its *delegation peers*."""
-    return union(
-        select(DelegationRow.delegate_id.label("id")).where(DelegationRow.delegator_id == agent_id, *live(now)),
-        select(DelegationRow.delegator_id.label("id")).where(DelegationRow.delegate_id == agent_id, *live(now)),
-    )
 
 
 async def are_peers(session: AsyncSession, agent_id: str, other_id: str, now: datetime) -> bool:

@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy import Column, Table
+from sqlalchemy.sql.expression import ClauseElement
+
+from agentauth.errors import AgentAuthError
 from agentauth.storage.records import Agent, ApiKey, Revoked, RevokedFamily, TokenState
 
 
@@ -104,6 +108,70 @@ class StatusBlocks(Protocol):
         ...
 
 
+class AgentPages(Protocol):
+    """Pages of the agents a principal sees (``GET /api/v1/agents``, the ``agents.list`` use case)."""
+
+    async def agent_page(
+        self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
+    ) -> tuple[list[Agent], int]:
+        """(page, total) of ``root``'s subtree (itself included) and, with ``peers``, of its delegation peers at
+        ``now`` (agents of other tenants with a live direct delegation with ``root`` either way), ordered by
+        creation time then id; the count and the page from one snapshot on the read side."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """A plan's step: insert ``rows`` into ``table`` (one executemany). Build it with ``Insert.of``, which gives
+    every row every column (an absent nullable column without default is NULL), so each implementation writes
+    exactly the same values."""
+
+    table: Table
+    rows: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def of(cls, table: Any, *rows: Mapping[str, Any]) -> Insert:
+        """``table`` (a model's ``__table__``) with ``rows``, each completed and in the table's column order."""
+        columns: Sequence[Column[Any]] = table.columns
+        optional = {c.key for c in columns if c.nullable and c.default is None and c.server_default is None}
+        return cls(
+            table,
+            tuple({c.key: row.get(c.key) for c in columns if c.key in row or c.key in optional} for row in rows),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Require:
+    """A plan's step that re-checks what the plan relies on: run ``statement`` - a Core statement built once (a
+    module constant, values as named ``bindparam``s given in ``params``) - and fail the plan with ``error`` unless
+    it returned (SELECT, RETURNING) or changed (UPDATE, DELETE) exactly ``rows`` rows."""
+
+    statement: ClauseElement
+    params: Mapping[str, Any]
+    rows: int
+    error: AgentAuthError
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """What one use case writes: steps run in order, all or nothing."""
+
+    steps: tuple[Insert | Require, ...]
+
+
+class Writes(Protocol):
+    """The general write path (issue 13 item 7): plans of compiled Core statements, batched in rounds like the
+    issuing round - the plans queued while a round writes run as the next round, one transaction (and on SQLite
+    one thread hop), a savepoint per plan."""
+
+    async def run(self, plan: WritePlan) -> None:
+        """Run ``plan`` in the next write round; returns once that round committed. A failing plan undoes only
+        itself (its savepoint) and raises here its own failure - a ``Require``'s error, or its storage failure
+        translated (``failures.translate``: a unique value taken -> ``Conflict``) - while the round's other
+        plans commit."""
+        ...
+
+
 @dataclass(frozen=True)
 class StoragePorts:
     """The ports of one backend, as ``factory.storage_ports`` chose them."""
@@ -113,3 +181,5 @@ class StoragePorts:
     issuance: IssuanceRounds
     revocation: RevocationRounds
     status_blocks: StatusBlocks
+    agent_pages: AgentPages
+    writes: Writes

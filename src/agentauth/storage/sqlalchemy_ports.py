@@ -16,13 +16,17 @@ from typing import Any, cast
 from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentauth.errors import AgentAuthError
 from agentauth.storage import statements
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
+from agentauth.storage.batch import MicroBatcher
+from agentauth.storage.failures import translate
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, StatusBlockRow
-from agentauth.storage.ports import IssuancePlan, RevokedAudit, revoked_families
+from agentauth.storage.ports import Insert, IssuancePlan, RevokedAudit, WritePlan, revoked_families
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
 
@@ -50,6 +54,18 @@ async def live_api_keys(session: AsyncSession, key_ids: Sequence[str], lock: boo
     return {key_id: updated_at for key_id, updated_at in await session.execute(statements.live_keys(key_ids, lock))}
 
 
+async def _run_plan(session: AsyncSession, plan: WritePlan) -> None:
+    for step in plan.steps:
+        if isinstance(step, Insert):
+            await session.execute(insert(step.table), list(step.rows))
+            continue
+        result = await session.execute(cast(Any, step.statement), dict(step.params))
+        # A SELECT comes back as the ORM's iterator result (rows); an UPDATE/DELETE as a CursorResult (rowcount).
+        count = len(result.all()) if getattr(result, "returns_rows", True) else cast(Any, result).rowcount
+        if count != step.rows:
+            raise step.error
+
+
 class SqlAlchemyPorts:
     """Every port of ``ports`` through SQLAlchemy: reads in a plain session of ``reads``, writes in one
     ``sessions.begin()`` transaction each."""
@@ -57,6 +73,27 @@ class SqlAlchemyPorts:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._reads = reads
+        self._plans: MicroBatcher[WritePlan, None] = MicroBatcher(self._plans_round)
+
+    async def run(self, plan: WritePlan) -> None:
+        await self._plans.submit(plan)
+
+    async def _plans_round(self, plans: Sequence[WritePlan]) -> list[BaseException | None]:
+        """The plans in one transaction, a SAVEPOINT each (``begin_nested``): a failing plan is rolled back to its
+        savepoint and reports its failure; the others commit."""
+        results: list[BaseException | None] = []
+        async with self._sessions.begin() as session:
+            for plan in plans:
+                try:
+                    async with session.begin_nested():
+                        await _run_plan(session, plan)
+                except AgentAuthError as exc:
+                    results.append(exc)
+                except DBAPIError as exc:
+                    results.append(translate(exc) or exc)
+                else:
+                    results.append(None)
+        return results
 
     async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
         split = statements.TOKEN_STATE_COLUMNS
@@ -80,6 +117,18 @@ class SqlAlchemyPorts:
             key = key_record(cast(ApiKeyRow, _as(_API_KEY_KEYS, row[:split])))
             found[key.prefix] = (key, agent_record(cast(AgentRow, _as(_AGENT_KEYS, row[split:]))))
         return found
+
+    async def agent_page(
+        self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
+    ) -> tuple[list[Agent], int]:
+        count, page = statements.agent_page(peers)
+        values: dict[str, Any] = statements.subtree_range(root.path) | {"limit": limit, "offset": offset}
+        if peers:
+            values |= {"agent": root.id, "tenant": root.tenant_id, "now": now}
+        async with self._reads() as session:  # one read transaction for the count and the page
+            total = await session.scalar(count, values)
+            rows = (await session.execute(page, values)).all()
+        return [agent_record(cast(AgentRow, _as(_AGENT_KEYS, row))) for row in rows], int(total or 0)
 
     async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
         async with self._sessions.begin() as session:

@@ -21,13 +21,17 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import JSON, Column, Table, bindparam, insert
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.exc import DBAPIError
 
+from agentauth.errors import AgentAuthError
 from agentauth.storage import statements
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
+from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
+from agentauth.storage.failures import translate
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, UTCDateTime
-from agentauth.storage.ports import IssuancePlan, RevokedAudit, revoked_families
+from agentauth.storage.ports import Insert, IssuancePlan, Require, RevokedAudit, WritePlan, revoked_families
 from agentauth.storage.records import (
     Agent,
     ApiKey,
@@ -50,6 +54,10 @@ _LIST_STATE = statements.compile_sqlite(statements.list_state(bindparam("list_id
 _COUNT_RESERVED = statements.compile_sqlite(
     statements.count_reserved(bindparam("list_id"), bindparam("got"), bindparam("per_list"))
 )
+_AGENT_PAGES = {
+    peers: tuple(statements.compile_sqlite(statement) for statement in statements.agent_page(peers))
+    for peers in (False, True)
+}
 # An INSERT ... SELECT from the JSON array: SQLAlchemy's Core cannot say ON CONFLICT DO NOTHING RETURNING over a
 # SELECT for SQLite; the column list is the model's.
 _RESERVE = (
@@ -112,6 +120,20 @@ def _api_keys(prefixes: list[str], connection: sqlite3.Connection) -> dict[str, 
     return found
 
 
+def _agent_page(
+    root: Agent, now: datetime, limit: int, offset: int, peers: bool, connection: sqlite3.Connection
+) -> tuple[list[Agent], int]:
+    count, page = _AGENT_PAGES[peers]
+    values: dict[str, Any] = statements.subtree_range(root.path) | {"limit": limit, "offset": offset}
+    if peers:
+        values |= {"agent": root.id, "tenant": root.tenant_id, "now": sqlite_datetime(now)}
+    agent = _row_reader(statements.AGENT_COLUMNS)
+    connection.execute("BEGIN")  # one snapshot for the count and the page (``SqliteSessionMaker.read`` ends it)
+    (total,) = connection.execute(count.sql, count.params(**values)).fetchone()
+    rows = connection.execute(page.sql, page.params(**values)).fetchall()
+    return [agent_record(cast(AgentRow, agent(row))) for row in rows], int(total)
+
+
 def _round(key_ids: list[str], plan: IssuancePlan, connection: sqlite3.Connection) -> None:
     live: dict[str, datetime] = {}
     if key_ids:
@@ -162,6 +184,55 @@ def _reserve(
     return got
 
 
+_REQUIRES: dict[int, tuple[Any, statements.SqliteStatement]] = {}
+
+
+def _require(step: Require, connection: sqlite3.Connection) -> None:
+    # Compiled once per statement (plans' statements are module constants; the entry keeps the key's object alive).
+    entry = _REQUIRES.get(id(step.statement))
+    if entry is None or entry[0] is not step.statement:
+        entry = _REQUIRES[id(step.statement)] = (step.statement, statements.compile_sqlite(step.statement))
+    compiled = entry[1]
+    cursor = connection.execute(compiled.sql, compiled.params(**{k: _bound(v) for k, v in step.params.items()}))
+    count = len(cursor.fetchall()) if cursor.description is not None else cursor.rowcount
+    if count != step.rows:
+        raise step.error
+
+
+def _bound(value: Any) -> Any:
+    """A ``Require`` parameter as the column types convert it (datetime: naive UTC text; list, dict: JSON)."""
+    if isinstance(value, datetime):
+        return sqlite_datetime(value)
+    if isinstance(value, list | dict):
+        return _json(value)
+    return value
+
+
+def _plans_round(plans: Sequence[WritePlan], connection: sqlite3.Connection) -> list[BaseException | None]:
+    """The plans in the round's transaction, a SAVEPOINT each: a failing plan is rolled back to its savepoint
+    and reports its failure; the others stay."""
+    results: list[BaseException | None] = []
+    for plan in plans:
+        connection.execute("SAVEPOINT plan")
+        try:
+            for step in plan.steps:
+                if isinstance(step, Insert):
+                    _insert_many(connection, step.table, step.rows)
+                else:
+                    _require(step, connection)
+        except (sqlite3.Error, AgentAuthError) as exc:
+            connection.execute("ROLLBACK TO plan")
+            connection.execute("RELEASE plan")
+            if isinstance(exc, sqlite3.Error):
+                results.append(translate(DBAPIError.instance("write plan", None, exc, sqlite3.Error)) or exc)
+            else:
+                results.append(exc)
+        else:
+            connection.execute("RELEASE plan")
+            results.append(None)
+    return results
+
+
 def _insert_many(connection: sqlite3.Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
     """One executemany (the rows all have the columns of the first)."""
     if rows:
@@ -206,12 +277,24 @@ class SqliteOneHopPorts:
     def __init__(self, writes: SqliteSessionMaker, reads: SqliteSessionMaker) -> None:
         self._writes = writes
         self._reads = reads
+        self._plans: MicroBatcher[WritePlan, None] = MicroBatcher(self._plans_round)
+
+    async def run(self, plan: WritePlan) -> None:
+        await self._plans.submit(plan)
+
+    async def _plans_round(self, plans: Sequence[WritePlan]) -> list[BaseException | None]:
+        return await self._writes.write(functools.partial(_plans_round, plans))
 
     async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
         return await self._reads.read(functools.partial(_token_states, list(set(jtis))))
 
     async def api_keys_with_agents(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
         return await self._reads.read(functools.partial(_api_keys, list(set(prefixes))))
+
+    async def agent_page(
+        self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
+    ) -> tuple[list[Agent], int]:
+        return await self._reads.read(functools.partial(_agent_page, root, now, limit, offset, peers))
 
     async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
         await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan))

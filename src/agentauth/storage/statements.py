@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     func,
     select,
+    union,
     update,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
@@ -33,11 +34,18 @@ from agentauth.storage.models import (
     AgentRow,
     ApiKeyRow,
     CredentialRow,
+    DelegationRow,
     PolicyVersionRow,
     RefreshTokenRow,
     StatusListRow,
 )
-from agentauth.storage.records import AgentStatus, ApiKeyStatus, RefreshTokenStatus, StatusListState
+from agentauth.storage.records import (
+    AgentStatus,
+    ApiKeyStatus,
+    DelegationStatus,
+    RefreshTokenStatus,
+    StatusListState,
+)
 
 AGENT_COLUMNS = tuple(AgentRow.__table__.columns)
 API_KEY_COLUMNS = tuple(ApiKeyRow.__table__.columns)
@@ -159,6 +167,36 @@ def count_reserved(list_id: Any, got: Any, per_list: Any) -> Update:
             state=case((allocated >= per_list, StatusListState.FULL), else_=StatusListRow.state),
         )
     )
+
+
+def subtree_range(root_path: str) -> dict[str, str]:
+    """The bounds of ``agent_page``'s subtree range: a materialized path "/a/b/" is a prefix of exactly the paths
+    in ["/a/b/", "/a/b0") (the next character after "/"), a range the path index serves - no LIKE to escape."""
+    return {"lo": root_path, "hi": root_path[:-1] + chr(ord(root_path[-1]) + 1)}
+
+
+def agent_page(peers: bool) -> tuple[Select[Any], Select[Any]]:
+    """(count, page of agent columns) of a subtree - bound ``:lo``/``:hi`` (``subtree_range``), ``:limit``,
+    ``:offset`` - and, with ``peers``, of the root's delegation peers too: agents of another tenant (``:tenant``)
+    with a live direct delegation with the root (``:agent``) either way at ``:now``. Ordered by creation, then id,
+    so pages are stable and the count is exactly what paging through returns."""
+    condition: ColumnElement[bool] = (AgentRow.path >= bindparam("lo")) & (AgentRow.path < bindparam("hi"))
+    if peers:
+        live = (DelegationRow.status == DelegationStatus.ACTIVE, DelegationRow.expires_at > bindparam("now"))
+        peer_ids = union(
+            select(DelegationRow.delegate_id).where(DelegationRow.delegator_id == bindparam("agent"), *live),
+            select(DelegationRow.delegator_id).where(DelegationRow.delegate_id == bindparam("agent"), *live),
+        )
+        condition = condition | (AgentRow.id.in_(peer_ids) & (AgentRow.tenant_id != bindparam("tenant")))
+    count = select(func.count()).select_from(AgentRow).where(condition)
+    page = (
+        select(*AGENT_COLUMNS)
+        .where(condition)
+        .order_by(AgentRow.created_at, AgentRow.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, page
 
 
 @dataclass(frozen=True, slots=True)
