@@ -10,12 +10,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentauth import paths
 from agentauth.did import issuer_did_document, url_to_did_web
+from agentauth.issuer import discovery
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.audit_log import AuditService
@@ -78,6 +80,11 @@ class Services:
 
     def did_document(self) -> dict[str, object]:
         return issuer_did_document(self.issuer_did, self.jwks()["keys"])
+
+    def agent_configuration(self) -> dict[str, Any]:
+        """``/.well-known/agent-configuration`` and MCP ``discover``: one document, its URLs from ``paths``."""
+        endpoints = paths.endpoint_urls(self.settings.issuer_url)
+        return discovery.agent_configuration(self.settings, self.issuer_did, endpoints, self.tokens.grants)
 
     def key_retention(self) -> timedelta:
         """How long a retired key stays published: the longest lifetime of anything it signed."""

@@ -89,6 +89,8 @@ def test_a_registered_fake_grant_shows_up_in_the_form_the_summary_and_the_metada
     assert token_summary(registry).endswith("jwt-bearer, token-exchange, fake")
 
     settings = Settings(issuer_url="https://issuer.example", data_dir=tmp_path)
-    config = discovery.agent_configuration(settings, "did:web:issuer.example", registry)
+    config = discovery.agent_configuration(settings, "did:web:issuer.example", {}, registry)
     assert config["grant_types_supported"] == [*STANDARD, FAKE]
-    assert discovery.agent_configuration(settings, "did:web:issuer.example")["grant_types_supported"] == list(STANDARD)
+    assert discovery.agent_configuration(settings, "did:web:issuer.example", {})["grant_types_supported"] == list(
+        STANDARD
+    )

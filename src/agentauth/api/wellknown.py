@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from agentauth import paths
 from agentauth.api.deps import ServicesDep
 from agentauth.bootstrap import Services
-from agentauth.issuer import discovery
 from agentauth.issuer.scopes import SCOPES
 from agentauth.vc import ALLOWED_ALGORITHMS
 
@@ -21,7 +20,7 @@ _CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 def agent_configuration(services: Services) -> dict[str, Any]:
-    return discovery.agent_configuration(services.settings, services.issuer_did, services.tokens.grants)
+    return services.agent_configuration()
 
 
 @router.get("/health", tags=["meta"], summary="Liveness: the process is up and its key ring is loaded")

@@ -1,24 +1,24 @@
 """The agent configuration document: capabilities, scopes, lifetimes and endpoint URLs.
 
 Served at ``/.well-known/agent-configuration`` and returned by the MCP ``discover`` tool; built here, below both
-adapters, so REST and MCP answer with the same document. Its endpoint URLs are the REST adapter's layout
-(``agentauth.paths``), its grant types the grant registry's.
+adapters, so REST and MCP answer with the same document. Its endpoint URLs are handed in (the REST adapter's
+layout, ``agentauth.paths``, through ``bootstrap``), its grant types are the grant registry's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agentauth import __version__, paths
+from agentauth import __version__
 from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.scopes import AGENT_TYPES, SCOPES, TRUST_LEVELS
 from agentauth.settings import Settings
 from agentauth.vc import ALLOWED_ALGORITHMS
 
-MCP_PATH = paths.MCP
 
-
-def agent_configuration(settings: Settings, issuer_did: str, grants: GrantRegistry = GRANTS) -> dict[str, Any]:
+def agent_configuration(
+    settings: Settings, issuer_did: str, endpoints: dict[str, str], grants: GrantRegistry = GRANTS
+) -> dict[str, Any]:
     return {
         "issuer": settings.issuer_url,
         "issuer_did": issuer_did,
@@ -36,5 +36,5 @@ def agent_configuration(settings: Settings, issuer_did: str, grants: GrantRegist
         "registration": settings.registration,
         "signing_algorithms": sorted(ALLOWED_ALGORITHMS),
         "credential_formats": ["jwt_vc_json (VCDM 1.1)", "at+jwt (RFC 9068)"],
-        "endpoints": paths.endpoint_urls(settings.issuer_url),
+        "endpoints": dict(endpoints),
     }

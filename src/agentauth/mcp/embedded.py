@@ -14,7 +14,7 @@ from typing import Any
 
 from agentauth.bootstrap import Services
 from agentauth.errors import NotFound
-from agentauth.issuer import abuse, discovery
+from agentauth.issuer import abuse
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
@@ -35,7 +35,7 @@ class EmbeddedBackend:
 
     async def discover(self) -> dict[str, Any]:
         services = self._services()
-        return discovery.agent_configuration(services.settings, services.issuer_did)
+        return services.agent_configuration()
 
     async def quickstart(self, request: QuickstartRequest, ctx: RequestContext) -> QuickstartResponse:
         services = self._services()

@@ -28,10 +28,10 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentauth.bootstrap import Services
-from agentauth.issuer.discovery import MCP_PATH
 from agentauth.issuer.secrets import NO_STORE
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.server import build_server
+from agentauth.paths import MCP as MCP_PATH
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 _NO_STORE = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
