@@ -3,9 +3,9 @@
 Measures raw `cryptography` Ed25519 sign/s and verify/s, then access-credential issue/s, verify/s and depth-3
 delegated-token verify/s (4 signatures), and judges each against the raw figure it is bounded by:
 
-  issue  / raw sign        >= 0.65
-  verify / raw verify      >= 0.80
-  chain  / (raw verify/4)  >= 0.75
+  issue  / raw sign                     >= 0.65
+  verify / raw verify                   >= 0.80
+  chain  / raw verify of its 4 signatures >= 0.75
 
 How, so that the ratios do not depend on how busy the machine is:
   * a ratio is only ever taken between figures of one round: in each round every operation runs for a slice of
@@ -16,10 +16,13 @@ How, so that the ratios do not depend on how busy the machine is:
     counts for neither side (``--clock wall`` measures wall time instead);
   * ``--runs`` (default 3) whole runs; the verdict is on the median of the runs, and every run is printed.
 
-The raw baselines are the issuer's own key signing and verifying the access token's own signing input (1.3 kB):
-Ed25519 verification takes variable time, so a different key or message would move the ratio by a few percent
-from run to run. The depth-3 token's four signatures cover 13 kB in all (the token carries its three links),
-so its ratio also pays that hashing.
+The raw baselines do exactly the signature work of what they are compared with. For issue and verify: the
+issuer's own key signing and verifying the access token's own signing input (1.3 kB). For the chain: the same
+key verifying the depth-3 token's four signatures over their own signing inputs (the token's 7.4 kB, which carry
+its three links, and each link's 1.3-1.5 kB: 12 kB in all). Ed25519 verification takes variable time (72-100 us
+here, by signature) and hashes its whole message, so "raw verify / 4" - four verifications of the 1.3 kB access
+token - charged the chain for hashing 9 kB more and for its signatures being slower or faster than that one; the
+table still prints that older ratio, for comparison, without a verdict.
 Run: .venv/bin/python bench/core.py [--runs 3] [--seconds 2] [--rounds 20] [--clock cpu|wall]
 Exit status 1 when a ratio misses its goal.
 """
@@ -35,21 +38,23 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agentauth.did import encode_did_key
-from agentauth.keys import KeyPair, KeyRing, b64url_encode
+from agentauth.keys import KeyPair, KeyRing, b64url_decode, b64url_encode
 from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusList, Verifier
 from chain import access_token, delegated_token
 
 ISSUER_URL = "http://127.0.0.1:8000"
 LIST_URL = f"{ISSUER_URL}/api/v1/status-lists/1"
 
-# ratio name -> (operation, baseline, signatures per operation, goal)
-RATIOS = {
+# ratio name -> (operation, baseline, signatures per operation, goal); no goal: printed for comparison only
+RATIOS: dict[str, tuple[str, str, int, float | None]] = {
     "issue": ("issue", "raw_sign", 1, 0.65),
     "verify": ("verify", "raw_verify", 1, 0.80),
-    "chain": ("chain", "raw_verify", 4, 0.75),
+    "chain": ("chain", "raw_chain", 1, 0.75),
+    "chain_raw4": ("chain", "raw_verify", 4, None),  # the chain's ratio before issue 13 (see above)
 }
 CLOCKS: dict[str, Callable[[], int]] = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
 
@@ -119,7 +124,7 @@ def main() -> None:
 
 
 def build_ops() -> tuple[dict[str, Callable[[], object]], str, str]:
-    """The five measured operations, the access token and the depth-3 delegated token they use."""
+    """The six measured operations, the access token and the depth-3 delegated token they use."""
     now = datetime.now(UTC)
     ring = KeyRing.create("did:web:127.0.0.1%3A8000", now)
     issuer = CredentialIssuer(ISSUER_URL, ring)
@@ -150,11 +155,20 @@ def build_ops() -> tuple[dict[str, Callable[[], object]], str, str]:
     message = token.rsplit(".", 1)[0].encode()
     signature = raw_key.sign(message)
     assert b64url_encode(signature) == token.rsplit(".", 1)[1]  # Ed25519 is deterministic: the token's signature
+    # The chain's own four signatures over their own signing inputs: the delegated token's, then its links'.
+    jwts = [chained, *orjson.loads(b64url_decode(chained.split(".")[1], canonical=False))["delegation_chain"]]
+    signed = [(b64url_decode(jwt.rsplit(".", 1)[1]), jwt.rsplit(".", 1)[0].encode()) for jwt in jwts]
+    assert len(signed) == 4
+
+    def raw_chain() -> None:
+        for link_signature, link_input in signed:
+            public.verify(link_signature, link_input)
 
     return (
         {
             "raw_sign": lambda: raw_key.sign(message),
             "raw_verify": lambda: public.verify(signature, message),
+            "raw_chain": raw_chain,
             "issue": issue,
             "verify": lambda: verifier.verify_access_token(token, audience=ISSUER_URL, now=now),
             "chain": lambda: verifier.verify_access_token(chained, now=now),
@@ -170,19 +184,24 @@ def report(rates: dict[str, float], ratios: dict[str, list[float]], per: str) ->
     print("|---|---:|---:|---:|---:|:---:|")
     print(f"| raw Ed25519 sign (cryptography) | {rates['raw_sign']:,.0f} | | 1.00 | | |")
     print(f"| raw Ed25519 verify (cryptography) | {rates['raw_verify']:,.0f} | | 1.00 | | |")
+    print(f"| raw Ed25519 verify of the chain's 4 signatures | {rates['raw_chain']:,.0f} | | 1.00 | | |")
     labels = {
         "issue": ("access credential issue", "of raw sign"),
         "verify": ("access credential verify", "of raw verify"),
-        "chain": ("depth-3 chain verify (4 signatures)", "of raw verify / 4"),
+        "chain": ("depth-3 chain verify (4 signatures)", "of raw verify of its 4"),
+        "chain_raw4": ("depth-3 chain verify, former baseline", "of raw verify / 4"),
     }
     failed = []
     for name, (op, _, _, goal) in RATIOS.items():
         median = statistics.median(ratios[name])
+        label, of = labels[name]
+        each = " / ".join(f"{value:.2f}" for value in ratios[name])
+        if goal is None:
+            print(f"| {label} | | {each} | {median:.2f} {of} | | |")
+            continue
         verdict = "PASS" if median >= goal else "FAIL"
         if verdict == "FAIL":
             failed.append(name)
-        label, of = labels[name]
-        each = " / ".join(f"{value:.2f}" for value in ratios[name])
         print(f"| {label} | {rates[op]:,.0f} | {each} | {median:.2f} {of} | >= {goal:.2f} | {verdict} |")
     return failed
 

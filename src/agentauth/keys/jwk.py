@@ -29,8 +29,9 @@ def b64url_encode(data: bytes) -> str:
 
 # The last character of a canonical encoding carries no stray low bits: with 2 characters over (1 byte) its
 # 4 unused bits are 0, with 3 over (2 bytes) its 2 unused bits are 0.
-_CANONICAL_LAST = ("", "", "AQgw", "AEIMQUYcgkosw048")
-_PADDING = ("", "", "==", "=")  # by len % 4; a remainder of 1 is never valid
+# Public for the one caller that inlines b64url_decode (vc/jws.py decode_compact, four times per delegated token).
+B64URL_CANONICAL_LAST = ("", "", "AQgw", "AEIMQUYcgkosw048")
+B64URL_PADDING = ("", "", "==", "=")  # by len % 4; a remainder of 1 is never valid
 
 
 def b64url_decode(value: str, *, canonical: bool = True) -> bytes:
@@ -39,17 +40,20 @@ def b64url_decode(value: str, *, canonical: bool = True) -> bytes:
     ``canonical`` also rejects non-zero trailing bits (two strings decoding to the same bytes). Signatures need
     it (no malleable encodings); a signed JWS segment does not, since the signature covers the encoded text.
     """
-    if not isinstance(value, str) or "=" in value or "+" in value or "/" in value or len(value) % 4 == 1:
+    # type() and the ``in`` operator, not isinstance: no builtin call (each one counts, see vc/jws.py).
+    if (type(value) is not str and not isinstance(value, str)) or "=" in value or "+" in value or "/" in value:
         raise ValueError("not unpadded base64url")
     over = len(value) % 4
+    if over == 1:
+        raise ValueError("not unpadded base64url")
     try:
         # validate (the third argument) refuses any character outside the alphabet (and non-ASCII text) instead
         # of skipping it; with altchars both alphabets would decode, so '+' and '/' were refused above.
         # Positional arguments and our own padding: keywords cost ~0.3 us per call, more than a signature's decoding.
-        raw = pybase64.b64decode(value + _PADDING[over], b"-_", True)
+        raw = pybase64.b64decode(value + B64URL_PADDING[over], b"-_", True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise ValueError("not unpadded base64url") from exc
-    if canonical and over and value[-1] not in _CANONICAL_LAST[over]:
+    if canonical and over and value[-1] not in B64URL_CANONICAL_LAST[over]:
         raise ValueError("not canonical base64url")
     return raw
 

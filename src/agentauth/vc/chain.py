@@ -40,20 +40,35 @@ class DelegationLink:
 
     @classmethod
     def from_claims(cls, compact: str, claims: Mapping[str, Any]) -> DelegationLink:
+        # This runs for every link of every delegated token verified: members are read by indexing and types
+        # tested with type() first, as in verifier.py (no builtin call); the isinstance tests decide the rest.
         subject = claims["vc"]["credentialSubject"]
-        scopes, depth, delegator = subject.get("scopes"), subject.get("remainingDepth"), subject.get("delegator")
-        if not isinstance(scopes, list) or not all(map(isinstance, scopes, repeat(str))):
+        try:
+            scopes, depth, delegator = subject["scopes"], subject["remainingDepth"], subject["delegator"]
+        except KeyError:
+            scopes, depth, delegator = subject.get("scopes"), subject.get("remainingDepth"), subject.get("delegator")
+        if (type(scopes) is not list and not isinstance(scopes, list)) or not all(map(isinstance, scopes, repeat(str))):
             raise VerificationError(e.MALFORMED, "delegation scopes must be a list of strings")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        if (type(depth) is not int and (isinstance(depth, bool) or not isinstance(depth, int))) or depth < 0:
             raise VerificationError(e.MALFORMED, "remainingDepth must be a non-negative integer")
-        if not isinstance(delegator, str):
+        if type(delegator) is not str and not isinstance(delegator, str):
             raise VerificationError(e.MISSING_CLAIM, "delegation without a delegator")
-        parent = subject.get("parent")
-        if parent is not None and not (
-            isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("digest"), str)
-        ):
-            raise VerificationError(e.MALFORMED, "parent must carry id and digest")
-        # Positional, in field order: this runs for every link of every delegated token verified.
+        try:
+            parent = subject["parent"]
+        except KeyError:
+            parent = None
+        parent_id = parent_digest = None
+        if parent is not None:
+            if type(parent) is dict or isinstance(parent, dict):
+                try:
+                    parent_id, parent_digest = parent["id"], parent["digest"]
+                except KeyError:
+                    parent_id, parent_digest = parent.get("id"), parent.get("digest")
+            if (type(parent_id) is not str and not isinstance(parent_id, str)) or (
+                type(parent_digest) is not str and not isinstance(parent_digest, str)
+            ):
+                raise VerificationError(e.MALFORMED, "parent must carry id and digest")
+        # Positional, in field order.
         return cls(
             compact,
             str(claims["jti"]),
@@ -62,24 +77,25 @@ class DelegationLink:
             frozenset(scopes),
             depth,
             float(claims["exp"]),
-            parent["id"] if parent else None,
-            parent["digest"] if parent else None,
+            parent_id,
+            parent_digest,
         )
 
 
 def check_chain(links: Sequence[DelegationLink]) -> None:
     """Raise ``VerificationError`` with a ``chain_*`` code at the first rule a chain breaks."""
-    if not links:
+    count = len(links)
+    if not count:
         raise VerificationError(e.CHAIN_BROKEN, "empty delegation chain")
-    if len(links) > MAX_CHAIN_LENGTH:
-        raise VerificationError(e.CHAIN_DEPTH_EXCEEDED, f"chain of {len(links)} links exceeds {MAX_CHAIN_LENGTH}")
+    if count > MAX_CHAIN_LENGTH:
+        raise VerificationError(e.CHAIN_DEPTH_EXCEEDED, f"chain of {count} links exceeds {MAX_CHAIN_LENGTH}")
     root = links[0]
     if root.parent_id is not None:
         raise VerificationError(e.CHAIN_BROKEN, "the first link must be a root grant (no parent)")
     if root.delegator == root.delegate:
         raise VerificationError(e.CHAIN_BROKEN, "self-delegation")
-    seen = {root.delegator, root.delegate}
-    for i in range(1, len(links)):
+    delegates = [link.delegate for link in links]  # cycles: a delegate seen before, or the root delegator
+    for i in range(1, count):
         parent, link = links[i - 1], links[i]
         where = f"link {i}"
         if link.parent_id != parent.id:
@@ -98,9 +114,19 @@ def check_chain(links: Sequence[DelegationLink]) -> None:
             )
         if link.exp > parent.exp:
             raise VerificationError(e.CHAIN_EXPIRY_EXCEEDS_PARENT, f"{where} outlives its parent")
-        if link.delegate in seen:
+        if link.delegate == root.delegator or link.delegate in delegates[:i]:
             raise VerificationError(e.CHAIN_BROKEN, f"{where}: cycle, {link.delegate} already in the chain")
-        seen.add(link.delegate)
+
+
+def _acts_for(act: Any, links: Sequence[DelegationLink]) -> bool:
+    """Whether ``act`` names exactly the chain's delegates, current actor (the last link's) outermost; ``_actors``,
+    walked in step with the links instead of building a list. False is not an error by itself: the caller then
+    lets ``_actors`` tell a malformed ``act`` from one naming someone else."""
+    for link in reversed(links):
+        if type(act) is not dict or "sub" not in act or act["sub"] != link.delegate:
+            return False
+        act = act["act"] if "act" in act else None  # noqa: SIM401 - act.get, without the call
+    return act is None
 
 
 def _actors(act: Any) -> list[str]:
@@ -117,12 +143,15 @@ def _actors(act: Any) -> list[str]:
 def check_token_against_chain(claims: Mapping[str, Any], links: Sequence[DelegationLink]) -> None:
     """A delegated access token must match the chain it carries."""
     root, last = links[0], links[-1]
-    if claims.get("sub") != root.delegator:
+    try:
+        sub, act, scope = claims["sub"], claims["act"], claims["scope"]
+    except KeyError:
+        sub, act, scope = claims.get("sub"), claims.get("act"), claims.get("scope", "")
+    if sub != root.delegator:
         raise VerificationError(e.CHAIN_DELEGATOR_MISMATCH, "token sub is not the chain's root delegator")
-    expected_actors = [link.delegate for link in reversed(links)]
-    if _actors(claims.get("act")) != expected_actors:
+    if not _acts_for(act, links) and _actors(act) != [link.delegate for link in reversed(links)]:
         raise VerificationError(e.CHAIN_BROKEN, "act claim does not name the chain's delegates")
-    scopes = frozenset(str(claims.get("scope", "")).split())
+    scopes = frozenset(str(scope).split())
     if not scopes <= last.scopes:
         raise VerificationError(e.CHAIN_SCOPE_WIDENED, f"token scopes {sorted(scopes - last.scopes)} not delegated")
     if float(claims["exp"]) > last.exp:

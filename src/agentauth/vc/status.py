@@ -103,17 +103,17 @@ class StatusCache:
     """Verified lists by URL until their ttl expires."""
 
     def __init__(self) -> None:
-        self._lists: dict[str, CachedList] = {}
+        self.lists: dict[str, CachedList] = {}  # by URL; read directly by the verifier's hot path, as get does
 
     def get(self, url: str, now: float) -> CachedList | None:
         """The list at ``url`` while it is still fresh at ``now`` (POSIX seconds)."""
-        cached = self._lists.get(url)
+        cached = self.lists.get(url)
         if cached is None or cached.expires_at <= now:
             return None
         return cached
 
     def put(self, url: str, entry: CachedList) -> None:
-        self._lists[url] = entry
+        self.lists[url] = entry
 
     def clear(self) -> None:
-        self._lists.clear()
+        self.lists.clear()
