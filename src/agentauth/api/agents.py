@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, runs
 from agentauth.api.ratelimits import limit_quickstart
@@ -60,8 +60,12 @@ async def list_agents(
     ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
-) -> AgentPage:
-    return await services.agents.list(principal, limit, offset, ctx)
+) -> Response:
+    # The model is built by the use case and serialized once, by pydantic's own encoder: FastAPI's
+    # response_model path would validate it a second time and encode it through jsonable_encoder (measured:
+    # a fifth of this route's server time under bench/read.py). ``response_model`` stays for OpenAPI.
+    page = await services.agents.list(principal, limit, offset, ctx)
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get(
