@@ -16,11 +16,15 @@ from urllib.parse import quote_plus, urlencode
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from mcp.client import Client
 from sqlalchemy import inspect, text
 
 from agentauth.api.app import create_app
 from agentauth.bootstrap import Services, build_services
 from agentauth.keys import KeyPair
+from agentauth.mcp.embedded import EmbeddedBackend
+from agentauth.mcp.remote import RestBackend
+from agentauth.mcp.server import build_server
 from agentauth.vc import create_agent_assertion
 from support import ISSUER_URL, assert_error, bearer, ok, quickstart, reset_postgres
 
@@ -278,3 +282,22 @@ async def lenient_client(services: Services) -> AsyncIterator[httpx.AsyncClient]
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER_URL) as http:
         yield http
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(services: Services, backend_kind: str, client_ip: str) -> AsyncIterator[Client]:
+    """An in-process MCP client over the embedded backend or the REST-backed one (real HTTP to the app, from
+    ``client_ip``): the two ways an MCP tool reaches the use cases."""
+    backend: Any
+    if backend_kind == "embedded":
+        backend = EmbeddedBackend(lambda: services)
+    else:
+        app = create_app(services=services)
+        app.state.services = services
+        backend = RestBackend(ISSUER_URL, transport=httpx.ASGITransport(app=app, client=(client_ip, 50000)))
+    try:
+        async with Client(build_server(backend, token_in_header=False)) as client:
+            yield client
+    finally:
+        if isinstance(backend, RestBackend):
+            await backend.aclose()

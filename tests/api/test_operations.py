@@ -22,11 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import assert_unchanged, snapshot
+from api_support import assert_unchanged, mcp_client, snapshot
 from mcp.client import Client
 from mcp.types import TextContent
 
-from agentauth.api.app import create_app
 from agentauth.bootstrap import Services
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
@@ -38,9 +37,8 @@ from agentauth.issuer.lifecycle import LifecycleService
 from agentauth.issuer.operations import OPENAPI_EXTENSION, OPERATIONS, ApiOperation
 from agentauth.issuer.policies import PolicyService
 from agentauth.mcp.embedded import EmbeddedBackend
-from agentauth.mcp.remote import RestBackend
 from agentauth.mcp.server import build_server
-from support import ISSUER_URL, app_route_table, assert_error, bearer, ok, path_params, quickstart, requires_principal
+from support import app_route_table, assert_error, bearer, ok, path_params, quickstart, requires_principal
 
 pytestmark = pytest.mark.anyio
 
@@ -258,18 +256,8 @@ def counted(services: Services, monkeypatch: pytest.MonkeyPatch) -> Counted:
 @pytest.fixture(params=["embedded", "rest"])
 async def mcp(request: pytest.FixtureRequest, services: Services) -> AsyncIterator[Client]:
     """The in-process MCP client, over the embedded backend or the REST-backed one (real HTTP to the app)."""
-    if request.param == "embedded":
-        backend: Any = EmbeddedBackend(lambda: services)
-    else:
-        app = create_app(services=services)
-        app.state.services = services
-        backend = RestBackend(ISSUER_URL, transport=httpx.ASGITransport(app=app, client=("203.0.113.8", 50002)))
-    try:
-        async with Client(build_server(backend, token_in_header=False)) as client:
-            yield client
-    finally:
-        if isinstance(backend, RestBackend):
-            await backend.aclose()
+    async with mcp_client(services, request.param, "203.0.113.8") as client:
+        yield client
 
 
 def text(result: Any) -> str:

@@ -20,16 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+from api_support import mcp_client
 from lifecycle_support import INACTIVE, INTROSPECT, REVOKE, TOKEN, client_token, introspect, jwt_payload, revoke
 from mcp.client import Client
 from mcp_types import CallToolResult, TextContent
 
-from agentauth.api.app import create_app
 from agentauth.bootstrap import Services
-from agentauth.mcp.embedded import EmbeddedBackend
-from agentauth.mcp.remote import RestBackend
-from agentauth.mcp.server import build_server
-from support import ISSUER_URL, assert_error, bearer, ok, quickstart
+from support import assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 
@@ -228,18 +225,9 @@ def _text(result: CallToolResult) -> str:
 
 @pytest.fixture(params=["embedded", "rest"])
 async def mcp(request: pytest.FixtureRequest, services: Services) -> AsyncIterator[Client]:
-    if request.param == "embedded":
-        backend: Any = EmbeddedBackend(lambda: services)
-    else:
-        app = create_app(services=services)
-        app.state.services = services
-        backend = RestBackend(ISSUER_URL, transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 50001)))
-    try:
-        async with Client(build_server(backend, token_in_header=False)) as client:
-            yield client
-    finally:
-        if isinstance(backend, RestBackend):
-            await backend.aclose()
+    """The in-process MCP client, over the embedded backend or the REST-backed one (real HTTP to the app)."""
+    async with mcp_client(services, request.param, "203.0.113.9") as client:
+        yield client
 
 
 async def tool(mcp: Client, tool_name: str, /, **arguments: Any) -> dict[str, Any]:
