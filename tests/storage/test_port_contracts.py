@@ -36,7 +36,7 @@ from agentauth.storage.models import (
     StatusBlockRow,
     StatusListRow,
 )
-from agentauth.storage.ports import Insert, IssuedRows, Require, StoragePorts, WritePlan
+from agentauth.storage.ports import Execute, Insert, IssuedRows, Query, Require, StoragePorts, WritePlan
 from agentauth.storage.records import (
     Agent,
     AgentStatus,
@@ -51,6 +51,7 @@ from agentauth.storage.records import (
     StatusListState,
     TokenState,
 )
+from agentauth.storage.statements import row_as
 
 pytestmark = pytest.mark.anyio
 
@@ -163,8 +164,9 @@ async def list_version(store: Store) -> int:
 
 async def test_every_implementation_provides_every_port(store: Store) -> None:
     # The factory builds StoragePorts from one object (mypy checks each field's protocol): the same object serves all.
-    ports = StoragePorts(store.ports, store.ports, store.ports, store.ports, store.ports, store.ports, store.ports)
-    assert ports.token_states is store.ports
+    p = store.ports
+    ports = StoragePorts(p, p, p, p, p, p, p, p)
+    assert ports.token_states is ports.reads is store.ports
 
 
 # -- agent pages ---------------------------------------------------------------------------------------------
@@ -594,3 +596,51 @@ async def test_a_failing_plan_undoes_only_itself_in_its_round(store: Store) -> N
     # The port still writes after failures.
     await store.ports.run(agent_plan("agt_d", "did:key:z6MkD"))
     assert "agt_d" in await stored_agents(store)
+
+
+# -- general reads and unconditional steps ------------------------------------------------------------------
+
+KEYS_OF_AGENT = (
+    select(*ApiKeyRow.__table__.columns, AgentRow.updated_at.label("agent_updated_at"))
+    .join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
+    .where(ApiKeyRow.agent_id == bindparam("agent"))
+    .order_by(ApiKeyRow.id)
+)
+LIVE_FAMILIES = (
+    select(RefreshTokenRow.family_id, func.count())
+    .where(RefreshTokenRow.status == RefreshTokenStatus.ACTIVE)
+    .group_by(RefreshTokenRow.family_id)
+    .order_by(RefreshTokenRow.family_id)
+)
+DEACTIVATE = (
+    update(AgentRow)
+    .where(AgentRow.id == bindparam("agent"))
+    .values(status=AgentStatus.DEACTIVATED, deactivated_at=bindparam("now"), scopes=bindparam("scopes"))
+)
+
+
+async def test_fetch_reads_every_query_with_values_converted(store: Store) -> None:
+    await seed(store)
+
+    keys, families, none = await store.ports.fetch(
+        Query(KEYS_OF_AGENT, {"agent": "agt_root"}), Query(LIVE_FAMILIES), Query(KEYS_OF_AGENT, {"agent": "agt_x"})
+    )
+
+    columns = tuple(ApiKeyRow.__table__.columns)
+    records = [api_keys_repo.to_record(row_as(columns, row[: len(columns)])) for row in keys]
+    assert records == [expected_key(k) for k in ("key_expired", "key_live", "key_revoked")]
+    # A labelled column of another table, converted as its type converts it (aware, microseconds kept).
+    assert {row[-1] for row in keys} == {AGENTS["agt_root"]["updated_at"]}
+    assert families == [("rtf_1", 1), ("rtf_2", 1), ("rtf_3", 1), ("rtf_9", 1)]
+    assert none == []
+
+
+async def test_execute_steps_change_rows_without_a_count(store: Store) -> None:
+    await seed(store)
+    unknown = Execute(DEACTIVATE, {"agent": "agt_none", "now": NOW, "scopes": []})  # no row: not an error
+    gone = Execute(DEACTIVATE, {"agent": "agt_root", "now": NOW, "scopes": ["agents.read"]})
+
+    await store.ports.run(WritePlan((unknown, gone)))
+
+    root = (await stored_agents(store))["agt_root"]
+    assert (root.status, root.deactivated_at, root.scopes) == (AgentStatus.DEACTIVATED, NOW, ("agents.read",))

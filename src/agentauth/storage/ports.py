@@ -14,9 +14,12 @@ unstorable value -> ``InvalidRequest``, anything else -> ``TemporarilyUnavailabl
 driver exception, and ``tests/storage/test_port_contracts.py`` holds every implementation to the same records and
 the same errors for the same inputs.
 
-The concerns with a single implementation (agents, API keys, refresh families, delegations, policies, audit
-queries) stay repository modules that work on a caller's ``AsyncSession``: the use case owns its unit of work,
-and SQLAlchemy serves both backends there.
+Two ports are general, so a use case needs no port method of its own: ``Reads.fetch`` runs ``Query``s (Core
+SELECTs built once) in one snapshot, ``Writes.run`` runs a ``WritePlan`` (``Insert`` / ``Require`` / ``Execute``
+steps) in the next write round. A use case on them reads in stage 1, signs outside any transaction, and writes
+in stage 2, re-checking in the plan what it relied on (``Require``) - the shape of ``AgentService.quickstart``.
+Repository modules that work on a caller's ``AsyncSession`` remain for the rare paths (administration, the
+explanation of a failure).
 """
 
 from __future__ import annotations
@@ -153,10 +156,38 @@ class Require:
 
 
 @dataclass(frozen=True, slots=True)
+class Execute:
+    """A plan's step that changes rows without a count to meet: run ``statement`` (an UPDATE or DELETE built
+    once, values as named ``bindparam``s given in ``params``)."""
+
+    statement: ClauseElement
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class WritePlan:
     """What one use case writes: steps run in order, all or nothing."""
 
-    steps: tuple[Insert | Require, ...]
+    steps: tuple[Insert | Require | Execute, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A read: ``statement`` - a Core SELECT built once (a module constant, values as named ``bindparam``s given
+    in ``params``)."""
+
+    statement: ClauseElement
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Reads(Protocol):
+    """The general read path: queries on the read side, in one snapshot (on SQLite one thread hop)."""
+
+    async def fetch(self, *queries: Query) -> list[list[tuple[Any, ...]]]:
+        """Each query's rows, in order: tuples of the selected columns' values, converted as the columns' types
+        convert them (``statements.row_as`` turns a slice of one into an object for a repository's
+        ``to_record``). A failure arrives translated (``failures.translate``)."""
+        ...
 
 
 class Writes(Protocol):
@@ -183,3 +214,4 @@ class StoragePorts:
     status_blocks: StatusBlocks
     agent_pages: AgentPages
     writes: Writes
+    reads: Reads

@@ -26,7 +26,7 @@ from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.failures import translate
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, StatusBlockRow
-from agentauth.storage.ports import Insert, IssuancePlan, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.ports import Execute, Insert, IssuancePlan, Query, RevokedAudit, WritePlan, revoked_families
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
 
@@ -60,6 +60,8 @@ async def _run_plan(session: AsyncSession, plan: WritePlan) -> None:
             await session.execute(insert(step.table), list(step.rows))
             continue
         result = await session.execute(cast(Any, step.statement), dict(step.params))
+        if isinstance(step, Execute):
+            continue
         # A SELECT comes back as the ORM's iterator result (rows); an UPDATE/DELETE as a CursorResult (rowcount).
         count = len(result.all()) if getattr(result, "returns_rows", True) else cast(Any, result).rowcount
         if count != step.rows:
@@ -94,6 +96,12 @@ class SqlAlchemyPorts:
                 else:
                     results.append(None)
         return results
+
+    async def fetch(self, *queries: Query) -> list[list[tuple[Any, ...]]]:
+        async with self._reads() as session:  # one read transaction (autobegun) for all of them
+            return [
+                [tuple(row) for row in await session.execute(cast(Any, q.statement), dict(q.params))] for q in queries
+            ]
 
     async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
         split = statements.TOKEN_STATE_COLUMNS

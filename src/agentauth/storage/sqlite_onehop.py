@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, Column, Table, bindparam, insert
+from sqlalchemy import JSON, Boolean, Column, Table, bindparam, insert
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 
@@ -31,7 +31,7 @@ from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
 from agentauth.storage.failures import translate
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, UTCDateTime
-from agentauth.storage.ports import Insert, IssuancePlan, Require, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.ports import Insert, IssuancePlan, Query, Require, RevokedAudit, WritePlan, revoked_families
 from agentauth.storage.records import (
     Agent,
     ApiKey,
@@ -76,15 +76,22 @@ def _instant(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def _reader(column_type: Any) -> Callable[[Any], Any] | None:
+    """How a sqlite3 value of ``column_type`` becomes what SQLAlchemy reads (None: as it is)."""
+    if isinstance(column_type, UTCDateTime):
+        return _instant
+    if isinstance(column_type, JSON):
+        return orjson.loads
+    if isinstance(column_type, Boolean):
+        return bool
+    return None
+
+
 @functools.cache
 def _row_reader(columns: tuple[Column[Any], ...]) -> Callable[[Sequence[Any]], SimpleNamespace]:
     """Turns the sqlite3 values of ``columns`` into an object with the attributes the ORM row would have, each
     converted as its column type converts it, for the repositories' ``to_record``."""
-    plan = [
-        (column.key, _instant if isinstance(column.type, UTCDateTime) else
-         orjson.loads if isinstance(column.type, JSON) else None)
-        for column in columns
-    ]  # fmt: skip
+    plan = [(column.key, _reader(column.type)) for column in columns]
 
     def read(values: Sequence[Any]) -> SimpleNamespace:
         return SimpleNamespace(**{
@@ -184,19 +191,49 @@ def _reserve(
     return got
 
 
-_REQUIRES: dict[int, tuple[Any, statements.SqliteStatement]] = {}
+_COMPILED: dict[int, tuple[Any, statements.SqliteStatement, tuple[Callable[[Any], Any] | None, ...]]] = {}
+
+
+def _compiled(statement: Any) -> tuple[statements.SqliteStatement, tuple[Callable[[Any], Any] | None, ...]]:
+    """``statement`` compiled for sqlite3 with the readers of its selected columns - once per statement object
+    (plans' and queries' statements are module constants; the entry keeps the key's object alive)."""
+    entry = _COMPILED.get(id(statement))
+    if entry is None or entry[0] is not statement:
+        selected = getattr(statement, "selected_columns", None) or getattr(statement, "_returning", None) or ()
+        readers = tuple(_reader(column.type) for column in selected)
+        entry = _COMPILED[id(statement)] = (statement, statements.compile_sqlite(statement), readers)
+    return entry[1], entry[2]
+
+
+def _execute(statement: Any, params: Mapping[str, Any], connection: sqlite3.Connection) -> sqlite3.Cursor:
+    compiled, _ = _compiled(statement)
+    return connection.execute(compiled.sql, compiled.params(**{k: _bound(v) for k, v in params.items()}))
 
 
 def _require(step: Require, connection: sqlite3.Connection) -> None:
-    # Compiled once per statement (plans' statements are module constants; the entry keeps the key's object alive).
-    entry = _REQUIRES.get(id(step.statement))
-    if entry is None or entry[0] is not step.statement:
-        entry = _REQUIRES[id(step.statement)] = (step.statement, statements.compile_sqlite(step.statement))
-    compiled = entry[1]
-    cursor = connection.execute(compiled.sql, compiled.params(**{k: _bound(v) for k, v in step.params.items()}))
+    cursor = _execute(step.statement, step.params, connection)
     count = len(cursor.fetchall()) if cursor.description is not None else cursor.rowcount
     if count != step.rows:
         raise step.error
+
+
+def _fetch(queries: Sequence[Query], connection: sqlite3.Connection) -> list[list[tuple[Any, ...]]]:
+    if len(queries) > 1:
+        connection.execute("BEGIN")  # one snapshot for all of them (``SqliteSessionMaker.read`` ends it)
+    results: list[list[tuple[Any, ...]]] = []
+    for query in queries:
+        _, readers = _compiled(query.statement)
+        rows = _execute(query.statement, query.params, connection).fetchall()
+        if any(readers):
+            rows = [
+                tuple(
+                    value if read is None or value is None else read(value)
+                    for read, value in zip(readers, row, strict=True)
+                )
+                for row in rows
+            ]
+        results.append(rows)
+    return results
 
 
 def _bound(value: Any) -> Any:
@@ -218,8 +255,10 @@ def _plans_round(plans: Sequence[WritePlan], connection: sqlite3.Connection) -> 
             for step in plan.steps:
                 if isinstance(step, Insert):
                     _insert_many(connection, step.table, step.rows)
-                else:
+                elif isinstance(step, Require):
                     _require(step, connection)
+                else:
+                    _execute(step.statement, step.params, connection)
         except (sqlite3.Error, AgentAuthError) as exc:
             connection.execute("ROLLBACK TO plan")
             connection.execute("RELEASE plan")
@@ -284,6 +323,9 @@ class SqliteOneHopPorts:
 
     async def _plans_round(self, plans: Sequence[WritePlan]) -> list[BaseException | None]:
         return await self._writes.write(functools.partial(_plans_round, plans))
+
+    async def fetch(self, *queries: Query) -> list[list[tuple[Any, ...]]]:
+        return await self._reads.read(functools.partial(_fetch, queries))
 
     async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
         return await self._reads.read(functools.partial(_token_states, list(set(jtis))))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -197,6 +198,12 @@ def agent_page(peers: bool) -> tuple[Select[Any], Select[Any]]:
         .offset(bindparam("offset"))
     )
     return count, page
+
+
+def row_as(columns: Sequence[Any], values: Sequence[Any]) -> Any:
+    """``values`` (a slice of a ``Reads.fetch`` row) as an object with ``columns``' keys as attributes - what a
+    repository's ``to_record`` reads from an ORM row."""
+    return SimpleNamespace(**{column.key: value for column, value in zip(columns, values, strict=True)})
 
 
 @dataclass(frozen=True, slots=True)
