@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agentauth.did import DidKeyError, decode_did_key, url_to_did_web
+from agentauth.did import url_to_did_web
 from agentauth.keys import PublicKey
-from agentauth.keys.jwk import JwkError
 from agentauth.vc import errors as e
+from agentauth.vc.anchors import keys_from_did_document, keys_from_jwks
 from agentauth.vc.chain import DelegationLink, check_chain, check_token_against_chain
+from agentauth.vc.claims import NUMERIC_DATE, number, stale_detail, vc_types
 from agentauth.vc.credentials import (
     ACCESS_CREDENTIAL,
     DELEGATION_CREDENTIAL,
@@ -32,7 +33,6 @@ from agentauth.vc.credentials import (
     STATUS_LIST_CREDENTIAL,
     TYP_ACCESS_TOKEN,
     TYP_JWT,
-    VC_CONTEXT_V1,
     VERIFIABLE_PRESENTATION,
 )
 from agentauth.vc.errors import VerificationError
@@ -78,78 +78,6 @@ class VerifiedPresentation:
     credentials: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
 
-def _keys_from_jwks(jwks: Mapping[str, Any]) -> dict[str, PublicKey]:
-    keys: dict[str, PublicKey] = {}
-    for jwk in jwks.get("keys", []):
-        kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
-        if not isinstance(kid, str) or jwk.get("use", "sig") != "sig":
-            continue
-        try:
-            keys[kid] = PublicKey.from_jwk(jwk)
-        except JwkError:
-            log.warning("ignoring unusable JWKS key %s", kid)
-    return keys
-
-
-def _keys_from_did_document(document: Mapping[str, Any]) -> dict[str, PublicKey]:
-    keys: dict[str, PublicKey] = {}
-    allowed = set(document.get("assertionMethod", []))
-    for method in document.get("verificationMethod", []):
-        vm_id = method.get("id")
-        if vm_id not in allowed:
-            continue
-        try:
-            if "publicKeyJwk" in method:
-                keys[vm_id] = PublicKey.from_jwk(method["publicKeyJwk"])
-            elif "publicKeyMultibase" in method:
-                keys[vm_id] = PublicKey.from_bytes(decode_did_key("did:key:" + method["publicKeyMultibase"]))
-        except (JwkError, DidKeyError):
-            log.warning("ignoring unusable verification method %s", vm_id)
-    return keys
-
-
-# The exact types a NumericDate has once parsed from JSON; bool, an int subclass, is not one.
-_NUMERIC_DATE = (int, float)
-
-
-def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        if required:
-            raise VerificationError(e.MISSING_CLAIM, f"claim {name!r} is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise VerificationError(e.MALFORMED, f"claim {name!r} must be a NumericDate")
-    return float(value)
-
-
-def _stale_detail(url: str, claims: Mapping[str, Any], subject: Mapping[str, Any], grace: float, now: datetime) -> str:
-    issued = claims.get("iat", claims.get("nbf"))
-    if isinstance(issued, bool) or not isinstance(issued, int | float):
-        return f"status list {url} has no iat: its age is unknown"
-    return (
-        f"status list {url} was issued {now.timestamp() - issued:.0f}s ago; its ttl is "
-        f"{status_ttl_seconds(subject):.0f}s and at most {grace:.0f}s more staleness is accepted"
-    )
-
-
-def _types(claims: Mapping[str, Any], container: str) -> list[Any]:
-    try:
-        body = claims[container]
-    except KeyError:
-        body = None
-    if type(body) is not dict and not isinstance(body, dict):
-        raise VerificationError(e.WRONG_CREDENTIAL_TYPE, f"no {container!r} claim")
-    try:
-        context, types = body["@context"], body["type"]
-    except KeyError:
-        context, types = body.get("@context"), body.get("type")
-    # VCDM 1.1 section 4.1: the first @context item MUST be https://www.w3.org/2018/credentials/v1.
-    if (type(context) is not list and not isinstance(context, list)) or not context or context[0] != VC_CONTEXT_V1:
-        raise VerificationError(e.MALFORMED, f"{container}.@context must start with {VC_CONTEXT_V1}")
-    return types if type(types) is list or isinstance(types, list) else [types]
-
-
 class Verifier:
     """Verifies what an AgentAuth issuer signs, with nothing but its public keys and its status lists.
 
@@ -189,10 +117,10 @@ class Verifier:
         self.issuer_url = issuer_url.rstrip("/")
         if did_document is not None:
             self.issuer_did = str(did_document["id"])
-            self._keys = _keys_from_did_document(did_document)
+            self._keys = keys_from_did_document(did_document)
         else:
             self.issuer_did = issuer_did or url_to_did_web(self.issuer_url)
-            self._keys = _keys_from_jwks(jwks or {})
+            self._keys = keys_from_jwks(jwks or {})
         self._status_source = status_source
         self._check_status = check_status
         if max_status_staleness is not None and max_status_staleness < 0:
@@ -209,7 +137,7 @@ class Verifier:
 
     def use_jwks(self, jwks: Mapping[str, Any]) -> None:
         """Replace the trusted key set (after a refetch)."""
-        self._keys = _keys_from_jwks(jwks)
+        self._keys = keys_from_jwks(jwks)
 
     @property
     def kids(self) -> frozenset[str]:
@@ -265,10 +193,10 @@ class Verifier:
         except KeyError:
             exp = nbf = iat = None
         # What this issuer signs carries all three as JSON numbers; anything else gets _number's precise errors.
-        if not (type(exp) in _NUMERIC_DATE and type(nbf) in _NUMERIC_DATE and type(iat) in _NUMERIC_DATE):
-            exp = _number(claims, "exp", exp_required)
-            nbf = _number(claims, "nbf", False)
-            iat = _number(claims, "iat", False)
+        if not (type(exp) in NUMERIC_DATE and type(nbf) in NUMERIC_DATE and type(iat) in NUMERIC_DATE):
+            exp = number(claims, "exp", exp_required)
+            nbf = number(claims, "nbf", False)
+            iat = number(claims, "iat", False)
         if exp is not None and now - self._exp_leeway >= exp:
             raise VerificationError(e.EXPIRED, f"expired at {exp:.0f}, now {now:.0f}")
         if nbf is not None and now + self._leeway < nbf:
@@ -295,7 +223,7 @@ class Verifier:
         if iss != self.issuer_url:
             raise VerificationError(e.INVALID_ISSUER, f"iss {iss!r} is not {self.issuer_url!r}")
         self._times(claims, ts)
-        if ACCESS_CREDENTIAL not in _types(claims, "vc"):
+        if ACCESS_CREDENTIAL not in vc_types(claims, "vc"):
             raise VerificationError(e.WRONG_CREDENTIAL_TYPE, "not an AgentAccessCredential")
         if not (type(sub) is str and type(client_id) is str and type(jti) is str):
             for name in ("sub", "client_id", "jti"):
@@ -345,7 +273,7 @@ class Verifier:
         if iss != self.issuer_did:
             raise VerificationError(e.INVALID_ISSUER, f"iss {iss!r} is not {self.issuer_did!r}")
         self._times(claims, ts)
-        types = _types(claims, "vc")
+        types = vc_types(claims, "vc")
         if expected_type not in types or ACCESS_CREDENTIAL in types:
             raise VerificationError(e.WRONG_CREDENTIAL_TYPE, f"types {types!r}, expected {expected_type!r}")
         vc = claims["vc"]
@@ -405,7 +333,7 @@ class Verifier:
         holder_key = holder_public_key(holder, "holder")
         if not jws.verify_with(holder_key):
             raise VerificationError(e.INVALID_SIGNATURE, "presentation signature does not verify")
-        if VERIFIABLE_PRESENTATION not in _types(claims, "vp"):
+        if VERIFIABLE_PRESENTATION not in vc_types(claims, "vp"):
             raise VerificationError(e.WRONG_CREDENTIAL_TYPE, "not a VerifiablePresentation")
         if claims.get("aud") != audience and audience not in (claims.get("aud") or []):
             raise VerificationError(e.INVALID_AUDIENCE, f"presentation is for {claims.get('aud')!r}")
@@ -415,7 +343,7 @@ class Verifier:
         verified = []
         for credential in claims["vp"].get("verifiableCredential") or []:
             verified.append(self._presented_credential(credential, holder, moment))
-        exp = _number(claims, "exp", True) or 0.0
+        exp = number(claims, "exp", True) or 0.0
         if not self.nonces.consume(nonce, until=exp + self._leeway, now=moment.timestamp()):
             raise VerificationError(e.NONCE_REPLAYED, "nonce was already used")
         return VerifiedPresentation(holder=holder, claims=claims, credentials=tuple(verified))
@@ -423,7 +351,7 @@ class Verifier:
     def _presented_credential(self, credential: Any, holder: str, moment: datetime) -> dict[str, Any]:
         if not isinstance(credential, str):
             raise VerificationError(e.MALFORMED, "presented credentials must be compact JWTs")
-        kind = _types(parse_compact(credential).payload, "vc")
+        kind = vc_types(parse_compact(credential).payload, "vc")
         expected = IDENTITY_CREDENTIAL if IDENTITY_CREDENTIAL in kind else DELEGATION_CREDENTIAL
         claims = self.verify_credential(credential, expected_type=expected, now=moment)
         # Holder binding: the credential must be about the key that signed the presentation.
@@ -499,7 +427,7 @@ class Verifier:
             # when the issuer signed it, not from when this copy reached us (a day-old file is not fresh).
             usable_until = status_list_usable_until(claims, self._max_staleness)
             if usable_until is None or usable_until <= now.timestamp():
-                raise VerificationError(e.STATUS_STALE, _stale_detail(url, claims, subject, self._max_staleness, now))
+                raise VerificationError(e.STATUS_STALE, stale_detail(url, claims, subject, self._max_staleness, now))
             expires = min(expires, usable_until)
         exp = claims.get("exp")
         if isinstance(exp, int | float):
