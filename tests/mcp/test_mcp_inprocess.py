@@ -70,7 +70,7 @@ class Broken:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
+    async def call(self, name: str, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
         raise self.error
 
     async def discover(self) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """What the tools need from AgentAuth, whether it runs in this process (``embedded``) or behind its REST API
 (``remote``).
 
-An authenticated tool call is one ``Operation``: the operation it runs (``name``, from ``issuer/operations.py``)
-with its arguments - the ids that fill its resource, the other parameters and the request body - and the use case
-that runs it in process. The embedded backend authenticates the bearer token and runs the use case, which
+An authenticated tool call is one ``Operation``: the arguments of the operation its tool declared (from
+``issuer/operations.py``) - the ids that fill its resource, the other parameters and the request body - and the
+use case that runs it in process. The embedded backend authenticates the bearer token and runs the use case, which
 authorizes itself (``issuer/authorization.py``); the remote backend sends the arguments to the route the REST
 API's own description names for that operation (its OpenAPI ``x-agentauth-operation``), whose handler runs the
 same use case. No adapter carries authorization, so both paths, and REST itself, make one decision.
@@ -32,7 +32,9 @@ class Done(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Operation(Generic[R]):
-    name: str  # the operation (issuer/operations.py)
+    """What a tool's call of its operation carries; which operation it is, the tool declared where it was
+    registered (``registry.tool(operation=...)``), and ``base.call`` names it from there."""
+
     response: type[R]
     run: UseCase[R]
     ids: Mapping[str, str] = field(default_factory=dict)  # fill the operation's resource (REST: path parameters)
@@ -50,8 +52,9 @@ class VerificationMaterial:
 
 
 class Backend(Protocol):
-    async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
-        """Run an authenticated operation as the holder of ``access_token``."""
+    async def call(self, name: str, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
+        """Run the operation ``name`` (issuer/operations.py) with ``operation``'s arguments as the holder of
+        ``access_token``."""
 
     async def discover(self) -> dict[str, Any]:
         """The agent configuration document."""

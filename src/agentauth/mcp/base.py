@@ -72,6 +72,8 @@ def default_api_key_of(ctx: Context[Any, Any]) -> str | None:
 
 
 async def call(ctx: Context[Any, Any], access_token: str | None, operation: Operation[R]) -> R:
-    """Run ``operation`` as the holder of the access token (argument, else the HTTP request's Authorization
-    header): the backend authenticates it; the use case authorizes itself."""
-    return await backend_of(ctx).call(operation, access_token_of(access_token, ctx), request_context(ctx))
+    """Run the operation of the tool being called - the one it was registered with - with ``operation``'s
+    arguments, as the holder of the access token (argument, else the HTTP request's Authorization header): the
+    backend authenticates it; the use case authorizes itself."""
+    name = TOOLS.operation_of((ctx.request_context.params or {})["name"])
+    return await backend_of(ctx).call(name, operation, access_token_of(access_token, ctx), request_context(ctx))

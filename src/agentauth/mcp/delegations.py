@@ -47,7 +47,6 @@ async def create_delegation(
         expires_in_hours=expires_in_hours,
     )
     op = Operation(
-        "delegations.create",
         DelegationOut,
         lambda s, p, rc: s.delegations.create(p, body, rc),
         body=body,
@@ -68,7 +67,6 @@ async def list_delegations(
 ) -> DelegationPage:
     """List the delegations you granted or received, with their status, scopes, expiry and credential."""
     op = Operation(
-        "delegations.list",
         DelegationPage,
         lambda s, p, rc: s.delegations.list(p, role, limit, offset, rc),
         query={"role": role, "limit": limit, "offset": offset},
@@ -85,7 +83,6 @@ async def revoke_delegation(
     """Revoke a delegation you granted (or one below you): it, every delegation made under it and every
     token resting on them stop working at once. Returns the delegation with status revoked."""
     op = Operation(
-        "delegations.revoke",
         DelegationOut,
         lambda s, p, rc: s.delegations.revoke(p, delegation_id, rc),
         ids={"delegation_id": delegation_id},
@@ -102,7 +99,6 @@ async def get_delegation(
     """Get one delegation you granted, received or can see in your subtree: its agents, scopes, depth,
     status, expiry and its signed credential (field credential)."""
     op = Operation(
-        "delegations.get",
         DelegationOut,
         lambda s, p, rc: s.delegations.get(p, delegation_id, rc),
         ids={"delegation_id": delegation_id},
@@ -119,7 +115,6 @@ async def get_delegation_chain(
     """Get the chain a delegation rests on, root grant first: every link, the scopes in effect at the end
     of it and the agent that granted the root."""
     op = Operation(
-        "delegations.chain",
         DelegationChain,
         lambda s, p, rc: s.delegations.chain(p, delegation_id, rc),
         ids={"delegation_id": delegation_id},

@@ -28,7 +28,9 @@ class EmbeddedBackend:
     def __init__(self, services: Callable[[], Services]) -> None:
         self._services = services
 
-    async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
+    async def call(self, name: str, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
+        # ``name`` is the REST route's key; in process the use case ``operation.run`` calls names (and authorizes)
+        # its own operation - tests/api/test_operations.py shows the two agree for every tool.
         services = self._services()
         principal = await services.tokens.authenticate_bearer(access_token)
         return await operation.run(services, principal, ctx)

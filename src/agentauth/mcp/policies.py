@@ -49,7 +49,6 @@ async def check_permission(
     delegation or default deny), the matched policy and the reasons."""
     body = request_model(EvaluateRequest, agent_id=agent_id, action=action, resource=resource)
     op = Operation(
-        "policies.evaluate",
         EvaluateResponse,
         lambda s, p, rc: s.policies.evaluate(p, body, rc),
         body=body,
@@ -113,7 +112,7 @@ async def create_policy(
         name=name, effect=effect, subjects=subjects, actions=actions, resources=resources,
         description=description, conditions=conditions, priority=priority, enabled=enabled,
     )  # fmt: skip
-    op = Operation("policies.create", PolicyOut, lambda s, p, rc: s.policies.create(p, body, rc), body=body)
+    op = Operation(PolicyOut, lambda s, p, rc: s.policies.create(p, body, rc), body=body)
     return await call(ctx, access_token, op)
 
 
@@ -121,16 +120,14 @@ async def create_policy(
 async def list_policies(ctx: Context[Any, Any], access_token: AccessToken = None) -> PolicyPage:
     """List your tenant's policies, highest priority first, with their ids, effects, subjects, actions,
     resources and conditions, plus total."""
-    op = Operation("policies.list", PolicyPage, lambda s, p, rc: s.policies.list(p, rc))
+    op = Operation(PolicyPage, lambda s, p, rc: s.policies.list(p, rc))
     return await call(ctx, access_token, op)
 
 
 @tool(order=27, hints=read_only("Get a policy"), operation="policies.get", next_steps=POLICY_NOT_FOUND)
 async def get_policy(policy_id: PolicyId, ctx: Context[Any, Any], access_token: AccessToken = None) -> PolicyOut:
     """Get one policy of your tenant."""
-    op = Operation(
-        "policies.get", PolicyOut, lambda s, p, rc: s.policies.get(p, policy_id, rc), ids={"policy_id": policy_id}
-    )
+    op = Operation(PolicyOut, lambda s, p, rc: s.policies.get(p, policy_id, rc), ids={"policy_id": policy_id})
     return await call(ctx, access_token, op)
 
 
@@ -161,7 +158,6 @@ async def replace_policy(
         description=description, conditions=conditions, priority=priority, enabled=enabled,
     )  # fmt: skip
     op = Operation(
-        "policies.replace",
         PolicyOut,
         lambda s, p, rc: s.policies.replace(p, policy_id, body, rc),
         ids={"policy_id": policy_id},
@@ -184,7 +180,7 @@ async def delete_policy(policy_id: PolicyId, ctx: Context[Any, Any], access_toke
         await s.policies.delete(p, policy_id, rc)
         return Done()
 
-    await call(ctx, access_token, Operation("policies.delete", Done, run, ids={"policy_id": policy_id}))
+    await call(ctx, access_token, Operation(Done, run, ids={"policy_id": policy_id}))
     return PolicyDeleted(success=True, policy_id=policy_id)
 
 
@@ -208,7 +204,6 @@ async def list_audit_events(
     own subtree did). Pass next_cursor as cursor for the next page."""
     filters = {"cursor": cursor, "action": action, "outcome": outcome, "actor": actor, "target_id": target_id}
     op = Operation(
-        "audit.list",
         AuditPage,
         lambda s, p, rc: s.audit.list(p, rc, limit=limit, since=since, **filters),
         query={"limit": limit, **filters, "since": since.isoformat() if since else None},

@@ -66,6 +66,13 @@ class ToolRegistry:
 
         return register
 
+    def operation_of(self, name: str) -> str:
+        """The operation the tool ``name`` runs; a tool registered without one has none to run."""
+        operation = self._entries[name].operation
+        if operation is None:
+            raise LookupError(f"MCP tool {name} runs no operation of the API")
+        return operation
+
     def entries(self) -> tuple[ToolEntry, ...]:
         """Every registered tool, in its order: what the server serves."""
         return tuple(sorted(self._entries.values(), key=lambda e: e.order))

@@ -123,8 +123,8 @@ class RestBackend:
             raise RemoteError("server_error", 501, f"AgentAuth at {self.base_url} does not offer {name}")
         return route
 
-    async def call(self, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
-        method, template = await self._route(operation.name)
+    async def call(self, name: str, operation: Operation[R], access_token: str, ctx: RequestContext) -> R:
+        method, template = await self._route(name)
         path = template.format_map({k: quote(v, safe="") for k, v in operation.ids.items()})
         params = {k: v for k, v in operation.query.items() if v is not None}
         body = operation.body.model_dump(mode="json", exclude_none=True) if operation.body is not None else None

@@ -68,7 +68,6 @@ async def create_agent(
         public_key=public_key,
     )
     op = Operation(
-        "agents.create",
         AgentCreated,
         lambda s, p, rc: s.agents.create_child(p, body, rc),
         body=body,
@@ -85,7 +84,6 @@ async def list_agents(
 ) -> AgentPage:
     """List the agents of your subtree (you and the agents below you): a page of agents plus total."""
     op = Operation(
-        "agents.list",
         AgentPage,
         lambda s, p, rc: s.agents.list(p, limit, offset, rc),
         query={"limit": limit, "offset": offset},
@@ -102,7 +100,6 @@ async def get_agent(
     """Get one agent of your subtree: id, did, name, type, trust level, status, scopes, parent, tenant,
     is_root and is_active."""
     op = Operation(
-        "agents.get",
         AgentOut,
         lambda s, p, rc: s.agents.get(p, agent_id, rc),
         ids={"agent_id": agent_id},
@@ -125,7 +122,6 @@ async def create_credential(
         CreateApiKeyRequest, agent_id=agent_id, scopes=scopes, name=name, expires_in_days=expires_in_days
     )
     op = Operation(
-        "credentials.create",
         ApiKeyCreated,
         lambda s, p, rc: s.api_keys.create(p, body, rc),
         body=body,
@@ -144,7 +140,6 @@ async def list_credentials(
     """List the API keys of your subtree (never their secrets): id, owner, prefix, scopes, status, expiry,
     last use. Use it to find a credential_id to rotate or revoke."""
     op = Operation(
-        "credentials.list",
         ApiKeyPage,
         lambda s, p, rc: s.api_keys.list(p, agent_id, limit, offset, rc),
         query={"agent_id": agent_id, "limit": limit, "offset": offset},
@@ -162,7 +157,6 @@ async def rotate_credential(
     revoked at once together with every token issued from it. SAVE the new raw_key now (shown only once)
     and stop using the old key; old_credential_id names the key that was replaced."""
     op = Operation(
-        "credentials.rotate",
         ApiKeyRotated,
         lambda s, p, rc: s.api_keys.rotate(p, credential_id, rc),
         ids={"credential_id": credential_id},
@@ -178,7 +172,6 @@ async def revoke_credential(
 ) -> ApiKeyOut:
     """Revoke an API key for good, and every token issued with it. Returns the key with status revoked."""
     op = Operation(
-        "credentials.revoke",
         ApiKeyOut,
         lambda s, p, rc: s.api_keys.revoke(p, credential_id, rc),
         ids={"credential_id": credential_id},
@@ -199,7 +192,6 @@ async def update_agent(
     at least one of them; what you leave out stays as it is. Returns the updated agent."""
     body = request_model(UpdateAgentRequest, name=name, description=description, trust_level=trust_level)
     op = Operation(
-        "agents.update",
         AgentOut,
         lambda s, p, rc: s.agents.update(p, agent_id, body, rc),
         ids={"agent_id": agent_id},
@@ -217,7 +209,6 @@ async def deactivate_agent(
     """Deactivate an agent of your subtree for good, with every agent below it: their API keys, tokens,
     credentials and the delegations they granted are revoked at once. Returns the agent, now inactive."""
     op = Operation(
-        "agents.deactivate",
         AgentOut,
         lambda s, p, rc: s.agents.deactivate(p, agent_id, rc),
         ids={"agent_id": agent_id},
@@ -234,7 +225,6 @@ async def get_credential(
     """Get one API key of your subtree (never its secret): owner, name, prefix, scopes, status, expiry and
     last use."""
     op = Operation(
-        "credentials.get",
         ApiKeyOut,
         lambda s, p, rc: s.api_keys.get(p, credential_id, rc),
         ids={"credential_id": credential_id},
