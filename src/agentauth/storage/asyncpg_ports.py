@@ -241,7 +241,9 @@ async def _require(connection: asyncpg.Connection, step: Require) -> None:
 def _translated(exc: BaseException) -> BaseException:
     """A driver failure as ``failures.translate`` maps it (via SQLAlchemy's wrapper, which it understands)."""
     if isinstance(exc, _DRIVER_ERRORS):
-        exc = DBAPIError.instance("asyncpg port", None, cast(Exception, exc), asyncpg.PostgresError)
+        # Both driver families count as DB-API errors here: an InterfaceError (the connection closed under a
+        # statement) must come out TemporarilyUnavailable, not as the StatementError of a non-driver failure.
+        exc = DBAPIError.instance("asyncpg port", None, cast(Exception, exc), cast(Any, _DRIVER_ERRORS))
     return translate(exc) or exc
 
 
