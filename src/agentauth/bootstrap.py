@@ -36,7 +36,7 @@ from agentauth.keyfile import load_or_create_kek, private_dir
 from agentauth.settings import Settings
 from agentauth.storage import assertions
 from agentauth.storage.db import PoolLimits, SqliteSessionMaker, Timeouts, create_engine, session_factory
-from agentauth.storage.factory import storage_ports
+from agentauth.storage.factory import close_ports, storage_ports
 from agentauth.storage.migrate import migrate
 from agentauth.storage.ports import StoragePorts
 from agentauth.vc import CredentialIssuer
@@ -134,6 +134,7 @@ class Services:
     async def close(self) -> None:
         await self.status.close()
         await self.rate_limiter.close()
+        await close_ports(self.ports)
         for maker in (self.sessions, self.core.reads):
             if isinstance(maker, SqliteSessionMaker):
                 maker.close()
@@ -169,7 +170,7 @@ async def build_services(settings: Settings) -> Services:
         await migrate(engine)
         sessions = session_factory(engine)
         reads = session_factory(read_engine)
-        ports = storage_ports(sessions, reads)  # the one choice of implementation per backend
+        ports = storage_ports(sessions, reads, timeouts, pool)  # the one choice of implementation per backend
         keys = IssuerKeys(sessions, kek, url_to_did_web(settings.issuer_url), reads=reads)
         ring = await keys.load_or_create(utcnow())
     except BaseException:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agentauth.storage.asyncpg_ports import AsyncpgPorts
 from agentauth.storage.sqlalchemy_ports import SqlAlchemyPorts
 from agentauth.storage.sqlite_onehop import SqliteOneHopPorts
 
@@ -16,7 +17,7 @@ class Store:
     seeding rows and for reading back what the implementation wrote."""
 
     name: str
-    ports: SqlAlchemyPorts | SqliteOneHopPorts
+    ports: SqlAlchemyPorts | SqliteOneHopPorts | AsyncpgPorts
     neutral: async_sessionmaker[AsyncSession]
     engine: AsyncEngine
 

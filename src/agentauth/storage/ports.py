@@ -3,8 +3,9 @@
 Each port has one implementation per backend family, chosen once (``factory.storage_ports``, called by
 ``bootstrap``) - never by a branch at a call site:
 
-* ``sqlalchemy_ports``: SQLAlchemy Core statements in an ``AsyncSession`` - PostgreSQL, and SQLite when no
-  one-hop connection is available (an in-memory database);
+* ``sqlalchemy_ports``: SQLAlchemy Core statements in an ``AsyncSession`` - SQLite when no one-hop connection
+  is available (an in-memory database), PostgreSQL through a driver other than asyncpg;
+* ``asyncpg_ports``: the same statements compiled once for asyncpg, on an asyncpg pool of its own - PostgreSQL;
 * ``sqlite_onehop``: the sqlite3 module on a connection of its own, one thread hop per call
   (``SqliteSessionMaker.read`` / ``write``) - the embedded default. Measured ~6x cheaper per lookup than the ORM
   (0.14 against 0.87 ms of CPU for one token state), which is why it exists.

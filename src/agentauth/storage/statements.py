@@ -5,8 +5,9 @@ for the sqlite3 module (``compile_sqlite``), so the two read and write the same 
 conditions - what differs is only who converts the values (SQLAlchemy's column types, or ``sqlite_onehop``'s
 converters, which ``tests/storage/test_port_contracts.py`` holds to the same results).
 
-A builder given ``keys=None`` filters on the JSON array bound as ``:keys`` (``json_each``): one text parameter
-however many keys, so the compiled one-hop statement is the same for every round.
+A builder given ``keys=None`` filters on the keys bound as one parameter ``:keys`` (``KeysIn``) however many
+keys there are, so a statement compiled once serves every round: on SQLite a JSON array read by ``json_each``
+(``sqlite_onehop``), on PostgreSQL an array, ``= ANY(:keys)`` (``asyncpg_ports``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Select,
     Update,
@@ -29,7 +31,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, any_
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from agentauth.storage.models import (
     AgentRow,
@@ -54,13 +58,36 @@ API_KEY_COLUMNS = tuple(ApiKeyRow.__table__.columns)
 TOKEN_STATE_COLUMNS = 6
 
 
+class KeysIn(ColumnElement[bool]):
+    """``column IN`` the keys bound as one parameter ``:keys``, in the form each backend binds a set in: SQLite,
+    a JSON array text (``IN (SELECT value FROM json_each(:keys))``); PostgreSQL, an array (``= ANY(:keys)``, the
+    parameter typed by the server from the column, so no cast that could shorten a key)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison already: no "= 1" on SQLite, which would hide the index
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+
+
+@compiles(KeysIn)
+def _keys_in_json(element: KeysIn, compiler: Any, **kw: Any) -> str:
+    keys = select(func.json_each(bindparam("keys")).table_valued("value").c.value)
+    return str(compiler.process(element.column.in_(keys), **kw))
+
+
+@compiles(KeysIn, "postgresql")
+def _keys_in_array(element: KeysIn, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column == any_(bindparam("keys")), **kw))
+
+
 def keys_in(column: Any, keys: Sequence[Any] | None) -> ColumnElement[bool]:
-    """``column IN keys``; with ``keys`` None, ``column IN`` the JSON array bound as ``:keys``."""
+    """``column IN keys``; with ``keys`` None, ``column IN`` the keys bound as ``:keys`` (``KeysIn``)."""
     if keys is not None:
         return cast("ColumnElement[bool]", column.in_(list(keys)))
-    return cast(
-        "ColumnElement[bool]", column.in_(select(func.json_each(bindparam("keys")).table_valued("value").c.value))
-    )
+    return KeysIn(column)
 
 
 def live_credential(now: Any) -> ColumnElement[bool]:
