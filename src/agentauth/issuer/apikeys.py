@@ -18,8 +18,6 @@ from agentauth.issuer.schemas import ApiKeyCreated, ApiKeyOut, ApiKeyPage, ApiKe
 from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key, new_api_key
 from agentauth.storage import agent_statements as sql
-from agentauth.storage import agents as agents_repo
-from agentauth.storage import api_keys as repo
 from agentauth.storage.models import ApiKeyRow, AuditEventRow
 from agentauth.storage.ports import Execute, Insert, Query, Require, WritePlan
 from agentauth.storage.records import Agent, ApiKey, ApiKeyStatus
@@ -134,15 +132,20 @@ class ApiKeyService:
         self, principal: Principal, agent_id: str | None, limit: int, offset: int, ctx: RequestContext
     ) -> ApiKeyPage:
         check_page(limit, offset)
-        async with self.core.reads() as session:
-            if agent_id is not None:
-                agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
-                if agent is None:
-                    raise NotFound("no such agent")
-                ids = [agent.id]
-            else:
-                ids = await agents_repo.subtree_ids(session, principal.agent.path)
-            items, total = await repo.list_for_agents(session, ids, limit, offset)
+        page = {"limit": limit, "offset": offset}
+        if agent_id is None:
+            counted, rows = await self.core.ports.reads.fetch(
+                *(Query(q, page | {"subtree": sql.subtree_pattern(principal.agent.path)}) for q in sql.KEYS_OF_SUBTREE)
+            )
+        else:
+            # The agent and its keys in one snapshot; the keys are shown only if the agent is in the subtree.
+            agents, counted, rows = await self.core.ports.reads.fetch(
+                Query(sql.AGENT, {"agent": agent_id}),
+                *(Query(q, page | {"agent": agent_id}) for q in sql.KEYS_OF_AGENT),
+            )
+            if not agents or not sql.agent_of(agents[0]).path.startswith(principal.agent.path):
+                raise NotFound("no such agent")
+        items, total = [sql.key_of(row) for row in rows], int(counted[0][0])
         return ApiKeyPage(items=[key_out(k) for k in items], total=total, limit=limit, offset=offset)
 
     @use_case("credentials.get", credential_id="key_id")

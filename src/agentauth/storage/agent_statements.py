@@ -105,6 +105,26 @@ PEERS = (
     .limit(1)
 )
 
+
+def _keys_page(condition: ColumnElement[bool]) -> tuple[Select[Any], Select[Any]]:
+    """(count, page of API key columns) of the keys ``condition`` names - bound ``:limit``, ``:offset`` - ordered
+    by creation, then id, so pages are stable and the count is what paging through returns."""
+    count = select(func.count()).select_from(ApiKeyRow).where(condition)
+    page = (
+        select(*API_KEY_COLUMNS)
+        .where(condition)
+        .order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, page
+
+
+def key_of(row: Sequence[Any]) -> ApiKey:
+    """The key of a ``KEYS_OF_AGENT`` / ``KEYS_OF_SUBTREE`` page row."""
+    return key_record(row_as(API_KEY_COLUMNS, row))
+
+
 # -- re-checks and single-row writes (``Require`` / ``Execute``) ---------------------------------------------
 
 # Agent ``:agent`` if still active; FOR SHARE on PostgreSQL, so a deactivation of it waits for the plan and then
@@ -200,6 +220,9 @@ KEY_CREDENTIALS = credential_cascade(CredentialRow.api_key_id == bindparam("key"
 # credentials, and the delegations granted by or to any of them with everything below those.
 _IN_SUBTREE = AgentRow.path.like(bindparam("subtree"), escape="/")
 SUBTREE: Select[Any] = select(AgentRow.id).where(_IN_SUBTREE)
+# The keys of agent ``:agent``, and of the agents of a subtree (``:subtree``): (count, page).
+KEYS_OF_AGENT = _keys_page(ApiKeyRow.agent_id == bindparam("agent"))
+KEYS_OF_SUBTREE = _keys_page(ApiKeyRow.agent_id.in_(SUBTREE))
 SUBTREE_AGENTS = audited(_IN_SUBTREE & agent_active(), target_id=AgentRow.id)
 DEACTIVATE_SUBTREE = (
     update(AgentRow)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage.models import ApiKeyRow
@@ -30,14 +29,3 @@ def to_record(row: ApiKeyRow) -> ApiKey:
 async def get(session: AsyncSession, key_id: str) -> ApiKey | None:
     row = await session.get(ApiKeyRow, key_id)
     return to_record(row) if row else None
-
-
-async def list_for_agents(
-    session: AsyncSession, agent_ids: list[str], limit: int, offset: int
-) -> tuple[list[ApiKey], int]:
-    condition = ApiKeyRow.agent_id.in_(agent_ids)
-    total = await session.scalar(select(func.count()).select_from(ApiKeyRow).where(condition)) or 0
-    rows = await session.scalars(
-        select(ApiKeyRow).where(condition).order_by(ApiKeyRow.created_at, ApiKeyRow.id).limit(limit).offset(offset)
-    )
-    return [to_record(r) for r in rows], total
