@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.did import DidKeyError, decode_did_key, did_key_document, encode_did_key
 from agentauth.errors import AccessDenied, Conflict, InvalidRequest, NotFound
@@ -16,7 +13,7 @@ from agentauth.issuer import audit
 from agentauth.issuer.authorization import Authorizer, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, agent_out, new_id
-from agentauth.issuer.revocation import revoke_agents
+from agentauth.issuer.revocation import agent_cascade
 from agentauth.issuer.schemas import (
     AgentCreated,
     AgentOut,
@@ -30,15 +27,15 @@ from agentauth.issuer.scopes import ALL_SCOPES, DEFAULT_TRUST_LEVEL, TRUST_LEVEL
 from agentauth.issuer.secrets import new_api_key
 from agentauth.keys import KeyPair, parse_public_jwk
 from agentauth.keys.jwk import JwkError
-from agentauth.storage import agents as agents_repo
+from agentauth.storage import agent_statements as sql
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow
-from agentauth.storage.ports import Insert, WritePlan
+from agentauth.storage.ports import Insert, Query, Require, WritePlan
 from agentauth.storage.records import Agent, AgentStatus, ApiKeyStatus
-from agentauth.vc import StatusEntry
 
 MAX_AGENT_DEPTH = 5
 MAX_PAGE = 100
 MAX_OFFSET = 1_000_000_000
+AGENT_DEACTIVATED = "agent is deactivated"
 
 
 def resolve_public_key(value: str | Mapping[str, Any] | None) -> tuple[str, dict[str, str] | None]:
@@ -160,63 +157,35 @@ class AgentService:
         did, private_jwk = resolve_public_key(request.public_key)
         identity_slot = await self.core.status.allocate()
         now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            agent, identity = await self._insert_agent(
-                session, request, parent=parent, did=did, trust_level=trust, scopes=scopes,
-                identity_slot=identity_slot, now=now,
-            )  # fmt: skip
-            audit.record(
-                session, ctx, now, action="agent.created", tenant_id=agent.tenant_id, actor=parent.id,
-                target_type="agent", target_id=agent.id,
-            )  # fmt: skip
-        return AgentCreated(agent=agent_out(agent), private_key_jwk=private_jwk, identity_credential=identity)
-
-    async def _insert_agent(
-        self,
-        session: AsyncSession,
-        request: QuickstartRequest | CreateAgentRequest,
-        *,
-        parent: Agent | None,
-        did: str,
-        trust_level: str,
-        scopes: Iterable[str],
-        identity_slot: StatusEntry,
-        now: datetime,
-    ) -> tuple[Agent, str]:
-        """(agent, identity credential): a new active agent below ``parent`` (None: a root agent, its own
-        tenant), with its identity credential recorded in ``session``."""
-        if await agents_repo.did_exists(session, did):
-            raise Conflict("an agent with this did:key is already registered")
+        # Stage 1, outside any transaction: the rows, signed. The plan re-checks what they rely on: the parent
+        # still active (held so on PostgreSQL, so its deactivation takes the child along), the did:key still free
+        # (the unique index: a taken one is the same ``Conflict`` as before).
         agent_id = new_id("agt")
-        if parent is None:
-            tenant_id, depth, path = agent_id, 0, f"/{agent_id}/"
-        else:
-            tenant_id, depth, path = parent.tenant_id, parent.depth + 1, f"{parent.path}{agent_id}/"
-        agent = await agents_repo.insert(
-            session,
-            id=agent_id,
-            tenant_id=tenant_id,
-            parent_id=None if parent is None else parent.id,
-            depth=depth,
-            path=path,
-            did=did,
-            name=request.name,
-            agent_type=request.agent_type,
-            description=request.description,
-            trust_level=trust_level,
-            status="active",
-            scopes=list(scopes),
-            created_at=now,
-            updated_at=now,
-        )
-        identity, identity_id = await self.core.mint_identity_credential(session, agent, now, identity_slot)
-        agent = await agents_repo.update_fields(session, agent.id, now, identity_credential_id=identity_id)
-        return agent, identity
+        agent = Agent(
+            id=agent_id, tenant_id=parent.tenant_id, parent_id=parent.id, depth=parent.depth + 1,
+            path=f"{parent.path}{agent_id}/", did=did, name=request.name, agent_type=request.agent_type,
+            description=request.description, trust_level=trust, status=AgentStatus.ACTIVE, scopes=tuple(scopes),
+            identity_credential_id=None, created_at=now, updated_at=now, deactivated_at=None,
+        )  # fmt: skip
+        identity, identity_row = self.core.identity_credential_row(agent, now, identity_slot)
+        agent = dataclasses.replace(agent, identity_credential_id=identity_row["jti"])
+        event = audit.event(
+            ctx, now, action="agent.created", tenant_id=agent.tenant_id, actor=parent.id, target_type="agent",
+            target_id=agent.id,
+        )  # fmt: skip
+        await self.core.ports.writes.run(
+            WritePlan((
+                Require(sql.ACTIVE_AGENT, {"agent": parent.id}, 1, Conflict(AGENT_DEACTIVATED)),
+                Insert.of(AgentRow.__table__, {**dataclasses.asdict(agent), "scopes": list(agent.scopes)}),
+                Insert.of(CredentialRow.__table__, identity_row),
+                Insert.of(AuditEventRow.__table__, event),
+            ))
+        )  # fmt: skip
+        return AgentCreated(agent=agent_out(agent), private_key_jwk=private_jwk, identity_credential=identity)
 
     async def _in_subtree(self, principal: Principal, agent_id: str) -> Agent:
         """The agent if it is in the caller's subtree; otherwise 404 - existence elsewhere is not revealed."""
-        async with self.core.reads() as session:
-            agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
+        agent = await agent_in_subtree(self.core, agent_id, principal.agent.path)
         if agent is None:
             raise NotFound("no such agent")
         return agent
@@ -231,16 +200,17 @@ class AgentService:
 
     @use_case("agents.get")
     async def get(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
-        now = self.core.clock()
-        async with self.core.reads() as session:
-            agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
-            if agent is not None:
-                return agent_out(agent)
-            # Peers are the caller's own relationships: a token acting under a delegation sees the delegator's
-            # subtree, not the delegator's peers (agents of third tenants).
-            peer = None if principal.actor else await agents_repo.get_peer(session, agent_id, principal.agent, now)
-        if peer is not None:
-            return peer_out(peer)
+        agent = await fetch_agent(self.core, agent_id)
+        if agent is not None and agent.path.startswith(principal.agent.path):
+            return agent_out(agent)
+        # Peers are the caller's own relationships: a token acting under a delegation sees the delegator's
+        # subtree, not the delegator's peers (agents of third tenants). Inside a tenant, visibility is by subtree.
+        if agent is not None and principal.actor is None and agent.tenant_id != principal.agent.tenant_id:
+            (peers,) = await self.core.ports.reads.fetch(
+                Query(sql.PEERS, {"agent": principal.agent.id, "other": agent.id, "now": self.core.clock()})
+            )
+            if peers:
+                return peer_out(agent)
         raise NotFound("no such agent")
 
     @use_case("agents.list")
@@ -269,31 +239,47 @@ class AgentService:
             if target.id == principal.agent.id and changes["trust_level"] != target.trust_level:
                 raise AccessDenied("an agent cannot change its own trust level")
         if not target.is_active:
-            raise Conflict("agent is deactivated")
+            raise Conflict(AGENT_DEACTIVATED)
         now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            agent = await agents_repo.update_fields(session, target.id, now, **changes)
-            audit.record(
-                session, ctx, now, action="agent.updated", tenant_id=agent.tenant_id, actor=principal.agent.id,
-                target_type="agent", target_id=agent.id, details={"fields": sorted(changes)},
-            )  # fmt: skip
-        return agent_out(agent)
+        event = audit.event(
+            ctx, now, action="agent.updated", tenant_id=target.tenant_id, actor=principal.agent.id,
+            target_type="agent", target_id=target.id, details={"fields": sorted(changes)},
+        )  # fmt: skip
+        fields = {f"new_{name}": changes.get(name) for name in ("name", "description", "trust_level")}
+        await self.core.ports.writes.run(
+            WritePlan((
+                # Still active when the plan runs, or nothing changes (a deactivated agent is frozen).
+                Require(sql.UPDATE_AGENT, {"agent": target.id, "now": now, **fields}, 1, Conflict(AGENT_DEACTIVATED)),
+                Insert.of(AuditEventRow.__table__, event),
+            ))
+        )  # fmt: skip
+        return agent_out(dataclasses.replace(target, **changes, updated_at=now))
 
     @use_case("agents.deactivate")
     async def deactivate(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
         """Deactivate the agent and its whole subtree, revoking every key, token and credential they hold."""
         target = await self._manageable(principal, agent_id)
         now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            await revoke_agents(session, ctx, now, target, actor=principal.agent.id)
-            agent = await agents_repo.get(session, target.id)
+        await self.core.ports.writes.run(WritePlan(agent_cascade(ctx, now, target, actor=principal.agent.id)))
+        agent = await fetch_agent(self.core, target.id)
         assert agent is not None
         return agent_out(agent)
 
     async def did_document(self, agent_id: str) -> dict[str, Any]:
         """Public: a did:key document is derivable from the DID itself, so nothing is revealed."""
-        async with self.core.reads() as session:
-            agent = await agents_repo.get(session, agent_id)
+        agent = await fetch_agent(self.core, agent_id)
         if agent is None:
             raise NotFound("no such agent")
         return did_key_document(agent.did)
+
+
+async def fetch_agent(core: IssuerCore, agent_id: str) -> Agent | None:
+    """The agent, read on the read side in one query (``Reads.fetch``); None if there is none."""
+    (rows,) = await core.ports.reads.fetch(Query(sql.AGENT, {"agent": agent_id}))
+    return sql.agent_of(rows[0]) if rows else None
+
+
+async def agent_in_subtree(core: IssuerCore, agent_id: str, root_path: str) -> Agent | None:
+    """The agent if it lies in the subtree whose path is ``root_path`` (itself included), else None."""
+    agent = await fetch_agent(core, agent_id)
+    return agent if agent is not None and agent.path.startswith(root_path) else None

@@ -198,14 +198,6 @@ class IssuerCore:
         await refresh_tokens.insert(session, **refresh_row)
         return tokens
 
-    async def mint_identity_credential(
-        self, session: AsyncSession, agent: Agent, now: datetime, status: StatusEntry
-    ) -> tuple[str, str]:
-        """(jwt, jti) of a new ``AgentIdentityCredential`` for ``agent``, recorded with its status slot."""
-        jwt, row = self.identity_credential_row(agent, now, status)
-        await credentials.insert(session, **row)
-        return jwt, row["jti"]
-
     def identity_credential_row(self, agent: Agent, now: datetime, status: StatusEntry) -> tuple[str, dict[str, Any]]:
         """Sign a new ``AgentIdentityCredential`` for ``agent``: (jwt, the ``credentials`` row that records it)."""
         exp = now + timedelta(seconds=self.settings.identity_credential_ttl_seconds)

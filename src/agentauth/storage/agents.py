@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage import delegations
@@ -34,13 +33,6 @@ def to_record(row: AgentRow) -> Agent:
     )
 
 
-async def insert(session: AsyncSession, **values: Any) -> Agent:
-    row = AgentRow(**values)
-    session.add(row)
-    await session.flush()
-    return to_record(row)
-
-
 async def get(session: AsyncSession, agent_id: str) -> Agent | None:
     row = await session.get(AgentRow, agent_id)
     return to_record(row) if row else None
@@ -49,10 +41,6 @@ async def get(session: AsyncSession, agent_id: str) -> Agent | None:
 async def get_by_did(session: AsyncSession, did: str) -> Agent | None:
     row = (await session.scalars(select(AgentRow).where(AgentRow.did == did))).first()
     return to_record(row) if row else None
-
-
-async def did_exists(session: AsyncSession, did: str) -> bool:
-    return (await session.scalar(select(func.count()).where(AgentRow.did == did))) != 0
 
 
 async def get_in_subtree(session: AsyncSession, agent_id: str, root_path: str) -> Agent | None:
@@ -75,28 +63,3 @@ async def get_peer(session: AsyncSession, agent_id: str, peer_of: Agent, now: da
 async def subtree_ids(session: AsyncSession, root_path: str) -> list[str]:
     rows = await session.scalars(select(AgentRow.id).where(AgentRow.path.startswith(root_path, autoescape=True)))
     return list(rows)
-
-
-async def update_fields(session: AsyncSession, agent_id: str, now: datetime, **values: Any) -> Agent:
-    await session.execute(update(AgentRow).where(AgentRow.id == agent_id).values(updated_at=now, **values))
-    row = await session.get(AgentRow, agent_id, populate_existing=True)
-    assert row is not None
-    return to_record(row)
-
-
-async def deactivate_many(session: AsyncSession, agent_ids: list[str], now: datetime) -> list[str]:
-    """Deactivate the still-active agents among ``agent_ids``; returns the ones this call changed."""
-    if not agent_ids:
-        return []
-    active = list(
-        await session.scalars(
-            select(AgentRow.id).where(AgentRow.id.in_(agent_ids), AgentRow.status == AgentStatus.ACTIVE)
-        )
-    )
-    if active:
-        await session.execute(
-            update(AgentRow)
-            .where(AgentRow.id.in_(active), AgentRow.status == AgentStatus.ACTIVE)
-            .values(status=AgentStatus.DEACTIVATED, deactivated_at=now, updated_at=now)
-        )
-    return active

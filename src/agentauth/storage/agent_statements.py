@@ -1,0 +1,261 @@
+"""The statements of the agent and API-key use cases on the general ports (``ports.Reads`` / ``ports.Writes``):
+module constants built once, values as named ``bindparam``s, run by every implementation of the ports.
+
+The cascades (revoking a key, deactivating a subtree) are set-at-a-time: each revoked set is named by one SQL
+condition, and its audit events are written by an ``INSERT ... SELECT`` over the same condition *before* the
+``UPDATE`` that revokes it (``Audited``) - so the events name exactly the rows the plan revokes, without a round
+trip per row and without depending on the clock (a ``revoked_at = now`` filter would also catch a row revoked
+earlier at the same instant). PostgreSQL (READ COMMITTED): the audited SELECT locks its rows (FOR UPDATE, which
+SQLite's compiler leaves out - it has one writer), so a concurrent revocation of one of them either committed
+before - and the row is no longer selected - or waits for this plan and then finds it revoked.
+
+Bound names never equal a column name of the table an INSERT or UPDATE writes (SQLAlchemy reserves those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import aliased
+
+from agentauth.storage import delegations
+from agentauth.storage.agents import to_record as agent_record
+from agentauth.storage.api_keys import to_record as key_record
+from agentauth.storage.models import (
+    AgentRow,
+    ApiKeyRow,
+    AuditEventRow,
+    CredentialRow,
+    DelegationRow,
+    RefreshTokenRow,
+    StatusListRow,
+)
+from agentauth.storage.ports import Execute
+from agentauth.storage.records import Agent, AgentStatus, ApiKey, ApiKeyStatus, DelegationStatus, RefreshTokenStatus
+from agentauth.storage.statements import AGENT_COLUMNS, API_KEY_COLUMNS, live_credential, row_as
+
+_NOW: Any = bindparam("now")
+
+
+def agent_active(row: Any = AgentRow) -> ColumnElement[bool]:
+    """SQL form of ``Agent.is_active``."""
+    return cast("ColumnElement[bool]", row.status == AgentStatus.ACTIVE)
+
+
+def key_active() -> ColumnElement[bool]:
+    """SQL form of the status half of ``ApiKey.usable_at`` (the expiry is the caller's, at its ``now``)."""
+    return ApiKeyRow.status == ApiKeyStatus.ACTIVE
+
+
+def subtree_pattern(root_path: str) -> str:
+    """``:subtree`` for ``SUBTREE``: the LIKE pattern of every path starting with ``root_path`` (escaped with "/",
+    as ``startswith(..., autoescape=True)`` escapes: ids contain "_")."""
+    return root_path.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+# -- reads (``Reads.fetch``) ---------------------------------------------------------------------------------
+
+# (*agent columns) of agent ``:agent``.
+AGENT = select(*AGENT_COLUMNS).where(AgentRow.id == bindparam("agent"))
+# (*API key columns, *agent columns) of key ``:key`` and its owner.
+KEY_AND_OWNER = (
+    select(*API_KEY_COLUMNS, *AGENT_COLUMNS)
+    .join(AgentRow, AgentRow.id == ApiKeyRow.agent_id)
+    .where(ApiKeyRow.id == bindparam("key"))
+)
+
+
+def agent_of(row: Sequence[Any]) -> Agent:
+    """The agent of an ``AGENT`` row."""
+    return agent_record(row_as(AGENT_COLUMNS, row))
+
+
+def key_and_owner(row: Sequence[Any]) -> tuple[ApiKey, Agent]:
+    """(key, owner) of a ``KEY_AND_OWNER`` row."""
+    split = len(API_KEY_COLUMNS)
+    return key_record(row_as(API_KEY_COLUMNS, row[:split])), agent_record(row_as(AGENT_COLUMNS, row[split:]))
+
+
+# A row if ``:agent`` and ``:other`` have a live direct delegation either way at ``:now`` (``delegations.live``).
+PEERS = (
+    select(DelegationRow.id)
+    .where(
+        or_(
+            (DelegationRow.delegator_id == bindparam("agent")) & (DelegationRow.delegate_id == bindparam("other")),
+            (DelegationRow.delegator_id == bindparam("other")) & (DelegationRow.delegate_id == bindparam("agent")),
+        ),
+        *delegations.live(_NOW),
+    )
+    .limit(1)
+)
+
+
+def _keys_page(condition: ColumnElement[bool]) -> tuple[Select[Any], Select[Any]]:
+    """(count, page of API key columns) of the keys ``condition`` names - bound ``:limit``, ``:offset`` - ordered
+    by creation, then id, so pages are stable and the count is what paging through returns."""
+    count = select(func.count()).select_from(ApiKeyRow).where(condition)
+    page = (
+        select(*API_KEY_COLUMNS)
+        .where(condition)
+        .order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, page
+
+
+def key_of(row: Sequence[Any]) -> ApiKey:
+    """The key of a ``KEYS_OF_AGENT`` / ``KEYS_OF_SUBTREE`` page row."""
+    return key_record(row_as(API_KEY_COLUMNS, row))
+
+
+# -- re-checks and single-row writes (``Require`` / ``Execute``) ---------------------------------------------
+
+# Agent ``:agent`` if still active; FOR SHARE on PostgreSQL, so a deactivation of it waits for the plan and then
+# sees (and revokes) what the plan added below it.
+ACTIVE_AGENT = select(AgentRow.id).where(AgentRow.id == bindparam("agent"), agent_active()).with_for_update(read=True)
+# Key ``:key`` active -> revoked at ``:now`` (rotated: ``:successor``); changes one row or none.
+REVOKE_KEY = (
+    update(ApiKeyRow)
+    .where(ApiKeyRow.id == bindparam("key"), key_active())
+    .values(status=ApiKeyStatus.REVOKED, revoked_at=_NOW, replaced_by=bindparam("successor"))
+)
+# The last-used hint of ``:key``, unless another transaction holds the key (see ``statements.touch_keys``).
+_UNLESS_HELD = (
+    select(ApiKeyRow.id).where(ApiKeyRow.id == bindparam("key")).with_for_update(key_share=True, skip_locked=True)
+)
+TOUCH_KEY = update(ApiKeyRow).where(ApiKeyRow.id.in_(_UNLESS_HELD)).values(last_used_at=_NOW)
+# The given fields of active agent ``:agent`` (a NULL ``:new_*`` keeps the field), ``updated_at`` to ``:now``.
+UPDATE_AGENT = (
+    update(AgentRow)
+    .where(AgentRow.id == bindparam("agent"), agent_active())
+    .values(
+        name=func.coalesce(bindparam("new_name", type_=AgentRow.name.type), AgentRow.name),
+        description=func.coalesce(bindparam("new_description", type_=AgentRow.description.type), AgentRow.description),
+        trust_level=func.coalesce(bindparam("new_trust_level", type_=AgentRow.trust_level.type), AgentRow.trust_level),
+        updated_at=_NOW,
+    )
+)
+
+# -- set-at-a-time cascades ---------------------------------------------------------------------------------
+
+_AUDIT_COLUMNS = tuple(column for column in AuditEventRow.__table__.columns if column.key != "id")
+_EVENT = "ev_"
+
+
+@dataclass(frozen=True, slots=True)
+class Audited:
+    """``INSERT INTO audit_events SELECT``: one event per row a condition selects. The columns ``from_rows``
+    names come from the row; the others are one ``audit.event``'s values, bound as ``ev_<column>``."""
+
+    statement: Insert
+    names: frozenset[str]
+
+    def step(self, event: Mapping[str, Any], **values: Any) -> Execute:
+        """The plan step writing these events: ``event`` (an ``audit.event``) with the condition's ``values``."""
+        bound = {_EVENT + key: value for key, value in event.items()} | values
+        return Execute(self.statement, {key: value for key, value in bound.items() if key in self.names})
+
+
+def audited(condition: ColumnElement[bool], **from_rows: Any) -> Audited:
+    values = [from_rows.get(c.key, bindparam(_EVENT + c.key, type_=c.type)) for c in _AUDIT_COLUMNS]
+    source = select(*values).where(condition).with_for_update()
+    # The table, not the model: through a session, an INSERT on the model would take the ORM's bulk path.
+    statement = insert(cast(Table, AuditEventRow.__table__)).from_select([c.key for c in _AUDIT_COLUMNS], source)
+    return Audited(statement, frozenset(statement.compile().params))
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialCascade:
+    """Revoking the live credentials a condition names (bound ``:now``): their audit events (the action is the
+    credential's kind followed by ``ev_action``), the version bump of the status lists whose bits change, and
+    the revocation itself - run in this order."""
+
+    audit: Audited
+    bump_lists: Update
+    revoke: Update
+
+
+def credential_cascade(which: ColumnElement[bool]) -> CredentialCascade:
+    doomed = which & live_credential(_NOW)
+    return CredentialCascade(
+        audited(
+            doomed,
+            tenant_id=CredentialRow.tenant_id,
+            action=CredentialRow.kind + bindparam(_EVENT + "action", type_=CredentialRow.kind.type),
+            target_id=CredentialRow.jti,
+        ),
+        update(StatusListRow)
+        .where(StatusListRow.id.in_(select(CredentialRow.status_list_id).where(doomed)))
+        .values(version=StatusListRow.version + 1),
+        update(CredentialRow).where(doomed).values(revoked_at=_NOW),
+    )
+
+
+# One API key's cascade (bound ``:key``): the refresh tokens and credentials issued with it.
+KEY_REFRESH_TOKENS = (
+    update(RefreshTokenRow)
+    .where(RefreshTokenRow.api_key_id == bindparam("key"), RefreshTokenRow.status != RefreshTokenStatus.REVOKED)
+    .values(status=RefreshTokenStatus.REVOKED)
+)
+KEY_CREDENTIALS = credential_cascade(CredentialRow.api_key_id == bindparam("key"))
+
+# A subtree's cascade (bound ``:subtree``, ``subtree_pattern``): its agents, their keys, refresh tokens and
+# credentials, and the delegations granted by or to any of them with everything below those.
+_IN_SUBTREE = AgentRow.path.like(bindparam("subtree"), escape="/")
+SUBTREE: Select[Any] = select(AgentRow.id).where(_IN_SUBTREE)
+# The keys of agent ``:agent``, and of the agents of a subtree (``:subtree``): (count, page).
+KEYS_OF_AGENT = _keys_page(ApiKeyRow.agent_id == bindparam("agent"))
+KEYS_OF_SUBTREE = _keys_page(ApiKeyRow.agent_id.in_(SUBTREE))
+SUBTREE_AGENTS = audited(_IN_SUBTREE & agent_active(), target_id=AgentRow.id)
+DEACTIVATE_SUBTREE = (
+    update(AgentRow)
+    .where(_IN_SUBTREE, agent_active())
+    .values(status=AgentStatus.DEACTIVATED, deactivated_at=_NOW, updated_at=_NOW)
+)
+_SUBTREE_KEYS = ApiKeyRow.agent_id.in_(SUBTREE) & key_active()
+SUBTREE_KEYS = audited(_SUBTREE_KEYS, target_id=ApiKeyRow.id)
+REVOKE_SUBTREE_KEYS = update(ApiKeyRow).where(_SUBTREE_KEYS).values(status=ApiKeyStatus.REVOKED, revoked_at=_NOW)
+SUBTREE_REFRESH_TOKENS = (
+    update(RefreshTokenRow)
+    .where(RefreshTokenRow.agent_id.in_(SUBTREE), RefreshTokenRow.status != RefreshTokenStatus.REVOKED)
+    .values(status=RefreshTokenStatus.REVOKED)
+)
+SUBTREE_CREDENTIALS = credential_cascade(CredentialRow.agent_id.in_(SUBTREE))
+
+# The active delegations at or below an active delegation granted by or to an agent of the subtree (what
+# ``revocation.revoke_delegation_subtrees`` revokes for ``delegations.paths_involving``). Aliased throughout, so
+# the UPDATE below reads it as one uncorrelated set, computed before any row changes. A path prefix by
+# ``substr``: exact whatever the collation, and no LIKE to escape in SQL.
+_D, _P = aliased(DelegationRow, name="d"), aliased(DelegationRow, name="p")
+_INVOLVING = (
+    (_P.status == DelegationStatus.ACTIVE)
+    & or_(_P.delegator_id.in_(SUBTREE), _P.delegate_id.in_(SUBTREE))
+    & (func.substr(_D.path, 1, func.length(_P.path)) == _P.path)
+)
+_DOOMED_DELEGATIONS = select(_D.id).where(_D.status == DelegationStatus.ACTIVE, exists().where(_INVOLVING))
+SUBTREE_DELEGATIONS = audited(
+    DelegationRow.id.in_(_DOOMED_DELEGATIONS), tenant_id=DelegationRow.tenant_id, target_id=DelegationRow.id
+)
+DELEGATION_CREDENTIALS = credential_cascade(CredentialRow.delegation_id.in_(_DOOMED_DELEGATIONS))
+REVOKE_SUBTREE_DELEGATIONS = (
+    update(DelegationRow)
+    .where(DelegationRow.id.in_(_DOOMED_DELEGATIONS))
+    .values(status=DelegationStatus.REVOKED, revoked_at=_NOW)
+)
