@@ -11,6 +11,7 @@ or a round that half-commits fails here on the implementation that does it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -163,7 +164,7 @@ async def list_version(store: Store) -> int:
 
 async def test_every_implementation_provides_every_port(store: Store) -> None:
     # The factory builds StoragePorts from one object (mypy checks each field's protocol): the same object serves all.
-    ports = StoragePorts(store.ports, store.ports, store.ports, store.ports, store.ports, store.ports, store.ports)
+    ports = StoragePorts(*[store.ports] * len(dataclasses.fields(StoragePorts)))
     assert ports.token_states is store.ports
 
 

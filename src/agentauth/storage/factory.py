@@ -15,6 +15,6 @@ def storage_ports(sessions: async_sessionmaker[AsyncSession], reads: async_sessi
     database - PostgreSQL, an in-memory SQLite - the SQLAlchemy one."""
     if isinstance(sessions, SqliteSessionMaker) and isinstance(reads, SqliteSessionMaker):
         onehop = SqliteOneHopPorts(sessions, reads)
-        return StoragePorts(onehop, onehop, onehop, onehop, onehop, onehop, onehop)
+        return StoragePorts(onehop, onehop, onehop, onehop, onehop, onehop, onehop, onehop)
     orm = SqlAlchemyPorts(sessions, reads)
-    return StoragePorts(orm, orm, orm, orm, orm, orm, orm)
+    return StoragePorts(orm, orm, orm, orm, orm, orm, orm, orm)

@@ -25,9 +25,26 @@ from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.failures import translate
-from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, StatusBlockRow
-from agentauth.storage.ports import Insert, IssuancePlan, RevokedAudit, WritePlan, revoked_families
-from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
+from agentauth.storage.models import (
+    AgentRow,
+    ApiKeyRow,
+    AuditEventRow,
+    CredentialRow,
+    PolicyRow,
+    RefreshTokenRow,
+    StatusBlockRow,
+)
+from agentauth.storage.policies import to_record as policy_record
+from agentauth.storage.ports import (
+    DelegatedScopes,
+    Insert,
+    IssuancePlan,
+    PermissionSubject,
+    RevokedAudit,
+    WritePlan,
+    revoked_families,
+)
+from agentauth.storage.records import Agent, ApiKey, CredentialKind, PolicyRecord, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
 
 _AGENT_KEYS = tuple(column.key for column in statements.AGENT_COLUMNS)
@@ -180,3 +197,35 @@ class SqlAlchemyPorts:
             if got:
                 await session.execute(statements.count_reserved(list_id, len(got), per_list))
             return got
+
+    # -- policies (check_permission) --
+
+    async def policy_version(self, tenant_id: str) -> int:
+        async with self._reads() as session:
+            return int(await session.scalar(statements.policy_version(), {"tenant": tenant_id}) or 0)
+
+    async def tenant_policies(self, tenant_id: str) -> tuple[int, list[PolicyRecord]]:
+        async with self._reads() as session:
+            rows = (await session.execute(statements.tenant_policies(), {"tenant": tenant_id})).all()
+        keys = tuple(column.key for column in statements.POLICY_COLUMNS)
+        records = [policy_record(cast(PolicyRow, _as(keys, row[1:]))) for row in rows if row[1] is not None]
+        return (int(rows[0][0]) if rows else 0), records
+
+    async def permission_subject(
+        self, agent_id: str, caller: Agent, peers: bool, now: datetime
+    ) -> PermissionSubject | None:
+        values = statements.subtree_range(caller.path) | {
+            "agent": agent_id, "caller": caller.id, "tenant": caller.tenant_id, "now": now,
+        }  # fmt: skip
+        async with self._reads() as session:
+            rows = (await session.execute(statements.permission_subject(), values)).all()
+        split = len(_AGENT_KEYS)
+        if not rows or not (rows[0][split] or (peers and rows[0][split + 1])):
+            return None
+        agent = agent_record(cast(AgentRow, _as(_AGENT_KEYS, rows[0][:split])))
+        delegated = tuple(
+            DelegatedScopes(row[split + 2], tuple(row[split + 3]), int(row[split + 4]))
+            for row in rows
+            if row[split + 2] is not None
+        )
+        return PermissionSubject(agent, bool(rows[0][split]), delegated)

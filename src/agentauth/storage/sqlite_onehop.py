@@ -30,12 +30,31 @@ from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
 from agentauth.storage.failures import translate
-from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, UTCDateTime
-from agentauth.storage.ports import Insert, IssuancePlan, Require, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.models import (
+    AgentRow,
+    ApiKeyRow,
+    AuditEventRow,
+    CredentialRow,
+    PolicyRow,
+    RefreshTokenRow,
+    UTCDateTime,
+)
+from agentauth.storage.policies import to_record as policy_record
+from agentauth.storage.ports import (
+    DelegatedScopes,
+    Insert,
+    IssuancePlan,
+    PermissionSubject,
+    Require,
+    RevokedAudit,
+    WritePlan,
+    revoked_families,
+)
 from agentauth.storage.records import (
     Agent,
     ApiKey,
     CredentialKind,
+    PolicyRecord,
     Revoked,
     StatusListState,
     TokenState,
@@ -270,6 +289,47 @@ def _insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable[[dict
     return sql, convert
 
 
+# -- policies (check_permission) --
+
+_POLICY_VERSION = statements.compile_sqlite(statements.policy_version())
+_TENANT_POLICIES = statements.compile_sqlite(statements.tenant_policies())
+_PERMISSION_SUBJECT = statements.compile_sqlite(statements.permission_subject())
+
+
+def _policy_version(tenant_id: str, connection: sqlite3.Connection) -> int:
+    row = connection.execute(_POLICY_VERSION.sql, _POLICY_VERSION.params(tenant=tenant_id)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _tenant_policies(tenant_id: str, connection: sqlite3.Connection) -> tuple[int, list[PolicyRecord]]:
+    policy = _row_reader(statements.POLICY_COLUMNS)
+    rows = connection.execute(_TENANT_POLICIES.sql, _TENANT_POLICIES.params(tenant=tenant_id)).fetchall()
+    records = [policy_record(cast(PolicyRow, policy(row[1:]))) for row in rows if row[1] is not None]
+    return (int(rows[0][0]) if rows else 0), records
+
+
+def _permission_subject(
+    agent_id: str, caller: Agent, peers: bool, now: datetime, connection: sqlite3.Connection
+) -> PermissionSubject | None:
+    values = statements.subtree_range(caller.path) | {
+        "agent": agent_id, "caller": caller.id, "tenant": caller.tenant_id, "now": sqlite_datetime(now),
+    }  # fmt: skip
+    rows = connection.execute(_PERMISSION_SUBJECT.sql, _PERMISSION_SUBJECT.params(**values)).fetchall()
+    split = len(statements.AGENT_COLUMNS)
+    if not rows or not (rows[0][split] or (peers and rows[0][split + 1])):
+        return None
+    agent = agent_record(cast(AgentRow, _row_reader(statements.AGENT_COLUMNS)(rows[0][:split])))
+    delegated = tuple(
+        DelegatedScopes(row[split + 2], tuple(orjson.loads(row[split + 3])), int(row[split + 4]))
+        for row in rows
+        if row[split + 2] is not None
+    )
+    return PermissionSubject(agent, bool(rows[0][split]), delegated)
+
+
+# -- end policies (check_permission) --
+
+
 class SqliteOneHopPorts:
     """Every port of ``ports`` on SQLite in one hop: reads on ``reads``' connection (no write lock, a snapshot per
     statement in WAL mode), writes on ``writes``' connection under the writer lock, BEGIN IMMEDIATE ... COMMIT."""
@@ -304,3 +364,16 @@ class SqliteOneHopPorts:
 
     async def reserve_blocks(self, list_id: int, blocks: Sequence[int], now: datetime, per_list: int) -> list[int]:
         return await self._writes.write(functools.partial(_reserve, list_id, list(blocks), now, per_list))
+
+    # -- policies (check_permission) --
+
+    async def policy_version(self, tenant_id: str) -> int:
+        return await self._reads.read(functools.partial(_policy_version, tenant_id))
+
+    async def tenant_policies(self, tenant_id: str) -> tuple[int, list[PolicyRecord]]:
+        return await self._reads.read(functools.partial(_tenant_policies, tenant_id))
+
+    async def permission_subject(
+        self, agent_id: str, caller: Agent, peers: bool, now: datetime
+    ) -> PermissionSubject | None:
+        return await self._reads.read(functools.partial(_permission_subject, agent_id, caller, peers, now))
