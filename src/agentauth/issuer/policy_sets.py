@@ -25,9 +25,8 @@ from agentauth.storage import policies as repo
 from agentauth.storage.ports import Insert, PolicyReads, Require, WritePlan, Writes
 from agentauth.storage.records import PolicyRecord
 
-# Plans built again when the set proved stale: each retry follows a reload, so only a tenant written through
-# other replicas that often, that fast, runs out of them.
-WRITE_ATTEMPTS = 5
+# Plans built on the writer's set before the last attempt, which builds on nothing (``PolicySets.write``).
+WRITE_ATTEMPTS = 4
 
 
 def compile_policy(p: PolicyRecord | Any, policy_id: str, *, new: bool = True) -> Policy:
@@ -90,9 +89,11 @@ class PolicySets:
 
     async def current(self, tenant_id: str, known_version: int | None = None) -> TenantPolicies:
         """The tenant's policies; ``known_version`` (read moments ago with the caller's token) spares the version
-        query when the cached set is of that version."""
+        query when the cached set is of that version or a later one."""
         cached = self._tenants.get(tenant_id)
-        if known_version is not None and cached is not None and cached.version == known_version:
+        # A set at least as new as the version the caller saw will do (versions only grow): a request whose token
+        # was read just before this process's own write must not reload what that write already applied.
+        if known_version is not None and cached is not None and cached.version >= known_version:
             return cached
         if known_version == 0:
             return self._keep(tenant_id, TenantPolicies(0, PolicySet(()), {}))
@@ -134,17 +135,21 @@ class PolicySets:
         async with lock:
             current = self._tenants.get(tenant_id) or await self.load(tenant_id)
             for attempt in range(WRITE_ATTEMPTS):
+                # The last attempt moves the version from whatever it is - the write then always lands (a tenant
+                # written through other replicas that fast cannot starve it) - and the set is reloaded after.
+                last = attempt == WRITE_ATTEMPTS - 1
                 steps, removed, added = change(current)
                 stale = StalePolicies(debug=f"policy version of {tenant_id} moved from {current.version}")
+                expected = None if last and current.version else current.version
                 try:
-                    await self._writes.run(WritePlan((repo.version_step(tenant_id, current.version, stale), *steps)))
+                    await self._writes.run(WritePlan((repo.version_step(tenant_id, expected, stale), *steps)))
                 except AgentAuthError as exc:
                     # Stale: the version step failed - or, for a tenant without a version row, its insert did.
-                    if not (exc is stale or (isinstance(exc, Conflict) and current.version == 0)):
-                        raise
-                    if attempt == WRITE_ATTEMPTS - 1:
+                    if last or not (exc is stale or (isinstance(exc, Conflict) and current.version == 0)):
                         raise
                     current = await self.load(tenant_id)
                     continue
+                if expected is None:
+                    return await self.load(tenant_id)
                 return self._keep(tenant_id, current.changed(removed, added))
         raise AssertionError("unreachable")  # pragma: no cover

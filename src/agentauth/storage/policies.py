@@ -36,6 +36,7 @@ _BUMP_FROM = (
     .where(_VERSIONS.c.tenant_id == bindparam("tenant"), _VERSIONS.c.version == bindparam("expected"))
     .values(version=_VERSIONS.c.version + 1)
 )
+_BUMP = update(_VERSIONS).where(_VERSIONS.c.tenant_id == bindparam("tenant")).values(version=_VERSIONS.c.version + 1)
 _BELOW_LIMIT = select(literal(1)).where(
     select(func.count()).select_from(_POLICIES).where(_POLICIES.c.tenant_id == bindparam("tenant")).scalar_subquery()
     < bindparam("limit", type_=Integer())
@@ -85,12 +86,15 @@ async def get(session: AsyncSession, tenant_id: str, policy_id: str) -> PolicyRe
     return to_record(row) if row is not None and row.tenant_id == tenant_id else None
 
 
-def version_step(tenant_id: str, expected: int, stale: AgentAuthError) -> Insert | Require:
-    """Move the tenant's version from ``expected`` to the next, or fail with ``stale``. A tenant without a version
-    row (0: it never had a policy) gets one; if another writer made it first, the insert fails as a unique
+def version_step(tenant_id: str, expected: int | None, stale: AgentAuthError) -> Insert | Require:
+    """Move the tenant's version from ``expected`` to the next, or fail with ``stale``; with ``expected`` None,
+    from whatever it is (a writer that then knows nothing of the stored set). A tenant without a version row
+    (0: it never had a policy) gets one; if another writer made it first, the insert fails as a unique
     violation - ``Conflict`` - which the writer takes as stale too."""
     if expected == 0:
         return Insert.of(_VERSIONS, {"tenant_id": tenant_id, "version": 1})
+    if expected is None:
+        return Require(_BUMP, {"tenant": tenant_id}, 1, stale)
     return Require(_BUMP_FROM, {"tenant": tenant_id, "expected": expected}, 1, stale)
 
 
