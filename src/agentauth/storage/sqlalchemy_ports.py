@@ -199,16 +199,22 @@ class SqlAlchemyPorts:
             return got
 
     # -- policies (check_permission) --
+    # Built once: constructing the statement costs more CPU than running it.
+    _POLICY_VERSION = statements.policy_version()
+    _TENANT_POLICIES = statements.tenant_policies()
+    _PERMISSION_SUBJECT = statements.permission_subject()
+    _POLICY_KEYS = tuple(column.key for column in statements.POLICY_COLUMNS)
 
     async def policy_version(self, tenant_id: str) -> int:
         async with self._reads() as session:
-            return int(await session.scalar(statements.policy_version(), {"tenant": tenant_id}) or 0)
+            return int(await session.scalar(self._POLICY_VERSION, {"tenant": tenant_id}) or 0)
 
     async def tenant_policies(self, tenant_id: str) -> tuple[int, list[PolicyRecord]]:
         async with self._reads() as session:
-            rows = (await session.execute(statements.tenant_policies(), {"tenant": tenant_id})).all()
-        keys = tuple(column.key for column in statements.POLICY_COLUMNS)
-        records = [policy_record(cast(PolicyRow, _as(keys, row[1:]))) for row in rows if row[1] is not None]
+            rows = (await session.execute(self._TENANT_POLICIES, {"tenant": tenant_id})).all()
+        records = [
+            policy_record(cast(PolicyRow, _as(self._POLICY_KEYS, row[1:]))) for row in rows if row[1] is not None
+        ]
         return (int(rows[0][0]) if rows else 0), records
 
     async def permission_subject(
@@ -218,7 +224,7 @@ class SqlAlchemyPorts:
             "agent": agent_id, "caller": caller.id, "tenant": caller.tenant_id, "now": now,
         }  # fmt: skip
         async with self._reads() as session:
-            rows = (await session.execute(statements.permission_subject(), values)).all()
+            rows = (await session.execute(self._PERMISSION_SUBJECT, values)).all()
         split = len(_AGENT_KEYS)
         if not rows or not (rows[0][split] or (peers and rows[0][split + 1])):
             return None
