@@ -36,6 +36,7 @@ from agentauth.storage.models import (
     StatusBlockRow,
     StatusListRow,
 )
+from agentauth.storage.policy_reads import PolicyReadsOf
 from agentauth.storage.ports import Execute, Insert, IssuedRows, Query, Require, StoragePorts, WritePlan
 from agentauth.storage.records import (
     Agent,
@@ -165,7 +166,7 @@ async def list_version(store: Store) -> int:
 async def test_every_implementation_provides_every_port(store: Store) -> None:
     # The factory builds StoragePorts from one object (mypy checks each field's protocol): the same object serves all.
     p = store.ports
-    ports = StoragePorts(p, p, p, p, p, p, p, p)
+    ports = StoragePorts(p, p, p, p, p, p, p, p, PolicyReadsOf(p))
     assert ports.token_states is ports.reads is store.ports
 
 

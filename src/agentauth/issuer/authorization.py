@@ -24,9 +24,9 @@ from agentauth.errors import AccessDenied, InsufficientScope
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.operations import ApiOperation, operation
-from agentauth.issuer.policy_engine import EvaluationContext, Grant, PolicySet, Subject, build_policy
-from agentauth.storage import policies as repo
-from agentauth.storage.records import Agent, PolicyRecord
+from agentauth.issuer.policy_engine import EvaluationContext, Grant, PolicySet, Subject
+from agentauth.issuer.policy_sets import PolicySets
+from agentauth.storage.records import Agent
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -48,48 +48,18 @@ def subject_of(acting: Agent, on_behalf_of: Agent | None = None) -> Subject:
     return Subject(acting.id, acting.agent_type, acting.trust_level, tuple(a for a in bound if a != acting.id))
 
 
-def compile_policy(p: PolicyRecord | Any, policy_id: str, *, new: bool = True) -> Any:
-    return build_policy(
-        id=policy_id,
-        name=p.name,
-        effect=p.effect,
-        subjects=dict(p.subjects),
-        actions=list(p.actions),
-        resources=list(p.resources),
-        conditions=dict(p.conditions),
-        priority=p.priority,
-        enabled=p.enabled,
-        new=new,
-    )
-
-
 class Authorizer:
-    """The one authorization call, and every tenant's compiled ``PolicySet``, reloaded when the tenant's policy
-    version (bumped in the transaction of any change) has moved, so a change made through any replica applies to
-    the next request."""
+    """The one authorization call, on every tenant's compiled policies (``issuer/policy_sets.py``: cached per
+    tenant by policy version, so a change made through any replica applies to the next request)."""
 
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
-        self._sets: dict[str, tuple[int, PolicySet]] = {}
+        self.sets = PolicySets(core.ports.policies, core.ports.writes)
 
     async def policy_set(self, tenant_id: str, known_version: int | None = None) -> PolicySet:
         """The tenant's compiled policies; ``known_version`` (read moments ago with the caller's token) spares
         the version query when the cached set is current."""
-        cached = self._sets.get(tenant_id)
-        if known_version is not None and cached is not None and cached[0] == known_version:
-            return cached[1]
-        if known_version == 0:
-            empty = PolicySet(())
-            self._sets[tenant_id] = (0, empty)
-            return empty
-        async with self.core.reads() as session:
-            version = await repo.version(session, tenant_id)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            records = await repo.list_for_tenant(session, tenant_id) if version else []
-        compiled = PolicySet(compile_policy(r, r.id, new=False) for r in records)
-        self._sets[tenant_id] = (version, compiled)
-        return compiled
+        return (await self.sets.current(tenant_id, known_version)).policy_set
 
     async def authorize(
         self, principal: Principal, op: ApiOperation, ids: Mapping[str, str], ctx: RequestContext

@@ -5,21 +5,33 @@ and the authorization of every operation are ``issuer/authorization.py``'s.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from agentauth.errors import InvalidRequest, NotFound
+from agentauth.errors import NotFound
 from agentauth.issuer import audit
-from agentauth.issuer.authorization import Authorizer, compile_policy, subject_of, use_case
+from agentauth.issuer.authorization import Authorizer, subject_of, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.policy_engine import Decision, EvaluationContext, Grant, PolicySet
+from agentauth.issuer.policy_sets import Change, TenantPolicies, compile_policy
 from agentauth.issuer.schemas import EvaluateRequest, EvaluateResponse, PolicyIn, PolicyOut, PolicyPage
-from agentauth.storage import agents as agents_repo
-from agentauth.storage import delegations as delegations_repo
 from agentauth.storage import policies as repo
+from agentauth.storage.models import AuditEventRow
+from agentauth.storage.ports import Insert
 from agentauth.storage.records import PolicyRecord
 
 MAX_POLICIES_PER_TENANT = 10_000
+
+
+def _content(body: PolicyIn) -> dict[str, Any]:
+    """A policy's content as its record holds it."""
+    values = body.model_dump()
+    return values | {"actions": tuple(values["actions"]), "resources": tuple(values["resources"])}
+
+
+def _audit(event: dict[str, Any]) -> Insert:
+    return Insert.of(AuditEventRow.__table__, event)
 
 
 def policy_out(p: PolicyRecord) -> PolicyOut:
@@ -45,34 +57,25 @@ class PolicyService:
         self.authz = authz
 
     # -- CRUD (policies.create, .replace and .delete are root_only: issuer/operations.py) -------------------
+    # Each write is one plan on the general write path (``PolicySets.write``): stage 1 - the policy validated and
+    # compiled, its row and audit event built - outside any transaction, then the plan, whose ``Require`` steps
+    # re-check what it relies on (the tenant's limit, the policy's existence) in the round's transaction.
 
     @use_case("policies.create")
     async def create(self, principal: Principal, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
         policy_id = new_id("pol")
-        compile_policy(body, policy_id)  # validate before storing: a policy that cannot be evaluated is refused
-        now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            existing = await repo.list_for_tenant(session, principal.tenant_id)
-            if len(existing) >= MAX_POLICIES_PER_TENANT:
-                raise InvalidRequest(f"a tenant holds at most {MAX_POLICIES_PER_TENANT} policies")
-            record = await repo.insert(
-                session,
-                id=policy_id,
-                tenant_id=principal.tenant_id,
-                created_at=now,
-                updated_at=now,
-                **body.model_dump(),
-            )
-            audit.record(
-                session, ctx, now, action="policy.created", tenant_id=principal.tenant_id,
-                actor=principal.acting.id, target_type="policy", target_id=policy_id,
-            )  # fmt: skip
+        # Validate before storing: a policy that cannot be evaluated is refused.
+        compiled = compile_policy(body, policy_id)
+        now, tenant_id = self.core.clock(), principal.tenant_id
+        record = PolicyRecord(id=policy_id, tenant_id=tenant_id, created_at=now, updated_at=now, **_content(body))
+        event = self._event(principal, ctx, now, "policy.created", policy_id)
+        steps = (repo.below_limit(tenant_id, MAX_POLICIES_PER_TENANT), repo.insert(record), _audit(event))
+        await self.authz.sets.write(tenant_id, lambda _: (steps, None, (record, compiled)))
         return policy_out(record)
 
     @use_case("policies.list")
     async def list(self, principal: Principal, ctx: RequestContext) -> PolicyPage:
-        async with self.core.reads() as session:
-            records = await repo.list_for_tenant(session, principal.tenant_id)
+        _, records = await self.core.ports.policies.tenant_policies(principal.tenant_id)
         return PolicyPage(items=[policy_out(r) for r in records], total=len(records))
 
     @use_case("policies.get")
@@ -85,31 +88,38 @@ class PolicyService:
 
     @use_case("policies.replace")
     async def replace(self, principal: Principal, policy_id: str, body: PolicyIn, ctx: RequestContext) -> PolicyOut:
-        compile_policy(body, policy_id)
-        now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            if await repo.get(session, principal.tenant_id, policy_id) is None:
-                raise NotFound("no such policy")
-            record = await repo.update_fields(
-                session, principal.tenant_id, policy_id, updated_at=now, **body.model_dump()
-            )
-            audit.record(
-                session, ctx, now, action="policy.updated", tenant_id=principal.tenant_id,
-                actor=principal.acting.id, target_type="policy", target_id=policy_id,
+        compiled = compile_policy(body, policy_id)
+        now, tenant_id = self.core.clock(), principal.tenant_id
+        event = self._event(principal, ctx, now, "policy.updated", policy_id)
+        # The creation time is the stored policy's: the writer's set holds it, and the plan commits only if that set
+        # is exactly what is stored (else it is reloaded and the plan built again).
+        replaced: list[PolicyRecord] = []
+
+        def change(current: TenantPolicies) -> Change:
+            old = current.by_id.get(policy_id)
+            record = PolicyRecord(
+                id=policy_id, tenant_id=tenant_id, created_at=old[0].created_at if old else now, updated_at=now,
+                **_content(body),
             )  # fmt: skip
-        assert record is not None
-        return policy_out(record)
+            replaced[:] = [record]
+            return (repo.replace(record), _audit(event)), policy_id, (record, compiled)
+
+        await self.authz.sets.write(tenant_id, change)
+        return policy_out(replaced[0])
 
     @use_case("policies.delete")
     async def delete(self, principal: Principal, policy_id: str, ctx: RequestContext) -> None:
-        now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            if not await repo.remove(session, principal.tenant_id, policy_id):
-                raise NotFound("no such policy")
-            audit.record(
-                session, ctx, now, action="policy.deleted", tenant_id=principal.tenant_id,
-                actor=principal.acting.id, target_type="policy", target_id=policy_id,
-            )  # fmt: skip
+        now, tenant_id = self.core.clock(), principal.tenant_id
+        event = self._event(principal, ctx, now, "policy.deleted", policy_id)
+        steps = (repo.remove(tenant_id, policy_id), _audit(event))
+        await self.authz.sets.write(tenant_id, lambda _: (steps, policy_id, None))
+
+    @staticmethod
+    def _event(principal: Principal, ctx: RequestContext, now: datetime, action: str, policy_id: str) -> dict[str, Any]:
+        return audit.event(
+            ctx, now, action=action, tenant_id=principal.tenant_id, actor=principal.acting.id,
+            target_type="policy", target_id=policy_id,
+        )  # fmt: skip
 
     # -- decisions ----------------------------------------------------------------------------------------
 
@@ -118,19 +128,19 @@ class PolicyService:
         """``check_permission``: may agent X do action A on resource R of the caller's tenant? A dry run - nothing
         changes. X is an agent of the caller's subtree (judged by its own grant, then the live delegations of this
         tenant to it) or a delegation peer (judged by those delegations alone: what another tenant granted its own
-        agent is neither ours to use nor to see). Either way under this tenant's policies."""
+        agent is neither ours to use nor to see). Either way under this tenant's policies. The agent and its
+        delegations come in one read (``PolicyReads.permission_subject``), the policies from the compiled set of
+        the version the caller's token was read with."""
         now = self.core.clock()
-        async with self.core.reads() as session:
-            agent = await agents_repo.get_in_subtree(session, request.agent_id, principal.agent.path)
-            member = agent is not None
-            if agent is None and principal.actor is None:
-                agent = await agents_repo.get_peer(session, request.agent_id, principal.agent, now)
-            if agent is None:
-                raise NotFound("no such agent")
-            delegations = await delegations_repo.active_to(session, agent.id, principal.tenant_id, now)
-        grants = [Grant(frozenset(agent.scopes) if agent.is_active and member else frozenset())]
-        grants += [Grant(frozenset(d.scopes), d.id, d.depth) for d in sorted(delegations, key=lambda d: d.depth)]
-        policy_set = await self.authz.policy_set(principal.tenant_id)
+        found = await self.core.ports.policies.permission_subject(
+            request.agent_id, principal.agent, principal.actor is None, now
+        )
+        if found is None:
+            raise NotFound("no such agent")
+        agent = found.agent
+        grants = [Grant(frozenset(agent.scopes) if agent.is_active and found.member else frozenset())]
+        grants += [Grant(frozenset(d.scopes), d.id, d.depth) for d in found.delegations]
+        policy_set = await self.authz.policy_set(principal.tenant_id, principal.policy_version)
         decision = self._evaluate_grants(policy_set, agent, request, grants, ctx, now)
         if not agent.is_active:
             decision = Decision(False, "deny", "default", None, None, ["the agent is deactivated"])

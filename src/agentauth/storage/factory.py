@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentauth.storage.asyncpg_ports import AsyncpgPorts
 from agentauth.storage.db import PoolLimits, SqliteSessionMaker, Timeouts
+from agentauth.storage.policy_reads import PolicyReadsOf
 from agentauth.storage.ports import StoragePorts
 from agentauth.storage.sqlalchemy_ports import SqlAlchemyPorts
 from agentauth.storage.sqlite_onehop import SqliteOneHopPorts
@@ -22,13 +23,13 @@ def storage_ports(
     database - an in-memory SQLite - the SQLAlchemy one."""
     if isinstance(sessions, SqliteSessionMaker) and isinstance(reads, SqliteSessionMaker):
         onehop = SqliteOneHopPorts(sessions, reads)
-        return StoragePorts(onehop, onehop, onehop, onehop, onehop, onehop, onehop, onehop)
+        return StoragePorts(onehop, onehop, onehop, onehop, onehop, onehop, onehop, onehop, PolicyReadsOf(onehop))
     engine = sessions.kw.get("bind")
     if isinstance(engine, AsyncEngine) and engine.url.get_driver_name() == "asyncpg":
         direct = AsyncpgPorts(engine, timeouts, pool)
-        return StoragePorts(direct, direct, direct, direct, direct, direct, direct, direct)
+        return StoragePorts(direct, direct, direct, direct, direct, direct, direct, direct, PolicyReadsOf(direct))
     orm = SqlAlchemyPorts(sessions, reads)
-    return StoragePorts(orm, orm, orm, orm, orm, orm, orm, orm)
+    return StoragePorts(orm, orm, orm, orm, orm, orm, orm, orm, PolicyReadsOf(orm))
 
 
 async def close_ports(ports: StoragePorts) -> None:

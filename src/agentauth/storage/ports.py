@@ -34,7 +34,7 @@ from sqlalchemy import Column, Table
 from sqlalchemy.sql.expression import ClauseElement
 
 from agentauth.errors import AgentAuthError
-from agentauth.storage.records import Agent, ApiKey, Revoked, RevokedFamily, TokenState
+from agentauth.storage.records import Agent, ApiKey, PolicyRecord, Revoked, RevokedFamily, TokenState
 
 
 @dataclass
@@ -216,3 +216,47 @@ class StoragePorts:
     agent_pages: AgentPages
     writes: Writes
     reads: Reads
+    policies: PolicyReads
+
+
+# -- policies (check_permission) --
+
+
+@dataclass(frozen=True, slots=True)
+class DelegatedScopes:
+    """What a live delegation to an agent hands on, for its decisions: the scopes, at the delegation's depth."""
+
+    id: str
+    scopes: tuple[str, ...]
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionSubject:
+    """The agent a ``check_permission`` is about: ``member`` when it lies in the caller's subtree (else it is a
+    delegation peer of the caller), with the live delegations of the caller's tenant to it, by depth then id."""
+
+    agent: Agent
+    member: bool
+    delegations: tuple[DelegatedScopes, ...]
+
+
+class PolicyReads(Protocol):
+    """The reads behind decisions: a tenant's policies for its compiled set, and the subject of a check."""
+
+    async def policy_version(self, tenant_id: str) -> int:
+        """The tenant's policy version (0 when it never had a policy)."""
+        ...
+
+    async def tenant_policies(self, tenant_id: str) -> tuple[int, list[PolicyRecord]]:
+        """(version, policies by priority descending then id) of the tenant, from one snapshot: the version is
+        that of exactly these policies."""
+        ...
+
+    async def permission_subject(
+        self, agent_id: str, caller: Agent, peers: bool, now: datetime
+    ) -> PermissionSubject | None:
+        """In one query on the read side: ``agent_id`` if it lies in ``caller``'s subtree or - with ``peers`` -
+        is a delegation peer of ``caller`` at ``now`` (of another tenant, a live direct delegation between the two
+        either way), with the delegations of ``caller``'s tenant live at ``now`` to it; else None."""
+        ...

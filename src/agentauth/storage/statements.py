@@ -23,15 +23,19 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Update,
+    and_,
     bindparam,
     case,
+    exists,
     func,
+    or_,
     select,
     union,
     update,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import ClauseElement, any_
 from sqlalchemy.sql.visitors import InternalTraversal
 
@@ -40,6 +44,7 @@ from agentauth.storage.models import (
     ApiKeyRow,
     CredentialRow,
     DelegationRow,
+    PolicyRow,
     PolicyVersionRow,
     RefreshTokenRow,
     StatusListRow,
@@ -251,3 +256,57 @@ def compile_sqlite(statement: ClauseElement) -> SqliteStatement:
     names = tuple(getattr(compiled, "positiontup", None) or ())
     params = compiled.params
     return SqliteStatement(str(compiled), names, tuple(params.get(name) for name in names))
+
+
+# -- policies (check_permission) --
+
+POLICY_COLUMNS = tuple(PolicyRow.__table__.columns)
+# The columns of ``permission_subject`` after the agent's: member, peer, then the delegation's id, scopes, depth.
+PERMISSION_EXTRA_COLUMNS = 5
+
+
+def policy_version() -> Select[Any]:
+    """The policy version of the tenant ``:tenant`` (no row: it never had a policy)."""
+    return select(PolicyVersionRow.version).where(PolicyVersionRow.tenant_id == bindparam("tenant"))
+
+
+def tenant_policies() -> Select[Any]:
+    """(version, *policy columns) of the tenant ``:tenant``, by priority descending then id: the policies joined
+    to their version row, so one statement - one snapshot on either backend - reads both (one row of NULL policy
+    columns when the tenant has a version but no policy left; none when it never had one)."""
+    return (
+        select(PolicyVersionRow.version, *POLICY_COLUMNS)
+        .select_from(PolicyVersionRow)
+        .outerjoin(PolicyRow, PolicyRow.tenant_id == PolicyVersionRow.tenant_id)
+        .where(PolicyVersionRow.tenant_id == bindparam("tenant"))
+        .order_by(PolicyRow.priority.desc(), PolicyRow.id)
+    )
+
+
+def permission_subject() -> Select[Any]:
+    """(*agent columns, member, peer, delegation id, scopes, depth) for the agent ``:agent`` as the caller
+    ``:caller`` of tenant ``:tenant`` sees it at ``:now``: member is 1 when its path lies in the caller's subtree
+    (``:lo``/``:hi``, ``subtree_range``), peer is 1 when it is of another tenant with a live direct delegation
+    with the caller either way; one row per delegation of ``:tenant`` live to it (by depth, then id), or one of
+    NULL delegation columns when there is none."""
+    now: Any = bindparam("now")
+    other = aliased(DelegationRow)
+    either_way = or_(
+        (other.delegator_id == bindparam("caller")) & (other.delegate_id == AgentRow.id),
+        (other.delegator_id == AgentRow.id) & (other.delegate_id == bindparam("caller")),
+    )
+    peer_link = exists().where(either_way, other.status == DelegationStatus.ACTIVE, other.expires_at > now)
+    member = case(((AgentRow.path >= bindparam("lo")) & (AgentRow.path < bindparam("hi")), 1), else_=0)
+    peer = case((and_(AgentRow.tenant_id != bindparam("tenant"), peer_link), 1), else_=0)
+    delegated = and_(
+        DelegationRow.delegate_id == AgentRow.id,
+        DelegationRow.tenant_id == bindparam("tenant"),
+        DelegationRow.status == DelegationStatus.ACTIVE,
+        DelegationRow.expires_at > now,
+    )
+    return (
+        select(*AGENT_COLUMNS, member, peer, DelegationRow.id, DelegationRow.scopes, DelegationRow.depth)
+        .outerjoin(DelegationRow, delegated)
+        .where(AgentRow.id == bindparam("agent"))
+        .order_by(DelegationRow.depth, DelegationRow.id)
+    )
