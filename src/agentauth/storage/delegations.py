@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentauth.storage import agents as agents_repo  # a cycle (agents uses ``are_peers``): used at call time
+from agentauth.storage import delegation_statements as sql
 from agentauth.storage.models import DelegationRow
-from agentauth.storage.records import Delegation, DelegationStatus
+from agentauth.storage.records import Agent, Delegation, DelegationStatus
+from agentauth.storage.statements import row_as
 
 
 def to_record(row: DelegationRow) -> Delegation:
@@ -30,6 +34,35 @@ def to_record(row: DelegationRow) -> Delegation:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
     )
+
+
+def from_values(values: Sequence[Any]) -> Delegation:
+    """A delegation from the columns of a ``Reads.fetch`` row (``delegation_statements.DELEGATION_COLUMNS``)."""
+    return to_record(row_as(sql.DELEGATION_COLUMNS, values))
+
+
+def agent_from_values(values: Sequence[Any]) -> Agent:
+    """An agent from the columns of a ``Reads.fetch`` row (``delegation_statements.AGENT_COLUMNS``)."""
+    return agents_repo.to_record(row_as(sql.AGENT_COLUMNS, values))
+
+
+def links_from_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Delegation, Agent, Agent]]:
+    """(delegation, its delegate, its delegator) per row of ``delegation_statements.CHAIN_WITH_AGENTS``."""
+    return [
+        (
+            from_values(row[sql.LINK]),
+            agent_from_values(row[sql.LINK_DELEGATE]),
+            agent_from_values(row[sql.LINK_DELEGATOR]),
+        )
+        for row in rows
+    ]
+
+
+def row_values(delegation: Delegation) -> dict[str, Any]:
+    """The ``delegations`` row that records ``delegation`` (for ``Insert.of``)."""
+    return {column.key: getattr(delegation, column.key) for column in sql.DELEGATION_COLUMNS} | {
+        "scopes": list(delegation.scopes)
+    }
 
 
 def live(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
