@@ -15,6 +15,7 @@ limits how far authority travels, not to whom.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +35,6 @@ from agentauth.issuer.agents import check_page
 from agentauth.issuer.authorization import Authorizer, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
-from agentauth.issuer.revocation import revoke_delegation_subtrees
 from agentauth.issuer.schemas import (
     CreateDelegationRequest,
     DelegationChain,
@@ -47,7 +47,7 @@ from agentauth.storage import agents as agents_repo
 from agentauth.storage import delegation_statements as sql
 from agentauth.storage import delegations as repo
 from agentauth.storage.models import AuditEventRow, CredentialRow, DelegationRow
-from agentauth.storage.ports import Insert, Query, Require, WritePlan
+from agentauth.storage.ports import Execute, Insert, Query, Require, WritePlan
 from agentauth.storage.records import Agent, CredentialKind, Delegation, DelegationStatus
 from agentauth.vc import StatusEntry
 
@@ -76,14 +76,19 @@ def delegation_out(d: Delegation) -> DelegationOut:
     )
 
 
-async def may_revoke(session: AsyncSession, principal: Principal, delegation: Delegation) -> bool:
+def may_revoke_given(principal: Principal, chain: list[Delegation], delegator: Agent | None) -> bool:
     """The delegator or anyone upstream of it in the chain (judged by who acts), or whoever may manage the
-    delegator (``Principal.may_manage``) - never the delegate it was given to, nor a delegate acting for it."""
-    chain = await repo.chain(session, delegation)
+    delegator (``Principal.may_manage``) - never the delegate it was given to, nor a delegate acting for it.
+    ``chain``: the delegation and its ancestors; ``delegator``: the delegation's delegator."""
     if principal.acting.id in {d.delegator_id for d in chain}:
         return True
-    delegator = await agents_repo.get(session, delegation.delegator_id)
     return delegator is not None and principal.may_manage(delegator)
+
+
+async def may_revoke(session: AsyncSession, principal: Principal, delegation: Delegation) -> bool:
+    """``may_revoke_given``, reading the chain and the delegator in ``session``."""
+    chain = await repo.chain(session, delegation)
+    return may_revoke_given(principal, chain, await agents_repo.get(session, delegation.delegator_id))
 
 
 class DelegationService:
@@ -302,11 +307,42 @@ class DelegationService:
     async def revoke(self, principal: Principal, delegation_id: str, ctx: RequestContext) -> DelegationOut:
         """Revoke a delegation, every delegation below it and every token resting on any of them."""
         now = self.core.clock()
-        async with self.core.sessions.begin() as session:
-            delegation = await self._visible(session, principal, delegation_id)
-            if not await may_revoke(session, principal, delegation):
-                raise AccessDenied("only the delegator (or someone above it) can revoke this delegation")
-            await revoke_delegation_subtrees(session, ctx, now, [delegation.path], principal.acting.id)
-            current = await repo.get(session, delegation.id)
-        assert current is not None
-        return delegation_out(current)
+        # Stage 1: one read (the delegation, its ancestors, their agents), the rules.
+        (rows,) = await self.core.ports.reads.fetch(Query(sql.CHAIN_WITH_AGENTS_BY_ID, {"delegation": delegation_id}))
+        links = repo.links_from_rows(rows)
+        if not links or links[-1][0].id != delegation_id:
+            raise NotFound("no such delegation")
+        delegation, delegate, delegator = links[-1]
+        acting = principal.acting.id
+        # Visible to the agents it connects and to anyone whose subtree holds one of them (``_visible``).
+        if acting not in (delegator.id, delegate.id) and not any(
+            agent.path.startswith(principal.agent.path) for agent in (delegator, delegate)
+        ):
+            raise NotFound("no such delegation")
+        if not may_revoke_given(principal, [d for d, _, _ in links], delegator):
+            raise AccessDenied("only the delegator (or someone above it) can revoke this delegation")
+        # Stage 2: one plan - the cascade of ``revocation.revoke_delegation_subtrees`` in set-at-a-time steps,
+        # each audit event made by ``audit.event`` and fanned out in SQL over the rows it revokes.
+        subtree = sql.subtree(delegation.path) | {"now": now}
+        revoked = audit.event(ctx, now, action="delegation.revoked", tenant_id=None, actor=acting,
+                              target_type="delegation")  # fmt: skip
+        resting = audit.event(ctx, now, action="_credential.revoked", tenant_id=None, actor=acting,
+                              target_type="credential", details={"cause": "delegation revoked"})  # fmt: skip
+        await self.core.ports.writes.run(
+            WritePlan((
+                Execute(sql.LOCK_SUBTREE, subtree),
+                Execute(sql.AUDIT_REVOKED_DELEGATIONS, subtree | _constant(revoked)),
+                Execute(sql.AUDIT_REVOKED_CREDENTIALS, subtree | _constant(resting)),
+                Execute(sql.BUMP_RESTING_LISTS, subtree),
+                Execute(sql.REVOKE_RESTING, subtree),
+                Execute(sql.REVOKE_SUBTREE, subtree),
+            ))
+        )  # fmt: skip
+        if delegation.status == DelegationStatus.ACTIVE:
+            delegation = dataclasses.replace(delegation, status=DelegationStatus.REVOKED, revoked_at=now)
+        return delegation_out(delegation)
+
+
+def _constant(event: dict[str, Any]) -> dict[str, Any]:
+    """The columns of ``event`` that are the same for every row it is fanned out over."""
+    return {k: v for k, v in event.items() if k not in ("tenant_id", "target_id")}

@@ -138,18 +138,30 @@ async def are_peers(session: AsyncSession, agent_id: str, other_id: str, now: da
     return found is not None
 
 
+# PostgreSQL (READ COMMITTED): an UPDATE that waited for a plan holding FOR SHARE on a delegation of the subtree
+# (``delegation_statements``: a delegation being created below it) cannot see the row that plan inserted - the
+# next statement can. So again until a pass revokes nothing.
+REVOKE_PASSES = 3
+
+
 async def revoke_subtrees(session: AsyncSession, paths: list[str], now: datetime) -> list[Delegation]:
     """Revoke every active delegation at or below any of ``paths``; returns those this call revoked."""
     if not paths:
         return []
     condition = or_(*(DelegationRow.path.startswith(p, autoescape=True) for p in paths))
-    result = await session.execute(
+    statement = (
         update(DelegationRow)
         .where(condition, DelegationRow.status == DelegationStatus.ACTIVE)
         .values(status=DelegationStatus.REVOKED, revoked_at=now)
         .returning(DelegationRow)
     )
-    return [to_record(r) for r in result.scalars().all()]
+    revoked: list[Delegation] = []
+    for _ in range(REVOKE_PASSES if session.get_bind().dialect.name == "postgresql" else 1):
+        found = [to_record(r) for r in (await session.execute(statement)).scalars().all()]
+        if not found:
+            break
+        revoked += found
+    return revoked
 
 
 async def paths_involving(session: AsyncSession, agent_ids: list[str]) -> list[str]:
