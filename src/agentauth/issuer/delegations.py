@@ -309,17 +309,17 @@ class DelegationService:
         now = self.core.clock()
         # Stage 1: one read (the delegation, its ancestors, their agents), the rules.
         (rows,) = await self.core.ports.reads.fetch(Query(sql.CHAIN_WITH_AGENTS_BY_ID, {"delegation": delegation_id}))
-        links = repo.links_from_rows(rows)
-        if not links or links[-1][0].id != delegation_id:
+        chain = [repo.link_of(row) for row in rows]
+        if not chain or chain[-1].id != delegation_id:
             raise NotFound("no such delegation")
-        delegation, delegate, delegator = links[-1]
+        delegation, delegate, delegator = chain[-1], repo.delegate_of(rows[-1]), repo.delegator_of(rows[-1])
         acting = principal.acting.id
         # Visible to the agents it connects and to anyone whose subtree holds one of them (``_visible``).
         if acting not in (delegator.id, delegate.id) and not any(
             agent.path.startswith(principal.agent.path) for agent in (delegator, delegate)
         ):
             raise NotFound("no such delegation")
-        if not may_revoke_given(principal, [d for d, _, _ in links], delegator):
+        if not may_revoke_given(principal, chain, delegator):
             raise AccessDenied("only the delegator (or someone above it) can revoke this delegation")
         # Stage 2: one plan - the cascade of ``revocation.revoke_delegation_subtrees`` in set-at-a-time steps,
         # each audit event made by ``audit.event`` and fanned out in SQL over the rows it revokes.

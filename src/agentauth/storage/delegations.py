@@ -46,16 +46,19 @@ def agent_from_values(values: Sequence[Any]) -> Agent:
     return agents_repo.to_record(row_as(sql.AGENT_COLUMNS, values))
 
 
-def links_from_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Delegation, Agent, Agent]]:
-    """(delegation, its delegate, its delegator) per row of ``delegation_statements.CHAIN_WITH_AGENTS``."""
-    return [
-        (
-            from_values(row[sql.LINK]),
-            agent_from_values(row[sql.LINK_DELEGATE]),
-            agent_from_values(row[sql.LINK_DELEGATOR]),
-        )
-        for row in rows
-    ]
+def link_of(row: Sequence[Any]) -> Delegation:
+    """The delegation of a ``delegation_statements.CHAIN_WITH_AGENTS`` row."""
+    return from_values(row[sql.LINK])
+
+
+def delegate_of(row: Sequence[Any]) -> Agent:
+    """The delegate of a ``delegation_statements.CHAIN_WITH_AGENTS`` row."""
+    return agent_from_values(row[sql.LINK_DELEGATE])
+
+
+def delegator_of(row: Sequence[Any]) -> Agent:
+    """The delegator of a ``delegation_statements.CHAIN_WITH_AGENTS`` row."""
+    return agent_from_values(row[sql.LINK_DELEGATOR])
 
 
 def row_values(delegation: Delegation) -> dict[str, Any]:

@@ -118,8 +118,7 @@ class TokenExchangeGrant(Grant):
         """(chain root first, root delegator, delegate of each link) of the delegation whose credential is ``jti``,
         read in one fetch and judged: ``actor`` is its delegate, every link live and verifying, every agent active."""
         (rows,) = await self.core.ports.reads.fetch(Query(sql.CHAIN_WITH_AGENTS, {"jti": jti}))
-        links = delegations_repo.links_from_rows(rows)
-        chain = [d for d, _, _ in links]
+        chain = [delegations_repo.link_of(row) for row in rows]
         if not chain or chain[-1].credential_jti != jti:
             raise InvalidGrant("unknown delegation")
         delegation = chain[-1]
@@ -133,8 +132,8 @@ class TokenExchangeGrant(Grant):
             verifier.verify_delegation_chain([d.credential_jwt for d in chain], now=now)
         except VerificationError as exc:
             raise InvalidGrant("the delegation chain does not verify", debug=f"{exc.code}: {exc.detail}") from exc
-        root = links[0][2]
-        delegates = {d.delegate_id: agent for d, agent, _ in links}
+        root = delegations_repo.delegator_of(rows[0])
+        delegates = {d.delegate_id: delegations_repo.delegate_of(row) for d, row in zip(chain, rows, strict=True)}
         if not root.is_active or any(not a.is_active for a in delegates.values()):
             raise self._deactivated()
         return chain, root, delegates
