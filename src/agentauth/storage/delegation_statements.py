@@ -15,14 +15,23 @@ from __future__ import annotations
 from typing import Any, cast
 
 from sqlalchemy import CTE, ColumnElement, Insert, Select, Table, Update, bindparam, insert, select, union, update
-from sqlalchemy.orm import aliased
 
 from agentauth.storage.models import AgentRow, AuditEventRow, CredentialRow, DelegationRow, StatusListRow
 from agentauth.storage.records import AgentStatus, DelegationStatus
 from agentauth.storage.statements import subtree_range
 
-DELEGATION_COLUMNS = tuple(DelegationRow.__table__.columns)
-AGENT_COLUMNS = tuple(AgentRow.__table__.columns)
+# Core tables, not the mapped classes: a statement of mapped attributes runs through the ORM's compile and
+# result machinery on every execution in an ``AsyncSession`` (and an INSERT ... SELECT given parameters is taken
+# for an ORM bulk insert); these need none of it.
+_delegations = cast(Table, DelegationRow.__table__)
+_agents = cast(Table, AgentRow.__table__)
+_credentials = cast(Table, CredentialRow.__table__)
+_status_lists = cast(Table, StatusListRow.__table__)
+_AUDIT = cast(Table, AuditEventRow.__table__)
+_D, _A, _C, _S = _delegations.c, _agents.c, _credentials.c, _status_lists.c
+
+DELEGATION_COLUMNS = tuple(_delegations.columns)
+AGENT_COLUMNS = tuple(_agents.columns)
 # A row of ``CHAIN_WITH_AGENTS``: the link, its delegate, its delegator.
 LINK = slice(0, len(DELEGATION_COLUMNS))
 LINK_DELEGATE = slice(LINK.stop, LINK.stop + len(AGENT_COLUMNS))
@@ -31,72 +40,70 @@ LINK_DELEGATOR = slice(LINK_DELEGATE.stop, LINK_DELEGATE.stop + len(AGENT_COLUMN
 
 def _chain(start: ColumnElement[bool]) -> CTE:
     """The ids of the delegation ``start`` selects and of its ancestors."""
-    up = select(DelegationRow.id, DelegationRow.parent_id).where(start).cte("chain", recursive=True)
-    return up.union_all(select(DelegationRow.id, DelegationRow.parent_id).join(up, DelegationRow.id == up.c.parent_id))
+    up = select(_D.id, _D.parent_id).where(start).cte("chain", recursive=True)
+    return up.union_all(select(_D.id, _D.parent_id).join(up, _D.id == up.c.parent_id))
 
 
 def _live() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     """SQL form of ``Delegation.live_at`` at ``:now``."""
-    return DelegationRow.status == DelegationStatus.ACTIVE, DelegationRow.expires_at > bindparam("now")
+    return _D.status == DelegationStatus.ACTIVE, _D.expires_at > bindparam("now")
 
 
 # Stage 1 reads.
-AGENT: Select[Any] = select(*AGENT_COLUMNS).where(AgentRow.id == bindparam("agent"))
+AGENT: Select[Any] = select(*AGENT_COLUMNS).where(_A.id == bindparam("agent"))
 # The delegation ``:delegation`` and its ancestors, root first.
 CHAIN: Select[Any] = (
     select(*DELEGATION_COLUMNS)
-    .where(DelegationRow.id.in_(select(_chain(DelegationRow.id == bindparam("delegation")).c.id)))
-    .order_by(DelegationRow.depth)
+    .where(_D.id.in_(select(_chain(_D.id == bindparam("delegation")).c.id)))
+    .order_by(_D.depth)
 )
 
 
 def _chain_with_agents(start: ColumnElement[bool]) -> Select[Any]:
     """The delegation ``start`` selects and its ancestors, root first, each with its delegate and delegator."""
-    delegate, delegator = aliased(AgentRow), aliased(AgentRow)
+    delegate, delegator = _agents.alias(), _agents.alias()
     return (
         select(
             *DELEGATION_COLUMNS,
-            *(getattr(delegate, c.key) for c in AGENT_COLUMNS),
-            *(getattr(delegator, c.key) for c in AGENT_COLUMNS),
+            *(delegate.c[c.key] for c in AGENT_COLUMNS),
+            *(delegator.c[c.key] for c in AGENT_COLUMNS),
         )
-        .join(delegate, delegate.id == DelegationRow.delegate_id)
-        .join(delegator, delegator.id == DelegationRow.delegator_id)
-        .where(DelegationRow.id.in_(select(_chain(start).c.id)))
-        .order_by(DelegationRow.depth)
+        .join(delegate, delegate.c.id == _D.delegate_id)
+        .join(delegator, delegator.c.id == _D.delegator_id)
+        .where(_D.id.in_(select(_chain(start).c.id)))
+        .order_by(_D.depth)
     )
 
 
 # Of the delegation whose credential is ``:jti`` / of the delegation ``:delegation``.
-CHAIN_WITH_AGENTS: Select[Any] = _chain_with_agents(DelegationRow.credential_jti == bindparam("jti"))
-CHAIN_WITH_AGENTS_BY_ID: Select[Any] = _chain_with_agents(DelegationRow.id == bindparam("delegation"))
+CHAIN_WITH_AGENTS: Select[Any] = _chain_with_agents(_D.credential_jti == bindparam("jti"))
+CHAIN_WITH_AGENTS_BY_ID: Select[Any] = _chain_with_agents(_D.id == bindparam("delegation"))
 
 # Stage 2 re-checks (``Require``): each returns one row per row still as stage 1 saw it.
 ACTIVE_AGENT: Select[Any] = (
-    select(AgentRow.id)
-    .where(AgentRow.id == bindparam("agent"), AgentRow.status == AgentStatus.ACTIVE)
-    .with_for_update(read=True)
+    select(_A.id).where(_A.id == bindparam("agent"), _A.status == AgentStatus.ACTIVE).with_for_update(read=True)
 )
 LIVE_DELEGATION: Select[Any] = (
-    select(DelegationRow.id).where(DelegationRow.id == bindparam("delegation"), *_live()).with_for_update(read=True)
+    select(_D.id).where(_D.id == bindparam("delegation"), *_live()).with_for_update(read=True)
 )
 # The live links of the chain ending in ``:delegation``: the whole chain while it is live.
 LIVE_CHAIN: Select[Any] = (
-    select(DelegationRow.id)
-    .where(DelegationRow.id.in_(select(_chain(DelegationRow.id == bindparam("delegation")).c.id)), *_live())
+    select(_D.id)
+    .where(_D.id.in_(select(_chain(_D.id == bindparam("delegation")).c.id)), *_live())
     .with_for_update(read=True)
 )
-_links = _chain(DelegationRow.id == bindparam("delegation"))
+_links = _chain(_D.id == bindparam("delegation"))
 # The active agents among the chain's delegators and delegates (each once).
 ACTIVE_CHAIN_AGENTS: Select[Any] = (
-    select(AgentRow.id)
+    select(_A.id)
     .where(
-        AgentRow.id.in_(
+        _A.id.in_(
             union(
-                select(DelegationRow.delegator_id).where(DelegationRow.id.in_(select(_links.c.id))),
-                select(DelegationRow.delegate_id).where(DelegationRow.id.in_(select(_links.c.id))),
+                select(_D.delegator_id).where(_D.id.in_(select(_links.c.id))),
+                select(_D.delegate_id).where(_D.id.in_(select(_links.c.id))),
             )
         ),
-        AgentRow.status == AgentStatus.ACTIVE,
+        _A.status == AgentStatus.ACTIVE,
     )
     .with_for_update(read=True)
 )
@@ -115,16 +122,15 @@ def subtree(path: str) -> dict[str, str]:
 
 
 _ACTIVE_SUBTREE = (
-    DelegationRow.path >= bindparam("lo"),
-    DelegationRow.path < bindparam("hi"),
-    DelegationRow.status == DelegationStatus.ACTIVE,
+    _D.path >= bindparam("lo"),
+    _D.path < bindparam("hi"),
+    _D.status == DelegationStatus.ACTIVE,
 )
 _RESTING = (
-    CredentialRow.delegation_id.in_(select(DelegationRow.id).where(*_ACTIVE_SUBTREE)),
-    CredentialRow.revoked_at.is_(None),
-    CredentialRow.expires_at > bindparam("now"),
+    _C.delegation_id.in_(select(_D.id).where(*_ACTIVE_SUBTREE)),
+    _C.revoked_at.is_(None),
+    _C.expires_at > bindparam("now"),
 )
-_AUDIT = cast(Table, AuditEventRow.__table__)
 _EVENT_COLUMNS = ("tenant_id", "actor", "action", "target_type", "target_id", "outcome", "reason", "request_id", "ip",
                   "created_at", "details")  # fmt: skip
 
@@ -134,15 +140,13 @@ def _bound(name: str) -> Any:
     return bindparam(name, type_=_AUDIT.c[name].type)
 
 
-# On the tables, not the mapped classes: an ``AsyncSession`` runs an INSERT ... SELECT of a mapped class given
-# parameters as an ORM bulk insert.
 LOCK_SUBTREE: Update = (
-    update(DelegationRow).where(*_ACTIVE_SUBTREE).values(status=DelegationRow.status)  # changes nothing: locks
+    update(_delegations).where(*_ACTIVE_SUBTREE).values(status=_D.status)  # changes nothing: locks
 )
 AUDIT_REVOKED_DELEGATIONS: Insert = insert(_AUDIT).from_select(
     _EVENT_COLUMNS[:-1],
     select(
-        DelegationRow.tenant_id, _bound("actor"), _bound("action"), _bound("target_type"), DelegationRow.id,
+        _D.tenant_id, _bound("actor"), _bound("action"), _bound("target_type"), _D.id,
         *(_bound(name) for name in _EVENT_COLUMNS[5:-1]),
     ).where(*_ACTIVE_SUBTREE),
 )  # fmt: skip
@@ -150,16 +154,14 @@ AUDIT_REVOKED_DELEGATIONS: Insert = insert(_AUDIT).from_select(
 AUDIT_REVOKED_CREDENTIALS: Insert = insert(_AUDIT).from_select(
     _EVENT_COLUMNS,
     select(
-        CredentialRow.tenant_id, _bound("actor"), CredentialRow.kind + _bound("action"), _bound("target_type"),
-        CredentialRow.jti, *(_bound(name) for name in _EVENT_COLUMNS[5:]),
+        _C.tenant_id, _bound("actor"), _C.kind + _bound("action"), _bound("target_type"),
+        _C.jti, *(_bound(name) for name in _EVENT_COLUMNS[5:]),
     ).where(*_RESTING),
 )  # fmt: skip
 BUMP_RESTING_LISTS: Update = (
-    update(StatusListRow)
-    .where(StatusListRow.id.in_(select(CredentialRow.status_list_id).where(*_RESTING)))
-    .values(version=StatusListRow.version + 1)
+    update(_status_lists).where(_S.id.in_(select(_C.status_list_id).where(*_RESTING))).values(version=_S.version + 1)
 )
-REVOKE_RESTING: Update = update(CredentialRow).where(*_RESTING).values(revoked_at=bindparam("now"))
+REVOKE_RESTING: Update = update(_credentials).where(*_RESTING).values(revoked_at=bindparam("now"))
 REVOKE_SUBTREE: Update = (
-    update(DelegationRow).where(*_ACTIVE_SUBTREE).values(status=DelegationStatus.REVOKED, revoked_at=bindparam("now"))
+    update(_delegations).where(*_ACTIVE_SUBTREE).values(status=DelegationStatus.REVOKED, revoked_at=bindparam("now"))
 )
