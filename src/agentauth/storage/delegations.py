@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentauth.storage import agents as agents_repo  # a cycle (agents uses ``are_peers``): used at call time
+from agentauth.storage import delegation_statements as sql
 from agentauth.storage.models import DelegationRow
-from agentauth.storage.records import Delegation, DelegationStatus
+from agentauth.storage.records import Agent, Delegation, DelegationStatus
+from agentauth.storage.statements import row_as
 
 
 def to_record(row: DelegationRow) -> Delegation:
@@ -30,6 +34,38 @@ def to_record(row: DelegationRow) -> Delegation:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
     )
+
+
+def from_values(values: Sequence[Any]) -> Delegation:
+    """A delegation from the columns of a ``Reads.fetch`` row (``delegation_statements.DELEGATION_COLUMNS``)."""
+    return to_record(row_as(sql.DELEGATION_COLUMNS, values))
+
+
+def agent_from_values(values: Sequence[Any]) -> Agent:
+    """An agent from the columns of a ``Reads.fetch`` row (``delegation_statements.AGENT_COLUMNS``)."""
+    return agents_repo.to_record(row_as(sql.AGENT_COLUMNS, values))
+
+
+def link_of(row: Sequence[Any]) -> Delegation:
+    """The delegation of a ``delegation_statements.CHAIN_WITH_AGENTS`` row."""
+    return from_values(row[sql.LINK])
+
+
+def delegate_of(row: Sequence[Any]) -> Agent:
+    """The delegate of a ``delegation_statements.CHAIN_WITH_AGENTS`` row."""
+    return agent_from_values(row[sql.LINK_DELEGATE])
+
+
+def delegator_of(row: Sequence[Any]) -> Agent:
+    """The delegator of a ``delegation_statements.CHAIN_WITH_AGENTS`` row."""
+    return agent_from_values(row[sql.LINK_DELEGATOR])
+
+
+def row_values(delegation: Delegation) -> dict[str, Any]:
+    """The ``delegations`` row that records ``delegation`` (for ``Insert.of``)."""
+    return {column.key: getattr(delegation, column.key) for column in sql.DELEGATION_COLUMNS} | {
+        "scopes": list(delegation.scopes)
+    }
 
 
 def live(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
@@ -105,18 +141,30 @@ async def are_peers(session: AsyncSession, agent_id: str, other_id: str, now: da
     return found is not None
 
 
+# PostgreSQL (READ COMMITTED): an UPDATE that waited for a plan holding FOR SHARE on a delegation of the subtree
+# (``delegation_statements``: a delegation being created below it) cannot see the row that plan inserted - the
+# next statement can. So again until a pass revokes nothing.
+REVOKE_PASSES = 3
+
+
 async def revoke_subtrees(session: AsyncSession, paths: list[str], now: datetime) -> list[Delegation]:
     """Revoke every active delegation at or below any of ``paths``; returns those this call revoked."""
     if not paths:
         return []
     condition = or_(*(DelegationRow.path.startswith(p, autoescape=True) for p in paths))
-    result = await session.execute(
+    statement = (
         update(DelegationRow)
         .where(condition, DelegationRow.status == DelegationStatus.ACTIVE)
         .values(status=DelegationStatus.REVOKED, revoked_at=now)
         .returning(DelegationRow)
     )
-    return [to_record(r) for r in result.scalars().all()]
+    revoked: list[Delegation] = []
+    for _ in range(REVOKE_PASSES if session.get_bind().dialect.name == "postgresql" else 1):
+        found = [to_record(r) for r in (await session.execute(statement)).scalars().all()]
+        if not found:
+            break
+        revoked += found
+    return revoked
 
 
 async def paths_involving(session: AsyncSession, agent_ids: list[str]) -> list[str]:

@@ -3,6 +3,7 @@ credential for an access token acting under it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidScope, InvalidToken
@@ -13,10 +14,12 @@ from agentauth.issuer.grants.base import Grant, Parameter, param
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import parse_scope
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
-from agentauth.storage import agents as agents_repo
+from agentauth.storage import delegation_statements as sql
 from agentauth.storage import delegations as delegations_repo
-from agentauth.storage.records import Agent
-from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError
+from agentauth.storage.models import AuditEventRow, CredentialRow
+from agentauth.storage.ports import Insert, Query, Require, WritePlan
+from agentauth.storage.records import Agent, Delegation
+from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, Verifier
 
 GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
@@ -58,61 +61,90 @@ class TokenExchangeGrant(Grant):
             ) from exc
         requested = parse_scope(param(params, "scope"))
         slot = await self.core.status.allocate()
-        async with self.core.sessions.begin() as session:
-            delegation = await delegations_repo.get_by_credential(session, str(claims["jti"]))
-            if delegation is None:
-                raise InvalidGrant("unknown delegation")
-            # RFC 8693 section 2.1: the server decides whether the actor may act; here only the named delegate.
-            if delegation.delegate_id != actor.id:
-                raise InvalidGrant("only the delegate named in the delegation can use it")
-            chain = await delegations_repo.chain(session, delegation)
-            dead = [d.id for d in chain if not d.live_at(now)]
-            if dead or len(chain) != delegation.depth:
-                raise InvalidGrant("the delegation (or one above it) is revoked or expired", debug=f"dead: {dead}")
-            try:
-                verifier.verify_delegation_chain([d.credential_jwt for d in chain], now=now)
-            except VerificationError as exc:
-                raise InvalidGrant("the delegation chain does not verify", debug=f"{exc.code}: {exc.detail}") from exc
-            root = await agents_repo.get(session, chain[0].delegator_id)
-            delegates = {d.delegate_id: await agents_repo.get(session, d.delegate_id) for d in chain}
-            if root is None or not root.is_active or any(a is None or not a.is_active for a in delegates.values()):
-                raise InvalidGrant("an agent of the delegation chain is deactivated")
-            # The token acts over the root delegator's tenant only, whichever tenants its delegates belong to:
-            # every link hands on that tenant's authority (a cross-tenant delegate's own tenant gains nothing).
-            if any(d.tenant_id != root.tenant_id for d in chain):
-                raise InvalidGrant("the delegation chain does not verify", debug="links of another tenant")
-            granted = set(delegation.scopes)
-            scopes = tuple(s for s in requested if s in granted) if requested else tuple(delegation.scopes)
-            if not scopes:
-                raise InvalidScope("none of the requested scopes was delegated")
-            act: dict[str, Any] | None = None
-            for link in chain:
-                agent = delegates[link.delegate_id]
-                assert agent is not None
-                act = {"sub": agent.did} if act is None else {"sub": agent.did, "act": act}
-            access, exp = await self.core.mint_access_token(
-                session,
-                root,
-                scopes,
-                status=slot,
-                now=now,
-                client_id=actor.id,
-                api_key_id=None,
-                family_id=None,
-                subject_did=root.did,
-                act=act,
-                delegation_chain=[d.credential_jwt for d in chain],
-                delegation_id=delegation.id,
-                expires_at=delegation.expires_at,
-                extra_subject_claims={"actorAgentId": actor.id},
-            )
-            audit.record(
-                session, ctx, now, action="token.exchanged", tenant_id=root.tenant_id, actor=actor.id,
-                target_type="delegation", target_id=delegation.id, details={"scopes": list(scopes)},
-            )  # fmt: skip
+        # Stage 1, outside any transaction: one read (the delegation, its ancestors and their agents), the rules,
+        # the signed access token.
+        chain, root, delegates = await self._chain(str(claims["jti"]), actor, verifier, now)
+        delegation = chain[-1]
+        # The token acts over the root delegator's tenant only, whichever tenants its delegates belong to:
+        # every link hands on that tenant's authority (a cross-tenant delegate's own tenant gains nothing).
+        if any(d.tenant_id != root.tenant_id for d in chain):
+            raise InvalidGrant("the delegation chain does not verify", debug="links of another tenant")
+        granted = set(delegation.scopes)
+        scopes = tuple(s for s in requested if s in granted) if requested else tuple(delegation.scopes)
+        if not scopes:
+            raise InvalidScope("none of the requested scopes was delegated")
+        act: dict[str, Any] | None = None
+        for link in chain:
+            agent = delegates[link.delegate_id]
+            act = {"sub": agent.did} if act is None else {"sub": agent.did, "act": act}
+        access, exp, credential_row = self.core.access_token_row(
+            root,
+            scopes,
+            status=slot,
+            now=now,
+            client_id=actor.id,
+            api_key_id=None,
+            family_id=None,
+            subject_did=root.did,
+            act=act,
+            delegation_chain=[d.credential_jwt for d in chain],
+            delegation_id=delegation.id,
+            expires_at=delegation.expires_at,
+            extra_subject_claims={"actorAgentId": actor.id},
+        )
+        event = audit.event(
+            ctx, now, action="token.exchanged", tenant_id=root.tenant_id, actor=actor.id,
+            target_type="delegation", target_id=delegation.id, details={"scopes": list(scopes)},
+        )  # fmt: skip
+        # Stage 2: one plan, re-checking what stage 1 relied on - every link still live, every agent of the chain
+        # still active - with the answer each change gives when it came before the request.
+        chain_ids = {"delegation": delegation.id}
+        agent_ids = {root.id, *delegates}
+        await self.core.ports.writes.run(
+            WritePlan((
+                Require(sql.LIVE_CHAIN, chain_ids | {"now": now}, len(chain), self._dead_chain(["(re-checked)"])),
+                Require(sql.ACTIVE_CHAIN_AGENTS, chain_ids, len(agent_ids), self._deactivated()),
+                Insert.of(CredentialRow.__table__, credential_row),
+                Insert.of(AuditEventRow.__table__, event),
+            ))
+        )  # fmt: skip
         response = token_response(access, exp, now, scopes, None)
         response.issued_token_type = TOKEN_TYPE_ACCESS
         return response
+
+    async def _chain(
+        self, jti: str, actor: Agent, verifier: Verifier, now: datetime
+    ) -> tuple[list[Delegation], Agent, dict[str, Agent]]:
+        """(chain root first, root delegator, delegate of each link) of the delegation whose credential is ``jti``,
+        read in one fetch and judged: ``actor`` is its delegate, every link live and verifying, every agent active."""
+        (rows,) = await self.core.ports.reads.fetch(Query(sql.CHAIN_WITH_AGENTS, {"jti": jti}))
+        chain = [delegations_repo.link_of(row) for row in rows]
+        if not chain or chain[-1].credential_jti != jti:
+            raise InvalidGrant("unknown delegation")
+        delegation = chain[-1]
+        # RFC 8693 section 2.1: the server decides whether the actor may act; here only the named delegate.
+        if delegation.delegate_id != actor.id:
+            raise InvalidGrant("only the delegate named in the delegation can use it")
+        dead = [d.id for d in chain if not d.live_at(now)]
+        if dead or len(chain) != delegation.depth:
+            raise self._dead_chain(dead)
+        try:
+            verifier.verify_delegation_chain([d.credential_jwt for d in chain], now=now)
+        except VerificationError as exc:
+            raise InvalidGrant("the delegation chain does not verify", debug=f"{exc.code}: {exc.detail}") from exc
+        root = delegations_repo.delegator_of(rows[0])
+        delegates = {d.delegate_id: delegations_repo.delegate_of(row) for d, row in zip(chain, rows, strict=True)}
+        if not root.is_active or any(not a.is_active for a in delegates.values()):
+            raise self._deactivated()
+        return chain, root, delegates
+
+    @staticmethod
+    def _dead_chain(dead: list[str]) -> InvalidGrant:
+        return InvalidGrant("the delegation (or one above it) is revoked or expired", debug=f"dead: {dead}")
+
+    @staticmethod
+    def _deactivated() -> InvalidGrant:
+        return InvalidGrant("an agent of the delegation chain is deactivated")
 
     async def _actor(self, params: dict[str, Any]) -> Agent:
         """The delegate authenticates: its own access token as ``actor_token``, or its API key."""
