@@ -149,6 +149,8 @@ SECRETISH = re.compile(r"secret|hash|digest|password|raw_key|registration_token|
 REVIEWED = {
     ("storage/refresh_tokens.py", "RefreshTokenRow.token_hash == token_hash"):
         "SQL lookup by keyed MAC (see test_refresh_token_lookup_is_by_keyed_hash)",
+    ("storage/grant_statements.py", "RefreshTokenRow.token_hash == bindparam('hash')"):
+        "SQL lookup and rotation by keyed MAC (see test_refresh_token_lookup_is_by_keyed_hash)",
     ("vc/chain.py", "link.parent_digest != jwt_digest(parent.jwt)"):
         "digests of public credentials (the parent JWT is in the chain itself): nothing secret to time",
 }  # fmt: skip

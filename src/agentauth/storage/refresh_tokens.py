@@ -1,4 +1,5 @@
-"""Refresh tokens repository. Rotation is one conditional UPDATE: of concurrent uses, exactly one wins.
+"""Refresh tokens repository. Rotation is one conditional UPDATE: of concurrent uses, exactly one wins (the
+refresh_token grant's write plan, ``grant_statements.ROTATE``).
 
 A refresh token belongs to a *family* (``family_id``): the grant it was issued for, renewed by every rotation. The
 access tokens minted with each refresh token of a family record that family (``credentials.refresh_family_id``).
@@ -10,7 +11,6 @@ revoking a refresh token revokes the family and then its access tokens (``creden
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -40,22 +40,6 @@ def to_record(row: RefreshTokenRow) -> RefreshToken:
 async def insert(session: AsyncSession, **values: Any) -> None:
     session.add(RefreshTokenRow(**values))
     await session.flush()
-
-
-async def consume(session: AsyncSession, token_hash: str, now: datetime) -> RefreshToken | None:
-    """Mark an active, unexpired token used and return it; None if this call did not win it."""
-    result = await session.execute(
-        update(RefreshTokenRow)
-        .where(
-            RefreshTokenRow.token_hash == token_hash,
-            RefreshTokenRow.status == RefreshTokenStatus.ACTIVE,
-            RefreshTokenRow.expires_at > now,
-        )
-        .values(status=RefreshTokenStatus.USED, used_at=now)
-        .returning(RefreshTokenRow)
-    )
-    row = result.scalars().first()
-    return to_record(row) if row else None
 
 
 async def find(session: AsyncSession, token_hash: str) -> RefreshToken | None:

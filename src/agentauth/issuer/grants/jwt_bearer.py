@@ -1,19 +1,24 @@
 """``urn:ietf:params:oauth:grant-type:jwt-bearer`` (RFC 7523 section 2.1): an assertion signed by the agent's
-own did:key, accepted once."""
+own did:key, accepted once.
+
+On the general ports (issue 13 item 7), like ``AgentService.quickstart``: one read, the pair signed outside any
+transaction, one write plan in the next batched round.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from agentauth.errors import InvalidGrant
+from agentauth.errors import Conflict, InvalidGrant
 from agentauth.issuer import audit
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.grants.base import Grant, Parameter, param
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow, parse_scope
-from agentauth.storage import agents as agents_repo
-from agentauth.storage import assertions
+from agentauth.storage import grant_statements
+from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow, UsedAssertionRow
+from agentauth.storage.ports import Insert, Query, Require, WritePlan
 from agentauth.vc import VerificationError, verify_agent_assertion
 
 GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -40,22 +45,37 @@ class JwtBearerGrant(Grant):
             claims = verify_agent_assertion(assertion, audiences=audiences, now=now)
         except VerificationError as exc:
             raise InvalidGrant("the assertion is not valid", debug=f"{exc.code}: {exc.detail}") from exc
-        did = str(claims["iss"])
+        did, jti = str(claims["iss"]), str(claims["jti"])
+        # Stage 1, outside any transaction: the agent, the rules, the pair signed.
+        (rows,) = await self.core.ports.reads.fetch(Query(grant_statements.AGENT_BY_DID, {"did": did}))
+        agent = grant_statements.agent_of(rows[0]) if rows else None
+        inactive = InvalidGrant("the assertion is not valid", debug=f"no active agent with did {did}")
+        if agent is None or not agent.is_active:
+            raise inactive
+        scopes = narrow(parse_scope(param(params, "scope")), agent.scopes)
+        exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
         slot = await self.core.status.allocate()
-        async with self.core.sessions.begin() as session:
-            agent = await agents_repo.get_by_did(session, did)
-            if agent is None or not agent.is_active:
-                raise InvalidGrant("the assertion is not valid", debug=f"no active agent with did {did}")
-            scopes = narrow(parse_scope(param(params, "scope")), agent.scopes)
-            exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
-            # RFC 7523 section 3: "the authorization server ... MAY ensure that JWTs are not replayed by
-            # maintaining the set of used jti values for the length of time for which the JWT would be
-            # considered valid". We do: the primary key refuses a second insert, across replicas.
-            if not await assertions.remember(session, did, str(claims["jti"]), exp):
-                raise InvalidGrant("the assertion was already used", debug=f"replayed jti {claims['jti']}")
-            tokens = await self.core.mint_token_pair(session, agent, scopes, status=slot, now=now, api_key_id=None)
-            audit.record(
-                session, ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id,
-                target_type="agent", target_id=agent.id, details={"grant_type": GRANT_JWT_BEARER},
+        tokens, access_row, refresh_row = self.core.token_pair_rows(
+            agent, scopes, status=slot, now=now, api_key_id=None
+        )
+        event = audit.event(
+            ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id,
+            target_type="agent", target_id=agent.id, details={"grant_type": GRANT_JWT_BEARER},
+        )  # fmt: skip
+        # Stage 2: one plan in the next write round. RFC 7523 section 3: "the authorization server ... MAY ensure
+        # that JWTs are not replayed by maintaining the set of used jti values for the length of time for which
+        # the JWT would be considered valid". We do: the primary key of ``used_assertions`` refuses a second
+        # insert of (issuer, jti), across replicas - a ``Conflict`` from the plan, which is nothing else's.
+        try:
+            await self.core.ports.writes.run(
+                WritePlan((
+                    Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive),
+                    Insert.of(UsedAssertionRow.__table__, {"issuer": did, "jti": jti, "expires_at": exp}),
+                    Insert.of(CredentialRow.__table__, access_row),
+                    Insert.of(RefreshTokenRow.__table__, refresh_row),
+                    Insert.of(AuditEventRow.__table__, event),
+                ))
             )  # fmt: skip
+        except Conflict as exc:
+            raise InvalidGrant("the assertion was already used", debug=f"replayed jti {jti}") from exc
         return tokens

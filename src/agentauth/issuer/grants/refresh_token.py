@@ -2,12 +2,15 @@
 
 A spent token presented again revokes its whole family and the access tokens minted from it (RFC 9700
 section 4.14.2). Rotation is one conditional UPDATE, so of N concurrent uses exactly one wins.
+
+On the general ports (issue 13 item 7), like ``AgentService.quickstart``: one read, the new pair signed outside
+any transaction, one write plan in the next batched round (``storage/grant_statements.py`` holds the statements).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from agentauth.errors import InvalidGrant
 from agentauth.issuer import audit
@@ -16,9 +19,9 @@ from agentauth.issuer.grants.base import Grant, Parameter, param
 from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow, parse_scope
-from agentauth.storage import agents as agents_repo
-from agentauth.storage import api_keys as api_keys_repo
-from agentauth.storage import refresh_tokens
+from agentauth.storage import grant_statements, refresh_tokens
+from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow
+from agentauth.storage.ports import Insert, Query, Require, WritePlan
 from agentauth.storage.records import RefreshTokenStatus
 
 GRANT_REFRESH_TOKEN = "refresh_token"
@@ -35,38 +38,55 @@ class RefreshTokenGrant(Grant):
         presented = param(params, "refresh_token", required=True)
         assert presented is not None
         token_hash = self.core.hasher.hash(presented)
-        slot = await self.core.status.allocate()
         now = self.core.clock()
         requested = parse_scope(param(params, "scope"))
-        async with self.core.sessions.begin() as session:
-            won = await refresh_tokens.consume(session, token_hash, now)
-            if won is not None:
-                agent = await agents_repo.get(session, won.agent_id)
-                key = await api_keys_repo.get(session, won.api_key_id) if won.api_key_id else None
-                key_dead = key is not None and not key.usable_at(now)
-                if agent is None or not agent.is_active or key_dead:
-                    raise InvalidGrant("refresh token is no longer valid", debug="agent or API key inactive")
-                # RFC 6749 section 6: a narrower scope may be requested, never a wider one.
-                scopes = narrow(requested, won.scopes)
-                tokens = await self.core.mint_token_pair(
-                    session,
-                    agent,
-                    scopes,
-                    status=slot,
-                    now=now,
-                    api_key_id=won.api_key_id,
-                    family_id=won.family_id,
-                )
-                audit.record(
-                    session, ctx, now, action="token.refreshed", tenant_id=agent.tenant_id, actor=agent.id,
-                    target_type="refresh_family", target_id=won.family_id,
-                )  # fmt: skip
-                return tokens
-        await self._refresh_lost(token_hash, now, ctx)
-        raise AssertionError("unreachable")
+        # Stage 1, outside any transaction: the token with its agent and key in one read, the rules, the new pair
+        # signed. A token that cannot be rotated is refused by ``_refresh_lost``, which explains why.
+        (rows,) = await self.core.ports.reads.fetch(Query(grant_statements.REFRESH_GRANT, {"hash": token_hash}))
+        if not rows:
+            await self._refresh_lost(token_hash, now, ctx)
+        token, agent, key = grant_statements.refresh_grant(rows[0])
+        if not token.usable_at(now):
+            await self._refresh_lost(token_hash, now, ctx)
+        inactive = InvalidGrant("refresh token is no longer valid", debug="agent or API key inactive")
+        key_dead = token.api_key_id is not None and (key is None or not key.usable_at(now))
+        if agent is None or not agent.is_active or key_dead:
+            raise inactive
+        # RFC 6749 section 6: a narrower scope may be requested, never a wider one.
+        scopes = narrow(requested, token.scopes)
+        slot = await self.core.status.allocate()
+        tokens, access_row, refresh_row = self.core.token_pair_rows(
+            agent, scopes, status=slot, now=now, api_key_id=token.api_key_id, family_id=token.family_id
+        )
+        event = audit.event(
+            ctx, now, action="token.refreshed", tenant_id=agent.tenant_id, actor=agent.id,
+            target_type="refresh_family", target_id=token.family_id,
+        )  # fmt: skip
+        # Stage 2: one plan in the next write round, re-checking what stage 1 relied on - the agent and key still
+        # active, then the rotation itself (the conditional UPDATE: of N concurrent uses exactly one wins).
+        lost = InvalidGrant("refresh token is invalid", debug="lost the rotation")
+        checks = [Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive)]
+        if token.api_key_id is not None:
+            checks.append(Require(grant_statements.ACTIVE_KEY, {"key": token.api_key_id}, 1, inactive))
+        try:
+            await self.core.ports.writes.run(
+                WritePlan((
+                    *checks,
+                    Require(grant_statements.ROTATE, {"hash": token_hash, "now": now}, 1, lost),
+                    Insert.of(CredentialRow.__table__, access_row),
+                    Insert.of(RefreshTokenRow.__table__, refresh_row),
+                    Insert.of(AuditEventRow.__table__, event),
+                ))
+            )  # fmt: skip
+        except InvalidGrant as exc:
+            if exc is not lost:
+                raise
+            await self._refresh_lost(token_hash, now, ctx)
+        return tokens
 
-    async def _refresh_lost(self, token_hash: str, now: datetime, ctx: RequestContext) -> None:
-        """Explain a failed refresh; a token that was already used means theft or a replay: kill the family."""
+    async def _refresh_lost(self, token_hash: str, now: datetime, ctx: RequestContext) -> NoReturn:
+        """Explain a failed refresh; a token that was already used means theft or a replay: kill the family.
+        The rare path, in one ORM unit of work."""
         async with self.core.sessions.begin() as session:
             existing = await refresh_tokens.find(session, token_hash)
             if existing is None:
