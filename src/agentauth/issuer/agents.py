@@ -231,17 +231,15 @@ class AgentService:
 
     @use_case("agents.get")
     async def get(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
-        now = self.core.clock()
-        async with self.core.reads() as session:
-            agent = await agents_repo.get_in_subtree(session, agent_id, principal.agent.path)
-            if agent is not None:
-                return agent_out(agent)
-            # Peers are the caller's own relationships: a token acting under a delegation sees the delegator's
-            # subtree, not the delegator's peers (agents of third tenants).
-            peer = None if principal.actor else await agents_repo.get_peer(session, agent_id, principal.agent, now)
-        if peer is not None:
-            return peer_out(peer)
-        raise NotFound("no such agent")
+        # What the list shows, one agent of it: in the subtree, or a delegation peer. Peers are the caller's own
+        # relationships: a token acting under a delegation sees the delegator's subtree, not the delegator's
+        # peers (agents of third tenants). One read, like the list's (the ORM's took 3 ms of CPU here).
+        agent = await self.core.ports.agent_pages.visible_agent(
+            principal.agent, agent_id, self.core.clock(), peers=principal.actor is None
+        )
+        if agent is None:
+            raise NotFound("no such agent")
+        return agent_out(agent) if agent.path.startswith(principal.agent.path) else peer_out(agent)
 
     @use_case("agents.list")
     async def list(self, principal: Principal, limit: int, offset: int, ctx: RequestContext) -> AgentPage:

@@ -130,6 +130,14 @@ class SqlAlchemyPorts:
             rows = (await session.execute(page, values)).all()
         return [agent_record(cast(AgentRow, _as(_AGENT_KEYS, row))) for row in rows], int(total or 0)
 
+    async def visible_agent(self, root: Agent, agent_id: str, now: datetime, peers: bool) -> Agent | None:
+        values: dict[str, Any] = statements.subtree_range(root.path) | {"id": agent_id}
+        if peers:
+            values |= {"agent": root.id, "tenant": root.tenant_id, "now": now}
+        async with self._reads() as session:
+            row = (await session.execute(statements.visible_agent(peers), values)).first()
+        return None if row is None else agent_record(cast(AgentRow, _as(_AGENT_KEYS, row)))
+
     async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
         async with self._sessions.begin() as session:
             keys = sorted(set(key_ids))

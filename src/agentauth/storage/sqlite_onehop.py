@@ -54,6 +54,7 @@ _LIST_STATE = statements.compile_sqlite(statements.list_state(bindparam("list_id
 _COUNT_RESERVED = statements.compile_sqlite(
     statements.count_reserved(bindparam("list_id"), bindparam("got"), bindparam("per_list"))
 )
+_VISIBLE_AGENT = {peers: statements.compile_sqlite(statements.visible_agent(peers)) for peers in (False, True)}
 _AGENT_PAGES = {
     peers: tuple(statements.compile_sqlite(statement) for statement in statements.agent_page(peers))
     for peers in (False, True)
@@ -132,6 +133,17 @@ def _agent_page(
     (total,) = connection.execute(count.sql, count.params(**values)).fetchone()
     rows = connection.execute(page.sql, page.params(**values)).fetchall()
     return [agent_record(cast(AgentRow, agent(row))) for row in rows], int(total)
+
+
+def _visible_agent(
+    root: Agent, agent_id: str, now: datetime, peers: bool, connection: sqlite3.Connection
+) -> Agent | None:
+    statement = _VISIBLE_AGENT[peers]
+    values: dict[str, Any] = statements.subtree_range(root.path) | {"id": agent_id}
+    if peers:
+        values |= {"agent": root.id, "tenant": root.tenant_id, "now": sqlite_datetime(now)}
+    row = connection.execute(statement.sql, statement.params(**values)).fetchone()
+    return None if row is None else agent_record(cast(AgentRow, _row_reader(statements.AGENT_COLUMNS)(row)))
 
 
 def _round(key_ids: list[str], plan: IssuancePlan, connection: sqlite3.Connection) -> None:
@@ -295,6 +307,9 @@ class SqliteOneHopPorts:
         self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
     ) -> tuple[list[Agent], int]:
         return await self._reads.read(functools.partial(_agent_page, root, now, limit, offset, peers))
+
+    async def visible_agent(self, root: Agent, agent_id: str, now: datetime, peers: bool) -> Agent | None:
+        return await self._reads.read(functools.partial(_visible_agent, root, agent_id, now, peers))
 
     async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
         await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan))
