@@ -262,6 +262,22 @@ async def test_visible_agent_is_one_agent_of_the_page(store: Store, peers: bool,
     assert await store.ports.visible_agent(leaf, "agt_c2", NOW, peers) is None  # its parent: above, not below
 
 
+async def test_concurrent_reads_answer_as_sequential_ones(store: Store) -> None:
+    # The one-hop implementation runs reads queued meanwhile together in one hop, each on its own snapshot.
+    root = await seed_pages(store)
+    reads = [
+        lambda: store.ports.agent_page(root, NOW, 3, 0, True),
+        lambda: store.ports.visible_agent(root, "agt_peer_in", NOW, True),
+        lambda: store.ports.token_states(["urn:uuid:live", "urn:uuid:not-ours"]),
+        lambda: store.ports.api_keys_with_agents(["ak_live_p1"]),
+        lambda: store.ports.visible_agent(root, "agt_expired", NOW, True),
+        lambda: store.ports.agent_page(root, NOW, 100, 2, False),
+    ] * 4
+    sequential = [await read() for read in reads]
+    assert sequential[1] is not None and sequential[4] is None and sequential[0][1] == len(WITH_PEERS)
+    assert await asyncio.gather(*(read() for read in reads)) == sequential
+
+
 # -- token states --------------------------------------------------------------------------------------------
 
 
