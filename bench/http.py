@@ -59,15 +59,12 @@ elif sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve()
 import argparse
 import asyncio
 import base64
-import contextlib
 import os
 import platform
-import shutil
-import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,9 +75,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from rawhttp import HttpError, RawConnection, build_request, new_event_loop
-from server import DEFAULT_POSTGRES_URL, HOST, reset_postgres, serve
+from server import (
+    DEFAULT_POSTGRES_URL,
+    HOST,
+    CpuMeter,
+    profiled,
+    reset_postgres,
+    serve,
+    summarize_profile,
+    wait_for_quiet,
+)
 
-BIN = Path(sys.executable).parent
 TOKEN_PATH = "/api/v1/auth/token"
 HELLO_PATH = "/health"
 # Goals of issue 3 on a 2-core machine, load generator included.
@@ -204,63 +209,9 @@ class LoadGenerator:
 
         await asyncio.gather(*(connection_loop(i) for i in range(self.concurrency)))
         phase.seconds = time.perf_counter() - started
-        if cpu and at_start:
-            phase.cpu = cpu.cores_since(at_start)
+        if cpu:
+            phase.cpu = CpuMeter.cores(at_start, cpu.sample())
         return phase
-
-
-class CpuMeter:
-    """Who used the CPUs during a phase (Linux /proc): the server's processes, this load generator, PostgreSQL,
-    and everything else - other work on a shared machine shows up instead of silently skewing the numbers."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server = {server_pid, *self._descendants(server_pid)}
-        self.tick = float(os.sysconf("SC_CLK_TCK"))
-
-    @staticmethod
-    def _descendants(pid: int) -> list[int]:
-        found: list[int] = []
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                for child in (task / "children").read_text().split():
-                    found += [int(child), *CpuMeter._descendants(int(child))]
-        return found
-
-    @staticmethod
-    def _busy() -> int:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-        return user + nice + system + irq + softirq + steal
-
-    def sample(self) -> dict[str, float] | None:
-        try:
-            totals = {"server": 0, "load generator": 0, "postgres": 0}
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
-                with contextlib.suppress(OSError):
-                    stat = (entry / "stat").read_text()
-                    name = stat[stat.index("(") + 1 : stat.rindex(")")]
-                    ticks = sum(int(v) for v in stat[stat.rindex(")") + 2 :].split()[11:13])  # utime, stime
-                    pid = int(entry.name)
-                    if pid in self.server:
-                        totals["server"] += ticks
-                    elif pid == os.getpid():
-                        totals["load generator"] += ticks
-                    elif name == "postgres":
-                        totals["postgres"] += ticks
-            return {**totals, "busy": self._busy(), "wall": time.monotonic()}
-        except OSError:
-            return None
-
-    def cores_since(self, start: dict[str, float]) -> dict[str, float]:
-        end = self.sample()
-        if end is None:
-            return {}
-        wall = end["wall"] - start["wall"]
-        used = {k: (end[k] - start[k]) / self.tick / wall for k in ("server", "load generator", "postgres")}
-        used["other"] = max(0.0, (end["busy"] - start["busy"]) / self.tick / wall - sum(used.values()))
-        return used
 
 
 # -- what the server recorded -------------------------------------------------------------------------------
@@ -319,66 +270,6 @@ CATEGORIES = [
 ]
 
 
-def summarize_profile(path: Path, top: int = 20) -> str:
-    """Where the sampled time went: per thread, inclusive share per category, functions with the most self time.
-
-    py-spy samples threads that are not idle, so a thread's share is roughly the time it was running (or waiting
-    for the GIL); time in C code without Python frames (uvloop, sqlite3, the GIL wait) shows on the calling frame.
-    """
-    stacks: list[tuple[list[str], int]] = []
-    for line in path.read_text(errors="replace").splitlines():
-        frames, _, count = line.rpartition(" ")
-        if frames and count.isdigit():
-            stacks.append((frames.split(";"), int(count)))
-    total = sum(n for _, n in stacks) or 1
-    out = [f"py-spy: {total} samples in {path}"]
-    threads: Counter[str] = Counter()
-    for frames, n in stacks:
-        thread = next((f for f in frames[:2] if f.startswith("thread (")), "?")
-        process = frames[0].split(":", 1)[0] if frames[0].startswith("process ") else ""
-        threads[f"{process} {thread}".strip()] += n
-    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in threads.most_common(8)]
-    for name, needles in CATEGORIES:
-        hits = sum(n for frames, n in stacks if any(any(k in f for k in needles) for f in frames))
-        out.append(f"  {100 * hits / total:5.1f}%  incl. {name}")
-    own: Counter[str] = Counter()
-    for frames, n in stacks:
-        own[frames[-1]] += n
-    out.append("  top self time:")
-    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
-    return "\n".join(out)
-
-
-@contextlib.contextmanager
-def profiled(directory: Path | None, pid: int, seconds: float, label: str) -> Iterator[Path | None]:
-    if directory is None:
-        yield None
-        return
-    spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
-    if spy is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    directory.mkdir(parents=True, exist_ok=True)
-    output = directory / f"{label}.txt"
-    process = subprocess.Popen(
-        [
-            *(spy, "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking", "--rate", "250"),
-            *("--format", "raw", "--duration", str(max(1, int(seconds))), "--output", str(output)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield output
-    finally:
-        try:
-            _, err = process.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
-        if process.returncode != 0:
-            print(f"py-spy failed: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
-
-
 # -- one configuration --------------------------------------------------------------------------------------
 
 
@@ -422,14 +313,14 @@ async def measure(args: argparse.Namespace, workers: int, port: int, pid: int, d
         hello = await load.run("GET", HELLO_PATH, None, args.seconds, cpu=cpu)
         warm = await load.run("POST", TOKEN_PATH, form, args.warmup, keep_bodies=True)
         label = f"{args.database}-w{workers}-{args.client}"
-        with profiled(args.profile, pid, args.seconds, label) as profile:
+        with profiled(args.profile, pid, args.seconds, label, threads=True) as profile:
             token = await load.run("POST", TOKEN_PATH, form, args.seconds, keep_bodies=True, cpu=cpu)
     # Every 200 is acknowledged: its row must be there now, while the server still runs.
     after = await access_jtis(database_url)
     created = after - before
     returned = {token_jti(body) for body in warm.bodies + token.bodies}
     if profile is not None and profile.exists():
-        print(summarize_profile(profile), flush=True)
+        print(summarize_profile(profile, CATEGORIES), flush=True)
     return Row(
         workers=workers,
         database=args.database,
@@ -441,23 +332,6 @@ async def measure(args: argparse.Namespace, workers: int, port: int, pid: int, d
         recorded=len(created),
         missing=len(returned - created) + (warm.ok + token.ok - len(returned)),  # + duplicate jtis
     )
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> None:
-    """On a shared machine, wait (at most ``max_wait`` s) until the rest of it uses under ``threshold`` cores."""
-    if max_wait <= 0 or not Path("/proc/stat").exists():
-        return
-    deadline = time.monotonic() + max_wait
-    tick = float(os.sysconf("SC_CLK_TCK"))
-    while True:
-        before, started = CpuMeter._busy(), time.monotonic()
-        time.sleep(1.0)
-        used = (CpuMeter._busy() - before) / tick / (time.monotonic() - started)
-        if used < threshold:
-            return
-        if time.monotonic() > deadline:
-            print(f"   the machine is still busy ({used:.2f} cores used by others); measuring anyway", flush=True)
-            return
 
 
 def run_configuration(args: argparse.Namespace, workers: int, runner: asyncio.Runner) -> Row:

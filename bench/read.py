@@ -42,26 +42,21 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
-import shutil
-import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
 
 from rawhttp import HttpError, RawConnection, build_request, new_event_loop
-from server import DEFAULT_POSTGRES_URL, HOST, children, cpu_seconds, reset_postgres, serve
+from server import DEFAULT_POSTGRES_URL, HOST, CpuMeter, profiled, reset_postgres, serve, summarize_profile
 
 HELLO_PATH = "/health"
 READ_PATH = "/api/v1/agents"
 GOAL_READ_RATIO = 0.30
-BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -101,58 +96,6 @@ class Phase:
         if not self.seconds:
             return "n/a"
         return ", ".join(f"{name} {used / self.seconds:.2f}" for name, used in self.cpu.items())
-
-
-# -- CPU use --------------------------------------------------------------------------------------------------
-
-
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for child in children(pid):
-        found += [child, *_descendants(child)]
-    return found
-
-
-def _busy_seconds() -> float:
-    """Busy CPU seconds of the whole machine since boot (/proc/stat: all but idle and iowait)."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_seconds() -> float:
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
-    return total
-
-
-class CpuMeter:
-    """CPU seconds of the server (master and workers), this load generator, PostgreSQL and everything else."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server = [server_pid, *_descendants(server_pid)]
-
-    def sample(self) -> dict[str, float]:
-        usage = os.times()
-        return {
-            "server": sum(cpu_seconds(p) for p in self.server),
-            "load generator": usage.user + usage.system,
-            "postgres": _postgres_seconds(),
-            "busy": _busy_seconds(),
-        }
-
-    @staticmethod
-    def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        used = {k: after[k] - before[k] for k in ("server", "load generator", "postgres")}
-        used["other"] = max(0.0, after["busy"] - before["busy"] - sum(used.values()))
-        return used
 
 
 # -- load -----------------------------------------------------------------------------------------------------
@@ -228,68 +171,20 @@ async def prepare(port: int, children_count: int) -> tuple[str, bytes]:
         connection.close()
 
 
-@contextlib.contextmanager
-def profiled(directory: Path | None, pid: int, seconds: float, label: str) -> Iterator[None]:
-    """py-spy the server (its workers included) for ``seconds`` into DIR/label.txt, collapsed stacks."""
-    if directory is None:
-        yield
-        return
-    spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
-    if spy is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    directory.mkdir(parents=True, exist_ok=True)
-    output = directory / f"{label}.txt"
-    process = subprocess.Popen(
-        [
-            *(spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "250"),
-            *("--format", "raw", "--duration", str(max(1, int(seconds))), "--output", str(output)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield
-    finally:
-        try:
-            _, err = process.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
-        if process.returncode != 0:
-            print(f"py-spy failed: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
-        elif output.exists():
-            print(top_self_time(output), flush=True)
-
-
-def top_self_time(path: Path, top: int = 25) -> str:
-    """The functions with the most self time, and the inclusive share of a few layers, from collapsed stacks."""
-    stacks: list[tuple[list[str], int]] = []
-    for line in path.read_text(errors="replace").splitlines():
-        frames, _, count = line.rpartition(" ")
-        if frames and count.isdigit():
-            stacks.append((frames.split(";"), int(count)))
-    total = sum(n for _, n in stacks) or 1
-    layers = {
-        "authenticate_bearer": ("authenticate_bearer",),
-        "token-state lookup": ("token_states", "lookups.py"),
-        "policy authorize": ("policies.py", "policy_engine.py"),
-        "list query (issuer/agents.py list)": ("issuer/agents.py",),
-        "SQLAlchemy": ("sqlalchemy/",),
-        "pydantic": ("pydantic",),
-        "FastAPI routing + dependencies": ("fastapi/",),
-        "starlette": ("starlette/",),
-        "uvicorn protocol": ("uvicorn/protocols/",),
-    }
-    out = [f"py-spy: {total} samples in {path}"]
-    for name, needles in layers.items():
-        hits = sum(n for frames, n in stacks if any(any(k in f for k in needles) for f in frames))
-        out.append(f"  {100 * hits / total:5.1f}%  incl. {name}")
-    own: Counter[str] = Counter()
-    for frames, n in stacks:
-        own[frames[-1]] += n
-    out.append("  top self time:")
-    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
-    return "\n".join(out)
+# Inclusive share of samples whose stack holds a frame matching one of these.
+LAYERS = [
+    ("authenticate_bearer", ("authenticate_bearer",)),
+    ("token-state lookup", ("token_states", "lookups.py")),
+    ("policy authorize", ("authorization.py", "policy_engine.py")),
+    ("list query (issuer/agents.py list)", ("issuer/agents.py",)),
+    ("SQLite one-hop reads (storage/db.py read)", ("SqliteSessionMaker._read",)),
+    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("pydantic", ("pydantic",)),
+    ("direct routes (api/direct.py)", ("api/direct.py",)),
+    ("FastAPI routing + dependencies", ("fastapi/routing.py", "fastapi/dependencies")),
+    ("starlette", ("starlette/",)),
+    ("uvicorn protocol", ("uvicorn/protocols/",)),
+]
 
 
 async def measure(args: argparse.Namespace, port: int, pid: int) -> tuple[Phase, Phase]:
@@ -305,9 +200,11 @@ async def measure(args: argparse.Namespace, port: int, pid: int) -> tuple[Phase,
                 await closed_loop(connections, request, args.warmup, None, check)
                 before = meter.sample()
                 label = f"read-{args.database}-w{args.workers}-{n}"
-                with profiled(args.profile if phase is read else None, pid, args.seconds, label):
+                with profiled(args.profile if phase is read else None, pid, args.seconds, label) as profile:
                     await closed_loop(connections, request, args.seconds, phase, check)
                 phase.cpu.update(CpuMeter.used(before, meter.sample()))
+                if profile is not None and profile.exists():
+                    print(summarize_profile(profile, LAYERS, top=25), flush=True)
     finally:
         for connection in connections:
             connection.close()

@@ -252,6 +252,35 @@ async def test_agent_pages_of_a_leaf_and_past_the_end(store: Store) -> None:
     assert [a.id for a in items] == ["agt_root", "agt_peer_in"] and total == 2
 
 
+@pytest.mark.parametrize(("peers", "order"), [(False, SUBTREE), (True, WITH_PEERS)])
+async def test_visible_agent_is_one_agent_of_the_page(store: Store, peers: bool, order: list[str]) -> None:
+    # ``agents.get`` shows exactly what ``agents.list`` lists: every agent of the page, and no other.
+    root = await seed_pages(store)
+    page, _ = await store.ports.agent_page(root, NOW, 100, 0, peers)
+    for agent in page:
+        assert await store.ports.visible_agent(root, agent.id, NOW, peers) == agent
+    for agent_id in {row["id"] for row in PAGE_AGENTS} - set(order) | {"agt_missing", "", "%"}:
+        assert await store.ports.visible_agent(root, agent_id, NOW, peers) is None, agent_id
+    leaf = Agent(**{**PAGE_AGENTS[3], "status": AgentStatus.ACTIVE, "scopes": tuple(PAGE_AGENTS[3]["scopes"])})
+    assert await store.ports.visible_agent(leaf, "agt_c2", NOW, peers) is None  # its parent: above, not below
+
+
+async def test_concurrent_reads_answer_as_sequential_ones(store: Store) -> None:
+    # The one-hop implementation runs reads queued meanwhile together in one hop, each on its own snapshot.
+    root = await seed_pages(store)
+    reads = [
+        lambda: store.ports.agent_page(root, NOW, 3, 0, True),
+        lambda: store.ports.visible_agent(root, "agt_peer_in", NOW, True),
+        lambda: store.ports.token_states(["urn:uuid:live", "urn:uuid:not-ours"]),
+        lambda: store.ports.api_keys_with_agents(["ak_live_p1"]),
+        lambda: store.ports.visible_agent(root, "agt_expired", NOW, True),
+        lambda: store.ports.agent_page(root, NOW, 100, 2, False),
+    ] * 4
+    sequential = [await read() for read in reads]
+    assert sequential[1] is not None and sequential[4] is None and sequential[0][1] == len(WITH_PEERS)
+    assert await asyncio.gather(*(read() for read in reads)) == sequential
+
+
 # -- token states --------------------------------------------------------------------------------------------
 
 
@@ -514,6 +543,8 @@ async def test_a_database_failure_is_temporarily_unavailable_on_every_port(store
         await conn.execute(text("DROP TABLE delegations"))
     with pytest.raises(TemporarilyUnavailable):
         await store.ports.agent_page(expected_agent("agt_root"), NOW, 10, 0, peers=True)
+    with pytest.raises(TemporarilyUnavailable):
+        await store.ports.visible_agent(expected_agent("agt_root"), "agt_root", NOW, peers=True)
     # The other ports still work: a failure is the statement's, not the connection's for good.
     assert set(await store.ports.api_keys_with_agents(["ak_live_p1"])) == {"ak_live_p1"}
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, runs
+from agentauth import paths
+from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, principal_of, request_context, runs
+from agentauth.api.direct import DirectRoute
+from agentauth.api.encoding import model_json
 from agentauth.api.ratelimits import limit_quickstart
+from agentauth.bootstrap import Services
 from agentauth.issuer.schemas import (
     AgentCreated,
     AgentOut,
@@ -20,8 +25,11 @@ from agentauth.issuer.schemas import (
 )
 from agentauth.issuer.secrets import NO_STORE
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
-AgentId = Annotated[str, Path(min_length=1, max_length=64, description="Agent id (agt_...)")]
+router = APIRouter(prefix=paths.AGENTS, tags=["agents"])
+AGENT_ID_MAX = 64
+AgentId = Annotated[str, Path(min_length=1, max_length=AGENT_ID_MAX, description="Agent id (agt_...)")]
+PAGE_LIMIT_MAX = 100
+PAGE_OFFSET_MAX = 1_000_000_000
 
 
 @router.post(
@@ -58,21 +66,65 @@ async def list_agents(
     principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 50,
+    offset: Annotated[int, Query(ge=0, le=PAGE_OFFSET_MAX)] = 0,
 ) -> Response:
-    # The model is built by the use case and serialized once, by pydantic's own encoder: FastAPI's
+    # The model is built by the use case and serialized once, from its fields (``api/encoding.py``): FastAPI's
     # response_model path would validate it a second time and encode it through jsonable_encoder (measured:
     # a fifth of this route's server time under bench/read.py). ``response_model`` stays for OpenAPI.
     page = await services.agents.list(principal, limit, offset, ctx)
-    return Response(page.model_dump_json(), media_type="application/json")
+    return Response(model_json(page), media_type="application/json")
 
 
 @router.get(
     "/{agent_id}", response_model=AgentOut, summary="Get an agent of your subtree", openapi_extra=runs("agents.get")
 )
-async def get_agent(agent_id: AgentId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep) -> AgentOut:
-    return await services.agents.get(principal, agent_id, ctx)
+async def get_agent(agent_id: AgentId, principal: PrincipalDep, services: ServicesDep, ctx: ContextDep) -> Response:
+    # Serialized once, as list_agents is.
+    agent = await services.agents.get(principal, agent_id, ctx)
+    return Response(model_json(agent), media_type="application/json")
+
+
+def page_query(query_string: bytes) -> tuple[int, int] | None:
+    """(limit, offset) of a plain query (absent, or canonical decimal numbers within bounds), else None: FastAPI
+    validates the rest and gives its own answer."""
+    values = {"limit": 50, "offset": 0}
+    seen = set()
+    for name, raw in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True) if query_string else ():
+        if name not in values or name in seen or not raw.isascii() or not raw.isdigit():
+            return None
+        if len(raw) > 1 and raw[0] == "0":
+            return None
+        seen.add(name)
+        values[name] = int(raw)
+    if not (1 <= values["limit"] <= PAGE_LIMIT_MAX and 0 <= values["offset"] <= PAGE_OFFSET_MAX):
+        return None
+    return values["limit"], values["offset"]
+
+
+async def list_agents_direct(request: Request) -> Response | None:
+    page = page_query(request.scope.get("query_string", b""))
+    if page is None:
+        return None
+    services: Services = request.app.state.services
+    principal = await principal_of(request, services)
+    return await list_agents(principal, services, request_context(request), *page)
+
+
+async def get_agent_direct(request: Request) -> Response | None:
+    agent_id: str = request.path_params["agent_id"]
+    if len(agent_id) > AGENT_ID_MAX:
+        return None
+    services: Services = request.app.state.services
+    principal = await principal_of(request, services)
+    return await get_agent(agent_id, principal, services, request_context(request))
+
+
+# The two reads every agent makes most, answered without FastAPI's routing and dependencies (``api/direct.py``).
+DIRECT = (
+    DirectRoute("GET", paths.AGENTS, list_agents_direct),
+    DirectRoute("GET", paths.AGENTS + "/{agent_id}", get_agent_direct),
+)
 
 
 @router.patch(

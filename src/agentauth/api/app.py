@@ -23,6 +23,7 @@ from agentauth.api import (
     status_lists,
     wellknown,
 )
+from agentauth.api.direct import DirectRoutes
 from agentauth.api.middleware import LimitsMiddleware, TrustedProxiesMiddleware
 from agentauth.bootstrap import Services, build_services
 from agentauth.mcp.http import McpMount
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.
     mcp = McpMount(lambda: app.state.services, config.issuer_url, config.max_body_bytes)
     mcp.install(app.router)
-    app.add_middleware(auth.TokenEndpoint)
+    # The busiest routes skip FastAPI's router and dependency injection; inside the limits, like every route.
+    app.add_middleware(DirectRoutes, routes=(*auth.DIRECT, *agents.DIRECT))
     app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
     app.add_middleware(TrustedProxiesMiddleware, trusted=config.trusted_proxies)  # added last: runs first
     return app

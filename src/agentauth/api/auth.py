@@ -3,16 +3,15 @@ revocation and the JWKS alias."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentauth import paths
 from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep, request_context
+from agentauth.api.direct import DirectRoute
 from agentauth.api.ratelimits import limit_token_request
 from agentauth.bootstrap import Services
 from agentauth.issuer.context import Principal, RequestContext
@@ -66,46 +65,13 @@ def token_summary(grants: GrantRegistry = GRANTS) -> str:
 )
 async def token(request: Request) -> Response:
     # The busiest route: no dependency injection and pydantic's own JSON encoder (measured: the two cost more
-    # per request than the Ed25519 signature); in the app it is answered by ``TokenEndpoint`` below.
+    # per request than the Ed25519 signature); in the app it is a direct route (``DIRECT`` below).
     services: Services = request.app.state.services
     ctx = request_context(request)
     params = await read_params(request)
     await limit_token_request(services, params, ctx)
     result = await services.tokens.token(params, ctx)
     return Response(result.model_dump_json(exclude_none=True), media_type="application/json", headers=NO_STORE)
-
-
-class TokenEndpoint:
-    """ASGI middleware answering ``POST /api/v1/auth/token`` with the route function above, without FastAPI's
-    routing, middleware and dependency layers (the route stays declared, for OpenAPI and as the fallback).
-
-    Measured with py-spy under bench/http.py: those layers took about a fifth of the server's time per token
-    request. Errors go through the app's own exception handlers, so every answer is the one the route gives.
-    Installed inside ``LimitsMiddleware``: body limits, NUL screening and request ids apply as everywhere."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != TOKEN_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        try:
-            response = await token(request)
-        except Exception as exc:
-            handler = _handler_for(request.app.exception_handlers, exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(scope, receive, send)
-
-
-def _handler_for(handlers: Mapping[Any, Any], exc: Exception) -> Any:
-    for cls in type(exc).__mro__:
-        if cls in handlers:
-            return handlers[cls]
-    return None
 
 
 async def _caller(
@@ -165,6 +131,10 @@ async def introspect(request: Request, services: ServicesDep, ctx: ContextDep) -
     return JSONResponse(result, headers=NO_STORE)
 
 
+async def introspect_direct(request: Request) -> Response:
+    return await introspect(request, request.app.state.services, request_context(request))
+
+
 @router.post(
     "/revoke",
     summary="Token revocation (RFC 7009)",
@@ -185,3 +155,12 @@ async def revoke(request: Request, services: ServicesDep, ctx: ContextDep) -> Re
 @router.get("/jwks", summary="Issuer public keys (same as /.well-known/jwks.json)")
 async def jwks(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+# Answered without FastAPI's routing and dependency layers (``api/direct.py``; measured with py-spy under
+# bench/http.py: those layers took about a fifth of the server's time per token request).
+DIRECT = (
+    DirectRoute("POST", TOKEN_PATH, token),
+    DirectRoute("POST", paths.INTROSPECT, introspect_direct),
+    DirectRoute("POST", TOKEN_PATH + "/introspect", introspect_direct),
+)

@@ -38,6 +38,24 @@ async def get_principal(
     return await services.tokens.authenticate_bearer(credentials.credentials if credentials else None)
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, read exactly as ``HTTPBearer(auto_error=False)`` reads
+    it for ``get_principal`` (so a direct route and its FastAPI route accept the same headers)."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if not scheme or not token or scheme.lower() != "bearer":
+        return None
+    return token
+
+
+async def principal_of(request: Request, services: Services) -> Principal:
+    """``get_principal`` for a direct route (``api/direct.py``)."""
+    return await services.tokens.authenticate_bearer(bearer_token(request))
+
+
 def runs(name: str) -> dict[str, Any]:
     """``@router.get(..., openapi_extra=runs("agents.get"))``: the route runs that operation's use case. Only a
     description (the use case authorizes itself: ``issuer/authorization.py``); the REST-backed MCP backend finds

@@ -200,18 +200,15 @@ class AgentService:
 
     @use_case("agents.get")
     async def get(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
-        agent = await fetch_agent(self.core, agent_id)
-        if agent is not None and agent.path.startswith(principal.agent.path):
-            return agent_out(agent)
-        # Peers are the caller's own relationships: a token acting under a delegation sees the delegator's
-        # subtree, not the delegator's peers (agents of third tenants). Inside a tenant, visibility is by subtree.
-        if agent is not None and principal.actor is None and agent.tenant_id != principal.agent.tenant_id:
-            (peers,) = await self.core.ports.reads.fetch(
-                Query(sql.PEERS, {"agent": principal.agent.id, "other": agent.id, "now": self.core.clock()})
-            )
-            if peers:
-                return peer_out(agent)
-        raise NotFound("no such agent")
+        # What the list shows, one agent of it: in the subtree, or a delegation peer. Peers are the caller's own
+        # relationships: a token acting under a delegation sees the delegator's subtree, not the delegator's
+        # peers (agents of third tenants). One read, like the list's (the ORM's took 3 ms of CPU here).
+        agent = await self.core.ports.agent_pages.visible_agent(
+            principal.agent, agent_id, self.core.clock(), peers=principal.actor is None
+        )
+        if agent is None:
+            raise NotFound("no such agent")
+        return agent_out(agent) if agent.path.startswith(principal.agent.path) else peer_out(agent)
 
     @use_case("agents.list")
     async def list(self, principal: Principal, limit: int, offset: int, ctx: RequestContext) -> AgentPage:

@@ -132,6 +132,7 @@ _REVOKE_FAMILIES = compile_pg(statements.revoke_families(None))
 _BUMP_LISTS = compile_pg(statements.bump_list_versions(None))
 _LIST_STATE = compile_pg(statements.list_state(bindparam("list_id")))
 _COUNT_RESERVED = compile_pg(statements.count_reserved(bindparam("list_id"), bindparam("got"), bindparam("per_list")))
+_VISIBLE_AGENT = {peers: compile_pg(statements.visible_agent(peers)) for peers in (False, True)}
 _AGENT_PAGES = {peers: tuple(compile_pg(s) for s in statements.agent_page(peers)) for peers in (False, True)}
 _BLOCKS = func.unnest(bindparam("blocks", type_=ARRAY(Integer))).table_valued("value").render_derived()
 # Ascending: two replicas inserting overlapping blocks in random order could each hold one the other waits for
@@ -386,6 +387,13 @@ class AsyncpgPorts:
             total = await connection.fetchval(count.sql, *count.args(values))
             rows = await connection.fetch(page.sql, *page.args(values))
         return [agent_record(cast(AgentRow, _AGENT(row))) for row in rows], int(total or 0)
+
+    async def visible_agent(self, root: Agent, agent_id: str, now: datetime, peers: bool) -> Agent | None:
+        values: dict[str, Any] = statements.subtree_range(root.path) | {"id": agent_id}
+        if peers:
+            values |= {"agent": root.id, "tenant": root.tenant_id, "now": now}
+        rows = await self._fetch(_VISIBLE_AGENT[peers], **values)
+        return agent_record(cast(AgentRow, _AGENT(rows[0]))) if rows else None
 
     # -- write rounds -------------------------------------------------------------------------------------
 

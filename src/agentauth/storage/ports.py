@@ -123,6 +123,11 @@ class AgentPages(Protocol):
         creation time then id; the count and the page from one snapshot on the read side."""
         ...
 
+    async def visible_agent(self, root: Agent, agent_id: str, now: datetime, peers: bool) -> Agent | None:
+        """Agent ``agent_id`` if ``agent_page`` would list it for ``root`` (the ``agents.get`` use case), else
+        None: one query on the read side."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Insert:

@@ -208,11 +208,10 @@ def subtree_range(root_path: str) -> dict[str, str]:
     return {"lo": root_path, "hi": root_path[:-1] + chr(ord(root_path[-1]) + 1)}
 
 
-def agent_page(peers: bool) -> tuple[Select[Any], Select[Any]]:
-    """(count, page of agent columns) of a subtree - bound ``:lo``/``:hi`` (``subtree_range``), ``:limit``,
-    ``:offset`` - and, with ``peers``, of the root's delegation peers too: agents of another tenant (``:tenant``)
-    with a live direct delegation with the root (``:agent``) either way at ``:now``. Ordered by creation, then id,
-    so pages are stable and the count is exactly what paging through returns."""
+def _visible(peers: bool) -> ColumnElement[bool]:
+    """The agents a root sees: its subtree - bound ``:lo``/``:hi`` (``subtree_range``) - and, with ``peers``, its
+    delegation peers: agents of another tenant (``:tenant``) with a live direct delegation with the root
+    (``:agent``) either way at ``:now``."""
     condition: ColumnElement[bool] = (AgentRow.path >= bindparam("lo")) & (AgentRow.path < bindparam("hi"))
     if peers:
         live = (DelegationRow.status == DelegationStatus.ACTIVE, DelegationRow.expires_at > bindparam("now"))
@@ -221,6 +220,13 @@ def agent_page(peers: bool) -> tuple[Select[Any], Select[Any]]:
             select(DelegationRow.delegator_id).where(DelegationRow.delegate_id == bindparam("agent"), *live),
         )
         condition = condition | (AgentRow.id.in_(peer_ids) & (AgentRow.tenant_id != bindparam("tenant")))
+    return condition
+
+
+def agent_page(peers: bool) -> tuple[Select[Any], Select[Any]]:
+    """(count, page of agent columns) of what a root sees (``_visible``), bound ``:limit`` and ``:offset`` too.
+    Ordered by creation, then id, so pages are stable and the count is exactly what paging through returns."""
+    condition = _visible(peers)
     count = select(func.count()).select_from(AgentRow).where(condition)
     page = (
         select(*AGENT_COLUMNS)
@@ -236,6 +242,11 @@ def row_as(columns: Sequence[Any], values: Sequence[Any]) -> Any:
     """``values`` (a slice of a ``Reads.fetch`` row) as an object with ``columns``' keys as attributes - what a
     repository's ``to_record`` reads from an ORM row."""
     return SimpleNamespace(**{column.key: value for column, value in zip(columns, values, strict=True)})
+
+
+def visible_agent(peers: bool) -> Select[Any]:
+    """The agent columns of agent ``:id`` if the root sees it (``_visible``): at most one row."""
+    return select(*AGENT_COLUMNS).where(AgentRow.id == bindparam("id"), _visible(peers))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,96 @@
+"""Direct routes: the busiest routes answered by their own route function, without FastAPI's router, dependency
+injection and exception middleware (ASGI, inside ``LimitsMiddleware``: body limits, NUL screening and request ids
+apply as everywhere).
+
+Measured with py-spy and in process (bench/ops.py, bench/read.py): matching a request against every route of the
+app, solving three dependencies and the two exception/exit-stack layers cost as much CPU as the token check, the
+policy decision and the query of ``GET /api/v1/agents`` together. Each direct route is declared once, beside its
+FastAPI route, which stays declared: for OpenAPI, and as the answer to whatever the direct handler declines
+(``None``: a query or path parameter FastAPI would have to validate), so every answer - errors included - is
+the one the FastAPI route gives. Errors raised by a handler go through the app's own exception handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+Handler = Callable[[Request], Awaitable[Response | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectRoute:
+    """``path`` is exact, or ends with one ``{name}`` segment (a non-empty segment without ``/``, passed as
+    ``request.path_params[name]``)."""
+
+    method: str
+    path: str
+    handler: Handler
+
+    @property
+    def template(self) -> tuple[str, str] | None:
+        """(prefix up to and including the last ``/``, parameter name) for a templated path, else None."""
+        prefix, _, last = self.path.rpartition("/")
+        if last.startswith("{") and last.endswith("}"):
+            return prefix + "/", last[1:-1]
+        return None
+
+
+class DirectRoutes:
+    """ASGI middleware: answers the requests of ``routes`` with their handlers; everything else (and whatever a
+    handler declines) goes to the app."""
+
+    def __init__(self, app: ASGIApp, routes: Iterable[DirectRoute] = ()) -> None:
+        self.app = app
+        self.exact: dict[tuple[str, str], Handler] = {}
+        self.templated: dict[tuple[str, str], tuple[str, Handler]] = {}
+        for route in routes:
+            template = route.template
+            if template is None:
+                self.exact[(route.method, route.path)] = route.handler
+            else:
+                self.templated[(route.method, template[0])] = (template[1], route.handler)
+
+    def _match(self, scope: Scope) -> Handler | None:
+        method, path = scope["method"], scope["path"]
+        handler = self.exact.get((method, path))
+        if handler is not None or not self.templated:
+            return handler
+        prefix, _, last = path.rpartition("/")
+        found = self.templated.get((method, prefix + "/")) if last else None
+        if found is None:
+            return None
+        scope["path_params"] = {found[0]: last}
+        return found[1]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._match(scope) if scope["type"] == "http" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            on_error = handler_for(request.app.exception_handlers, exc)
+            if on_error is None:
+                raise
+            response = await on_error(request, exc)
+        if response is None:
+            scope.pop("path_params", None)
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+def handler_for(handlers: Mapping[Any, Any], exc: Exception) -> Any:
+    """The app's exception handler for ``exc``: the one registered for its class or the nearest base class."""
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
