@@ -9,17 +9,19 @@ any transaction, one write plan in the next batched round (``storage/grant_state
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
 from agentauth.errors import InvalidGrant
 from agentauth.issuer import audit
 from agentauth.issuer.context import RequestContext
-from agentauth.issuer.grants.base import Grant, Parameter, param
+from agentauth.issuer.grants.base import Grant, GrantServices, Parameter, param
 from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.storage import grant_statements, refresh_tokens
+from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow
 from agentauth.storage.ports import Insert, Query, Require, WritePlan
 from agentauth.storage.records import RefreshTokenStatus
@@ -34,6 +36,20 @@ class RefreshTokenGrant(Grant):
         Parameter("scope", "Space-separated; may narrow the original grant, never widen it."),
     )
 
+    def __init__(self, services: GrantServices) -> None:
+        super().__init__(services)
+        # Concurrent refreshes read together: one ``Reads.fetch`` (one connection, one snapshot; on SQLite one
+        # hop) for all the lookups queued while the previous one ran. One fetch per request held a pooled
+        # connection each; 32 at once overflowed the PostgreSQL pool into a connect-and-close per request.
+        self._lookups: MicroBatcher[str, list[tuple[Any, ...]]] = MicroBatcher(
+            self._lookup_round, self.core.settings.batch_max_size
+        )
+
+    async def _lookup_round(self, token_hashes: Sequence[str]) -> list[list[tuple[Any, ...]]]:
+        return await self.core.ports.reads.fetch(
+            *(Query(grant_statements.REFRESH_GRANT, {"hash": token_hash}) for token_hash in token_hashes)
+        )
+
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         presented = param(params, "refresh_token", required=True)
         assert presented is not None
@@ -42,7 +58,7 @@ class RefreshTokenGrant(Grant):
         requested = parse_scope(param(params, "scope"))
         # Stage 1, outside any transaction: the token with its agent and key in one read, the rules, the new pair
         # signed. A token that cannot be rotated is refused by ``_refresh_lost``, which explains why.
-        (rows,) = await self.core.ports.reads.fetch(Query(grant_statements.REFRESH_GRANT, {"hash": token_hash}))
+        rows = await self._lookups.submit(token_hash)
         if not rows:
             await self._refresh_lost(token_hash, now, ctx)
         token, agent, key = grant_statements.refresh_grant(rows[0])
