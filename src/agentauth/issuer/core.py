@@ -15,7 +15,7 @@ from agentauth.issuer.schemas import AgentOut, TokenResponse
 from agentauth.issuer.secrets import SecretHasher, new_refresh_token
 from agentauth.issuer.status import StatusRegistry
 from agentauth.settings import Settings
-from agentauth.storage import credentials, refresh_tokens
+from agentauth.storage import credentials
 from agentauth.storage.ports import StoragePorts
 from agentauth.storage.records import Agent, RefreshTokenStatus
 from agentauth.vc import CredentialIssuer, StatusEntry
@@ -178,25 +178,6 @@ class IssuerCore:
             "used_at": None,
         }
         return token_response(access, exp, now, scopes, refresh), credential_row, refresh_row
-
-    async def mint_token_pair(
-        self,
-        session: AsyncSession,
-        agent: Agent,
-        scopes: Sequence[str],
-        *,
-        status: StatusEntry,
-        now: datetime,
-        api_key_id: str | None,
-        family_id: str | None = None,
-    ) -> TokenResponse:
-        """``token_pair_rows``, recorded in the caller's transaction."""
-        tokens, credential_row, refresh_row = self.token_pair_rows(
-            agent, scopes, status=status, now=now, api_key_id=api_key_id, family_id=family_id
-        )
-        await credentials.insert(session, **credential_row)
-        await refresh_tokens.insert(session, **refresh_row)
-        return tokens
 
     def identity_credential_row(self, agent: Agent, now: datetime, status: StatusEntry) -> tuple[str, dict[str, Any]]:
         """Sign a new ``AgentIdentityCredential`` for ``agent``: (jwt, the ``credentials`` row that records it)."""

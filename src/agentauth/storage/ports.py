@@ -10,7 +10,7 @@ Each port has one implementation per backend family, chosen once (``factory.stor
   (``SqliteSessionMaker.read`` / ``write``) - the embedded default. Measured ~6x cheaper per lookup than the ORM
   (0.14 against 0.87 ms of CPU for one token state), which is why it exists.
 
-Both translate their failures into ``agentauth.errors`` (``failures.translate``: unique violation -> ``Conflict``,
+All translate their failures into ``agentauth.errors`` (``failures.translate``: unique violation -> ``Conflict``,
 unstorable value -> ``InvalidRequest``, anything else -> ``TemporarilyUnavailable``), so a caller never sees a
 driver exception, and ``tests/storage/test_port_contracts.py`` holds every implementation to the same records and
 the same errors for the same inputs.
@@ -19,8 +19,9 @@ Two ports are general, so a use case needs no port method of its own: ``Reads.fe
 SELECTs built once) in one snapshot, ``Writes.run`` runs a ``WritePlan`` (``Insert`` / ``Require`` / ``Execute``
 steps) in the next write round. A use case on them reads in stage 1, signs outside any transaction, and writes
 in stage 2, re-checking in the plan what it relied on (``Require``) - the shape of ``AgentService.quickstart``.
+The policy reads (``PolicyReads``) are built on ``Reads`` once for every backend (``policy_reads``).
 Repository modules that work on a caller's ``AsyncSession`` remain for the rare paths (administration, the
-explanation of a failure).
+explanation of a failure, reuse detection).
 """
 
 from __future__ import annotations
