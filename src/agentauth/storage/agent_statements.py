@@ -48,7 +48,7 @@ from agentauth.storage.models import (
 )
 from agentauth.storage.ports import Execute
 from agentauth.storage.records import Agent, AgentStatus, ApiKey, ApiKeyStatus, DelegationStatus, RefreshTokenStatus
-from agentauth.storage.statements import AGENT_COLUMNS, API_KEY_COLUMNS, live_credential, row_as
+from agentauth.storage.statements import AGENT_COLUMNS, API_KEY_COLUMNS, live_credential, paged, row_as
 
 _NOW: Any = bindparam("now")
 
@@ -107,17 +107,8 @@ PEERS = (
 
 
 def _keys_page(condition: ColumnElement[bool]) -> tuple[Select[Any], Select[Any]]:
-    """(count, page of API key columns) of the keys ``condition`` names - bound ``:limit``, ``:offset`` - ordered
-    by creation, then id, so pages are stable and the count is what paging through returns."""
-    count = select(func.count()).select_from(ApiKeyRow).where(condition)
-    page = (
-        select(*API_KEY_COLUMNS)
-        .where(condition)
-        .order_by(ApiKeyRow.created_at, ApiKeyRow.id)
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-    )
-    return count, page
+    """(count, page of API key columns) of the keys ``condition`` names (``statements.paged``)."""
+    return paged(ApiKeyRow.__table__, condition)
 
 
 def key_of(row: Sequence[Any]) -> ApiKey:

@@ -354,13 +354,7 @@ class AsyncpgPorts:
         split = statements.TOKEN_STATE_COLUMNS
         states: dict[str, TokenState] = {}
         for row in await self._fetch(_TOKEN_STATES, keys=list(set(jtis))):
-            jti, kind, client_id, revoked_at, expires_at, version = row[:split]
-            expires = _instant(expires_at)
-            assert expires is not None
-            agent = agent_record(cast(AgentRow, _AGENT(row[split:])))
-            states[jti] = TokenState(
-                jti, CredentialKind(kind), client_id, _instant(revoked_at), expires, agent, int(version or 0)
-            )
+            states[row[0]] = statements.token_state(row, agent_record(cast(AgentRow, _AGENT(row[split:]))), _instant)
         return states
 
     async def api_keys_with_agents(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
@@ -377,9 +371,7 @@ class AsyncpgPorts:
         self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
     ) -> tuple[list[Agent], int]:
         count, page = _AGENT_PAGES[peers]
-        values: dict[str, Any] = statements.subtree_range(root.path) | {"limit": limit, "offset": offset}
-        if peers:
-            values |= {"agent": root.id, "tenant": root.tenant_id, "now": now}
+        values = statements.agent_page_values(root, now, limit, offset, peers)
         async with (
             self._connection() as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),  # one snapshot for both

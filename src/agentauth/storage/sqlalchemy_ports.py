@@ -138,10 +138,8 @@ class SqlAlchemyPorts:
             rows = (await session.execute(statements.token_states(list(set(jtis))))).all()
             states: dict[str, TokenState] = {}
             for row in rows:
-                jti, kind, client_id, revoked_at, expires_at, version = row[:split]
-                agent = agent_record(cast(AgentRow, _as(_AGENT_KEYS, row[split:])))
-                states[jti] = TokenState(
-                    jti, CredentialKind(kind), client_id, revoked_at, expires_at, agent, int(version or 0)
+                states[row[0]] = statements.token_state(
+                    row, agent_record(cast(AgentRow, _as(_AGENT_KEYS, row[split:])))
                 )
             return states
 
@@ -164,9 +162,7 @@ class SqlAlchemyPorts:
         self, root: Agent, now: datetime, limit: int, offset: int, peers: bool
     ) -> tuple[list[Agent], int]:
         count, page = _AGENT_PAGES[peers]
-        values: dict[str, Any] = statements.subtree_range(root.path) | {"limit": limit, "offset": offset}
-        if peers:
-            values |= {"agent": root.id, "tenant": root.tenant_id, "now": now}
+        values = statements.agent_page_values(root, now, limit, offset, peers)
 
         async def read(session: AsyncSession) -> tuple[list[Agent], int]:
             total = await session.scalar(count, values)

@@ -110,13 +110,7 @@ def _token_states(jtis: list[str], connection: sqlite3.Connection) -> dict[str, 
     split = statements.TOKEN_STATE_COLUMNS
     states: dict[str, TokenState] = {}
     for row in connection.execute(_TOKEN_STATES.sql, _TOKEN_STATES.params(keys=_keys(jtis))):
-        jti, kind, client_id, revoked_at, expires_at, version = row[:split]
-        expires = _instant(expires_at)
-        assert expires is not None
-        record = agent_record(cast(AgentRow, agent(row[split:])))
-        states[jti] = TokenState(
-            jti, CredentialKind(kind), client_id, _instant(revoked_at), expires, record, int(version or 0)
-        )
+        states[row[0]] = statements.token_state(row, agent_record(cast(AgentRow, agent(row[split:]))), _instant)
     return states
 
 
@@ -134,9 +128,7 @@ def _agent_page(
     root: Agent, now: datetime, limit: int, offset: int, peers: bool, connection: sqlite3.Connection
 ) -> tuple[list[Agent], int]:
     count, page = _AGENT_PAGES[peers]
-    values: dict[str, Any] = statements.subtree_range(root.path) | {"limit": limit, "offset": offset}
-    if peers:
-        values |= {"agent": root.id, "tenant": root.tenant_id, "now": sqlite_datetime(now)}
+    values = statements.agent_page_values(root, sqlite_datetime(now), limit, offset, peers)
     agent = _row_reader(statements.AGENT_COLUMNS)
     connection.execute("BEGIN")  # one snapshot for the count and the page (``SqliteSessionMaker.read`` ends it)
     (total,) = connection.execute(count.sql, count.params(**values)).fetchone()

@@ -50,11 +50,14 @@ from agentauth.storage.models import (
     StatusListRow,
 )
 from agentauth.storage.records import (
+    Agent,
     AgentStatus,
     ApiKeyStatus,
+    CredentialKind,
     DelegationStatus,
     RefreshTokenStatus,
     StatusListState,
+    TokenState,
 )
 
 AGENT_COLUMNS = tuple(AgentRow.__table__.columns)
@@ -223,19 +226,41 @@ def _visible(peers: bool) -> ColumnElement[bool]:
     return condition
 
 
-def agent_page(peers: bool) -> tuple[Select[Any], Select[Any]]:
-    """(count, page of agent columns) of what a root sees (``_visible``), bound ``:limit`` and ``:offset`` too.
-    Ordered by creation, then id, so pages are stable and the count is exactly what paging through returns."""
-    condition = _visible(peers)
-    count = select(func.count()).select_from(AgentRow).where(condition)
+def paged(table: Any, condition: ColumnElement[bool]) -> tuple[Select[Any], Select[Any]]:
+    """(count, page of ``table``'s columns) of the rows ``condition`` names, bound ``:limit`` and ``:offset``;
+    ordered by creation, then id, so pages are stable and the count is exactly what paging through returns."""
+    count = select(func.count()).select_from(table).where(condition)
     page = (
-        select(*AGENT_COLUMNS)
+        select(*table.columns)
         .where(condition)
-        .order_by(AgentRow.created_at, AgentRow.id)
+        .order_by(table.c.created_at, table.c.id)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
     return count, page
+
+
+def agent_page(peers: bool) -> tuple[Select[Any], Select[Any]]:
+    """(count, page of agent columns) of what a root sees (``_visible``)."""
+    return paged(AgentRow.__table__, _visible(peers))
+
+
+def agent_page_values(root: Agent, now: Any, limit: int, offset: int, peers: bool) -> dict[str, Any]:
+    """The values ``agent_page`` binds for ``root`` (``now`` as the implementation binds an instant)."""
+    values: dict[str, Any] = subtree_range(root.path) | {"limit": limit, "offset": offset}
+    if peers:
+        values |= {"agent": root.id, "tenant": root.tenant_id, "now": now}
+    return values
+
+
+def token_state(row: Sequence[Any], agent: Agent, instant: Any = None) -> TokenState:
+    """A ``token_states`` row (its leading columns; ``agent`` read from the rest) as a record, ``instant``
+    turning the implementation's timestamps into aware datetimes (None: they already are)."""
+    jti, kind, client_id, revoked_at, expires_at, version = row[:TOKEN_STATE_COLUMNS]
+    if instant is not None:
+        revoked_at, expires_at = instant(revoked_at), instant(expires_at)
+    assert expires_at is not None
+    return TokenState(jti, CredentialKind(kind), client_id, revoked_at, expires_at, agent, int(version or 0))
 
 
 def row_as(columns: Sequence[Any], values: Sequence[Any]) -> Any:
