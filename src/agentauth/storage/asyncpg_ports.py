@@ -27,9 +27,9 @@ bound as their text. Failures go through ``failures.translate`` like every other
 - ``TemporarilyUnavailable``).
 
 Adding a port method: build its Core statement in ``statements`` (a builder given ``keys=None`` binds a set of
-keys as one array, ``:keys``), compile it here once (``_STATEMENT = compile_pg(statements.builder(None))``),
-and run it in a method - ``await self._fetch(_STATEMENT, keys=[...])`` for rows, ``_rows`` to read them as the
-ORM would (``_row_reader(columns)``), ``await _execute(connection, _STATEMENT, ...)`` inside a ``self._write()``
+keys as one array, ``:keys``), compile it here once (``_STATEMENT = compile_pg(statements.builder(None))``,
+``asyncpg_sql``), and run it in a method - ``await self._fetch(_STATEMENT, keys=[...])`` for rows, read as the
+ORM would by ``row_reader(columns)``, ``await execute(connection, _STATEMENT, ...)`` inside a ``self._write()``
 transaction for a change. Named values are converted by the statement's own bind types.
 """
 
@@ -37,27 +37,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import Integer, Table, bindparam, event, func, insert, select
+from sqlalchemy import Integer, bindparam, event, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.util import await_only
 
 from agentauth.errors import AgentAuthError
 from agentauth.storage import statements
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
+from agentauth.storage.asyncpg_sql import (
+    PgStatement,
+    compile_pg,
+    compiled,
+    execute,
+    fetch,
+    insert_many,
+    instant,
+    require,
+    row_reader,
+    rows,
+)
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.db import POOL_SIZE, PoolLimits, Timeouts
 from agentauth.storage.failures import translate
@@ -74,52 +81,8 @@ from agentauth.storage.ports import Insert, IssuancePlan, Query, Require, Revoke
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
 
-DIALECT = cast(Any, asyncpg_dialect.dialect)()
 # Driver failures that are storage failures (``translate`` tells which), besides OSError (unreachable, timed out).
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-@dataclass(frozen=True, slots=True)
-class PgStatement:
-    """A statement compiled for asyncpg: its SQL ($n) and, per parameter in order, its name, the value the
-    expression bound (a status literal) and the bind processor of its type; whether it returns rows, with the
-    result processor of each column."""
-
-    sql: str
-    names: tuple[str, ...]
-    defaults: tuple[Any, ...]
-    binds: tuple[Callable[[Any], Any] | None, ...]
-    returns_rows: bool
-
-    def args(self, values: Mapping[str, Any]) -> list[Any]:
-        return [
-            value if bind is None else bind(value)
-            for value, bind in zip(
-                (values.get(name, default) for name, default in zip(self.names, self.defaults, strict=True)),
-                self.binds,
-                strict=True,
-            )
-        ]
-
-
-def compile_pg(statement: ClauseElement) -> PgStatement:
-    compiled = cast(SQLCompiler, statement.compile(dialect=DIALECT))
-    names = tuple(getattr(compiled, "positiontup", None) or ())
-    binds = tuple(compiled.binds[name].type._cached_bind_processor(DIALECT) for name in names)
-    params = compiled.params
-    returns = bool(getattr(statement, "exported_columns", ()))
-    return PgStatement(str(compiled), names, tuple(params.get(name) for name in names), binds, returns)
-
-
-_COMPILED: dict[int, tuple[ClauseElement, PgStatement]] = {}
-
-
-def compiled(statement: ClauseElement) -> PgStatement:
-    """``statement`` compiled once (plans' statements are module constants; the entry keeps its key alive)."""
-    entry = _COMPILED.get(id(statement))
-    if entry is None or entry[0] is not statement:
-        entry = _COMPILED[id(statement)] = (statement, compile_pg(statement))
-    return entry[1]
 
 
 _TOKEN_STATES = compile_pg(statements.token_states(None))
@@ -132,6 +95,8 @@ _REVOKE_FAMILIES = compile_pg(statements.revoke_families(None))
 _BUMP_LISTS = compile_pg(statements.bump_list_versions(None))
 _LIST_STATE = compile_pg(statements.list_state(bindparam("list_id")))
 _COUNT_RESERVED = compile_pg(statements.count_reserved(bindparam("list_id"), bindparam("got"), bindparam("per_list")))
+_AGENT = row_reader(statements.AGENT_COLUMNS)
+_API_KEY = row_reader(statements.API_KEY_COLUMNS)
 _VISIBLE_AGENT = {peers: compile_pg(statements.visible_agent(peers)) for peers in (False, True)}
 _AGENT_PAGES = {peers: tuple(compile_pg(s) for s in statements.agent_page(peers)) for peers in (False, True)}
 _BLOCKS = func.unnest(bindparam("blocks", type_=ARRAY(Integer))).table_valued("value").render_derived()
@@ -148,113 +113,6 @@ _RESERVE = compile_pg(
     .on_conflict_do_nothing()
     .returning(StatusBlockRow.block)
 )
-
-
-def _column_reader(column: Any) -> Callable[[Any], Any] | None:
-    # JSON has none: the dialect's codec on the connection decodes it.
-    return cast("Callable[[Any], Any] | None", column.type._cached_result_processor(DIALECT, None))
-
-
-def _row_reader(columns: Sequence[Any]) -> Callable[[Sequence[Any]], SimpleNamespace]:
-    """Turns asyncpg values of ``columns`` into an object with the attributes the ORM row would have, each
-    converted as its column type converts it, for the repositories' ``to_record``."""
-    plan = [(column.key, _column_reader(column)) for column in columns]
-
-    def read(values: Sequence[Any]) -> SimpleNamespace:
-        return SimpleNamespace(**{
-            name: value if convert is None or value is None else convert(value)
-            for (name, convert), value in zip(plan, values, strict=True)
-        })  # fmt: skip
-
-    return read
-
-
-_AGENT = _row_reader(statements.AGENT_COLUMNS)
-_API_KEY = _row_reader(statements.API_KEY_COLUMNS)
-_INSTANT: Callable[[Any], Any] = UTCDateTime()._cached_result_processor(DIALECT, None) or (lambda value: value)
-
-
-def _instant(value: datetime | None) -> datetime | None:
-    """A timestamp as ``UTCDateTime`` reads it (aware UTC)."""
-    return None if value is None else cast(datetime, _INSTANT(value))
-
-
-@dataclass(frozen=True, slots=True)
-class _InsertSql:
-    sql: str
-    # Per parameter: the row's key (None: the column's scalar default) and the column type's bind processor.
-    plan: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
-
-    def args(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            default if name not in row else row[name] if bind is None else bind(row[name])
-            for name, default, bind in self.plan
-        )
-
-
-_INSERTS: dict[tuple[Table, tuple[str, ...]], _InsertSql] = {}
-
-
-def _insert(table: Table, columns: tuple[str, ...]) -> _InsertSql:
-    """The INSERT of these columns of ``table``, compiled once; a column the rows leave out that has a scalar
-    default gets it, as SQLAlchemy's Core insert would."""
-    found = _INSERTS.get((table, columns))
-    if found is None:
-        statement = insert(table).compile(dialect=DIALECT, column_keys=list(columns))
-        plan = []
-        for name in statement.positiontup or ():
-            column = table.c[name]
-            given: Any = column.default
-            default = given.arg if given is not None and given.is_scalar else None
-            bind = column.type._cached_bind_processor(DIALECT)
-            plan.append((name, bind(default) if bind is not None and default is not None else default, bind))
-        found = _INSERTS[(table, columns)] = _InsertSql(str(statement), tuple(plan))
-    return found
-
-
-async def _insert_many(connection: asyncpg.Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """One executemany (asyncpg pipelines it: one round trip); the rows all have the columns of the first."""
-    if rows:
-        statement = _insert(table, tuple(rows[0]))
-        await connection.executemany(statement.sql, [statement.args(row) for row in rows])
-
-
-async def _execute(connection: asyncpg.Connection, statement: PgStatement, **values: Any) -> int:
-    """Run a statement that returns no rows; how many rows it changed."""
-    status = await connection.execute(statement.sql, *statement.args(values))
-    return int(status.rsplit(" ", 1)[-1]) if status and status.rsplit(" ", 1)[-1].isdigit() else 0
-
-
-async def _fetch(connection: asyncpg.Connection, statement: PgStatement, **values: Any) -> list[asyncpg.Record]:
-    return cast("list[asyncpg.Record]", await connection.fetch(statement.sql, *statement.args(values)))
-
-
-async def _require(connection: asyncpg.Connection, step: Require) -> None:
-    statement = compiled(step.statement)
-    if statement.returns_rows:
-        count = len(await _fetch(connection, statement, **step.params))
-    else:
-        count = await _execute(connection, statement, **step.params)
-    if count != step.rows:
-        raise step.error
-
-
-_READERS: dict[int, tuple[ClauseElement, tuple[Callable[[Any], Any] | None, ...]]] = {}
-
-
-async def _rows(connection: asyncpg.Connection, query: Query) -> list[tuple[Any, ...]]:
-    """A ``Reads.fetch`` query's rows, each value converted as its selected column's type converts it."""
-    entry = _READERS.get(id(query.statement))
-    if entry is None or entry[0] is not query.statement:
-        selected = getattr(query.statement, "selected_columns", ())
-        entry = _READERS[id(query.statement)] = (query.statement, tuple(_column_reader(c) for c in selected))
-    readers = entry[1]
-    rows = await _fetch(connection, compiled(query.statement), **query.params)
-    if not any(readers):
-        return [tuple(row) for row in rows]
-    return [
-        tuple(v if read is None or v is None else read(v) for read, v in zip(readers, row, strict=True)) for row in rows
-    ]
 
 
 def _translated(exc: BaseException) -> BaseException:
@@ -337,16 +195,16 @@ class AsyncpgPorts:
 
     async def _fetch(self, statement: PgStatement, **values: Any) -> list[asyncpg.Record]:
         async with self._connection() as connection:
-            return await _fetch(connection, statement, **values)
+            return await fetch(connection, statement, **values)
 
     # -- reads --------------------------------------------------------------------------------------------
 
     async def fetch(self, *queries: Query) -> list[list[tuple[Any, ...]]]:
         async with self._connection() as connection:
             if len(queries) == 1:
-                return [await _rows(connection, queries[0])]
+                return [await rows(connection, queries[0])]
             async with connection.transaction(isolation="repeatable_read", readonly=True):  # one snapshot
-                return [await _rows(connection, query) for query in queries]
+                return [await rows(connection, query) for query in queries]
 
     async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
         if not jtis:
@@ -354,7 +212,7 @@ class AsyncpgPorts:
         split = statements.TOKEN_STATE_COLUMNS
         states: dict[str, TokenState] = {}
         for row in await self._fetch(_TOKEN_STATES, keys=list(set(jtis))):
-            states[row[0]] = statements.token_state(row, agent_record(cast(AgentRow, _AGENT(row[split:]))), _instant)
+            states[row[0]] = statements.token_state(row, agent_record(cast(AgentRow, _AGENT(row[split:]))), instant)
         return states
 
     async def api_keys_with_agents(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
@@ -394,38 +252,38 @@ class AsyncpgPorts:
         async with self._write() as connection:
             live: dict[str, datetime] = {}
             if keys:
-                for key_id, updated_at in await _fetch(connection, _LIVE_KEYS, keys=keys):
-                    instant = _instant(updated_at)
-                    assert instant is not None
-                    live[key_id] = instant
+                for key_id, updated_at in await fetch(connection, _LIVE_KEYS, keys=keys):
+                    moment = instant(updated_at)
+                    assert moment is not None
+                    live[key_id] = moment
             rows = plan(live)
-            await _insert_many(connection, CredentialRow.__table__, rows.credentials)
-            await _insert_many(connection, RefreshTokenRow.__table__, rows.refresh_tokens)
-            await _insert_many(connection, AuditEventRow.__table__, rows.audit_events)
+            await insert_many(connection, CredentialRow.__table__, rows.credentials)
+            await insert_many(connection, RefreshTokenRow.__table__, rows.refresh_tokens)
+            await insert_many(connection, AuditEventRow.__table__, rows.audit_events)
             if rows.touched:
-                await _execute(connection, _TOUCH_KEYS, keys=sorted(rows.touched), now=rows.now)
+                await execute(connection, _TOUCH_KEYS, keys=sorted(rows.touched), now=rows.now)
 
     async def revoke_round(self, jtis: Sequence[str], now: datetime, audit: RevokedAudit) -> list[Revoked]:
         unique = list(dict.fromkeys(jtis))
         async with self._write() as connection:
-            rows = await _fetch(connection, _REVOKE, keys=unique, now=now)
+            rows = await fetch(connection, _REVOKE, keys=unique, now=now)
             pairs: dict[str, str] = {jti: family for jti, _, _, _, family in rows if family}
             missing = set(unique) - {row[0] for row in rows}  # already dead: their families may still be alive
             if missing:
-                found = await _fetch(connection, _FAMILIES_OF, keys=sorted(missing))
+                found = await fetch(connection, _FAMILIES_OF, keys=sorted(missing))
                 pairs |= {jti: family for jti, family in found if family is not None}
             families = sorted(set(pairs.values()))
             tenants: dict[str, str] = {}
             # Again until a pass finds nothing - see ``refresh_tokens.revoke_families``.
             for _ in range(FAMILY_REVOKE_PASSES if families else 0):
-                revoked_now = await _fetch(connection, _REVOKE_FAMILIES, keys=families)
+                revoked_now = await fetch(connection, _REVOKE_FAMILIES, keys=families)
                 if not revoked_now:
                     break
                 tenants.update({family_id: tenant_id for family_id, tenant_id in revoked_now})
             if rows:
-                await _execute(connection, _BUMP_LISTS, keys=sorted({row[3] for row in rows}))
+                await execute(connection, _BUMP_LISTS, keys=sorted({row[3] for row in rows}))
             revoked = [Revoked(jti, CredentialKind(kind), tenant, family) for jti, kind, tenant, _, family in rows]
-            await _insert_many(connection, AuditEventRow.__table__, audit(revoked, revoked_families(pairs, tenants)))
+            await insert_many(connection, AuditEventRow.__table__, audit(revoked, revoked_families(pairs, tenants)))
             return revoked
 
     async def reserve_blocks(self, list_id: int, blocks: Sequence[int], now: datetime, per_list: int) -> list[int]:
@@ -433,10 +291,10 @@ class AsyncpgPorts:
             state = await connection.fetchval(_LIST_STATE.sql, *_LIST_STATE.args({"list_id": list_id}))
             if state != StatusListState.OPEN or not blocks:
                 return []
-            inserted = await _fetch(connection, _RESERVE, list_id=list_id, blocks=sorted(blocks), now=now)
+            inserted = await fetch(connection, _RESERVE, list_id=list_id, blocks=sorted(blocks), now=now)
             got = sorted(block for (block,) in inserted)
             if got:
-                await _execute(connection, _COUNT_RESERVED, list_id=list_id, got=len(got), per_list=per_list)
+                await execute(connection, _COUNT_RESERVED, list_id=list_id, got=len(got), per_list=per_list)
             return got
 
     # -- write plans --------------------------------------------------------------------------------------
@@ -455,11 +313,11 @@ class AsyncpgPorts:
                 try:
                     for step in plan.steps:
                         if isinstance(step, Insert):
-                            await _insert_many(connection, step.table, step.rows)
+                            await insert_many(connection, step.table, step.rows)
                         elif isinstance(step, Require):
-                            await _require(connection, step)
+                            await require(connection, step)
                         else:
-                            await _execute(connection, compiled(step.statement), **step.params)
+                            await execute(connection, compiled(step.statement), **step.params)
                 except (AgentAuthError, *_DRIVER_ERRORS) as exc:
                     # ROLLBACK TO keeps the savepoint: it is the next plan's.
                     await connection.execute("ROLLBACK TO SAVEPOINT plan")
