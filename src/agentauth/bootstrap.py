@@ -29,6 +29,7 @@ from agentauth.issuer.keyring import IssuerKeys
 from agentauth.issuer.lifecycle import LifecycleService
 from agentauth.issuer.policies import PolicyService
 from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
+from agentauth.issuer.resource_servers import ResourceServerService
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
@@ -68,6 +69,7 @@ class Services:
     lifecycle: LifecycleService
     delegations: DelegationService
     policies: PolicyService
+    resource_servers: ResourceServerService
     audit: AuditService
     rate_limiter: RateLimiter
 
@@ -218,6 +220,7 @@ async def build_services(settings: Settings) -> Services:
         lifecycle=LifecycleService(core, tokens),
         delegations=DelegationService(core, authz),
         policies=PolicyService(core, authz),
+        resource_servers=ResourceServerService(core, authz),
         audit=AuditService(core, authz),
         rate_limiter=build_rate_limiter(settings.redis_url),
     )
