@@ -15,6 +15,10 @@ import pytest
 from api_support import FORM, TOKEN, assert_unchanged, snapshot
 
 from agentauth.bootstrap import Services
+from agentauth.sdk import offline_verifier
+from agentauth.sdk.asgi import BearerAuthMiddleware
+from agentauth.sdk.mcp_auth import AgentAuthTokenVerifier
+from agentauth.vc import VerificationError
 from support import ISSUER_URL, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
@@ -233,3 +237,34 @@ async def test_json_body_resource_list(client: httpx.AsyncClient, root: dict[str
         )
     )
     assert _payload(answer["access_token"])["aud"] == FILES
+
+
+async def test_sdk_accepts_only_tokens_for_its_own_resource(
+    client: httpx.AsyncClient, services: Services, root: dict[str, Any]
+) -> None:
+    await register(client, root["access_token"])
+    await register(client, root["access_token"], identifier=BILLING, scopes=[{"name": "billing.read"}])
+    for_files = ok(await token_for(client, root["api_key"], FILES))["access_token"]
+    files = offline_verifier(services.jwks(), issuer_url=ISSUER_URL, resource=FILES, check_status=False)
+    billing = offline_verifier(services.jwks(), issuer_url=ISSUER_URL, resource=BILLING, check_status=False)
+    assert files.verify_access_token(for_files).scopes == {"files.read", "files.write"}
+    with pytest.raises(VerificationError) as refused:
+        billing.verify_access_token(for_files)
+    assert refused.value.code == "invalid_audience"
+    # AgentAuth's own tokens are not for FILES either, and a verifier with no resource checks nothing.
+    with pytest.raises(VerificationError) as own:
+        files.verify_access_token(root["access_token"])
+    assert own.value.code == "invalid_audience"
+    unset = offline_verifier(services.jwks(), issuer_url=ISSUER_URL, check_status=False)
+    with pytest.raises(VerificationError) as unconfigured:
+        unset.verify_access_token(for_files)
+    assert unconfigured.value.code == "audience_not_configured"
+    # The resource-server adapters refuse to be set up without knowing their resource.
+    with pytest.raises(ValueError, match="resource"):
+        AgentAuthTokenVerifier(unset)
+    with pytest.raises(ValueError, match="resource"):
+        BearerAuthMiddleware(lambda scope, receive, send: None, unset)  # type: ignore[arg-type,return-value]
+    mcp_files = AgentAuthTokenVerifier(files)
+    accepted = await mcp_files.verify_token(for_files)
+    assert accepted is not None and accepted.resource == FILES
+    assert await AgentAuthTokenVerifier(billing).verify_token(for_files) is None
