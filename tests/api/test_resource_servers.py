@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import FORM, TOKEN, assert_unchanged, snapshot
+from api_support import FORM, JWT_BEARER, TOKEN, TOKEN_EXCHANGE, assert_unchanged, assertion_for, snapshot
 
 from agentauth.bootstrap import Services
 from agentauth.sdk import offline_verifier
@@ -268,3 +268,90 @@ async def test_sdk_accepts_only_tokens_for_its_own_resource(
     accepted = await mcp_files.verify_token(for_files)
     assert accepted is not None and accepted.resource == FILES
     assert await AgentAuthTokenVerifier(billing).verify_token(for_files) is None
+
+
+async def test_jwt_bearer_resource_sets_aud(client: httpx.AsyncClient, root: dict[str, Any]) -> None:
+    await register(client, root["access_token"])
+
+    async def assertion_grant(*resources: str) -> httpx.Response:
+        pairs = [("grant_type", JWT_BEARER), ("assertion", assertion_for(root))] + [("resource", r) for r in resources]
+        return await client.post(TOKEN, content=str(httpx.QueryParams(pairs)), headers=FORM)
+
+    issued = ok(await assertion_grant(FILES))
+    assert _payload(issued["access_token"])["aud"] == FILES and issued["scope"] == "files.read files.write"
+    assert (await assertion_grant(BILLING)).json()["error"] == "invalid_target"
+    assert _payload(ok(await assertion_grant())["access_token"])["aud"] == ISSUER_URL
+
+
+async def test_token_exchange_resource_sets_aud(client: httpx.AsyncClient, root: dict[str, Any]) -> None:
+    await register(client, root["access_token"])
+    auth = bearer(root["access_token"])
+    child = ok(await client.post("/api/v1/agents", json={"name": "kid", "agent_type": "tool"}, headers=auth), 201)
+    key = ok(await client.post("/api/v1/credentials", json={"agent_id": child["agent"]["id"]}, headers=auth), 201)
+    grant = {"delegate_agent_id": child["agent"]["id"], "scopes": ["agents.read"]}
+    delegation = ok(await client.post("/api/v1/delegations", json=grant, headers=auth), 201)
+
+    async def exchange(*resources: str, scope: str | None = None) -> httpx.Response:
+        pairs = [
+            ("grant_type", TOKEN_EXCHANGE), ("subject_token", delegation["credential"]),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"), ("client_secret", key["raw_key"]),
+        ]  # fmt: skip
+        pairs += [("resource", r) for r in resources] + ([("scope", scope)] if scope else [])
+        return await client.post(TOKEN, content=str(httpx.QueryParams(pairs)), headers=FORM)
+
+    exchanged = ok(await exchange(FILES, scope="files.read"))
+    payload = _payload(exchanged["access_token"])
+    assert (
+        payload["aud"] == FILES and payload["scope"] == "files.read" and payload["act"]["sub"] == child["agent"]["did"]
+    )
+    assert (await exchange(BILLING)).json()["error"] == "invalid_target"
+    assert (await exchange(FILES, scope="agents.read")).json()["error"] == "invalid_scope"
+    own = ok(await exchange())
+    assert _payload(own["access_token"])["aud"] == ISSUER_URL and own["scope"] == "agents.read"
+
+
+def mcp_server_for(services: Services, resource: str) -> Any:
+    """A third-party MCP server on the official Python MCP SDK, protected by agentauth.sdk for ``resource``."""
+    from mcp.server.auth.settings import AuthSettings
+    from mcp.server.mcpserver import MCPServer
+
+    verifier = offline_verifier(services.jwks(), issuer_url=ISSUER_URL, resource=resource, check_status=False)
+    server: MCPServer[Any] = MCPServer(
+        "files",
+        token_verifier=AgentAuthTokenVerifier(verifier),
+        auth=AuthSettings(
+            issuer_url=ISSUER_URL, resource_server_url=resource, required_scopes=[], validate_token_resource=True
+        ),
+    )
+
+    @server.tool()
+    def ping() -> str:
+        return "pong"
+
+    return server.streamable_http_app()
+
+
+async def test_a_token_for_one_mcp_server_is_refused_by_another(
+    client: httpx.AsyncClient, services: Services, root: dict[str, Any]
+) -> None:
+    await register(client, root["access_token"])
+    await register(client, root["access_token"], identifier=BILLING)
+    token = ok(await token_for(client, root["api_key"], FILES))["access_token"]
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"} | bearer(token)
+    answers = {}
+    for resource in (FILES, BILLING):
+        app = mcp_server_for(services, resource)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:9100") as http,
+        ):
+            answers[resource] = await http.post("/mcp", json=initialize, headers=headers)
+    assert answers[FILES].status_code == 200, answers[FILES].text
+    assert answers[BILLING].status_code == 401
+    assert 'error="invalid_token"' in answers[BILLING].headers["www-authenticate"]
