@@ -200,6 +200,7 @@ async def build_services(settings: Settings) -> Services:
         clock=utcnow,
         ports=ports,
         token_endpoint=f"{settings.issuer_url}{paths.TOKEN}",
+        own_resources=(f"{settings.issuer_url}{paths.API_V1}", f"{settings.issuer_url}{paths.MCP}"),
     )
     authz = Authorizer(core)  # the one authorization of every use case, shared by all services
     api_keys = ApiKeyService(core, authz)

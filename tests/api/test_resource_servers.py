@@ -139,6 +139,13 @@ async def test_client_credentials_resource_sets_aud(client: httpx.AsyncClient, r
     own = ok(await token_for(client, root["api_key"]))
     assert _payload(own["access_token"])["aud"] == ISSUER_URL
     assert "agents.read" in own["scope"].split()
+    # Naming AgentAuth's own API (the issuer, its REST API or /mcp) is the same.
+    for alias in (ISSUER_URL, f"{ISSUER_URL}/mcp", f"{ISSUER_URL}/api/v1"):
+        aliased = ok(await token_for(client, root["api_key"], alias, scope="agents.read"))
+        assert _payload(aliased["access_token"])["aud"] == ISSUER_URL
+    # AgentAuth's own API cannot be registered by a tenant.
+    taken = await client.post(SERVERS, json=server(f"{ISSUER_URL}/mcp"), headers=bearer(root["access_token"]))
+    assert taken.status_code == 400, taken.text
     # A token for a third-party server is not accepted by AgentAuth's own routes.
     refused = await client.get("/api/v1/agents", headers=bearer(one["access_token"]))
     assert refused.status_code == 401, refused.text

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from agentauth import paths
 from agentauth.errors import InvalidRequest, InvalidScope, InvalidTarget
 from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.storage import resource_servers as repo
@@ -89,11 +88,12 @@ class Target:
 
 
 class AudienceResolver:
-    def __init__(self, reads: Reads, issuer_url: str) -> None:
+    def __init__(self, reads: Reads, issuer_url: str, own: Iterable[str] = ()) -> None:
+        """``own``: the identifiers of AgentAuth's own API besides the issuer URL (bootstrap names them: ``/api/v1``
+        and ``/mcp`` under it)."""
         self.reads = reads
         self.issuer_url = issuer_url.rstrip("/")
-        base = self.issuer_url
-        self.own = frozenset({base, f"{base}/", f"{base}{paths.API_V1}", f"{base}{paths.MCP}"})
+        self.own = frozenset({self.issuer_url, f"{self.issuer_url}/", *own})
         self._cache: OrderedDict[str, tuple[float, ResourceServer | None]] = OrderedDict()
 
     def forget(self, identifier: str) -> None:

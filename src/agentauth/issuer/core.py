@@ -66,6 +66,9 @@ class IssuerCore:
     # The token endpoint's URL, an audience of jwt-bearer assertions (RFC 7523 section 3); the REST adapter
     # says where it lives (``agentauth.paths``), bootstrap hands it in.
     token_endpoint: str
+    # RFC 8707 identifiers of AgentAuth's own API besides the issuer URL (its REST API and /mcp): a ``resource``
+    # naming one gets a token for our own API (``audience.AudienceResolver``); bootstrap names them.
+    own_resources: tuple[str, ...] = ()
 
     @property
     def is_postgres(self) -> bool:
@@ -79,7 +82,7 @@ class IssuerCore:
     @functools.cached_property
     def audience(self) -> AudienceResolver:
         """The RFC 8707 ``resource`` resolution of every grant, with its per-process cache of resource servers."""
-        return AudienceResolver(self.ports.reads, self.issuer_url)
+        return AudienceResolver(self.ports.reads, self.issuer_url, self.own_resources)
 
     def subject_claims(self, agent: Agent) -> dict[str, str]:
         return {

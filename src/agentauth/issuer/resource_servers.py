@@ -39,9 +39,9 @@ def server_out(server: ResourceServer) -> ResourceServerOut:
         tenant_id=server.tenant_id,
         identifier=server.identifier,
         name=server.name,
-        kind=server.kind,  # type: ignore[arg-type]
-        scopes=[{"name": n, "description": d} for n, d in server.scopes],  # type: ignore[misc]
-        access=server.access,  # type: ignore[arg-type]
+        kind=server.kind,
+        scopes=[{"name": n, "description": d} for n, d in server.scopes],
+        access=server.access,
         allowed_tenants=list(server.allowed_tenants),
         created_at=server.created_at,
         updated_at=server.updated_at,
