@@ -48,6 +48,7 @@ from server import reset_postgres
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN = "/api/v1/auth/token"
+RESOURCE = "https://files.example.com/mcp"
 
 
 class Asgi:
@@ -153,6 +154,9 @@ class World:
         self.live = expect(
             await a.call("POST", TOKEN, form={"grant_type": "client_credentials", "client_secret": self.api_key}), 200
         )["access_token"]
+        # A registered resource server (RFC 8707), for the token_resource operation.
+        server = {"identifier": RESOURCE, "name": "files", "scopes": [{"name": "files.read"}]}
+        expect(await a.call("POST", "/api/v1/resource-servers", json=server, token=self.token), 201)
 
     async def stock_pairs(self, n: int, into: str, concurrency: int) -> None:
         async def one() -> None:
@@ -203,6 +207,7 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
     """name -> (one request, what to stock first for n requests)."""
     a = w.asgi
     cc_form = {"grant_type": "client_credentials", "client_secret": w.api_key}
+    resource_form = cc_form | {"resource": RESOURCE}
 
     async def health() -> None:
         expect(await a.call("GET", "/health"), 200)
@@ -215,6 +220,9 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
 
     async def token() -> None:
         expect(await a.call("POST", TOKEN, form=cc_form), 200)
+
+    async def token_resource() -> None:
+        expect(await a.call("POST", TOKEN, form=resource_form), 200)
 
     async def introspect() -> None:
         expect(await a.call("POST", "/api/v1/auth/introspect", form={"token": w.live}, token=w.token), 200)
@@ -272,6 +280,7 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
         "list": (list_agents, None),
         "get_agent": (get_agent, None),
         "token": (token, None),
+        "token_resource": (token_resource, None),
         "introspect": (introspect, None),
         "check_permission": (check_permission, None),
         "quickstart": (quickstart, None),

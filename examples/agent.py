@@ -42,11 +42,17 @@ def run(issuer: str, resource: str, name: str) -> dict[str, Any]:
         agent_did = registered["agent"]["did"]
         key = KeyPair.from_jwk(registered["private_key_jwk"])
 
-        # 2. A token for the resource server, narrowed to what this job needs (RFC 6749 client_credentials).
+        # 2. A token for the resource server (RFC 8707 resource: its aud names that server, which refuses tokens
+        # meant for any other), narrowed to what this job needs (RFC 6749 client_credentials).
         token = check(
             http.post(
                 f"{issuer}/api/v1/auth/token",
-                data={"grant_type": "client_credentials", "client_secret": registered["api_key"], "scope": "api.read"},
+                data={
+                    "grant_type": "client_credentials",
+                    "client_secret": registered["api_key"],
+                    "scope": "api.read",
+                    "resource": resource,
+                },
             ),
             "token",
         )

@@ -3,9 +3,15 @@
 It has no account with the issuer and never calls it per request: tokens are verified locally against the
 issuer's published keys (JWKS, cached) and revocation status lists (cached for their ttl).
 
-Run (next to `agentauth serve` on port 8000):
+Register it with AgentAuth once (a tenant root's token; RFC 8707 resource identifier = its URL), then run it
+(next to `agentauth serve` on port 8000):
 
+    curl -X POST http://127.0.0.1:8000/api/v1/resource-servers -H "Authorization: Bearer $ROOT_TOKEN" \
+      -H 'content-type: application/json' -d '{"identifier": "http://127.0.0.1:9000", "name": "reports",
+      "access": "any_agent", "scopes": [{"name": "api.read"}, {"name": "api.write"}]}'
     AGENTAUTH_ISSUER_URL=http://127.0.0.1:8000 python examples/resource_server.py --port 9000
+
+Agents ask for tokens with ``resource=http://127.0.0.1:9000``; a token for any other server is refused.
 
 Routes: GET / (public), GET /reports (scope api.read), POST /reports (scope api.write),
 GET /whoami (any valid token), GET /presentations/challenge and POST /presentations (an agent proves who it
@@ -30,11 +36,12 @@ from agentauth.sdk.fastapi import install, require_scopes
 from agentauth.vc import VerificationError, VerifiedToken
 
 ISSUER_URL = os.environ.get("AGENTAUTH_ISSUER_URL", "http://127.0.0.1:8000")
-# Who this server is, as the audience of the presentations agents make for it.
+# Who this server is: its RFC 8707 resource identifier, the aud of the tokens it accepts and of the
+# presentations agents make for it.
 RESOURCE_URL = os.environ.get("RESOURCE_SERVER_URL", "http://127.0.0.1:9000")
 CHALLENGE_SECONDS = 300
 
-verifier = AsyncOnlineVerifier(ISSUER_URL)
+verifier = AsyncOnlineVerifier(ISSUER_URL, resource=RESOURCE_URL)
 
 
 @asynccontextmanager

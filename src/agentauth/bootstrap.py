@@ -29,6 +29,7 @@ from agentauth.issuer.keyring import IssuerKeys
 from agentauth.issuer.lifecycle import LifecycleService
 from agentauth.issuer.policies import PolicyService
 from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
+from agentauth.issuer.resource_servers import ResourceServerService
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
@@ -68,6 +69,7 @@ class Services:
     lifecycle: LifecycleService
     delegations: DelegationService
     policies: PolicyService
+    resource_servers: ResourceServerService
     audit: AuditService
     rate_limiter: RateLimiter
 
@@ -198,6 +200,7 @@ async def build_services(settings: Settings) -> Services:
         clock=utcnow,
         ports=ports,
         token_endpoint=f"{settings.issuer_url}{paths.TOKEN}",
+        own_resources=(f"{settings.issuer_url}{paths.API_V1}", f"{settings.issuer_url}{paths.MCP}"),
     )
     authz = Authorizer(core)  # the one authorization of every use case, shared by all services
     api_keys = ApiKeyService(core, authz)
@@ -218,6 +221,7 @@ async def build_services(settings: Settings) -> Services:
         lifecycle=LifecycleService(core, tokens),
         delegations=DelegationService(core, authz),
         policies=PolicyService(core, authz),
+        resource_servers=ResourceServerService(core, authz),
         audit=AuditService(core, authz),
         rate_limiter=build_rate_limiter(settings.redis_url),
     )

@@ -60,6 +60,14 @@ class InvalidScope(AgentAuthError):
     description = "The requested scope is invalid, unknown or exceeds what was granted."
 
 
+class InvalidTarget(AgentAuthError):
+    """RFC 8707 section 2: "The requested resource is invalid, missing, unknown, or malformed"."""
+
+    error = "invalid_target"
+    status_code = 400
+    description = "The requested resource is invalid, unknown, malformed or not permitted."
+
+
 class InvalidToken(AgentAuthError):
     error = "invalid_token"
     status_code = 401

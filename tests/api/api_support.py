@@ -123,6 +123,7 @@ class Tenant(Root):
     child_token: str
     delegation: dict[str, Any]
     policy: dict[str, Any]
+    server: dict[str, Any]
 
     @property
     def key_id(self) -> str:
@@ -136,6 +137,9 @@ POLICY_BODY: dict[str, Any] = {
     "actions": ["write"],
     "resources": ["reports/**"],
 }
+
+
+SERVER_BODY: dict[str, Any] = {"name": "files", "kind": "mcp", "scopes": [{"name": "files.read"}]}
 
 
 async def client_credentials(client: httpx.AsyncClient, api_key: str, scope: str | None = None) -> dict[str, Any]:
@@ -178,7 +182,9 @@ async def make_tenant(client: httpx.AsyncClient, name: str = "tenant") -> Tenant
         201,
     )
     policy = ok(await client.post("/api/v1/policies", json=POLICY_BODY, headers=bearer(token)), 201)
-    return Tenant(root, child, child_key, child_token, delegation, policy)
+    registered = SERVER_BODY | {"identifier": f"https://{root['agent']['id']}.example.com/mcp"}
+    server = ok(await client.post("/api/v1/resource-servers", json=registered, headers=bearer(token)), 201)
+    return Tenant(root, child, child_key, child_token, delegation, policy, server)
 
 
 async def make_root(client: httpx.AsyncClient, name: str = "root") -> Root:
@@ -195,6 +201,7 @@ def tenant_ids(tenant: Tenant) -> dict[str, str]:
         "credential_id": tenant.key_id,
         "delegation_id": tenant.delegation["id"],
         "policy_id": tenant.policy["id"],
+        "server_id": tenant.server["id"],
     }
 
 
@@ -238,6 +245,8 @@ def valid_body(method: str, path: str, route: APIRoute, ids: dict[str, str]) -> 
         ("POST", "/api/v1/delegations"): {"delegate_agent_id": ids.get("agent_id", ""), "scopes": ["api.read"]},
         ("POST", "/api/v1/policies"): POLICY_BODY,
         ("PUT", "/api/v1/policies/{policy_id}"): POLICY_BODY | {"name": "replaced", "priority": 7},
+        ("POST", "/api/v1/resource-servers"): SERVER_BODY | {"identifier": "https://another.example.com/mcp"},
+        ("PUT", "/api/v1/resource-servers/{server_id}"): SERVER_BODY | {"name": "renamed"},
         ("POST", "/api/v1/policies/evaluate"): {
             "agent_id": ids.get("agent_id", ""),
             "action": "read",

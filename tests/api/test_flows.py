@@ -23,6 +23,7 @@ from api_support import (
 
 from agentauth.bootstrap import Services
 from agentauth.did import encode_did_key
+from agentauth.issuer.scopes import SCOPES
 from agentauth.keys import KeyPair
 from agentauth.vc import create_agent_assertion
 from support import ISSUER_URL, assert_error, bearer, ok, quickstart
@@ -58,7 +59,7 @@ async def test_client_credentials_narrows_scope_and_the_token_obeys_it(client: h
     )
     assert_error(refused, 403, "insufficient_scope")
     full = await client_credentials(client, root["api_key"])
-    assert set(full["scope"].split()) == set(root["scope"].split()) and len(full["scope"].split()) == 12
+    assert set(full["scope"].split()) == set(root["scope"].split()) and len(full["scope"].split()) == len(SCOPES)
 
 
 async def test_client_credentials_with_http_basic_and_with_json(client: httpx.AsyncClient) -> None:

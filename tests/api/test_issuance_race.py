@@ -40,7 +40,7 @@ async def test_a_key_revoked_between_signing_and_recording_gets_no_token(
     key = await new_key(client, root["access_token"])
     issuer = services.tokens.client_credentials
     request = ClientCredentialsRequest(
-        api_key=key["raw_key"], client_id=None, scopes=None, slot=await services.status.allocate(),
+        api_key=key["raw_key"], client_id=None, scope=None, resources=(), slot=await services.status.allocate(),
         ctx=RequestContext(request_id="race-1", ip="203.0.113.9"),
     )  # fmt: skip
     signed = await issuer._prepare.submit(request)  # stage 1: key valid, token signed

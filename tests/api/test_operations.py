@@ -36,6 +36,7 @@ from agentauth.issuer.delegations import DelegationService
 from agentauth.issuer.lifecycle import LifecycleService
 from agentauth.issuer.operations import OPENAPI_EXTENSION, OPERATIONS, ApiOperation
 from agentauth.issuer.policies import PolicyService
+from agentauth.issuer.resource_servers import ResourceServerService
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.server import build_server
 from support import app_route_table, assert_error, bearer, ok, path_params, quickstart, requires_principal
@@ -72,7 +73,10 @@ UNBOUND = {
     "LifecycleService.introspect": "RFC 7662: who may ask is the token's own rule (issuer/lifecycle.py)",
     "LifecycleService.revoke": "RFC 7009: who may revoke is the token's own rule (issuer/lifecycle.py)",
 }
-SERVICES = (AgentService, ApiKeyService, DelegationService, PolicyService, AuditService, LifecycleService)
+SERVICES = (
+    AgentService, ApiKeyService, DelegationService, PolicyService, AuditService, LifecycleService,
+    ResourceServerService,
+)  # fmt: skip
 
 
 def operations_of_routes() -> dict[tuple[str, str], ApiOperation]:
@@ -134,6 +138,9 @@ POLICY = {
 }
 
 
+SERVER = {"name": "s", "kind": "mcp", "scopes": [{"name": "files.read"}]}
+
+
 @dataclass
 class Scene:
     """A fresh tenant: its root's token, a child agent, an API key of the child, a delegation from the root to
@@ -144,10 +151,12 @@ class Scene:
     key: str
     delegation: str
     policy: str
+    server: str
 
     def ids(self, op: ApiOperation) -> dict[str, str]:
         every = {"agent_id": self.agent, "credential_id": self.key, "delegation_id": self.delegation}
-        return {k: v for k, v in (every | {"policy_id": self.policy}).items() if k in op.params}
+        every |= {"policy_id": self.policy, "server_id": self.server}
+        return {k: v for k, v in every.items() if k in op.params}
 
 
 async def scene(client: httpx.AsyncClient) -> Scene:
@@ -159,7 +168,13 @@ async def scene(client: httpx.AsyncClient) -> Scene:
     grant = {"delegate_agent_id": child, "scopes": ["agents.read"]}
     delegation = ok(await client.post("/api/v1/delegations", json=grant, headers=auth), 201)["id"]
     policy = ok(await client.post("/api/v1/policies", json=POLICY, headers=auth), 201)["id"]
-    return Scene(root["access_token"], child, key, delegation, policy)
+    registered = SERVER | {"identifier": f"https://{root['agent']['id']}.example.com/mcp"}
+    server = ok(await client.post("/api/v1/resource-servers", json=registered, headers=auth), 201)["id"]
+    return Scene(root["access_token"], child, key, delegation, policy, server)
+
+
+def new_server(s: Scene) -> dict[str, Any]:
+    return SERVER | {"identifier": f"https://new-{s.server}.example.com/mcp"}
 
 
 # operation -> the REST calls that run it (every route, twins included), each (method, path, JSON body, query).
@@ -200,6 +215,11 @@ REST: dict[str, Rest] = {
     "policies.replace": lambda s: [("PUT", f"/api/v1/policies/{s.policy}", POLICY | {"name": "q"}, {})],
     "policies.delete": lambda s: [("DELETE", f"/api/v1/policies/{s.policy}", None, {})],
     "audit.list": lambda s: [("GET", "/api/v1/audit/events", None, {"limit": 5, "outcome": "success"})],
+    "resource_servers.create": lambda s: [("POST", "/api/v1/resource-servers", new_server(s), {})],
+    "resource_servers.list": lambda s: [("GET", "/api/v1/resource-servers", None, {"limit": 5})],
+    "resource_servers.get": lambda s: [("GET", f"/api/v1/resource-servers/{s.server}", None, {})],
+    "resource_servers.update": lambda s: [("PUT", f"/api/v1/resource-servers/{s.server}", {"name": "t"}, {})],
+    "resource_servers.delete": lambda s: [("DELETE", f"/api/v1/resource-servers/{s.server}", None, {})],
 }
 # operation -> the MCP tool that runs it, with its arguments.
 MCP: dict[str, Callable[[Scene], tuple[str, dict[str, Any]]]] = {
@@ -225,6 +245,11 @@ MCP: dict[str, Callable[[Scene], tuple[str, dict[str, Any]]]] = {
     "policies.replace": lambda s: ("replace_policy", {"policy_id": s.policy, **POLICY, "name": "q"}),
     "policies.delete": lambda s: ("delete_policy", {"policy_id": s.policy}),
     "audit.list": lambda s: ("list_audit_events", {"limit": 5, "outcome": "success"}),
+    "resource_servers.create": lambda s: ("register_resource_server", new_server(s)),
+    "resource_servers.list": lambda s: ("list_resource_servers", {"limit": 5}),
+    "resource_servers.get": lambda s: ("get_resource_server", {"server_id": s.server}),
+    "resource_servers.update": lambda s: ("update_resource_server", {"server_id": s.server, "name": "t"}),
+    "resource_servers.delete": lambda s: ("delete_resource_server", {"server_id": s.server}),
 }
 
 
@@ -264,7 +289,7 @@ def text(result: Any) -> str:
     return " ".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
-PLACEHOLDER = Scene("t", "agt_a", "key_a", "dlg_a", "pol_a")
+PLACEHOLDER = Scene("t", "agt_a", "key_a", "dlg_a", "pol_a", "rs_a")
 
 
 def test_every_operation_and_route_has_a_call_here() -> None:

@@ -28,7 +28,7 @@ PUBLIC = {"/api/v1/agents/{agent_id}/did.json", "/api/v1/status-lists/{list_id}"
 ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if p.startswith("/api/v1/") and path_params(p)]
 GUARDED = [(m, p, r) for m, p, r in ID_ROUTES if p not in PUBLIC]
 # Policies belong to the tenant, not to an agent: the subtree tests cannot give them a sibling's owner.
-TENANT_WIDE = {"policy_id"}
+TENANT_WIDE = {"policy_id", "server_id"}
 
 
 def jwt_payload(jwt: str) -> dict[str, Any]:
@@ -44,6 +44,7 @@ def objects_of(t: Tenant) -> dict[str, list[str]]:
         "credential_id": [t.key_id, t.child_key["id"]],
         "delegation_id": [t.delegation["id"]],
         "policy_id": [t.policy["id"]],
+        "server_id": [t.server["id"]],
     }
 
 
@@ -60,7 +61,9 @@ async def view_of(client: httpx.AsyncClient, t: Tenant) -> list[Any]:
     reads = [f"/api/v1/agents/{i}" for i in objects_of(t)["agent_id"]]
     reads += [f"/api/v1/credentials/{i}" for i in objects_of(t)["credential_id"]]
     reads += [f"/api/v1/delegations/{t.delegation['id']}", f"/api/v1/policies/{t.policy['id']}"]
+    reads += [f"/api/v1/resource-servers/{t.server['id']}"]
     reads += ["/api/v1/agents", "/api/v1/credentials", "/api/v1/delegations", "/api/v1/policies"]
+    reads += ["/api/v1/resource-servers"]
     return [ok(await client.get(url, headers=bearer(t.token))) for url in reads]
 
 

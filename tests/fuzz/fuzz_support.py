@@ -30,6 +30,8 @@ def bind_objects(http: Any) -> tuple[dict[str, str], dict[str, str]]:
     policy = {"name": "fuzz", "effect": "allow", "subjects": {"agent_types": ["tool"]}, "actions": ["read"],
               "resources": ["fuzz/**"]}  # fmt: skip
     policy_id = _ok(http.post("/api/v1/policies", json=policy, headers=auth), 201)["id"]
+    server = {"identifier": f"https://{policy_id}.example.com/mcp", "name": "fuzz", "scopes": [{"name": "f.read"}]}
+    server_id = _ok(http.post("/api/v1/resource-servers", json=server, headers=auth), 201)["id"]
     payload = agent["access_token"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     list_id = claims["vc"]["credentialStatus"]["statusListCredential"].rsplit("/", 1)[1]
@@ -38,6 +40,7 @@ def bind_objects(http: Any) -> tuple[dict[str, str], dict[str, str]]:
         "credential_id": key["id"],
         "delegation_id": delegation["id"],
         "policy_id": policy_id,
+        "server_id": server_id,
         "list_id": int(list_id),
     }
     return auth, objects  # type: ignore[return-value]

@@ -61,6 +61,11 @@ ONE_CALL_EACH: dict[str, dict[str, Any]] = {
     "replace_policy": {"policy_id": "pol_a", **POLICY, "access_token": "t"},
     "delete_policy": {"policy_id": "pol_a", "access_token": "t"},
     "list_audit_events": {"access_token": "t"},
+    "register_resource_server": {"identifier": "https://x.example", "name": "x", "access_token": "t"},
+    "list_resource_servers": {"access_token": "t"},
+    "get_resource_server": {"server_id": "rs_a", "access_token": "t"},
+    "update_resource_server": {"server_id": "rs_a", "name": "y", "access_token": "t"},
+    "delete_resource_server": {"server_id": "rs_a", "access_token": "t"},
 }
 
 

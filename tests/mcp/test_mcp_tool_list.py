@@ -38,6 +38,14 @@ POLICY = {
     "priority": ([INT], 0),
     "enabled": (["boolean"], True),
 }
+RESOURCE_SERVER = {
+    "name": ([S], REQUIRED),
+    "access_token": TOKEN,
+    "kind": ([("enum", ("rest", "mcp", "cli"))], "rest"),
+    "scopes": ([("array", "#/$defs/ResourceScope"), N], None),
+    "access": ([("enum", ("own_tenant", "any_agent", "tenants"))], "own_tenant"),
+    "allowed_tenants": ([STRINGS, N], None),
+}
 
 # tool -> parameter -> (types, default or REQUIRED)
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -118,6 +126,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "target_id": ([S, N], None),
         "since": ([S, N], None),
     },
+    "register_resource_server": {"identifier": ([S], REQUIRED), **RESOURCE_SERVER},
+    "list_resource_servers": {"access_token": TOKEN, **PAGE},
+    "get_resource_server": {"server_id": ([S], REQUIRED), "access_token": TOKEN},
+    "update_resource_server": {"server_id": ([S], REQUIRED), **RESOURCE_SERVER},
+    "delete_resource_server": {"server_id": ([S], REQUIRED), "access_token": TOKEN},
 }
 READ_ONLY = {
     "discover",
@@ -134,9 +147,12 @@ READ_ONLY = {
     "list_policies",
     "get_policy",
     "list_audit_events",
+    "list_resource_servers",
+    "get_resource_server",
 }
 DESTRUCTIVE = {
     "revoke_token", "rotate_credential", "revoke_credential", "revoke_delegation", "deactivate_agent", "delete_policy",
+    "delete_resource_server",
 }  # fmt: skip
 SHOWN_ONCE = {"quickstart", "create_credential", "rotate_credential", "create_agent"}
 
@@ -145,7 +161,7 @@ def kind(schema: dict[str, Any]) -> Any:
     if "enum" in schema:
         return ("enum", tuple(schema["enum"]))
     if schema.get("type") == "array":
-        return ("array", schema["items"]["type"])
+        return ("array", schema["items"].get("type", schema["items"].get("$ref")))
     return schema["type"]
 
 

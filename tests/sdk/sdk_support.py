@@ -21,6 +21,8 @@ from agentauth.vc import CredentialIssuer, StatusEntry, StatusList, random_free_
 
 ISSUER_URL = "https://issuer.test"
 LIST_URL = f"{ISSUER_URL}/api/v1/status-lists/1"
+# The resource server the fake issuer's tokens are for (RFC 8707): their aud; verifiers are configured with it.
+RESOURCE = "https://api.test"
 TTL_SECONDS = 60
 
 
@@ -127,7 +129,7 @@ class FakeIssuer:
             subject_did=did,
             client_id="agt_test",
             scopes=scopes,
-            audience=self.url,
+            audience=RESOURCE,
             now=self.time.now(),
             expires_at=self.time.now() + lifetime,
             status=self.entry(list_url),
@@ -160,7 +162,7 @@ class FakeIssuer:
             subject_did=dids[0],
             client_id="agt_delegate",
             scopes=scopes,
-            audience=self.url,
+            audience=RESOURCE,
             now=self.time.now(),
             expires_at=self.time.now() + timedelta(minutes=15),
             status=self.entry(),

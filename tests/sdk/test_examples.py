@@ -29,6 +29,16 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServ
     try:
         wait_until_up(issuer, "/health")
         wait_until_up(resource, "/")
+        # The resource server is registered (by a tenant of its own), open to every agent, with its scopes.
+        publisher = register(issuer, "publisher")
+        server = {
+            "identifier": resource.url, "name": "reports", "kind": "rest", "access": "any_agent",
+            "scopes": [{"name": "api.read"}, {"name": "api.write"}],
+        }  # fmt: skip
+        created = httpx.post(
+            f"{issuer.url}/api/v1/resource-servers", json=server, headers=bearer(publisher["access_token"])
+        )
+        assert created.status_code == 201, created.text
     except BaseException:
         resource.stop()
         issuer.stop()
@@ -45,11 +55,11 @@ def register(issuer: LiveServer, name: str) -> dict[str, Any]:
     return body
 
 
-def token(issuer: LiveServer, api_key: str, scope: str) -> str:
-    response = httpx.post(
-        f"{issuer.url}/api/v1/auth/token",
-        data={"grant_type": "client_credentials", "client_secret": api_key, "scope": scope},
-    )
+def token(issuer: LiveServer, api_key: str, scope: str, resource: str | None = None) -> str:
+    data = {"grant_type": "client_credentials", "client_secret": api_key, "scope": scope}
+    if resource is not None:
+        data["resource"] = resource
+    response = httpx.post(f"{issuer.url}/api/v1/auth/token", data=data)
     assert response.status_code == 200, response.text
     value: str = response.json()["access_token"]
     return value
@@ -80,7 +90,7 @@ def test_agent_script_quickstart_token_call_present(servers: tuple[LiveServer, L
 def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServer]) -> None:
     issuer, resource = servers
     agent = register(issuer, "caller")
-    reader = token(issuer, agent["api_key"], "api.read")
+    reader = token(issuer, agent["api_key"], "api.read", resource.url)
 
     allowed = httpx.get(f"{resource.url}/reports", headers=bearer(reader))
     assert allowed.status_code == 200 and allowed.json()["agent"] == agent["agent"]["did"]
@@ -92,7 +102,12 @@ def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServe
     forged = httpx.get(f"{resource.url}/reports", headers=bearer(reader[:-4] + "AAAA"))
     assert forged.status_code == 401 and 'error="invalid_token"' in forged.headers["www-authenticate"]
 
-    lacking = httpx.get(f"{resource.url}/reports", headers=bearer(token(issuer, agent["api_key"], "agents.read")))
+    # RFC 8707: a token for AgentAuth's own API (aud = the issuer) is not one for this server.
+    own = httpx.get(f"{resource.url}/reports", headers=bearer(token(issuer, agent["api_key"], "api.read")))
+    assert own.status_code == 401 and 'error="invalid_token"' in own.headers["www-authenticate"]
+
+    writer = token(issuer, agent["api_key"], "api.write", resource.url)
+    lacking = httpx.get(f"{resource.url}/reports", headers=bearer(writer))
     assert lacking.status_code == 403
     challenge = lacking.headers["www-authenticate"]
     assert 'error="insufficient_scope"' in challenge and 'scope="api.read"' in challenge
@@ -105,7 +120,7 @@ def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServe
 def test_revoked_token_is_refused_once_the_status_list_ttl_has_passed(servers: tuple[LiveServer, LiveServer]) -> None:
     issuer, resource = servers
     agent = register(issuer, "to-be-revoked")
-    doomed = token(issuer, agent["api_key"], "api.read")
+    doomed = token(issuer, agent["api_key"], "api.read", resource.url)
     assert httpx.get(f"{resource.url}/reports", headers=bearer(doomed)).status_code == 200
 
     revoked = httpx.post(f"{issuer.url}/api/v1/auth/revoke", data={"token": doomed, "client_secret": agent["api_key"]})
@@ -121,5 +136,5 @@ def test_revoked_token_is_refused_once_the_status_list_ttl_has_passed(servers: t
         time.sleep(0.5)
     assert 'error="invalid_token"' in answer.headers["www-authenticate"]
     # Other tokens of the same agent are unaffected.
-    fresh = token(issuer, agent["api_key"], "api.read")
+    fresh = token(issuer, agent["api_key"], "api.read", resource.url)
     assert httpx.get(f"{resource.url}/reports", headers=bearer(fresh)).status_code == 200

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sdk_support import ISSUER_URL, LIST_URL, FakeIssuer
+from sdk_support import ISSUER_URL, LIST_URL, RESOURCE, FakeIssuer
 
 from agentauth.did import encode_did_key
 from agentauth.keys import KeyPair
@@ -59,8 +59,8 @@ def test_offline_verification_with_sockets_disabled(tmp_path: Path, no_network: 
     with pytest.raises(AssertionError, match="network access attempted"):
         socket.create_connection(("127.0.0.1", 9))
 
-    verifier = offline_verifier(jwks, status_dir=lists)
-    assert verifier.verify_access_token(token, audience=ISSUER_URL).scopes == {"api.read", "api.write"}
+    verifier = offline_verifier(jwks, resource=RESOURCE, status_dir=lists)
+    assert verifier.verify_access_token(token, audience=RESOURCE).scopes == {"api.read", "api.write"}
     assert verifier.verify_access_token(token).subject == claims["sub"]
     assert len(verifier.verify_access_token(chained).chain) == 3
     assert verifier.verify_credential(identity, expected_type=IDENTITY_CREDENTIAL)["vc"]["credentialSubject"]
@@ -69,7 +69,9 @@ def test_offline_verification_with_sockets_disabled(tmp_path: Path, no_network: 
     assert caught.value.code == e.REVOKED
 
     # The online verifier seeded from the same files never opens a socket either.
-    online = OnlineVerifier(ISSUER_URL, jwks=load_jwks(jwks), status_source=DirectoryStatusLists(lists))
+    online = OnlineVerifier(
+        ISSUER_URL, resource=RESOURCE, jwks=load_jwks(jwks), status_source=DirectoryStatusLists(lists)
+    )
     assert online.verify_access_token(token).subject == claims["sub"]
 
 
@@ -78,10 +80,10 @@ def test_offline_without_status_files_fails_closed(tmp_path: Path, no_network: N
     jwks, _ = export(issuer, tmp_path)
     token, _ = issuer.token()
     with pytest.raises(VerificationError) as caught:
-        offline_verifier(jwks, status_dir=tmp_path / "empty").verify_access_token(token)
+        offline_verifier(jwks, resource=RESOURCE, status_dir=tmp_path / "empty").verify_access_token(token)
     assert caught.value.code == e.STATUS_UNAVAILABLE
     # Skipping status is possible, but only on request.
-    assert offline_verifier(jwks, check_status=False).verify_access_token(token)
+    assert offline_verifier(jwks, resource=RESOURCE, check_status=False).verify_access_token(token)
 
 
 def test_jwks_file_errors_are_clear(tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_jwks_file_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(JwksFileError, match="does not name its issuer"):
         offline_verifier(issuer.ring.jwks())
     with pytest.raises(JwksFileError, match=r"belong to did:web:issuer\.test"):
-        offline_verifier(issuer.ring.jwks(), issuer_url="https://other.test")
+        offline_verifier(issuer.ring.jwks(), resource=RESOURCE, issuer_url="https://other.test")
 
 
 def test_a_plain_jwks_is_bound_to_its_issuer_by_the_kids() -> None:
@@ -110,7 +112,9 @@ def test_a_plain_jwks_is_bound_to_its_issuer_by_the_kids() -> None:
     foreign, _ = other.token()
     assert issuer_url_for(plain, foreign) == ISSUER_URL
     with pytest.raises(VerificationError) as caught:
-        offline_verifier(plain, issuer_url=issuer_url_for(plain, foreign)).verify_access_token(foreign)
+        offline_verifier(plain, resource=RESOURCE, issuer_url=issuer_url_for(plain, foreign)).verify_access_token(
+            foreign
+        )
     assert caught.value.code == e.UNKNOWN_KID
     assert issuer_url_for({"issuer": "https://declared.test", "keys": []}, token) == "https://declared.test"
     with pytest.raises(JwksFileError):

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sdk_support import ISSUER_URL, LIST_URL, FakeIssuer
+from sdk_support import ISSUER_URL, LIST_URL, RESOURCE, FakeIssuer
 
 from agentauth.sdk import JWKS_UNAVAILABLE, AsyncOnlineVerifier, HttpStatusLists, OnlineVerifier
 from agentauth.sdk.http import check_fetchable, freshness_lifetime
@@ -21,6 +21,7 @@ JWKS_URL = f"{ISSUER_URL}/.well-known/jwks.json"
 def online(issuer: FakeIssuer, **options: Any) -> OnlineVerifier:
     return OnlineVerifier(
         ISSUER_URL,
+        resource=RESOURCE,
         http=issuer.client(),
         clock=issuer.time.now,
         monotonic=issuer.time.monotonic,
@@ -31,6 +32,7 @@ def online(issuer: FakeIssuer, **options: Any) -> OnlineVerifier:
 def async_online(issuer: FakeIssuer, **options: Any) -> AsyncOnlineVerifier:
     return AsyncOnlineVerifier(
         ISSUER_URL,
+        resource=RESOURCE,
         http=issuer.async_client(),
         clock=issuer.time.now,
         monotonic=issuer.time.monotonic,
@@ -104,6 +106,7 @@ def test_unchanged_list_is_revalidated_with_if_none_match() -> None:
 
     verifier = OnlineVerifier(
         ISSUER_URL,
+        resource=RESOURCE,
         http=httpx.Client(transport=httpx.MockTransport(spy)),
         clock=issuer.time.now,
         monotonic=issuer.time.monotonic,

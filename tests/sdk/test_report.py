@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sdk_support import ISSUER_URL, FakeIssuer
+from sdk_support import ISSUER_URL, RESOURCE, FakeIssuer
 
 from agentauth.did import encode_did_key
 from agentauth.keys import KeyPair
@@ -16,7 +16,7 @@ from agentauth.vc.jws import parse_compact
 
 def verifier_for(issuer: FakeIssuer) -> Verifier:
     lists = StaticStatusLists({f"{ISSUER_URL}/api/v1/status-lists/1": issuer.list_jwt})
-    return offline_verifier(issuer.ring.jwks(), issuer_url=ISSUER_URL, status_source=lists)
+    return offline_verifier(issuer.ring.jwks(), resource=RESOURCE, issuer_url=ISSUER_URL, status_source=lists)
 
 
 def results(report: Report) -> dict[str, str]:
@@ -26,7 +26,7 @@ def results(report: Report) -> dict[str, str]:
 def test_valid_access_token_passes_every_check() -> None:
     issuer = FakeIssuer()
     token, claims = issuer.token()
-    report = explain(verifier_for(issuer), token, audience=ISSUER_URL, now=issuer.time.now())
+    report = explain(verifier_for(issuer), token, audience=RESOURCE, now=issuer.time.now())
     assert report.valid and report.kind == "access_token" and report.claims == claims
     assert set(results(report).values()) == {"pass", "skip"}
     assert results(report)["delegation chain"] == "skip" and results(report)["audience"] == "pass"

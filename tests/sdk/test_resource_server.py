@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Request
-from sdk_support import ISSUER_URL, FakeIssuer
+from sdk_support import ISSUER_URL, RESOURCE, FakeIssuer
 
 from agentauth.sdk import AsyncOnlineVerifier, OnlineVerifier, offline_verifier
 from agentauth.sdk.asgi import BearerAuthMiddleware
@@ -53,7 +53,11 @@ async def client_for(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 def online(issuer: FakeIssuer) -> AsyncOnlineVerifier:
     return AsyncOnlineVerifier(
-        ISSUER_URL, http=issuer.async_client(), clock=issuer.time.now, monotonic=issuer.time.monotonic
+        ISSUER_URL,
+        resource=RESOURCE,
+        http=issuer.async_client(),
+        clock=issuer.time.now,
+        monotonic=issuer.time.monotonic,
     )
 
 
@@ -107,7 +111,7 @@ async def test_issuer_unreachable_is_503_with_retry_after() -> None:
 async def test_dependency_without_install_still_answers_with_headers() -> None:
     issuer = FakeIssuer()
     lists = StaticStatusLists({"https://issuer.test/api/v1/status-lists/1": issuer.list_jwt})
-    verifier = offline_verifier(issuer.ring.jwks(), issuer_url=ISSUER_URL, status_source=lists)
+    verifier = offline_verifier(issuer.ring.jwks(), resource=RESOURCE, issuer_url=ISSUER_URL, status_source=lists)
     app = make_app(verifier, installed=False)
     async with client_for(app) as http:
         ok = await http.get("/read", headers=bearer(issuer.token()[0]))
@@ -119,7 +123,9 @@ async def test_dependency_without_install_still_answers_with_headers() -> None:
 
 async def test_sync_online_verifier_works_from_async_code() -> None:
     issuer = FakeIssuer()
-    verifier = OnlineVerifier(ISSUER_URL, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic)
+    verifier = OnlineVerifier(
+        ISSUER_URL, resource=RESOURCE, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic
+    )
     app = make_app(verifier)
     async with client_for(app) as http:
         assert (await http.get("/read", headers=bearer(issuer.token()[0]))).status_code == 200
@@ -138,7 +144,9 @@ class CountingAuthority:
 
 async def test_asgi_middleware_guards_everything_but_excluded_paths() -> None:
     issuer = FakeIssuer()
-    authority = CountingAuthority(offline_verifier(issuer.ring.jwks(), issuer_url=ISSUER_URL, check_status=False))
+    authority = CountingAuthority(
+        offline_verifier(issuer.ring.jwks(), resource=RESOURCE, issuer_url=ISSUER_URL, check_status=False)
+    )
     inner = FastAPI()
     install(inner, authority)
 
@@ -189,7 +197,9 @@ async def test_asgi_middleware_closes_unauthenticated_websockets() -> None:
         return {"type": "websocket.connect"}
 
     issuer = FakeIssuer()
-    middleware = BearerAuthMiddleware(app, offline_verifier(issuer.ring.jwks(), issuer_url=ISSUER_URL))
+    middleware = BearerAuthMiddleware(
+        app, offline_verifier(issuer.ring.jwks(), resource=RESOURCE, issuer_url=ISSUER_URL)
+    )
     await middleware({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "unauthorized"}]
 

@@ -70,7 +70,7 @@ async def test_rotation_seen_by_a_verifier_with_a_cached_jwks(
     ).json()
     api_key: str = registered["api_key"]
     clock = Clock()
-    verifier = AsyncOnlineVerifier(ISSUER, http=client, monotonic=clock, min_refresh_interval=30)
+    verifier = AsyncOnlineVerifier(ISSUER, resource=ISSUER, http=client, monotonic=clock, min_refresh_interval=30)
 
     first = await token_for(client, api_key)
     first_kid = (await verifier.verify_access_token(first)).kid
@@ -111,7 +111,7 @@ async def test_a_dropped_key_disappears_once_the_cached_jwks_is_refreshed(
         await client.post("/api/v1/agents/quickstart", json={"name": "compromised", "agent_type": "assistant"})
     ).json()
     clock = Clock()
-    verifier = AsyncOnlineVerifier(ISSUER, http=client, monotonic=clock)
+    verifier = AsyncOnlineVerifier(ISSUER, resource=ISSUER, http=client, monotonic=clock)
     token = await token_for(client, registered["api_key"])
     kid = (await verifier.verify_access_token(token)).kid
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sdk_support import ISSUER_URL, LIST_URL, FakeIssuer
+from sdk_support import ISSUER_URL, LIST_URL, RESOURCE, FakeIssuer
 
 from agentauth.sdk import UNAVAILABLE_CODES, OnlineVerifier, offline_verifier
 from agentauth.vc import StaticStatusLists, VerificationError, Verifier
@@ -57,11 +57,13 @@ def test_offline_verifier_refuses_a_saved_list_older_than_its_ttl_plus_the_grace
     jwks, lists = saved(issuer, tmp_path)
     signed = issuer.time.now()
 
-    still_fresh = offline_verifier(jwks, status_dir=lists)
+    still_fresh = offline_verifier(jwks, resource=RESOURCE, status_dir=lists)
     assert still_fresh.verify_access_token(token, now=signed + timedelta(seconds=TTL + GRACE - 1))
 
     with pytest.raises(VerificationError) as stale:
-        offline_verifier(jwks, status_dir=lists).verify_access_token(token, now=signed + timedelta(seconds=1800))
+        offline_verifier(jwks, resource=RESOURCE, status_dir=lists).verify_access_token(
+            token, now=signed + timedelta(seconds=1800)
+        )
     assert stale.value.code == STATUS_STALE
     assert "ttl is 300s" in stale.value.detail and "60s more staleness" in stale.value.detail
     # A verifier that already cached the list stops using it at the same instant: the cache is bounded too.
@@ -75,14 +77,20 @@ def test_max_status_staleness_is_configurable(tmp_path: Path) -> None:
     token, _ = issuer.token(lifetime=timedelta(hours=2))
     jwks, lists = saved(issuer, tmp_path)
     later = issuer.time.now() + timedelta(hours=1)
-    assert offline_verifier(jwks, status_dir=lists, max_status_staleness=3600).verify_access_token(token, now=later)
+    assert offline_verifier(jwks, resource=RESOURCE, status_dir=lists, max_status_staleness=3600).verify_access_token(
+        token, now=later
+    )
     with pytest.raises(VerificationError) as stale:
-        offline_verifier(jwks, status_dir=lists, max_status_staleness=3000).verify_access_token(token, now=later)
+        offline_verifier(jwks, resource=RESOURCE, status_dir=lists, max_status_staleness=3000).verify_access_token(
+            token, now=later
+        )
     assert stale.value.code == STATUS_STALE
     # None switches the rule off (the exp of the list still bounds it).
-    assert offline_verifier(jwks, status_dir=lists, max_status_staleness=None).verify_access_token(token, now=later)
+    assert offline_verifier(jwks, resource=RESOURCE, status_dir=lists, max_status_staleness=None).verify_access_token(
+        token, now=later
+    )
     with pytest.raises(ValueError, match="max_status_staleness"):
-        offline_verifier(jwks, status_dir=lists, max_status_staleness=-1)
+        offline_verifier(jwks, resource=RESOURCE, status_dir=lists, max_status_staleness=-1)
 
 
 def test_a_stale_list_hides_no_revocation_from_a_core_verifier() -> None:
@@ -105,7 +113,9 @@ def test_online_sdk_refetches_a_list_whose_cache_control_outlives_its_ttl() -> N
     """A CDN in front of the issuer says max-age=86400. On main the SDK kept the copy for a day and a revoked
     token stayed accepted; now it refetches once the copy is older than ttl + grace and sees the revocation."""
     issuer = FakeIssuer(ttl=TTL, list_max_age=86_400)
-    verifier = OnlineVerifier(ISSUER_URL, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic)
+    verifier = OnlineVerifier(
+        ISSUER_URL, resource=RESOURCE, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic
+    )
     token, claims = issuer.token(lifetime=timedelta(hours=1))
     assert code_of(verifier, token) is None
     issuer.revoke(claims)
@@ -117,7 +127,9 @@ def test_online_sdk_refetches_a_list_whose_cache_control_outlives_its_ttl() -> N
 def test_online_sdk_answers_status_stale_when_only_an_old_list_is_served() -> None:
     """An issuer (or a cache before it) that keeps serving one old signed copy: refused, as unavailable (503)."""
     issuer = FakeIssuer(ttl=TTL, resign=False)
-    verifier = OnlineVerifier(ISSUER_URL, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic)
+    verifier = OnlineVerifier(
+        ISSUER_URL, resource=RESOURCE, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic
+    )
     token, _ = issuer.token(lifetime=timedelta(hours=1))
     assert code_of(verifier, token) is None
     issuer.time.advance(TTL + GRACE + 1)
@@ -131,7 +143,9 @@ def test_online_sdk_answers_status_stale_when_only_an_old_list_is_served() -> No
 
 def test_online_sdk_keeps_verifying_against_an_issuer_that_re_signs_every_half_ttl() -> None:
     issuer = FakeIssuer(ttl=TTL)
-    verifier = OnlineVerifier(ISSUER_URL, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic)
+    verifier = OnlineVerifier(
+        ISSUER_URL, resource=RESOURCE, http=issuer.client(), clock=issuer.time.now, monotonic=issuer.time.monotonic
+    )
     token, _ = issuer.token(lifetime=timedelta(hours=2))
     for _ in range(40):  # an hour and a half in steps of 137 s
         assert code_of(verifier, token) is None

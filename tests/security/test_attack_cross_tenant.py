@@ -28,6 +28,7 @@ POLICY = {"name": "deny tools", "effect": "deny", "subjects": {"agent_types": ["
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/agents/{agent_id}"): {"name": "renamed", "trust_level": "untrusted"},
     ("PUT", "/api/v1/policies/{policy_id}"): POLICY | {"name": "replaced", "effect": "allow"},
+    ("PUT", "/api/v1/resource-servers/{server_id}"): {"name": "renamed", "access": "any_agent"},
 }
 
 
@@ -40,8 +41,8 @@ def body_for(method: str, path: str, route: APIRoute) -> dict[str, Any] | None:
 
 
 class Victim:
-    def __init__(self, w: World, policy: dict[str, Any]) -> None:
-        self.w, self.policy = w, policy
+    def __init__(self, w: World, policy: dict[str, Any], server: dict[str, Any]) -> None:
+        self.w, self.policy, self.server = w, policy, server
 
     def objects(self) -> dict[str, list[str]]:
         """A's objects, by the path-parameter name that takes them."""
@@ -51,6 +52,7 @@ class Victim:
             "credential_id": [self.w.a["api_key_id"], self.w.child["api_key_id"]],
             "delegation_id": [self.w.delegation["id"]],
             "policy_id": [self.policy["id"]],
+            "server_id": [self.server["id"]],
             "list_id": [status_url.rsplit("/", 1)[1]],
         }
 
@@ -70,13 +72,18 @@ class Victim:
         urls += [f"/api/v1/agents/{i}" for i in self.objects()["agent_id"]]
         urls += [f"/api/v1/credentials/{i}" for i in self.objects()["credential_id"]]
         urls += [f"/api/v1/delegations/{self.w.delegation['id']}", f"/api/v1/policies/{self.policy['id']}"]
+        urls += [f"/api/v1/resource-servers/{self.server['id']}"]
         return [ok(await client.get(url, headers=bearer(self.w.a_token))) for url in urls]
 
 
 @pytest.fixture
 async def victim(client: httpx.AsyncClient) -> Victim:
     w = await make_world(client)
-    return Victim(w, ok(await client.post("/api/v1/policies", json=POLICY, headers=bearer(w.a_token)), 201))
+    policy = ok(await client.post("/api/v1/policies", json=POLICY, headers=bearer(w.a_token)), 201)
+    server = {"identifier": "https://victim.example.com/mcp", "name": "victim"}
+    return Victim(
+        w, policy, ok(await client.post("/api/v1/resource-servers", json=server, headers=bearer(w.a_token)), 201)
+    )
 
 
 def combinations(path: str, objects: dict[str, list[str]]) -> list[dict[str, str]]:

@@ -16,6 +16,10 @@ from fastapi import Request
 
 from agentauth.errors import InvalidClient, InvalidRequest
 
+# RFC 8707 section 2: "Multiple resource parameters MAY be used"; the only parameter that may repeat, read as a
+# list (``issuer/audience.py: resource_param``).
+REPEATABLE = frozenset({"resource"})
+
 
 async def read_params(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -27,6 +31,9 @@ async def read_params(request: Request) -> dict[str, Any]:
             raise InvalidRequest("body is not valid application/x-www-form-urlencoded") from exc
         params: dict[str, Any] = {}
         for name, value in pairs:
+            if name in REPEATABLE:
+                params.setdefault(name, []).append(value)
+                continue
             if name in params:
                 raise InvalidRequest(f"parameter {name} is included more than once")
             params[name] = value

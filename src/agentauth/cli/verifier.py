@@ -73,7 +73,10 @@ def verify(
     if issuer is not None:
         from agentauth.sdk import OnlineVerifier
 
-        with OnlineVerifier(_issuer_url(issuer), status_source=status_source, check_status=not skip_status) as online:
+        # An inspection tool: the audience is checked when --audience names one (the report says so otherwise).
+        with OnlineVerifier(
+            _issuer_url(issuer), any_audience=True, status_source=status_source, check_status=not skip_status
+        ) as online:
             try:
                 report = explain(online, text, audience=audience, nonce=nonce, check_status=not skip_status)
             except ValueError as exc:
@@ -99,7 +102,9 @@ def _offline_verifier(jwks_path: Path, token: str, status_source: Any, check_sta
     try:
         document = load_jwks(jwks_path)
         issuer_url = issuer_url_for(document, token)
-        return offline_verifier(document, issuer_url=issuer_url, status_source=status_source, check_status=check_status)
+        return offline_verifier(
+            document, any_audience=True, issuer_url=issuer_url, status_source=status_source, check_status=check_status
+        )
     except JwksFileError as exc:
         raise CliError(str(exc)) from None
 
@@ -267,7 +272,7 @@ def status_list_fetch(
         if not found:
             raise CliError("--for: it carries no status entry")
         urls += found
-    with OnlineVerifier(base, check_status=False) as verifier:
+    with OnlineVerifier(base, any_audience=True, check_status=False) as verifier:
         try:
             saved = list(mirror_status_lists(verifier, directory, urls))
         except FetchError as exc:

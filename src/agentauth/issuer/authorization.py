@@ -86,9 +86,11 @@ class Authorizer:
             # tenant's policies are the root's own, so the one ownership rule judges them too - a delegate acting
             # for the root (of this tenant or another) acts *for* it, never *on* what it owns.
             if principal.agent.parent_id is not None:
-                raise AccessDenied("only the tenant's root agent can change policies")
+                what = op.name.split(".", 1)[0].replace("_", " ")
+                raise AccessDenied(f"only the tenant's root agent can change {what}")
             if not principal.may_manage(principal.agent):
-                raise AccessDenied("a delegate cannot change the policies of the tenant it acts for")
+                what = op.name.split(".", 1)[0].replace("_", " ")
+                raise AccessDenied(f"a delegate cannot change the {what} of the tenant it acts for")
 
 
 class Guarded(Protocol):

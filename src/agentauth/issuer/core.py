@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentauth.issuer.audience import AudienceResolver
 from agentauth.issuer.schemas import AgentOut, TokenResponse
 from agentauth.issuer.secrets import SecretHasher, new_refresh_token
 from agentauth.issuer.status import StatusRegistry
@@ -64,6 +66,9 @@ class IssuerCore:
     # The token endpoint's URL, an audience of jwt-bearer assertions (RFC 7523 section 3); the REST adapter
     # says where it lives (``agentauth.paths``), bootstrap hands it in.
     token_endpoint: str
+    # RFC 8707 identifiers of AgentAuth's own API besides the issuer URL (its REST API and /mcp): a ``resource``
+    # naming one gets a token for our own API (``audience.AudienceResolver``); bootstrap names them.
+    own_resources: tuple[str, ...] = ()
 
     @property
     def is_postgres(self) -> bool:
@@ -73,6 +78,11 @@ class IssuerCore:
     @property
     def issuer_url(self) -> str:
         return self.settings.issuer_url
+
+    @functools.cached_property
+    def audience(self) -> AudienceResolver:
+        """The RFC 8707 ``resource`` resolution of every grant, with its per-process cache of resource servers."""
+        return AudienceResolver(self.ports.reads, self.issuer_url, self.own_resources)
 
     def subject_claims(self, agent: Agent) -> dict[str, str]:
         return {
@@ -98,8 +108,10 @@ class IssuerCore:
         delegation_id: str | None = None,
         expires_at: datetime | None = None,
         extra_subject_claims: dict[str, Any] | None = None,
+        audience: str | Sequence[str] | None = None,
     ) -> tuple[str, datetime, dict[str, Any]]:
-        """Sign an access token: (jwt, exp, the ``credentials`` row that records it with its status slot)."""
+        """Sign an access token: (jwt, exp, the ``credentials`` row that records it with its status slot).
+        ``audience``: the ``aud`` claim (``audience.Target.audience``); None: the issuer URL (our own API)."""
         default_exp = now + timedelta(seconds=self.settings.access_token_ttl_seconds)
         exp = min(default_exp, expires_at) if expires_at else default_exp
         kid = self.credentials.active_kid
@@ -107,7 +119,7 @@ class IssuerCore:
             subject_did=subject_did or agent.did,
             client_id=client_id,
             scopes=scopes,
-            audience=self.issuer_url,
+            audience=self.issuer_url if audience is None else audience,
             now=now,
             expires_at=exp,
             status=status,
@@ -156,12 +168,18 @@ class IssuerCore:
         now: datetime,
         api_key_id: str | None,
         family_id: str | None = None,
+        resources: Sequence[str] | None = None,
     ) -> tuple[TokenResponse, dict[str, Any], dict[str, Any]]:
-        """An access token plus a refresh token of ``family_id`` (a new family when None), with their rows."""
+        """An access token plus a refresh token of ``family_id`` (a new family when None), with their rows;
+        ``resources``: what the token is for (RFC 8707, its ``aud``; None: our own API), kept by the family."""
         family = family_id or new_id("rtf")
+        audience = None
+        if resources is not None:
+            audience = resources[0] if len(resources) == 1 else list(resources)
         access, exp, credential_row = self.access_token_row(
-            agent, scopes, status=status, now=now, client_id=agent.id, api_key_id=api_key_id, family_id=family
-        )
+            agent, scopes, status=status, now=now, client_id=agent.id, api_key_id=api_key_id, family_id=family,
+            audience=audience,
+        )  # fmt: skip
         refresh = new_refresh_token()
         refresh_row = {
             "id": new_id("rt"),
@@ -176,6 +194,7 @@ class IssuerCore:
             "created_at": now,
             "expires_at": now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
             "used_at": None,
+            "resources": list(resources) if resources is not None else None,
         }
         return token_response(access, exp, now, scopes, refresh), credential_row, refresh_row
 

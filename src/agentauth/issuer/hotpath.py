@@ -32,7 +32,6 @@ from agentauth.issuer.client_auth import REFUSED, check_api_key
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import TokenResponse
-from agentauth.issuer.scopes import narrow
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.ports import IssuedRows
@@ -56,7 +55,8 @@ class _StaleSnapshot(Exception):
 class ClientCredentialsRequest:
     api_key: str
     client_id: str | None
-    scopes: tuple[str, ...] | None
+    scope: str | None  # the ``scope`` parameter, judged with the resources (``audience.AudienceResolver``)
+    resources: tuple[str, ...]  # RFC 8707 ``resource`` parameters (``audience.resource_param``)
     slot: StatusEntry
     ctx: RequestContext
 
@@ -123,14 +123,14 @@ class ClientCredentialsIssuer:
         results: list[_Signed | BaseException] = []
         for request in requests:
             try:
-                results.append(self._sign(request, found, now))
+                results.append(await self._sign(request, found, now))
             except InvalidClient as exc:
                 results.append(_Signed(request, now, refusal=exc))
             except AgentAuthError as exc:
                 results.append(exc)
         return results
 
-    def _sign(
+    async def _sign(
         self, request: ClientCredentialsRequest, found: Mapping[str, tuple[ApiKey, Agent]], now: datetime
     ) -> _Signed:
         pair = found.get(api_key_lookup_prefix(request.api_key)) if looks_like_api_key(request.api_key) else None
@@ -140,9 +140,10 @@ class ClientCredentialsIssuer:
         if request.client_id is not None and request.client_id not in (agent.id, agent.did):
             raise InvalidClient(REFUSED, debug="client_id does not own this API key")
         allowed = [s for s in key.scopes if s in agent.scopes]
-        scopes = narrow(request.scopes, allowed)
+        # No resource (the common case): no I/O; a registered one: the resolver's cache, else one indexed read.
+        target = await self.core.audience.resolve(agent.tenant_id, request.resources, request.scope, allowed)
         tokens, credential_row, refresh_row = self.core.token_pair_rows(
-            agent, scopes, status=request.slot, now=now, api_key_id=key.id
+            agent, target.scopes, status=request.slot, now=now, api_key_id=key.id, resources=target.resources
         )
         return _Signed(request, now, None, tokens, key, agent, credential_row, refresh_row)
 

@@ -88,6 +88,25 @@ OPERATIONS: Final = _table(
     ApiOperation("policies.replace", "write", "api/v1/policies/{policy_id}", ("policies.write",), root_only=True),
     ApiOperation("policies.delete", "delete", "api/v1/policies/{policy_id}", ("policies.write",), root_only=True),
     ApiOperation("audit.list", "read", "api/v1/audit/events", ("audit.read",)),
+    ApiOperation(
+        "resource_servers.create", "write", "api/v1/resource-servers", ("resource_servers.write",), root_only=True
+    ),
+    ApiOperation("resource_servers.list", "read", "api/v1/resource-servers", ("resource_servers.read",)),
+    ApiOperation("resource_servers.get", "read", "api/v1/resource-servers/{server_id}", ("resource_servers.read",)),
+    ApiOperation(
+        "resource_servers.update",
+        "write",
+        "api/v1/resource-servers/{server_id}",
+        ("resource_servers.write",),
+        root_only=True,
+    ),
+    ApiOperation(
+        "resource_servers.delete",
+        "delete",
+        "api/v1/resource-servers/{server_id}",
+        ("resource_servers.write",),
+        root_only=True,
+    ),
 )
 
 

@@ -62,6 +62,8 @@ SCOPE_ALLOWS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "policies.read": (("read",), "api/v1/policies/**"),
     "policies.write": (("write", "delete", "admin"), "api/v1/policies/**"),
     "audit.read": (("read",), "api/v1/audit/**"),
+    "resource_servers.read": (("read",), "api/v1/resource-servers/**"),
+    "resource_servers.write": (("write", "delete"), "api/v1/resource-servers/**"),
     "tokens.introspect": (("read",), "api/v1/auth/introspect"),
     # api.* cover every resource outside AgentAuth's own API namespace (third-party resources).
     "api.read": (("read",), "**"),

@@ -24,6 +24,8 @@ SCOPES: Final[dict[str, str]] = {
     "policies.write": "Create, change and delete your tenant's policies.",
     "tokens.introspect": "Introspect tokens of your tenant (RFC 7662).",
     "audit.read": "Read your tenant's audit log.",
+    "resource_servers.read": "Read the resource servers (APIs, MCP servers) your tenant registered.",
+    "resource_servers.write": "Register, change and delete your tenant's resource servers (tenant root only).",
 }
 ALL_SCOPES: Final = tuple(SCOPES)
 

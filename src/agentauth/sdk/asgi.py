@@ -2,7 +2,11 @@
 
 Works under any ASGI framework (Starlette, FastAPI, Quart, a bare app) and imports none::
 
-    app = BearerAuthMiddleware(app, AsyncOnlineVerifier("https://auth.example.com"), required_scopes=["api.read"])
+    verifier = AsyncOnlineVerifier("https://auth.example.com", resource="https://api.example.com")
+    app = BearerAuthMiddleware(app, verifier, required_scopes=["api.read"])
+
+Every token's ``aud`` must name the verifier's ``resource`` (or ``audience``, when given here): a token the issuer
+minted for another server is refused (RFC 8707; RFC 9068 section 4).
 
 The verified token lands in ``scope["state"]["agentauth_token"]`` (Starlette: ``request.state.agentauth_token``),
 where ``agentauth.sdk.fastapi.require_scopes`` finds it to check per-route scopes without verifying twice.
@@ -14,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from agentauth.sdk.bearer import DEFAULT_REALM, BearerError, TokenAuthority, authenticate
+from agentauth.sdk.bearer import (
+    DEFAULT_REALM,
+    BearerError,
+    TokenAuthority,
+    authenticate,
+    require_audience_configured,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +58,7 @@ class BearerAuthMiddleware:
         realm: str = DEFAULT_REALM,
         resource_metadata: str | None = None,
     ) -> None:
+        require_audience_configured(verifier, audience)
         self.app = app
         self.verifier = verifier
         self.required_scopes = tuple(required_scopes)

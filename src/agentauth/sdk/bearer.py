@@ -26,6 +26,7 @@ import orjson
 from agentauth.sdk.cache import UNAVAILABLE_CODES
 from agentauth.sdk.online import OnlineVerifier
 from agentauth.vc import VerificationError, VerifiedToken
+from agentauth.vc.errors import AUDIENCE_NOT_CONFIGURED
 
 log = logging.getLogger("agentauth.sdk")
 
@@ -53,6 +54,17 @@ async def verify_token(authority: TokenAuthority, token: str, audience: str | No
     if not isinstance(result, VerifiedToken):
         raise TypeError(f"{type(authority).__name__}.verify_access_token returned {type(result).__name__}")
     return result
+
+
+def require_audience_configured(authority: TokenAuthority, audience: str | None) -> None:
+    """Fail where a resource server is set up, not on its first request: a verifier that knows no resource
+    identifier and no ``audience`` given cannot check ``aud`` (RFC 9068 section 4), and would refuse every
+    token (``audience_not_configured``)."""
+    if audience is None and getattr(authority, "resource", "") is None and getattr(authority, "require_audience", True):
+        raise ValueError(
+            "configure the verifier with resource=<this server's resource identifier> (or pass audience=...): "
+            "tokens are accepted only when their aud names this server"
+        )
 
 
 def _quote(value: str) -> str:
@@ -141,6 +153,8 @@ async def authenticate(
         verified = await verify_token(authority, token, audience)
     except VerificationError as exc:
         log.info("bearer token refused: %s (%s)", exc.code, exc.detail)
+        if exc.code == AUDIENCE_NOT_CONFIGURED:
+            raise BearerError(500, "server_error", "the resource server is misconfigured (no resource)") from None
         if exc.code in UNAVAILABLE_CODES:
             raise BearerError(503, "temporarily_unavailable", "cannot check the token right now; retry") from None
         raise BearerError(401, "invalid_token", INVALID_TOKEN_DESCRIPTION) from None

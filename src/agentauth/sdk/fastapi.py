@@ -6,7 +6,7 @@
     from agentauth.sdk.fastapi import install, require_scopes
 
     app = FastAPI()
-    install(app, AsyncOnlineVerifier("https://auth.example.com"))
+    install(app, AsyncOnlineVerifier("https://auth.example.com", resource="https://reports.example.com"))
 
     @app.get("/reports")
     async def reports(token: Annotated[VerifiedToken, Depends(require_scopes("api.read"))]) -> ...:
@@ -15,7 +15,8 @@
 ``install`` stores the verifier on ``app.state`` and renders refusals as RFC 6749 JSON
 (``{"error", "error_description"}``) with ``WWW-Authenticate``; without it the dependency still answers
 401/403/503 with the right headers, in FastAPI's ``{"detail": ...}`` body. Behind ``BearerAuthMiddleware``
-the dependency reuses the middleware's verified token and only checks scopes.
+the dependency reuses the middleware's verified token and only checks scopes. A token is accepted only when its
+``aud`` names this server (the verifier's ``resource``; RFC 8707, RFC 9068 section 4).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agentauth.sdk.asgi import STATE_KEY
-from agentauth.sdk.bearer import DEFAULT_REALM, BearerError, TokenAuthority, authenticate, check_scopes
+from agentauth.sdk.bearer import (
+    DEFAULT_REALM,
+    BearerError,
+    TokenAuthority,
+    authenticate,
+    check_scopes,
+    require_audience_configured,
+)
 from agentauth.vc import VerifiedToken
 
 APP_STATE_VERIFIER = "agentauth_verifier"
@@ -54,7 +62,9 @@ def install(
     realm: str = DEFAULT_REALM,
     resource_metadata: str | None = None,
 ) -> None:
-    """Make ``verifier`` the app's default for ``require_scopes`` and answer refusals as RFC 6749 JSON."""
+    """Make ``verifier`` the app's default for ``require_scopes`` and answer refusals as RFC 6749 JSON. Tokens
+    are accepted only when their ``aud`` names ``audience`` or else the verifier's ``resource``."""
+    require_audience_configured(verifier, audience)
     setattr(app.state, APP_STATE_VERIFIER, verifier)
     setattr(
         app.state, APP_STATE_OPTIONS, {"audience": audience, "realm": realm, "resource_metadata": resource_metadata}

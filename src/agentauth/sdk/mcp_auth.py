@@ -2,16 +2,18 @@
 
 Implements ``mcp.server.auth.provider.TokenVerifier`` (``async verify_token(token) -> AccessToken | None``)::
 
+    resource = "https://reports.example.com/mcp"  # registered with AgentAuth as a resource server
     mcp = MCPServer(
         "reports",
-        token_verifier=AgentAuthTokenVerifier(AsyncOnlineVerifier("https://auth.example.com")),
+        token_verifier=AgentAuthTokenVerifier(AsyncOnlineVerifier("https://auth.example.com", resource=resource)),
         auth=AuthSettings(
-            issuer_url="https://auth.example.com",
-            resource_server_url="https://reports.example.com/mcp",
-            required_scopes=["api.read"],
-            validate_token_resource=False,  # AgentAuth tokens name the issuer as their audience
+            issuer_url="https://auth.example.com", resource_server_url=resource, required_scopes=["reports.read"]
         ),
     )
+
+A token is accepted only when its ``aud`` names this server (the verifier's ``resource``, or ``audience`` given
+here): agents obtain one with ``resource=<that identifier>`` (RFC 8707), and a token for another server is
+refused (the token replay the MCP authorization spec forbids).
 
 The MCP SDK's bearer middleware then answers 401 ``invalid_token`` when this returns None and 403
 ``insufficient_scope`` when a required scope is missing, each with ``WWW-Authenticate``.
@@ -23,16 +25,18 @@ import logging
 
 from mcp.server.auth.provider import AccessToken
 
-from agentauth.sdk.bearer import TokenAuthority, verify_token
+from agentauth.sdk.bearer import TokenAuthority, require_audience_configured, verify_token
 from agentauth.vc import VerificationError
 
 log = logging.getLogger("agentauth.sdk")
 
 
 class AgentAuthTokenVerifier:
-    """Verifies AgentAuth access tokens for an MCP server; ``audience``, when set, must be in the token's ``aud``."""
+    """Verifies AgentAuth access tokens for an MCP server: the token's ``aud`` must name ``audience``, by default
+    the verifier's ``resource``."""
 
     def __init__(self, verifier: TokenAuthority, *, audience: str | None = None) -> None:
+        require_audience_configured(verifier, audience)
         self.verifier = verifier
         self.audience = audience
 
@@ -44,8 +48,7 @@ class AgentAuthTokenVerifier:
             log.info("MCP bearer token refused: %s (%s)", exc.code, exc.detail)
             return None
         claims = verified.claims
-        aud = claims.get("aud")
-        resource = self.audience if self.audience is not None else (aud if isinstance(aud, str) else None)
+        resource = self.audience if self.audience is not None else getattr(self.verifier, "resource", None)
         return AccessToken(
             token=token,
             client_id=str(claims["client_id"]),

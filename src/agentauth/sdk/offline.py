@@ -95,6 +95,8 @@ def issuer_url_for(jwks: Mapping[str, Any], token: str) -> str:
 def offline_verifier(
     jwks: str | Path | Mapping[str, Any],
     *,
+    resource: str | None = None,
+    any_audience: bool = False,
     issuer_url: str | None = None,
     status_dir: str | Path | None = None,
     status_source: StatusListSource | None = None,
@@ -111,6 +113,10 @@ def offline_verifier(
     max_status_staleness`` (default 60 s; ``status_stale`` after that): refresh the directory at least once per
     ``ttl`` (``agentauth mirror``), or raise ``max_status_staleness`` knowingly - revocations older than the copy
     stay unseen for that long.
+
+    ``resource``: your server's resource identifier (RFC 8707), which every access token's ``aud`` must name
+    (``invalid_audience``; ``audience_not_configured`` when unset and a call passes no ``audience``);
+    ``any_audience=True`` skips the check, for inspection tools only.
     """
     document = load_jwks(jwks) if isinstance(jwks, str | Path) else dict(jwks)
     url = issuer_url or document.get("issuer")
@@ -128,4 +134,6 @@ def offline_verifier(
         leeway_seconds=leeway_seconds,
         nonces=nonces,
         max_status_staleness=max_status_staleness,
+        resource=resource,
+        require_audience=not any_audience,
     )

@@ -57,12 +57,19 @@ H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 class _OnlineBase(Generic[H]):
     """The core verifier, the issuer cache and the HTTP client that the sync and async verifiers share; ``http``
-    defaults to a new client, which the verifier then closes."""
+    defaults to a new client, which the verifier then closes.
+
+    ``resource``: your server's resource identifier (RFC 8707; the one you registered with the issuer), which
+    every access token's ``aud`` must name (``invalid_audience`` otherwise; ``audience_not_configured`` when it
+    is not set and a call passes no ``audience``). ``any_audience=True`` skips that check - only for inspection
+    tools (``agentauth verify``), never for a server accepting tokens."""
 
     def __init__(
         self,
         issuer_url: str,
         *,
+        resource: str | None = None,
+        any_audience: bool = False,
         http: H | None = None,
         jwks: Mapping[str, Any] | None = None,
         status_source: StatusListSource | None = None,
@@ -92,6 +99,8 @@ class _OnlineBase(Generic[H]):
             clock=clock,
             nonces=nonces,
             max_status_staleness=max_status_staleness,
+            resource=resource,
+            require_audience=not any_audience,
         )
         if jwks is not None:
             self._cache.jwks_fresh_until = monotonic() + DEFAULT_JWKS_MAX_AGE
@@ -113,6 +122,14 @@ class _OnlineBase(Generic[H]):
     @property
     def issuer_did(self) -> str:
         return self.core.issuer_did
+
+    @property
+    def resource(self) -> str | None:
+        return self.core.resource
+
+    @property
+    def require_audience(self) -> bool:
+        return self.core.require_audience
 
     def _no_keys_error(self, original: VerificationError) -> VerificationError:
         if self._cache.jwks_error is not None:

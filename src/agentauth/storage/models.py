@@ -47,7 +47,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UTCDateTime()}  # noqa: RUF012
+    type_annotation_map = {  # noqa: RUF012
+        dict[str, Any]: JSON, list[str]: JSON, list[dict[str, str]]: JSON, datetime: UTCDateTime(),
+    }  # fmt: skip
 
 
 class SigningKeyRow(Base):
@@ -118,6 +120,9 @@ class RefreshTokenRow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    # RFC 8707: the resource identifiers the family's grant is for (NULL: AgentAuth's own API); a refresh keeps
+    # them or narrows them, never widens (``issuer/audience.py``).
+    resources: Mapped[list[str] | None]
 
 
 class StatusListRow(Base):
@@ -258,3 +263,22 @@ class AuditEventRow(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(index=True)
     details: Mapped[dict[str, Any] | None]
+
+
+class ResourceServerRow(Base):
+    """A resource server (an API, MCP server or CLI) a tenant registered: its RFC 8707 identifier, the scopes it
+    defines and who may obtain tokens for it (``issuer/resource_servers.py``)."""
+
+    __tablename__ = "resource_servers"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    # Unique across tenants: a token's ``aud`` must name one server.
+    identifier: Mapped[str] = mapped_column(String(500), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(8))  # rest | mcp | cli
+    scopes: Mapped[list[dict[str, str]]]  # [{"name": ..., "description": ...}]
+    access: Mapped[str] = mapped_column(String(16))  # own_tenant | any_agent | tenants
+    allowed_tenants: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

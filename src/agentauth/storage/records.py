@@ -117,6 +117,8 @@ class RefreshToken:
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None
+    # RFC 8707: the resources the family's grant is for; None: AgentAuth's own API.
+    resources: tuple[str, ...] | None = None
 
     def usable_at(self, now: datetime) -> bool:
         """Can be rotated at ``now``: active (not used, not revoked) and not expired."""
@@ -241,3 +243,30 @@ class RevokedFamily:
     family_id: str
     tenant_id: str
     via_jti: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceServer:
+    """A resource server a tenant registered (RFC 8707 resource identifier, the scopes it defines, who may obtain
+    tokens for it: ``own_tenant``, ``any_agent`` or ``tenants`` - its own plus ``allowed_tenants``)."""
+
+    id: str
+    tenant_id: str
+    identifier: str
+    name: str
+    kind: str
+    scopes: tuple[tuple[str, str], ...]  # (name, description)
+    access: str
+    allowed_tenants: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def scope_names(self) -> frozenset[str]:
+        return frozenset(name for name, _ in self.scopes)
+
+    def admits(self, tenant_id: str) -> bool:
+        """May agents of ``tenant_id`` obtain tokens for this server?"""
+        if tenant_id == self.tenant_id or self.access == "any_agent":
+            return True
+        return self.access == "tenants" and tenant_id in self.allowed_tenants

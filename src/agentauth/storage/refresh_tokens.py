@@ -34,6 +34,7 @@ def to_record(row: RefreshTokenRow) -> RefreshToken:
         created_at=row.created_at,
         expires_at=row.expires_at,
         used_at=row.used_at,
+        resources=tuple(row.resources) if row.resources is not None else None,
     )
 
 

@@ -17,6 +17,9 @@ UNTRUSTED_KEY: Final = "untrusted_key"
 INVALID_SIGNATURE: Final = "invalid_signature"
 INVALID_ISSUER: Final = "invalid_issuer"
 INVALID_AUDIENCE: Final = "invalid_audience"
+# A verifier asked to check an access token without knowing which resource it guards (RFC 8707 / RFC 9068
+# section 4: the resource server MUST check that aud names it).
+AUDIENCE_NOT_CONFIGURED: Final = "audience_not_configured"
 EXPIRED: Final = "expired"
 NOT_YET_VALID: Final = "not_yet_valid"
 MISSING_CLAIM: Final = "missing_claim"

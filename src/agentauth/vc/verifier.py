@@ -94,6 +94,10 @@ class Verifier:
     ``exp_leeway_seconds`` overrides it for ``exp`` alone. A third party keeps the default: its clock is not the
     issuer's. The issuer judging its own tokens sets ``exp_leeway_seconds=0``, so a token it calls expired in
     introspection is expired on every route too.
+
+    ``resource``: the identifier of the resource server verifying (RFC 8707), which an access token's ``aud`` must
+    name unless a call passes ``audience``; with ``require_audience`` a call with neither fails
+    (``audience_not_configured``) instead of skipping the check.
     """
 
     def __init__(
@@ -111,6 +115,8 @@ class Verifier:
         clock: Callable[[], datetime] | None = None,
         nonces: NonceRegistry | None = None,
         max_status_staleness: float | None = DEFAULT_MAX_STATUS_STALENESS_SECONDS,
+        resource: str | None = None,
+        require_audience: bool = False,
     ) -> None:
         if (jwks is None) == (did_document is None):
             raise ValueError("give exactly one trust anchor: jwks or did_document")
@@ -132,6 +138,12 @@ class Verifier:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._status_cache = StatusCache()
         self.nonces = nonces or NonceRegistry()
+        # RFC 9068 section 4: "The resource server MUST validate that the aud claim contains a resource indicator
+        # value corresponding to an identifier the resource server expects for itself." ``resource`` is that
+        # identifier, checked when a call names no audience; ``require_audience`` (the SDK's verifiers) refuses
+        # to verify an access token with neither.
+        self.resource = resource
+        self.require_audience = require_audience
 
     # -- keys -------------------------------------------------------------------------------------------
 
@@ -235,6 +247,13 @@ class Verifier:
             scope = ""
         if type(scope) is not str and not isinstance(scope, str):
             raise VerificationError(e.MALFORMED, "scope must be a space-separated string")
+        if audience is None:
+            audience = self.resource
+            if audience is None and self.require_audience:
+                raise VerificationError(
+                    e.AUDIENCE_NOT_CONFIGURED,
+                    "no audience to check: configure the verifier with resource=<this server's identifier>",
+                )
         if audience is not None:
             try:
                 aud = claims["aud"]

@@ -34,6 +34,14 @@ class Parameter:
     required: bool = False
 
 
+# RFC 8707 section 2, on every grant (``issuer/audience.py`` resolves it).
+RESOURCE_PARAMETER = Parameter(
+    "resource",
+    "RFC 8707: the absolute URI of the resource server the token is for (may repeat); sets aud. "
+    "Default: AgentAuth's own API.",
+)
+
+
 class GrantServices(Protocol):
     """What a grant may use; ``TokenService`` provides it."""
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from agentauth.errors import InvalidClient
+from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
-from agentauth.issuer.grants.base import Grant, Parameter, param, record_refusal
+from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, param, record_refusal
 from agentauth.issuer.hotpath import ClientCredentialsRequest
 from agentauth.issuer.schemas import TokenResponse
-from agentauth.issuer.scopes import parse_scope
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 
@@ -25,7 +25,8 @@ class ClientCredentialsGrant(Grant):
             "client_secret", "The API key (or as the HTTP Basic password, RFC 6749 section 2.3.1).", required=True
         ),
         Parameter("client_id", "Optional: the id of the agent owning the API key."),
-        Parameter("scope", "Space-separated; narrows the API key's scopes."),
+        Parameter("scope", "Space-separated; narrows the API key's scopes (with resource: the server's scopes)."),
+        RESOURCE_PARAMETER,
     )
     records_own_failures = True  # the issuing round records its refusals; ``handle`` the one before it
 
@@ -40,7 +41,8 @@ class ClientCredentialsGrant(Grant):
         request = ClientCredentialsRequest(
             api_key=secret,
             client_id=param(params, "client_id"),
-            scopes=parse_scope(param(params, "scope")),
+            scope=param(params, "scope"),
+            resources=resource_param(params),
             slot=await self.core.status.allocate(),
             ctx=ctx,
         )

@@ -12,10 +12,10 @@ from typing import Any
 
 from agentauth.errors import Conflict, InvalidGrant
 from agentauth.issuer import audit
+from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
-from agentauth.issuer.grants.base import Grant, Parameter, param
+from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, param
 from agentauth.issuer.schemas import TokenResponse
-from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.storage import grant_statements
 from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow, UsedAssertionRow
 from agentauth.storage.ports import Insert, Query, Require, WritePlan
@@ -33,12 +33,14 @@ class JwtBearerGrant(Grant):
             "a unique jti, exp.",
             required=True,
         ),
-        Parameter("scope", "Space-separated; narrows the agent's scopes."),
+        Parameter("scope", "Space-separated; narrows the agent's scopes (with resource: the server's scopes)."),
+        RESOURCE_PARAMETER,
     )
 
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         assertion = param(params, "assertion", required=True)
         assert assertion is not None
+        resources = resource_param(params)
         now = self.core.clock()
         audiences = {self.core.token_endpoint, self.core.issuer_url, f"{self.core.issuer_url}/"}
         try:
@@ -52,11 +54,11 @@ class JwtBearerGrant(Grant):
         inactive = InvalidGrant("the assertion is not valid", debug=f"no active agent with did {did}")
         if agent is None or not agent.is_active:
             raise inactive
-        scopes = narrow(parse_scope(param(params, "scope")), agent.scopes)
+        target = await self.core.audience.resolve(agent.tenant_id, resources, param(params, "scope"), agent.scopes)
         exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
         slot = await self.core.status.allocate()
         tokens, access_row, refresh_row = self.core.token_pair_rows(
-            agent, scopes, status=slot, now=now, api_key_id=None
+            agent, target.scopes, status=slot, now=now, api_key_id=None, resources=target.resources
         )
         event = audit.event(
             ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id,

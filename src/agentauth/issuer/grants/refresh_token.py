@@ -15,11 +15,11 @@ from typing import Any, NoReturn
 
 from agentauth.errors import InvalidGrant
 from agentauth.issuer import audit
+from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.grants.base import Grant, GrantServices, Parameter, param
 from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
-from agentauth.issuer.scopes import narrow, parse_scope
 from agentauth.storage import grant_statements, refresh_tokens
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow
@@ -34,6 +34,11 @@ class RefreshTokenGrant(Grant):
     parameters = (
         Parameter("refresh_token", "The refresh token; each use returns a new one.", required=True),
         Parameter("scope", "Space-separated; may narrow the original grant, never widen it."),
+        Parameter(
+            "resource",
+            "RFC 8707: a subset of the original grant's resources (may repeat); default: all of them. The new "
+            "token's aud.",
+        ),
     )
 
     def __init__(self, services: GrantServices) -> None:
@@ -55,7 +60,8 @@ class RefreshTokenGrant(Grant):
         assert presented is not None
         token_hash = self.core.hasher.hash(presented)
         now = self.core.clock()
-        requested = parse_scope(param(params, "scope"))
+        scope = param(params, "scope")
+        resources = resource_param(params)
         # Stage 1, outside any transaction: the token with its agent and key in one read, the rules, the new pair
         # signed. A token that cannot be rotated is refused by ``_refresh_lost``, which explains why.
         rows = await self._lookups.submit(token_hash)
@@ -68,12 +74,16 @@ class RefreshTokenGrant(Grant):
         key_dead = token.api_key_id is not None and (key is None or not key.usable_at(now))
         if agent is None or not agent.is_active or key_dead:
             raise inactive
-        # RFC 6749 section 6: a narrower scope may be requested, never a wider one.
-        scopes = narrow(requested, token.scopes)
+        # RFC 6749 section 6: a narrower scope may be requested, never a wider one; RFC 8707 section 2.2: the
+        # same for the resources - the family keeps the original set, a request may name fewer of them.
+        target = await self.core.audience.resolve(
+            agent.tenant_id, resources, scope, token.scopes, granted=token.scopes, within=token.resources
+        )
         slot = await self.core.status.allocate()
         tokens, access_row, refresh_row = self.core.token_pair_rows(
-            agent, scopes, status=slot, now=now, api_key_id=token.api_key_id, family_id=token.family_id
-        )
+            agent, target.scopes, status=slot, now=now, api_key_id=token.api_key_id, family_id=token.family_id,
+            resources=target.resources,
+        )  # fmt: skip
         event = audit.event(
             ctx, now, action="token.refreshed", tenant_id=agent.tenant_id, actor=agent.id,
             target_type="refresh_family", target_id=token.family_id,

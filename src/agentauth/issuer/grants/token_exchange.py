@@ -8,6 +8,7 @@ from typing import Any
 
 from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidScope, InvalidToken
 from agentauth.issuer import audit
+from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import token_response
 from agentauth.issuer.grants.base import Grant, Parameter, param
@@ -35,6 +36,11 @@ class TokenExchangeGrant(Grant):
         Parameter("actor_token_type", f"{TOKEN_TYPE_ACCESS}, with actor_token."),
         Parameter("client_secret", "The delegate's API key, when no actor_token is given."),
         Parameter("scope", "Space-separated; a subset of the delegated scopes (default: all of them)."),
+        Parameter(
+            "resource",
+            "RFC 8707 / RFC 8693 section 2.1: the resource server the exchanged token is for (may repeat); sets "
+            "aud, and then scope names that server's scopes. Default: AgentAuth's own API.",
+        ),
     )
 
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
@@ -59,7 +65,11 @@ class TokenExchangeGrant(Grant):
             raise InvalidGrant(
                 "subject_token is not a valid delegation credential", debug=f"{exc.code}: {exc.detail}"
             ) from exc
-        requested = parse_scope(param(params, "scope"))
+        resources = resource_param(params)
+        scope = param(params, "scope")
+        # A registered server's scopes are not AgentAuth's: parsed against that server (``issuer/audience.py``).
+        own = not resources or all(r in self.core.audience.own for r in resources)
+        requested = parse_scope(scope) if own else None
         slot = await self.core.status.allocate()
         # Stage 1, outside any transaction: one read (the delegation, its ancestors and their agents), the rules,
         # the signed access token.
@@ -71,7 +81,13 @@ class TokenExchangeGrant(Grant):
             raise InvalidGrant("the delegation chain does not verify", debug="links of another tenant")
         granted = set(delegation.scopes)
         scopes = tuple(s for s in requested if s in granted) if requested else tuple(delegation.scopes)
-        if not scopes:
+        audience: str | list[str] | None = None
+        if not own:
+            # RFC 8693 section 2.1 ``resource``: a registered server's token carries that server's scopes and
+            # must be one the root's tenant may obtain (``audience.AudienceResolver``).
+            target = await self.core.audience.resolve(root.tenant_id, resources, scope, ())
+            scopes, audience = target.scopes, target.audience(self.core.issuer_url)
+        elif not scopes:
             raise InvalidScope("none of the requested scopes was delegated")
         act: dict[str, Any] | None = None
         for link in chain:
@@ -91,6 +107,7 @@ class TokenExchangeGrant(Grant):
             delegation_id=delegation.id,
             expires_at=delegation.expires_at,
             extra_subject_claims={"actorAgentId": actor.id},
+            audience=audience,
         )
         event = audit.event(
             ctx, now, action="token.exchanged", tenant_id=root.tenant_id, actor=actor.id,
