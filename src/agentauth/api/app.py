@@ -20,6 +20,7 @@ from agentauth.api import (
     errors,
     openapi,
     policies,
+    registration,
     status_lists,
     wellknown,
 )
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     errors.install(app)
     openapi.install(app)
-    for module in (wellknown, auth, agents, credentials, delegations, policies, status_lists, audit):
+    for module in (wellknown, auth, registration, agents, credentials, delegations, policies, status_lists, audit):
         app.include_router(module.router)
     # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.
     mcp = McpMount(lambda: app.state.services, config.issuer_url, config.max_body_bytes)

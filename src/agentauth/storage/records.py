@@ -241,3 +241,19 @@ class RevokedFamily:
     family_id: str
     tenant_id: str
     via_jti: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """An RFC 7591 dynamically registered client, as stored: ``secret_hash`` only for a confidential client."""
+
+    client_id: str
+    secret_hash: str | None
+    client_name: str | None
+    logo_uri: str | None
+    redirect_uris: tuple[str, ...]
+    token_endpoint_auth_method: str
+    grant_types: tuple[str, ...]
+    scope: str | None
+    document: dict[str, object]
+    created_at: datetime
