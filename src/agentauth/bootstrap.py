@@ -22,6 +22,9 @@ from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.audit_log import AuditService
 from agentauth.issuer.authorization import Authorizer
+from agentauth.issuer.cimd import CimdFetcher, CimdLimits
+from agentauth.issuer.client_directory import Clients
+from agentauth.issuer.client_registration import ClientRegistration
 from agentauth.issuer.compromise import adopt_stored_ring
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.delegations import DelegationService
@@ -72,6 +75,10 @@ class Services:
     resource_servers: ResourceServerService
     audit: AuditService
     rate_limiter: RateLimiter
+    # OAuth clients (issue 14 item 3): the directory the authorization and token endpoints resolve a client_id
+    # with (``issuer/clients.py: ClientDirectory``), and RFC 7591 registration.
+    clients: Clients
+    client_registration: ClientRegistration
 
     @property
     def issuer_did(self) -> str:
@@ -136,6 +143,7 @@ class Services:
     async def close(self) -> None:
         await self.status.close()
         await self.rate_limiter.close()
+        await self.clients.close()
         await close_ports(self.ports)
         for maker in (self.sessions, self.core.reads):
             if isinstance(maker, SqliteSessionMaker):
@@ -224,4 +232,17 @@ async def build_services(settings: Settings) -> Services:
         resource_servers=ResourceServerService(core, authz),
         audit=AuditService(core, authz),
         rate_limiter=build_rate_limiter(settings.redis_url),
+        clients=Clients(core, CimdFetcher(cimd_limits(settings)), tokens.grants.grant_types),
+        client_registration=ClientRegistration(core),
+    )
+
+
+def cimd_limits(settings: Settings) -> CimdLimits:
+    return CimdLimits(
+        timeout_seconds=settings.cimd_fetch_timeout_seconds,
+        max_bytes=settings.cimd_max_bytes,
+        cache_min_seconds=settings.cimd_cache_min_seconds,
+        cache_max_seconds=max(settings.cimd_cache_max_seconds, settings.cimd_cache_min_seconds),
+        negative_cache_seconds=settings.cimd_negative_cache_seconds,
+        allow_loopback=settings.cimd_allow_loopback,
     )

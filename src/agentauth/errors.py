@@ -112,3 +112,19 @@ class TemporarilyUnavailable(AgentAuthError):
     error = "temporarily_unavailable"
     status_code = 503
     description = "The service is temporarily unavailable; retry later."
+
+
+class InvalidRedirectUri(AgentAuthError):
+    """RFC 7591 section 3.2.2: "The value of one or more redirection URIs is invalid."."""
+
+    error = "invalid_redirect_uri"
+    status_code = 400
+    description = "The value of one or more redirection URIs is invalid."
+
+
+class InvalidClientMetadata(AgentAuthError):
+    """RFC 7591 section 3.2.2: "The value of one of the client metadata fields is invalid"."""
+
+    error = "invalid_client_metadata"
+    status_code = 400
+    description = "The value of one of the client metadata fields is invalid."

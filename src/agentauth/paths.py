@@ -16,6 +16,8 @@ AUTH = f"{API_V1}/auth"
 TOKEN = f"{AUTH}/token"
 INTROSPECT = f"{AUTH}/introspect"
 REVOKE = f"{AUTH}/revoke"
+# RFC 7591 dynamic client registration: the RFC 8414 ``registration_endpoint``.
+REGISTER = f"{AUTH}/register"
 AGENTS = f"{API_V1}/agents"
 QUICKSTART = f"{AGENTS}/quickstart"
 CREDENTIALS = f"{API_V1}/credentials"

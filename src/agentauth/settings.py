@@ -35,6 +35,28 @@ class Settings(BaseSettings):
     token_rate_per_client: int = Field(600, ge=1, description="Token requests per minute per client.")
     token_rate_per_ip: int = Field(1200, ge=1, description="Token requests per minute per IP address.")
     quickstart_rate_per_ip: int = Field(20, ge=1, description="Quickstart registrations per minute per IP.")
+    client_registration_rate_per_ip: int = Field(
+        20, ge=1, description="RFC 7591 client registrations per minute per IP."
+    )
+    # -- Client ID Metadata Documents (issue 14 item 3; issuer/cimd.py) --
+    cimd_allow_loopback: bool = Field(
+        False,
+        description="Development and tests only: fetch client metadata documents from the literal host 127.0.0.1 "
+        "(http or https). Every other private, loopback or link-local target stays refused.",
+    )
+    cimd_fetch_timeout_seconds: float = Field(
+        5.0, gt=0, le=5, description="Seconds one client metadata document fetch may take in all (DNS included)."
+    )
+    cimd_max_bytes: int = Field(5120, ge=512, le=65_536, description="Largest client metadata document accepted.")
+    cimd_cache_min_seconds: int = Field(
+        60, ge=0, le=86_400, description="Shortest time a fetched document is cached (floor of its max-age)."
+    )
+    cimd_cache_max_seconds: int = Field(
+        86_400, ge=1, le=7 * 86_400, description="Longest time a fetched document is cached (ceiling of max-age)."
+    )
+    cimd_negative_cache_seconds: int = Field(
+        30, ge=0, le=3600, description="How long a failed or invalid document fetch is remembered as a failure."
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
     trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(
         (),

@@ -53,6 +53,7 @@ UNJUDGED_ROUTES = {
     ("GET", "/api/v1/auth/jwks"), ("POST", "/api/v1/auth/token"), ("POST", "/api/v1/auth/introspect"),
     ("POST", "/api/v1/auth/token/introspect"), ("POST", "/api/v1/auth/revoke"), ("POST", "/api/v1/auth/token/revoke"),
     ("GET", "/api/v1/status-lists/{list_id}"),
+    ("POST", "/api/v1/auth/register"),  # RFC 7591: governed by AGENTAUTH_REGISTRATION, like quickstart
 }  # fmt: skip
 TWINS = {
     "agents.deactivate": {("DELETE", "/api/v1/agents/{agent_id}"), ("POST", "/api/v1/agents/{agent_id}/deactivate")},

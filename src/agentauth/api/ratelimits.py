@@ -15,3 +15,7 @@ async def limit_token_request(services: Services, params: dict[str, Any], ctx: R
 
 async def limit_quickstart(services: Services, ctx: RequestContext) -> None:
     await abuse.limit_quickstart(services.rate_limiter, services.settings, ctx)
+
+
+async def limit_client_registration(services: Services, ctx: RequestContext) -> None:
+    await abuse.limit_client_registration(services.rate_limiter, services.settings, ctx)

@@ -1,4 +1,5 @@
-"""Abuse limits on the unauthenticated operations (token grants, quickstart): per client and per IP.
+"""Abuse limits on the unauthenticated operations (token grants, quickstart, RFC 7591 client registration):
+per client and per IP.
 
 One implementation for both adapters, with one key scheme, so REST and MCP calls draw on the same buckets and
 neither is a way around the other's limit. Fails closed: without the shared limiter a flood cannot be told
@@ -55,3 +56,8 @@ async def limit_token_request(
 async def limit_quickstart(limiter: RateLimiter, settings: Settings, ctx: RequestContext) -> None:
     if ctx.ip:
         await _check(limiter, f"quickstart:ip:{ctx.ip}", Limit(settings.quickstart_rate_per_ip, MINUTE))
+
+
+async def limit_client_registration(limiter: RateLimiter, settings: Settings, ctx: RequestContext) -> None:
+    if ctx.ip:
+        await _check(limiter, f"register:ip:{ctx.ip}", Limit(settings.client_registration_rate_per_ip, MINUTE))

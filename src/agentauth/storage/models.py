@@ -282,3 +282,21 @@ class ResourceServerRow(Base):
     allowed_tenants: Mapped[list[str]]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class OAuthClientRow(Base):
+    """RFC 7591 dynamically registered clients. A confidential client's secret is kept only as its keyed hash
+    (``issuer/secrets.py``), like API keys; ``document`` is the registered metadata the registration echoed."""
+
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    client_name: Mapped[str | None] = mapped_column(String(200))
+    logo_uri: Mapped[str | None] = mapped_column(Text)
+    redirect_uris: Mapped[list[str]]
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(40))
+    grant_types: Mapped[list[str]]
+    scope: Mapped[str | None] = mapped_column(Text)
+    document: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

@@ -270,3 +270,19 @@ class ResourceServer:
         if tenant_id == self.tenant_id or self.access == "any_agent":
             return True
         return self.access == "tenants" and tenant_id in self.allowed_tenants
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """An RFC 7591 dynamically registered client, as stored: ``secret_hash`` only for a confidential client."""
+
+    client_id: str
+    secret_hash: str | None
+    client_name: str | None
+    logo_uri: str | None
+    redirect_uris: tuple[str, ...]
+    token_endpoint_auth_method: str
+    grant_types: tuple[str, ...]
+    scope: str | None
+    document: dict[str, object]
+    created_at: datetime

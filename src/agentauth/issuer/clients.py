@@ -1,0 +1,72 @@
+"""OAuth clients of interactive apps, as the authorization and token endpoints see them (issue 14 item 3).
+
+A client is one of: registered through RFC 7591 dynamic client registration (``source="dcr"``), an https URL
+naming its own Client ID Metadata Document (``"cimd"``; draft-ietf-oauth-client-id-metadata-document, MCP
+authorization 2025-11-25), or an agent authenticating as a confidential client with its API key or did:key
+(``"agent"``). ``ClientDirectory.resolve`` gives the one record for each; ``redirect_uri_matches`` is the one
+redirect-URI comparison (RFC 9700 section 4.1.3: exact matching; RFC 8252 section 7.3: any port on a loopback IP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+# RFC 8252 section 7.3: loopback *IP literals* get port flexibility; section 8.3: "localhost" is NOT RECOMMENDED
+# and, being a name that may resolve elsewhere, is matched exactly like any other redirect URI.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]"})
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    client_id: str
+    client_name: str | None
+    logo_uri: str | None
+    redirect_uris: tuple[str, ...]
+    token_endpoint_auth_method: str  # "none" | "client_secret_basic" | "client_secret_post" | "private_key_jwt"
+    grant_types: tuple[str, ...]
+    scope: str | None
+    source: str  # "dcr" | "cimd" | "agent"
+
+    @property
+    def is_public(self) -> bool:
+        """A client without credentials (``none``): PKCE is its only proof of possession (OAuth 2.1 7.5.1)."""
+        return self.token_endpoint_auth_method == "none"
+
+
+class ClientDirectory(Protocol):
+    async def resolve(self, client_id: str) -> OAuthClient | None:
+        """The client ``client_id`` names, or None when it names none (unknown, or a CIMD document that could
+        not be fetched or is invalid - the reason goes to the log)."""
+        ...
+
+
+def _loopback_parts(uri: str) -> tuple[str, str, str, str] | None:
+    """(scheme, host, path, query) of an ``http`` redirect URI on a loopback IP literal, else None."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.fragment or "@" in parts.netloc:
+        return None
+    host = parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
+    if host not in LOOPBACK_HOSTS:
+        return None
+    return parts.scheme, host, parts.path, parts.query
+
+
+def redirect_uri_matches(registered: tuple[str, ...], requested: str) -> bool:
+    """Whether ``requested`` is one of the ``registered`` redirect URIs: exact string comparison (no case folding,
+    no trailing-slash or percent-encoding normalisation); for an ``http`` URI on a loopback IP (127.0.0.1, [::1])
+    the port may differ (RFC 8252 section 7.3: "MUST allow any port to be specified at the time of the request
+    for loopback IP redirect URIs"). A URI with a fragment never matches (RFC 6749 section 3.1.2)."""
+    if not isinstance(requested, str) or not requested or "#" in requested:
+        return False
+    if requested in registered:
+        return True
+    wanted = _loopback_parts(requested)
+    if wanted is None:
+        return False
+    return any(_loopback_parts(uri) == wanted for uri in registered)
