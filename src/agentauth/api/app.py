@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     errors.install(app)
     openapi.install(app)
     for module in (
-        wellknown, auth, registration, agents, credentials, delegations, policies, resource_servers, status_lists, audit,
+        wellknown, auth, registration, agents, credentials, delegations, policies, resource_servers,
+        status_lists, audit,
     ):  # fmt: skip
         app.include_router(module.router)
     # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.
