@@ -74,7 +74,7 @@ async def test_metadata_lists_the_registered_grants_and_the_urls_issued_so_far(c
     assert metadata["token_endpoint"] == f"{ISSUER_URL}/api/v1/auth/token"
     assert metadata["introspection_endpoint"] == f"{ISSUER_URL}/api/v1/auth/introspect"
     assert metadata["revocation_endpoint"] == f"{ISSUER_URL}/api/v1/auth/revoke"
-    assert metadata["registration_endpoint"] == f"{ISSUER_URL}/api/v1/agents/quickstart"
+    assert metadata["registration_endpoint"] == f"{ISSUER_URL}/api/v1/auth/register"
     assert config["endpoints"] == {
         "token_endpoint": f"{ISSUER_URL}/api/v1/auth/token",
         "jwks_uri": f"{ISSUER_URL}/.well-known/jwks.json",

@@ -48,7 +48,7 @@ async def oauth_metadata(services: ServicesDep) -> JSONResponse:
         "jwks_uri": f"{base}{paths.JWKS}",
         "introspection_endpoint": f"{base}{paths.INTROSPECT}",
         "revocation_endpoint": f"{base}{paths.REVOKE}",
-        "registration_endpoint": f"{base}{paths.QUICKSTART}",
+        "registration_endpoint": f"{base}{paths.REGISTER}",  # RFC 7591
         "scopes_supported": list(SCOPES),
         "response_types_supported": [],
         "grant_types_supported": list(services.tokens.grants.grant_types),
