@@ -290,7 +290,7 @@ async def test_jwt_bearer_resource_sets_aud(client: httpx.AsyncClient, root: dic
     assert _payload(ok(await assertion_grant())["access_token"])["aud"] == ISSUER_URL
 
 
-async def test_token_exchange_resource_sets_aud(client: httpx.AsyncClient, root: dict[str, Any]) -> None:
+async def test_exchange_resource_within_delegation(client: httpx.AsyncClient, root: dict[str, Any]) -> None:
     await register(client, root["access_token"])
     auth = bearer(root["access_token"])
     child = ok(await client.post("/api/v1/agents", json={"name": "kid", "agent_type": "tool"}, headers=auth), 201)
@@ -306,11 +306,9 @@ async def test_token_exchange_resource_sets_aud(client: httpx.AsyncClient, root:
         pairs += [("resource", r) for r in resources] + ([("scope", scope)] if scope else [])
         return await client.post(TOKEN, content=str(httpx.QueryParams(pairs)), headers=FORM)
 
-    exchanged = ok(await exchange(FILES, scope="files.read"))
-    payload = _payload(exchanged["access_token"])
-    assert (
-        payload["aud"] == FILES and payload["scope"] == "files.read" and payload["act"]["sub"] == child["agent"]["did"]
-    )
+    # The delegate acts only within the delegated scopes: "agents.read" at AgentAuth grants nothing at FILES.
+    for refused in (await exchange(FILES, scope="files.read"), await exchange(FILES)):
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
     assert (await exchange(BILLING)).json()["error"] == "invalid_target"
     assert (await exchange(FILES, scope="agents.read")).json()["error"] == "invalid_scope"
     own = ok(await exchange())

@@ -84,9 +84,14 @@ class TokenExchangeGrant(Grant):
         audience: str | list[str] | None = None
         if not own:
             # RFC 8693 section 2.1 ``resource``: a registered server's token carries that server's scopes and
-            # must be one the root's tenant may obtain (``audience.AudienceResolver``).
+            # must be one the root's tenant may obtain (``audience.AudienceResolver``). The delegate acts only
+            # within what was delegated: a scope of that server that the delegation does not name is not granted
+            # (delegations carry AgentAuth's scopes today, so an exchange for another server is refused).
             target = await self.core.audience.resolve(root.tenant_id, resources, scope, ())
-            scopes, audience = target.scopes, target.audience(self.core.issuer_url)
+            scopes = tuple(s for s in target.scopes if s in granted)
+            if not scopes:
+                raise InvalidScope("the delegation grants none of the resource server's scopes")
+            audience = target.audience(self.core.issuer_url)
         elif not scopes:
             raise InvalidScope("none of the requested scopes was delegated")
         act: dict[str, Any] | None = None
