@@ -43,12 +43,13 @@ _METADATA_SCHEMA = {
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
+    body = await request.body()  # first: an oversized body is 413 whatever it claims to be, like every route
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
         # RFC 7591 section 3.1: "the client sends an HTTP POST ... with a content type of application/json".
         raise InvalidRequest("Content-Type must be application/json (RFC 7591 section 3.1)")
     try:
-        parsed = orjson.loads(await request.body())
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidClientMetadata("body is not valid JSON") from exc
     if not isinstance(parsed, dict):
