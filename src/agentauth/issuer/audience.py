@@ -1,8 +1,8 @@
 """Audience-bound tokens: the RFC 8707 ``resource`` parameter of every grant, resolved to the token's ``aud`` and
 the scopes it may carry.
 
-* No ``resource`` (or one naming AgentAuth's own API: the issuer URL, its ``/api/v1`` or ``/mcp``): ``aud`` = the
-  issuer URL, scopes from AgentAuth's catalogue (``issuer/scopes.py``) within what the caller holds.
+* No ``resource`` (or one naming AgentAuth's own API: the issuer URL, or the URL of its REST API or MCP
+  endpoint): ``aud`` = the issuer URL, scopes from AgentAuth's catalogue (``issuer/scopes.py``) within what the caller holds.
 * Resources a tenant registered (``issuer/resource_servers.py``): ``aud`` = the resource identifier (a list when
   several are requested), scopes are those the servers define. RFC 8707 section 2: a resource that is "invalid,
   missing, unknown, or malformed" - and one the caller's tenant may not obtain tokens for, which is told apart
@@ -89,8 +89,8 @@ class Target:
 
 class AudienceResolver:
     def __init__(self, reads: Reads, issuer_url: str, own: Iterable[str] = ()) -> None:
-        """``own``: the identifiers of AgentAuth's own API besides the issuer URL (bootstrap names them: ``/api/v1``
-        and ``/mcp`` under it)."""
+        """``own``: the identifiers of AgentAuth's own API besides the issuer URL (bootstrap names them: the REST API
+        and the MCP endpoint under it)."""
         self.reads = reads
         self.issuer_url = issuer_url.rstrip("/")
         self.own = frozenset({self.issuer_url, f"{self.issuer_url}/", *own})
