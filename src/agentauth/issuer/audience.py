@@ -2,7 +2,8 @@
 the scopes it may carry.
 
 * No ``resource`` (or one naming AgentAuth's own API: the issuer URL, or the URL of its REST API or MCP
-  endpoint): ``aud`` = the issuer URL, scopes from AgentAuth's catalogue (``issuer/scopes.py``) within what the caller holds.
+  endpoint): ``aud`` = the issuer URL, scopes from AgentAuth's catalogue (``issuer/scopes.py``) within what the
+  caller holds.
 * Resources a tenant registered (``issuer/resource_servers.py``): ``aud`` = the resource identifier (a list when
   several are requested), scopes are those the servers define. RFC 8707 section 2: a resource that is "invalid,
   missing, unknown, or malformed" - and one the caller's tenant may not obtain tokens for, which is told apart
