@@ -4,10 +4,12 @@ Each is waited for until it answers, and stopped by its own pid."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,23 +22,33 @@ REPO = Path(__file__).resolve().parents[1]
 STATUS_TTL_SECONDS = 10  # the shortest ttl AGENTAUTH_STATUS_LIST_TTL_SECONDS allows
 
 
+# Ports handed out by this process, from a block of its own below the kernel's ephemeral range (32768-60999 here):
+# bind(("127.0.0.1", 0)) can hand the port a concurrent test in this process has just been given but whose server
+# has not bound it yet, and then two servers race for one port (CI saw a replica answer with another test's JWKS).
+# Each pytest-xdist worker takes its own block, so no two workers hand out the same port either.
+_PORT_BLOCK = 1200
+_PORT_BASE = 20000 + _PORT_BLOCK * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_port_lock = threading.Lock()
+_port_offsets = itertools.count()
+
+
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (held open together while choosing, so no two coincide)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """``n`` distinct ports that are free now and that no other caller in this test run has been given."""
+    ports: list[int] = []
+    with _port_lock:
+        while len(ports) < n:
+            port = _PORT_BASE + next(_port_offsets) % _PORT_BLOCK  # a block lasts a whole run; wrap, not fail
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use by something else on the machine
+            ports.append(port)
+    return ports
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 @dataclass
