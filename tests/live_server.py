@@ -27,7 +27,9 @@ STATUS_TTL_SECONDS = 10  # the shortest ttl AGENTAUTH_STATUS_LIST_TTL_SECONDS al
 # has not bound it yet, and then two servers race for one port (CI saw a replica answer with another test's JWKS).
 # Each pytest-xdist worker takes its own block, so no two workers hand out the same port either.
 _PORT_BLOCK = 1200
-_PORT_BASE = 20000 + _PORT_BLOCK * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+# AGENTAUTH_TEST_PORT_BASE moves the blocks, for two test runs on one machine at once.
+_XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_PORT_BASE = int(os.environ.get("AGENTAUTH_TEST_PORT_BASE", "20000")) + _PORT_BLOCK * _XDIST_WORKER
 _port_lock = threading.Lock()
 _port_offsets = itertools.count()
 
