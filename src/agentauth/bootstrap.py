@@ -33,6 +33,7 @@ from agentauth.issuer.lifecycle import LifecycleService
 from agentauth.issuer.policies import PolicyService
 from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
 from agentauth.issuer.resource_servers import ResourceServerService
+from agentauth.issuer.scopes import SCOPES
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
@@ -94,6 +95,16 @@ class Services:
         """``/.well-known/agent-configuration`` and MCP ``discover``: one document, its URLs from ``paths``."""
         endpoints = paths.endpoint_urls(self.settings.issuer_url)
         return discovery.agent_configuration(self.settings, self.issuer_did, endpoints, self.tokens.grants)
+
+    def authorization_server_metadata(self) -> dict[str, Any]:
+        """RFC 8414 ``/.well-known/oauth-authorization-server``: from the grant registry and settings."""
+        endpoints = paths.endpoint_urls(self.settings.issuer_url)
+        return discovery.authorization_server_metadata(self.settings, endpoints, list(SCOPES), self.tokens.grants)
+
+    def protected_resource_metadata(self, resource: str, name: str) -> dict[str, Any]:
+        """RFC 9728 metadata of one of AgentAuth's own resources (its REST API, ``/mcp``)."""
+        docs = f"{self.settings.issuer_url}{paths.DOCS}"
+        return discovery.protected_resource_metadata(self.settings, resource, name, list(SCOPES), docs)
 
     def key_retention(self) -> timedelta:
         """How long a retired key stays published: the longest lifetime of anything it signed."""

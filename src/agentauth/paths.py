@@ -18,6 +18,8 @@ INTROSPECT = f"{AUTH}/introspect"
 REVOKE = f"{AUTH}/revoke"
 # RFC 7591 dynamic client registration: the RFC 8414 ``registration_endpoint``.
 REGISTER = f"{AUTH}/register"
+# The authorization endpoint (RFC 6749 section 3.1): a page for people, so outside the JSON API.
+AUTHORIZE = "/authorize"
 AGENTS = f"{API_V1}/agents"
 QUICKSTART = f"{AGENTS}/quickstart"
 CREDENTIALS = f"{API_V1}/credentials"
@@ -35,7 +37,9 @@ DOCS = "/docs"
 
 # The ``endpoints`` of the agent configuration document, in the order it lists them.
 ENDPOINTS = {
+    "authorization_endpoint": AUTHORIZE,
     "token_endpoint": TOKEN,
+    "registration_endpoint": REGISTER,
     "jwks_uri": JWKS,
     "did_document": DID_DOCUMENT,
     "agents_endpoint": AGENTS,

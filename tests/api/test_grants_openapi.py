@@ -76,7 +76,9 @@ async def test_metadata_lists_the_registered_grants_and_the_urls_issued_so_far(c
     assert metadata["revocation_endpoint"] == f"{ISSUER_URL}/api/v1/auth/revoke"
     assert metadata["registration_endpoint"] == f"{ISSUER_URL}/api/v1/auth/register"
     assert config["endpoints"] == {
+        "authorization_endpoint": f"{ISSUER_URL}/authorize",
         "token_endpoint": f"{ISSUER_URL}/api/v1/auth/token",
+        "registration_endpoint": f"{ISSUER_URL}/api/v1/auth/register",
         "jwks_uri": f"{ISSUER_URL}/.well-known/jwks.json",
         "did_document": f"{ISSUER_URL}/.well-known/did.json",
         "agents_endpoint": f"{ISSUER_URL}/api/v1/agents",

@@ -11,8 +11,6 @@ from fastapi.responses import JSONResponse
 from agentauth import paths
 from agentauth.api.deps import ServicesDep
 from agentauth.bootstrap import Services
-from agentauth.issuer.scopes import SCOPES
-from agentauth.vc import ALLOWED_ALGORITHMS
 
 router = APIRouter(tags=["discovery"])
 
@@ -40,41 +38,13 @@ async def did_document(services: ServicesDep) -> JSONResponse:
 
 @router.get("/.well-known/oauth-authorization-server", summary="RFC 8414 authorization server metadata")
 async def oauth_metadata(services: ServicesDep) -> JSONResponse:
-    base = services.settings.issuer_url
-    metadata = {
-        # RFC 8414 section 3.3: the issuer value "MUST be identical to the issuer identifier" used to fetch it.
-        "issuer": base,
-        "token_endpoint": f"{base}{paths.TOKEN}",
-        "jwks_uri": f"{base}{paths.JWKS}",
-        "introspection_endpoint": f"{base}{paths.INTROSPECT}",
-        "revocation_endpoint": f"{base}{paths.REVOKE}",
-        "registration_endpoint": f"{base}{paths.REGISTER}",  # RFC 7591
-        "scopes_supported": list(SCOPES),
-        "response_types_supported": [],
-        "grant_types_supported": list(services.tokens.grants.grant_types),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "token_endpoint_auth_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
-        "service_documentation": f"{base}{paths.DOCS}",
-    }
-    return JSONResponse(metadata, headers=_CACHE)
-
-
-def _protected_resource(base: str, resource: str, name: str) -> dict[str, Any]:
-    return {
-        "resource": resource,
-        "resource_name": name,
-        "authorization_servers": [base],
-        "scopes_supported": list(SCOPES),
-        "bearer_methods_supported": ["header"],
-        "resource_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
-        "resource_documentation": f"{base}{paths.DOCS}",
-    }
+    return JSONResponse(services.authorization_server_metadata(), headers=_CACHE)
 
 
 @router.get("/.well-known/oauth-protected-resource", summary="RFC 9728 protected resource metadata (REST API)")
 async def protected_resource(services: ServicesDep) -> JSONResponse:
     base = services.settings.issuer_url
-    return JSONResponse(_protected_resource(base, base, "AgentAuth REST API"), headers=_CACHE)
+    return JSONResponse(services.protected_resource_metadata(base, "AgentAuth REST API"), headers=_CACHE)
 
 
 @router.get(
@@ -83,8 +53,8 @@ async def protected_resource(services: ServicesDep) -> JSONResponse:
 async def protected_resource_mcp(services: ServicesDep) -> JSONResponse:
     # RFC 9728 section 3.1: metadata of a resource with a path lives at the well-known URI with that path
     # appended, and its "resource" value MUST be identical to the resource identifier.
-    base = services.settings.issuer_url
-    return JSONResponse(_protected_resource(base, f"{base}{paths.MCP}", "AgentAuth MCP server"), headers=_CACHE)
+    resource = f"{services.settings.issuer_url}{paths.MCP}"
+    return JSONResponse(services.protected_resource_metadata(resource, "AgentAuth MCP server"), headers=_CACHE)
 
 
 @router.get("/.well-known/agent-configuration", summary="Capabilities, scopes, lifetimes and endpoints")

@@ -1,8 +1,10 @@
-"""The agent configuration document: capabilities, scopes, lifetimes and endpoint URLs.
+"""The discovery documents: RFC 8414 authorization server metadata, RFC 9728 protected resource metadata and
+the agent configuration document (capabilities, scopes, lifetimes and endpoint URLs).
 
-Served at ``/.well-known/agent-configuration`` and returned by the MCP ``discover`` tool; built here, below both
-adapters, so REST and MCP answer with the same document. Its endpoint URLs are handed in (the REST adapter's
-layout, ``agentauth.paths``, through ``bootstrap``), its grant types are the grant registry's.
+The agent configuration is served at ``/.well-known/agent-configuration`` and returned by the MCP ``discover``
+tool; built here, below both adapters, so REST and MCP answer with the same documents. Endpoint URLs are handed in
+(the REST adapter's layout, ``agentauth.paths``, through ``bootstrap``); grant and response types are the grant
+registry's, so a grant registered there is advertised without another edit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,62 @@ from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.scopes import AGENT_TYPES, SCOPES, TRUST_LEVELS
 from agentauth.settings import Settings
 from agentauth.vc import ALLOWED_ALGORITHMS
+
+# RFC 8414 section 2 / RFC 7591 section 2: how a client may authenticate at the token endpoint.
+# ``client_secret_*``: an agent's API key (client_id = the agent id) or a registered client's secret.
+TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# RFC 7636 section 4.2: only S256; "plain" would let whoever sees the authorization request redeem the code.
+CODE_CHALLENGE_METHODS = ("S256",)
+
+
+def authorization_server_metadata(
+    settings: Settings, endpoints: dict[str, str], scopes: list[str], grants: GrantRegistry = GRANTS
+) -> dict[str, Any]:
+    """RFC 8414 section 2, with RFC 9207's ``authorization_response_iss_parameter_supported`` and the Client ID
+    Metadata Document draft's ``client_id_metadata_document_supported``."""
+    response_types = list(grants.response_types)
+    metadata: dict[str, Any] = {
+        # Section 3.3: "MUST be identical to the issuer identifier" the metadata URL was built from.
+        "issuer": settings.issuer_url,
+        "token_endpoint": endpoints["token_endpoint"],
+        "jwks_uri": endpoints["jwks_uri"],
+        "introspection_endpoint": endpoints["introspection_endpoint"],
+        "revocation_endpoint": endpoints["revocation_endpoint"],
+        "scopes_supported": scopes,
+        "response_types_supported": response_types,
+        "grant_types_supported": list(grants.grant_types),
+        "token_endpoint_auth_methods_supported": list(TOKEN_ENDPOINT_AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
+        "service_documentation": endpoints["docs"],
+    }
+    if response_types:
+        metadata |= {
+            "authorization_endpoint": endpoints["authorization_endpoint"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": list(CODE_CHALLENGE_METHODS),
+            "authorization_response_iss_parameter_supported": True,
+        }
+    if settings.registration != "closed":
+        metadata["registration_endpoint"] = endpoints["registration_endpoint"]
+    metadata["client_id_metadata_document_supported"] = True
+    return metadata
+
+
+def protected_resource_metadata(
+    settings: Settings, resource: str, name: str, scopes: list[str], docs: str
+) -> dict[str, Any]:
+    """RFC 9728 section 2 for one of AgentAuth's own resources (its REST API, its MCP server)."""
+    return {
+        "resource": resource,
+        "resource_name": name,
+        "authorization_servers": [settings.issuer_url],
+        "scopes_supported": scopes,
+        "bearer_methods_supported": ["header"],
+        "resource_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
+        "resource_documentation": docs,
+    }
 
 
 def agent_configuration(

@@ -60,6 +60,9 @@ class Grant(ABC):
     # True when ``handle`` puts every refusal (invalid_client, invalid_grant) into the audit trail itself;
     # otherwise the token endpoint records it after ``handle`` raised.
     records_own_failures: ClassVar[bool] = False
+    # RFC 8414 section 2: the authorization endpoint's ``response_type`` values this grant redeems (``code`` for
+    # the authorization code grant); the metadata's ``response_types_supported`` is their union.
+    response_types: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, services: GrantServices) -> None:
         self.services = services

@@ -36,6 +36,11 @@ class GrantRegistry:
         """In registration order."""
         return tuple(self._grants)
 
+    @property
+    def response_types(self) -> tuple[str, ...]:
+        """The ``response_type`` values of the authorization endpoint, from the grants that redeem them."""
+        return tuple(dict.fromkeys(t for grant in self._grants.values() for t in grant.response_types))
+
     def parameters(self) -> dict[str, list[tuple[str, Parameter]]]:
         """Every parameter name any grant reads, in first-seen order, with each grant's use of it."""
         union: dict[str, list[tuple[str, Parameter]]] = {}
