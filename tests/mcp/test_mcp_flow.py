@@ -56,9 +56,19 @@ async def test_access_token_from_the_authorization_header(server: RunningServer)
         assert (await call(session, "introspect_token", token=token))["active"] is True
         # An explicit parameter wins over the header.
         assert (await fail(session, "list_agents", access_token="not-a-token")).startswith("invalid_token: ")
-    async with http_session(f"{server.url}/mcp", {"Authorization": "Bearer not-a-token"}) as session:
-        assert (await fail(session, "list_agents")).startswith("invalid_token: ")
-        assert (await call(session, "list_agents", access_token=token))["total"] == 1
+    # A bearer token that is not valid (malformed, revoked, expired, for another resource): 401 with RFC 9728's
+    # resource_metadata before any MCP message, so an MCP client starts its authorization discovery.
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for bad in ("not-a-token", token[:-4] + "AAAA"):
+            refused = await http.post("/mcp", json=initialize, headers={
+                "Authorization": f"Bearer {bad}", "Accept": "application/json, text/event-stream"})  # fmt: skip
+            assert refused.status_code == 401, refused.text
+            challenge = refused.headers["www-authenticate"]
+            assert challenge.startswith('Bearer error="invalid_token"'), challenge
+            assert f'resource_metadata="{server.url}/.well-known/oauth-protected-resource/mcp"' in challenge
+            assert refused.headers["cache-control"] == "no-store"
 
 
 async def test_protected_resource_metadata_describes_mcp(server: RunningServer) -> None:

@@ -28,6 +28,7 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentauth.bootstrap import Services
+from agentauth.errors import AgentAuthError
 from agentauth.issuer.secrets import NO_STORE
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.server import build_server
@@ -89,6 +90,44 @@ class NoStorePostOnly:
         await send({"type": "http.response.body", "body": body})
 
 
+class BearerChallenge:
+    """RFC 6750 section 3.1 and RFC 9728 section 5.1 for ``/mcp``: a request whose ``Authorization: Bearer`` token
+    is invalid, expired, revoked or not for AgentAuth is answered 401 with ``WWW-Authenticate: Bearer
+    error="invalid_token", resource_metadata=...`` before the MCP layer, so an MCP client knows to get a new token
+    (the MCP authorization spec's discovery starts from that header). Without a token every request passes: tools
+    that need none (``discover``, ``quickstart``) keep working, the others answer their own tool error."""
+
+    def __init__(self, app: ASGIApp, services: Callable[[], Services], issuer_url: str) -> None:
+        self.app = app
+        self.services = services
+        self.metadata = f"{issuer_url}/.well-known/oauth-protected-resource{MCP_PATH}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+            if header[:7].lower() == b"bearer ":
+                try:
+                    await self.services().tokens.authenticate_bearer(header[7:].decode("latin-1").strip())
+                except AgentAuthError as exc:
+                    await self._challenge(send, exc.description)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _challenge(self, send: Send, description: str) -> None:
+        challenge = (
+            f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{self.metadata}"'
+        )
+        body = orjson.dumps({"error": "invalid_token", "error_description": description})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", challenge.encode()),
+            *_NO_STORE,
+        ]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 class McpMount:
     """The MCP endpoint of one app instance (a session manager runs once: one mount per app)."""
 
@@ -107,7 +146,7 @@ class McpMount:
             max_request_body_size=max_body,
         )
         self.session_manager: StreamableHTTPSessionManager = self.server.session_manager
-        self.asgi = NoStorePostOnly(StreamableHTTPASGIApp(self.session_manager))
+        self.asgi = NoStorePostOnly(BearerChallenge(StreamableHTTPASGIApp(self.session_manager), services, issuer_url))
 
     def install(self, router: Router) -> None:
         for path in (MCP_PATH, MCP_PATH + "/"):
