@@ -22,14 +22,17 @@ from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.audit_log import AuditService
 from agentauth.issuer.authorization import Authorizer
+from agentauth.issuer.authorization_codes import AuthorizationService
 from agentauth.issuer.cimd import CimdFetcher, CimdLimits
 from agentauth.issuer.client_directory import Clients
 from agentauth.issuer.client_registration import ClientRegistration
 from agentauth.issuer.compromise import adopt_stored_ring
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.delegations import DelegationService
+from agentauth.issuer.grants import GRANTS
 from agentauth.issuer.keyring import IssuerKeys
 from agentauth.issuer.lifecycle import LifecycleService
+from agentauth.issuer.owners import OwnerService
 from agentauth.issuer.policies import PolicyService
 from agentauth.issuer.ratelimit import RateLimiter, build_rate_limiter
 from agentauth.issuer.resource_servers import ResourceServerService
@@ -79,6 +82,8 @@ class Services:
     # OAuth clients (issue 14 item 3): the directory the authorization and token endpoints resolve a client_id
     # with (``issuer/clients.py: ClientDirectory``), and RFC 7591 registration.
     clients: Clients
+    authorization: AuthorizationService
+    owners: OwnerService
     client_registration: ClientRegistration
 
     @property
@@ -223,7 +228,9 @@ async def build_services(settings: Settings) -> Services:
     )
     authz = Authorizer(core)  # the one authorization of every use case, shared by all services
     api_keys = ApiKeyService(core, authz)
-    tokens = TokenService(core, api_keys)
+    agent_service = AgentService(core, authz)
+    clients = Clients(core, CimdFetcher(cimd_limits(settings)), GRANTS.grant_types)
+    tokens = TokenService(core, api_keys, clients)
     return Services(
         settings=settings,
         engine=engine,
@@ -234,7 +241,7 @@ async def build_services(settings: Settings) -> Services:
         issuer=issuer,
         core=core,
         status=status,
-        agents=AgentService(core, authz),
+        agents=agent_service,
         api_keys=api_keys,
         tokens=tokens,
         lifecycle=LifecycleService(core, tokens),
@@ -243,7 +250,9 @@ async def build_services(settings: Settings) -> Services:
         resource_servers=ResourceServerService(core, authz),
         audit=AuditService(core, authz),
         rate_limiter=build_rate_limiter(settings.redis_url),
-        clients=Clients(core, CimdFetcher(cimd_limits(settings)), tokens.grants.grant_types),
+        clients=clients,
+        authorization=AuthorizationService(core, clients),
+        owners=OwnerService(core, agent_service, api_keys),
         client_registration=ClientRegistration(core),
     )
 

@@ -20,6 +20,11 @@ REVOKE = f"{AUTH}/revoke"
 REGISTER = f"{AUTH}/register"
 # The authorization endpoint (RFC 6749 section 3.1): a page for people, so outside the JSON API.
 AUTHORIZE = "/authorize"
+# Owner accounts (pages for people, like the authorization endpoint).
+LOGIN = "/login"
+SIGNUP = "/signup"
+LOGOUT = "/logout"
+ACCOUNT = "/account"
 AGENTS = f"{API_V1}/agents"
 QUICKSTART = f"{AGENTS}/quickstart"
 CREDENTIALS = f"{API_V1}/credentials"

@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     cimd_negative_cache_seconds: int = Field(
         30, ge=0, le=3600, description="How long a failed or invalid document fetch is remembered as a failure."
     )
+    # -- Owner accounts (issue 14 item 4; issuer/owners.py) --
+    owner_signup: Literal["open", "closed"] = Field(
+        "open", description="Whether people may create owner accounts at /signup."
+    )
+    owner_session_idle_seconds: int = Field(
+        3600, ge=60, le=7 * 86_400, description="An owner's browser session ends after this long without use."
+    )
+    owner_session_max_seconds: int = Field(
+        12 * 3600, ge=300, le=30 * 86_400, description="An owner's browser session ends this long after login."
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
     trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(
         (),

@@ -83,8 +83,11 @@ TOKEN_CASES: dict[str, TokenCase] = {
     "form-no-equals": TokenCase(400, "invalid_request", lambda w: {"content": b"grant_type", "headers": FORM}),
     # grant types
     "grant-password": TokenCase(400, "unsupported_grant_type", lambda w: form(("grant_type", "password"), _cc(w))),
-    "grant-authorization-code": TokenCase(400, "unsupported_grant_type", lambda w: form(
+    "grant-authorization-code-no-verifier": TokenCase(400, "invalid_request", lambda w: form(
         ("grant_type", "authorization_code"), ("code", "abc"))),
+    "grant-authorization-code-unknown-client": TokenCase(401, "invalid_client", lambda w: form(
+        ("grant_type", "authorization_code"), ("code", "abc"), ("code_verifier", "v" * 43),
+        ("client_id", "cli_unknown"))),
     "grant-saml2": TokenCase(400, "unsupported_grant_type", lambda w: form(
         ("grant_type", "urn:ietf:params:oauth:grant-type:saml2-bearer"), ("assertion", "x"))),
     "grant-wrong-case": TokenCase(400, "unsupported_grant_type", lambda w: form(

@@ -58,12 +58,13 @@ async def test_the_served_openapi_form_lists_exactly_the_registered_grants(clien
         "refresh_token",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "urn:ietf:params:oauth:grant-type:token-exchange",
+        "authorization_code",
     ]
     assert set(schema["properties"]) == {"grant_type"} | {p.name for g in GRANTS for p in g.parameters}
     for name in EXCHANGE_PARAMS:
         assert "token-exchange" in schema["properties"][name]["description"], name
     assert operation["summary"] == (
-        "Token endpoint (RFC 6749): client_credentials, refresh_token, jwt-bearer, token-exchange"
+        "Token endpoint (RFC 6749): client_credentials, refresh_token, jwt-bearer, token-exchange, authorization_code"
     )
 
 
@@ -105,7 +106,9 @@ async def test_status_list_urls_and_the_jwt_bearer_audience_are_unchanged(servic
 
 
 async def test_a_grant_of_a_test_registry_is_dispatched_and_advertised(services: Services) -> None:
-    services.tokens = TokenService(services.core, services.api_keys, GrantRegistry(*GRANTS, FakeGrant))
+    services.tokens = TokenService(
+        services.core, services.api_keys, services.clients, GrantRegistry(*GRANTS, FakeGrant)
+    )
     app = create_app(services=services)
     app.state.services = services
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))

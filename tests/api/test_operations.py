@@ -54,6 +54,10 @@ UNJUDGED_ROUTES = {
     ("POST", "/api/v1/auth/token/introspect"), ("POST", "/api/v1/auth/revoke"), ("POST", "/api/v1/auth/token/revoke"),
     ("GET", "/api/v1/status-lists/{list_id}"),
     ("POST", "/api/v1/auth/register"),  # RFC 7591: governed by AGENTAUTH_REGISTRATION, like quickstart
+    # Pages for people: the owner's session cookie and its CSRF token, not an agent's bearer (issuer/owners.py).
+    ("GET", "/authorize"), ("POST", "/authorize"), ("GET", "/login"), ("POST", "/login"), ("GET", "/signup"),
+    ("POST", "/signup"), ("POST", "/logout"), ("GET", "/account"), ("POST", "/account/tenants"),
+    ("POST", "/account/claim"),
 }  # fmt: skip
 TWINS = {
     "agents.deactivate": {("DELETE", "/api/v1/agents/{agent_id}"), ("POST", "/api/v1/agents/{agent_id}/deactivate")},

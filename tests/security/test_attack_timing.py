@@ -151,6 +151,12 @@ REVIEWED = {
         "SQL lookup by keyed MAC (see test_refresh_token_lookup_is_by_keyed_hash)",
     ("storage/grant_statements.py", "RefreshTokenRow.token_hash == bindparam('hash')"):
         "SQL lookup and rotation by keyed MAC (see test_refresh_token_lookup_is_by_keyed_hash)",
+    ("storage/authorization_statements.py", "AuthorizationCodeRow.code_hash == bindparam('hash')"):
+        "SQL lookup and redemption of an authorization code by its keyed MAC, like refresh tokens",
+    ("issuer/owners.py", "OwnerSessionRow.token_hash == token_hash"):
+        "SQL lookup of an owner session by the keyed MAC of its cookie, like refresh tokens",
+    ("issuer/owners.py", "OwnerSessionRow.token_hash == self.core.hasher.hash(token)"):
+        "SQL lookup of the session to end at logout by the keyed MAC of its cookie",
     ("vc/chain.py", "link.parent_digest != jwt_digest(parent.jwt)"):
         "digests of public credentials (the parent JWT is in the chain itself): nothing secret to time",
 }  # fmt: skip

@@ -15,10 +15,12 @@ from agentauth.api import (
     agents,
     audit,
     auth,
+    authorize,
     credentials,
     delegations,
     errors,
     openapi,
+    owner_pages,
     policies,
     registration,
     resource_servers,
@@ -70,7 +72,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     openapi.install(app)
     for module in (
         wellknown, auth, registration, agents, credentials, delegations, policies, resource_servers,
-        status_lists, audit,
+        status_lists, audit, authorize, owner_pages,
     ):  # fmt: skip
         app.include_router(module.router)
     # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.

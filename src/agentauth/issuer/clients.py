@@ -41,6 +41,10 @@ class ClientDirectory(Protocol):
         not be fetched or is invalid - the reason goes to the log)."""
         ...
 
+    async def authenticate_secret(self, client_id: str, secret: str) -> OAuthClient | None:
+        """The registered confidential client ``client_id`` if ``secret`` is its secret, else None."""
+        ...
+
 
 def _loopback_parts(uri: str) -> tuple[str, str, str, str] | None:
     """(scheme, host, path, query) of an ``http`` redirect URI on a loopback IP literal, else None."""

@@ -169,16 +169,27 @@ class IssuerCore:
         api_key_id: str | None,
         family_id: str | None = None,
         resources: Sequence[str] | None = None,
+        client_id: str | None = None,
+        subject: str | None = None,
+        agent_acts: bool = False,
     ) -> tuple[TokenResponse, dict[str, Any], dict[str, Any]]:
         """An access token plus a refresh token of ``family_id`` (a new family when None), with their rows;
-        ``resources``: what the token is for (RFC 8707, its ``aud``; None: our own API), kept by the family."""
+        ``resources``: what the token is for (RFC 8707, its ``aud``; None: our own API), kept by the family.
+        ``client_id``: the OAuth client (default: the agent itself); ``subject``: the ``sub`` when it is not the
+        agent's DID - an owner who consented (the authorization code grant) -, with the agent as ``act`` when
+        ``agent_acts``; all three kept by the family, so a refresh issues the same kind of token."""
         family = family_id or new_id("rtf")
         audience = None
         if resources is not None:
             audience = resources[0] if len(resources) == 1 else list(resources)
+        client = client_id or agent.id
+        extra: dict[str, Any] = {}
+        if subject is not None:
+            extra = {"ownerId": subject} | ({"actingAgent": agent.did} if agent_acts else {})
         access, exp, credential_row = self.access_token_row(
-            agent, scopes, status=status, now=now, client_id=agent.id, api_key_id=api_key_id, family_id=family,
-            audience=audience,
+            agent, scopes, status=status, now=now, client_id=client, api_key_id=api_key_id, family_id=family,
+            audience=audience, subject_did=subject, act={"sub": agent.did} if subject and agent_acts else None,
+            extra_subject_claims=extra or None,
         )  # fmt: skip
         refresh = new_refresh_token()
         refresh_row = {
@@ -188,13 +199,15 @@ class IssuerCore:
             "agent_id": agent.id,
             "tenant_id": agent.tenant_id,
             "api_key_id": api_key_id,
-            "client_id": agent.id,
+            "client_id": client,
             "scopes": list(scopes),
             "status": RefreshTokenStatus.ACTIVE,
             "created_at": now,
             "expires_at": now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
             "used_at": None,
             "resources": list(resources) if resources is not None else None,
+            "subject": subject,
+            "agent_acts": agent_acts if subject is not None else None,
         }
         return token_response(access, exp, now, scopes, refresh), credential_row, refresh_row
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from agentauth.errors import InvalidClient, InvalidGrant, InvalidToken, UnsupportedGrantType
 from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.clients import ClientDirectory
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.grants import GRANTS, GrantRegistry
@@ -49,9 +50,12 @@ EXP_LEEWAY_SECONDS = 0
 
 
 class TokenService:
-    def __init__(self, core: IssuerCore, api_keys: ApiKeyService, grants: GrantRegistry = GRANTS) -> None:
+    def __init__(
+        self, core: IssuerCore, api_keys: ApiKeyService, clients: ClientDirectory, grants: GrantRegistry = GRANTS
+    ) -> None:
         self.core = core
         self.api_keys = api_keys
+        self.clients = clients
         self.client_credentials = ClientCredentialsIssuer(core)
         self.token_states = TokenStateLookup(core)
         self._verifier: Verifier | None = None

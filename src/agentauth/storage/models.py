@@ -123,6 +123,10 @@ class RefreshTokenRow(Base):
     # RFC 8707: the resource identifiers the family's grant is for (NULL: AgentAuth's own API); a refresh keeps
     # them or narrows them, never widens (``issuer/audience.py``).
     resources: Mapped[list[str] | None]
+    # A family started by the authorization code grant (issue 14 item 4): the token's ``sub`` when it is not the
+    # agent's DID (the owner who consented), and whether the token names the agent as its actor (``act``).
+    subject: Mapped[str | None] = mapped_column(String(100))
+    agent_acts: Mapped[bool | None]
 
 
 class StatusListRow(Base):
@@ -300,3 +304,86 @@ class OAuthClientRow(Base):
     scope: Mapped[str | None] = mapped_column(Text)
     document: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class AuthorizationCodeRow(Base):
+    """RFC 6749 section 4.1.2: an authorization code, kept as its keyed hash until redeemed once or expired.
+    ``family_id``: the refresh family its redemption starts, revoked if the code is presented again."""
+
+    __tablename__ = "authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(Text)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    redirect_uri_given: Mapped[bool]
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    owner_id: Mapped[str] = mapped_column(String(100))
+    agent_id: Mapped[str] = mapped_column(String(40))
+    agent_acts: Mapped[bool]
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    scopes: Mapped[list[str]]
+    resources: Mapped[list[str] | None]
+    family_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+
+class ConsentRow(Base):
+    """What an owner let a client do as one agent (or as the owner, ``agent_id`` = the tenant's root): the union
+    of the scopes consented so far, per resource set (step-up adds to it)."""
+
+    __tablename__ = "consents"
+
+    owner_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(500), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agent_acts: Mapped[bool] = mapped_column(primary_key=True)
+    scopes: Mapped[list[str]]
+    updated_at: Mapped[datetime]
+
+
+class OwnerRow(Base):
+    """A person who owns tenants (issue 14 item 4): an email and an argon2id password hash (``issuer/owners.py``)."""
+
+    __tablename__ = "owners"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # lower-case
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class OwnerSessionRow(Base):
+    """A logged-in browser: the keyed hash of its session cookie, its CSRF token, idle and absolute expiry."""
+
+    __tablename__ = "owner_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class OwnerTenantRow(Base):
+    """Which tenants (root agents) an owner owns."""
+
+    __tablename__ = "owner_tenants"
+
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+    created_at: Mapped[datetime]
+
+
+class LoginFailureRow(Base):
+    """A failed login, by email and by IP: the throttle counts them in a window, in the database so that it holds
+    across replicas."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400))
+    at: Mapped[datetime]

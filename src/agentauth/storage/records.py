@@ -119,6 +119,9 @@ class RefreshToken:
     used_at: datetime | None
     # RFC 8707: the resources the family's grant is for; None: AgentAuth's own API.
     resources: tuple[str, ...] | None = None
+    # Authorization code families: the ``sub`` (the owner; None: the agent's DID) and whether ``act`` names the agent.
+    subject: str | None = None
+    agent_acts: bool = False
 
     def usable_at(self, now: datetime) -> bool:
         """Can be rotated at ``now``: active (not used, not revoked) and not expired."""

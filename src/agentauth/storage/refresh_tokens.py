@@ -35,6 +35,8 @@ def to_record(row: RefreshTokenRow) -> RefreshToken:
         expires_at=row.expires_at,
         used_at=row.used_at,
         resources=tuple(row.resources) if row.resources is not None else None,
+        subject=row.subject,
+        agent_acts=bool(row.agent_acts),
     )
 
 

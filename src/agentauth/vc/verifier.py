@@ -54,6 +54,22 @@ log = logging.getLogger("agentauth.verifier")
 DEFAULT_LEEWAY_SECONDS = 30
 
 
+def _consented_actor(claims: Mapping[str, Any]) -> bool:
+    """A token of the authorization code grant: an owner (``sub``, the credential subject's ``ownerId``) consented
+    that a client act as one of their agents (``act``, the subject's ``actingAgent``). The issuer attests that
+    consent by signing; there is no delegation credential to check. Anything else with ``act`` needs its chain."""
+    subject = claims.get("vc", {}).get("credentialSubject") if isinstance(claims.get("vc"), dict) else None
+    act = claims.get("act")
+    return (
+        isinstance(subject, dict)
+        and isinstance(act, dict)
+        and set(act) == {"sub"}
+        and subject.get("ownerId") == claims.get("sub")
+        and isinstance(subject.get("actingAgent"), str)
+        and act["sub"] == subject["actingAgent"]
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
     """A verified access token: its claims, and the verified delegation chain it rests on (root first)."""
@@ -265,6 +281,8 @@ class Verifier:
                     raise VerificationError(e.INVALID_AUDIENCE, f"audience {audience!r} not in {auds!r}")
         self._status(claims["vc"], moment, ts)
         chain: tuple[DelegationLink, ...] = ()
+        if "act" in claims and "delegation_chain" not in claims and _consented_actor(claims):
+            return VerifiedToken(claims=claims, kid=header["kid"], chain=chain)
         if "delegation_chain" in claims or "act" in claims:
             try:
                 raw_chain = claims["delegation_chain"]

@@ -7,7 +7,13 @@ OpenAPI form are generated from it, in this order.
 
 from __future__ import annotations
 
-from agentauth.issuer.grants import client_credentials, jwt_bearer, refresh_token, token_exchange
+from agentauth.issuer.grants import (
+    authorization_code,
+    client_credentials,
+    jwt_bearer,
+    refresh_token,
+    token_exchange,
+)
 from agentauth.issuer.grants.base import Grant, GrantServices, Parameter
 from agentauth.issuer.grants.registry import GrantRegistry
 
@@ -16,6 +22,7 @@ GRANTS = GrantRegistry(
     refresh_token.RefreshTokenGrant,
     jwt_bearer.JwtBearerGrant,
     token_exchange.TokenExchangeGrant,
+    authorization_code.AuthorizationCodeGrant,
 )
 
 __all__ = ["GRANTS", "Grant", "GrantRegistry", "GrantServices", "Parameter"]

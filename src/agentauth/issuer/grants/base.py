@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 from agentauth.errors import AgentAuthError, InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.clients import ClientDirectory
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.hotpath import ClientCredentialsIssuer
@@ -48,6 +49,7 @@ class GrantServices(Protocol):
     core: IssuerCore
     api_keys: ApiKeyService
     client_credentials: ClientCredentialsIssuer
+    clients: ClientDirectory
 
     def self_verifier(self) -> Verifier: ...
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from agentauth.errors import InvalidGrant
+from agentauth.errors import InvalidClient, InvalidGrant
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
@@ -34,6 +34,8 @@ class RefreshTokenGrant(Grant):
     parameters = (
         Parameter("refresh_token", "The refresh token; each use returns a new one.", required=True),
         Parameter("scope", "Space-separated; may narrow the original grant, never widen it."),
+        Parameter("client_id", "The OAuth client a refresh token was issued to (authorization code grant)."),
+        Parameter("client_secret", "A confidential OAuth client's secret (or as the HTTP Basic password)."),
         Parameter(
             "resource",
             "RFC 8707: a subset of the original grant's resources (may repeat); default: all of them. The new "
@@ -70,6 +72,8 @@ class RefreshTokenGrant(Grant):
         token, agent, key = grant_statements.refresh_grant(rows[0])
         if not token.usable_at(now):
             await self._refresh_lost(token_hash, now, ctx)
+        if token.subject is not None:
+            await self._check_client(token.client_id, params)
         inactive = InvalidGrant("refresh token is no longer valid", debug="agent or API key inactive")
         key_dead = token.api_key_id is not None and (key is None or not key.usable_at(now))
         if agent is None or not agent.is_active or key_dead:
@@ -82,7 +86,8 @@ class RefreshTokenGrant(Grant):
         slot = await self.core.status.allocate()
         tokens, access_row, refresh_row = self.core.token_pair_rows(
             agent, target.scopes, status=slot, now=now, api_key_id=token.api_key_id, family_id=token.family_id,
-            resources=target.resources,
+            resources=target.resources, client_id=token.client_id, subject=token.subject,
+            agent_acts=token.agent_acts,
         )  # fmt: skip
         event = audit.event(
             ctx, now, action="token.refreshed", tenant_id=agent.tenant_id, actor=agent.id,
@@ -109,6 +114,20 @@ class RefreshTokenGrant(Grant):
                 raise
             await self._refresh_lost(token_hash, now, ctx)
         return tokens
+
+    async def _check_client(self, client_id: str, params: dict[str, Any]) -> None:
+        """A family the authorization code grant started belongs to its OAuth client (RFC 6749 section 6): a
+        confidential client authenticates again, a public one names itself if it sends a client_id at all."""
+        given, secret = param(params, "client_id"), param(params, "client_secret")
+        if given is not None and given != client_id:
+            raise InvalidGrant("refresh token was issued to another client", debug=f"client_id {given[:80]}")
+        client = await self.services.clients.resolve(client_id)
+        if client is None:
+            raise InvalidGrant("refresh token is no longer valid", debug=f"client {client_id[:80]} is gone")
+        if not client.is_public and (
+            secret is None or await self.services.clients.authenticate_secret(client_id, secret) is None
+        ):
+            raise InvalidClient("client authentication failed", debug=f"refresh by {client_id[:80]}")
 
     async def _refresh_lost(self, token_hash: str, now: datetime, ctx: RequestContext) -> NoReturn:
         """Explain a failed refresh; a token that was already used means theft or a replay: kill the family.

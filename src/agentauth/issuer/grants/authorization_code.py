@@ -1,0 +1,159 @@
+"""``authorization_code`` (RFC 6749 section 4.1.3, OAuth 2.1 section 4.1.3, RFC 7636 section 4.6): a code the
+authorization endpoint gave after an owner's consent (``issuer/authorization_codes.py``), redeemed once.
+
+The client authenticates as it registered: a public client (``none``) names itself with ``client_id`` and proves
+possession with the PKCE ``code_verifier`` alone; a confidential one adds its secret (Basic or the body). The code
+must have been issued to that client, with the same ``redirect_uri`` when the request carried one (section
+4.1.3), and BASE64URL(SHA256(code_verifier)) must equal its challenge. A code presented again revokes the family
+its first redemption started (section 4.1.2: "SHOULD revoke ... all tokens previously issued based on that
+authorization code"). The token's ``sub`` is the owner, ``act`` the agent when one was chosen, ``client_id`` the
+client; ``resource`` may narrow the consented resources (RFC 8707 section 2.2).
+
+On the general ports, like ``jwt_bearer``: one read, the pair signed outside any transaction, one write plan.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from typing import Any
+
+from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidTarget
+from agentauth.issuer import audit
+from agentauth.issuer.audience import resource_param
+from agentauth.issuer.authorization_codes import GRANT_AUTHORIZATION_CODE
+from agentauth.issuer.clients import OAuthClient
+from agentauth.issuer.context import RequestContext
+from agentauth.issuer.grants.base import Grant, Parameter, param, record_refusal, required_param
+from agentauth.issuer.revocation import revoke_refresh_families
+from agentauth.issuer.schemas import TokenResponse
+from agentauth.storage import authorization_statements as sql
+from agentauth.storage import grant_statements
+from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow
+from agentauth.storage.ports import Insert, Query, Require, WritePlan
+
+# RFC 7636 section 4.1: code_verifier = 43*128unreserved.
+VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+
+
+def s256(verifier: str) -> str:
+    """RFC 7636 section 4.2: BASE64URL-ENCODE(SHA256(ASCII(code_verifier)))."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+
+
+class AuthorizationCodeGrant(Grant):
+    grant_type = GRANT_AUTHORIZATION_CODE
+    response_types = ("code",)
+    parameters = (
+        Parameter("code", "The authorization code the authorization endpoint returned.", required=True),
+        Parameter("redirect_uri", "The redirect_uri of the authorization request, when it carried one."),
+        Parameter("code_verifier", "RFC 7636: the PKCE verifier of the request's S256 challenge.", required=True),
+        Parameter("client_id", "The client (required for public clients; or HTTP Basic with the client's secret)."),
+        Parameter("client_secret", "A confidential client's secret (or as the HTTP Basic password)."),
+        Parameter("resource", "RFC 8707: a subset of the consented resources (may repeat); default: all of them."),
+    )
+    records_own_failures = True
+
+    async def _client(self, params: dict[str, Any], ctx: RequestContext) -> OAuthClient:
+        client_id, secret = param(params, "client_id"), param(params, "client_secret")
+        if client_id is None:
+            raise InvalidClient("client authentication failed: client_id is required", debug="no client_id")
+        clients = self.services.clients
+        if secret is not None:
+            client = await clients.authenticate_secret(client_id, secret)
+            if client is None:
+                raise InvalidClient("client authentication failed", debug=f"bad secret for {client_id[:80]}")
+            return client
+        client = await clients.resolve(client_id)
+        if client is None or client.source == "agent":
+            raise InvalidClient("client authentication failed", debug=f"unknown client {client_id[:80]}")
+        if not client.is_public:
+            raise InvalidClient(
+                "client authentication failed: this client must authenticate with its secret",
+                debug=f"{client_id[:80]} is {client.token_endpoint_auth_method}",
+            )
+        return client
+
+    async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        try:
+            return await self._handle(params, ctx)
+        except (InvalidClient, InvalidGrant) as exc:
+            await record_refusal(self.core, ctx, self.grant_type, exc)
+            raise
+
+    async def _handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        presented = required_param(params, "code")
+        verifier = required_param(params, "code_verifier")
+        if not VERIFIER.fullmatch(verifier):
+            raise InvalidRequest("code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)")
+        redirect_uri = param(params, "redirect_uri")
+        resources = resource_param(params)
+        client = await self._client(params, ctx)
+        now = self.core.clock()
+        code_hash = self.core.hasher.hash(presented)
+        invalid = InvalidGrant("the authorization code is invalid, expired or already used")
+        (rows,) = await self.core.ports.reads.fetch(Query(sql.CODE_GRANT, {"hash": code_hash}))
+        if not rows:
+            raise InvalidGrant(invalid.description, debug="unknown code")
+        code, agent = sql.code_grant(rows[0])
+        if code.used_at is not None:
+            await self._replayed(code, ctx, now)
+        if code.expires_at <= now:
+            raise InvalidGrant(invalid.description, debug="expired code")
+        if code.client_id != client.client_id:
+            raise InvalidGrant(invalid.description, debug=f"code of {code.client_id[:80]} shown by another client")
+        if code.redirect_uri_given and redirect_uri != code.redirect_uri:
+            raise InvalidGrant("redirect_uri does not match the authorization request's", debug=str(redirect_uri))
+        if not code.redirect_uri_given and redirect_uri is not None and redirect_uri != code.redirect_uri:
+            raise InvalidGrant("redirect_uri does not match the authorization request's", debug=redirect_uri)
+        if not hmac.compare_digest(s256(verifier), code.code_challenge):
+            raise InvalidGrant("code_verifier does not match the code_challenge", debug="PKCE mismatch")
+        inactive = InvalidGrant(invalid.description, debug=f"agent {code.agent_id} inactive")
+        if agent is None or not agent.is_active:
+            raise inactive
+        granted = code.resources
+        if resources:
+            if granted is None or not set(resources) <= set(granted):
+                raise InvalidTarget("resource must be one the owner consented to")
+            granted = resources
+        slot = await self.core.status.allocate()
+        tokens, access_row, refresh_row = self.core.token_pair_rows(
+            agent, code.scopes, status=slot, now=now, api_key_id=None, family_id=code.family_id,
+            resources=granted, client_id=client.client_id, subject=code.owner_id, agent_acts=code.agent_acts,
+        )  # fmt: skip
+        event = audit.event(
+            ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=code.owner_id,
+            target_type="agent", target_id=agent.id,
+            details={"grant_type": GRANT_AUTHORIZATION_CODE, "client_id": client.client_id[:200]},
+        )  # fmt: skip
+        spent = InvalidGrant(invalid.description, debug="lost the redemption")
+        try:
+            await self.core.ports.writes.run(
+                WritePlan((
+                    Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive),
+                    Require(sql.REDEEM, {"hash": code_hash, "now": now}, 1, spent),
+                    Insert.of(CredentialRow.__table__, access_row),
+                    Insert.of(RefreshTokenRow.__table__, refresh_row),
+                    Insert.of(AuditEventRow.__table__, event),
+                ))
+            )  # fmt: skip
+        except InvalidGrant as exc:
+            if exc is spent:
+                await self._replayed(code, ctx, now)
+            raise
+        return tokens
+
+    async def _replayed(self, code: sql.AuthorizationCode, ctx: RequestContext, now: Any) -> None:
+        """A code presented a second time: revoke what its first redemption issued, then refuse."""
+        async with self.core.sessions.begin() as session:
+            await revoke_refresh_families(
+                session, ctx, now, [code.family_id], code.agent_id, "authorization code reuse"
+            )
+            audit.record(
+                session, ctx, now, action="authorization_code.reuse_detected", tenant_id=code.tenant_id,
+                actor=code.owner_id, target_type="refresh_family", target_id=code.family_id, outcome="failure",
+                reason="an authorization code was presented again; the tokens issued for it are revoked",
+            )  # fmt: skip
+        raise InvalidGrant("the authorization code is invalid, expired or already used", debug="code replay")
