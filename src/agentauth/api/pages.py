@@ -37,7 +37,7 @@ def headers(form_targets: tuple[str, ...] = ()) -> dict[str, str]:
         "X-Frame-Options": "DENY",
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",  # no-referrer would make browsers send "Origin: null" on our own forms
         "X-Content-Type-Options": "nosniff",
     }
 
