@@ -265,4 +265,5 @@ def cimd_limits(settings: Settings) -> CimdLimits:
         cache_max_seconds=max(settings.cimd_cache_max_seconds, settings.cimd_cache_min_seconds),
         negative_cache_seconds=settings.cimd_negative_cache_seconds,
         allow_loopback=settings.cimd_allow_loopback,
+        ca_bundle=str(settings.cimd_ca_bundle) if settings.cimd_ca_bundle is not None else None,
     )

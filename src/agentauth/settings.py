@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="Development and tests only: fetch client metadata documents from the literal host 127.0.0.1 "
         "(http or https). Every other private, loopback or link-local target stays refused.",
     )
+    cimd_ca_bundle: Path | None = Field(
+        None,
+        description="A PEM file of extra certificate authorities trusted when fetching client metadata "
+        "documents over https (a private PKI); the public roots stay trusted.",
+    )
     cimd_fetch_timeout_seconds: float = Field(
         5.0, gt=0, le=5, description="Seconds one client metadata document fetch may take in all (DNS included)."
     )

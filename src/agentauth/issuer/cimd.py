@@ -25,12 +25,14 @@ import ipaddress
 import logging
 import re
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+import certifi
 import httpx
 import orjson
 
@@ -61,6 +63,9 @@ class CimdLimits:
     cache_max_seconds: int = 86_400
     negative_cache_seconds: int = 30
     allow_loopback: bool = False
+    # Extra certificate authorities (a PEM file) trusted for https documents, besides the public ones: a private
+    # PKI, or a test's own CA. None: the public roots only.
+    ca_bundle: str | None = None
 
 
 class CimdRefused(Exception):
@@ -152,7 +157,12 @@ class CimdFetcher:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, OAuthClient | None]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[OAuthClient | None]] = {}
+        verify: ssl.SSLContext | bool = True
+        if limits.ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=certifi.where())
+            verify.load_verify_locations(cafile=limits.ca_bundle)
         self._http = httpx.AsyncClient(
+            verify=verify,
             follow_redirects=False,
             trust_env=False,  # a proxy would connect on our behalf, to an address we never checked
             timeout=httpx.Timeout(limits.timeout_seconds),

@@ -120,8 +120,8 @@ def _https_uri(body: Mapping[str, Any], name: str) -> str | None:
 
 def _scope(body: Mapping[str, Any]) -> str | None:
     value = body.get("scope")
-    if value is None:
-        return None
+    if value is None or value == "":  # an empty scope names none: as if absent (clients derive it from a resource's
+        return None  # RFC 9728 scopes_supported, which may be empty)
     if not isinstance(value, str) or len(value) > MAX_SCOPE_CHARS:
         raise InvalidClientMetadata(f"scope must be a space-separated string of at most {MAX_SCOPE_CHARS} chars")
     tokens = value.split(" ")
