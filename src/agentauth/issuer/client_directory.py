@@ -1,6 +1,8 @@
 """The ``ClientDirectory`` of the service (``issuer/clients.py``): one ``resolve`` for every kind of client.
 
-* ``https://...`` - a Client ID Metadata Document, fetched under the limits of ``issuer/cimd.py``;
+* ``https://...`` - a Client ID Metadata Document, fetched under the limits of ``issuer/cimd.py``; a document
+  that cannot be used (not fetched, or invalid as a client) raises ``InvalidClientMetadataDocument`` with the
+  reason - never a registration error, and nothing is stored;
 * ``cli_...`` - a client registered through RFC 7591 (``issuer/client_registration.py``), from storage;
 * ``agt_...`` - an active agent as a confidential client: it authenticates at the token endpoint with its API key
   (``client_secret_basic`` or ``client_secret_post``, client_id = the agent id) or an RFC 7523 assertion signed by
