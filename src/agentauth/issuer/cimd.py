@@ -155,7 +155,10 @@ class CimdFetcher:
         *,
         resolver: Resolver = system_resolver,
         clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``resolver`` and ``transport`` are seams for tests (a recording resolver, a transport that counts the
+        connections made); the defaults are the system resolver and httpx's own transport."""
         self.limits = limits
         self._resolver = resolver
         self._clock = clock
@@ -167,6 +170,7 @@ class CimdFetcher:
             trust_env=False,  # a proxy would connect on our behalf, to an address we never checked
             timeout=httpx.Timeout(limits.timeout_seconds),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=0),
+            transport=transport,
         )
 
     async def close(self) -> None:

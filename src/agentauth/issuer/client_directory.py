@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from agentauth.errors import InvalidClientMetadataDocument
 from agentauth.issuer.cimd import CimdFetcher, looks_like_cimd
 from agentauth.issuer.client_registration import CLIENT_ID_PREFIX
 from agentauth.issuer.clients import OAuthClient
@@ -48,10 +49,16 @@ class Clients:
         self.agent_grant_types = agent_grant_types
 
     async def resolve(self, client_id: str) -> OAuthClient | None:
-        if not isinstance(client_id, str) or not client_id or len(client_id) > MAX_CLIENT_ID_CHARS:
+        if not isinstance(client_id, str) or not client_id:
             return None
         if looks_like_cimd(client_id):
+            if len(client_id) > MAX_CLIENT_ID_CHARS:  # refused before the fetcher: not even a cache key
+                raise InvalidClientMetadataDocument(
+                    client_id, f"client_id URL is too long (over {MAX_CLIENT_ID_CHARS} characters)"
+                )
             return await self.cimd.resolve(client_id)
+        if len(client_id) > MAX_CLIENT_ID_CHARS:
+            return None
         if client_id.startswith(CLIENT_ID_PREFIX + "_"):
             record = await self.registered(client_id)
             return _dcr_client(record) if record is not None else None
