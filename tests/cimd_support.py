@@ -1,6 +1,7 @@
-"""A client-metadata-document host for the CIMD tests: a tiny HTTP/1.1 server on 127.0.0.1, on the first free
-port of this suite's range, that answers each path with a canned response and counts the requests it got -
-so a test can assert that a refused fetch never reached it."""
+"""A client-metadata-document host for the CIMD tests: a tiny HTTP/1.1 server on 127.0.0.1 (or ``::1``), on a
+port of this run's block (``live_server.free_port``, moved by ``AGENTAUTH_TEST_PORT_BASE``), that answers each
+path with a canned response and counts the requests it got and the body bytes it sent - so a test can assert
+that a refused fetch never reached it, or stopped reading early."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-PORTS = range(18420, 18500)
+from live_server import free_port
+
+ENDLESS_CHUNK = b"x" * 1024
 
 
 def document(client_id: str, **extra: object) -> dict[str, object]:
@@ -34,10 +37,13 @@ class DocumentHost:
     port: int
     hits: Counter[str] = field(default_factory=Counter)
     hosts: list[str] = field(default_factory=list)
+    sent: Counter[str] = field(default_factory=Counter)
+    address: str = "127.0.0.1"
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}"
 
     def url(self, name: str) -> str:
         return f"{self.base}/{name}"
@@ -63,12 +69,41 @@ class DocumentHost:
             return _response(200, orjson.dumps(document(self.base + "/good.json")), json), 0
         if name == "redirect-private.json":
             return _response(302, b"", json, {"Location": "http://10.0.0.1/doc.json"}), 0
+        if name.startswith("redirect-") and name[9:12].isdigit():  # redirect-301.json ... redirect-308.json
+            return _response(int(name[9:12]), b"", json, {"Location": "http://169.254.169.254/latest/meta-data/"}), 0
         if name == "redirect-self.json":
             return _response(302, b"", json, {"Location": self.base + "/good.json"}), 0
         if name == "secret.json":
             return _response(200, orjson.dumps(document(own, client_secret="s3cret")), json), 0
         if name == "shared-secret.json":
             doc = document(own, token_endpoint_auth_method="client_secret_basic")
+            return _response(200, orjson.dumps(doc), json), 0
+        if name == "post-secret.json":
+            doc = document(own, token_endpoint_auth_method="client_secret_post")
+            return _response(200, orjson.dumps(doc), json), 0
+        if name == "jwt-secret.json":
+            doc = document(own, token_endpoint_auth_method="client_secret_jwt")
+            return _response(200, orjson.dumps(doc), json), 0
+        if name == "secret-expiry.json":
+            return _response(200, orjson.dumps(document(own, client_secret_expires_at=0)), json), 0
+        if name == "http-redirect.json":
+            doc = document(own, redirect_uris=["http://app.example/callback"])
+            return _response(200, orjson.dumps(doc), json), 0
+        if name == "private-scheme.json":
+            doc = document(own, redirect_uris=["com.example.app:/callback"])
+            return _response(200, orjson.dumps(doc), json), 0
+        if name == "fragment-redirect.json":
+            doc = document(own, redirect_uris=["https://app.example/callback#x"])
+            return _response(200, orjson.dumps(doc), json), 0
+        if name == "empty-redirects.json":
+            return _response(200, orjson.dumps(document(own, redirect_uris=[])), json), 0
+        if name == "case-mismatch.json":
+            return _response(200, orjson.dumps(document(own.replace("http://", "HTTP://"))), json), 0
+        if name == "slash-mismatch.json":
+            return _response(200, orjson.dumps(document(own + "/")), json), 0
+        if name == "no-client-id.json":
+            doc = document(own)
+            del doc["client_id"]
             return _response(200, orjson.dumps(doc), json), 0
         if name == "js-redirect.json":
             return _response(200, orjson.dumps(document(own, redirect_uris=["javascript:alert(1)"])), json), 0
@@ -103,7 +138,7 @@ def _chunked(body: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def document_host() -> AsyncIterator[DocumentHost]:
+async def document_host(address: str = "127.0.0.1") -> AsyncIterator[DocumentHost]:
     host: DocumentHost | None = None
     handlers: set[asyncio.Task[None]] = set()
 
@@ -118,6 +153,20 @@ async def document_host() -> AsyncIterator[DocumentHost]:
             path = request_line.split(" ")[1]
             host.hits[path] += 1
             host.hosts += [h.split(":", 1)[1].strip() for h in header_lines if h.lower().startswith("host:")]
+            if path == "/endless.json":  # chunked, never ends: only a reader that stops at its limit gets out
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                while True:
+                    writer.write(b"%x\r\n%s\r\n" % (len(ENDLESS_CHUNK), ENDLESS_CHUNK))
+                    await writer.drain()
+                    host.sent[path] += len(ENDLESS_CHUNK)
+            if path == "/drip.json":  # slowloris: a byte every 0.3 s, each read well within a per-read timeout
+                body = orjson.dumps(document(host.base + path))
+                writer.write(_response(200, body, "application/json").split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+                for byte in body:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    host.sent[path] += 1
+                    await asyncio.sleep(0.3)
             raw, delay = host.respond(path)
             if delay:
                 await asyncio.sleep(delay)
@@ -129,15 +178,9 @@ async def document_host() -> AsyncIterator[DocumentHost]:
             writer.close()
             handlers.discard(task)
 
-    server = None
-    for port in PORTS:
-        try:
-            server = await asyncio.start_server(handle, "127.0.0.1", port)
-        except OSError:
-            continue
-        host = DocumentHost(port)
-        break
-    assert server is not None and host is not None, "no free port in 18420-18499"
+    port = free_port()
+    server = await asyncio.start_server(handle, address, port)
+    host = DocumentHost(port, address=address)
     try:
         yield host
     finally:

@@ -42,6 +42,21 @@ class InvalidClient(AgentAuthError):
     description = "Client authentication failed."
 
 
+class InvalidClientMetadataDocument(InvalidClient):
+    """draft-ietf-oauth-client-id-metadata-document section "Client Metadata": the ``client_id`` is a URL whose
+    Client ID Metadata Document cannot be used as a client - not fetched (refused URL or address, non-200, not
+    JSON, too large, too slow) or invalid (``client_id`` not the URL, no valid ``redirect_uris``, a shared
+    secret). The authorization endpoint shows ``description`` and does not redirect (RFC 6749 section 4.1.2.1:
+    the client and its redirect URIs are unknown); the token endpoint answers ``invalid_client``."""
+
+    description = "The client_id's metadata document cannot be used."
+
+    def __init__(self, client_id: str, reason: str, *, debug: str | None = None) -> None:
+        self.client_id = client_id
+        self.reason = printable(reason, 300)
+        super().__init__(f"The client_id's metadata document cannot be used: {self.reason}.", debug=debug)
+
+
 class InvalidGrant(AgentAuthError):
     error = "invalid_grant"
     status_code = 400

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agentauth.bootstrap import build_services
+from agentauth.errors import InvalidClientMetadataDocument
 from agentauth.issuer.cimd import CimdFetcher, CimdLimits, ttl_of
 from agentauth.issuer.clients import redirect_uri_matches
 from cimd_support import DocumentHost, document_host
@@ -35,10 +36,13 @@ async def test_directory_resolves_a_document_only_with_the_dev_setting(
     services = await build_services(settings_factory(cimd_allow_loopback=allow))
     try:
         url = host.url("good.json")
-        client = await services.clients.resolve(url)
         if not allow:
-            assert client is None and sum(host.hits.values()) == 0
+            with pytest.raises(InvalidClientMetadataDocument) as refused:
+                await services.clients.resolve(url)
+            assert refused.value.error == "invalid_client" and refused.value.reason == "client_id URL must use https"
+            assert sum(host.hits.values()) == 0
             return
+        client = await services.clients.resolve(url)
         assert client is not None and client.source == "cimd" and client.client_id == url
         assert client.client_name == "Example MCP Client" and client.logo_uri == "https://app.example/logo.png"
         assert client.is_public and client.grant_types == ("authorization_code",)
@@ -58,14 +62,18 @@ async def test_cache_follows_max_age_and_failures_are_cached_briefly(host: Docum
     fetcher = CimdFetcher(limits, clock=lambda: now[0])
     try:
         good, broken, nostore = host.url("good.json"), host.url("broken.json"), host.url("nostore.json")
-        assert await fetcher.resolve(good) is not None
-        assert await fetcher.resolve(broken) is None
-        assert await fetcher.resolve(nostore) is not None
+        assert (await fetcher.resolve(good)).client_id == good
+        with pytest.raises(InvalidClientMetadataDocument, match="not valid JSON"):
+            await fetcher.resolve(broken)
+        assert (await fetcher.resolve(nostore)).client_id == nostore
         now[0] += 29
-        assert await fetcher.resolve(broken) is None and await fetcher.resolve(good) is not None
+        with pytest.raises(InvalidClientMetadataDocument, match="not valid JSON"):  # the cached refusal
+            await fetcher.resolve(broken)
+        assert (await fetcher.resolve(good)).client_id == good
         assert host.hits["/broken.json"] == 1 and host.hits["/good.json"] == 1
         now[0] += 2  # 31 s: the failure is forgotten
-        assert await fetcher.resolve(broken) is None
+        with pytest.raises(InvalidClientMetadataDocument):
+            await fetcher.resolve(broken)
         assert host.hits["/broken.json"] == 2
         now[0] += 30  # 61 s: no-store was kept for the floor only; max-age=600 still holds
         await fetcher.resolve(nostore)
@@ -102,3 +110,31 @@ async def test_concurrent_resolutions_share_one_fetch(host: DocumentHost) -> Non
 )
 def test_ttl_is_clamped(header: str | None, expected: float) -> None:
     assert ttl_of(header, CimdLimits()) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("no-redirects.json", "redirect_uris is required"),
+        ("shared-secret.json", "token_endpoint_auth_method client_secret_basic needs a shared secret"),
+        ("secret.json", "carries a client_secret"),
+        ("js-redirect.json", "scheme 'javascript' is not allowed"),
+        ("mismatch.json", "its client_id does not equal the URL"),
+        ("html.json", "is not application/json"),
+        ("missing.json", "answered HTTP 404"),
+    ],
+)
+async def test_an_unusable_document_is_one_clear_refusal(host: DocumentHost, name: str, reason: str) -> None:
+    """Whatever is wrong with the document, resolve raises InvalidClientMetadataDocument (never a registration
+    error such as InvalidRedirectUri), whose description names the reason; concurrent callers all get it."""
+    fetcher = CimdFetcher(CimdLimits(timeout_seconds=2.0, allow_loopback=True))
+    try:
+        results = await asyncio.gather(*(fetcher.resolve(host.url(name)) for _ in range(3)), return_exceptions=True)
+        for result in results:
+            assert type(result) is InvalidClientMetadataDocument, result
+            assert result.error == "invalid_client" and reason in result.reason
+            assert result.description.startswith("The client_id's metadata document cannot be used: ")
+            assert result.client_id == host.url(name)
+        assert host.hits["/" + name] == 1
+    finally:
+        await fetcher.close()

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import bindparam, delete, select
 
-from agentauth.errors import AgentAuthError, InvalidRequest
+from agentauth.errors import AgentAuthError, InvalidClientMetadataDocument, InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.audience import Target, resource_param
 from agentauth.issuer.clients import ClientDirectory, OAuthClient, redirect_uri_matches
@@ -139,7 +139,10 @@ class AuthorizationService:
             raise PageError(exc.description) from exc
         if client_id is None:
             raise PageError("the request names no client (client_id is missing)")
-        client = await self.clients.resolve(client_id)
+        try:
+            client = await self.clients.resolve(client_id)
+        except InvalidClientMetadataDocument as exc:
+            raise PageError(f"the client's metadata document cannot be used: {exc.description}") from exc
         if client is None:
             raise PageError("the client is unknown, or its metadata document could not be used", debug=client_id)
         if client.source == "agent":

@@ -16,6 +16,10 @@ Request Forgery (SSRF) Attacks"). So:
 * the document: a JSON object whose ``client_id`` equals the URL exactly ("MUST validate"), redirect URIs from
   it alone, no shared secret (``token_endpoint_auth_method`` ``none``; ``client_secret`` MUST NOT appear);
 * caching per ``Cache-Control: max-age`` clamped to a floor and a ceiling, failures cached briefly.
+
+Every refusal - of the URL, the address, the answer or the document - is one error,
+``InvalidClientMetadataDocument`` (``invalid_client``), whose description says why in words safe to show the
+user (no resolved address, no transport error text: those go to the log and ``debug``).
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ import certifi
 import httpx
 import orjson
 
-from agentauth.errors import AgentAuthError, printable
-from agentauth.issuer.client_metadata import parse_client_metadata
+from agentauth.errors import AgentAuthError, InvalidClientMetadataDocument, printable
+from agentauth.issuer.client_metadata import SECRET_METHODS, parse_client_metadata
 from agentauth.issuer.clients import OAuthClient
 
 log = logging.getLogger("agentauth.cimd")
@@ -69,7 +73,12 @@ class CimdLimits:
 
 
 class CimdRefused(Exception):
-    """Why a document was not accepted (for the log; the caller only learns "unknown client")."""
+    """Why a document was not accepted: ``reason`` for the user, ``detail`` (default: the reason) for the log."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail if detail is not None else reason
 
 
 def looks_like_cimd(client_id: str) -> bool:
@@ -151,12 +160,16 @@ class CimdFetcher:
         *,
         resolver: Resolver = system_resolver,
         clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``resolver`` and ``transport`` are seams for tests (a recording resolver, a transport that counts the
+        connections made); the defaults are the system resolver and httpx's own transport."""
         self.limits = limits
         self._resolver = resolver
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, OAuthClient | None]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[OAuthClient | None]] = {}
+        # A client, or the refusal (reason, detail) of its document.
+        self._cache: OrderedDict[str, tuple[float, OAuthClient | tuple[str, str]]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[OAuthClient | tuple[str, str]]] = {}
         verify: ssl.SSLContext | bool = True
         if limits.ca_bundle is not None:
             verify = ssl.create_default_context(cafile=certifi.where())
@@ -167,39 +180,47 @@ class CimdFetcher:
             trust_env=False,  # a proxy would connect on our behalf, to an address we never checked
             timeout=httpx.Timeout(limits.timeout_seconds),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=0),
+            transport=transport,
         )
 
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def resolve(self, client_id: str) -> OAuthClient | None:
+    async def resolve(self, client_id: str) -> OAuthClient:
+        """The client ``client_id`` (a URL) describes, else ``InvalidClientMetadataDocument`` saying why; both
+        cached (a refusal for ``negative_cache_seconds``)."""
         now = self._clock()
         cached = self._cache.get(client_id)
         if cached is not None and cached[0] > now:
             self._cache.move_to_end(client_id)
-            return cached[1]
+            return _outcome(client_id, cached[1])
         pending = self._inflight.get(client_id)
         if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[OAuthClient | None] = asyncio.get_running_loop().create_future()
+            return _outcome(client_id, await asyncio.shield(pending))
+        future: asyncio.Future[OAuthClient | tuple[str, str]] = asyncio.get_running_loop().create_future()
         self._inflight[client_id] = future
         try:
+            result: OAuthClient | tuple[str, str]
             try:
-                client, ttl = await self.fetch(client_id)
-            except (CimdRefused, AgentAuthError) as exc:
-                log.info("client metadata document %s refused: %s", printable(client_id, 300), printable(str(exc)))
-                client, ttl = None, float(self.limits.negative_cache_seconds)
-            self._remember(client_id, client, ttl)
-            future.set_result(client)
-            return client
+                result, ttl = await self.fetch(client_id)
+            except CimdRefused as exc:
+                result, ttl = (exc.reason, exc.detail), float(self.limits.negative_cache_seconds)
+            except AgentAuthError as exc:  # parse_client_metadata: InvalidRedirectUri, InvalidClientMetadata
+                reason = f"{exc.description.rstrip('.')} ({exc.error})"
+                result, ttl = (reason, f"{reason}; {exc.debug or ''}"), float(self.limits.negative_cache_seconds)
+            if not isinstance(result, OAuthClient):
+                log.info("client metadata document %s refused: %s", printable(client_id, 300), printable(result[1]))
+            self._remember(client_id, result, ttl)
+            future.set_result(result)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
             raise
         finally:
             del self._inflight[client_id]
+        return _outcome(client_id, result)
 
-    def _remember(self, client_id: str, client: OAuthClient | None, ttl: float) -> None:
+    def _remember(self, client_id: str, client: OAuthClient | tuple[str, str], ttl: float) -> None:
         self._cache[client_id] = (self._clock() + ttl, client)
         self._cache.move_to_end(client_id)
         while len(self._cache) > CACHE_ENTRIES:
@@ -217,12 +238,16 @@ class CimdFetcher:
             try:
                 addresses = await self._resolver(host, port)
             except OSError as exc:
-                raise CimdRefused(f"host {host} does not resolve: {exc}") from None
+                raise CimdRefused(f"its host {host} does not resolve", f"host {host} does not resolve: {exc}") from None
         if not addresses:
-            raise CimdRefused(f"host {host} has no address")
+            raise CimdRefused(f"its host {host} has no address")
         refused = [a for a in addresses if not is_public_address(a)]
         if refused:
-            raise CimdRefused(f"host {host} resolves to a non-public address {refused[0]}")
+            # The address itself stays in the log: the user must not learn how internal names resolve.
+            raise CimdRefused(
+                f"its host {host} is not a public address (private, loopback, link-local or reserved)",
+                f"host {host} resolves to a non-public address {refused[0]}",
+            )
         return addresses[0]
 
     async def fetch(self, client_id: str) -> tuple[OAuthClient, float]:
@@ -235,9 +260,11 @@ class CimdFetcher:
                 address = await self._address(host, port)
                 body, cache_control = await self._get(parts, host, port, address)
         except TimeoutError:
-            raise CimdRefused(f"no complete answer within {self.limits.timeout_seconds} s") from None
+            raise CimdRefused(f"no complete answer within {self.limits.timeout_seconds:g} s") from None
         except httpx.HTTPError as exc:
-            raise CimdRefused(f"fetch failed: {type(exc).__name__}: {exc}") from None
+            raise CimdRefused(
+                f"it could not be fetched ({type(exc).__name__})", f"fetch failed: {type(exc).__name__}: {exc}"
+            ) from None
         return self._client(client_id, body), ttl_of(cache_control, self.limits)
 
     async def _get(self, parts: SplitResult, host: str, port: int, address: str) -> tuple[bytes, str | None]:
@@ -247,19 +274,19 @@ class CimdFetcher:
         headers = {"Host": parts.netloc, "Accept": "application/json", "Accept-Encoding": "identity"}
         async with self._http.stream("GET", url, headers=headers, extensions=extensions) as response:
             if response.status_code != 200:
-                raise CimdRefused(f"answered {response.status_code} (only 200 is accepted; redirects not followed)")
+                raise CimdRefused(f"its URL answered HTTP {response.status_code}, not 200 (redirects are not followed)")
             if not _json_type(response.headers.get("content-type")):
-                raise CimdRefused(f"content type {response.headers.get('content-type')!r} is not JSON")
+                raise CimdRefused(f"its content type {response.headers.get('content-type')!r} is not application/json")
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.limits.max_bytes:
-                raise CimdRefused(f"document of {declared} bytes exceeds {self.limits.max_bytes}")
+                raise CimdRefused(f"it is larger than {self.limits.max_bytes} bytes (Content-Length {declared})")
             if response.headers.get("content-encoding", "identity").lower() != "identity":
-                raise CimdRefused("content-encoded documents are not accepted")
+                raise CimdRefused("content-encoded (compressed) documents are not accepted")
             body = bytearray()
             async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > self.limits.max_bytes:
-                    raise CimdRefused(f"document exceeds {self.limits.max_bytes} bytes")
+                    raise CimdRefused(f"it is larger than {self.limits.max_bytes} bytes")
             return bytes(body), response.headers.get("cache-control")
 
     @staticmethod
@@ -267,14 +294,31 @@ class CimdFetcher:
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise CimdRefused("document is not valid JSON") from None
+            raise CimdRefused("it is not valid JSON") from None
         if not isinstance(document, dict):
-            raise CimdRefused("document is not a JSON object")
+            raise CimdRefused("it is not a JSON object")
         if document.get("client_id") != client_id:
-            raise CimdRefused("the document's client_id does not equal its URL")
+            raise CimdRefused("its client_id does not equal the URL it was fetched from")
         if "client_secret" in document or "client_secret_expires_at" in document:
-            raise CimdRefused("a client metadata document must not carry a client secret")
+            raise CimdRefused("it carries a client_secret, which a metadata document must not")
+        method = document.get("token_endpoint_auth_method", "none")
+        if method in SECRET_METHODS or method == "client_secret_jwt":
+            raise CimdRefused(
+                f"token_endpoint_auth_method {method} needs a shared secret, which a metadata document client "
+                "cannot have (use none)"
+            )
+        if method != "none":
+            raise CimdRefused(
+                f"token_endpoint_auth_method {printable(str(method), 50)!r} is not supported for a metadata "
+                "document client (use none)"
+            )
         metadata = parse_client_metadata({"token_endpoint_auth_method": "none", **document}, auth_methods=("none",))
+        for uri in metadata.redirect_uris:
+            if urlsplit(uri).scheme not in ("https", "http"):  # http: loopback only, per check_redirect_uri
+                raise CimdRefused(
+                    f"redirect URI scheme {urlsplit(uri).scheme!r} is not allowed: a metadata document client "
+                    "redirects to https, or http on loopback (RFC 8252 section 7.3)"
+                )
         return OAuthClient(
             client_id=client_id,
             client_name=metadata.client_name,
@@ -285,3 +329,10 @@ class CimdFetcher:
             scope=metadata.scope,
             source="cimd",
         )
+
+
+def _outcome(client_id: str, result: OAuthClient | tuple[str, str]) -> OAuthClient:
+    if isinstance(result, OAuthClient):
+        return result
+    reason, detail = result
+    raise InvalidClientMetadataDocument(client_id, reason, debug=f"{printable(client_id, 300)}: {detail}")

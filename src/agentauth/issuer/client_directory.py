@@ -1,6 +1,8 @@
 """The ``ClientDirectory`` of the service (``issuer/clients.py``): one ``resolve`` for every kind of client.
 
-* ``https://...`` - a Client ID Metadata Document, fetched under the limits of ``issuer/cimd.py``;
+* ``https://...`` - a Client ID Metadata Document, fetched under the limits of ``issuer/cimd.py``; a document
+  that cannot be used (not fetched, or invalid as a client) raises ``InvalidClientMetadataDocument`` with the
+  reason - never a registration error, and nothing is stored;
 * ``cli_...`` - a client registered through RFC 7591 (``issuer/client_registration.py``), from storage;
 * ``agt_...`` - an active agent as a confidential client: it authenticates at the token endpoint with its API key
   (``client_secret_basic`` or ``client_secret_post``, client_id = the agent id) or an RFC 7523 assertion signed by
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+from agentauth.errors import InvalidClientMetadataDocument
 from agentauth.issuer.cimd import CimdFetcher, looks_like_cimd
 from agentauth.issuer.client_registration import CLIENT_ID_PREFIX
 from agentauth.issuer.clients import OAuthClient
@@ -46,10 +49,16 @@ class Clients:
         self.agent_grant_types = agent_grant_types
 
     async def resolve(self, client_id: str) -> OAuthClient | None:
-        if not isinstance(client_id, str) or not client_id or len(client_id) > MAX_CLIENT_ID_CHARS:
+        if not isinstance(client_id, str) or not client_id:
             return None
         if looks_like_cimd(client_id):
+            if len(client_id) > MAX_CLIENT_ID_CHARS:  # refused before the fetcher: not even a cache key
+                raise InvalidClientMetadataDocument(
+                    client_id, f"client_id URL is too long (over {MAX_CLIENT_ID_CHARS} characters)"
+                )
             return await self.cimd.resolve(client_id)
+        if len(client_id) > MAX_CLIENT_ID_CHARS:
+            return None
         if client_id.startswith(CLIENT_ID_PREFIX + "_"):
             record = await self.registered(client_id)
             return _dcr_client(record) if record is not None else None

@@ -37,8 +37,9 @@ class OAuthClient:
 
 class ClientDirectory(Protocol):
     async def resolve(self, client_id: str) -> OAuthClient | None:
-        """The client ``client_id`` names, or None when it names none (unknown, or a CIMD document that could
-        not be fetched or is invalid - the reason goes to the log)."""
+        """The client ``client_id`` names, or None when it names none. A URL ``client_id`` whose metadata
+        document could not be fetched or is invalid raises ``errors.InvalidClientMetadataDocument`` (its
+        ``description`` says why, for the user; the details go to the log)."""
         ...
 
     async def authenticate_secret(self, client_id: str, secret: str) -> OAuthClient | None:
