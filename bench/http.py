@@ -7,7 +7,10 @@ postgres``: a freshly reset schema), registers one agent with quickstart, then d
 keep-alive HTTP/1.1 connections (``--concurrency``), each with one request in flight, for a fixed time:
 
 1. ``GET /health`` - the "hello" endpoint: the same app, middleware and worker, no database, no signature;
-2. ``POST /api/v1/auth/token`` with ``grant_type=client_credentials`` and the API key as ``client_secret``.
+2. ``POST /api/v1/auth/token`` with ``grant_type=client_credentials`` and the API key as ``client_secret``;
+3. ``private_key_jwt``: the same grant, the agent authenticating with a fresh client assertion per request (RFC
+   7523 section 2.2), signed by its did:key. The assertions are signed before the phase, outside the timed
+   window (as many as the API-key phase's rate suggests; any shortfall is signed on the fly and counted).
 
 Each phase runs ``--warmup`` seconds unmeasured first. It reports tokens/s, p50/p99/max latency and errors, the
 hello rate, raw ``cryptography`` Ed25519 sign/s on one core (measured in this process while the server is idle),
@@ -66,6 +69,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -74,6 +78,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from agentauth.keys import KeyPair
+from agentauth.vc import create_agent_assertion
 from rawhttp import HttpError, RawConnection, build_request, new_event_loop
 from server import (
     DEFAULT_POSTGRES_URL,
@@ -88,6 +94,7 @@ from server import (
 
 TOKEN_PATH = "/api/v1/auth/token"
 HELLO_PATH = "/health"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Goals of issue 3 on a 2-core machine, load generator included.
 GOAL_TOKENS_PER_S = 1_500
 GOAL_HELLO_RATIO = 0.25
@@ -133,6 +140,8 @@ class Phase:
 
 
 Send = Callable[[], Any]
+# A request body: the same every time, or a new one per request (a fresh client assertion).
+Form = dict[str, str] | Callable[[], dict[str, str]] | None
 
 
 class LoadGenerator:
@@ -160,16 +169,19 @@ class LoadGenerator:
         if self.http is not None:
             await self.http.aclose()
 
-    def _sender(self, index: int, method: str, path: str, form: dict[str, str] | None) -> Send:
+    def _sender(self, index: int, method: str, path: str, form: Form) -> Send:
         if self.kind == "raw":
-            data = build_request(HOST, self.port, method, path, form=form)
             connection = self.raw[index]
+            if callable(form):
+                forms = form
+                return lambda: connection.request(build_request(HOST, self.port, method, path, form=forms()))
+            data = build_request(HOST, self.port, method, path, form=form)
             return lambda: connection.request(data)
         http = self.http
         assert http is not None
 
         async def send() -> tuple[int, bytes]:
-            response = await http.request(method, path, data=form)
+            response = await http.request(method, path, data=form() if callable(form) else form)
             return response.status_code, response.content
 
         return send
@@ -178,7 +190,7 @@ class LoadGenerator:
         self,
         method: str,
         path: str,
-        form: dict[str, str] | None,
+        form: Form,
         seconds: float,
         keep_bodies: bool = False,
         cpu: CpuMeter | None = None,
@@ -234,6 +246,43 @@ def token_jti(body: bytes) -> str:
     return str(orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))["jti"])
 
 
+# -- private_key_jwt client assertions -----------------------------------------------------------------------
+
+
+class AssertionPool:
+    """``private_key_jwt`` bodies, one fresh client assertion each (a jti is accepted once), signed ahead of the
+    timed phase; should the phase use more than were made, the rest are signed on the fly (``late``)."""
+
+    def __init__(self, quickstart: dict[str, Any], token_endpoint: str, lifetime: timedelta) -> None:
+        self.lifetime = lifetime
+        self.pair = KeyPair.from_jwk(quickstart["private_key_jwk"])
+        self.client_id = str(quickstart["agent"]["id"])
+        self.token_endpoint = token_endpoint
+        self.ready: list[dict[str, str]] = []
+        self.late = 0
+
+    def _form(self) -> dict[str, str]:
+        assertion = create_agent_assertion(
+            self.pair, audience=self.token_endpoint, now=datetime.now(UTC), lifetime=self.lifetime,
+            client_id=self.client_id,
+        )  # fmt: skip
+        return {
+            "grant_type": "client_credentials",
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": assertion,
+        }
+
+    def fill(self, count: int) -> None:
+        # Valid for ``lifetime`` from now (at most 5 minutes): the phases that use them start right after.
+        self.ready = [self._form() for _ in range(count)]
+
+    def __call__(self) -> dict[str, str]:
+        if self.ready:
+            return self.ready.pop()
+        self.late += 1
+        return self._form()
+
+
 # -- raw signing --------------------------------------------------------------------------------------------
 
 
@@ -280,6 +329,8 @@ class Row:
     client: str
     token: Phase
     hello: Phase
+    pkjwt: Phase  # client_credentials with private_key_jwt
+    pkjwt_late: int  # assertions signed during the phase (the pool ran out)
     sign_rate: float
     acknowledged: int  # 200 responses to token requests, warm-up included
     recorded: int  # access-token rows created meanwhile
@@ -299,7 +350,9 @@ class Row:
         return self.token.rate / self.sign_rate
 
 
-async def measure(args: argparse.Namespace, workers: int, port: int, pid: int, database_url: str) -> Row:
+async def measure(
+    args: argparse.Namespace, workers: int, port: int, pid: int, database_url: str, issuer_url: str
+) -> Row:
     sign_rate = raw_sign_rate()
     async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=30) as http:
         registered = await http.post("/api/v1/agents/quickstart", json={"name": "bench", "agent_type": "autonomous"})
@@ -315,10 +368,17 @@ async def measure(args: argparse.Namespace, workers: int, port: int, pid: int, d
         label = f"{args.database}-w{workers}-{args.client}"
         with profiled(args.profile, pid, args.seconds, label, threads=True) as profile:
             token = await load.run("POST", TOKEN_PATH, form, args.seconds, keep_bodies=True, cpu=cpu)
+        # private_key_jwt: assertions for the warm-up and the phase at the API-key rate (+10%), signed now.
+        lifetime = timedelta(seconds=min(270.0, args.warmup + args.seconds + 60))
+        pool = AssertionPool(registered.json(), f"{issuer_url}{TOKEN_PATH}", lifetime)
+        pool.fill(int(token.rate * (args.warmup + args.seconds) * 1.1) + 1_000)
+        pk_warm = await load.run("POST", TOKEN_PATH, pool, args.warmup, keep_bodies=True)
+        pkjwt = await load.run("POST", TOKEN_PATH, pool, args.seconds, keep_bodies=True, cpu=cpu)
     # Every 200 is acknowledged: its row must be there now, while the server still runs.
     after = await access_jtis(database_url)
     created = after - before
-    returned = {token_jti(body) for body in warm.bodies + token.bodies}
+    bodies = warm.bodies + token.bodies + pk_warm.bodies + pkjwt.bodies
+    returned = {token_jti(body) for body in bodies}
     if profile is not None and profile.exists():
         print(summarize_profile(profile, CATEGORIES), flush=True)
     return Row(
@@ -327,10 +387,12 @@ async def measure(args: argparse.Namespace, workers: int, port: int, pid: int, d
         client=args.client,
         token=token,
         hello=hello,
+        pkjwt=pkjwt,
+        pkjwt_late=pool.late,
         sign_rate=sign_rate,
-        acknowledged=warm.ok + token.ok,
+        acknowledged=len(bodies),
         recorded=len(created),
-        missing=len(returned - created) + (warm.ok + token.ok - len(returned)),  # + duplicate jtis
+        missing=len(returned - created) + (len(bodies) - len(returned)),  # + duplicate jtis
     )
 
 
@@ -344,8 +406,9 @@ def run_configuration(args: argparse.Namespace, workers: int, runner: asyncio.Ru
             database_url = args.postgres_url
         else:
             database_url = f"sqlite+aiosqlite:///{(data_dir / 'agentauth.db').resolve()}"
-        with serve(workers, database_url if args.database == "postgres" else None, data_dir, log) as (port, pid, _):
-            row = runner.run(measure(args, workers, port, pid, database_url))
+        postgres = database_url if args.database == "postgres" else None
+        with serve(workers, postgres, data_dir, log, port=args.port) as (port, pid, issuer_url):
+            row = runner.run(measure(args, workers, port, pid, database_url, issuer_url))
         text_log = log.read_text(errors="replace")
         row.log_tracebacks = text_log.count("Traceback (most recent call last)")
         if row.log_tracebacks:
@@ -361,16 +424,18 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         f"({os.cpu_count()} cores, Python {platform.python_version()}, load generator: {args.client} on the same "
         "machine)",
         "",
-        "| workers | tokens/s | p50 ms | p99 ms | max ms | errors | hello req/s | tokens/hello | raw sign/s (1 core) "
+        "| workers | tokens/s | p50 ms | p99 ms | max ms | errors | private_key_jwt tokens/s | its p99 ms "
+        "| hello req/s | tokens/hello | raw sign/s (1 core) "
         f"| tokens/sign | recorded = 200s | server cores |{' postgres cores |' if pg else ''} other cores |",
-        f"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|{'---:|' if pg else ''}---:|",
+        f"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|{'---:|' if pg else ''}---:|",
     ]
     for r in rows:
         durable = f"yes ({r.recorded:,})" if r.durable else f"NO ({r.recorded:,} rows, {r.acknowledged:,} 200s)"
         cpu = [r.token.cpu.get(k, float("nan")) for k in ("server", "postgres", "other") if pg or k != "postgres"]
         lines.append(
             f"| {r.workers} | {r.token.rate:,.0f} | {r.token.percentile_ms(50):.1f} | {r.token.percentile_ms(99):.1f} "
-            f"| {max(r.token.latencies, default=0) * 1000:.0f} | {r.token.failed} | {r.hello.rate:,.0f} "
+            f"| {max(r.token.latencies, default=0) * 1000:.0f} | {r.token.failed} "
+            f"| {r.pkjwt.rate:,.0f} | {r.pkjwt.percentile_ms(99):.1f} | {r.hello.rate:,.0f} "
             f"| {r.hello_ratio:.0%} | {r.sign_rate:,.0f} | {r.sign_ratio:.0%} | {durable} | "
             + " | ".join(f"{c:.2f}" for c in cpu)
             + " |"
@@ -386,7 +451,7 @@ def goals(rows: list[Row]) -> list[str]:
             (f">= {GOAL_HELLO_RATIO:.0%} of hello", r.hello_ratio >= GOAL_HELLO_RATIO),
             (f"p99 <= {GOAL_P99_MS:g} ms", p99 <= GOAL_P99_MS),
             (f"max <= {GOAL_MAX_MS:g} ms", worst <= GOAL_MAX_MS),
-            ("no errors", r.token.failed == 0),
+            ("no errors", r.token.failed == 0 and r.pkjwt.failed == 0),
             ("every token recorded", r.durable),
         ]
         if r.workers == 2:
@@ -412,6 +477,7 @@ def main() -> None:
         default=os.environ.get("AGENTAUTH_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="with --database postgres; its public schema is dropped first",
     )
+    parser.add_argument("--port", type=int, default=0, help="the server's port (0: a free one)")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy the token phase")
     parser.add_argument(
@@ -435,7 +501,11 @@ def main() -> None:
                 f"{dict(t.errors)} | hello {row.hello.rate:,.0f}/s p99 {row.hello.percentile_ms(99):.1f} ms | "
                 f"sign {row.sign_rate:,.0f}/s | {row.acknowledged} tokens acknowledged, {row.recorded} rows "
                 f"recorded, {row.missing} missing\n   tokens per second of the run: {t.timeline()}\n"
-                f"   cores used, hello phase: {cores(row.hello.cpu)}; token phase: {cores(t.cpu)}",
+                f"   cores used, hello phase: {cores(row.hello.cpu)}; token phase: {cores(t.cpu)}\n"
+                f"   private_key_jwt {row.pkjwt.rate:,.0f}/s  p50 {row.pkjwt.percentile_ms(50):.1f} ms  "
+                f"p99 {row.pkjwt.percentile_ms(99):.1f} ms  statuses {dict(row.pkjwt.statuses)} errors "
+                f"{dict(row.pkjwt.errors)}  assertions signed during the phase: {row.pkjwt_late}  "
+                f"cores used: {cores(row.pkjwt.cpu)}",
                 flush=True,
             )
             rows.append(row)
