@@ -161,3 +161,32 @@ def test_authlib_private_key_jwt_client(tmp_path: Path) -> None:
         assert seen["active"] is True and seen["sub"] == agent["did"] and seen["client_id"] == agent["id"]
     finally:
         server.stop()
+
+
+async def test_per_client_rate_limit_applies_without_a_client_id(settings_factory: Any, backend: str) -> None:
+    """Leaving client_id out is no way around the per-client limit: the bucket is the assertion's iss."""
+    from agentauth.api.app import create_app
+    from agentauth.bootstrap import build_services
+    from support import reset_postgres
+
+    if backend == "postgres":
+        await reset_postgres()
+    services = await build_services(settings_factory(token_rate_per_client=3))
+    app = create_app(services=services)
+    app.state.services = services
+    try:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.8", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER_URL) as http:
+            made, other = await quickstart(http, "limited"), await quickstart(http, "other")
+            jwk, agent_id = made["private_key_jwk"], made["agent"]["id"]
+            statuses = [(await http.post(paths.TOKEN, data=form(assertion(jwk, claims_for(agent_id))))).status_code
+                        for _ in range(2)]  # fmt: skip
+            with_id = form(assertion(jwk, claims_for(agent_id)), client_id=agent_id)
+            statuses.append((await http.post(paths.TOKEN, data=with_id)).status_code)
+            assert statuses == [200, 200, 200]
+            refused = await http.post(paths.TOKEN, data=form(assertion(jwk, claims_for(agent_id))))
+            assert_error(refused, 429, "rate_limited")
+            ok(await http.post(paths.TOKEN, data=form(assertion(other["private_key_jwk"],
+                                                                claims_for(other["agent"]["id"])))))  # fmt: skip
+    finally:
+        await services.close()

@@ -18,6 +18,7 @@ from agentauth.issuer.context import RequestContext
 from agentauth.issuer.ratelimit import Limit, RateLimiter, RateLimiterUnavailable
 from agentauth.issuer.secrets import api_key_lookup_prefix
 from agentauth.settings import Settings
+from agentauth.vc import VerificationError, unverified_issuer
 
 log = logging.getLogger("agentauth.ratelimit")
 MINUTE = 60.0
@@ -40,6 +41,15 @@ def _client_key(params: Mapping[str, Any]) -> str | None:
     client_id = params.get("client_id")
     if isinstance(client_id, str) and client_id:
         return "client:" + client_id[:100]
+    # private_key_jwt without a client_id parameter: the client its assertion names (unverified, like a client_id
+    # parameter), so leaving client_id out is no way around the per-client limit.
+    assertion = params.get("client_assertion")
+    if isinstance(assertion, str) and assertion:
+        try:
+            named = unverified_issuer(assertion)
+        except VerificationError:
+            return None
+        return "client:" + named[:100] if named else None
     return None
 
 
