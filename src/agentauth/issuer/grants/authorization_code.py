@@ -115,9 +115,15 @@ class AuthorizationCodeGrant(Grant):
             raise inactive
         granted = code.resources
         if resources:
-            if granted is None or not set(resources) <= set(granted):
+            if granted is None:
+                # consented to AgentAuth's own API: the request may name it by any of its identifiers (the issuer
+                # URL, its REST API or /mcp - what an MCP client sends as RFC 8707 ``resource``), as at /authorize
+                if not set(resources) <= self.core.audience.own:
+                    raise InvalidTarget("resource must be one the owner consented to")
+            elif not set(resources) <= set(granted):
                 raise InvalidTarget("resource must be one the owner consented to")
-            granted = resources
+            else:
+                granted = resources
         slot = await self.core.status.allocate()
         tokens, access_row, refresh_row = self.core.token_pair_rows(
             agent, code.scopes, status=slot, now=now, api_key_id=None, family_id=code.family_id,
