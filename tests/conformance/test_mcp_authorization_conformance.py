@@ -11,10 +11,7 @@ SQLite and on PostgreSQL (tests/conformance/conformance_support.py runs it; CONF
 from __future__ import annotations
 
 import asyncio
-import html
 import json
-import re
-import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +32,7 @@ from conformance_support import (
     suite_cli,
 )
 
+import owner_support
 from agentauth.keys import generate_kek
 from browser_support import require_browser
 from live_server import LiveServer, free_port, server_env, spawn
@@ -42,7 +40,6 @@ from support import BACKENDS, POSTGRES_URL, reset_postgres
 
 NODE_MAJOR = 22
 METADATA_PATH = "/.well-known/oauth-authorization-server"
-HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -86,24 +83,11 @@ def test_authorization_server_metadata_endpoint(issuer: LiveServer, tmp_path: Pa
 # -- the authorization code grant ---------------------------------------------------------------------------------
 
 
-def hidden_fields(page: str) -> dict[str, str]:
-    return {name: html.unescape(value) for name, value in HIDDEN.findall(page)}
-
-
 def sign_up_owner(issuer: LiveServer) -> tuple[str, str]:
-    """An owner (a person with an account) who can log in at ``GET /login``: (email, password). Signed up through
-    the pages (``/signup``; its double-submit CSRF token and cookie kept by an httpx client), and owning a tenant
-    made on the account page, so the consent page offers someone to act as."""
-    email, password = f"owner-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(16)
-    with httpx.Client(base_url=issuer.url, headers={"Origin": issuer.url}) as browser:
-        signup = browser.get("/signup")
-        assert signup.status_code == 200, signup.text
-        form = hidden_fields(signup.text) | {"email": email, "password": password}
-        done = browser.post("/signup", data=form, follow_redirects=True)
-        assert done.status_code == 200 and "Your account" in done.text, done.text
-        tenant = browser.post("/account/tenants", data=hidden_fields(done.text) | {"name": "conformance"})
-        assert tenant.status_code == 200 and "created" in tenant.text, tenant.text
-    return email, password
+    """An owner (a person with an account and a tenant) who can log in at ``GET /login``: (email, password)."""
+    email = "conformance@example.com"
+    owner_support.sign_up_owner(issuer.url, email)
+    return email, owner_support.PASSWORD
 
 
 def register_public_client(issuer: LiveServer, redirect_uri: str) -> str:

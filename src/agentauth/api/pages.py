@@ -29,10 +29,6 @@ def headers(form_targets: tuple[str, ...] = ()) -> dict[str, str]:
     """Forms post to this origin and - browsers apply ``form-action`` to the redirect a submission ends in - to
     ``form_targets`` (the consent page's client redirect origin)."""
     targets = " ".join(("'self'", *form_targets))
-    # same-origin, not no-referrer: under no-referrer browsers send ``Origin: null`` on every form POST (Fetch,
-    # "append a request Origin header"), and the Origin check of owner_pages would refuse each real browser's
-    # login, sign-up and consent. same-origin still sends no Referer to any other site (the client's redirect URI,
-    # a logo), so the authorization request's URL does not leak.
     return {
         "Content-Security-Policy": (
             f"default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action {targets}; "
@@ -41,7 +37,7 @@ def headers(form_targets: tuple[str, ...] = ()) -> dict[str, str]:
         "X-Frame-Options": "DENY",
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
-        "Referrer-Policy": "same-origin",
+        "Referrer-Policy": "same-origin",  # no-referrer would make browsers send "Origin: null" on our own forms
         "X-Content-Type-Options": "nosniff",
     }
 

@@ -19,8 +19,9 @@ from agentauth.vc import ALLOWED_ALGORITHMS
 
 # RFC 8414 section 2 / RFC 7591 section 2: how a client may authenticate at the token endpoint.
 # ``client_secret_*``: an agent's API key (client_id = the agent id) or a registered client's secret; ``none``:
-# public clients of the authorization code grant, whose proof is PKCE.
-TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+# public clients of the authorization code grant, whose proof is PKCE; ``private_key_jwt``: an assertion signed by
+# the agent's own did:key (RFC 7523 section 2.2).
+TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 # RFC 7636 section 4.2: only S256; "plain" would let whoever sees the authorization request redeem the code.
 CODE_CHALLENGE_METHODS = ("S256",)
 

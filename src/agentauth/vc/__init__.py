@@ -3,7 +3,7 @@
 Third parties verify AgentAuth credentials with ``Verifier`` alone; nothing here does network or database I/O.
 """
 
-from agentauth.vc.assertions import create_agent_assertion, verify_agent_assertion
+from agentauth.vc.assertions import create_agent_assertion, unverified_issuer, verify_agent_assertion
 from agentauth.vc.chain import DelegationLink, check_chain
 from agentauth.vc.credentials import (
     ACCESS_CREDENTIAL,
@@ -59,5 +59,6 @@ __all__ = [
     "random_free_index",
     "status_list_filename",
     "status_list_usable_until",
+    "unverified_issuer",
     "verify_agent_assertion",
 ]

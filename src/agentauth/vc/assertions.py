@@ -41,6 +41,12 @@ def create_agent_assertion(
     return sign_compact(encode_header(typ="JWT", kid=holder_kid(did)), claims, agent)
 
 
+def unverified_issuer(assertion: str) -> str | None:
+    """The ``iss`` of an assertion before it is verified - only to find whose key verifies it."""
+    iss = parse_compact(assertion).payload.get("iss")
+    return iss if isinstance(iss, str) and 0 < len(iss) <= 200 else None
+
+
 def verify_agent_assertion(
     assertion: str,
     *,
@@ -48,19 +54,24 @@ def verify_agent_assertion(
     now: datetime,
     leeway_seconds: int = ASSERTION_LEEWAY_SECONDS,
     max_lifetime_seconds: int = MAX_ASSERTION_LIFETIME_SECONDS,
+    signer_did: str | None = None,
 ) -> dict[str, Any]:
-    """Check an assertion's signature against the did:key in its ``iss`` and its RFC 7523 claims."""
+    """Check an assertion's signature against the did:key in its ``iss`` and its RFC 7523 claims.
+
+    ``signer_did``: a client assertion (RFC 7523 section 2.2, ``private_key_jwt``) names its client in ``iss`` =
+    ``sub`` (the agent id; the caller looked the agent up by it) and is signed by that agent's did:key."""
     jws = parse_compact(assertion)
     claims = jws.payload
     iss, sub = claims.get("iss"), claims.get("sub")
     # RFC 7523 section 3: the JWT "MUST contain an iss", "MUST contain a sub", "MUST contain an aud", "MUST
     # contain an exp". For a self-issued agent assertion, issuer and subject are the same did:key.
     if not isinstance(iss, str) or iss != sub:
-        raise VerificationError(e.INVALID_ISSUER, "iss and sub must both be the agent's did:key")
+        raise VerificationError(e.INVALID_ISSUER, "iss and sub must both be the agent's did:key (or client_id)")
+    did = signer_did if signer_did is not None else iss
     kid = jws.header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or kid.split("#", 1)[0] != iss):
-        raise VerificationError(e.HOLDER_MISMATCH, "kid is not a verification method of iss")
-    key = holder_public_key(iss, "iss")
+    if kid is not None and (not isinstance(kid, str) or kid.split("#", 1)[0] not in (did, iss)):
+        raise VerificationError(e.HOLDER_MISMATCH, "kid is not a verification method of the signer")
+    key = holder_public_key(did, "iss")
     if not jws.verify_with(key):
         raise VerificationError(e.INVALID_SIGNATURE, "assertion signature does not verify")
     aud = claims.get("aud")

@@ -20,7 +20,7 @@ import hmac
 import re
 from typing import Any
 
-from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidTarget
+from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.authorization_codes import GRANT_AUTHORIZATION_CODE
@@ -113,21 +113,15 @@ class AuthorizationCodeGrant(Grant):
         inactive = InvalidGrant(invalid.description, debug=f"agent {code.agent_id} inactive")
         if agent is None or not agent.is_active:
             raise inactive
-        granted = code.resources
-        if resources:
-            if granted is None:
-                # consented to AgentAuth's own API: the request may name it by any of its identifiers (the issuer
-                # URL, its REST API or /mcp - what an MCP client sends as RFC 8707 ``resource``), as at /authorize
-                if not set(resources) <= self.core.audience.own:
-                    raise InvalidTarget("resource must be one the owner consented to")
-            elif not set(resources) <= set(granted):
-                raise InvalidTarget("resource must be one the owner consented to")
-            else:
-                granted = resources
+        # RFC 8707 section 2.2: the token request may name fewer of the consented resources, never others (AgentAuth's
+        # own API and MCP URLs name the consent for AgentAuth itself).
+        target = await self.core.audience.resolve(
+            agent.tenant_id, resources, None, code.scopes, granted=code.scopes, within=code.resources
+        )
         slot = await self.core.status.allocate()
         tokens, access_row, refresh_row = self.core.token_pair_rows(
-            agent, code.scopes, status=slot, now=now, api_key_id=None, family_id=code.family_id,
-            resources=granted, client_id=client.client_id, subject=code.owner_id, agent_acts=code.agent_acts,
+            agent, target.scopes, status=slot, now=now, api_key_id=None, family_id=code.family_id,
+            resources=target.resources, client_id=client.client_id, subject=code.owner_id, agent_acts=code.agent_acts,
         )  # fmt: skip
         event = audit.event(
             ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=code.owner_id,

@@ -1,21 +1,36 @@
-"""``client_credentials`` (RFC 6749 section 4.4): the API key is the client secret; ``scope`` may narrow it.
+"""``client_credentials`` (RFC 6749 section 4.4): the client is an agent, ``scope`` may narrow what it holds.
 
-The request joins the batched issuing round (``issuer/hotpath.py``), which authenticates the key, signs and
-records the token pair and records each refusal with its batch.
+Two ways to authenticate (RFC 6749 section 2.3: exactly one per request):
+
+* the API key as the client secret (``client_secret_post`` / ``client_secret_basic``; client_id = the agent id,
+  optional): the request joins the batched issuing round (``issuer/hotpath.py``), which authenticates the key,
+  signs and records the token pair and records each refusal with its batch;
+* ``private_key_jwt`` (RFC 7523 section 2.2, OpenID Connect Core section 9): a ``client_assertion`` signed by
+  the agent's own did:key, ``iss`` = ``sub`` = the client_id - the agent id (or its DID) -, ``aud`` the issuer
+  or the token endpoint, a ``jti`` used once across replicas; the agent's scopes, like the jwt-bearer grant.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agentauth.errors import InvalidClient
+from agentauth.errors import InvalidClient, InvalidRequest
 from agentauth.issuer.audience import resource_param
+from agentauth.issuer.client_auth import REFUSED
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, param, record_refusal
+from agentauth.issuer.grants.jwt_bearer import issue_for_assertion
 from agentauth.issuer.hotpath import ClientCredentialsRequest
 from agentauth.issuer.schemas import TokenResponse
+from agentauth.storage import client_statements, grant_statements
+from agentauth.storage.ports import Query
+from agentauth.vc import VerificationError, unverified_issuer, verify_agent_assertion
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# Longer than a jwt-bearer grant's 5 minutes: client libraries sign client assertions for up to an hour (Authlib's
+# default); its jti is single use all the same, remembered until exp.
+CLIENT_ASSERTION_MAX_LIFETIME = 3600
 
 
 class ClientCredentialsGrant(Grant):
@@ -26,11 +41,23 @@ class ClientCredentialsGrant(Grant):
         ),
         Parameter("client_id", "Optional: the id of the agent owning the API key."),
         Parameter("scope", "Space-separated; narrows the API key's scopes (with resource: the server's scopes)."),
+        Parameter("client_assertion_type", f"private_key_jwt: {CLIENT_ASSERTION_TYPE}."),
+        Parameter(
+            "client_assertion",
+            "private_key_jwt (RFC 7523 section 2.2): a JWT signed (EdDSA) by the agent's did:key, iss = sub = the "
+            "agent id, aud = the issuer or the token endpoint, a unique jti, exp within an hour.",
+        ),
         RESOURCE_PARAMETER,
     )
     records_own_failures = True  # the issuing round records its refusals; ``handle`` the one before it
 
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        if params.get("client_assertion") is not None or params.get("client_assertion_type") is not None:
+            try:
+                return await self._private_key_jwt(params, ctx)
+            except InvalidClient as failed:
+                await record_refusal(self.core, ctx, self.grant_type, failed)
+                raise
         secret = param(params, "client_secret")
         if secret is None:
             refusal = InvalidClient(
@@ -47,3 +74,39 @@ class ClientCredentialsGrant(Grant):
             ctx=ctx,
         )
         return await self.services.client_credentials.issue(request)
+
+    async def _private_key_jwt(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        if params.get("client_secret") is not None:
+            raise InvalidRequest("use one client authentication method: client_secret or client_assertion, not both")
+        if param(params, "client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise InvalidClient(REFUSED, debug="client_assertion_type is not jwt-bearer")
+        assertion = param(params, "client_assertion")
+        resources = resource_param(params)
+        if assertion is None:
+            raise InvalidClient(REFUSED, debug="no client_assertion")
+        try:
+            named = unverified_issuer(assertion)
+        except VerificationError as exc:
+            raise InvalidClient(REFUSED, debug=f"client_assertion: {exc.code}: {exc.detail}") from exc
+        client_id = param(params, "client_id")
+        if named is None or (client_id is not None and client_id != named):
+            raise InvalidClient(REFUSED, debug="client_assertion iss missing or not the client_id")
+        by_did = named.startswith("did:")
+        statement = grant_statements.AGENT_BY_DID if by_did else client_statements.AGENT_BY_ID
+        (rows,) = await self.core.ports.reads.fetch(Query(statement, {"did" if by_did else "id": named}))
+        agent = grant_statements.agent_of(rows[0]) if rows else None
+        if agent is None:
+            raise InvalidClient(REFUSED, debug=f"client_assertion names no agent: {named[:80]}")
+        audiences = {self.core.token_endpoint, self.core.issuer_url, f"{self.core.issuer_url}/"}
+        try:
+            claims = verify_agent_assertion(
+                assertion, audiences=audiences, now=self.core.clock(), signer_did=agent.did,
+                max_lifetime_seconds=CLIENT_ASSERTION_MAX_LIFETIME,
+            )  # fmt: skip
+        except VerificationError as exc:
+            raise InvalidClient(REFUSED, debug=f"client_assertion: {exc.code}: {exc.detail}") from exc
+        inactive = InvalidClient(REFUSED, debug=f"agent {agent.id} is deactivated")
+        replayed = InvalidClient(REFUSED, debug=f"client_assertion jti {claims['jti']} replayed")
+        return await issue_for_assertion(
+            self.core, agent, claims, resources, param(params, "scope"), ctx, self.grant_type, inactive, replayed
+        )

@@ -10,15 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agentauth.errors import Conflict, InvalidGrant
+from agentauth.errors import AgentAuthError, Conflict, InvalidGrant
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
+from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, param
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage import grant_statements
 from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow, UsedAssertionRow
 from agentauth.storage.ports import Insert, Query, Require, WritePlan
+from agentauth.storage.records import Agent
 from agentauth.vc import VerificationError, verify_agent_assertion
 
 GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -47,37 +49,59 @@ class JwtBearerGrant(Grant):
             claims = verify_agent_assertion(assertion, audiences=audiences, now=now)
         except VerificationError as exc:
             raise InvalidGrant("the assertion is not valid", debug=f"{exc.code}: {exc.detail}") from exc
-        did, jti = str(claims["iss"]), str(claims["jti"])
-        # Stage 1, outside any transaction: the agent, the rules, the pair signed.
+        did = str(claims["iss"])
         (rows,) = await self.core.ports.reads.fetch(Query(grant_statements.AGENT_BY_DID, {"did": did}))
         agent = grant_statements.agent_of(rows[0]) if rows else None
         inactive = InvalidGrant("the assertion is not valid", debug=f"no active agent with did {did}")
-        if agent is None or not agent.is_active:
-            raise inactive
-        target = await self.core.audience.resolve(agent.tenant_id, resources, param(params, "scope"), agent.scopes)
-        exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
-        slot = await self.core.status.allocate()
-        tokens, access_row, refresh_row = self.core.token_pair_rows(
-            agent, target.scopes, status=slot, now=now, api_key_id=None, resources=target.resources
+        replayed = InvalidGrant("the assertion was already used", debug=f"replayed jti {claims['jti']}")
+        return await issue_for_assertion(
+            self.core, agent, claims, resources, param(params, "scope"), ctx, GRANT_JWT_BEARER, inactive, replayed
         )
-        event = audit.event(
-            ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id,
-            target_type="agent", target_id=agent.id, details={"grant_type": GRANT_JWT_BEARER},
+
+
+async def issue_for_assertion(
+    core: IssuerCore,
+    agent: Agent | None,
+    claims: dict[str, Any],
+    resources: tuple[str, ...],
+    scope: str | None,
+    ctx: RequestContext,
+    grant_type: str,
+    inactive: AgentAuthError,
+    replayed: AgentAuthError,
+) -> TokenResponse:
+    """A token pair for ``agent``, whose own did:key signed the verified assertion ``claims`` (a jwt-bearer grant,
+    or a ``private_key_jwt`` client assertion): the agent's scopes narrowed by ``scope``, for ``resources``; the
+    assertion's ``jti`` used once."""
+    if agent is None or not agent.is_active:
+        raise inactive
+    now = core.clock()
+    target = await core.audience.resolve(agent.tenant_id, resources, scope, agent.scopes)
+    exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
+    slot = await core.status.allocate()
+    tokens, access_row, refresh_row = core.token_pair_rows(
+        agent, target.scopes, status=slot, now=now, api_key_id=None, resources=target.resources
+    )
+    event = audit.event(
+        ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id,
+        target_type="agent", target_id=agent.id, details={"grant_type": grant_type},
+    )  # fmt: skip
+    # One plan in the next write round. RFC 7523 section 3: "the authorization server ... MAY ensure that JWTs
+    # are not replayed by maintaining the set of used jti values for the length of time for which the JWT would
+    # be considered valid". We do: the primary key of ``used_assertions`` refuses a second insert of (signer's
+    # DID, jti), across replicas - a ``Conflict`` from the plan, which is nothing else's. Both kinds of
+    # assertion share the namespace of the signing key, so one assertion serves one request of either kind.
+    try:
+        await core.ports.writes.run(
+            WritePlan((
+                Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive),
+                Insert.of(UsedAssertionRow.__table__, {"issuer": agent.did, "jti": str(claims["jti"]),
+                                                       "expires_at": exp}),
+                Insert.of(CredentialRow.__table__, access_row),
+                Insert.of(RefreshTokenRow.__table__, refresh_row),
+                Insert.of(AuditEventRow.__table__, event),
+            ))
         )  # fmt: skip
-        # Stage 2: one plan in the next write round. RFC 7523 section 3: "the authorization server ... MAY ensure
-        # that JWTs are not replayed by maintaining the set of used jti values for the length of time for which
-        # the JWT would be considered valid". We do: the primary key of ``used_assertions`` refuses a second
-        # insert of (issuer, jti), across replicas - a ``Conflict`` from the plan, which is nothing else's.
-        try:
-            await self.core.ports.writes.run(
-                WritePlan((
-                    Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive),
-                    Insert.of(UsedAssertionRow.__table__, {"issuer": did, "jti": jti, "expires_at": exp}),
-                    Insert.of(CredentialRow.__table__, access_row),
-                    Insert.of(RefreshTokenRow.__table__, refresh_row),
-                    Insert.of(AuditEventRow.__table__, event),
-                ))
-            )  # fmt: skip
-        except Conflict as exc:
-            raise InvalidGrant("the assertion was already used", debug=f"replayed jti {jti}") from exc
-        return tokens
+    except Conflict as exc:
+        raise replayed from exc
+    return tokens

@@ -1,0 +1,34 @@
+"""An owner account made the way a person makes one, through the pages of a running server (sync httpx, real
+HTTP): sign up (which logs in), create a tenant on the account page. For the browser and SDK tests that then log
+in as that owner in a real browser."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import httpx
+
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+PASSWORD = "correct horse battery staple"
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    return {name: html.unescape(value) for name, value in HIDDEN.findall(page)}
+
+
+def sign_up_owner(base_url: str, email: str, password: str = PASSWORD, tenant: str = "my tenant") -> str:
+    """Sign ``email`` up at ``base_url`` and create a tenant it owns; the tenant root's API key (shown once)."""
+    with httpx.Client(base_url=base_url, headers={"Origin": base_url}) as http:
+        page = http.get("/signup")
+        assert page.status_code == 200, page.text
+        done = http.post("/signup", data=hidden_fields(page.text) | {"email": email, "password": password})
+        assert done.status_code == 303, done.text
+        account = http.get("/account")
+        assert account.status_code == 200, account.text
+        made = http.post("/account/tenants", data={"csrf_token": hidden_fields(account.text)["csrf_token"],
+                                                    "name": tenant})  # fmt: skip
+        assert made.status_code == 200, made.text
+        key = re.search(r"<code id=api-key>([^<]+)</code>", made.text)
+        assert key is not None, made.text
+        return html.unescape(key.group(1))
