@@ -11,6 +11,8 @@ keep-alive HTTP/1.1 connections (``--concurrency``), each with one request in fl
 3. ``private_key_jwt``: the same grant, the agent authenticating with a fresh client assertion per request (RFC
    7523 section 2.2), signed by its did:key. The assertions are signed before the phase, outside the timed
    window (as many as the API-key phase's rate suggests; any shortfall is signed on the fly and counted).
+4. ``authorization_code``: redeeming codes (PKCE S256, a public client), each obtained before the phase by a
+   consent POST of an owner logged in through the pages, as a browser would.
 
 Each phase runs ``--warmup`` seconds unmeasured first. It reports tokens/s, p50/p99/max latency and errors, the
 hello rate, raw ``cryptography`` Ed25519 sign/s on one core (measured in this process while the server is idle),
@@ -62,8 +64,11 @@ elif sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve()
 import argparse
 import asyncio
 import base64
+import hashlib
+import html
 import os
 import platform
+import re
 import tempfile
 import time
 from collections import Counter
@@ -71,6 +76,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
@@ -283,6 +289,67 @@ class AssertionPool:
         return self._form()
 
 
+# -- authorization codes -------------------------------------------------------------------------------------
+
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+BENCH_REDIRECT = "http://127.0.0.1:9/callback"  # never visited: the code is read from the consent's Location
+
+
+class CodePool:
+    """``authorization_code`` redemption bodies, one code each (single use, valid 60 s), obtained before the timed
+    phase the way a browser would: an owner signed up through the pages, a tenant created, a public client
+    registered (RFC 7591), then one consent POST per code with its own PKCE pair."""
+
+    def __init__(self) -> None:
+        self.ready: list[dict[str, str]] = []
+        self.missing = 0  # requests the phase made after the pool ran out (sent with a spent code: refused)
+
+    async def fill(self, base_url: str, count: int, deadline_seconds: float = 40.0) -> None:
+        origin = {"Origin": base_url}
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=origin) as http:
+            page = await http.get("/signup")
+            form = {k: html.unescape(v) for k, v in HIDDEN.findall(page.text)}
+            email = f"bench-{os.getpid()}-{time.time_ns()}@example.com"
+            done = await http.post("/signup", data=form | {"email": email, "password": "bench password 1234"})
+            assert done.status_code == 303, done.text
+            account = await http.get("/account")
+            csrf = {k: html.unescape(v) for k, v in HIDDEN.findall(account.text)}["csrf_token"]
+            made = await http.post("/account/tenants", data={"csrf_token": csrf, "name": "bench tenant"})
+            assert made.status_code == 200, made.text
+            client = await http.post("/api/v1/auth/register", json={
+                "redirect_uris": [BENCH_REDIRECT], "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code"], "client_name": "bench"})  # fmt: skip
+            client_id = client.json()["client_id"]
+            query = {"response_type": "code", "client_id": client_id, "redirect_uri": BENCH_REDIRECT,
+                     "code_challenge_method": "S256"}  # fmt: skip
+            consent = await http.get("/authorize", params=query | {"code_challenge": "A" * 43})
+            fields = {k: html.unescape(v) for k, v in HIDDEN.findall(consent.text)}
+            act_as = re.findall(r'name="act_as" value="([^"]+)"', consent.text)[0]
+            stop = time.monotonic() + deadline_seconds
+
+            async def one() -> None:
+                while len(self.ready) < count and time.monotonic() < stop:
+                    verifier = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+                    digest = hashlib.sha256(verifier.encode()).digest()
+                    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+                    answer = await http.post("/authorize", data=fields | {
+                        "code_challenge": challenge, "decision": "allow", "act_as": act_as})  # fmt: skip
+                    location = answer.headers.get("location", "")
+                    code = parse_qs(urlsplit(location).query).get("code", [""])[0]
+                    if not code:
+                        raise RuntimeError(f"no code from the consent: {answer.status_code} {location}")
+                    self.ready.append({"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                                       "redirect_uri": BENCH_REDIRECT, "client_id": client_id})  # fmt: skip
+
+            await asyncio.gather(*(one() for _ in range(8)))
+
+    def __call__(self) -> dict[str, str]:
+        if len(self.ready) > 1:
+            return self.ready.pop()
+        self.missing += 1
+        return self.ready[0]  # spent after its first use: counted as a failure
+
+
 # -- raw signing --------------------------------------------------------------------------------------------
 
 
@@ -331,6 +398,8 @@ class Row:
     hello: Phase
     pkjwt: Phase  # client_credentials with private_key_jwt
     pkjwt_late: int  # assertions signed during the phase (the pool ran out)
+    code: Phase  # authorization_code redemption (PKCE, public client)
+    code_missing: int  # requests after the code pool ran out
     sign_rate: float
     acknowledged: int  # 200 responses to token requests, warm-up included
     recorded: int  # access-token rows created meanwhile
@@ -374,10 +443,19 @@ async def measure(
         pool.fill(int(token.rate * (args.warmup + args.seconds) * 1.1) + 1_000)
         pk_warm = await load.run("POST", TOKEN_PATH, pool, args.warmup, keep_bodies=True)
         pkjwt = await load.run("POST", TOKEN_PATH, pool, args.seconds, keep_bodies=True, cpu=cpu)
+    # authorization_code: codes for the warm-up and the phase at the API-key rate (+10%), consented now; new
+    # connections afterwards (the server closes keep-alive connections left idle meanwhile).
+    codes = CodePool()
+    ahead = await access_jtis(database_url)
+    await codes.fill(f"http://{HOST}:{port}", int(token.rate * (args.warmup + args.seconds) * 1.1) + 200)
+    before |= await access_jtis(database_url) - ahead  # the owner's new tenant got its quickstart token
+    async with LoadGenerator(args.client, port, args.concurrency) as load:
+        code_warm = await load.run("POST", TOKEN_PATH, codes, args.warmup, keep_bodies=True)
+        code = await load.run("POST", TOKEN_PATH, codes, args.seconds, keep_bodies=True, cpu=cpu)
     # Every 200 is acknowledged: its row must be there now, while the server still runs.
     after = await access_jtis(database_url)
     created = after - before
-    bodies = warm.bodies + token.bodies + pk_warm.bodies + pkjwt.bodies
+    bodies = warm.bodies + token.bodies + pk_warm.bodies + pkjwt.bodies + code_warm.bodies + code.bodies
     returned = {token_jti(body) for body in bodies}
     if profile is not None and profile.exists():
         print(summarize_profile(profile, CATEGORIES), flush=True)
@@ -389,6 +467,8 @@ async def measure(
         hello=hello,
         pkjwt=pkjwt,
         pkjwt_late=pool.late,
+        code=code,
+        code_missing=codes.missing,
         sign_rate=sign_rate,
         acknowledged=len(bodies),
         recorded=len(created),
@@ -424,10 +504,11 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         f"({os.cpu_count()} cores, Python {platform.python_version()}, load generator: {args.client} on the same "
         "machine)",
         "",
-        "| workers | tokens/s | p50 ms | p99 ms | max ms | errors | private_key_jwt tokens/s | its p99 ms "
-        "| hello req/s | tokens/hello | raw sign/s (1 core) "
+        "| workers | tokens/s | p50 ms | p99 ms | max ms | errors | private_key_jwt tokens/s (vs API key) "
+        "| its p99 ms | authorization_code tokens/s (vs API key) | its p99 ms | hello req/s | tokens/hello "
+        "| raw sign/s (1 core) "
         f"| tokens/sign | recorded = 200s | server cores |{' postgres cores |' if pg else ''} other cores |",
-        f"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|{'---:|' if pg else ''}---:|",
+        f"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|{'---:|' if pg else ''}---:|",
     ]
     for r in rows:
         durable = f"yes ({r.recorded:,})" if r.durable else f"NO ({r.recorded:,} rows, {r.acknowledged:,} 200s)"
@@ -435,7 +516,9 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r.workers} | {r.token.rate:,.0f} | {r.token.percentile_ms(50):.1f} | {r.token.percentile_ms(99):.1f} "
             f"| {max(r.token.latencies, default=0) * 1000:.0f} | {r.token.failed} "
-            f"| {r.pkjwt.rate:,.0f} | {r.pkjwt.percentile_ms(99):.1f} | {r.hello.rate:,.0f} "
+            f"| {r.pkjwt.rate:,.0f} ({r.pkjwt.rate / r.token.rate:.0%}) | {r.pkjwt.percentile_ms(99):.1f} "
+            f"| {r.code.rate:,.0f} ({r.code.rate / r.token.rate:.0%}) | {r.code.percentile_ms(99):.1f} "
+            f"| {r.hello.rate:,.0f} "
             f"| {r.hello_ratio:.0%} | {r.sign_rate:,.0f} | {r.sign_ratio:.0%} | {durable} | "
             + " | ".join(f"{c:.2f}" for c in cpu)
             + " |"
@@ -451,7 +534,9 @@ def goals(rows: list[Row]) -> list[str]:
             (f">= {GOAL_HELLO_RATIO:.0%} of hello", r.hello_ratio >= GOAL_HELLO_RATIO),
             (f"p99 <= {GOAL_P99_MS:g} ms", p99 <= GOAL_P99_MS),
             (f"max <= {GOAL_MAX_MS:g} ms", worst <= GOAL_MAX_MS),
-            ("no errors", r.token.failed == 0 and r.pkjwt.failed == 0),
+            ("no errors", r.token.failed == 0 and r.pkjwt.failed == 0 and r.code.failed == 0),
+            ("private_key_jwt >= 70% of API key", r.pkjwt.rate >= 0.7 * r.token.rate),
+            ("authorization_code >= 70% of API key", r.code.rate >= 0.7 * r.token.rate),
             ("every token recorded", r.durable),
         ]
         if r.workers == 2:
@@ -506,6 +591,13 @@ def main() -> None:
                 f"p99 {row.pkjwt.percentile_ms(99):.1f} ms  statuses {dict(row.pkjwt.statuses)} errors "
                 f"{dict(row.pkjwt.errors)}  assertions signed during the phase: {row.pkjwt_late}  "
                 f"cores used: {cores(row.pkjwt.cpu)}",
+                flush=True,
+            )
+            print(
+                f"   authorization_code {row.code.rate:,.0f}/s  p50 {row.code.percentile_ms(50):.1f} ms  "
+                f"p99 {row.code.percentile_ms(99):.1f} ms  statuses {dict(row.code.statuses)} errors "
+                f"{dict(row.code.errors)}  requests after the codes ran out: {row.code_missing}  "
+                f"cores used: {cores(row.code.cpu)}",
                 flush=True,
             )
             rows.append(row)

@@ -25,14 +25,20 @@ ASSERTION_LEEWAY_SECONDS = 30
 
 
 def create_agent_assertion(
-    agent: KeyPair, *, audience: str, now: datetime, lifetime: timedelta = timedelta(seconds=60)
+    agent: KeyPair,
+    *,
+    audience: str,
+    now: datetime,
+    lifetime: timedelta = timedelta(seconds=60),
+    client_id: str | None = None,
 ) -> str:
-    """A jwt-bearer assertion for ``audience`` (the token endpoint URL), valid for ``lifetime``."""
+    """A jwt-bearer assertion for ``audience`` (the token endpoint URL), valid for ``lifetime``; with
+    ``client_id`` (the agent id), a ``private_key_jwt`` client assertion (RFC 7523 section 2.2) naming it."""
     did = encode_did_key(agent.public.raw)
     iat = int(now.timestamp())
     claims = {
-        "iss": did,
-        "sub": did,
+        "iss": client_id or did,
+        "sub": client_id or did,
         "aud": audience,
         "jti": new_credential_id(),
         "iat": iat,
