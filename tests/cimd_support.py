@@ -105,6 +105,11 @@ class DocumentHost:
             doc = document(own)
             del doc["client_id"]
             return _response(200, orjson.dumps(doc), json), 0
+        if name == "method-array.json":
+            doc = document(own, token_endpoint_auth_method=["none"])
+            return _response(200, orjson.dumps(doc), json), 0
+        if name == "bad-logo.json":
+            return _response(200, orjson.dumps(document(own, logo_uri="https://[oops/logo.png")), json), 0
         if name == "js-redirect.json":
             return _response(200, orjson.dumps(document(own, redirect_uris=["javascript:alert(1)"])), json), 0
         if name == "no-redirects.json":

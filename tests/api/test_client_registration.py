@@ -124,6 +124,7 @@ BAD_METADATA = {
     "grant types not a list": {"grant_types": "authorization_code"},
     "logo not https": {"logo_uri": "http://app.example/logo.png"},
     "logo javascript": {"logo_uri": "javascript:alert(1)"},
+    "logo unclosed bracket": {"logo_uri": "https://[oops/logo.png"},
     "client_name too long": {"client_name": "x" * 201},
     "client_name not text": {"client_name": 5},
     "scope with quote": {"scope": 'a"b'},

@@ -11,7 +11,7 @@ counts every request handed to the network), its resolver a recording wrapper ar
 are served by real hosts on 127.0.0.1 and ::1 that count their hits. With the dev setting off, no SSRF attempt
 makes a single request; with it on (the literal 127.0.0.1 admitted, for tests), only that host is ever asked,
 redirects are not followed, a document too large is cut at the limit and a slow one at the timeout.
-``test_catalogue_size`` counts them: 88 attempts, 0 accepted.
+``test_catalogue_size`` counts them: 90 attempts, 0 accepted.
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ DEV = [
     Attempt("secret-basic", "http://127.0.0.1:{p}/shared-secret.json", "client_secret_basic needs a shared secret", 1),
     Attempt("secret-post", "http://127.0.0.1:{p}/post-secret.json", "client_secret_post needs a shared secret", 1),
     Attempt("secret-jwt", "http://127.0.0.1:{p}/jwt-secret.json", "client_secret_jwt needs a shared secret", 1),
+    Attempt("auth-method-not-a-string", "http://127.0.0.1:{p}/method-array.json", "is not a string", 1),
+    Attempt("malformed-logo-uri", "http://127.0.0.1:{p}/bad-logo.json", "logo_uri must be an https URL", 1),
     Attempt("no-redirect-uris", "http://127.0.0.1:{p}/no-redirects.json", "redirect_uris is required", 1),
     Attempt("empty-redirect-uris", "http://127.0.0.1:{p}/empty-redirects.json", "redirect_uris is required", 1),
     Attempt("javascript-redirect", "http://127.0.0.1:{p}/js-redirect.json", "'javascript' is not allowed", 1),
@@ -280,4 +282,4 @@ async def test_the_same_host_serves_a_good_document_so_the_refusals_are_not_an_a
 
 def test_catalogue_size() -> None:
     attempts = [*SSRF, *DEV]
-    assert len({a.id for a in attempts}) == len(attempts) == 88, f"{len(attempts)} attempts, 0 accepted"
+    assert len({a.id for a in attempts}) == len(attempts) == 90, f"{len(attempts)} attempts, 0 accepted"

@@ -302,6 +302,8 @@ class CimdFetcher:
         if "client_secret" in document or "client_secret_expires_at" in document:
             raise CimdRefused("it carries a client_secret, which a metadata document must not")
         method = document.get("token_endpoint_auth_method", "none")
+        if not isinstance(method, str):
+            raise CimdRefused("its token_endpoint_auth_method is not a string")
         if method in SECRET_METHODS or method == "client_secret_jwt":
             raise CimdRefused(
                 f"token_endpoint_auth_method {method} needs a shared secret, which a metadata document client "
@@ -309,7 +311,7 @@ class CimdFetcher:
             )
         if method != "none":
             raise CimdRefused(
-                f"token_endpoint_auth_method {printable(str(method), 50)!r} is not supported for a metadata "
+                f"token_endpoint_auth_method {printable(method, 50)!r} is not supported for a metadata "
                 "document client (use none)"
             )
         metadata = parse_client_metadata({"token_endpoint_auth_method": "none", **document}, auth_methods=("none",))

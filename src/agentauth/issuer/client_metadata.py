@@ -112,7 +112,10 @@ def _https_uri(body: Mapping[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_URI_CHARS or not value.isascii() or not value.isprintable():
         raise InvalidClientMetadata(f"{name} must be an https URL of at most {MAX_URI_CHARS} characters")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "https://[oops": an unclosed IPv6 bracket
+        raise InvalidClientMetadata(f"{name} must be an https URL") from None
     if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc or " " in value:
         raise InvalidClientMetadata(f"{name} must be an https URL")
     return value
