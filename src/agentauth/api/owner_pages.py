@@ -202,11 +202,12 @@ async def _account(request: Request, owner: OwnerSession, notice: str = "", stat
     )
     csrf = hidden("csrf_token", owner.csrf_token)
     body = (
-        f"<h1>Your account</h1><p>Logged in as <strong>{esc(owner.owner.email)}</strong></p>{notice}"
+        f"<h1>Your account</h1><p>Logged in as <strong id=owner-email>{esc(owner.owner.email)}</strong></p>{notice}"
         + (
-            f"<h2>Your agents</h2><table><tr><th>Name</th><th>Kind</th><th>Id</th><th>DID</th></tr>{rows}</table>"
+            "<h2>Your agents</h2><table id=agents><tr><th>Name</th><th>Kind</th><th>Id</th><th>DID</th></tr>"
+            f"{rows}</table>"
             if agents
-            else "<p>You own no tenant yet.</p>"
+            else "<p id=no-tenants>You own no tenant yet.</p>"
         )
         + f'<h2>Create a tenant</h2><form method="post" action="{paths.ACCOUNT}/tenants">{csrf}'
         '<label>Name <input type="text" name="name" required maxlength="100"></label>'
@@ -239,7 +240,8 @@ async def create_tenant(request: Request) -> Response:
         text = exc.description if isinstance(exc, AgentAuthError) else "the name is not valid"
         return await _account(request, owner, f'<p class="error" role="alert">{esc(text)}</p>', status=400)
     notice = (
-        f'<p role="status">Tenant <strong>{esc(made.agent.name)}</strong> created. Its root agent\'s API key, '
+        f'<p role="status">Tenant <strong>{esc(made.agent.name)}</strong> '
+        f"(<code id=tenant-id>{esc(made.agent.id)}</code>) created. Its root agent's API key, "
         f"shown this once - store it now:</p><p><code id=api-key>{esc(made.api_key)}</code></p>"
     )
     return await _account(request, owner, notice)
