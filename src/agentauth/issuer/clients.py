@@ -69,6 +69,10 @@ def redirect_uri_matches(registered: tuple[str, ...], requested: str) -> bool:
     for loopback IP redirect URIs"). A URI with a fragment never matches (RFC 6749 section 3.1.2)."""
     if not isinstance(requested, str) or not requested or "#" in requested:
         return False
+    # No URI holds a space or a control character (RFC 3986 section 2); urlsplit would silently strip leading
+    # ones and every tab/CR/LF, turning " http://127.0.0.1:1/cb" or "http://127.0.0.1:1/c\nb" into a loopback match.
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in requested):
+        return False
     if requested in registered:
         return True
     wanted = _loopback_parts(requested)

@@ -124,7 +124,7 @@ class OwnerService:
                     session, ctx, now, action="owner.signup", tenant_id=None, actor=row.id,
                     target_type="owner", target_id=row.id,
                 )  # fmt: skip
-        except IntegrityError as exc:
+        except (Conflict, IntegrityError) as exc:  # the storage layer hands a taken unique value over as Conflict
             raise Conflict("an account with this email exists: log in instead") from exc
         return _owner(row)
 
