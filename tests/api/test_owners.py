@@ -350,7 +350,11 @@ async def test_owners_see_only_their_own_tenants(client: httpx.AsyncClient, serv
 async def test_signup_closed(settings_factory: Any, backend: str) -> None:
     async with own_services(settings_factory, backend, owner_signup="closed") as services, browser(services) as http:
         before = await table_rows(services, OWNER_TABLES)
-        refused = await credentials(http, paths.SIGNUP, "quinn@example.com")
+        page = await http.get(paths.SIGNUP)
+        assert page.status_code == 403 and "Sign-up is closed" in page.text and 'name="password"' not in page.text
+        # A valid pre-login form (the login page's) posted to /signup anyway: refused by the service.
+        form = hidden((await http.get(paths.LOGIN)).text) | {"email": "quinn@example.com", "password": PASSWORD}
+        refused = await http.post(paths.SIGNUP, data=form, headers=origin(http))
         assert refused.status_code in (401, 403) and "sign-up is closed" in refused.text
         assert set_cookie(refused, SESSION) is None
         assert await table_rows(services, OWNER_TABLES) == before

@@ -154,6 +154,8 @@ async def login(request: Request) -> Response:
 
 @router.get(paths.SIGNUP)
 async def signup_page(request: Request) -> Response:
+    if _services(request).settings.owner_signup != "open":
+        return message_page("Sign-up is closed", "ask this server's operator for an account", 403)
     return _credentials_form(request, paths.SIGNUP, "Create an account", safe_next(request.query_params.get("next")))
 
 
