@@ -189,7 +189,8 @@ async def documented_flow(session: ClientSession, *, default_key_agent: str | No
     rotated = await call(session, "rotate_credential", credential_id=key["id"], access_token=token)
     assert rotated["old_credential_id"] == key["id"] and rotated["id"] != key["id"]
     assert rotated["raw_key"] != key["raw_key"] and rotated["scopes"] == ["agents.read"]
-    assert (await fail(session, "authenticate", api_key=key["raw_key"])).startswith("invalid_client: ")
+    old_key = await fail(session, "authenticate", api_key=key["raw_key"])
+    assert old_key.startswith("invalid_client: "), old_key
     assert (await call(session, "authenticate", api_key=rotated["raw_key"]))["scope"] == "agents.read"
     revoked_key = await call(session, "revoke_credential", credential_id=rotated["id"], access_token=token)
     assert revoked_key["status"] == "revoked" and revoked_key["revoked_at"]

@@ -28,12 +28,15 @@ CONFIGURATION_PATH = "/.well-known/agent-configuration"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
-# The hierarchy of agentauth.errors by RFC error code (the base class answers for server_error).
-_BY_CODE: dict[str, type[AgentAuthError]] = {
-    cls.error: cls
-    for cls in vars(errors).values()
-    if isinstance(cls, type) and issubclass(cls, AgentAuthError) and cls.__module__ == errors.__name__
-}
+# The hierarchy of agentauth.errors by RFC error code (the base class answers for server_error). A subclass that
+# shares its parent's code (InvalidClientMetadataDocument is an invalid_client) does not take the code over: the
+# most general class of each code answers for it.
+_BY_CODE: dict[str, type[AgentAuthError]] = {}
+for _cls in vars(errors).values():
+    if isinstance(_cls, type) and issubclass(_cls, AgentAuthError) and _cls.__module__ == errors.__name__:
+        _known = _BY_CODE.get(_cls.error)
+        if _known is None or issubclass(_known, _cls):
+            _BY_CODE[_cls.error] = _cls
 
 
 class RemoteError(AgentAuthError):
