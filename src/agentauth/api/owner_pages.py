@@ -133,23 +133,31 @@ async def login_page(request: Request) -> Response:
     return _credentials_form(request, paths.LOGIN, "Log in", safe_next(request.query_params.get("next")))
 
 
-@router.post(paths.LOGIN)
-async def login(request: Request) -> Response:
+async def _credentials_post(request: Request, path: str, title: str, signup: bool) -> Response:
+    """A login or sign-up form post (sign-up logs in too): the session cookie and the way on, or the form again
+    with the reason."""
     form = await _pre_form(request)
     if form is None:
         return _forbidden()
     next_path = safe_next(form.get("next"))
+    owners, ctx = _services(request).owners, request_context(request)
+    email, password = form.get("email", ""), form.get("password", "")
     try:
-        done = await _services(request).owners.login(
-            form.get("email", ""), form.get("password", ""), request_context(request)
-        )
+        if signup:
+            await owners.signup(email, password, ctx)
+        done = await owners.login(email, password, ctx)
     except RateLimited as exc:
         refused = message_page("Too many attempts", exc.description, 429)
         refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
     except AgentAuthError as exc:
-        return _credentials_form(request, paths.LOGIN, "Log in", next_path, error=exc.description)
+        return _credentials_form(request, path, title, next_path, error=exc.description)
     return _logged_in(request, done.session_token, next_path)
+
+
+@router.post(paths.LOGIN)
+async def login(request: Request) -> Response:
+    return await _credentials_post(request, paths.LOGIN, "Log in", signup=False)
 
 
 @router.get(paths.SIGNUP)
@@ -161,17 +169,7 @@ async def signup_page(request: Request) -> Response:
 
 @router.post(paths.SIGNUP)
 async def signup(request: Request) -> Response:
-    form = await _pre_form(request)
-    if form is None:
-        return _forbidden()
-    next_path = safe_next(form.get("next"))
-    owners, ctx = _services(request).owners, request_context(request)
-    try:
-        await owners.signup(form.get("email", ""), form.get("password", ""), ctx)
-        done = await owners.login(form.get("email", ""), form.get("password", ""), ctx)
-    except AgentAuthError as exc:
-        return _credentials_form(request, paths.SIGNUP, "Create an account", next_path, error=exc.description)
-    return _logged_in(request, done.session_token, next_path)
+    return await _credentials_post(request, paths.SIGNUP, "Create an account", signup=True)
 
 
 async def _session_form(request: Request) -> tuple[OwnerSession, dict[str, str]] | Response:
