@@ -28,7 +28,7 @@ of the server.
 The CPU each party used during each phase is printed (Linux /proc), including "other": on a shared machine,
 other work shows up instead of silently skewing the numbers; ``--wait-quiet`` waits for it to stop first.
 
-``--profile DIR`` samples the server processes with py-spy during the token phase (``.venv/bin/pip install
+``--profile DIR`` samples the server processes with py-spy during each token phase (``.venv/bin/pip install
 py-spy``), writes collapsed stacks to DIR and prints where the time goes.
 
 Run: .venv/bin/python bench/http.py [--seconds 10] [--concurrency 32] [--workers 1 2] [--database sqlite|postgres]
@@ -442,7 +442,8 @@ async def measure(
         pool = AssertionPool(registered.json(), f"{issuer_url}{TOKEN_PATH}", lifetime)
         pool.fill(int(token.rate * (args.warmup + args.seconds) * 1.1) + 1_000)
         pk_warm = await load.run("POST", TOKEN_PATH, pool, args.warmup, keep_bodies=True)
-        pkjwt = await load.run("POST", TOKEN_PATH, pool, args.seconds, keep_bodies=True, cpu=cpu)
+        with profiled(args.profile, pid, args.seconds, f"{label}-private_key_jwt", threads=True) as pk_profile:
+            pkjwt = await load.run("POST", TOKEN_PATH, pool, args.seconds, keep_bodies=True, cpu=cpu)
     # authorization_code: codes for the warm-up and the phase at the API-key rate (+10%), consented now; new
     # connections afterwards (the server closes keep-alive connections left idle meanwhile).
     codes = CodePool()
@@ -451,14 +452,16 @@ async def measure(
     before |= await access_jtis(database_url) - ahead  # the owner's new tenant got its quickstart token
     async with LoadGenerator(args.client, port, args.concurrency) as load:
         code_warm = await load.run("POST", TOKEN_PATH, codes, args.warmup, keep_bodies=True)
-        code = await load.run("POST", TOKEN_PATH, codes, args.seconds, keep_bodies=True, cpu=cpu)
+        with profiled(args.profile, pid, args.seconds, f"{label}-authorization_code", threads=True) as code_profile:
+            code = await load.run("POST", TOKEN_PATH, codes, args.seconds, keep_bodies=True, cpu=cpu)
     # Every 200 is acknowledged: its row must be there now, while the server still runs.
     after = await access_jtis(database_url)
     created = after - before
     bodies = warm.bodies + token.bodies + pk_warm.bodies + pkjwt.bodies + code_warm.bodies + code.bodies
     returned = {token_jti(body) for body in bodies}
-    if profile is not None and profile.exists():
-        print(summarize_profile(profile, CATEGORIES), flush=True)
+    for sampled in (profile, pk_profile, code_profile):
+        if sampled is not None and sampled.exists():
+            print(summarize_profile(sampled, CATEGORIES), flush=True)
     return Row(
         workers=workers,
         database=args.database,
@@ -564,7 +567,7 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="the server's port (0: a free one)")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator")
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy the token phase")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy each token phase")
     parser.add_argument(
         "--wait-quiet",
         type=float,
