@@ -676,3 +676,92 @@ async def test_execute_steps_change_rows_without_a_count(store: Store) -> None:
 
     root = (await stored_agents(store))["agt_root"]
     assert (root.status, root.deactivated_at, root.scopes) == (AgentStatus.DEACTIVATED, NOW, ("agents.read",))
+
+
+# -- coalesced write rounds (storage/write_rounds.py) -------------------------------------------------------
+# One round each, run directly: checks first, then one insert per table for every plan whose checks passed.
+
+REVOKE_AGENT_CREDENTIALS = (
+    update(CredentialRow)
+    .where(CredentialRow.agent_id == bindparam("agent"), CredentialRow.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+)
+
+
+def token_plan(jti: str, index: int, *checks: Require | Execute) -> WritePlan:
+    event = {**new_event("token.issued", AuditOutcome.SUCCESS, None), "target_id": jti}
+    return WritePlan((
+        *checks,
+        Insert.of(CredentialRow.__table__, new_credential(jti, index)),
+        Insert.of(AuditEventRow.__table__, event),
+    ))  # fmt: skip
+
+
+async def stored_jtis(store: Store) -> dict[str, datetime | None]:
+    async with store.neutral() as session:
+        rows = (await session.execute(select(CredentialRow.jti, CredentialRow.revoked_at))).all()
+    return {jti: revoked for jti, revoked in rows if jti.startswith("urn:uuid:t-")}
+
+
+async def test_a_coalesced_round_fails_each_refused_plan_alone(store: Store) -> None:
+    await seed(store)
+    root = Require(ACTIVE_AGENT, {"agent": "agt_root"}, 1, Conflict("no root"))
+    plans = [
+        token_plan("urn:uuid:t-1", 200, root),
+        token_plan("urn:uuid:t-2", 201, Require(ACTIVE_AGENT, {"agent": "agt_gone"}, 1, Conflict("gone"))),
+        # An UPDATE re-check that matches no row: refused, nothing of it written.
+        token_plan("urn:uuid:t-3", 202, Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_gone", "now": NOW}, 1, Conflict("x"))),
+        token_plan("urn:uuid:t-4", 203, root, Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_root", "now": NOW}, 1, root.error)),
+        token_plan("urn:uuid:t-5", 204),
+    ]  # fmt: skip
+
+    results = await store.ports._plans_round(plans)
+
+    assert [type(r).__name__ if r else None for r in results] == [None, "Conflict", "Conflict", None, None]
+    assert set(await stored_jtis(store)) == {"urn:uuid:t-1", "urn:uuid:t-4", "urn:uuid:t-5"}
+    assert await audited_targets(store) == ["urn:uuid:t-1", "urn:uuid:t-4", "urn:uuid:t-5"]
+    assert (await stored_agents(store))["agt_root"].updated_at == NOW
+
+
+async def test_a_taken_unique_value_in_a_coalesced_round_fails_only_its_plan(store: Store) -> None:
+    await seed(store)
+    plans = [
+        token_plan("urn:uuid:t-1", 200),
+        token_plan("urn:uuid:t-2", 201),
+        token_plan("urn:uuid:t-1", 202),  # the same jti again in the same round
+        token_plan("urn:uuid:live", 203),  # a jti already stored
+        token_plan("urn:uuid:t-3", 204),
+    ]
+
+    results = await store.ports._plans_round(plans)
+
+    assert results[0] is None and results[1] is None and results[4] is None
+    assert isinstance(results[2], Conflict) and isinstance(results[3], Conflict)
+    assert set(await stored_jtis(store)) == {"urn:uuid:t-1", "urn:uuid:t-2", "urn:uuid:t-3"}
+    assert await audited_targets(store) == ["urn:uuid:t-1", "urn:uuid:t-2", "urn:uuid:t-3"]
+
+
+async def test_a_check_sees_the_rows_earlier_plans_of_its_round_inserted(store: Store) -> None:
+    # A revocation after an issuance in the same round must revoke the token just issued, not miss it.
+    await seed(store)
+    revoke = Execute(REVOKE_AGENT_CREDENTIALS, {"agent": "agt_root", "now": NOW})
+    counted = Require(select(CredentialRow.jti).where(CredentialRow.jti == "urn:uuid:t-1"), {}, 1, Conflict("unseen"))
+    plans = [token_plan("urn:uuid:t-1", 200), WritePlan((revoke,)), token_plan("urn:uuid:t-2", 201, counted)]
+
+    results = await store.ports._plans_round(plans)
+
+    assert results == [None, None, None]
+    assert await stored_jtis(store) == {"urn:uuid:t-1": NOW, "urn:uuid:t-2": None}
+
+
+async def test_a_plan_refused_after_it_changed_rows_is_undone(store: Store) -> None:
+    await seed(store)
+    deactivate = Execute(DEACTIVATE, {"agent": "agt_root", "now": NOW, "scopes": []})
+    refused = Require(ACTIVE_AGENT, {"agent": "agt_gone"}, 1, Conflict("gone"))
+    plans = [token_plan("urn:uuid:t-1", 200), token_plan("urn:uuid:t-2", 201, deactivate, refused)]
+
+    results = await store.ports._plans_round(plans)
+
+    assert results[0] is None and isinstance(results[1], Conflict) and results[1].description == "gone"
+    assert (await stored_agents(store))["agt_root"].status == AgentStatus.ACTIVE  # the deactivation undone
+    assert set(await stored_jtis(store)) == {"urn:uuid:t-1"}

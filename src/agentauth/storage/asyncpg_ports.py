@@ -6,7 +6,7 @@ Through ``AsyncSession`` every call paid greenlet hops, the ORM's result machine
 SQLAlchemy's pre-ping (a transaction around ``;``: three round trips) - while PostgreSQL sat "idle in
 transaction" waiting on Python. Here a read is one round trip (asyncpg keeps each connection's prepared
 statements), a write round BEGIN, one round trip per statement (``executemany`` for inserts: pipelined) and
-COMMIT, a plan of ``Writes`` one more for its savepoint.
+COMMIT; a round of ``Writes`` plans is coalesced (``write_rounds``): a round trip per check, one per table.
 
 Why a pool of our own, filled from the engine: each connection is *opened* by the SQLAlchemy engine (its
 ``connect_args``: connect and statement timeouts, ``statement_timeout``; its ``do_connect`` events; the
@@ -49,8 +49,7 @@ from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from agentauth.errors import AgentAuthError
-from agentauth.storage import statements
+from agentauth.storage import statements, write_rounds
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.asyncpg_sql import (
@@ -61,7 +60,6 @@ from agentauth.storage.asyncpg_sql import (
     fetch,
     insert_many,
     instant,
-    require,
     row_reader,
     rows,
 )
@@ -77,7 +75,7 @@ from agentauth.storage.models import (
     StatusBlockRow,
     UTCDateTime,
 )
-from agentauth.storage.ports import Insert, IssuancePlan, Query, Require, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.ports import IssuancePlan, Query, RevokedAudit, WritePlan, revoked_families
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
 
@@ -303,27 +301,27 @@ class AsyncpgPorts:
         await self._plans.submit(plan)
 
     async def _plans_round(self, plans: Sequence[WritePlan]) -> list[BaseException | None]:
-        """The plans in one transaction, a SAVEPOINT each: a failing plan is rolled back to its savepoint and
-        reports its failure; the others commit. Moving from one plan's savepoint to the next is one round trip."""
-        results: list[BaseException | None] = []
+        """The plans in one transaction, coalesced (``write_rounds``): a round trip per check and one per table
+        the round inserts into."""
         async with self._write() as connection:
-            await connection.execute("SAVEPOINT plan")
-            for index, plan in enumerate(plans):
-                last = index == len(plans) - 1
+
+            async def run(op: write_rounds.Op) -> int | None:
                 try:
-                    for step in plan.steps:
-                        if isinstance(step, Insert):
-                            await insert_many(connection, step.table, step.rows)
-                        elif isinstance(step, Require):
-                            await require(connection, step)
-                        else:
-                            await execute(connection, compiled(step.statement), **step.params)
-                except (AgentAuthError, *_DRIVER_ERRORS) as exc:
-                    # ROLLBACK TO keeps the savepoint: it is the next plan's.
-                    await connection.execute("ROLLBACK TO SAVEPOINT plan")
-                    results.append(_translated(exc))
-                else:
-                    if not last:
-                        await connection.execute("RELEASE SAVEPOINT plan; SAVEPOINT plan")
-                    results.append(None)
-        return results
+                    if isinstance(op, write_rounds.InsertRows):
+                        await insert_many(connection, op.table, op.rows)
+                    elif isinstance(op, write_rounds.RunStep):
+                        statement = compiled(op.step.statement)
+                        if statement.returns_rows:
+                            return len(await fetch(connection, statement, **op.step.params))
+                        return await execute(connection, statement, **op.step.params)
+                    elif isinstance(op, write_rounds.Savepoint):
+                        await connection.execute(f"SAVEPOINT {op.name}")
+                    elif isinstance(op, write_rounds.RollbackTo):
+                        await connection.execute(f"ROLLBACK TO SAVEPOINT {op.name}; RELEASE SAVEPOINT {op.name}")
+                    else:
+                        await connection.execute(f"RELEASE SAVEPOINT {op.name}")
+                except _DRIVER_ERRORS as exc:
+                    raise write_rounds.StepFailed(_translated(exc)) from exc
+                return None
+
+            return await write_rounds.drive_async(write_rounds.round_ops(plans), run)

@@ -17,7 +17,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from agentauth.storage.models import UTCDateTime
-from agentauth.storage.ports import Query, Require
+from agentauth.storage.ports import Query
 
 DIALECT = cast(Any, asyncpg_dialect.dialect)()
 
@@ -140,16 +140,6 @@ async def execute(connection: asyncpg.Connection, statement: PgStatement, **valu
 
 async def fetch(connection: asyncpg.Connection, statement: PgStatement, **values: Any) -> list[asyncpg.Record]:
     return cast("list[asyncpg.Record]", await connection.fetch(statement.sql, *statement.args(values)))
-
-
-async def require(connection: asyncpg.Connection, step: Require) -> None:
-    statement = compiled(step.statement)
-    if statement.returns_rows:
-        count = len(await fetch(connection, statement, **step.params))
-    else:
-        count = await execute(connection, statement, **step.params)
-    if count != step.rows:
-        raise step.error
 
 
 _READERS: dict[int, tuple[ClauseElement, tuple[Callable[[Any], Any] | None, ...]]] = {}

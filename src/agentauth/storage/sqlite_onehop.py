@@ -23,15 +23,14 @@ from sqlalchemy import JSON, Boolean, Column, Table, bindparam, insert
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 
-from agentauth.errors import AgentAuthError
-from agentauth.storage import statements
+from agentauth.storage import statements, write_rounds
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
 from agentauth.storage.failures import translate
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, UTCDateTime
-from agentauth.storage.ports import Insert, IssuancePlan, Query, Require, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.ports import Execute, IssuancePlan, Query, Require, RevokedAudit, WritePlan, revoked_families
 from agentauth.storage.records import (
     Agent,
     ApiKey,
@@ -234,11 +233,10 @@ def _execute(statement: Any, params: Mapping[str, Any], connection: sqlite3.Conn
     return connection.execute(compiled.sql, compiled.params(**{k: _bound(v) for k, v in params.items()}))
 
 
-def _require(step: Require, connection: sqlite3.Connection) -> None:
+def _count(step: Require | Execute, connection: sqlite3.Connection) -> int:
+    """The rows ``step``'s statement returned (SELECT, RETURNING) or changed."""
     cursor = _execute(step.statement, step.params, connection)
-    count = len(cursor.fetchall()) if cursor.description is not None else cursor.rowcount
-    if count != step.rows:
-        raise step.error
+    return len(cursor.fetchall()) if cursor.description is not None else cursor.rowcount
 
 
 def _fetch(queries: Sequence[Query], connection: sqlite3.Connection) -> list[list[tuple[Any, ...]]]:
@@ -270,30 +268,27 @@ def _bound(value: Any) -> Any:
 
 
 def _plans_round(plans: Sequence[WritePlan], connection: sqlite3.Connection) -> list[BaseException | None]:
-    """The plans in the round's transaction, a SAVEPOINT each: a failing plan is rolled back to its savepoint
-    and reports its failure; the others stay."""
-    results: list[BaseException | None] = []
-    for plan in plans:
-        connection.execute("SAVEPOINT plan")
-        try:
-            for step in plan.steps:
-                if isinstance(step, Insert):
-                    _insert_many(connection, step.table, step.rows)
-                elif isinstance(step, Require):
-                    _require(step, connection)
-                else:
-                    _execute(step.statement, step.params, connection)
-        except (sqlite3.Error, AgentAuthError) as exc:
-            connection.execute("ROLLBACK TO plan")
-            connection.execute("RELEASE plan")
-            if isinstance(exc, sqlite3.Error):
-                results.append(translate(DBAPIError.instance("write plan", None, exc, sqlite3.Error)) or exc)
-            else:
-                results.append(exc)
+    """The plans in the round's transaction, coalesced (``write_rounds``)."""
+    return write_rounds.drive(write_rounds.round_ops(plans), functools.partial(_run_op, connection))
+
+
+def _run_op(connection: sqlite3.Connection, op: write_rounds.Op) -> int | None:
+    try:
+        if isinstance(op, write_rounds.InsertRows):
+            _insert_many(connection, op.table, op.rows)
+        elif isinstance(op, write_rounds.RunStep):
+            return _count(op.step, connection)
+        elif isinstance(op, write_rounds.Savepoint):
+            connection.execute(f"SAVEPOINT {op.name}")
+        elif isinstance(op, write_rounds.RollbackTo):
+            connection.execute(f"ROLLBACK TO {op.name}")
+            connection.execute(f"RELEASE {op.name}")
         else:
-            connection.execute("RELEASE plan")
-            results.append(None)
-    return results
+            connection.execute(f"RELEASE {op.name}")
+    except sqlite3.Error as exc:
+        failure = translate(DBAPIError.instance("write plan", None, exc, sqlite3.Error)) or exc
+        raise write_rounds.StepFailed(failure) from exc
+    return None
 
 
 def _insert_many(connection: sqlite3.Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
