@@ -48,6 +48,7 @@ from server import reset_postgres
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN = "/api/v1/auth/token"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RESOURCE = "https://files.example.com/mcp"
 
 
@@ -125,6 +126,7 @@ class World:
         self.revocable: list[str] = []
         self.keys: list[str] = []
         self.policies: list[str] = []
+        self.assertions: list[dict[str, str]] = []
 
     async def prepare(self, stock: int) -> None:
         a = self.asgi
@@ -132,6 +134,7 @@ class World:
             await a.call("POST", "/api/v1/agents/quickstart", json={"name": "ops", "agent_type": "orchestrator"}), 201
         )
         self.root_id = root["agent"]["id"]
+        self.root_key = KeyPair.from_jwk(root["private_key_jwk"])
         self.token = root["access_token"]
         self.api_key = root["api_key"]
         child = expect(
@@ -172,6 +175,15 @@ class World:
                 self.revocable.append(pair["access_token"])
 
         await run_many(one, n, concurrency)
+
+    async def stock_assertions(self, n: int) -> None:
+        """``private_key_jwt`` client_credentials bodies (RFC 7523 section 2.2), a fresh assertion each."""
+        self.assertions = [
+            {"grant_type": "client_credentials", "client_assertion_type": CLIENT_ASSERTION_TYPE,
+             "client_assertion": create_agent_assertion(self.root_key, audience=ISSUER + TOKEN, now=datetime.now(UTC),
+                                                        client_id=self.root_id)}
+            for _ in range(n)
+        ]  # fmt: skip
 
     async def stock_keys(self, n: int, concurrency: int) -> None:
         async def one() -> None:
@@ -220,6 +232,9 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
 
     async def token() -> None:
         expect(await a.call("POST", TOKEN, form=cc_form), 200)
+
+    async def token_private_key_jwt() -> None:
+        expect(await a.call("POST", TOKEN, form=w.assertions.pop()), 200)
 
     async def token_resource() -> None:
         expect(await a.call("POST", TOKEN, form=resource_form), 200)
@@ -280,6 +295,7 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
         "list": (list_agents, None),
         "get_agent": (get_agent, None),
         "token": (token, None),
+        "token_private_key_jwt": (token_private_key_jwt, w.stock_assertions),
         "token_resource": (token_resource, None),
         "introspect": (introspect, None),
         "check_permission": (check_permission, None),

@@ -55,6 +55,10 @@ DELEGATIONS = [
     delegation("dlg_b", "agt_root", "agt_other", "agt_root", 2),
     delegation("dlg_a", "agt_root", "agt_other", "agt_root", 1),
     delegation("dlg_expired", "agt_root", "agt_other", "agt_root", 1, expires_at=NOW),
+    # The same grants again (scopes and depth): one row each, named by the first by id; another grant at depth 1.
+    delegation("dlg_c", "agt_root", "agt_other", "agt_root", 1),
+    delegation("dlg_1", "agt_root", "agt_other", "agt_root", 2),
+    delegation("dlg_0", "agt_root", "agt_other", "agt_root", 1, scopes=["api.read", "s9"]),
     delegation("dlg_foreign", "agt_far", "agt_other", "agt_far", 1),  # of another tenant: not root's to use
     delegation("dlg_kid", "agt_root", "agt_kid", "agt_root", 1),
     delegation("dlg_revoked", "agt_root", "agt_far", "agt_root", 1, status="revoked"),
@@ -123,10 +127,11 @@ async def test_permission_subject(store: Store) -> None:
     assert kid.delegations == (DelegatedScopes("dlg_kid", ("api.read", "s1"), 1),)
     peer = await PolicyReadsOf(store.ports).permission_subject("agt_other", root, True, NOW)
     assert peer is not None and not peer.member and peer.agent.id == "agt_other"
-    # Live delegations of root's tenant only, by depth: not the expired one, not another tenant's.
+    # Live delegations of root's tenant only, by depth: not the expired one, not another tenant's; one per grant.
     assert peer.delegations == (
+        DelegatedScopes("dlg_0", ("api.read", "s9"), 1),
         DelegatedScopes("dlg_a", ("api.read", "s1"), 1),
-        DelegatedScopes("dlg_b", ("api.read", "s2"), 2),
+        DelegatedScopes("dlg_1", ("api.read", "s2"), 2),
     )
     assert (
         await PolicyReadsOf(store.ports).permission_subject("agt_other", root, False, NOW) is None

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
+
 from agentauth.storage import statements
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.policies import to_record as policy_record
@@ -48,7 +50,7 @@ class PolicyReadsOf:
             return None
         agent = agent_record(statements.row_as(statements.AGENT_COLUMNS, rows[0][:split]))
         delegated = tuple(
-            DelegatedScopes(row[split + 2], tuple(row[split + 3]), int(row[split + 4]))
+            DelegatedScopes(row[split + 2], tuple(orjson.loads(row[split + 3])), int(row[split + 4]))
             for row in rows
             if row[split + 2] is not None
         )

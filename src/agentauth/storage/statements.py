@@ -22,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Select,
+    Text,
     Update,
     and_,
     bindparam,
@@ -30,9 +31,11 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     union,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -320,11 +323,14 @@ def tenant_policies() -> Select[Any]:
 
 
 def permission_subject() -> Select[Any]:
-    """(*agent columns, member, peer, delegation id, scopes, depth) for the agent ``:agent`` as the caller
-    ``:caller`` of tenant ``:tenant`` sees it at ``:now``: member is 1 when its path lies in the caller's subtree
-    (``:lo``/``:hi``, ``subtree_range``), peer is 1 when it is of another tenant with a live direct delegation
-    with the caller either way; one row per delegation of ``:tenant`` live to it (by depth, then id), or one of
-    NULL delegation columns when there is none."""
+    """(*agent columns, member, peer, delegation id, scopes as JSON text, depth) for the agent ``:agent`` as the
+    caller ``:caller`` of tenant ``:tenant`` sees it at ``:now``: member is 1 when its path lies in the caller's
+    subtree (``:lo``/``:hi``, ``subtree_range``), peer is 1 when it is of another tenant with a live direct
+    delegation with the caller either way; one row per distinct grant (scopes, depth) of the live delegations of
+    ``:tenant`` to it, named by the first such delegation (by depth, then id), or one of NULL delegation columns
+    when there is none. Delegations granting the same scopes at the same depth decide alike: an agent holding
+    thousands of them (each delegation call makes one) costs one row, not thousands (measured: 1,200 live
+    delegations made a check 27 ms of CPU)."""
     now: Any = bindparam("now")
     other = aliased(DelegationRow)
     either_way = or_(
@@ -334,15 +340,21 @@ def permission_subject() -> Select[Any]:
     peer_link = exists().where(either_way, other.status == DelegationStatus.ACTIVE, other.expires_at > now)
     member = case(((AgentRow.path >= bindparam("lo")) & (AgentRow.path < bindparam("hi")), 1), else_=0)
     peer = case((and_(AgentRow.tenant_id != bindparam("tenant"), peer_link), 1), else_=0)
-    delegated = and_(
-        DelegationRow.delegate_id == AgentRow.id,
-        DelegationRow.tenant_id == bindparam("tenant"),
-        DelegationRow.status == DelegationStatus.ACTIVE,
-        DelegationRow.expires_at > now,
+    scopes = sql_cast(DelegationRow.scopes, Text)  # json has no equality on PostgreSQL; its text has
+    grants = (
+        select(func.min(DelegationRow.id).label("id"), scopes.label("scopes"), DelegationRow.depth.label("depth"))
+        .where(
+            DelegationRow.delegate_id == bindparam("agent"),
+            DelegationRow.tenant_id == bindparam("tenant"),
+            DelegationRow.status == DelegationStatus.ACTIVE,
+            DelegationRow.expires_at > now,
+        )
+        .group_by(scopes, DelegationRow.depth)
+        .subquery()
     )
     return (
-        select(*AGENT_COLUMNS, member, peer, DelegationRow.id, DelegationRow.scopes, DelegationRow.depth)
-        .outerjoin(DelegationRow, delegated)
+        select(*AGENT_COLUMNS, member, peer, grants.c.id, grants.c.scopes, grants.c.depth)
+        .outerjoin(grants, true())
         .where(AgentRow.id == bindparam("agent"))
-        .order_by(DelegationRow.depth, DelegationRow.id)
+        .order_by(grants.c.depth, grants.c.id)
     )
