@@ -80,13 +80,33 @@ import orjson
 from agentauth.keys import KeyPair
 from agentauth.vc import create_agent_assertion
 from rawhttp import HttpError, RawConnection, build_request, new_event_loop
-from server import DEFAULT_POSTGRES_URL, HOST, children, cpu_seconds, reset_postgres, serve
+from server import (
+    DEFAULT_POSTGRES_URL,
+    HOST,
+    children,
+    cpu_seconds,
+    profiled,
+    reset_postgres,
+    serve,
+    summarize_profile,
+)
 
 TOKEN = "/api/v1/auth/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ACCESS_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+# ``--profile``: inclusive share of the samples whose stack holds a frame of each (bench/server.py).
+PROFILE_CATEGORIES = [
+    ("Ed25519 (keys/ed25519.py)", ("keys/ed25519.py",)),
+    ("FastAPI routing and dependencies", ("fastapi/routing.py", "fastapi/dependencies")),
+    ("uvicorn HTTP protocol", ("uvicorn/protocols/",)),
+    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("aiosqlite", ("aiosqlite/",)),
+    ("asyncpg", ("asyncpg/",)),
+    ("pydantic", ("pydantic",)),
+    ("write rounds", ("storage/write_rounds.py", "sqlite_onehop.py:_plans_round")),
+]
 # Relative weights of the operations in the mix.
 MIX = {
     "token": 25,
@@ -641,8 +661,12 @@ async def measure(args: argparse.Namespace, port: int, pid: int, issuer_url: str
             await asyncio.to_thread(wait_for_quiet, args.wait_quiet)
             if args.warmup > 0:
                 await drive(client, tenants, args.mix, rate, args.warmup, args.max_in_flight, pid)
-            run = await drive(client, tenants, args.mix, rate, args.seconds, args.max_in_flight, pid)
+            label = f"load-{args.database}-w{args.workers}-{rate:g}"
+            with profiled(args.profile, pid, args.seconds, label, threads=True) as profile:
+                run = await drive(client, tenants, args.mix, rate, args.seconds, args.max_in_flight, pid)
             runs.append(run)
+            if profile is not None and profile.exists():
+                print(summarize_profile(profile, PROFILE_CATEGORIES, top=30), flush=True)
             print(f"\n### {args.database}, {args.workers} worker(s), target {rate:g} ops/s for {args.seconds:g} s\n")
             print(table(run))
             lag = f"scheduler lag max {run.max_lag * 1000:.1f} ms"
@@ -698,6 +722,7 @@ def main() -> None:
     )
     parser.add_argument("--cc-concurrency", type=int, default=32, help="connections for client_credentials alone")
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy each run of the mix")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds at the same rate before each run")
