@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from agentauth.api.app import create_app
@@ -149,3 +150,90 @@ async def test_direct_introspection_answers_as_the_fastapi_route(
                 assert direct.json()["active"] == through_fastapi.json()["active"]
             else:
                 assert body == through_fastapi.content, (path, form)
+
+
+def json_request(body: bytes, token: str | None, content_type: str | None = "application/json") -> dict[str, Any]:
+    headers = {"Content-Type": content_type} if content_type else {}
+    return {"content": body, "headers": headers | (bearer(token) if token else {})}
+
+
+# Bodies every JSON direct route must answer as FastAPI does: declined by the direct handler (not a JSON object
+# of the model: FastAPI's 422, or its parsing) or answered by it.
+BAD_BODIES: list[tuple[bytes, str | None]] = [
+    (b"", "application/json"),
+    (b"{", "application/json"),
+    (b"[]", "application/json"),
+    (b"null", "application/json"),
+    (b'{"agent_id": NaN}', "application/json"),
+    (b'{"x": 123456789012345678901234567890}', "application/json"),
+    (b"{}", "application/json"),
+    (b'{"unexpected": 1}', "application/json"),
+    (b"{}", "text/plain"),
+    (b"{}", None),
+    (b"{}", "application/merge-patch+json"),
+]
+
+
+async def test_direct_check_permission_answers_as_the_fastapi_route(
+    client: httpx.AsyncClient, reference: httpx.AsyncClient
+) -> None:
+    root = await quickstart(client, "evaluate")
+    token = root["access_token"]
+    good = orjson.dumps({"agent_id": root["agent"]["id"], "action": "read", "resource": "/docs/1"})
+    json = "application/json"
+    cases = [
+        (good, token, json), (good, token, "application/json; charset=utf-8"), (good, None, json),
+        (good, token + "x", json), (good, token, "Application/JSON"),
+        (orjson.dumps({"agent_id": "agt_nope", "action": "read", "resource": "/x"}), token, json),
+        (orjson.dumps({"agent_id": root["agent"]["id"], "action": "fly", "resource": "/x"}), token, json),
+        *((body, token, kind) for body, kind in BAD_BODIES),
+        *((body, None, kind) for body, kind in BAD_BODIES),
+    ]  # fmt: skip
+    for body, who, kind in cases:
+        request = json_request(body, who, kind)
+        direct = await client.post("/api/v1/policies/evaluate", **request)
+        through_fastapi = await reference.post("/api/v1/policies/evaluate", **request)
+        assert answer(direct) == answer(through_fastapi), (body, who is not None, kind)
+    assert (await client.post("/api/v1/policies/evaluate", **json_request(good, token))).json()["allowed"] is True
+
+
+async def test_direct_writes_answer_as_the_fastapi_routes(
+    client: httpx.AsyncClient, reference: httpx.AsyncClient
+) -> None:
+    root = await quickstart(client, "writes")
+    token = root["access_token"]
+    child = await client.post("/api/v1/agents", json={"name": "c", "agent_type": "tool"}, headers=bearer(token))
+    delegation = orjson.dumps({"delegate_agent_id": child.json()["agent"]["id"], "scopes": ["agents.read"]})
+    registration = orjson.dumps({"name": "q", "agent_type": "tool"})
+    for path, good in (("/api/v1/delegations", delegation), ("/api/v1/agents/quickstart", registration)):
+        for body, who, kind in [(good, token, "application/json"), (good, None, "application/json"),
+                                *((b, token, k) for b, k in BAD_BODIES)]:  # fmt: skip
+            direct = await client.post(path, **json_request(body, who, kind))
+            through_fastapi = await reference.post(path, **json_request(body, who, kind))
+            status, headers, content = answer(direct)
+            assert (status, headers) == answer(through_fastapi)[:2], (path, body, kind)
+            if status == 201:  # new ids and times each: the same fields
+                assert direct.json().keys() == through_fastapi.json().keys(), path
+            else:
+                assert content == through_fastapi.content, (path, body, kind)
+    # What the direct routes wrote is there: two delegations, each with its signed credential.
+    listed = await client.get("/api/v1/delegations", headers=bearer(token))
+    assert listed.json()["total"] == 2
+
+
+async def test_direct_revocation_answers_as_the_fastapi_route(
+    client: httpx.AsyncClient, reference: httpx.AsyncClient
+) -> None:
+    root = await quickstart(client, "revoke")
+    token = root["access_token"]
+    spare = [(await client.post("/api/v1/auth/token", data={"grant_type": "client_credentials",
+                                                              "client_secret": root["api_key"]})).json()["access_token"]
+             for _ in range(4)]  # fmt: skip
+    for path in ("/api/v1/auth/revoke", "/api/v1/auth/token/revoke"):
+        for form, headers in (({"token": spare.pop()}, bearer(token)), ({"token": "nonsense"}, bearer(token)),
+                              ({"token": token}, {}), ({}, bearer(token))):  # fmt: skip
+            direct = await client.post(path, data=form, headers=headers)
+            through_fastapi = await reference.post(path, data=form, headers=headers)
+            assert answer(direct) == answer(through_fastapi), (path, form)
+    introspected = await client.post("/api/v1/auth/introspect", data={"token": spare[0]}, headers=bearer(token))
+    assert introspected.json()["active"] is True

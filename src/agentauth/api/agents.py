@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from agentauth import paths
 from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, principal_of, request_context, runs
-from agentauth.api.direct import DirectRoute
+from agentauth.api.direct import DirectRoute, json_body
 from agentauth.api.encoding import model_json
 from agentauth.api.ratelimits import limit_quickstart
 from agentauth.bootstrap import Services
@@ -42,6 +42,13 @@ async def quickstart(body: QuickstartRequest, services: ServicesDep, ctx: Contex
     await limit_quickstart(services, ctx)
     result = await services.agents.quickstart(body, ctx)
     return JSONResponse(result.model_dump(mode="json"), status_code=201, headers=NO_STORE)
+
+
+async def quickstart_direct(request: Request) -> Response | None:
+    body = await json_body(request, QuickstartRequest)
+    if body is None:
+        return None
+    return await quickstart(body, request.app.state.services, request_context(request))
 
 
 @router.post(
@@ -120,10 +127,12 @@ async def get_agent_direct(request: Request) -> Response | None:
     return await get_agent(agent_id, principal, services, request_context(request))
 
 
-# The two reads every agent makes most, answered without FastAPI's routing and dependencies (``api/direct.py``).
+# The two reads every agent makes most, and registration, answered without FastAPI's routing and dependencies
+# (``api/direct.py``).
 DIRECT = (
     DirectRoute("GET", paths.AGENTS, list_agents_direct),
     DirectRoute("GET", paths.AGENTS + "/{agent_id}", get_agent_direct),
+    DirectRoute("POST", paths.AGENTS + "/quickstart", quickstart_direct),
 )
 
 

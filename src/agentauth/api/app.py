@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     mcp = McpMount(lambda: app.state.services, config.issuer_url, config.max_body_bytes)
     mcp.install(app.router)
     # The busiest routes skip FastAPI's router and dependency injection; inside the limits, like every route.
-    app.add_middleware(DirectRoutes, routes=(*auth.DIRECT, *agents.DIRECT))
+    app.add_middleware(DirectRoutes, routes=(*auth.DIRECT, *agents.DIRECT, *policies.DIRECT, *delegations.DIRECT))
     app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
     app.add_middleware(TrustedProxiesMiddleware, trusted=config.trusted_proxies)  # added last: runs first
     return app

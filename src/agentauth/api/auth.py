@@ -152,6 +152,10 @@ async def revoke(request: Request, services: ServicesDep, ctx: ContextDep) -> Re
     return Response(status_code=200, headers=NO_STORE)
 
 
+async def revoke_direct(request: Request) -> Response:
+    return await revoke(request, request.app.state.services, request_context(request))
+
+
 @router.get("/jwks", summary="Issuer public keys (same as /.well-known/jwks.json)")
 async def jwks(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.jwks(), headers={"Cache-Control": "public, max-age=300"})
@@ -163,4 +167,6 @@ DIRECT = (
     DirectRoute("POST", TOKEN_PATH, token),
     DirectRoute("POST", paths.INTROSPECT, introspect_direct),
     DirectRoute("POST", TOKEN_PATH + "/introspect", introspect_direct),
+    DirectRoute("POST", paths.REVOKE, revoke_direct),
+    DirectRoute("POST", TOKEN_PATH + "/revoke", revoke_direct),
 )

@@ -6,21 +6,26 @@ Measured with py-spy and in process (bench/ops.py, bench/read.py): matching a re
 app, solving three dependencies and the two exception/exit-stack layers cost as much CPU as the token check, the
 policy decision and the query of ``GET /api/v1/agents`` together. Each direct route is declared once, beside its
 FastAPI route, which stays declared: for OpenAPI, and as the answer to whatever the direct handler declines
-(``None``: a query or path parameter FastAPI would have to validate), so every answer - errors included - is
-the one the FastAPI route gives. Errors raised by a handler go through the app's own exception handlers.
+(``None``: a query or path parameter FastAPI would have to validate, a body that is not a valid JSON object of
+the route's model), so every answer - errors included - is the one the FastAPI route gives; a declined request
+reaches FastAPI with the body the handler read replayed. Errors raised by a handler go through the app's own
+exception handlers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Handler = Callable[[Request], Awaitable[Response | None]]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,8 @@ class DirectRoutes:
         if handler is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
+        recorded = _Recorded(receive)
+        request = Request(scope, recorded)
         try:
             response = await handler(request)
         except Exception as exc:
@@ -83,7 +89,7 @@ class DirectRoutes:
             response = await on_error(request, exc)
         if response is None:
             scope.pop("path_params", None)
-            await self.app(scope, receive, send)
+            await self.app(scope, recorded.replay(), send)
             return
         await response(scope, receive, send)
 
@@ -94,3 +100,37 @@ def handler_for(handlers: Mapping[Any, Any], exc: Exception) -> Any:
         if cls in handlers:
             return handlers[cls]
     return None
+
+
+class _Recorded:
+    """A ``receive`` that keeps what the handler read, to hand the same messages to FastAPI if it declines."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.seen: list[Message] = []
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        self.seen.append(message)
+        return message
+
+    def replay(self) -> Receive:
+        pending = list(self.seen)
+
+        async def receive() -> Message:
+            return pending.pop(0) if pending else await self.receive()
+
+        return receive
+
+
+async def json_body(request: Request, model: type[M]) -> M | None:
+    """The body as ``model`` when it is an ``application/json`` object valid for it - what FastAPI would pass
+    the route -, else None (the route declines: FastAPI gives its own answer, 422 or other)."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        # FastAPI validates what ``json.loads`` gave; orjson gives the same values, and refuses the inputs where
+        # they could differ (NaN, integers over 64 bits): those are declined.
+        return model.model_validate(orjson.loads(await request.body()))
+    except (orjson.JSONDecodeError, ValidationError):
+        return None
