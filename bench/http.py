@@ -426,13 +426,14 @@ async def redeem_in_slices(
     pid: int,
     label: str,
     cpu: CpuMeter,
-) -> tuple[Phase, Phase, list[Path]]:
-    """(warm-up, the timed slices added up, their profiles): a warm-up batch redeemed unmeasured, then batches
-    of codes each minted untimed and redeemed in one timed slice, until ``args.seconds`` of timed redemption."""
+) -> tuple[Phase, Phase, int, list[Path]]:
+    """(warm-up, the timed slices added up, how many, their profiles): a warm-up batch redeemed unmeasured, then
+    batches of codes each minted untimed and redeemed in one timed slice, until ``args.seconds`` of timed
+    redemption."""
     await codes.mint(max(200, int(rate * args.warmup)), MINT_SECONDS)
     async with LoadGenerator(*load_args) as load:
         warm = await load.run("POST", TOKEN_PATH, codes, args.warmup + MINT_SECONDS, keep_bodies=True)
-    total, profiles = Phase(), []
+    total, profiles, slices = Phase(), [], 0
     while total.seconds < args.seconds:
         # A batch for the rest of the phase at the redemption rate seen so far (at first: the warm-up's, else the
         # API-key rate) + 10%, at most what that rate redeems in SLICE_SECONDS: each code is redeemed within
@@ -442,16 +443,17 @@ async def redeem_in_slices(
         await codes.mint(int(seen * left * 1.1) + 50, MINT_SECONDS)
         async with LoadGenerator(*load_args) as load:
             expected = len(codes.ready) / seen
-            name = f"{label}-authorization_code-{len(profiles)}"
+            name = f"{label}-authorization_code-{slices}"
             with profiled(args.profile, pid, expected, name, threads=True) as profile:
                 part = await load.run("POST", TOKEN_PATH, codes, 2 * SLICE_SECONDS, keep_bodies=True, cpu=cpu)
         codes.ready.clear()  # left over only when the slice hit its limit: too old for the next one
+        slices += 1
         if profile is not None:
             profiles.append(profile)
         total.extend(part)
         if not part.ok:
             break  # nothing redeemed: the server is not healthy; the statuses say why
-    return warm, total, profiles
+    return warm, total, slices, profiles
 
 
 def merge_profiles(paths: list[Path], into: Path) -> Path:
@@ -571,8 +573,8 @@ async def measure(
     await codes.setup()
     before |= await access_jtis(database_url) - ahead  # the owner's new tenant got its quickstart token
     load_args = (args.client, port, args.concurrency)
-    code_warm, code, slices = await redeem_in_slices(args, load_args, codes, token.rate, pid, label, cpu)
-    code_profile = merge_profiles(slices, args.profile / f"{label}-authorization_code.txt") if args.profile else None
+    code_warm, code, slices, sliced = await redeem_in_slices(args, load_args, codes, token.rate, pid, label, cpu)
+    code_profile = merge_profiles(sliced, args.profile / f"{label}-authorization_code.txt") if args.profile else None
     # Every 200 is acknowledged: its row must be there now, while the server still runs.
     after = await access_jtis(database_url)
     created = after - before
@@ -590,7 +592,7 @@ async def measure(
         pkjwt=pkjwt,
         pkjwt_late=pool.late,
         code=code,
-        code_slices=len(slices),
+        code_slices=slices,
         mint_rate=codes.mint_rate,
         sign_rate=sign_rate,
         acknowledged=len(bodies),

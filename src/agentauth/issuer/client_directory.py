@@ -12,12 +12,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from agentauth.errors import InvalidClientMetadataDocument
 from agentauth.issuer.cimd import CimdFetcher, looks_like_cimd
 from agentauth.issuer.client_registration import CLIENT_ID_PREFIX
-from agentauth.issuer.clients import OAuthClient, Rows
+from agentauth.issuer.clients import OAuthClient
 from agentauth.issuer.core import IssuerCore
 from agentauth.storage import client_statements as sql
 from agentauth.storage.ports import Query
@@ -51,62 +49,38 @@ class Clients:
         self.agent_grant_types = agent_grant_types
 
     async def resolve(self, client_id: str) -> OAuthClient | None:
-        client, _ = await self.resolve_along(client_id, ())
-        return client
-
-    async def resolve_along(self, client_id: str, queries: Sequence[Query]) -> tuple[OAuthClient | None, list[Rows]]:
         if not isinstance(client_id, str) or not client_id:
-            return None, []
+            return None
         if looks_like_cimd(client_id):
             if len(client_id) > MAX_CLIENT_ID_CHARS:  # refused before the fetcher: not even a cache key
                 raise InvalidClientMetadataDocument(
                     client_id, f"client_id URL is too long (over {MAX_CLIENT_ID_CHARS} characters)"
                 )
-            return await self._along(await self.cimd.resolve(client_id), queries)
+            return await self.cimd.resolve(client_id)
         if len(client_id) > MAX_CLIENT_ID_CHARS:
-            return None, []
+            return None
         if client_id.startswith(CLIENT_ID_PREFIX + "_"):
-            record, rows = await self._registered_along(client_id, queries)
-            return (_dcr_client(record) if record is not None else None), rows
+            record = await self.registered(client_id)
+            return _dcr_client(record) if record is not None else None
         if client_id.startswith(AGENT_PREFIX):
-            return await self._along(await self._agent(client_id), queries)
-        return None, []
-
-    async def _along(
-        self, client: OAuthClient | None, queries: Sequence[Query]
-    ) -> tuple[OAuthClient | None, list[Rows]]:
-        if client is None or not queries:
-            return client, []
-        return client, await self.core.ports.reads.fetch(*queries)
+            return await self._agent(client_id)
+        return None
 
     async def registered(self, client_id: str) -> RegisteredClient | None:
         """The stored RFC 7591 registration of ``client_id`` (with its secret's hash), or None."""
-        record, _ = await self._registered_along(client_id, ())
-        return record
-
-    async def _registered_along(
-        self, client_id: str, queries: Sequence[Query]
-    ) -> tuple[RegisteredClient | None, list[Rows]]:
-        rows, *rest = await self.core.ports.reads.fetch(Query(sql.CLIENT_BY_ID, {"client_id": client_id}), *queries)
-        return (sql.client_of(rows[0]) if rows else None), rest
+        (rows,) = await self.core.ports.reads.fetch(Query(sql.CLIENT_BY_ID, {"client_id": client_id}))
+        return sql.client_of(rows[0]) if rows else None
 
     async def authenticate_secret(self, client_id: str, secret: str) -> OAuthClient | None:
-        client, _ = await self.authenticate_secret_along(client_id, secret, ())
-        return client
-
-    async def authenticate_secret_along(
-        self, client_id: str, secret: str, queries: Sequence[Query]
-    ) -> tuple[OAuthClient | None, list[Rows]]:
         """The DCR client ``client_id`` if ``secret`` is its client secret (constant-time comparison of the keyed
-        hashes), else None, and the rows of ``queries``. Agents authenticate with their API keys through the token
-        endpoint's own path."""
+        hashes), else None. Agents authenticate with their API keys through the token endpoint's own path."""
         if not client_id.startswith(CLIENT_ID_PREFIX + "_") or not isinstance(secret, str) or not secret:
-            return None, []
-        record, rows = await self._registered_along(client_id, queries)
+            return None
+        record = await self.registered(client_id)
         if record is None or record.secret_hash is None:
             self.core.hasher.hash(secret)  # the same work whether or not the client exists
-            return None, []
-        return (_dcr_client(record), rows) if self.core.hasher.matches(secret, record.secret_hash) else (None, [])
+            return None
+        return _dcr_client(record) if self.core.hasher.matches(secret, record.secret_hash) else None
 
     async def _agent(self, agent_id: str) -> OAuthClient | None:
         (rows,) = await self.core.ports.reads.fetch(Query(sql.AGENT_BY_ID, {"id": agent_id}))

@@ -9,15 +9,9 @@ redirect-URI comparison (RFC 9700 section 4.1.3: exact matching; RFC 8252 sectio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
-
-from agentauth.storage.ports import Query
-
-# What ``Reads.fetch`` gives for each query: its rows.
-Rows = list[tuple[Any, ...]]
 
 # RFC 8252 section 7.3: loopback *IP literals* get port flexibility; section 8.3: "localhost" is NOT RECOMMENDED
 # and, being a name that may resolve elsewhere, is matched exactly like any other redirect URI.
@@ -50,18 +44,6 @@ class ClientDirectory(Protocol):
 
     async def authenticate_secret(self, client_id: str, secret: str) -> OAuthClient | None:
         """The registered confidential client ``client_id`` if ``secret`` is its secret, else None."""
-        ...
-
-    async def resolve_along(self, client_id: str, queries: Sequence[Query]) -> tuple[OAuthClient | None, list[Rows]]:
-        """``resolve(client_id)`` and the rows of ``queries`` (those of the request the client makes), read with a
-        registered client in one ``Reads.fetch``: one snapshot, and on SQLite one thread hop instead of two.
-        When no client is found the queries may not have run (an empty list)."""
-        ...
-
-    async def authenticate_secret_along(
-        self, client_id: str, secret: str, queries: Sequence[Query]
-    ) -> tuple[OAuthClient | None, list[Rows]]:
-        """``authenticate_secret`` and the rows of ``queries``, like ``resolve_along``."""
         ...
 
 

@@ -9,8 +9,7 @@ its first redemption started (section 4.1.2: "SHOULD revoke ... all tokens previ
 authorization code"). The token's ``sub`` is the owner, ``act`` the agent when one was chosen, ``client_id`` the
 client; ``resource`` may narrow the consented resources (RFC 8707 section 2.2).
 
-On the general ports, like ``jwt_bearer``: one read (a registered client and the code together), the pair signed
-outside any transaction, one write plan.
+On the general ports, like ``jwt_bearer``: one read, the pair signed outside any transaction, one write plan.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.authorization_codes import GRANT_AUTHORIZATION_CODE
-from agentauth.issuer.clients import OAuthClient, Rows
+from agentauth.issuer.clients import OAuthClient
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.grants.base import Grant, Parameter, param, record_refusal, required_param
 from agentauth.issuer.revocation import revoke_refresh_families
@@ -57,19 +56,17 @@ class AuthorizationCodeGrant(Grant):
     )
     records_own_failures = True
 
-    async def _client(self, params: dict[str, Any], code: Query) -> tuple[OAuthClient, Rows]:
-        """The authenticated client and the rows of ``code`` (the presented code), read with a registered client
-        in one ``Reads.fetch``."""
+    async def _client(self, params: dict[str, Any], ctx: RequestContext) -> OAuthClient:
         client_id, secret = param(params, "client_id"), param(params, "client_secret")
         if client_id is None:
             raise InvalidClient("client authentication failed: client_id is required", debug="no client_id")
         clients = self.services.clients
         if secret is not None:
-            client, found = await clients.authenticate_secret_along(client_id, secret, (code,))
+            client = await clients.authenticate_secret(client_id, secret)
             if client is None:
                 raise InvalidClient("client authentication failed", debug=f"bad secret for {client_id[:80]}")
-            return client, found[0]
-        client, found = await clients.resolve_along(client_id, (code,))
+            return client
+        client = await clients.resolve(client_id)
         if client is None or client.source == "agent":
             raise InvalidClient("client authentication failed", debug=f"unknown client {client_id[:80]}")
         if not client.is_public:
@@ -77,7 +74,7 @@ class AuthorizationCodeGrant(Grant):
                 "client authentication failed: this client must authenticate with its secret",
                 debug=f"{client_id[:80]} is {client.token_endpoint_auth_method}",
             )
-        return client, found[0]
+        return client
 
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         try:
@@ -93,10 +90,11 @@ class AuthorizationCodeGrant(Grant):
             raise InvalidRequest("code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)")
         redirect_uri = param(params, "redirect_uri")
         resources = resource_param(params)
-        code_hash = self.core.hasher.hash(presented)
-        client, rows = await self._client(params, Query(sql.CODE_GRANT, {"hash": code_hash}))
+        client = await self._client(params, ctx)
         now = self.core.clock()
+        code_hash = self.core.hasher.hash(presented)
         invalid = InvalidGrant("the authorization code is invalid, expired or already used")
+        (rows,) = await self.core.ports.reads.fetch(Query(sql.CODE_GRANT, {"hash": code_hash}))
         if not rows:
             raise InvalidGrant(invalid.description, debug="unknown code")
         code, agent = sql.code_grant(rows[0])
