@@ -27,7 +27,7 @@ explanation of a failure, reuse detection).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -151,7 +151,7 @@ class Insert:
 def _insert_columns(table: Table) -> tuple[tuple[str, ...], frozenset[str]]:
     """(every column key in order, the nullable ones without default) of ``table``: worked out once per table,
     not per insert (it was ~2% of a token request's CPU)."""
-    columns: Sequence[Column[Any]] = table.columns
+    columns: Iterable[Column[Any]] = table.columns
     optional = frozenset(c.key for c in columns if c.nullable and c.default is None and c.server_default is None)
     return tuple(c.key for c in columns), optional
 
