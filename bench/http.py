@@ -11,8 +11,13 @@ keep-alive HTTP/1.1 connections (``--concurrency``), each with one request in fl
 3. ``private_key_jwt``: the same grant, the agent authenticating with a fresh client assertion per request (RFC
    7523 section 2.2), signed by its did:key. The assertions are signed before the phase, outside the timed
    window (as many as the API-key phase's rate suggests; any shortfall is signed on the fly and counted).
-4. ``authorization_code``: redeeming codes (PKCE S256, a public client), each obtained before the phase by a
-   consent POST of an owner logged in through the pages, as a browser would.
+4. ``authorization_code``: redeeming codes (PKCE S256, a public client), each obtained by a consent POST of an
+   owner logged in through the pages, as a browser would. Minting a code (a consent: session, client, the
+   owner's agents, a write) is slower than redeeming one, and a code lives 60 s and is used once, so codes for
+   the whole phase cannot be made ahead of it. The phase runs in timed slices instead: mint a batch of codes
+   (untimed, each batch within 30 s), redeem all of them (timed: from the first request to the last answer of
+   the slice), repeat until ``--seconds`` of timed redemption have accumulated; the rate is the slices' 200s
+   over their timed seconds. Every code is sent once, so a healthy server answers every request with 200.
 
 Each phase runs ``--warmup`` seconds unmeasured first. It reports tokens/s, p50/p99/max latency and errors, the
 hello rate, raw ``cryptography`` Ed25519 sign/s on one core (measured in this process while the server is idle),
@@ -29,7 +34,8 @@ The CPU each party used during each phase is printed (Linux /proc), including "o
 other work shows up instead of silently skewing the numbers; ``--wait-quiet`` waits for it to stop first.
 
 ``--profile DIR`` samples the server processes with py-spy during each token phase (``.venv/bin/pip install
-py-spy``), writes collapsed stacks to DIR and prints where the time goes.
+py-spy``), writes collapsed stacks to DIR and prints where the time goes (for ``authorization_code``: during its
+timed slices only, one file each, added up in one).
 
 Run: .venv/bin/python bench/http.py [--seconds 10] [--concurrency 32] [--workers 1 2] [--database sqlite|postgres]
 
@@ -131,6 +137,23 @@ class Phase:
     def failed(self) -> int:
         return sum(n for status, n in self.statuses.items() if status != 200) + sum(self.errors.values())
 
+    def extend(self, other: Phase) -> None:
+        """Add a later timed slice of the same phase (``other``) to this one: its seconds, requests and CPU."""
+        offset = int(self.seconds + 0.5)
+        total = self.seconds + other.seconds
+        if total:
+            self.cpu = {
+                k: (self.cpu.get(k, 0.0) * self.seconds + other.cpu.get(k, 0.0) * other.seconds) / total
+                for k in {*self.cpu, *other.cpu}
+            }
+        self.seconds = total
+        self.latencies += other.latencies
+        self.statuses.update(other.statuses)
+        self.errors.update(other.errors)
+        self.bodies += other.bodies
+        for second, n in other.per_second.items():
+            self.per_second[offset + second] += n
+
     def timeline(self) -> str:
         return " ".join(str(self.per_second[s]) for s in range(int(self.seconds) + 1))
 
@@ -146,8 +169,9 @@ class Phase:
 
 
 Send = Callable[[], Any]
-# A request body: the same every time, or a new one per request (a fresh client assertion).
-Form = dict[str, str] | Callable[[], dict[str, str]] | None
+# A request body: the same every time, or a new one per request (a fresh client assertion, a code) - None when
+# there is none left (``LoadGenerator.run`` then stops).
+Form = dict[str, str] | Callable[[], dict[str, str] | None] | None
 
 
 class LoadGenerator:
@@ -180,14 +204,24 @@ class LoadGenerator:
             connection = self.raw[index]
             if callable(form):
                 forms = form
-                return lambda: connection.request(build_request(HOST, self.port, method, path, form=forms()))
+
+                async def send_next() -> tuple[int, bytes] | None:
+                    body = forms()
+                    if body is None:
+                        return None
+                    return await connection.request(build_request(HOST, self.port, method, path, form=body))
+
+                return send_next
             data = build_request(HOST, self.port, method, path, form=form)
             return lambda: connection.request(data)
         http = self.http
         assert http is not None
 
-        async def send() -> tuple[int, bytes]:
-            response = await http.request(method, path, data=form() if callable(form) else form)
+        async def send() -> tuple[int, bytes] | None:
+            body = form() if callable(form) else form
+            if callable(form) and body is None:
+                return None
+            response = await http.request(method, path, data=body)
             return response.status_code, response.content
 
         return send
@@ -201,6 +235,7 @@ class LoadGenerator:
         keep_bodies: bool = False,
         cpu: CpuMeter | None = None,
     ) -> Phase:
+        """Send for ``seconds`` - or, with a ``form`` that runs out (None), until it has (``seconds`` a limit)."""
         phase = Phase()
         at_start = cpu.sample() if cpu else None
         started = time.perf_counter()
@@ -213,11 +248,14 @@ class LoadGenerator:
                 if begin >= deadline:
                     return
                 try:
-                    status, body = await send()
+                    answer = await send()
                 except (HttpError, httpx.HTTPError, OSError) as exc:
                     phase.errors[type(exc).__name__] += 1
                     await asyncio.sleep(0.01)
                     continue
+                if answer is None:
+                    return
+                status, body = answer
                 end = time.perf_counter()
                 phase.latencies.append(end - begin)
                 phase.statuses[status] += 1
@@ -296,17 +334,29 @@ BENCH_REDIRECT = "http://127.0.0.1:9/callback"  # never visited: the code is rea
 
 
 class CodePool:
-    """``authorization_code`` redemption bodies, one code each (single use, valid 60 s), obtained before the timed
-    phase the way a browser would: an owner signed up through the pages, a tenant created, a public client
-    registered (RFC 7591), then one consent POST per code with its own PKCE pair."""
+    """``authorization_code`` redemption bodies, one code each (single use, valid 60 s), obtained the way a browser
+    would: an owner signed up through the pages, a tenant created, a public client registered (RFC 7591)
+    (``setup``), then one consent POST per code with its own PKCE pair (``mint``, on raw connections carrying the
+    owner's session cookie). ``__call__`` hands out each code once and None when the pool is empty, which ends a
+    redemption slice (``LoadGenerator.run`` stops)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_url: str, port: int) -> None:
+        self.base_url = base_url
+        self.port = port
         self.ready: list[dict[str, str]] = []
-        self.missing = 0  # requests the phase made after the pool ran out (sent with a spent code: refused)
+        self.client_id = ""
+        self.fields: dict[str, str] = {}  # the consent form's hidden fields, csrf_token included
+        self.headers: dict[str, str] = {}  # the owner's session cookie and the Origin the consent POST needs
+        self.minted = 0
+        self.mint_seconds = 0.0
 
-    async def fill(self, base_url: str, count: int, deadline_seconds: float = 40.0) -> None:
-        origin = {"Origin": base_url}
-        async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=origin) as http:
+    @property
+    def mint_rate(self) -> float:
+        return self.minted / self.mint_seconds if self.mint_seconds else 0.0
+
+    async def setup(self) -> None:
+        origin = {"Origin": self.base_url}
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30, headers=origin) as http:
             page = await http.get("/signup")
             form = {k: html.unescape(v) for k, v in HIDDEN.findall(page.text)}
             email = f"bench-{os.getpid()}-{time.time_ns()}@example.com"
@@ -319,35 +369,104 @@ class CodePool:
             client = await http.post("/api/v1/auth/register", json={
                 "redirect_uris": [BENCH_REDIRECT], "token_endpoint_auth_method": "none",
                 "grant_types": ["authorization_code"], "client_name": "bench"})  # fmt: skip
-            client_id = client.json()["client_id"]
-            query = {"response_type": "code", "client_id": client_id, "redirect_uri": BENCH_REDIRECT,
+            self.client_id = client.json()["client_id"]
+            query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": BENCH_REDIRECT,
                      "code_challenge_method": "S256"}  # fmt: skip
             consent = await http.get("/authorize", params=query | {"code_challenge": "A" * 43})
-            fields = {k: html.unescape(v) for k, v in HIDDEN.findall(consent.text)}
             act_as = re.findall(r'name="act_as" value="([^"]+)"', consent.text)[0]
-            stop = time.monotonic() + deadline_seconds
+            self.fields = {k: html.unescape(v) for k, v in HIDDEN.findall(consent.text)} | {
+                "decision": "allow", "act_as": act_as}  # fmt: skip
+            cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies.jar)
+            self.headers = origin | {"Cookie": cookie}
 
-            async def one() -> None:
-                while len(self.ready) < count and time.monotonic() < stop:
+    async def mint(self, count: int, deadline_seconds: float, concurrency: int = 16) -> None:
+        """Add up to ``count`` codes, for at most ``deadline_seconds``."""
+        started = time.monotonic()
+        stop = started + deadline_seconds
+        wanted = len(self.ready) + count
+
+        async def one() -> None:
+            connection = await RawConnection.open(HOST, self.port)
+            try:
+                while len(self.ready) < wanted and time.monotonic() < stop:
                     verifier = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
                     digest = hashlib.sha256(verifier.encode()).digest()
                     challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-                    answer = await http.post("/authorize", data=fields | {
-                        "code_challenge": challenge, "decision": "allow", "act_as": act_as})  # fmt: skip
-                    location = answer.headers.get("location", "")
+                    form = self.fields | {"code_challenge": challenge}
+                    status, body = await connection.request(
+                        build_request(HOST, self.port, "POST", "/authorize", form=form, headers=self.headers)
+                    )
+                    location = connection.headers.get(b"location", b"").decode()
                     code = parse_qs(urlsplit(location).query).get("code", [""])[0]
                     if not code:
-                        raise RuntimeError(f"no code from the consent: {answer.status_code} {location}")
+                        raise RuntimeError(f"no code from the consent: {status} {location} {body[:300]!r}")
                     self.ready.append({"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-                                       "redirect_uri": BENCH_REDIRECT, "client_id": client_id})  # fmt: skip
+                                       "redirect_uri": BENCH_REDIRECT, "client_id": self.client_id})  # fmt: skip
+                    self.minted += 1
+            finally:
+                connection.close()
 
-            await asyncio.gather(*(one() for _ in range(8)))
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        self.mint_seconds += time.monotonic() - started
 
-    def __call__(self) -> dict[str, str]:
-        if len(self.ready) > 1:
-            return self.ready.pop()
-        self.missing += 1
-        return self.ready[0]  # spent after its first use: counted as a failure
+    def __call__(self) -> dict[str, str] | None:
+        return self.ready.pop() if self.ready else None
+
+
+# Each batch of codes is minted within this many seconds, so that its oldest code (60 s) outlives the slice.
+MINT_SECONDS = 30.0
+SLICE_SECONDS = 15.0
+
+
+async def redeem_in_slices(
+    args: argparse.Namespace,
+    load_args: tuple[str, int, int],
+    codes: CodePool,
+    rate: float,
+    pid: int,
+    label: str,
+    cpu: CpuMeter,
+) -> tuple[Phase, Phase, int, list[Path]]:
+    """(warm-up, the timed slices added up, how many, their profiles): a warm-up batch redeemed unmeasured, then
+    batches of codes each minted untimed and redeemed in one timed slice, until ``args.seconds`` of timed
+    redemption."""
+    await codes.mint(max(200, int(rate * args.warmup)), MINT_SECONDS)
+    async with LoadGenerator(*load_args) as load:
+        warm = await load.run("POST", TOKEN_PATH, codes, args.warmup + MINT_SECONDS, keep_bodies=True)
+    total, profiles, slices = Phase(), [], 0
+    while total.seconds < args.seconds:
+        # A batch for the rest of the phase at the redemption rate seen so far (at first: the warm-up's, else the
+        # API-key rate) + 10%, at most what that rate redeems in SLICE_SECONDS: each code is redeemed within
+        # MINT_SECONDS + SLICE_SECONDS of its consent, well inside its 60 s.
+        seen = total.rate or warm.rate or rate
+        left = min(args.seconds - total.seconds, SLICE_SECONDS)
+        await codes.mint(int(seen * left * 1.1) + 50, MINT_SECONDS)
+        async with LoadGenerator(*load_args) as load:
+            expected = len(codes.ready) / seen
+            name = f"{label}-authorization_code-{slices}"
+            with profiled(args.profile, pid, expected, name, threads=True) as profile:
+                part = await load.run("POST", TOKEN_PATH, codes, 2 * SLICE_SECONDS, keep_bodies=True, cpu=cpu)
+        codes.ready.clear()  # left over only when the slice hit its limit: too old for the next one
+        slices += 1
+        if profile is not None:
+            profiles.append(profile)
+        total.extend(part)
+        if not part.ok:
+            break  # nothing redeemed: the server is not healthy; the statuses say why
+    return warm, total, slices, profiles
+
+
+def merge_profiles(paths: list[Path], into: Path) -> Path:
+    """One collapsed-stack file of several (the slices' profiles): the counts of equal stacks added up."""
+    counts: Counter[str] = Counter()
+    for path in paths:
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                frames, _, count = line.rpartition(" ")
+                if frames and count.isdigit():
+                    counts[frames] += int(count)
+    into.write_text("".join(f"{frames} {n}\n" for frames, n in counts.items()))
+    return into
 
 
 # -- raw signing --------------------------------------------------------------------------------------------
@@ -398,8 +517,9 @@ class Row:
     hello: Phase
     pkjwt: Phase  # client_credentials with private_key_jwt
     pkjwt_late: int  # assertions signed during the phase (the pool ran out)
-    code: Phase  # authorization_code redemption (PKCE, public client)
-    code_missing: int  # requests after the code pool ran out
+    code: Phase  # authorization_code redemption (PKCE, public client), its timed slices added up
+    code_slices: int  # timed slices the code phase took (each after a batch of codes was minted)
+    mint_rate: float  # codes minted per second (consent POSTs), over all batches
     sign_rate: float
     acknowledged: int  # 200 responses to token requests, warm-up included
     recorded: int  # access-token rows created meanwhile
@@ -444,16 +564,17 @@ async def measure(
         pk_warm = await load.run("POST", TOKEN_PATH, pool, args.warmup, keep_bodies=True)
         with profiled(args.profile, pid, args.seconds, f"{label}-private_key_jwt", threads=True) as pk_profile:
             pkjwt = await load.run("POST", TOKEN_PATH, pool, args.seconds, keep_bodies=True, cpu=cpu)
-    # authorization_code: codes for the warm-up and the phase at the API-key rate (+10%), consented now; new
-    # connections afterwards (the server closes keep-alive connections left idle meanwhile).
-    codes = CodePool()
+    # authorization_code: minting a code (a consent POST) is slower than redeeming one and a code lives 60 s, so
+    # the phase runs in timed slices: mint a batch (untimed), redeem all of it (timed), until --seconds of timed
+    # redemption are reached. Fresh connections for each slice (the server closes keep-alive connections left
+    # idle while the batch was minted).
+    codes = CodePool(f"http://{HOST}:{port}", port)
     ahead = await access_jtis(database_url)
-    await codes.fill(f"http://{HOST}:{port}", int(token.rate * (args.warmup + args.seconds) * 1.1) + 200)
+    await codes.setup()
     before |= await access_jtis(database_url) - ahead  # the owner's new tenant got its quickstart token
-    async with LoadGenerator(args.client, port, args.concurrency) as load:
-        code_warm = await load.run("POST", TOKEN_PATH, codes, args.warmup, keep_bodies=True)
-        with profiled(args.profile, pid, args.seconds, f"{label}-authorization_code", threads=True) as code_profile:
-            code = await load.run("POST", TOKEN_PATH, codes, args.seconds, keep_bodies=True, cpu=cpu)
+    load_args = (args.client, port, args.concurrency)
+    code_warm, code, slices, sliced = await redeem_in_slices(args, load_args, codes, token.rate, pid, label, cpu)
+    code_profile = merge_profiles(sliced, args.profile / f"{label}-authorization_code.txt") if args.profile else None
     # Every 200 is acknowledged: its row must be there now, while the server still runs.
     after = await access_jtis(database_url)
     created = after - before
@@ -471,7 +592,8 @@ async def measure(
         pkjwt=pkjwt,
         pkjwt_late=pool.late,
         code=code,
-        code_missing=codes.missing,
+        code_slices=slices,
+        mint_rate=codes.mint_rate,
         sign_rate=sign_rate,
         acknowledged=len(bodies),
         recorded=len(created),
@@ -599,7 +721,8 @@ def main() -> None:
             print(
                 f"   authorization_code {row.code.rate:,.0f}/s  p50 {row.code.percentile_ms(50):.1f} ms  "
                 f"p99 {row.code.percentile_ms(99):.1f} ms  statuses {dict(row.code.statuses)} errors "
-                f"{dict(row.code.errors)}  requests after the codes ran out: {row.code_missing}  "
+                f"{dict(row.code.errors)}  in {row.code_slices} timed slices ({row.code.seconds:.1f} s), codes minted "
+                f"between them at {row.mint_rate:,.0f}/s  "
                 f"cores used: {cores(row.code.cpu)}",
                 flush=True,
             )

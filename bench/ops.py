@@ -23,7 +23,9 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import argparse
 import asyncio
+import base64
 import cProfile
+import hashlib
 import io
 import itertools
 import os
@@ -35,11 +37,12 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
 from agentauth.api.app import create_app
+from agentauth.issuer.context import RequestContext
 from agentauth.keys import KeyPair
 from agentauth.settings import Settings
 from agentauth.vc import create_agent_assertion
@@ -47,6 +50,7 @@ from rawhttp import new_event_loop
 from server import reset_postgres
 
 ISSUER = "http://127.0.0.1:8000"
+CODE_REDIRECT = "http://127.0.0.1:9/callback"
 TOKEN = "/api/v1/auth/token"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RESOURCE = "https://files.example.com/mcp"
@@ -57,11 +61,19 @@ class Asgi:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.location = ""  # the Location of the last answer that had one
 
     async def call(
-        self, method: str, path: str, *, form: dict[str, str] | None = None, json: Any = None, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        form: dict[str, str] | None = None,
+        json: Any = None,
+        token: str | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> tuple[int, bytes]:
-        headers = [(b"host", b"127.0.0.1:8000")]
+        headers = [(b"host", b"127.0.0.1:8000"), *(extra or [])]
         body = b""
         if form is not None:
             body = urlencode(form).encode()
@@ -104,6 +116,9 @@ class Asgi:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                for name, value in message.get("headers", []):
+                    if name == b"location":
+                        self.location = value.decode()
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
@@ -127,6 +142,7 @@ class World:
         self.keys: list[str] = []
         self.policies: list[str] = []
         self.assertions: list[dict[str, str]] = []
+        self.codes: list[dict[str, str]] = []  # authorization_code redemption bodies
 
     async def prepare(self, stock: int) -> None:
         a = self.asgi
@@ -184,6 +200,43 @@ class World:
                                                         client_id=self.root_id)}
             for _ in range(n)
         ]  # fmt: skip
+
+    async def prepare_consent(self) -> None:
+        """An owner with a session and a tenant, a public client (RFC 7591), and the consent form's fields: what
+        the ``authorize`` operation posts (the owner's decision) and ``stock_codes`` mints codes with."""
+        services = self.asgi.app.state.services
+        ctx = RequestContext()
+        email = f"ops-{os.getpid()}@example.com"
+        await services.owners.signup(email, "ops password 1234", ctx)
+        login = await services.owners.login(email, "ops password 1234", ctx)
+        await services.owners.create_tenant(login.session, "ops tenant", ctx)
+        client = expect(await self.asgi.call("POST", "/api/v1/auth/register", json={
+            "redirect_uris": [CODE_REDIRECT], "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"], "client_name": "ops"}), 201)  # fmt: skip
+        self.client_id = client["client_id"]
+        agents = await services.owners.agents(login.session.owner.id)
+        self.consent_form = {"response_type": "code", "client_id": self.client_id, "redirect_uri": CODE_REDIRECT,
+                        "code_challenge_method": "S256", "csrf_token": login.session.csrf_token, "decision": "allow",
+                        "act_as": f"owner:{agents[0].id}"}  # fmt: skip
+        self.cookie = [(b"cookie", f"agentauth_session={login.session_token}".encode()), (b"origin", ISSUER.encode())]
+
+    async def consent(self) -> str:
+        """One consent POST; the code's redemption body."""
+        verifier = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        form = self.consent_form | {"code_challenge": challenge}
+        status, _ = await self.asgi.call("POST", "/authorize", form=form, extra=self.cookie)
+        assert status == 303, status
+        code = parse_qs(urlsplit(self.asgi.location).query)["code"][0]
+        self.codes.append({"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                           "redirect_uri": CODE_REDIRECT, "client_id": self.client_id})  # fmt: skip
+        return code
+
+    async def stock_codes(self, n: int, concurrency: int) -> None:
+        async def one() -> None:
+            await self.consent()
+
+        await run_many(one, n, concurrency)
 
     async def stock_keys(self, n: int, concurrency: int) -> None:
         async def one() -> None:
@@ -274,6 +327,12 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
         }
         expect(await a.call("POST", TOKEN, form=form), 200)
 
+    async def authorize() -> None:
+        await w.consent()
+
+    async def authorization_code() -> None:
+        expect(await a.call("POST", TOKEN, form=w.codes.pop()), 200)
+
     async def api_key_create() -> None:
         expect(await a.call("POST", "/api/v1/credentials", json={"name": "k"}, token=w.token), 201)
 
@@ -304,6 +363,8 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
         "revoke": (revoke, lambda n: w.stock_pairs(n, "revoke", conc)),
         "delegation_create": (delegation_create, None),
         "delegate_exchange": (delegate_and_exchange, None),
+        "authorize": (authorize, None),  # an owner's consent POST (decision=allow): one code
+        "authorization_code": (authorization_code, lambda n: w.stock_codes(n, conc)),
         "api_key_create": (api_key_create, None),
         "api_key_rotate": (api_key_rotate, lambda n: w.stock_keys(n, conc)),
         "policy_create": (policy_create, None),
@@ -348,6 +409,7 @@ async def main_async(args: argparse.Namespace) -> None:
         async with app.router.lifespan_context(app):
             world = World(asgi)
             await world.prepare(args.requests)
+            await world.prepare_consent()
             ops = operations(world)
             names = args.only.split(",") if args.only else list(ops)
             print(f"| operation | req/s (concurrency {args.concurrency}) | CPU ms/request | wall ms/request |")

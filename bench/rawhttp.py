@@ -31,10 +31,13 @@ def build_request(
     form: dict[str, str] | None = None,
     json: Any = None,
     token: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> bytes:
     """One whole request for ``RawConnection.request``: a body from ``form`` (application/x-www-form-urlencoded)
-    or ``json``, and ``token`` as a bearer token (RFC 6750 section 2.1). Built once, it can be sent many times."""
+    or ``json``, ``token`` as a bearer token (RFC 6750 section 2.1) and any other ``headers`` (a cookie, an
+    Origin). Built once, it can be sent many times."""
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     if token is not None:
         head += f"Authorization: Bearer {token}\r\n"
     if form is not None:
@@ -57,6 +60,7 @@ class RawConnection(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.closed = False
         self.last_used = time.monotonic()
+        self.headers: dict[bytes, bytes] = {}  # the last answer's header fields, names lower-case
 
     @classmethod
     async def open(cls, host: str, port: int) -> RawConnection:
@@ -78,9 +82,11 @@ class RawConnection(asyncio.Protocol):
             return
         lines = bytes(self.buffer[:end]).split(b"\r\n")
         length = None
+        fields = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
+            fields[name] = value.strip()
             if name == b"content-length":
                 length = int(value)
             elif name == b"transfer-encoding":
@@ -93,6 +99,7 @@ class RawConnection(asyncio.Protocol):
             return
         body = bytes(self.buffer[end + 4 : end + 4 + length])
         del self.buffer[: end + 4 + length]
+        self.headers = fields
         self.waiter.set_result((int(lines[0][9:12]), body))
 
     async def request(self, data: bytes, limit: float | None = None) -> tuple[int, bytes]:

@@ -219,3 +219,29 @@ async def test_metadata_validates_with_authlib(settings_factory: Any, backend: s
     assert metadata["authorization_response_iss_parameter_supported"] is True
     assert metadata["client_id_metadata_document_supported"] is True
     assert metadata["registration_endpoint"] == f"{issuer}/api/v1/auth/register"
+
+
+async def test_client_authentication_at_redemption(client: httpx.AsyncClient, services: Services) -> None:
+    """The client is authenticated before the code is looked at (one read for a registered client: its
+    registration and the code together): an unknown client or a wrong or missing secret is invalid_client, whether
+    or not the code exists; an unknown code of a known client is invalid_grant."""
+    body = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post", "client_name": "Web"}
+    confidential = await client.post(paths.REGISTER, json=body)
+    assert confidential.status_code == 201, confidential.text
+    client_id, secret = confidential.json()["client_id"], confidential.json()["client_secret"]
+    public_id = await register(client)
+    await owner_with_tenant(client, services, "dee@example.com")
+    verifier, challenge = pkce()
+    query = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
+             "code_challenge": challenge, "code_challenge_method": "S256"}  # fmt: skip
+    code = redirected(await consent(client, query))["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier,
+            "client_id": client_id}  # fmt: skip
+    for refused in (form, form | {"client_secret": "not the secret"}, form | {"client_id": "cli_unknown"},
+                    form | {"client_id": "cli_unknown", "client_secret": secret}):  # fmt: skip
+        assert_error(await client.post(paths.TOKEN, data=refused), 401, "invalid_client")
+    unknown = form | {"client_id": public_id, "code": secrets.token_urlsafe(32)}
+    assert_error(await client.post(paths.TOKEN, data=unknown), 400, "invalid_grant")
+    tokens = ok(await client.post(paths.TOKEN, data=form | {"client_secret": secret}))
+    claims = services.tokens.self_verifier().verify_access_token(tokens["access_token"]).claims
+    assert claims["client_id"] == client_id

@@ -154,6 +154,8 @@ REVIEWED = {
     ("storage/authorization_statements.py", "AuthorizationCodeRow.code_hash == bindparam('hash')"):
         "SQL lookup and redemption of an authorization code by its keyed MAC, like refresh tokens",
     ("issuer/owners.py", "OwnerSessionRow.token_hash == token_hash"):
+        "SQL update of an owner session's idle expiry by the keyed MAC of its cookie, like refresh tokens",
+    ("storage/owner_statements.py", "OwnerSessionRow.token_hash == bindparam('hash')"):
         "SQL lookup of an owner session by the keyed MAC of its cookie, like refresh tokens",
     ("issuer/owners.py", "OwnerSessionRow.token_hash == self.core.hasher.hash(token)"):
         "SQL lookup of the session to end at logout by the keyed MAC of its cookie",

@@ -76,7 +76,18 @@ class Clients:
         hashes), else None. Agents authenticate with their API keys through the token endpoint's own path."""
         if not client_id.startswith(CLIENT_ID_PREFIX + "_") or not isinstance(secret, str) or not secret:
             return None
-        record = await self.registered(client_id)
+        return self.registered_client(await self.registered(client_id), secret)
+
+    def names_registered(self, client_id: str) -> bool:
+        return (
+            isinstance(client_id, str)
+            and len(client_id) <= MAX_CLIENT_ID_CHARS
+            and client_id.startswith(CLIENT_ID_PREFIX + "_")
+        )
+
+    def registered_client(self, record: RegisteredClient | None, secret: str | None) -> OAuthClient | None:
+        if secret is None:
+            return _dcr_client(record) if record is not None else None
         if record is None or record.secret_hash is None:
             self.core.hasher.hash(secret)  # the same work whether or not the client exists
             return None

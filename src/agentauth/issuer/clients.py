@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from agentauth.storage.records import RegisteredClient
+
 # RFC 8252 section 7.3: loopback *IP literals* get port flexibility; section 8.3: "localhost" is NOT RECOMMENDED
 # and, being a name that may resolve elsewhere, is matched exactly like any other redirect URI.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]"})
@@ -44,6 +46,17 @@ class ClientDirectory(Protocol):
 
     async def authenticate_secret(self, client_id: str, secret: str) -> OAuthClient | None:
         """The registered confidential client ``client_id`` if ``secret`` is its secret, else None."""
+        ...
+
+    def names_registered(self, client_id: str) -> bool:
+        """Whether ``client_id`` can only name an RFC 7591 registration (stored, never changed once made): then a
+        use case may read the registration in its own statement and pass it to ``registered_client``."""
+        ...
+
+    def registered_client(self, record: RegisteredClient | None, secret: str | None) -> OAuthClient | None:
+        """The client of a registration read by the caller: as ``resolve`` gives it without ``secret``, as
+        ``authenticate_secret`` does with one (None when it is not the registration's secret, or ``record`` is
+        None - the same work either way)."""
         ...
 
 

@@ -33,9 +33,10 @@ from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse
-from agentauth.storage import agents as agents_repo
-from agentauth.storage.models import AgentRow, LoginFailureRow, OwnerRow, OwnerSessionRow, OwnerTenantRow
-from agentauth.storage.records import Agent, AgentStatus
+from agentauth.storage import owner_statements as sql
+from agentauth.storage.models import LoginFailureRow, OwnerRow, OwnerSessionRow, OwnerTenantRow
+from agentauth.storage.ports import Query
+from agentauth.storage.records import Agent
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,63}")
 PASSWORD_MIN, PASSWORD_MAX = 10, 1024
@@ -190,25 +191,18 @@ class OwnerService:
             return None
         now = self.core.clock()
         token_hash = self.core.hasher.hash(token)
-        async with self.core.sessions() as session:
-            found = (
-                await session.execute(
-                    select(OwnerSessionRow, OwnerRow)
-                    .join(OwnerRow, OwnerRow.id == OwnerSessionRow.owner_id)
-                    .where(OwnerSessionRow.token_hash == token_hash)
-                )
-            ).first()
-        if found is None:
+        (rows,) = await self.core.ports.reads.fetch(Query(sql.SESSION_BY_HASH, {"hash": token_hash}))
+        if not rows:
             return None
-        row, owner = found
-        if row.expires_at <= now or row.last_seen_at + self._idle <= now:
+        csrf_token, last_seen_at, expires_at, owner_id, email, created_at = rows[0]
+        if expires_at <= now or last_seen_at + self._idle <= now:
             return None
-        if now - row.last_seen_at > timedelta(seconds=60):
+        if now - last_seen_at > timedelta(seconds=60):
             async with self.core.sessions.begin() as session:
                 await session.execute(
                     update(OwnerSessionRow).where(OwnerSessionRow.token_hash == token_hash).values(last_seen_at=now)
                 )
-        return OwnerSession(_owner(owner), row.csrf_token, row.expires_at)
+        return OwnerSession(Owner(id=owner_id, email=email, created_at=created_at), csrf_token, expires_at)
 
     async def logout(self, token: str | None, ctx: RequestContext) -> None:
         if not token or not isinstance(token, str):
@@ -259,11 +253,5 @@ class OwnerService:
 
     async def agents(self, owner_id: str) -> list[Agent]:
         """The active agents of every tenant the owner owns, each tenant's root first."""
-        async with self.core.sessions() as session:
-            rows = await session.scalars(
-                select(AgentRow)
-                .join(OwnerTenantRow, OwnerTenantRow.tenant_id == AgentRow.tenant_id)
-                .where(OwnerTenantRow.owner_id == owner_id, AgentRow.status == AgentStatus.ACTIVE)
-                .order_by(AgentRow.tenant_id, AgentRow.depth, AgentRow.created_at)
-            )
-            return [agents_repo.to_record(row) for row in rows]
+        (rows,) = await self.core.ports.reads.fetch(Query(sql.OWNER_AGENTS, {"owner": owner_id}))
+        return [sql.agent_of(row) for row in rows]

@@ -13,19 +13,32 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
 
-from agentauth.storage import agents, statements
-from agentauth.storage.models import AgentRow, AuthorizationCodeRow
-from agentauth.storage.records import Agent
+from agentauth.storage import agents, client_statements, statements
+from agentauth.storage.models import AgentRow, AuthorizationCodeRow, OAuthClientRow
+from agentauth.storage.records import Agent, RegisteredClient
 
 _CODE_COLUMNS = tuple(AuthorizationCodeRow.__table__.columns)
 _AGENT_COLUMNS = statements.AGENT_COLUMNS
 _AGENT_AT = len(_CODE_COLUMNS)
+_CLIENT_COLUMNS = client_statements.CLIENT_COLUMNS
+_CODE_AT = len(_CLIENT_COLUMNS)
 
 # The code ``:hash`` with its agent (outer join: a code whose agent is gone still comes back, and is refused).
 CODE_GRANT = (
     select(*_CODE_COLUMNS, *_AGENT_COLUMNS)
     .outerjoin(AgentRow, AgentRow.id == AuthorizationCodeRow.agent_id)
     .where(AuthorizationCodeRow.code_hash == bindparam("hash"))
+)
+
+# A registered client ``:client_id`` with the code ``:hash`` and its agent, in one statement (outer joins: the
+# client's row comes back without the code, the code whatever client it was issued to). At most one row; none
+# when no such client is registered.
+CLIENT_CODE_GRANT = (
+    select(*_CLIENT_COLUMNS, *_CODE_COLUMNS, *_AGENT_COLUMNS)
+    .select_from(OAuthClientRow)
+    .outerjoin(AuthorizationCodeRow, AuthorizationCodeRow.code_hash == bindparam("hash"))
+    .outerjoin(AgentRow, AgentRow.id == AuthorizationCodeRow.agent_id)
+    .where(OAuthClientRow.client_id == bindparam("client_id"))
 )
 
 # The redemption (``Require`` ..., 1 row): the code ``:hash`` spent at ``:now`` if unused and unexpired then.
@@ -74,3 +87,9 @@ def code_grant(row: Sequence[Any]) -> tuple[AuthorizationCode, Agent | None]:
     agent_values = row[_AGENT_AT:]
     agent = None if agent_values[0] is None else agents.to_record(statements.row_as(_AGENT_COLUMNS, agent_values))
     return code, agent
+
+
+def client_code_grant(row: Sequence[Any]) -> tuple[RegisteredClient, tuple[AuthorizationCode, Agent | None] | None]:
+    """A ``CLIENT_CODE_GRANT`` row as records: the registration, and the code with its agent (None: no such code)."""
+    rest = row[_CODE_AT:]
+    return client_statements.client_of(row[:_CODE_AT]), (code_grant(rest) if rest[0] is not None else None)

@@ -14,17 +14,17 @@ from agentauth.storage.models import AgentRow, OAuthClientRow
 from agentauth.storage.records import Agent, RegisteredClient
 
 CLIENTS = OAuthClientRow.__table__
-_CLIENT_COLUMNS = tuple(OAuthClientRow.__table__.columns)
+CLIENT_COLUMNS = tuple(OAuthClientRow.__table__.columns)
 
 # The registered client ``:client_id`` (at most one row).
-CLIENT_BY_ID = select(*_CLIENT_COLUMNS).where(OAuthClientRow.client_id == bindparam("client_id"))
+CLIENT_BY_ID = select(*CLIENT_COLUMNS).where(OAuthClientRow.client_id == bindparam("client_id"))
 # The agent ``:id`` (at most one row).
 AGENT_BY_ID = select(*statements.AGENT_COLUMNS).where(AgentRow.id == bindparam("id"))
 
 
 def client_of(row: Sequence[Any]) -> RegisteredClient:
     """A ``CLIENT_BY_ID`` row as a record."""
-    values = statements.row_as(_CLIENT_COLUMNS, row)
+    values = statements.row_as(CLIENT_COLUMNS, row)
     return RegisteredClient(
         client_id=values.client_id,
         secret_hash=values.secret_hash,

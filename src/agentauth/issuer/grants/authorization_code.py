@@ -9,7 +9,8 @@ its first redemption started (section 4.1.2: "SHOULD revoke ... all tokens previ
 authorization code"). The token's ``sub`` is the owner, ``act`` the agent when one was chosen, ``client_id`` the
 client; ``resource`` may narrow the consented resources (RFC 8707 section 2.2).
 
-On the general ports, like ``jwt_bearer``: one read, the pair signed outside any transaction, one write plan.
+On the general ports, like ``jwt_bearer``: one read (for a registered client, one statement: the registration and
+the code), the pair signed outside any transaction, one write plan.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from agentauth.storage import authorization_statements as sql
 from agentauth.storage import grant_statements
 from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow
 from agentauth.storage.ports import Insert, Query, Require, WritePlan
+from agentauth.storage.records import Agent
 
 # RFC 7636 section 4.1: code_verifier = 43*128unreserved.
 VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -56,25 +58,39 @@ class AuthorizationCodeGrant(Grant):
     )
     records_own_failures = True
 
-    async def _client(self, params: dict[str, Any], ctx: RequestContext) -> OAuthClient:
+    async def _client_and_code(
+        self, params: dict[str, Any], code_hash: str
+    ) -> tuple[OAuthClient, tuple[sql.AuthorizationCode, Agent | None] | None]:
+        """The authenticated client, and the presented code with its agent (None: no such code). A registered
+        client is read with the code in one statement (``sql.CLIENT_CODE_GRANT``); any other with ``resolve``,
+        then the code."""
         client_id, secret = param(params, "client_id"), param(params, "client_secret")
         if client_id is None:
             raise InvalidClient("client authentication failed: client_id is required", debug="no client_id")
         clients = self.services.clients
-        if secret is not None:
+        found: tuple[sql.AuthorizationCode, Agent | None] | None = None
+        if clients.names_registered(client_id):
+            query = Query(sql.CLIENT_CODE_GRANT, {"client_id": client_id, "hash": code_hash})
+            (rows,) = await self.core.ports.reads.fetch(query)
+            record, found = sql.client_code_grant(rows[0]) if rows else (None, None)
+            client = clients.registered_client(record, secret)
+        elif secret is not None:
             client = await clients.authenticate_secret(client_id, secret)
-            if client is None:
-                raise InvalidClient("client authentication failed", debug=f"bad secret for {client_id[:80]}")
-            return client
-        client = await clients.resolve(client_id)
+        else:
+            client = await clients.resolve(client_id)
+        if secret is not None and client is None:
+            raise InvalidClient("client authentication failed", debug=f"bad secret for {client_id[:80]}")
         if client is None or client.source == "agent":
             raise InvalidClient("client authentication failed", debug=f"unknown client {client_id[:80]}")
-        if not client.is_public:
+        if secret is None and not client.is_public:
             raise InvalidClient(
                 "client authentication failed: this client must authenticate with its secret",
                 debug=f"{client_id[:80]} is {client.token_endpoint_auth_method}",
             )
-        return client
+        if not clients.names_registered(client_id):
+            (rows,) = await self.core.ports.reads.fetch(Query(sql.CODE_GRANT, {"hash": code_hash}))
+            found = sql.code_grant(rows[0]) if rows else None
+        return client, found
 
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         try:
@@ -90,14 +106,13 @@ class AuthorizationCodeGrant(Grant):
             raise InvalidRequest("code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)")
         redirect_uri = param(params, "redirect_uri")
         resources = resource_param(params)
-        client = await self._client(params, ctx)
-        now = self.core.clock()
         code_hash = self.core.hasher.hash(presented)
+        client, found = await self._client_and_code(params, code_hash)
+        now = self.core.clock()
         invalid = InvalidGrant("the authorization code is invalid, expired or already used")
-        (rows,) = await self.core.ports.reads.fetch(Query(sql.CODE_GRANT, {"hash": code_hash}))
-        if not rows:
+        if found is None:
             raise InvalidGrant(invalid.description, debug="unknown code")
-        code, agent = sql.code_grant(rows[0])
+        code, agent = found
         if code.used_at is not None:
             await self._replayed(code, ctx, now)
         if code.expires_at <= now:
