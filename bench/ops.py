@@ -192,6 +192,9 @@ class World:
 
         await run_many(one, n, concurrency)
 
+    async def private_key_jwt_token(self) -> None:
+        expect(await self.asgi.call("POST", TOKEN, form=self.assertions.pop()), 200)
+
     async def stock_assertions(self, n: int) -> None:
         """``private_key_jwt`` client_credentials bodies (RFC 7523 section 2.2), a fresh assertion each."""
         self.assertions = [
@@ -286,9 +289,6 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
     async def token() -> None:
         expect(await a.call("POST", TOKEN, form=cc_form), 200)
 
-    async def token_private_key_jwt() -> None:
-        expect(await a.call("POST", TOKEN, form=w.assertions.pop()), 200)
-
     async def token_resource() -> None:
         expect(await a.call("POST", TOKEN, form=resource_form), 200)
 
@@ -354,7 +354,7 @@ def operations(w: World) -> dict[str, tuple[Callable[[], Awaitable[None]], Calla
         "list": (list_agents, None),
         "get_agent": (get_agent, None),
         "token": (token, None),
-        "token_private_key_jwt": (token_private_key_jwt, w.stock_assertions),
+        "token_private_key_jwt": (w.private_key_jwt_token, w.stock_assertions),
         "token_resource": (token_resource, None),
         "introspect": (introspect, None),
         "check_permission": (check_permission, None),
