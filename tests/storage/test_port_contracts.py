@@ -706,12 +706,14 @@ async def stored_jtis(store: Store) -> dict[str, datetime | None]:
 async def test_a_coalesced_round_fails_each_refused_plan_alone(store: Store) -> None:
     await seed(store)
     root = Require(ACTIVE_AGENT, {"agent": "agt_root"}, 1, Conflict("no root"))
+    touch_gone = Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_gone", "now": NOW}, 1, Conflict("x"))
+    touch_root = Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_root", "now": NOW}, 1, root.error)
     plans = [
         token_plan("urn:uuid:t-1", 200, root),
         token_plan("urn:uuid:t-2", 201, Require(ACTIVE_AGENT, {"agent": "agt_gone"}, 1, Conflict("gone"))),
         # An UPDATE re-check that matches no row: refused, nothing of it written.
-        token_plan("urn:uuid:t-3", 202, Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_gone", "now": NOW}, 1, Conflict("x"))),
-        token_plan("urn:uuid:t-4", 203, root, Require(TOUCH_ACTIVE_AGENT, {"agent": "agt_root", "now": NOW}, 1, root.error)),
+        token_plan("urn:uuid:t-3", 202, touch_gone),
+        token_plan("urn:uuid:t-4", 203, root, touch_root),
         token_plan("urn:uuid:t-5", 204),
     ]  # fmt: skip
 
