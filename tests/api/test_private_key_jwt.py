@@ -22,7 +22,7 @@ from agentauth.bootstrap import Services
 from agentauth.keys import generate_kek
 from agentauth.storage.models import CredentialRow
 from live_server import free_port, server_env, spawn
-from support import ISSUER_URL, assert_error, ok, quickstart
+from support import ISSUER_URL, assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -124,6 +124,36 @@ async def test_private_key_jwt_refusals_issue_nothing(client: httpx.AsyncClient,
                                                                    claims_for(gone["agent"]["id"])))),
                  401, "invalid_client")  # fmt: skip
     assert await access_tokens(services) == before + 1  # gone's quickstart token only
+
+
+async def test_a_changed_agent_is_judged_on_a_fresh_read(client: httpx.AsyncClient, services: Services) -> None:
+    """An agent that authenticated with its key a moment ago is not read again (``issuer/agent_snapshots.py``), so
+    the write round re-checks it is unchanged: a change right after a token (trust level, then deactivation)
+    shows in the very next request, for both assertion grants, with nothing issued from the old state."""
+    root = await quickstart(client, "snap")
+    child = {"name": "c", "agent_type": "tool", "trust_level": "untrusted"}
+    made = ok(await client.post("/api/v1/agents", json=child, headers=bearer(root["access_token"])), 201)
+    agent, jwk = made["agent"], made["private_key_jwk"]
+    verifier = services.tokens.self_verifier()
+
+    def jwt_bearer(signed: str) -> dict[str, str]:
+        return {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": signed}
+
+    bodies = (lambda: form(assertion(jwk, claims_for(agent["id"]))),
+              lambda: jwt_bearer(assertion(jwk, claims_for(agent["did"]))))  # fmt: skip
+    for body in bodies:
+        token = ok(await client.post(paths.TOKEN, data=body()))["access_token"]
+        assert verifier.verify_access_token(token).claims["vc"]["credentialSubject"]["trustLevel"] == "untrusted"
+    url = f"/api/v1/agents/{agent['id']}"
+    ok(await client.patch(url, json={"trust_level": "basic"}, headers=bearer(root["access_token"])))
+    for body in bodies:
+        token = ok(await client.post(paths.TOKEN, data=body()))["access_token"]
+        assert verifier.verify_access_token(token).claims["vc"]["credentialSubject"]["trustLevel"] == "basic"
+    ok(await client.delete(url, headers=bearer(root["access_token"])))
+    before = await access_tokens(services)
+    assert_error(await client.post(paths.TOKEN, data=bodies[0]()), 401, "invalid_client")
+    assert_error(await client.post(paths.TOKEN, data=bodies[1]()), 400, "invalid_grant")
+    assert await access_tokens(services) == before
 
 
 async def test_api_key_client_id_must_be_its_agent(client: httpx.AsyncClient) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentauth.issuer.agent_snapshots import AgentSnapshots
 from agentauth.issuer.audience import AudienceResolver
 from agentauth.issuer.schemas import AgentOut, TokenResponse
 from agentauth.issuer.secrets import SecretHasher, new_refresh_token
@@ -83,6 +84,11 @@ class IssuerCore:
     def audience(self) -> AudienceResolver:
         """The RFC 8707 ``resource`` resolution of every grant, with its per-process cache of resource servers."""
         return AudienceResolver(self.ports.reads, self.issuer_url, self.own_resources)
+
+    @functools.cached_property
+    def agent_snapshots(self) -> AgentSnapshots:
+        """Agents authenticating with their own key, as read a moment ago (``agent_snapshots.py``)."""
+        return AgentSnapshots(self.ports.reads)
 
     def subject_claims(self, agent: Agent) -> dict[str, str]:
         return {

@@ -51,6 +51,17 @@ ACTIVE_AGENT = (
     .where(AgentRow.id == bindparam("agent"), AgentRow.status == AgentStatus.ACTIVE)
     .with_for_update(read=True)
 )
+# ``Require`` ..., 1 row: agent ``:agent`` active and unchanged since the snapshot a grant signed from (``:updated_at``,
+# ``issuer/agent_snapshots.py``); locked like ``ACTIVE_AGENT``.
+AGENT_AS_OF = (
+    select(AgentRow.id)
+    .where(
+        AgentRow.id == bindparam("agent"),
+        AgentRow.status == AgentStatus.ACTIVE,
+        AgentRow.updated_at == bindparam("updated_at", type_=AgentRow.__table__.c.updated_at.type),
+    )
+    .with_for_update(read=True)
+)
 ACTIVE_KEY = (
     select(ApiKeyRow.id)
     .where(ApiKeyRow.id == bindparam("key"), ApiKeyRow.status == ApiKeyStatus.ACTIVE)

@@ -7,6 +7,7 @@ has seen, until the assertion's expiry).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,8 +48,10 @@ def create_agent_assertion(
     return sign_compact(encode_header(typ="JWT", kid=holder_kid(did)), claims, agent)
 
 
+@functools.lru_cache(maxsize=256)
 def unverified_issuer(assertion: str) -> str | None:
-    """The ``iss`` of an assertion before it is verified - only to find whose key verifies it."""
+    """The ``iss`` of an assertion before it is verified - only to find whose key verifies it (asked by the
+    abuse limiter and then the grant, of the same request: remembered for the last few assertions)."""
     iss = parse_compact(assertion).payload.get("iss")
     return iss if isinstance(iss, str) and 0 < len(iss) <= 200 else None
 

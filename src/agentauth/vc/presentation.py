@@ -7,6 +7,7 @@ binding). The header ``kid`` is the holder's verification method, ``did:key:z6Mk
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -33,10 +34,17 @@ def holder_public_key(did: str, role: str) -> PublicKey:
     Raises ``VerificationError``: ``weak_key`` for a small-order or non-canonical key, else ``invalid_did``.
     """
     try:
-        return PublicKey.from_bytes(decode_did_key(did))
+        return _did_key(did)
     except (DidKeyError, JwkError) as exc:
         code = e.WEAK_KEY if exc.code == WEAK_KEY else e.INVALID_DID
         raise VerificationError(code, f"{role} {did!r} is not a usable Ed25519 did:key: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _did_key(did: str) -> PublicKey:
+    """Decoded once per signer: base58 and the weak-key checks cost more than an Ed25519 verification (failures
+    are not cached: they raise)."""
+    return PublicKey.from_bytes(decode_did_key(did))
 
 
 def create_presentation(

@@ -22,8 +22,7 @@ from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, p
 from agentauth.issuer.grants.jwt_bearer import issue_for_assertion
 from agentauth.issuer.hotpath import ClientCredentialsRequest
 from agentauth.issuer.schemas import TokenResponse
-from agentauth.storage import client_statements, grant_statements
-from agentauth.storage.ports import Query
+from agentauth.storage.records import Agent
 from agentauth.vc import VerificationError, unverified_issuer, verify_agent_assertion
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
@@ -91,22 +90,19 @@ class ClientCredentialsGrant(Grant):
         client_id = param(params, "client_id")
         if named is None or (client_id is not None and client_id != named):
             raise InvalidClient(REFUSED, debug="client_assertion iss missing or not the client_id")
-        by_did = named.startswith("did:")
-        statement = grant_statements.AGENT_BY_DID if by_did else client_statements.AGENT_BY_ID
-        (rows,) = await self.core.ports.reads.fetch(Query(statement, {"did" if by_did else "id": named}))
-        agent = grant_statements.agent_of(rows[0]) if rows else None
-        if agent is None:
-            raise InvalidClient(REFUSED, debug=f"client_assertion names no agent: {named[:80]}")
         audiences = {self.core.token_endpoint, self.core.issuer_url, f"{self.core.issuer_url}/"}
-        try:
-            claims = verify_agent_assertion(
-                assertion, audiences=audiences, now=self.core.clock(), signer_did=agent.did,
-                max_lifetime_seconds=CLIENT_ASSERTION_MAX_LIFETIME,
-            )  # fmt: skip
-        except VerificationError as exc:
-            raise InvalidClient(REFUSED, debug=f"client_assertion: {exc.code}: {exc.detail}") from exc
-        inactive = InvalidClient(REFUSED, debug=f"agent {agent.id} is deactivated")
-        replayed = InvalidClient(REFUSED, debug=f"client_assertion jti {claims['jti']} replayed")
+
+        def verify(agent: Agent) -> dict[str, Any]:
+            try:
+                return verify_agent_assertion(
+                    assertion, audiences=audiences, now=self.core.clock(), signer_did=agent.did,
+                    max_lifetime_seconds=CLIENT_ASSERTION_MAX_LIFETIME,
+                )  # fmt: skip
+            except VerificationError as exc:
+                raise InvalidClient(REFUSED, debug=f"client_assertion: {exc.code}: {exc.detail}") from exc
+
         return await issue_for_assertion(
-            self.core, agent, claims, resources, param(params, "scope"), ctx, self.grant_type, inactive, replayed
-        )
+            self.core, named, verify, resources, param(params, "scope"), ctx, self.grant_type,
+            lambda: InvalidClient(REFUSED, debug=f"client_assertion names no active agent: {named[:80]}"),
+            lambda: InvalidClient(REFUSED, debug="client_assertion jti replayed"),
+        )  # fmt: skip

@@ -7,6 +7,7 @@ transaction, one write plan in the next batched round.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, p
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage import grant_statements
 from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow, UsedAssertionRow
-from agentauth.storage.ports import Insert, Query, Require, WritePlan
+from agentauth.storage.ports import Insert, Require, WritePlan
 from agentauth.storage.records import Agent
 from agentauth.vc import VerificationError, verify_agent_assertion
 
@@ -50,31 +51,55 @@ class JwtBearerGrant(Grant):
         except VerificationError as exc:
             raise InvalidGrant("the assertion is not valid", debug=f"{exc.code}: {exc.detail}") from exc
         did = str(claims["iss"])
-        (rows,) = await self.core.ports.reads.fetch(Query(grant_statements.AGENT_BY_DID, {"did": did}))
-        agent = grant_statements.agent_of(rows[0]) if rows else None
-        inactive = InvalidGrant("the assertion is not valid", debug=f"no active agent with did {did}")
-        replayed = InvalidGrant("the assertion was already used", debug=f"replayed jti {claims['jti']}")
         return await issue_for_assertion(
-            self.core, agent, claims, resources, param(params, "scope"), ctx, GRANT_JWT_BEARER, inactive, replayed
-        )
+            self.core, did, lambda agent: claims, resources, param(params, "scope"), ctx, GRANT_JWT_BEARER,
+            lambda: InvalidGrant("the assertion is not valid", debug=f"no active agent with did {did}"),
+            lambda: InvalidGrant("the assertion was already used", debug=f"replayed jti {claims['jti']}"),
+        )  # fmt: skip
+
+
+class _Changed(AgentAuthError):
+    """The write round found the agent changed since the snapshot the token was signed from."""
 
 
 async def issue_for_assertion(
     core: IssuerCore,
-    agent: Agent | None,
+    named: str,
+    verify: Callable[[Agent], dict[str, Any]],
+    resources: tuple[str, ...],
+    scope: str | None,
+    ctx: RequestContext,
+    grant_type: str,
+    inactive: Callable[[], AgentAuthError],
+    replayed: Callable[[], AgentAuthError],
+) -> TokenResponse:
+    """A token pair for the agent ``named`` (its id or DID) whose own did:key signed an assertion - a jwt-bearer
+    grant, or a ``private_key_jwt`` client assertion: ``verify(agent)`` checks it and returns its claims -, the
+    agent's scopes narrowed by ``scope``, for ``resources``; the assertion's ``jti`` used once. The agent comes
+    from a recent snapshot when there is one (``agent_snapshots.py``); the write round re-checks it is unchanged,
+    and if it changed the request is judged again on a fresh read. ``inactive``/``replayed`` make the refusals."""
+    agent, cached = await core.agent_snapshots.get(named)
+    while True:
+        if agent is None or not agent.is_active:
+            raise inactive()
+        try:
+            return await _issue(core, agent, verify(agent), resources, scope, ctx, grant_type, replayed)
+        except _Changed:
+            if not cached:
+                raise inactive() from None
+            agent, cached = await core.agent_snapshots.fresh(named), False
+
+
+async def _issue(
+    core: IssuerCore,
+    agent: Agent,
     claims: dict[str, Any],
     resources: tuple[str, ...],
     scope: str | None,
     ctx: RequestContext,
     grant_type: str,
-    inactive: AgentAuthError,
-    replayed: AgentAuthError,
+    replayed: Callable[[], AgentAuthError],
 ) -> TokenResponse:
-    """A token pair for ``agent``, whose own did:key signed the verified assertion ``claims`` (a jwt-bearer grant,
-    or a ``private_key_jwt`` client assertion): the agent's scopes narrowed by ``scope``, for ``resources``; the
-    assertion's ``jti`` used once."""
-    if agent is None or not agent.is_active:
-        raise inactive
     now = core.clock()
     target = await core.audience.resolve(agent.tenant_id, resources, scope, agent.scopes)
     exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
@@ -91,10 +116,12 @@ async def issue_for_assertion(
     # be considered valid". We do: the primary key of ``used_assertions`` refuses a second insert of (signer's
     # DID, jti), across replicas - a ``Conflict`` from the plan, which is nothing else's. Both kinds of
     # assertion share the namespace of the signing key, so one assertion serves one request of either kind.
+    changed = _Changed("the agent changed while its token was issued")
     try:
         await core.ports.writes.run(
             WritePlan((
-                Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive),
+                Require(grant_statements.AGENT_AS_OF, {"agent": agent.id, "updated_at": agent.updated_at}, 1,
+                        changed),
                 Insert.of(UsedAssertionRow.__table__, {"issuer": agent.did, "jti": str(claims["jti"]),
                                                        "expires_at": exp}),
                 Insert.of(CredentialRow.__table__, access_row),
@@ -103,5 +130,5 @@ async def issue_for_assertion(
             ))
         )  # fmt: skip
     except Conflict as exc:
-        raise replayed from exc
+        raise replayed() from exc
     return tokens
