@@ -191,7 +191,11 @@ def sqlite_datetime(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DATETIME stores (and compares as text): naive UTC, microseconds always."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the database")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # SQLAlchemy's format, "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d":
+    # isoformat writes it (without the "+00:00" it appends) in a third of strftime's time.
+    return value.isoformat(" ", "microseconds")[:-6]
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -134,8 +134,8 @@ class AgentPages(Protocol):
 @dataclass(frozen=True, slots=True)
 class Insert:
     """A plan's step: insert ``rows`` into ``table`` (one executemany). Build it with ``Insert.of``, which gives
-    every row every column (an absent nullable column without default is NULL), so each implementation writes
-    exactly the same values."""
+    every row its NULLs (an absent nullable column without default is NULL; a column with a default is left to
+    it), so each implementation writes exactly the same values."""
 
     table: Table
     rows: tuple[dict[str, Any], ...]
@@ -143,16 +143,20 @@ class Insert:
     @classmethod
     def of(cls, table: Any, *rows: Mapping[str, Any]) -> Insert:
         """``table`` (a model's ``__table__``) with ``rows``, each completed and in the table's column order."""
-        keys, optional = _row_shape(table)
-        return cls(table, tuple({k: row.get(k) for k in keys if k in row or k in optional} for row in rows))
+        nulls, keys = _row_shape(table)
+        completed: tuple[dict[str, Any], ...] = tuple({**nulls, **row} for row in rows)
+        for row in completed:
+            if not row.keys() <= keys:
+                raise ValueError(f"{table.name} has no column {sorted(row.keys() - keys)}")
+        return cls(table, completed)
 
 
 @functools.cache
-def _row_shape(table: Table) -> tuple[tuple[str, ...], frozenset[str]]:
-    """``table``'s column keys in order, and those an absent value may leave NULL (nullable, no default)."""
+def _row_shape(table: Table) -> tuple[dict[str, Any], frozenset[str]]:
+    """NULL for each column of ``table`` an absent value may leave NULL (nullable, no default), and its keys."""
     columns = table.columns
-    optional = frozenset(c.key for c in columns if c.nullable and c.default is None and c.server_default is None)
-    return tuple(c.key for c in columns), optional
+    nulls = dict.fromkeys(c.key for c in columns if c.nullable and c.default is None and c.server_default is None)
+    return nulls, frozenset(c.key for c in columns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ exactly what it would have written, and the other way round.
 from __future__ import annotations
 
 import functools
+import operator
 import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -302,30 +303,34 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _datetime(value: datetime | None) -> str | None:
-    return None if value is None else sqlite_datetime(value)
-
-
 @functools.cache
-def _insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+def _insert(table: Table, columns: tuple[str, ...]) -> tuple[str, Callable[[dict[str, Any]], Sequence[Any]]]:
     """The INSERT for these columns of ``table`` and a function turning a row dict into its parameters, converted
     as the column types would convert them (so SQLAlchemy reads back exactly what it would have written)."""
-    converters: list[Callable[[Any], Any] | None] = []
-    for name in columns:
+    compiled = insert(table).compile(dialect=sqlite_dialect(paramstyle="qmark"), column_keys=list(columns))
+    names = tuple(compiled.positiontup or ())  # the order the INSERT takes its values in
+    if set(names) != set(columns):  # a column the rows leave out has a Python default: not used on this path
+        raise ValueError(f"{table.name}: give every column with a default ({sorted(set(names) - set(columns))})")
+    converted: list[tuple[int, Callable[[Any], Any]]] = []  # (position, converter) of the non-plain columns
+    for at, name in enumerate(names):
         column_type = table.c[name].type
         if isinstance(column_type, UTCDateTime):
-            converters.append(_datetime)
+            converted.append((at, sqlite_datetime))
         elif isinstance(column_type, JSON):
-            converters.append(_json)
-        else:
-            converters.append(None)
-    plan = tuple(zip(columns, converters, strict=True))
+            converted.append((at, _json))
+    pick = operator.itemgetter(*names)
+    single = len(names) == 1
 
-    def convert(row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(row[name] if conv is None else conv(row[name]) for name, conv in plan)
+    def convert(row: dict[str, Any]) -> Sequence[Any]:
+        # itemgetter: every value in one C call (a bare value for one column); then the few that need converting.
+        values = [pick(row)] if single else list(pick(row))
+        for at, conv in converted:
+            value = values[at]
+            if value is not None:
+                values[at] = conv(value)
+        return values
 
-    sql = str(insert(table).compile(dialect=sqlite_dialect(paramstyle="qmark"), column_keys=list(columns)))
-    return sql, convert
+    return str(compiled), convert
 
 
 class SqliteOneHopPorts:
