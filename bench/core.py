@@ -1,7 +1,9 @@
 """Credential core throughput against the raw Ed25519 ceiling (issue: pure credential core; goals of issue 13).
 
 Measures raw `cryptography` Ed25519 sign/s and verify/s, then access-credential issue/s, verify/s and depth-3
-delegated-token verify/s (4 signatures), and judges each against the raw figure it is bounded by:
+delegated-token verify/s (4 signatures) of tokens the verifier has not seen before (it remembers passing
+signatures: a token seen again is printed apart, without a goal), and judges each against the raw figure it is
+bounded by:
 
   issue  / raw sign                     >= 0.65
   verify / raw verify                   >= 0.80
@@ -42,7 +44,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agentauth.did import encode_did_key
-from agentauth.keys import KeyPair, KeyRing, b64url_decode, b64url_encode
+from agentauth.keys import KeyPair, KeyRing, b64url_decode, b64url_encode, ed25519
 from agentauth.vc import CredentialIssuer, StaticStatusLists, StatusList, Verifier
 from chain import access_token, delegated_token
 
@@ -55,6 +57,7 @@ RATIOS: dict[str, tuple[str, str, int, float | None]] = {
     "verify": ("verify", "raw_verify", 1, 0.80),
     "chain": ("chain", "raw_chain", 1, 0.75),
     "chain_raw4": ("chain", "raw_verify", 4, None),  # the chain's ratio before issue 13 (see above)
+    "verify_seen": ("verify_seen", "raw_verify", 1, None),  # a token seen before: its signature remembered
 }
 CLOCKS: dict[str, Callable[[], int]] = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
 
@@ -160,6 +163,8 @@ def build_ops() -> tuple[dict[str, Callable[[], object]], str, str]:
     signed = [(b64url_decode(jwt.rsplit(".", 1)[1]), jwt.rsplit(".", 1)[0].encode()) for jwt in jwts]
     assert len(signed) == 4
 
+    forget = ed25519._VERIFIED.clear
+
     def raw_chain() -> None:
         for link_signature, link_input in signed:
             public.verify(link_signature, link_input)
@@ -170,8 +175,11 @@ def build_ops() -> tuple[dict[str, Callable[[], object]], str, str]:
             "raw_verify": lambda: public.verify(signature, message),
             "raw_chain": raw_chain,
             "issue": issue,
-            "verify": lambda: verifier.verify_access_token(token, audience=ISSUER_URL, now=now),
-            "chain": lambda: verifier.verify_access_token(chained, now=now),
+            # A token seen for the first time: the verifier remembers passing signatures (``keys/ed25519.py``),
+            # so the memo is forgotten before each call; its cost (a clear of one entry) counts against us.
+            "verify": lambda: forget() or verifier.verify_access_token(token, audience=ISSUER_URL, now=now),
+            "chain": lambda: forget() or verifier.verify_access_token(chained, now=now),
+            "verify_seen": lambda: verifier.verify_access_token(token, audience=ISSUER_URL, now=now),
         },
         token,
         chained,
@@ -190,6 +198,7 @@ def report(rates: dict[str, float], ratios: dict[str, list[float]], per: str) ->
         "verify": ("access credential verify", "of raw verify"),
         "chain": ("depth-3 chain verify (4 signatures)", "of raw verify of its 4"),
         "chain_raw4": ("depth-3 chain verify, former baseline", "of raw verify / 4"),
+        "verify_seen": ("access credential verify, token seen before", "of raw verify"),
     }
     failed = []
     for name, (op, _, _, goal) in RATIOS.items():
