@@ -35,9 +35,20 @@ from agentauth.storage.models import (
     RefreshTokenRow,
     StatusBlockRow,
     StatusListRow,
+    UsedAssertionRow,
 )
 from agentauth.storage.policy_reads import PolicyReadsOf
-from agentauth.storage.ports import Execute, Insert, IssuedRows, Query, Require, StoragePorts, WritePlan
+from agentauth.storage.ports import (
+    AssertionUse,
+    Execute,
+    Insert,
+    IssuedRows,
+    Query,
+    Require,
+    RoundView,
+    StoragePorts,
+    WritePlan,
+)
 from agentauth.storage.records import (
     Agent,
     AgentStatus,
@@ -352,8 +363,9 @@ async def test_an_issuing_round_sees_live_keys_and_records_exactly_its_rows(stor
     await seed(store)
     seen: list[Mapping[str, datetime]] = []
 
-    def plan(live: Mapping[str, datetime]) -> IssuedRows:
-        seen.append(dict(live))
+    def plan(view: RoundView) -> IssuedRows:
+        seen.append(dict(view.keys))
+        assert (view.agents, view.claimed) == ({}, frozenset())
         rows = IssuedRows(now=NOW)
         rows.credentials = [new_credential("urn:uuid:new-1", 100), new_credential("urn:uuid:new-2", 101)]
         rows.refresh_tokens = [new_refresh("rt_new_1"), new_refresh("rt_new_2")]
@@ -397,6 +409,35 @@ async def test_an_issuing_round_sees_live_keys_and_records_exactly_its_rows(stor
         await assert_stored_as_sqlalchemy_stores(store)
 
 
+async def test_an_issuing_round_claims_each_assertion_once_for_a_live_unchanged_agent(store: Store) -> None:
+    """``private_key_jwt`` requests in an issuing round: their agents' state, and each (signer, jti) recorded as
+    used once - a replay (used before, or twice in the round) is skipped without failing the round, and an
+    assertion whose agent changed or is gone is not used up (its request is judged again)."""
+    await seed(store)
+    root, gone = AGENTS["agt_root"], AGENTS["agt_gone"]
+    later = NOW + timedelta(minutes=5)
+
+    def use(jti: str, agent: dict[str, Any] = root, seen: datetime | None = None) -> AssertionUse:
+        return AssertionUse(agent["id"], seen or agent["updated_at"], agent["did"], jti, later)
+
+    views: list[RoundView] = []
+
+    def plan(view: RoundView) -> IssuedRows:
+        views.append(view)
+        return IssuedRows(now=NOW)
+
+    first = [use("j-1"), use("j-2"), use("j-1"), use("j-stale", seen=CREATED), use("j-gone", gone)]
+    await store.ports.record_round([], plan, first)
+    await store.ports.record_round([], plan, [use("j-2"), use("j-3"), use("j-stale")])
+    assert views[0].agents == {"agt_root": root["updated_at"]} and views[0].keys == {}
+    assert views[0].claimed == {("did:key:z6MkRoot", "j-1"), ("did:key:z6MkRoot", "j-2")}
+    assert views[1].claimed == {("did:key:z6MkRoot", "j-3"), ("did:key:z6MkRoot", "j-stale")}
+    async with store.neutral() as session:
+        rows = await session.execute(select(UsedAssertionRow.issuer, UsedAssertionRow.jti, UsedAssertionRow.expires_at))
+        used = [(row[0], row[1], row[2]) for row in rows]
+    assert sorted(used) == [("did:key:z6MkRoot", j, later) for j in ("j-1", "j-2", "j-3", "j-stale")]
+
+
 async def assert_stored_as_sqlalchemy_stores(store: Store) -> None:
     """SQLite compares DATETIME as text: a row stored in another format would sort and compare wrongly. Each
     instant must be the text SQLAlchemy's own SQLite DATETIME writes, each JSON value JSON."""
@@ -420,7 +461,7 @@ async def test_a_failing_round_records_nothing_and_says_why(store: Store) -> Non
     await seed(store)
     before = await audit_count(store)
 
-    def duplicate(live: Mapping[str, datetime]) -> IssuedRows:
+    def duplicate(view: RoundView) -> IssuedRows:
         rows = IssuedRows(now=NOW, touched={"key_live"})
         rows.audit_events = [new_event("token.issued", AuditOutcome.SUCCESS, None)]
         rows.credentials = [new_credential("urn:uuid:new-1", 100), new_credential("urn:uuid:live", 101)]
@@ -430,7 +471,7 @@ async def test_a_failing_round_records_nothing_and_says_why(store: Store) -> Non
         await store.ports.record_round(["key_live"], duplicate)
     assert (conflict.value.error, conflict.value.status_code) == ("conflict", 409)
 
-    def broken(live: Mapping[str, datetime]) -> IssuedRows:
+    def broken(view: RoundView) -> IssuedRows:
         raise ValueError("the plan failed")
 
     with pytest.raises(ValueError, match="the plan failed"):  # not a storage failure: propagates as it is

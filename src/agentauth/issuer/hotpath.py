@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key
 from agentauth.storage.batch import MicroBatcher
-from agentauth.storage.ports import IssuedRows
+from agentauth.storage.ports import AssertionUse, IssuedRows, RoundView
 from agentauth.storage.records import Agent, ApiKey, AuditOutcome, Revoked, RevokedFamily, TokenState
 from agentauth.vc import StatusEntry
 
@@ -52,13 +52,23 @@ class _StaleSnapshot(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ClientAssertion:
+    """``private_key_jwt`` (RFC 7523 section 2.2) instead of an API key: the agent the assertion names (its id or
+    DID) and how to check the assertion against that agent's did:key - its claims, or ``InvalidClient``."""
+
+    named: str
+    verify: Callable[[Agent], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class ClientCredentialsRequest:
-    api_key: str
+    api_key: str  # "" with an assertion
     client_id: str | None
     scope: str | None  # the ``scope`` parameter, judged with the resources (``audience.AudienceResolver``)
     resources: tuple[str, ...]  # RFC 8707 ``resource`` parameters (``audience.resource_param``)
     slot: StatusEntry
     ctx: RequestContext
+    assertion: ClientAssertion | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,7 @@ class _Signed:
     agent: Agent | None = None
     credential_row: dict[str, Any] | None = None
     refresh_row: dict[str, Any] | None = None
+    use: AssertionUse | None = None  # an assertion's single use, with the agent state it was signed from
 
 
 class ClientCredentialsIssuer:
@@ -90,7 +101,10 @@ class ClientCredentialsIssuer:
             try:
                 return await self._commit.submit(await self._prepare.submit(request))
             except _StaleSnapshot:
-                self._snapshots.pop(api_key_lookup_prefix(request.api_key), None)
+                if request.assertion is not None:
+                    self.core.agent_snapshots.drop(request.assertion.named)
+                else:
+                    self._snapshots.pop(api_key_lookup_prefix(request.api_key), None)
         raise TemporarilyUnavailable("the client is being updated; retry")
 
     async def _lookup(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
@@ -123,6 +137,9 @@ class ClientCredentialsIssuer:
         results: list[_Signed | BaseException] = []
         for request in requests:
             try:
+                if request.assertion is not None:
+                    results.append(await self._sign_assertion(request, request.assertion, now))
+                    continue
                 results.append(await self._sign(request, found, now))
             except InvalidClient as exc:
                 results.append(_Signed(request, now, refusal=exc))
@@ -147,16 +164,44 @@ class ClientCredentialsIssuer:
         )
         return _Signed(request, now, None, tokens, key, agent, credential_row, refresh_row)
 
+    async def _sign_assertion(
+        self, request: ClientCredentialsRequest, assertion: ClientAssertion, now: datetime
+    ) -> _Signed:
+        """A client assertion's request: its agent from a recent snapshot (``agent_snapshots.py``; the round
+        re-checks it unchanged), the assertion checked against the agent's did:key, the pair signed."""
+        agent, _ = await self.core.agent_snapshots.get(assertion.named)
+        if agent is None or not agent.is_active:
+            raise InvalidClient(REFUSED, debug=f"client_assertion names no active agent: {assertion.named[:80]}")
+        claims = assertion.verify(agent)
+        target = await self.core.audience.resolve(agent.tenant_id, request.resources, request.scope, agent.scopes)
+        tokens, credential_row, refresh_row = self.core.token_pair_rows(
+            agent, target.scopes, status=request.slot, now=now, api_key_id=None, resources=target.resources
+        )
+        exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
+        use = AssertionUse(agent.id, agent.updated_at, agent.did, str(claims["jti"]), exp)
+        return _Signed(request, now, None, tokens, None, agent, credential_row, refresh_row, use)
+
     async def _commit_round(self, signed: Sequence[_Signed]) -> list[TokenResponse | BaseException]:
         results: list[TokenResponse | BaseException] = []
 
-        def plan(live: Mapping[str, datetime]) -> IssuedRows:
-            # Runs inside the write transaction, once SQL has said which keys are still live (with the time their
-            # agent was last changed).
+        def plan(view: RoundView) -> IssuedRows:
+            # Runs inside the write transaction, once SQL has said which keys and agents are still live (with the
+            # time each agent was last changed) and which assertions this round recorded as used.
             results.clear()
             rows = IssuedRows(now=signed[-1].now)
+            live, spent = view.keys, set()
             for item in signed:
                 request, now, key, agent, refusal = item.request, item.now, item.key, item.agent, item.refusal
+                use = item.use
+                if refusal is None and use is not None:
+                    if use.agent_id not in view.agents:
+                        refusal = InvalidClient(REFUSED, debug=f"agent {use.agent_id} deactivated during issuance")
+                    elif view.agents[use.agent_id] != use.agent_seen:
+                        results.append(_StaleSnapshot())
+                        continue
+                    elif (use.issuer, use.jti) not in view.claimed or (use.issuer, use.jti) in spent:
+                        refusal = InvalidClient(REFUSED, debug="client_assertion jti replayed")
+                    spent.add((use.issuer, use.jti))
                 if refusal is None and key is not None and key.id not in live:
                     refusal = InvalidClient(REFUSED, debug=f"API key {key.id} or its agent was revoked during issuance")
                 elif refusal is None and key is not None and agent is not None and live[key.id] != agent.updated_at:
@@ -165,26 +210,30 @@ class ClientCredentialsIssuer:
                 if refusal is not None:
                     results.append(refusal)
                     reason = refusal.debug or refusal.description
-                    # A key we identified (revoked meanwhile): its tenant sees the attempt in its own audit log.
-                    owner = {"tenant_id": agent.tenant_id, "actor": agent.id, "key_id": key.id} if key and agent else {}
+                    # A key (or an assertion's agent) we identified: its tenant sees the attempt in its own audit log.
+                    owner: dict[str, Any] = {}
+                    if agent is not None and (key is not None or use is not None):
+                        owner = {"tenant_id": agent.tenant_id, "actor": agent.id, "agent_id": agent.id,
+                                 "key_id": key.id if key else None}  # fmt: skip
                     rows.audit_events.append(self._audit(request, now, AuditOutcome.FAILURE, reason, **owner))
                     continue
-                assert key is not None and agent is not None and item.tokens is not None
+                assert agent is not None and item.tokens is not None
                 assert item.credential_row is not None and item.refresh_row is not None
                 rows.credentials.append(item.credential_row)
                 rows.refresh_tokens.append(item.refresh_row)
                 rows.audit_events.append(
                     self._audit(
                         request, now, AuditOutcome.SUCCESS, None, tenant_id=agent.tenant_id, actor=agent.id,
-                        key_id=key.id,
+                        key_id=key.id if key else None, agent_id=agent.id,
                     )
                 )  # fmt: skip
-                if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+                if key is not None and (key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION):
                     rows.touched.add(key.id)
                 results.append(item.tokens)
             return rows
 
-        await self.core.ports.issuance.record_round(sorted({s.key.id for s in signed if s.key}), plan)
+        keys = sorted({s.key.id for s in signed if s.key})
+        await self.core.ports.issuance.record_round(keys, plan, [s.use for s in signed if s.use and not s.refusal])
         return results
 
     @staticmethod
@@ -197,10 +246,13 @@ class ClientCredentialsIssuer:
         tenant_id: str | None = None,
         actor: str | None = None,
         key_id: str | None = None,
+        agent_id: str | None = None,
     ) -> dict[str, Any]:
+        # An API key's request names the key; a client assertion's (no key) names its agent.
+        target_type, target_id = ("api_key", key_id) if key_id else ("agent", agent_id) if agent_id else (None, None)
         return audit.event(
             request.ctx, now, action="token.issued" if outcome == AuditOutcome.SUCCESS else "token.denied",
-            tenant_id=tenant_id, actor=actor, target_type="api_key" if key_id else None, target_id=key_id,
+            tenant_id=tenant_id, actor=actor, target_type=target_type, target_id=target_id,
             outcome=outcome, reason=f"client_credentials: {reason}" if reason else None,
             details={"grant_type": "client_credentials"},
         )  # fmt: skip

@@ -75,7 +75,16 @@ from agentauth.storage.models import (
     StatusBlockRow,
     UTCDateTime,
 )
-from agentauth.storage.ports import IssuancePlan, Query, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.ports import (
+    AssertionUse,
+    IssuancePlan,
+    Query,
+    RevokedAudit,
+    RoundView,
+    WritePlan,
+    assertions_to_claim,
+    revoked_families,
+)
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
 
@@ -86,6 +95,25 @@ _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError)
 _TOKEN_STATES = compile_pg(statements.token_states(None))
 _API_KEYS = compile_pg(statements.api_keys_with_agents(None))
 _LIVE_KEYS = compile_pg(statements.live_keys(None, lock=True))
+_LIVE_AGENTS = compile_pg(statements.live_agents(None, lock=True))
+# The round's assertions not used before, recorded; a replay (same signer and jti) skipped, not an error.
+_CLAIM = (
+    "INSERT INTO used_assertions (issuer, jti, expires_at) "
+    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[]) "
+    "ON CONFLICT DO NOTHING RETURNING issuer, jti"
+)
+
+
+async def _live(connection: asyncpg.Connection, statement: Any, ids: Sequence[str]) -> dict[str, datetime]:
+    """id -> ``updated_at`` of the rows ``statement`` (``live_keys``, ``live_agents``) finds live among ``ids``."""
+    live: dict[str, datetime] = {}
+    for row_id, updated_at in await fetch(connection, statement, keys=sorted(set(ids))) if ids else ():
+        moment = instant(updated_at)
+        assert moment is not None
+        live[row_id] = moment
+    return live
+
+
 _TOUCH_KEYS = compile_pg(statements.touch_keys(None, bindparam("now", type_=UTCDateTime())))
 _REVOKE = compile_pg(statements.revoke_credentials(None, bindparam("now", type_=UTCDateTime())))
 _FAMILIES_OF = compile_pg(statements.families_of(None))
@@ -245,16 +273,22 @@ class AsyncpgPorts:
 
     # -- write rounds -------------------------------------------------------------------------------------
 
-    async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
-        keys = sorted(set(key_ids))
+    async def record_round(
+        self,
+        key_ids: Sequence[str],
+        plan: IssuancePlan,
+        assertions: Sequence[AssertionUse] = (),
+    ) -> None:
         async with self._write() as connection:
-            live: dict[str, datetime] = {}
-            if keys:
-                for key_id, updated_at in await fetch(connection, _LIVE_KEYS, keys=keys):
-                    moment = instant(updated_at)
-                    assert moment is not None
-                    live[key_id] = moment
-            rows = plan(live)
+            keys = await _live(connection, _LIVE_KEYS, key_ids)
+            agents = await _live(connection, _LIVE_AGENTS, [a.agent_id for a in assertions])
+            claimed: frozenset[tuple[str, str]] = frozenset()
+            if claims := assertions_to_claim(assertions, agents):
+                recorded = await connection.fetch(
+                    _CLAIM, [a.issuer for a in claims], [a.jti for a in claims], [a.expires_at for a in claims]
+                )
+                claimed = frozenset((row[0], row[1]) for row in recorded)
+            rows = plan(RoundView(keys, agents, claimed))
             await insert_many(connection, CredentialRow.__table__, rows.credentials)
             await insert_many(connection, RefreshTokenRow.__table__, rows.refresh_tokens)
             await insert_many(connection, AuditEventRow.__table__, rows.audit_events)

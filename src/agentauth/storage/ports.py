@@ -50,9 +50,44 @@ class IssuedRows:
     touched: set[str] = field(default_factory=set)
 
 
-# Decides, inside the round's write transaction, what to record - given which keys are still live
-# (``key id -> updated_at`` of the key's agent, for keys active and owned by an active agent).
-IssuancePlan = Callable[[Mapping[str, datetime]], IssuedRows]
+@dataclass(frozen=True, slots=True)
+class AssertionUse:
+    """An issuing round's request authenticated by its agent's own key (a ``private_key_jwt`` client assertion):
+    the assertion's (``issuer`` = signer DID, ``jti``) is recorded as used until ``expires_at`` - only if agent
+    ``agent_id`` is still active and unchanged since ``agent_seen`` (its ``updated_at`` when the token was
+    signed), so a request judged again on fresh data can still use its assertion."""
+
+    agent_id: str
+    agent_seen: datetime
+    issuer: str
+    jti: str
+    expires_at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {"issuer": self.issuer, "jti": self.jti, "expires_at": self.expires_at}
+
+
+@dataclass(frozen=True, slots=True)
+class RoundView:
+    """What an issuing round found in its write transaction, before it decides what to record: ``keys`` - key id
+    -> ``updated_at`` of its agent, for the round's keys still active and owned by an active agent; ``agents`` -
+    agent id -> ``updated_at``, for the agents of the round's assertions still active; ``claimed`` - the (issuer,
+    jti) of the assertions the round recorded as used (see ``AssertionUse``; one whose agent is live and
+    unchanged but which is not among them was used before: a replay)."""
+
+    keys: Mapping[str, datetime]
+    agents: Mapping[str, datetime] = field(default_factory=dict)
+    claimed: frozenset[tuple[str, str]] = frozenset()
+
+
+def assertions_to_claim(assertions: Sequence[AssertionUse], agents: Mapping[str, datetime]) -> list[AssertionUse]:
+    """For the implementations: the assertions whose agent is live and unchanged, each (issuer, jti) once."""
+    unique = {(a.issuer, a.jti): a for a in reversed(assertions) if agents.get(a.agent_id) == a.agent_seen}
+    return list(unique.values())
+
+
+# Decides, inside the round's write transaction, what to record - given what the round found (``RoundView``).
+IssuancePlan = Callable[[RoundView], IssuedRows]
 # What a revocation round records in the audit log, given what it revoked: credentials and refresh families.
 RevokedAudit = Callable[[Sequence[Revoked], Sequence[RevokedFamily]], list[dict[str, Any]]]
 
@@ -85,12 +120,19 @@ class ClientKeys(Protocol):
 class IssuanceRounds(Protocol):
     """The write half of a batched issuing round (``issuer/hotpath.py``)."""
 
-    async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
+    async def record_round(
+        self,
+        key_ids: Sequence[str],
+        plan: IssuancePlan,
+        assertions: Sequence[AssertionUse] = (),
+    ) -> None:
         """One write transaction: find which of ``key_ids`` are still live (active, agent active - the same rule
-        as ``ApiKey.usable_at`` minus the expiry stage 1 checked), let ``plan`` decide from that what to record,
-        insert its rows (one statement per table) and move the touched keys' last-used time. A concurrent
-        revocation either committed before - and is seen - or waits for this round and then revokes what it
-        recorded. If any insert fails, nothing of the round is recorded."""
+        as ``ApiKey.usable_at`` minus the expiry stage 1 checked) and which agents of ``assertions`` are still
+        active, record those assertions not used before whose agent is unchanged (``AssertionUse``; one
+        statement, a replay skipped, not failing the round), let ``plan`` decide from that
+        (``RoundView``) what to record, insert its rows (one statement per table) and move the touched keys'
+        last-used time. A concurrent revocation either committed before - and is seen - or waits for this round
+        and then revokes what it recorded. If any insert fails, nothing of the round is recorded."""
         ...
 
 

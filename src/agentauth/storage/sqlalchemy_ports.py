@@ -25,8 +25,27 @@ from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.failures import translate
-from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, StatusBlockRow
-from agentauth.storage.ports import Execute, Insert, IssuancePlan, Query, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.models import (
+    AgentRow,
+    ApiKeyRow,
+    AuditEventRow,
+    CredentialRow,
+    RefreshTokenRow,
+    StatusBlockRow,
+    UsedAssertionRow,
+)
+from agentauth.storage.ports import (
+    AssertionUse,
+    Execute,
+    Insert,
+    IssuancePlan,
+    Query,
+    RevokedAudit,
+    RoundView,
+    WritePlan,
+    assertions_to_claim,
+    revoked_families,
+)
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
 
@@ -182,11 +201,28 @@ class SqlAlchemyPorts:
 
         return await self._read(read)
 
-    async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
+    async def record_round(
+        self,
+        key_ids: Sequence[str],
+        plan: IssuancePlan,
+        assertions: Sequence[AssertionUse] = (),
+    ) -> None:
         async with self._sessions.begin() as session:
-            keys = sorted(set(key_ids))
-            live = await live_api_keys(session, keys, lock=_postgres(session)) if keys else {}
-            rows = plan(live)
+            lock = _postgres(session)
+            keys, agents = sorted(set(key_ids)), sorted({a.agent_id for a in assertions})
+            live = await live_api_keys(session, keys, lock=lock) if keys else {}
+            found = (
+                [(r[0], r[1]) for r in await session.execute(statements.live_agents(agents, lock))] if agents else []
+            )
+            active = dict(found)
+            claimed: frozenset[tuple[str, str]] = frozenset()
+            if claims := assertions_to_claim(assertions, active):
+                claim = (pg_insert if lock else sqlite_insert)(UsedAssertionRow).values([a.row() for a in claims])
+                recorded = await session.execute(
+                    claim.on_conflict_do_nothing().returning(UsedAssertionRow.issuer, UsedAssertionRow.jti)
+                )
+                claimed = frozenset((row[0], row[1]) for row in recorded)
+            rows = plan(RoundView(live, active, claimed))
             await _insert_many(session, CredentialRow, rows.credentials)
             await _insert_many(session, RefreshTokenRow, rows.refresh_tokens)
             await _insert_many(session, AuditEventRow, rows.audit_events)

@@ -31,7 +31,18 @@ from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.db import SqliteSessionMaker, sqlite_datetime
 from agentauth.storage.failures import translate
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, UTCDateTime
-from agentauth.storage.ports import Execute, IssuancePlan, Query, Require, RevokedAudit, WritePlan, revoked_families
+from agentauth.storage.ports import (
+    AssertionUse,
+    Execute,
+    IssuancePlan,
+    Query,
+    Require,
+    RevokedAudit,
+    RoundView,
+    WritePlan,
+    assertions_to_claim,
+    revoked_families,
+)
 from agentauth.storage.records import (
     Agent,
     ApiKey,
@@ -46,6 +57,8 @@ T = TypeVar("T")
 _TOKEN_STATES = statements.compile_sqlite(statements.token_states(None))
 _API_KEYS = statements.compile_sqlite(statements.api_keys_with_agents(None))
 _LIVE_KEYS = statements.compile_sqlite(statements.live_keys(None))
+_LIVE_AGENTS = statements.compile_sqlite(statements.live_agents(None))
+_CLAIM = "INSERT INTO used_assertions (issuer, jti, expires_at) VALUES"
 _NOW: Any = bindparam("now")
 _TOUCH_KEYS = statements.compile_sqlite(statements.touch_keys(None, _NOW))
 _REVOKE = statements.compile_sqlite(statements.revoke_credentials(None, _NOW))
@@ -165,14 +178,33 @@ def _visible_agent(
     return None if row is None else agent_record(cast(AgentRow, _row_reader(statements.AGENT_COLUMNS)(row)))
 
 
-def _round(key_ids: list[str], plan: IssuancePlan, connection: sqlite3.Connection) -> None:
+def _live(statement: statements.SqliteStatement, ids: list[str], connection: sqlite3.Connection) -> dict[str, datetime]:
     live: dict[str, datetime] = {}
-    if key_ids:
-        for key_id, updated_at in connection.execute(_LIVE_KEYS.sql, _LIVE_KEYS.params(keys=_keys(key_ids))):
+    if ids:
+        for row_id, updated_at in connection.execute(statement.sql, statement.params(keys=_keys(ids))):
             instant = _instant(updated_at)
             assert instant is not None
-            live[key_id] = instant
-    rows = plan(live)
+            live[row_id] = instant
+    return live
+
+
+def _claim(assertions: Sequence[AssertionUse], connection: sqlite3.Connection) -> frozenset[tuple[str, str]]:
+    """Record the assertions not used before, in one statement: those it recorded (a replay is skipped)."""
+    if not assertions:
+        return frozenset()
+    values = ", ".join(["(?, ?, ?)"] * len(assertions))
+    params = [v for a in assertions for v in (a.issuer, a.jti, sqlite_datetime(a.expires_at))]
+    sql = f"{_CLAIM} {values} ON CONFLICT DO NOTHING RETURNING issuer, jti"
+    return frozenset((issuer, jti) for issuer, jti in connection.execute(sql, params))
+
+
+def _round(
+    key_ids: list[str], plan: IssuancePlan, assertions: Sequence[AssertionUse], connection: sqlite3.Connection
+) -> None:
+    agents = _live(_LIVE_AGENTS, sorted({a.agent_id for a in assertions}), connection)
+    claimed = _claim(assertions_to_claim(assertions, agents), connection)
+    view = RoundView(_live(_LIVE_KEYS, key_ids, connection), agents, claimed)
+    rows = plan(view)
     _insert_many(connection, CredentialRow.__table__, rows.credentials)
     _insert_many(connection, RefreshTokenRow.__table__, rows.refresh_tokens)
     _insert_many(connection, AuditEventRow.__table__, rows.audit_events)
@@ -375,8 +407,13 @@ class SqliteOneHopPorts:
     async def visible_agent(self, root: Agent, agent_id: str, now: datetime, peers: bool) -> Agent | None:
         return await self._read(functools.partial(_visible_agent, root, agent_id, now, peers))
 
-    async def record_round(self, key_ids: Sequence[str], plan: IssuancePlan) -> None:
-        await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan))
+    async def record_round(
+        self,
+        key_ids: Sequence[str],
+        plan: IssuancePlan,
+        assertions: Sequence[AssertionUse] = (),
+    ) -> None:
+        await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan, assertions))
 
     async def revoke_round(self, jtis: Sequence[str], now: datetime, audit: RevokedAudit) -> list[Revoked]:
         return await self._writes.write(functools.partial(_revoke_round, list(dict.fromkeys(jtis)), now, audit))

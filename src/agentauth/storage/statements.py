@@ -142,6 +142,15 @@ def live_keys(key_ids: Sequence[str] | None, lock: bool = False) -> Select[str, 
     return query.order_by(ApiKeyRow.id).with_for_update(read=True) if lock else query
 
 
+def live_agents(agent_ids: Sequence[str] | None, lock: bool = False) -> Select[str, datetime]:
+    """(agent id, ``updated_at``) of those agents still active. ``lock`` (PostgreSQL): FOR SHARE, in id order,
+    as ``live_keys``."""
+    query = select(AgentRow.id, AgentRow.updated_at).where(
+        keys_in(AgentRow.id, agent_ids), AgentRow.status == AgentStatus.ACTIVE
+    )
+    return query.order_by(AgentRow.id).with_for_update(read=True) if lock else query
+
+
 def touch_keys(key_ids: Sequence[str] | None, now: Any) -> Update:
     """Move the keys' last-used hint to ``now`` - except keys another transaction holds a lock on, which are
     skipped rather than waited for (PostgreSQL ``FOR NO KEY UPDATE SKIP LOCKED``; SQLite has one writer). The

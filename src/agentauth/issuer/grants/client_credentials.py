@@ -19,8 +19,7 @@ from agentauth.issuer.audience import resource_param
 from agentauth.issuer.client_auth import REFUSED
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, param, record_refusal
-from agentauth.issuer.grants.jwt_bearer import issue_for_assertion
-from agentauth.issuer.hotpath import ClientCredentialsRequest
+from agentauth.issuer.hotpath import ClientAssertion, ClientCredentialsRequest
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage.records import Agent
 from agentauth.vc import VerificationError, unverified_issuer, verify_agent_assertion
@@ -53,10 +52,11 @@ class ClientCredentialsGrant(Grant):
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         if params.get("client_assertion") is not None or params.get("client_assertion_type") is not None:
             try:
-                return await self._private_key_jwt(params, ctx)
+                request = await self._assertion_request(params, ctx)
             except InvalidClient as failed:
                 await record_refusal(self.core, ctx, self.grant_type, failed)
                 raise
+            return await self.services.client_credentials.issue(request)
         secret = param(params, "client_secret")
         if secret is None:
             refusal = InvalidClient(
@@ -74,7 +74,9 @@ class ClientCredentialsGrant(Grant):
         )
         return await self.services.client_credentials.issue(request)
 
-    async def _private_key_jwt(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+    async def _assertion_request(self, params: dict[str, Any], ctx: RequestContext) -> ClientCredentialsRequest:
+        """A ``private_key_jwt`` request for the issuing round, once its form is right (its refusals before the
+        round are recorded by ``handle``; the round records its own)."""
         if params.get("client_secret") is not None:
             raise InvalidRequest("use one client authentication method: client_secret or client_assertion, not both")
         if param(params, "client_assertion_type") != CLIENT_ASSERTION_TYPE:
@@ -101,8 +103,9 @@ class ClientCredentialsGrant(Grant):
             except VerificationError as exc:
                 raise InvalidClient(REFUSED, debug=f"client_assertion: {exc.code}: {exc.detail}") from exc
 
-        return await issue_for_assertion(
-            self.core, named, verify, resources, param(params, "scope"), ctx, self.grant_type,
-            lambda: InvalidClient(REFUSED, debug=f"client_assertion names no active agent: {named[:80]}"),
-            lambda: InvalidClient(REFUSED, debug="client_assertion jti replayed"),
+        # The API-key requests' batched issuing round (``issuer/hotpath.py``), which records the assertion's
+        # single use and each refusal with its batch.
+        return ClientCredentialsRequest(
+            api_key="", client_id=client_id, scope=param(params, "scope"), resources=resources,
+            slot=await self.core.status.allocate(), ctx=ctx, assertion=ClientAssertion(named, verify),
         )  # fmt: skip
