@@ -219,3 +219,27 @@ async def test_jwt_bearer_grant_with_quickstart_key(server: E2EServer) -> None:
 
         # RFC 7523 section 3: the jti is never accepted twice.
         assert_invalid_grant(await http.post(TOKEN, data={"grant_type": JWT_BEARER, "assertion": assertion}))
+
+
+async def test_an_idle_keep_alive_connection_outlives_the_client_pools_expiry(server: E2EServer) -> None:
+    """A connection left idle as long as httpx's pool keeps one (5 s) still serves the next request on it: the
+    server's keep-alive timeout is longer than the clients', so the client closes first and never sends a request
+    on a connection the server is closing (at uvicorn's default of 5 s, one such request in 1,000 got a ReadError
+    in CI)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = f"GET /health HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    try:
+        for pause in (0.0, httpx.Limits().keepalive_expiry + 1.0):
+            await asyncio.sleep(pause)
+            writer.write(request)
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), timeout=10)
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+    finally:
+        writer.close()

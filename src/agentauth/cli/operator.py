@@ -13,6 +13,11 @@ from agentauth.cli.shared import (
     _settings,
 )
 
+# How long an idle keep-alive connection stays open. uvicorn's default of 5 s equals httpx's pool expiry (5 s;
+# undici's is 4 s): a client reusing a connection at that moment races the server closing it and gets a
+# ReadError on a request it sent. The server waits longer than the clients do, so the client closes first.
+KEEP_ALIVE_SECONDS = 30
+
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (AGENTAUTH_HOST).")] = None,
@@ -36,6 +41,7 @@ def serve(
         # uvicorn believes X-Forwarded-For from any local peer by default; the app applies
         # AGENTAUTH_TRUSTED_PROXIES itself (api.middleware.TrustedProxiesMiddleware).
         proxy_headers=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
