@@ -6,6 +6,7 @@ RFC 7636 is checked to store nothing and issue nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -109,6 +110,42 @@ async def test_code_flow_for_an_agent_of_the_owner(client: httpx.AsyncClient, se
     refreshed = await client.post(paths.TOKEN, data={"grant_type": "refresh_token",
                                                     "refresh_token": tokens["refresh_token"]})  # fmt: skip
     assert_error(refreshed, 400, "invalid_grant")
+
+
+async def test_one_code_presented_at_once_many_times_has_one_winner(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Redemptions are recorded set at a time (with the issuing round): the same code sent 8 times at once is
+    spent once - one token pair, the other requests invalid_grant - and, being presented again, what it issued
+    is revoked (RFC 6749 section 4.1.2). A code whose agent was deactivated since the consent issues nothing."""
+    client_id = await register(client)
+    owner = await owner_with_tenant(client, services, "cy@example.com")
+    verifier, challenge = pkce()
+    query = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
+             "code_challenge": challenge, "code_challenge_method": "S256"}  # fmt: skip
+    answer = redirected(await consent(client, query, act_as=f"agent:{owner['tenant']['agent']['id']}"))
+    form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": REDIRECT,
+            "code_verifier": verifier, "client_id": client_id}  # fmt: skip
+    answers = await asyncio.gather(*(client.post(paths.TOKEN, data=form) for _ in range(8)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [400] * 7, [a.text for a in answers]
+    assert all(a.json()["error"] == "invalid_grant" for a in answers if a.status_code == 400)
+    (won,) = (a.json() for a in answers if a.status_code == 200)
+    seen = ok(await client.post(paths.INTROSPECT, data={"token": won["access_token"],
+                                                       "client_secret": owner["tenant"]["api_key"]}))  # fmt: skip
+    assert seen["active"] is False
+
+    child = {"name": "leaf", "agent_type": "tool"}
+    root_token = owner["tenant"]["access_token"]
+    made = ok(await client.post(paths.AGENTS, json=child, headers=bearer(root_token)), 201)
+    verifier, challenge = pkce()
+    query |= {"code_challenge": challenge}
+    answer = redirected(await consent(client, query, act_as=f"agent:{made['agent']['id']}"))
+    ok(await client.delete(f"{paths.AGENTS}/{made['agent']['id']}", headers=bearer(root_token)))
+    form |= {"code": answer["code"], "code_verifier": verifier}
+    before = ok(await client.get(f"{paths.AGENTS}/{made['agent']['id']}", headers=bearer(root_token)))
+    assert_error(await client.post(paths.TOKEN, data=form), 400, "invalid_grant")
+    assert before["status"] != "active"
 
 
 async def test_refresh_keeps_subject_actor_client_and_audience(client: httpx.AsyncClient, services: Services) -> None:

@@ -29,6 +29,7 @@ from agentauth.storage.models import (
     AgentRow,
     ApiKeyRow,
     AuditEventRow,
+    AuthorizationCodeRow,
     CredentialRow,
     DelegationRow,
     PolicyVersionRow,
@@ -40,6 +41,7 @@ from agentauth.storage.models import (
 from agentauth.storage.policy_reads import PolicyReadsOf
 from agentauth.storage.ports import (
     AssertionUse,
+    CodeRedemption,
     Execute,
     Insert,
     IssuedRows,
@@ -436,6 +438,44 @@ async def test_an_issuing_round_claims_each_assertion_once_for_a_live_unchanged_
         rows = await session.execute(select(UsedAssertionRow.issuer, UsedAssertionRow.jti, UsedAssertionRow.expires_at))
         used = [(row[0], row[1], row[2]) for row in rows]
     assert sorted(used) == [("did:key:z6MkRoot", j, later) for j in ("j-1", "j-2", "j-3", "j-stale")]
+
+
+def code_row(code_hash: str, agent_id: str, expires_at: datetime, used_at: datetime | None = None) -> dict[str, Any]:
+    return {"code_hash": code_hash, "client_id": "https://client.example/app", "redirect_uri": "http://127.0.0.1/cb",
+            "redirect_uri_given": True, "code_challenge": "c" * 43, "owner_id": "own_1", "agent_id": agent_id,
+            "agent_acts": True, "tenant_id": "agt_root", "scopes": ["agents.read"], "resources": None,
+            "family_id": f"fam_{code_hash}", "created_at": CREATED, "expires_at": expires_at,
+            "used_at": used_at}  # fmt: skip
+
+
+async def test_an_issuing_round_spends_each_code_once_for_a_live_agent(store: Store) -> None:
+    """``authorization_code`` redemptions in an issuing round: one statement spends the codes still unused and
+    unexpired whose agent is active - a code used before, expired, or named twice in the round is spent at most
+    once, and a code whose agent is gone is left unused; nothing fails the round."""
+    await seed(store)
+    later = NOW + timedelta(minutes=1)
+    async with store.neutral.begin() as session:
+        await session.execute(insert(AuthorizationCodeRow), [
+            code_row("h-fresh", "agt_root", later), code_row("h-twice", "agt_root", later),
+            code_row("h-used", "agt_root", later, used_at=CREATED), code_row("h-expired", "agt_root", NOW),
+            code_row("h-gone", "agt_gone", later),
+        ])  # fmt: skip
+    views: list[RoundView] = []
+
+    def plan(view: RoundView) -> IssuedRows:
+        views.append(view)
+        return IssuedRows(now=NOW)
+
+    named = ("h-fresh", "h-twice", "h-twice", "h-used", "h-expired", "h-gone", "h-unknown")
+    redemptions = [CodeRedemption(h, "agt_gone" if h == "h-gone" else "agt_root", NOW) for h in named]
+    await store.ports.record_round([], plan, (), redemptions)
+    await store.ports.record_round([], plan, (), redemptions[:2])
+    assert views[0].agents == {"agt_root": AGENTS["agt_root"]["updated_at"]}
+    assert views[0].redeemed == {"h-fresh", "h-twice"} and views[1].redeemed == set()
+    async with store.neutral() as session:
+        rows = await session.execute(select(AuthorizationCodeRow.code_hash, AuthorizationCodeRow.used_at))
+        used = {row[0]: row[1] for row in rows}
+    assert used == {"h-fresh": NOW, "h-twice": NOW, "h-used": CREATED, "h-expired": None, "h-gone": None}
 
 
 async def assert_stored_as_sqlalchemy_stores(store: Store) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentauth.errors import AgentAuthError, InvalidClient, TemporarilyUnavailable
+from agentauth.errors import AgentAuthError, InvalidClient, InvalidGrant, TemporarilyUnavailable
 from agentauth.issuer import audit
 from agentauth.issuer.client_auth import REFUSED, check_api_key
 from agentauth.issuer.context import RequestContext
@@ -34,7 +34,7 @@ from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key
 from agentauth.storage.batch import MicroBatcher
-from agentauth.storage.ports import AssertionUse, IssuedRows, RoundView
+from agentauth.storage.ports import AssertionUse, CodeRedemption, IssuedRows, RoundView
 from agentauth.storage.records import Agent, ApiKey, AuditOutcome, Revoked, RevokedFamily, TokenState
 from agentauth.vc import StatusEntry
 
@@ -87,12 +87,33 @@ class _Signed:
     use: AssertionUse | None = None  # an assertion's single use, with the agent state it was signed from
 
 
+@dataclass(frozen=True, slots=True)
+class SignedRedemption:
+    """An ``authorization_code`` redemption its grant judged and signed (``grants/authorization_code.py``), for
+    the issuing round to record: the code spent (``CodeRedemption``) only if its agent is still active and the
+    code still unused, the pair and its audit event recorded with it. ``inactive``/``spent`` are what the round
+    answers when the agent was deactivated meanwhile / when the code was used (or expired) meanwhile; the grant
+    records refusals itself."""
+
+    redemption: CodeRedemption
+    tokens: TokenResponse
+    credential_row: dict[str, Any]
+    refresh_row: dict[str, Any]
+    event: dict[str, Any]
+    inactive: InvalidGrant
+    spent: InvalidGrant
+
+    @property
+    def now(self) -> datetime:
+        return self.redemption.at
+
+
 class ClientCredentialsIssuer:
     def __init__(self, core: IssuerCore) -> None:
         self.core = core
         batch = core.settings.batch_max_size
         self._prepare: MicroBatcher[ClientCredentialsRequest, _Signed] = MicroBatcher(self._prepare_round, batch)
-        self._commit: MicroBatcher[_Signed, TokenResponse] = MicroBatcher(self._commit_round, batch)
+        self._commit: MicroBatcher[_Signed | SignedRedemption, TokenResponse] = MicroBatcher(self._commit_round, batch)
         # prefix -> (monotonic time read, key, agent). Only found keys are kept; stage 2 decides with fresh data.
         self._snapshots: OrderedDict[str, tuple[float, ApiKey, Agent]] = OrderedDict()
 
@@ -106,6 +127,11 @@ class ClientCredentialsIssuer:
                 else:
                     self._snapshots.pop(api_key_lookup_prefix(request.api_key), None)
         raise TemporarilyUnavailable("the client is being updated; retry")
+
+    async def redeem(self, signed: SignedRedemption) -> TokenResponse:
+        """Record an ``authorization_code`` redemption with the next issuing round (one statement spends the
+        round's codes, one reads their agents live, one insert per table)."""
+        return await self._commit.submit(signed)
 
     async def _lookup(self, prefixes: Sequence[str]) -> dict[str, tuple[ApiKey, Agent]]:
         """Keys and agents by prefix: recent snapshots, the rest in one query on the read engine. Measured: the
@@ -181,16 +207,22 @@ class ClientCredentialsIssuer:
         use = AssertionUse(agent.id, agent.updated_at, agent.did, str(claims["jti"]), exp)
         return _Signed(request, now, None, tokens, None, agent, credential_row, refresh_row, use)
 
-    async def _commit_round(self, signed: Sequence[_Signed]) -> list[TokenResponse | BaseException]:
+    async def _commit_round(self, signed: Sequence[_Signed | SignedRedemption]) -> list[TokenResponse | BaseException]:
         results: list[TokenResponse | BaseException] = []
+        issued = [s for s in signed if isinstance(s, _Signed)]
+        redemptions = [s.redemption for s in signed if isinstance(s, SignedRedemption)]
 
         def plan(view: RoundView) -> IssuedRows:
             # Runs inside the write transaction, once SQL has said which keys and agents are still live (with the
-            # time each agent was last changed) and which assertions this round recorded as used.
+            # time each agent was last changed), which assertions this round recorded as used, which codes it spent.
             results.clear()
             rows = IssuedRows(now=signed[-1].now)
             live, spent = view.keys, set()
+            codes: set[str] = set()
             for item in signed:
+                if isinstance(item, SignedRedemption):
+                    results.append(self._redeemed(item, view, codes, rows))
+                    continue
                 request, now, key, agent, refusal = item.request, item.now, item.key, item.agent, item.refusal
                 use = item.use
                 if refusal is None and use is not None:
@@ -232,9 +264,26 @@ class ClientCredentialsIssuer:
                 results.append(item.tokens)
             return rows
 
-        keys = sorted({s.key.id for s in signed if s.key})
-        await self.core.ports.issuance.record_round(keys, plan, [s.use for s in signed if s.use and not s.refusal])
+        keys = sorted({s.key.id for s in issued if s.key})
+        assertions = [s.use for s in issued if s.use and not s.refusal]
+        await self.core.ports.issuance.record_round(keys, plan, assertions, redemptions)
         return results
+
+    @staticmethod
+    def _redeemed(
+        item: SignedRedemption, view: RoundView, codes: set[str], rows: IssuedRows
+    ) -> TokenResponse | BaseException:
+        """A redemption's outcome in the round's plan: its rows added, or the refusal (the grant records it)."""
+        code = item.redemption
+        if code.agent_id not in view.agents:
+            return item.inactive
+        if code.code_hash not in view.redeemed or code.code_hash in codes:
+            return item.spent  # used before (or by an earlier request of this round), or expired meanwhile
+        codes.add(code.code_hash)
+        rows.credentials.append(item.credential_row)
+        rows.refresh_tokens.append(item.refresh_row)
+        rows.audit_events.append(item.event)
+        return item.tokens
 
     @staticmethod
     def _audit(

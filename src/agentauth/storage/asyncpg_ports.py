@@ -77,13 +77,16 @@ from agentauth.storage.models import (
 )
 from agentauth.storage.ports import (
     AssertionUse,
+    CodeRedemption,
     IssuancePlan,
     Query,
     RevokedAudit,
     RoundView,
     WritePlan,
     assertions_to_claim,
+    codes_to_redeem,
     revoked_families,
+    round_agents,
 )
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
@@ -115,6 +118,7 @@ async def _live(connection: asyncpg.Connection, statement: Any, ids: Sequence[st
 
 
 _TOUCH_KEYS = compile_pg(statements.touch_keys(None, bindparam("now", type_=UTCDateTime())))
+_REDEEM_CODES = compile_pg(statements.redeem_codes(None, bindparam("now", type_=UTCDateTime())))
 _REVOKE = compile_pg(statements.revoke_credentials(None, bindparam("now", type_=UTCDateTime())))
 _FAMILIES_OF = compile_pg(statements.families_of(None))
 _REVOKE_FAMILIES = compile_pg(statements.revoke_families(None))
@@ -278,17 +282,23 @@ class AsyncpgPorts:
         key_ids: Sequence[str],
         plan: IssuancePlan,
         assertions: Sequence[AssertionUse] = (),
+        redemptions: Sequence[CodeRedemption] = (),
     ) -> None:
         async with self._write() as connection:
             keys = await _live(connection, _LIVE_KEYS, key_ids)
-            agents = await _live(connection, _LIVE_AGENTS, [a.agent_id for a in assertions])
+            agents = await _live(connection, _LIVE_AGENTS, round_agents(assertions, redemptions))
             claimed: frozenset[tuple[str, str]] = frozenset()
             if claims := assertions_to_claim(assertions, agents):
                 recorded = await connection.fetch(
                     _CLAIM, [a.issuer for a in claims], [a.jti for a in claims], [a.expires_at for a in claims]
                 )
                 claimed = frozenset((row[0], row[1]) for row in recorded)
-            rows = plan(RoundView(keys, agents, claimed))
+            redeemed: frozenset[str] = frozenset()
+            hashes, at = codes_to_redeem(redemptions, agents)
+            if hashes:
+                spent = await fetch(connection, _REDEEM_CODES, keys=hashes, now=at)
+                redeemed = frozenset(row[0] for row in spent)
+            rows = plan(RoundView(keys, agents, claimed, redeemed))
             await insert_many(connection, CredentialRow.__table__, rows.credentials)
             await insert_many(connection, RefreshTokenRow.__table__, rows.refresh_tokens)
             await insert_many(connection, AuditEventRow.__table__, rows.audit_events)

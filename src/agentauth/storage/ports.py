@@ -68,22 +68,48 @@ class AssertionUse:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeRedemption:
+    """An issuing round's ``authorization_code`` redemption: the code ``code_hash`` is spent at ``at`` - only if
+    it is unused and unexpired then and agent ``agent_id`` (whom its token acts for) is still active."""
+
+    code_hash: str
+    agent_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RoundView:
     """What an issuing round found in its write transaction, before it decides what to record: ``keys`` - key id
     -> ``updated_at`` of its agent, for the round's keys still active and owned by an active agent; ``agents`` -
-    agent id -> ``updated_at``, for the agents of the round's assertions still active; ``claimed`` - the (issuer,
-    jti) of the assertions the round recorded as used (see ``AssertionUse``; one whose agent is live and
-    unchanged but which is not among them was used before: a replay)."""
+    agent id -> ``updated_at``, for the agents of the round's assertions and redemptions still active;
+    ``claimed`` - the (issuer, jti) of the assertions the round recorded as used (see ``AssertionUse``; one whose
+    agent is live and unchanged but which is not among them was used before: a replay); ``redeemed`` - the codes
+    the round spent (one whose agent is live but which is not among them was used before, or expired)."""
 
     keys: Mapping[str, datetime]
     agents: Mapping[str, datetime] = field(default_factory=dict)
     claimed: frozenset[tuple[str, str]] = frozenset()
+    redeemed: frozenset[str] = frozenset()
 
 
 def assertions_to_claim(assertions: Sequence[AssertionUse], agents: Mapping[str, datetime]) -> list[AssertionUse]:
     """For the implementations: the assertions whose agent is live and unchanged, each (issuer, jti) once."""
     unique = {(a.issuer, a.jti): a for a in reversed(assertions) if agents.get(a.agent_id) == a.agent_seen}
     return list(unique.values())
+
+
+def codes_to_redeem(
+    redemptions: Sequence[CodeRedemption], agents: Mapping[str, datetime]
+) -> tuple[list[str], datetime | None]:
+    """For the implementations: the codes to spend (those whose agent is live, each once, sorted) and the instant
+    they are spent at (the round's latest)."""
+    hashes = sorted({r.code_hash for r in redemptions if r.agent_id in agents})
+    return hashes, max((r.at for r in redemptions), default=None)
+
+
+def round_agents(assertions: Sequence[AssertionUse], redemptions: Sequence[CodeRedemption]) -> list[str]:
+    """For the implementations: the agents a round reads live (sorted, once each)."""
+    return sorted({a.agent_id for a in assertions} | {r.agent_id for r in redemptions})
 
 
 # Decides, inside the round's write transaction, what to record - given what the round found (``RoundView``).
@@ -125,11 +151,13 @@ class IssuanceRounds(Protocol):
         key_ids: Sequence[str],
         plan: IssuancePlan,
         assertions: Sequence[AssertionUse] = (),
+        redemptions: Sequence[CodeRedemption] = (),
     ) -> None:
         """One write transaction: find which of ``key_ids`` are still live (active, agent active - the same rule
-        as ``ApiKey.usable_at`` minus the expiry stage 1 checked) and which agents of ``assertions`` are still
-        active, record those assertions not used before whose agent is unchanged (``AssertionUse``; one
-        statement, a replay skipped, not failing the round), let ``plan`` decide from that
+        as ``ApiKey.usable_at`` minus the expiry stage 1 checked) and which agents of ``assertions`` and
+        ``redemptions`` are still active, record those assertions not used before whose agent is unchanged
+        (``AssertionUse``; one statement, a replay skipped, not failing the round), spend the codes of live agents
+        still unused and unexpired (``CodeRedemption``; one statement), let ``plan`` decide from that
         (``RoundView``) what to record, insert its rows (one statement per table) and move the touched keys'
         last-used time. A concurrent revocation either committed before - and is seen - or waits for this round
         and then revokes what it recorded. If any insert fails, nothing of the round is recorded."""

@@ -36,6 +36,7 @@ from agentauth.storage.models import (
 )
 from agentauth.storage.ports import (
     AssertionUse,
+    CodeRedemption,
     Execute,
     Insert,
     IssuancePlan,
@@ -44,7 +45,9 @@ from agentauth.storage.ports import (
     RoundView,
     WritePlan,
     assertions_to_claim,
+    codes_to_redeem,
     revoked_families,
+    round_agents,
 )
 from agentauth.storage.records import Agent, ApiKey, CredentialKind, Revoked, StatusListState, TokenState
 from agentauth.storage.refresh_tokens import FAMILY_REVOKE_PASSES
@@ -206,10 +209,11 @@ class SqlAlchemyPorts:
         key_ids: Sequence[str],
         plan: IssuancePlan,
         assertions: Sequence[AssertionUse] = (),
+        redemptions: Sequence[CodeRedemption] = (),
     ) -> None:
         async with self._sessions.begin() as session:
             lock = _postgres(session)
-            keys, agents = sorted(set(key_ids)), sorted({a.agent_id for a in assertions})
+            keys, agents = sorted(set(key_ids)), round_agents(assertions, redemptions)
             live = await live_api_keys(session, keys, lock=lock) if keys else {}
             found = (
                 [(r[0], r[1]) for r in await session.execute(statements.live_agents(agents, lock))] if agents else []
@@ -222,7 +226,12 @@ class SqlAlchemyPorts:
                     claim.on_conflict_do_nothing().returning(UsedAssertionRow.issuer, UsedAssertionRow.jti)
                 )
                 claimed = frozenset((row[0], row[1]) for row in recorded)
-            rows = plan(RoundView(live, active, claimed))
+            redeemed: frozenset[str] = frozenset()
+            hashes, at = codes_to_redeem(redemptions, active)
+            if hashes:
+                spent = await session.execute(statements.redeem_codes(hashes, at))
+                redeemed = frozenset(row[0] for row in spent)
+            rows = plan(RoundView(live, active, claimed, redeemed))
             await _insert_many(session, CredentialRow, rows.credentials)
             await _insert_many(session, RefreshTokenRow, rows.refresh_tokens)
             await _insert_many(session, AuditEventRow, rows.audit_events)

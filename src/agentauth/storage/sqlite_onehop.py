@@ -33,6 +33,7 @@ from agentauth.storage.failures import translate
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow, UTCDateTime
 from agentauth.storage.ports import (
     AssertionUse,
+    CodeRedemption,
     Execute,
     IssuancePlan,
     Query,
@@ -41,7 +42,9 @@ from agentauth.storage.ports import (
     RoundView,
     WritePlan,
     assertions_to_claim,
+    codes_to_redeem,
     revoked_families,
+    round_agents,
 )
 from agentauth.storage.records import (
     Agent,
@@ -61,6 +64,7 @@ _LIVE_AGENTS = statements.compile_sqlite(statements.live_agents(None))
 _CLAIM = "INSERT INTO used_assertions (issuer, jti, expires_at) VALUES"
 _NOW: Any = bindparam("now")
 _TOUCH_KEYS = statements.compile_sqlite(statements.touch_keys(None, _NOW))
+_REDEEM_CODES = statements.compile_sqlite(statements.redeem_codes(None, _NOW))
 _REVOKE = statements.compile_sqlite(statements.revoke_credentials(None, _NOW))
 _FAMILIES_OF = statements.compile_sqlite(statements.families_of(None))
 _REVOKE_FAMILIES = statements.compile_sqlite(statements.revoke_families(None))
@@ -198,12 +202,28 @@ def _claim(assertions: Sequence[AssertionUse], connection: sqlite3.Connection) -
     return frozenset((issuer, jti) for issuer, jti in connection.execute(sql, params))
 
 
+def _redeem(
+    redemptions: Sequence[CodeRedemption], agents: Mapping[str, datetime], connection: sqlite3.Connection
+) -> frozenset[str]:
+    """Spend the round's codes whose agent is live, in one statement: those it spent."""
+    hashes, at = codes_to_redeem(redemptions, agents)
+    if not hashes or at is None:
+        return frozenset()
+    params = _REDEEM_CODES.params(keys=_keys(hashes), now=sqlite_datetime(at))
+    return frozenset(code_hash for (code_hash,) in connection.execute(_REDEEM_CODES.sql, params))
+
+
 def _round(
-    key_ids: list[str], plan: IssuancePlan, assertions: Sequence[AssertionUse], connection: sqlite3.Connection
+    key_ids: list[str],
+    plan: IssuancePlan,
+    assertions: Sequence[AssertionUse],
+    redemptions: Sequence[CodeRedemption],
+    connection: sqlite3.Connection,
 ) -> None:
-    agents = _live(_LIVE_AGENTS, sorted({a.agent_id for a in assertions}), connection)
+    agents = _live(_LIVE_AGENTS, round_agents(assertions, redemptions), connection)
     claimed = _claim(assertions_to_claim(assertions, agents), connection)
-    view = RoundView(_live(_LIVE_KEYS, key_ids, connection), agents, claimed)
+    redeemed = _redeem(redemptions, agents, connection)
+    view = RoundView(_live(_LIVE_KEYS, key_ids, connection), agents, claimed, redeemed)
     rows = plan(view)
     _insert_many(connection, CredentialRow.__table__, rows.credentials)
     _insert_many(connection, RefreshTokenRow.__table__, rows.refresh_tokens)
@@ -412,8 +432,9 @@ class SqliteOneHopPorts:
         key_ids: Sequence[str],
         plan: IssuancePlan,
         assertions: Sequence[AssertionUse] = (),
+        redemptions: Sequence[CodeRedemption] = (),
     ) -> None:
-        await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan, assertions))
+        await self._writes.write(functools.partial(_round, sorted(set(key_ids)), plan, assertions, redemptions))
 
     async def revoke_round(self, jtis: Sequence[str], now: datetime, audit: RevokedAudit) -> list[Revoked]:
         return await self._writes.write(functools.partial(_revoke_round, list(dict.fromkeys(jtis)), now, audit))

@@ -45,6 +45,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from agentauth.storage.models import (
     AgentRow,
     ApiKeyRow,
+    AuthorizationCodeRow,
     CredentialRow,
     DelegationRow,
     PolicyRow,
@@ -149,6 +150,18 @@ def live_agents(agent_ids: Sequence[str] | None, lock: bool = False) -> Select[s
         keys_in(AgentRow.id, agent_ids), AgentRow.status == AgentStatus.ACTIVE
     )
     return query.order_by(AgentRow.id).with_for_update(read=True) if lock else query
+
+
+def redeem_codes(hashes: Sequence[str] | None, now: Any) -> Update:
+    """Spend those of the authorization codes ``hashes`` still unused and unexpired at ``now``; returns the hashes
+    it spent (a code used before, or expired, is left as it is)."""
+    code = AuthorizationCodeRow
+    return (
+        update(code)
+        .where(keys_in(code.code_hash, hashes), code.used_at.is_(None), code.expires_at > now)
+        .values(used_at=now)
+        .returning(code.code_hash)
+    )
 
 
 def touch_keys(key_ids: Sequence[str] | None, now: Any) -> Update:

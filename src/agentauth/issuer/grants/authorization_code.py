@@ -9,8 +9,9 @@ its first redemption started (section 4.1.2: "SHOULD revoke ... all tokens previ
 authorization code"). The token's ``sub`` is the owner, ``act`` the agent when one was chosen, ``client_id`` the
 client; ``resource`` may narrow the consented resources (RFC 8707 section 2.2).
 
-On the general ports, like ``jwt_bearer``: one read (for a registered client, one statement: the registration and
-the code), the pair signed outside any transaction, one write plan.
+One read (for a registered client, one statement: the registration and the code), the pair signed outside any
+transaction, then recorded with the API keys' next issuing round (``hotpath.SignedRedemption``): one statement
+spends the round's codes, set at a time, if unused and their agents still active.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from agentauth.issuer.authorization_codes import GRANT_AUTHORIZATION_CODE
 from agentauth.issuer.clients import OAuthClient
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.grants.base import Grant, Parameter, param, record_refusal, required_param
+from agentauth.issuer.hotpath import SignedRedemption
 from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage import authorization_statements as sql
-from agentauth.storage import grant_statements
-from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow
-from agentauth.storage.ports import Insert, Query, Require, WritePlan
+from agentauth.storage.ports import CodeRedemption, Query
 from agentauth.storage.records import Agent
 
 # RFC 7636 section 4.1: code_verifier = 43*128unreserved.
@@ -144,21 +144,15 @@ class AuthorizationCodeGrant(Grant):
             details={"grant_type": GRANT_AUTHORIZATION_CODE, "client_id": client.client_id[:200]},
         )  # fmt: skip
         spent = InvalidGrant(invalid.description, debug="lost the redemption")
+        signed = SignedRedemption(
+            CodeRedemption(code_hash, agent.id, now), tokens, access_row, refresh_row, event, inactive, spent
+        )
         try:
-            await self.core.ports.writes.run(
-                WritePlan((
-                    Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive),
-                    Require(sql.REDEEM, {"hash": code_hash, "now": now}, 1, spent),
-                    Insert.of(CredentialRow.__table__, access_row),
-                    Insert.of(RefreshTokenRow.__table__, refresh_row),
-                    Insert.of(AuditEventRow.__table__, event),
-                ))
-            )  # fmt: skip
+            return await self.services.client_credentials.redeem(signed)
         except InvalidGrant as exc:
             if exc is spent:
                 await self._replayed(code, ctx, now)
             raise
-        return tokens
 
     async def _replayed(self, code: sql.AuthorizationCode, ctx: RequestContext, now: Any) -> None:
         """A code presented a second time: revoke what its first redemption issued, then refuse."""
