@@ -11,7 +11,10 @@
      per table (tokens, refresh tokens, audit events) and one commit for the whole round.
 
   While one round commits, the next one is being prepared (on SQLite, by another worker process too): the
-  writer lock is held only for the re-check and the inserts.
+  writer lock is held only for the re-check and the inserts. ``private_key_jwt`` requests take the same two
+  stages (their agent from a snapshot, re-checked unchanged; their assertion's single use recorded by the
+  round), and ``authorization_code`` redemptions, signed by their grant, join stage 2 (``SignedRedemption``:
+  the round spends their codes).
 * looking up the state of presented tokens (every authenticated request, introspection): one joined query
   gives revocation, expiry, the owning agent and its tenant's policy version for every waiting request.
 """
