@@ -17,6 +17,7 @@ what a resource server answers in ``WWW-Authenticate: DPoP`` (section 7.1).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Mapping
@@ -174,8 +175,11 @@ def check_proof(
         raise _refused("iat must be a number")
     if iat > at + leeway or iat < at - window:
         raise _refused("iat is outside the accepted window")
-    if access_token is not None and claims.get("ath") != access_token_hash(access_token):
-        raise _refused("ath is not the hash of the access token")
+    if access_token is not None:
+        ath = claims.get("ath")
+        # Constant time: a timing difference would tell an attacker how much of a token's hash it guessed.
+        if not isinstance(ath, str) or not hmac.compare_digest(ath.encode(), access_token_hash(access_token).encode()):
+            raise _refused("ath is not the hash of the access token")
     if nonce is not None and claims.get("nonce") != nonce:
         raise VerificationError(USE_DPOP_NONCE, "the proof must carry the server's current nonce")
     # Section 11.1: each jti once per target URI within the window.
