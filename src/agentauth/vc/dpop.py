@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -105,7 +106,7 @@ def _decode(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _public_key(alg: str, jwk: Any) -> PublicKey | P256PublicKey:
+def _public_key(alg: str, jwk: Any) -> _Key:
     if not isinstance(jwk, dict):
         raise _refused("the header carries no jwk object")
     if PRIVATE_MEMBERS & set(jwk):
@@ -113,10 +114,29 @@ def _public_key(alg: str, jwk: Any) -> PublicKey | P256PublicKey:
     kty, crv = ALGORITHMS[alg]
     if jwk.get("kty") != kty or jwk.get("crv") != crv:
         raise _refused(f"alg {alg} needs a {kty} {crv} key")
+    x, y = jwk.get("x"), jwk.get("y")
+    if not isinstance(x, str) or not (y is None or isinstance(y, str)):
+        raise _refused("jwk: the key's coordinates must be strings")
     try:
-        return PublicKey.from_jwk(jwk) if kty == "OKP" else P256PublicKey.from_jwk(jwk)
+        return _parsed_key(kty, crv, x, y)
     except JwkError as exc:
         raise _refused(f"jwk: {exc}") from exc
+
+
+@lru_cache(maxsize=4096)
+def _parsed_key(kty: str, crv: str, x: str, y: str | None) -> _Key:
+    """A client signs its proofs with one key: parsed (and its thumbprint computed) once per key, not per
+    proof. A key that fails to parse raises, which is not cached."""
+    jwk = {"kty": kty, "crv": crv, "x": x} | ({} if y is None else {"y": y})
+    key = PublicKey.from_jwk(jwk) if kty == "OKP" else P256PublicKey.from_jwk(jwk)
+    return _Key(key, key.thumbprint(), key.jwk())
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    key: PublicKey | P256PublicKey
+    jkt: str
+    jwk: dict[str, str]
 
 
 def check_proof(
@@ -156,7 +176,7 @@ def check_proof(
         signature = b64url_decode(segments[2])
     except ValueError as exc:
         raise _refused("the signature is not base64url") from exc
-    if not key.verify(signature, f"{segments[0]}.{segments[1]}".encode("ascii")):
+    if not key.key.verify(signature, f"{segments[0]}.{segments[1]}".encode("ascii")):
         raise _refused("the signature does not verify with the header's jwk")
     jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
     if not isinstance(jti, str) or not jti or len(jti) > 256:
@@ -185,7 +205,7 @@ def check_proof(
     # Section 11.1: each jti once per target URI within the window.
     if not replay.consume(f"{target}\n{jti}", until=at + window + leeway, now=at):
         raise _refused("the proof was used before (jti replayed)")
-    return Proof(key.thumbprint(), key.jwk(), claims)
+    return Proof(key.jkt, dict(key.jwk), claims)
 
 
 def create_proof(
