@@ -715,7 +715,7 @@ def main() -> None:
                 f"   private_key_jwt {row.pkjwt.rate:,.0f}/s  p50 {row.pkjwt.percentile_ms(50):.1f} ms  "
                 f"p99 {row.pkjwt.percentile_ms(99):.1f} ms  statuses {dict(row.pkjwt.statuses)} errors "
                 f"{dict(row.pkjwt.errors)}  assertions signed during the phase: {row.pkjwt_late}  "
-                f"cores used: {cores(row.pkjwt.cpu)}",
+                f"cores used: {cores(row.pkjwt.cpu)}\n     per second: {row.pkjwt.timeline()}",
                 flush=True,
             )
             print(
@@ -723,7 +723,7 @@ def main() -> None:
                 f"p99 {row.code.percentile_ms(99):.1f} ms  statuses {dict(row.code.statuses)} errors "
                 f"{dict(row.code.errors)}  in {row.code_slices} timed slices ({row.code.seconds:.1f} s), codes minted "
                 f"between them at {row.mint_rate:,.0f}/s  "
-                f"cores used: {cores(row.code.cpu)}",
+                f"cores used: {cores(row.code.cpu)}\n     per second: {row.code.timeline()}",
                 flush=True,
             )
             rows.append(row)

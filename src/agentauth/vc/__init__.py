@@ -15,6 +15,7 @@ from agentauth.vc.credentials import (
     jwt_digest,
     new_credential_id,
 )
+from agentauth.vc.dpop import DPoPRequest, Proof, check_proof, create_proof
 from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import ALLOWED_ALGORITHMS
 from agentauth.vc.nonces import NonceRegistry
@@ -39,9 +40,11 @@ __all__ = [
     "MIN_LIST_SIZE",
     "STATUS_LIST_CREDENTIAL",
     "CredentialIssuer",
+    "DPoPRequest",
     "DelegationLink",
     "DirectoryStatusLists",
     "NonceRegistry",
+    "Proof",
     "StaticStatusLists",
     "StatusEntry",
     "StatusList",
@@ -52,8 +55,10 @@ __all__ = [
     "VerifiedToken",
     "Verifier",
     "check_chain",
+    "check_proof",
     "create_agent_assertion",
     "create_presentation",
+    "create_proof",
     "jwt_digest",
     "new_credential_id",
     "random_free_index",

@@ -134,8 +134,10 @@ class CredentialIssuer:
         act: Mapping[str, Any] | None = None,
         delegation_chain: Sequence[str] | None = None,
         jti: str | None = None,
+        dpop_jkt: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """An ``AgentAccessCredential`` access token (RFC 9068 JWT profile + VC claim). Returns (jwt, claims)."""
+        """An ``AgentAccessCredential`` access token (RFC 9068 JWT profile + VC claim). Returns (jwt, claims).
+        ``dpop_jkt``: the token is bound to that DPoP key (RFC 9449 section 6.1, ``cnf.jkt``)."""
         issued = _ts(now)
         subject = {"id": subject_did, **subject_claims} if subject_claims else {"id": subject_did}
         claims: dict[str, Any] = {
@@ -154,6 +156,8 @@ class CredentialIssuer:
             claims["act"] = dict(act)
         if delegation_chain:
             claims["delegation_chain"] = list(delegation_chain)
+        if dpop_jkt is not None:
+            claims["cnf"] = {"jkt": dpop_jkt}
         return self._sign(TYP_ACCESS_TOKEN, claims), claims
 
     def issue_identity_credential(

@@ -69,6 +69,19 @@ class Proof:
     claims: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class DPoPRequest:
+    """What a resource server hands the verifier with a token sent as ``Authorization: DPoP <token>``: the
+    ``DPoP`` header's proof, the request's method and URI, its replay cache and, if it requires one, the nonce it
+    gave the client (``USE_DPOP_NONCE`` otherwise)."""
+
+    proof: str
+    method: str
+    uri: str
+    replay: ReplayCache
+    nonce: str | None = None
+
+
 def _refused(detail: str) -> VerificationError:
     return VerificationError(INVALID_DPOP_PROOF, detail)
 

@@ -32,6 +32,12 @@ NONCE_MISMATCH: Final = "nonce_mismatch"
 NONCE_REPLAYED: Final = "nonce_replayed"
 INVALID_DID: Final = "invalid_did"
 WEAK_KEY: Final = "weak_key"  # a did:key of small order or non-canonical encoding (keys/weak.py)
+# RFC 9449: a DPoP-bound token (``cnf.jkt``) shown without a proof, i.e. as a bearer token (section 7.1); a proof
+# by another key than the token's; a DPoP proof with a token that is not bound. Proof failures themselves are
+# ``vc.dpop``'s ``invalid_dpop_proof`` / ``use_dpop_nonce``.
+DPOP_REQUIRED: Final = "dpop_required"
+DPOP_KEY_MISMATCH: Final = "dpop_key_mismatch"
+NOT_DPOP_BOUND: Final = "not_dpop_bound"
 CHAIN_BROKEN: Final = "chain_broken"
 CHAIN_SCOPE_WIDENED: Final = "chain_scope_widened"
 CHAIN_DEPTH_EXCEEDED: Final = "chain_depth_exceeded"

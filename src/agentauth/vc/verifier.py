@@ -14,6 +14,7 @@ check and its error are the same either way.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from agentauth.vc.credentials import (
     TYP_JWT,
     VERIFIABLE_PRESENTATION,
 )
+from agentauth.vc.dpop import DPoPRequest, check_proof
 from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import decode_compact, parse_compact
 from agentauth.vc.nonces import NonceRegistry
@@ -68,6 +70,23 @@ def _consented_actor(claims: Mapping[str, Any]) -> bool:
         and isinstance(subject.get("actingAgent"), str)
         and act["sub"] == subject["actingAgent"]
     )
+
+
+def _check_binding(token: str, claims: Mapping[str, Any], dpop: DPoPRequest | None, ts: float) -> None:
+    """RFC 9449 section 7.1: a bound token with a proof by its key, an unbound one without any."""
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if cnf is not None and not isinstance(jkt, str):
+        raise VerificationError(e.MALFORMED, "cnf must be an object carrying jkt")
+    if dpop is None:
+        raise VerificationError(e.DPOP_REQUIRED, "the token is DPoP-bound: it needs a proof, not the Bearer scheme")
+    if jkt is None:
+        raise VerificationError(e.NOT_DPOP_BOUND, "a DPoP proof came with a token that is not DPoP-bound")
+    proof = check_proof(
+        dpop.proof, method=dpop.method, uri=dpop.uri, replay=dpop.replay, access_token=token, nonce=dpop.nonce, now=ts
+    )
+    if not hmac.compare_digest(proof.jkt.encode(), jkt.encode()):
+        raise VerificationError(e.DPOP_KEY_MISMATCH, "the proof is signed by another key than the token is bound to")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +257,13 @@ class Verifier:
     # -- access tokens ----------------------------------------------------------------------------------
 
     def verify_access_token(
-        self, token: str, *, audience: str | None = None, now: datetime | None = None
+        self, token: str, *, audience: str | None = None, now: datetime | None = None, dpop: DPoPRequest | None = None
     ) -> VerifiedToken:
-        """An ``AgentAccessCredential`` (RFC 9068 profile), including any delegation chain inside it."""
+        """An ``AgentAccessCredential`` (RFC 9068 profile), including any delegation chain inside it.
+
+        A token bound to a DPoP key (``cnf.jkt``, RFC 9449 section 6) verifies only with ``dpop``, its request's
+        proof by that key (``vc.dpop.check_proof``, with ``ath`` of this token): shown as a bearer token it is
+        refused (``DPOP_REQUIRED``). With ``dpop``, an unbound token is refused (``NOT_DPOP_BOUND``)."""
         moment = now if now is not None else self._clock()  # _now, inline
         ts = moment.timestamp()
         header, claims = self._signed(token, TYP_ACCESS_TOKEN)
@@ -279,6 +302,8 @@ class Verifier:
                 auds = aud if type(aud) is list or isinstance(aud, list) else [aud]
                 if audience not in auds:
                     raise VerificationError(e.INVALID_AUDIENCE, f"audience {audience!r} not in {auds!r}")
+        if dpop is not None or "cnf" in claims:
+            _check_binding(token, claims, dpop, ts)
         self._status(claims["vc"], moment, ts)
         chain: tuple[DelegationLink, ...] = ()
         if "act" in claims and "delegation_chain" not in claims and _consented_actor(claims):
