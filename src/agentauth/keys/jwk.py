@@ -58,7 +58,8 @@ def b64url_decode(value: str, *, canonical: bool = True) -> bytes:
     return raw
 
 
-def _key_bytes(jwk: Mapping[str, Any], member: str) -> bytes:
+def key_bytes(jwk: Mapping[str, Any], member: str) -> bytes:
+    """The 32 bytes of base64url member ``member`` (an Ed25519 ``x``/``d``, a P-256 coordinate)."""
     value = jwk.get(member)
     if not isinstance(value, str):
         raise JwkError("invalid_jwk", f"JWK member {member!r} is missing")
@@ -79,7 +80,7 @@ def parse_public_jwk(jwk: Mapping[str, Any]) -> bytes:
         raise JwkError("unsupported_key_type", "JWK kty must be 'OKP'")
     if jwk.get("crv") != "Ed25519":
         raise JwkError("unsupported_key_type", "JWK crv must be 'Ed25519'")
-    public = _key_bytes(jwk, "x")
+    public = key_bytes(jwk, "x")
     if (reason := weak_key_reason(public)) is not None:
         raise JwkError(WEAK_KEY, f"JWK member 'x': {reason}")
     return public
@@ -87,7 +88,7 @@ def parse_public_jwk(jwk: Mapping[str, Any]) -> bytes:
 
 def parse_private_jwk(jwk: Mapping[str, Any]) -> tuple[bytes, bytes]:
     """(seed, public key) of a private Ed25519 JWK; the RFC 8037 ``d`` member is the 32-byte seed."""
-    return _key_bytes(jwk, "d"), parse_public_jwk(jwk)
+    return key_bytes(jwk, "d"), parse_public_jwk(jwk)
 
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:

@@ -15,22 +15,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from agentauth.keys.jwk import JwkError, b64url_decode, b64url_encode
+from agentauth.keys.jwk import JwkError, b64url_encode, key_bytes
 
 COORDINATE_BYTES = 32
-
-
-def _coordinate(jwk: Mapping[str, Any], member: str) -> bytes:
-    value = jwk.get(member)
-    if not isinstance(value, str):
-        raise JwkError("invalid_jwk", f"JWK member {member!r} is missing")
-    try:
-        raw = b64url_decode(value)
-    except ValueError as exc:
-        raise JwkError("invalid_jwk", f"JWK member {member!r} is not base64url") from exc
-    if len(raw) != COORDINATE_BYTES:  # RFC 7518 section 6.2.1.2: the full coordinate length, leading zeros kept
-        raise JwkError("invalid_jwk", f"JWK member {member!r} must hold 32 bytes, got {len(raw)}")
-    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +31,7 @@ class P256PublicKey:
         """An RFC 7518 section 6.2 public EC key on P-256; a point not on the curve is refused."""
         if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
             raise JwkError("unsupported_key_type", "JWK must be kty 'EC' with crv 'P-256'")
-        x, y = _coordinate(jwk, "x"), _coordinate(jwk, "y")
+        x, y = key_bytes(jwk, "x"), key_bytes(jwk, "y")  # RFC 7518 section 6.2.1.2: full length, zeros kept
         try:
             key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
         except ValueError as exc:
