@@ -18,11 +18,13 @@ from joserfc.jwk import ECKey, OKPKey
 
 from agentauth.keys import KeyPair
 from agentauth.vc.dpop import INVALID_DPOP_PROOF, USE_DPOP_NONCE, check_proof, create_proof
+from agentauth.vc.dpop_nonces import DPoPNonces
 from agentauth.vc.errors import VerificationError
 from agentauth.vc.nonces import NonceRegistry
 
 URI = "https://as.example/api/v1/auth/token"
 NOW = 1_800_000_000.0
+NONCES = DPoPNonces(b"a shared nonce secret", period=300)
 
 
 def b64(data: bytes) -> str:
@@ -54,7 +56,8 @@ def refused(proof: str, detail: str, code: str = INVALID_DPOP_PROOF, **kwargs: A
 def test_a_third_party_proof_passes_with_its_key_thumbprint(key: OKPKey | ECKey) -> None:
     token = "eyJ.access.token"
     ath = b64(hashlib.sha256(token.encode()).digest())
-    proof = check(joserfc_proof(key, claims(ath=ath, nonce="n-1")), access_token=token, nonce="n-1")
+    nonce = NONCES.current(NOW)
+    proof = check(joserfc_proof(key, claims(ath=ath, nonce=nonce)), access_token=token, nonces=NONCES)
     assert proof.jkt == key.thumbprint()
     assert proof.jwk == key.as_dict(private=False) | {"kty": proof.jwk["kty"]}
 
@@ -108,8 +111,10 @@ def test_claim_attacks_are_refused() -> None:
     refused(joserfc_proof(key, claims(jti="")), "jti")
     refused(joserfc_proof(key, claims()), "ath", access_token="tok")
     refused(joserfc_proof(key, claims(ath="AAAA")), "ath", access_token="tok")
-    refused(joserfc_proof(key, claims()), "nonce", code=USE_DPOP_NONCE, nonce="n-2")
-    refused(joserfc_proof(key, claims(nonce="n-1")), "nonce", code=USE_DPOP_NONCE, nonce="n-2")
+    refused(joserfc_proof(key, claims()), "nonce", code=USE_DPOP_NONCE, nonces=NONCES)
+    refused(joserfc_proof(key, claims(nonce="n-1")), "nonce", code=USE_DPOP_NONCE, nonces=NONCES)
+    stale = NONCES.current(NOW - 600)
+    refused(joserfc_proof(key, claims(nonce=stale)), "nonce", code=USE_DPOP_NONCE, nonces=NONCES)
 
 
 def test_htu_is_compared_in_normal_form() -> None:
@@ -123,3 +128,22 @@ def test_the_clock_defaults_to_now() -> None:
     proof = create_proof(KeyPair.generate(), "POST", URI)
     assert check_proof(proof, method="POST", uri=URI, replay=NonceRegistry()).claims["iat"] <= time.time()
     refused(proof, "iat", now=time.time() + 3600)
+
+
+def test_nonces_rotate_each_period_and_the_previous_one_still_counts() -> None:
+    now = 1_800_000_100.0  # 100 s into a period of 300
+    first = NONCES.current(now)
+    assert NONCES.current(now + 199) == first and NONCES.current(now + 200) != first
+    assert NONCES.accepts(first, now) and NONCES.accepts(first, now + 499)
+    assert not NONCES.accepts(first, now + 500)  # two periods on
+    assert not NONCES.accepts(None, now) and not NONCES.accepts(first[:-1], now) and not NONCES.accepts(1, now)
+
+
+def test_replicas_sharing_a_secret_give_and_accept_the_same_nonces_and_no_one_else_does() -> None:
+    replica = DPoPNonces(b"a shared nonce secret", period=300)
+    other = DPoPNonces(b"another tenant secret", period=300)
+    assert replica.current(NOW) == NONCES.current(NOW) and replica.accepts(NONCES.current(NOW), NOW)
+    assert not other.accepts(NONCES.current(NOW), NOW)
+    assert len(NONCES.current(NOW)) == 22  # 128 bits, base64url
+    with pytest.raises(ValueError):
+        DPoPNonces(b"short")

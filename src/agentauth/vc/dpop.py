@@ -31,6 +31,7 @@ import orjson
 from agentauth.keys import KeyPair, PublicKey, b64url_decode, b64url_encode
 from agentauth.keys.jwk import JwkError
 from agentauth.keys.p256 import P256PublicKey
+from agentauth.vc.dpop_nonces import NonceSource
 from agentauth.vc.errors import VerificationError
 
 INVALID_DPOP_PROOF: Final = "invalid_dpop_proof"
@@ -72,14 +73,14 @@ class Proof:
 @dataclass(frozen=True, slots=True)
 class DPoPRequest:
     """What a resource server hands the verifier with a token sent as ``Authorization: DPoP <token>``: the
-    ``DPoP`` header's proof, the request's method and URI, its replay cache and, if it requires one, the nonce it
-    gave the client (``USE_DPOP_NONCE`` otherwise)."""
+    ``DPoP`` header's proof, the request's method and URI, its replay cache and, if it requires nonces, where
+    they come from (``dpop_nonces.DPoPNonces``; a proof without an accepted one is ``USE_DPOP_NONCE``)."""
 
     proof: str
     method: str
     uri: str
     replay: ReplayCache
-    nonce: str | None = None
+    nonces: NonceSource | None = None
 
 
 def _refused(detail: str) -> VerificationError:
@@ -159,17 +160,17 @@ def check_proof(
     uri: str,
     replay: ReplayCache,
     access_token: str | None = None,
-    nonce: str | None = None,
+    nonces: NonceSource | None = None,
     now: float | None = None,
     window: float = IAT_WINDOW_SECONDS,
     leeway: float = IAT_LEEWAY_SECONDS,
 ) -> Proof:
     """Check ``proof`` for a request ``method uri`` (section 4.3): well-formed, ``typ``, ``alg`` allowed, the
     signature by its own public ``jwk``, ``htm``/``htu`` of this request, ``iat`` within ``window`` seconds
-    before ``now`` (``leeway`` after), ``ath`` of ``access_token`` when one accompanies it, ``nonce`` when the
-    server requires one, and its ``jti`` not used before (recorded in ``replay``, last, so a refused proof
-    uses up nothing). Raises ``VerificationError`` (``INVALID_DPOP_PROOF``, or ``USE_DPOP_NONCE`` when the
-    nonce is missing or not the current one)."""
+    before ``now`` (``leeway`` after), ``ath`` of ``access_token`` when one accompanies it, a ``nonce`` that
+    ``nonces`` accepts when the server requires them, and its ``jti`` not used before (recorded in ``replay``,
+    last, so a refused proof uses up nothing). Raises ``VerificationError`` (``INVALID_DPOP_PROOF``, or
+    ``USE_DPOP_NONCE`` when the nonce is missing or not the current one)."""
     at = time.time() if now is None else now
     if not isinstance(proof, str) or len(proof) > MAX_PROOF_LENGTH:
         raise _refused("the proof is not a string of acceptable length")
@@ -213,7 +214,7 @@ def check_proof(
         # Constant time: a timing difference would tell an attacker how much of a token's hash it guessed.
         if not isinstance(ath, str) or not hmac.compare_digest(ath.encode(), access_token_hash(access_token).encode()):
             raise _refused("ath is not the hash of the access token")
-    if nonce is not None and claims.get("nonce") != nonce:
+    if nonces is not None and not nonces.accepts(claims.get("nonce"), at):
         raise VerificationError(USE_DPOP_NONCE, "the proof must carry the server's current nonce")
     # Section 11.1: each jti once per target URI within the window.
     if not replay.consume(f"{target}\n{jti}", until=at + window + leeway, now=at):

@@ -72,20 +72,33 @@ def _consented_actor(claims: Mapping[str, Any]) -> bool:
     )
 
 
-def _check_binding(token: str, claims: Mapping[str, Any], dpop: DPoPRequest | None, ts: float) -> None:
-    """RFC 9449 section 7.1: a bound token with a proof by its key, an unbound one without any."""
+def check_binding(
+    token: str, claims: Mapping[str, Any], dpop: DPoPRequest | None, ts: float, proven_jkt: str | None = None
+) -> None:
+    """RFC 9449 section 7.1: a bound token (``cnf.jkt``) with a proof by its key, an unbound one without any.
+    ``proven_jkt``: instead of ``dpop``, the thumbprint of a key the caller already checked a proof of (a token
+    endpoint given this token as a parameter, with the request's own proof): a bound token must be bound to it,
+    an unbound one passes. For a verified token's claims (the
+    verifier checks it with the signature; a cache of verified tokens checks it on each use)."""
     cnf = claims.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
     if cnf is not None and not isinstance(jkt, str):
         raise VerificationError(e.MALFORMED, "cnf must be an object carrying jkt")
-    if dpop is None:
+    if dpop is None and proven_jkt is None:
+        if jkt is None:
+            return
         raise VerificationError(e.DPOP_REQUIRED, "the token is DPoP-bound: it needs a proof, not the Bearer scheme")
     if jkt is None:
+        if dpop is None:
+            return  # ``proven_jkt`` alone: the holder's key counts only for a token bound to one
         raise VerificationError(e.NOT_DPOP_BOUND, "a DPoP proof came with a token that is not DPoP-bound")
-    proof = check_proof(
-        dpop.proof, method=dpop.method, uri=dpop.uri, replay=dpop.replay, access_token=token, nonce=dpop.nonce, now=ts
-    )
-    if not hmac.compare_digest(proof.jkt.encode(), jkt.encode()):
+    if dpop is not None:
+        proven_jkt = check_proof(
+            dpop.proof, method=dpop.method, uri=dpop.uri, replay=dpop.replay, access_token=token,
+            nonces=dpop.nonces, now=ts,
+        ).jkt  # fmt: skip
+    assert proven_jkt is not None
+    if not hmac.compare_digest(proven_jkt.encode(), jkt.encode()):
         raise VerificationError(e.DPOP_KEY_MISMATCH, "the proof is signed by another key than the token is bound to")
 
 
@@ -257,13 +270,20 @@ class Verifier:
     # -- access tokens ----------------------------------------------------------------------------------
 
     def verify_access_token(
-        self, token: str, *, audience: str | None = None, now: datetime | None = None, dpop: DPoPRequest | None = None
+        self,
+        token: str,
+        *,
+        audience: str | None = None,
+        now: datetime | None = None,
+        dpop: DPoPRequest | None = None,
+        proven_jkt: str | None = None,
     ) -> VerifiedToken:
         """An ``AgentAccessCredential`` (RFC 9068 profile), including any delegation chain inside it.
 
         A token bound to a DPoP key (``cnf.jkt``, RFC 9449 section 6) verifies only with ``dpop``, its request's
         proof by that key (``vc.dpop.check_proof``, with ``ath`` of this token): shown as a bearer token it is
-        refused (``DPOP_REQUIRED``). With ``dpop``, an unbound token is refused (``NOT_DPOP_BOUND``)."""
+        refused (``DPOP_REQUIRED``). With ``dpop``, an unbound token is refused (``NOT_DPOP_BOUND``).
+        ``proven_jkt`` stands for ``dpop`` where the caller checked the request's proof itself (``check_binding``)."""
         moment = now if now is not None else self._clock()  # _now, inline
         ts = moment.timestamp()
         header, claims = self._signed(token, TYP_ACCESS_TOKEN)
@@ -302,8 +322,8 @@ class Verifier:
                 auds = aud if type(aud) is list or isinstance(aud, list) else [aud]
                 if audience not in auds:
                     raise VerificationError(e.INVALID_AUDIENCE, f"audience {audience!r} not in {auds!r}")
-        if dpop is not None or "cnf" in claims:
-            _check_binding(token, claims, dpop, ts)
+        if dpop is not None or proven_jkt is not None or "cnf" in claims:
+            check_binding(token, claims, dpop, ts, proven_jkt)
         self._status(claims["vc"], moment, ts)
         chain: tuple[DelegationLink, ...] = ()
         if "act" in claims and "delegation_chain" not in claims and _consented_actor(claims):
