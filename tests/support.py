@@ -139,7 +139,7 @@ def assert_error(
     if response.status_code == 401:
         assert header, f"{label}401 without WWW-Authenticate"
     if body["error"] in ("invalid_token", "insufficient_scope"):
-        assert header is not None and header.startswith("Bearer "), f"{label}{header}"
+        assert header is not None and header.startswith(("Bearer ", "DPoP ")), f"{label}{header}"
         assert f'error="{body["error"]}"' in header, f"{label}{header}"
     if challenge is not None:
         assert header is not None and header.startswith(challenge), f"{label}{header}"

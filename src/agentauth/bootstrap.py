@@ -49,6 +49,7 @@ from agentauth.storage.migrate import migrate
 from agentauth.storage.ports import StoragePorts
 from agentauth.vc import CredentialIssuer
 from agentauth.vc.assertions import ASSERTION_LEEWAY_SECONDS
+from agentauth.vc.dpop_nonces import DPoPNonces
 
 log = logging.getLogger("agentauth")
 KEY_RELOAD_SECONDS = 5
@@ -225,6 +226,7 @@ async def build_services(settings: Settings) -> Services:
         ports=ports,
         token_endpoint=f"{settings.issuer_url}{paths.TOKEN}",
         own_resources=(f"{settings.issuer_url}{paths.API_V1}", f"{settings.issuer_url}{paths.MCP}"),
+        dpop_nonces=DPoPNonces(kek.derive("dpop-nonce")),
     )
     authz = Authorizer(core)  # the one authorization of every use case, shared by all services
     api_keys = ApiKeyService(core, authz)

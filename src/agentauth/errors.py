@@ -89,6 +89,31 @@ class InvalidToken(AgentAuthError):
     description = "The access token is invalid."
 
 
+class InvalidDPoPProof(AgentAuthError):
+    """RFC 9449 section 5: the token endpoint's answer to a ``DPoP`` proof that fails a check of section 4.3 (or
+    to more than one ``DPoP`` header)."""
+
+    error = "invalid_dpop_proof"
+    status_code = 400
+    description = "The DPoP proof is invalid."
+
+
+class UseDPoPNonce(AgentAuthError):
+    """RFC 9449 section 8: the server requires a nonce in DPoP proofs and the proof lacks the current one; the
+    answer carries ``nonce`` in the ``DPoP-Nonce`` header, for the client's retry."""
+
+    error = "use_dpop_nonce"
+    status_code = 400
+    description = "Authorization server requires nonce in DPoP proof."
+
+    def __init__(
+        self, nonce: str, description: str | None = None, *, status_code: int = 400, debug: str | None = None
+    ) -> None:
+        super().__init__(description, debug=debug)
+        self.nonce = nonce
+        self.status_code = status_code
+
+
 class InsufficientScope(AgentAuthError):
     error = "insufficient_scope"
     status_code = 403

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     owner_session_max_seconds: int = Field(
         12 * 3600, ge=300, le=30 * 86_400, description="An owner's browser session ends this long after login."
     )
+    # -- DPoP (RFC 9449, issue 15; issuer/dpop.py) --
+    dpop_nonce_required: bool = Field(
+        False,
+        description="DPoP proofs at the token endpoint and on AgentAuth's own API must carry a server nonce "
+        "(RFC 9449 section 8): the first request gets use_dpop_nonce and a DPoP-Nonce header to retry with.",
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
     trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(
         (),

@@ -20,6 +20,8 @@ import pytest
 from agentauth import paths
 from agentauth.bootstrap import Services
 from agentauth.issuer.context import RequestContext
+from agentauth.keys import KeyPair
+from agentauth.vc import NonceRegistry, create_proof
 from support import ISSUER_URL, assert_error, bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
@@ -282,3 +284,40 @@ async def test_client_authentication_at_redemption(client: httpx.AsyncClient, se
     tokens = ok(await client.post(paths.TOKEN, data=form | {"client_secret": secret}))
     claims = services.tokens.self_verifier().verify_access_token(tokens["access_token"]).claims
     assert claims["client_id"] == client_id
+
+
+async def test_a_public_clients_code_and_refresh_are_bound_to_its_dpop_key(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """RFC 9449 section 5: the public client's tokens and its refresh family are bound to its proof key; a proof
+    used once already is refused at redemption (and the code is spent all the same)."""
+    client_id = await register(client, grant_types=["authorization_code", "refresh_token"])
+    owner = await owner_with_tenant(client, services, "dee@example.com")
+    key, token_url = KeyPair.generate(), f"{ISSUER_URL}{paths.TOKEN}"
+    forms = []
+    for _ in range(2):
+        verifier, challenge = pkce()
+        query = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
+                 "code_challenge": challenge, "code_challenge_method": "S256"}  # fmt: skip
+        answer = redirected(await consent(client, query, act_as=f"agent:{owner['tenant']['agent']['id']}"))
+        forms.append({"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": REDIRECT,
+                      "code_verifier": verifier, "client_id": client_id})  # fmt: skip
+    proof = create_proof(key, "POST", token_url)
+    tokens = ok(await client.post(paths.TOKEN, data=forms[0], headers={"DPoP": proof}))
+    assert tokens["token_type"] == "DPoP"
+    claims = (
+        services.tokens.self_verifier()
+        .verify_access_token(tokens["access_token"], proven_jkt=key.public.thumbprint())
+        .claims
+    )
+    assert claims["cnf"] == {"jkt": key.public.thumbprint()}
+    services.tokens.proofs._local = NonceRegistry()  # another replica: only the database knows the proof
+    assert_error(await client.post(paths.TOKEN, data=forms[1], headers={"DPoP": proof}), 400, "invalid_dpop_proof")
+    assert_error(
+        await client.post(paths.TOKEN, data=forms[1], headers={"DPoP": create_proof(key, "POST", token_url)}),
+        400, "invalid_grant",
+    )  # fmt: skip
+    refresh = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": tokens["refresh_token"]}
+    assert_error(await client.post(paths.TOKEN, data=refresh), 400, "invalid_dpop_proof")
+    again = ok(await client.post(paths.TOKEN, data=refresh, headers={"DPoP": create_proof(key, "POST", token_url)}))
+    assert again["token_type"] == "DPoP"

@@ -70,8 +70,11 @@ async def token(request: Request) -> Response:
     ctx = request_context(request)
     params = await read_params(request)
     await limit_token_request(services, params, ctx)
-    result = await services.tokens.token(params, ctx)
-    return Response(result.model_dump_json(exclude_none=True), media_type="application/json", headers=NO_STORE)
+    result = await services.tokens.token(params, ctx, request.headers.getlist("dpop"))
+    nonce = services.tokens.proofs.current_nonce(services.core.clock())
+    # RFC 9449 section 8.2: a server may hand out the next nonce with any answer; one that requires them does.
+    headers = NO_STORE if nonce is None else NO_STORE | {"DPoP-Nonce": nonce}
+    return Response(result.model_dump_json(exclude_none=True), media_type="application/json", headers=headers)
 
 
 async def _caller(

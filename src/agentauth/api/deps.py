@@ -33,9 +33,10 @@ async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller, authenticated by its bearer token. Authorization is the use case's own (``use_case``)."""
+    """The caller, authenticated by its access token: ``Bearer``, or ``DPoP`` with its proof (RFC 9449 section
+    7; ``credentials`` only documents the scheme in OpenAPI). Authorization is the use case's own (``use_case``)."""
     services: Services = request.app.state.services
-    return await services.tokens.authenticate_bearer(credentials.credentials if credentials else None)
+    return await principal_of(request, services)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -53,7 +54,11 @@ def bearer_token(request: Request) -> str | None:
 
 async def principal_of(request: Request, services: Services) -> Principal:
     """``get_principal`` for a direct route (``api/direct.py``)."""
-    return await services.tokens.authenticate_bearer(bearer_token(request))
+    authorization = request.headers.get("authorization")
+    if authorization is None or authorization[:5].lower() != "dpop ":
+        return await services.tokens.authenticate_bearer(bearer_token(request))
+    proofs = request.headers.getlist("dpop")
+    return await services.tokens.authenticate_request(authorization, proofs, request.method, request.url.path)
 
 
 def runs(name: str) -> dict[str, Any]:

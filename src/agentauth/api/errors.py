@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentauth.errors import AgentAuthError, RateLimited
+from agentauth.errors import AgentAuthError, RateLimited, UseDPoPNonce
+from agentauth.vc.dpop import SIGNING_ALGORITHMS
 
 log = logging.getLogger("agentauth.api")
 
@@ -38,9 +39,11 @@ def error_response(status: int, error: str, description: str, headers: dict[str,
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
 
 
-def _challenge(error: str, description: str, scope: str | None = None) -> str:
+def _challenge(error: str, description: str, scope: str | None = None, scheme: str = "Bearer") -> str:
     safe = description.replace('"', "'")
-    value = f'Bearer realm="agentauth", error="{error}", error_description="{safe}"'
+    value = f'{scheme} realm="agentauth", error="{error}", error_description="{safe}"'
+    if scheme == "DPoP":
+        value += f', algs="{" ".join(SIGNING_ALGORITHMS)}"'  # RFC 9449 section 7.1: the proof algorithms accepted
     return value + (f', scope="{scope}"' if scope else "")
 
 
@@ -50,14 +53,18 @@ def install(app: FastAPI) -> None:
         if exc.debug:
             log.info("%s %s -> %s: %s [%s]", request.method, request.url.path, exc.error, exc.debug, _rid(request))
         headers: dict[str, str] = {}
+        # RFC 9449 section 7.1: a request with the DPoP scheme is answered with a DPoP challenge.
+        scheme = "DPoP" if request.headers.get("authorization", "")[:5].lower() == "dpop " else "Bearer"
+        if isinstance(exc, UseDPoPNonce):
+            headers["DPoP-Nonce"] = exc.nonce  # RFC 9449 section 8: the nonce to retry with
         if exc.status_code == 401:
             if exc.error == "invalid_client":
                 # RFC 6749 section 5.2: 401 for invalid_client "MUST include the WWW-Authenticate header".
                 headers["WWW-Authenticate"] = 'Basic realm="agentauth"'
             else:
-                headers["WWW-Authenticate"] = _challenge(exc.error, exc.description)
+                headers["WWW-Authenticate"] = _challenge(exc.error, exc.description, scheme=scheme)
         elif exc.error == "insufficient_scope":
-            headers["WWW-Authenticate"] = _challenge(exc.error, exc.description)
+            headers["WWW-Authenticate"] = _challenge(exc.error, exc.description, scheme=scheme)
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
         if exc.status_code == 503:

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from agentauth.errors import InsufficientScope
+from agentauth.issuer.dpop import DPoPBinding
 from agentauth.storage.records import Agent
 
 
@@ -13,6 +14,16 @@ from agentauth.storage.records import Agent
 class RequestContext:
     request_id: str = field(default_factory=lambda: secrets.token_hex(8))
     ip: str | None = None
+    # A token request's checked DPoP proof (``issuer/dpop.py``): every grant binds what it issues to its key and
+    # records its single use with what it writes. None: a bearer token request.
+    dpop: DPoPBinding | None = None
+    # The key of the DPoP proof a transport checked for the HTTP request carrying this call (``/mcp``): a bound
+    # access token the call presents must be bound to it (``TokenService.authenticate_bearer(proven_jkt=...)``).
+    holder_jkt: str | None = None
+
+    @property
+    def dpop_jkt(self) -> str | None:
+        return self.dpop.jkt if self.dpop is not None else None
 
 
 @dataclass(frozen=True, slots=True)

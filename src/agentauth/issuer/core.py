@@ -6,7 +6,7 @@ import functools
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from agentauth.storage import credentials
 from agentauth.storage.ports import StoragePorts
 from agentauth.storage.records import Agent, RefreshTokenStatus
 from agentauth.vc import CredentialIssuer, StatusEntry
+from agentauth.vc.dpop_nonces import DPoPNonces
 
 # Clients are told to refresh once this share of the access token's lifetime has passed.
 REFRESH_BEFORE_FRACTION = 0.8
@@ -70,6 +71,9 @@ class IssuerCore:
     # RFC 8707 identifiers of AgentAuth's own API besides the issuer URL (its REST API and /mcp): a ``resource``
     # naming one gets a token for our own API (``audience.AudienceResolver``); bootstrap names them.
     own_resources: tuple[str, ...] = ()
+    # RFC 9449 section 8: the DPoP nonces of the token endpoint and our own API, from a key every replica derives
+    # alike (bootstrap: from the KEK), so a nonce one replica gave is accepted by all.
+    dpop_nonces: DPoPNonces = field(default_factory=lambda: DPoPNonces(secrets.token_bytes(32)))
 
     @property
     def is_postgres(self) -> bool:
@@ -115,9 +119,11 @@ class IssuerCore:
         expires_at: datetime | None = None,
         extra_subject_claims: dict[str, Any] | None = None,
         audience: str | Sequence[str] | None = None,
+        dpop_jkt: str | None = None,
     ) -> tuple[str, datetime, dict[str, Any]]:
         """Sign an access token: (jwt, exp, the ``credentials`` row that records it with its status slot).
-        ``audience``: the ``aud`` claim (``audience.Target.audience``); None: the issuer URL (our own API)."""
+        ``audience``: the ``aud`` claim (``audience.Target.audience``); None: the issuer URL (our own API).
+        ``dpop_jkt``: bound to that DPoP key (RFC 9449 section 6, ``cnf.jkt``)."""
         default_exp = now + timedelta(seconds=self.settings.access_token_ttl_seconds)
         exp = min(default_exp, expires_at) if expires_at else default_exp
         kid = self.credentials.active_kid
@@ -132,6 +138,7 @@ class IssuerCore:
             subject_claims=self.subject_claims(agent) | (extra_subject_claims or {}),
             act=act,
             delegation_chain=delegation_chain,
+            dpop_jkt=dpop_jkt,
         )
         list_id, index = StatusRegistry.parse_entry(status)
         row = {
@@ -178,12 +185,15 @@ class IssuerCore:
         client_id: str | None = None,
         subject: str | None = None,
         agent_acts: bool = False,
+        dpop_jkt: str | None = None,
     ) -> tuple[TokenResponse, dict[str, Any], dict[str, Any]]:
         """An access token plus a refresh token of ``family_id`` (a new family when None), with their rows;
         ``resources``: what the token is for (RFC 8707, its ``aud``; None: our own API), kept by the family.
         ``client_id``: the OAuth client (default: the agent itself); ``subject``: the ``sub`` when it is not the
         agent's DID - an owner who consented (the authorization code grant) -, with the agent as ``act`` when
-        ``agent_acts``; all three kept by the family, so a refresh issues the same kind of token."""
+        ``agent_acts``; all three kept by the family, so a refresh issues the same kind of token. ``dpop_jkt``:
+        the request's DPoP key - the access token is bound to it (``token_type`` DPoP) and so is the family
+        (RFC 9449 section 5: its refreshes need a proof by that key)."""
         family = family_id or new_id("rtf")
         audience = None
         if resources is not None:
@@ -195,7 +205,7 @@ class IssuerCore:
         access, exp, credential_row = self.access_token_row(
             agent, scopes, status=status, now=now, client_id=client, api_key_id=api_key_id, family_id=family,
             audience=audience, subject_did=subject, act={"sub": agent.did} if subject and agent_acts else None,
-            extra_subject_claims=extra or None,
+            extra_subject_claims=extra or None, dpop_jkt=dpop_jkt,
         )  # fmt: skip
         refresh = new_refresh_token()
         refresh_row = {
@@ -214,8 +224,10 @@ class IssuerCore:
             "resources": list(resources) if resources is not None else None,
             "subject": subject,
             "agent_acts": agent_acts if subject is not None else None,
+            "dpop_jkt": dpop_jkt,
         }
-        return token_response(access, exp, now, scopes, refresh), credential_row, refresh_row
+        tokens = token_response(access, exp, now, scopes, refresh, bound=dpop_jkt is not None)
+        return tokens, credential_row, refresh_row
 
     def identity_credential_row(self, agent: Agent, now: datetime, status: StatusEntry) -> tuple[str, dict[str, Any]]:
         """Sign a new ``AgentIdentityCredential`` for ``agent``: (jwt, the ``credentials`` row that records it)."""
@@ -247,11 +259,13 @@ class IssuerCore:
 
 
 def token_response(
-    access: str, exp: datetime, now: datetime, scopes: Sequence[str], refresh: str | None
+    access: str, exp: datetime, now: datetime, scopes: Sequence[str], refresh: str | None, *, bound: bool = False
 ) -> TokenResponse:
+    """``bound``: a DPoP-bound access token - RFC 9449 section 5: "token_type ... the value DPoP"."""
     lifetime = (exp - now).total_seconds()
     return TokenResponse(
         access_token=access,
+        token_type="DPoP" if bound else "Bearer",
         expires_in=int(lifetime),
         refresh_token=refresh,
         scope=" ".join(scopes),

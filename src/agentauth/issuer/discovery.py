@@ -16,6 +16,7 @@ from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.scopes import AGENT_TYPES, SCOPES, TRUST_LEVELS
 from agentauth.settings import Settings
 from agentauth.vc import ALLOWED_ALGORITHMS
+from agentauth.vc.dpop import SIGNING_ALGORITHMS as DPOP_ALGORITHMS
 
 # RFC 8414 section 2 / RFC 7591 section 2: how a client may authenticate at the token endpoint.
 # ``client_secret_*``: an agent's API key (client_id = the agent id) or a registered client's secret; ``none``:
@@ -47,6 +48,8 @@ def authorization_server_metadata(
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
         "service_documentation": endpoints["docs"],
+        # RFC 9449 section 5.1: the token endpoint binds tokens to DPoP proofs of these algorithms.
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }
     if response_types:
         metadata |= {

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentauth.errors import AgentAuthError, InvalidClient, InvalidGrant, TemporarilyUnavailable
+from agentauth.errors import AgentAuthError, InvalidClient, InvalidDPoPProof, InvalidGrant, TemporarilyUnavailable
 from agentauth.issuer import audit
 from agentauth.issuer.client_auth import REFUSED, check_api_key
 from agentauth.issuer.context import RequestContext
@@ -81,13 +81,14 @@ class _Signed:
 
     request: ClientCredentialsRequest
     now: datetime
-    refusal: InvalidClient | None = None
+    refusal: AgentAuthError | None = None
     tokens: TokenResponse | None = None
     key: ApiKey | None = None
     agent: Agent | None = None
     credential_row: dict[str, Any] | None = None
     refresh_row: dict[str, Any] | None = None
     use: AssertionUse | None = None  # an assertion's single use, with the agent state it was signed from
+    proof: AssertionUse | None = None  # the DPoP proof's single use, likewise (``issuer/dpop.py``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class SignedRedemption:
     event: dict[str, Any]
     inactive: InvalidGrant
     spent: InvalidGrant
+    proof: AssertionUse | None = None  # the request's DPoP proof, used once with the code (``issuer/dpop.py``)
 
     @property
     def now(self) -> datetime:
@@ -188,10 +190,13 @@ class ClientCredentialsIssuer:
         allowed = [s for s in key.scopes if s in agent.scopes]
         # No resource (the common case): no I/O; a registered one: the resolver's cache, else one indexed read.
         target = await self.core.audience.resolve(agent.tenant_id, request.resources, request.scope, allowed)
+        dpop = request.ctx.dpop
         tokens, credential_row, refresh_row = self.core.token_pair_rows(
-            agent, target.scopes, status=request.slot, now=now, api_key_id=key.id, resources=target.resources
-        )
-        return _Signed(request, now, None, tokens, key, agent, credential_row, refresh_row)
+            agent, target.scopes, status=request.slot, now=now, api_key_id=key.id, resources=target.resources,
+            dpop_jkt=request.ctx.dpop_jkt,
+        )  # fmt: skip
+        proof = dpop.use(agent, agent.updated_at) if dpop else None
+        return _Signed(request, now, None, tokens, key, agent, credential_row, refresh_row, proof=proof)
 
     async def _sign_assertion(
         self, request: ClientCredentialsRequest, assertion: ClientAssertion, now: datetime
@@ -203,12 +208,15 @@ class ClientCredentialsIssuer:
             raise InvalidClient(REFUSED, debug=f"client_assertion names no active agent: {assertion.named[:80]}")
         claims = assertion.verify(agent)
         target = await self.core.audience.resolve(agent.tenant_id, request.resources, request.scope, agent.scopes)
+        dpop = request.ctx.dpop
         tokens, credential_row, refresh_row = self.core.token_pair_rows(
-            agent, target.scopes, status=request.slot, now=now, api_key_id=None, resources=target.resources
-        )
+            agent, target.scopes, status=request.slot, now=now, api_key_id=None, resources=target.resources,
+            dpop_jkt=request.ctx.dpop_jkt,
+        )  # fmt: skip
         exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
         use = AssertionUse(agent.id, agent.updated_at, agent.did, str(claims["jti"]), exp)
-        return _Signed(request, now, None, tokens, None, agent, credential_row, refresh_row, use)
+        proof = dpop.use(agent, agent.updated_at) if dpop else None
+        return _Signed(request, now, None, tokens, None, agent, credential_row, refresh_row, use, proof)
 
     async def _commit_round(self, signed: Sequence[_Signed | SignedRedemption]) -> list[TokenResponse | BaseException]:
         results: list[TokenResponse | BaseException] = []
@@ -220,23 +228,20 @@ class ClientCredentialsIssuer:
             # time each agent was last changed), which assertions this round recorded as used, which codes it spent.
             results.clear()
             rows = IssuedRows(now=signed[-1].now)
-            live, spent = view.keys, set()
+            live = view.keys
+            spent: set[tuple[str, str]] = set()
             codes: set[str] = set()
             for item in signed:
                 if isinstance(item, SignedRedemption):
-                    results.append(self._redeemed(item, view, codes, rows))
+                    results.append(self._redeemed(item, view, codes, spent, rows))
                     continue
                 request, now, key, agent, refusal = item.request, item.now, item.key, item.agent, item.refusal
-                use = item.use
-                if refusal is None and use is not None:
-                    if use.agent_id not in view.agents:
-                        refusal = InvalidClient(REFUSED, debug=f"agent {use.agent_id} deactivated during issuance")
-                    elif view.agents[use.agent_id] != use.agent_seen:
-                        results.append(_StaleSnapshot())
+                if refusal is None:
+                    judged = self._single_uses(item, view, spent)
+                    if isinstance(judged, _StaleSnapshot):
+                        results.append(judged)
                         continue
-                    elif (use.issuer, use.jti) not in view.claimed or (use.issuer, use.jti) in spent:
-                        refusal = InvalidClient(REFUSED, debug="client_assertion jti replayed")
-                    spent.add((use.issuer, use.jti))
+                    refusal = judged
                 if refusal is None and key is not None and key.id not in live:
                     refusal = InvalidClient(REFUSED, debug=f"API key {key.id} or its agent was revoked during issuance")
                 elif refusal is None and key is not None and agent is not None and live[key.id] != agent.updated_at:
@@ -247,7 +252,7 @@ class ClientCredentialsIssuer:
                     reason = refusal.debug or refusal.description
                     # A key (or an assertion's agent) we identified: its tenant sees the attempt in its own audit log.
                     owner: dict[str, Any] = {}
-                    if agent is not None and (key is not None or use is not None):
+                    if agent is not None and (key is not None or item.use is not None):
                         owner = {"tenant_id": agent.tenant_id, "actor": agent.id, "agent_id": agent.id,
                                  "key_id": key.id if key else None}  # fmt: skip
                     rows.audit_events.append(self._audit(request, now, AuditOutcome.FAILURE, reason, **owner))
@@ -268,21 +273,47 @@ class ClientCredentialsIssuer:
             return rows
 
         keys = sorted({s.key.id for s in issued if s.key})
-        assertions = [s.use for s in issued if s.use and not s.refusal]
+        assertions = [u for s in issued if not s.refusal for u in (s.use, s.proof) if u]
+        assertions += [s.proof for s in signed if isinstance(s, SignedRedemption) and s.proof]
         await self.core.ports.issuance.record_round(keys, plan, assertions, redemptions)
         return results
 
     @staticmethod
+    def _single_uses(
+        item: _Signed, view: RoundView, spent: set[tuple[str, str]]
+    ) -> InvalidClient | InvalidDPoPProof | _StaleSnapshot | None:
+        """Whether the round recorded the single use of the request's client assertion and DPoP proof: None (it
+        did), the refusal, or ``_StaleSnapshot`` when the agent changed since the request was signed."""
+        for use in (item.use, item.proof):
+            if use is None:
+                continue
+            if use.agent_id not in view.agents:
+                return InvalidClient(REFUSED, debug=f"agent {use.agent_id} deactivated during issuance")
+            if view.agents[use.agent_id] != use.agent_seen:
+                return _StaleSnapshot()
+            if (use.issuer, use.jti) not in view.claimed or (use.issuer, use.jti) in spent:
+                if use is item.proof:
+                    return InvalidDPoPProof("the DPoP proof was used before", debug="DPoP proof jti replayed")
+                return InvalidClient(REFUSED, debug="client_assertion jti replayed")
+            spent.add((use.issuer, use.jti))
+        return None
+
+    @staticmethod
     def _redeemed(
-        item: SignedRedemption, view: RoundView, codes: set[str], rows: IssuedRows
+        item: SignedRedemption, view: RoundView, codes: set[str], spent: set[tuple[str, str]], rows: IssuedRows
     ) -> TokenResponse | BaseException:
         """A redemption's outcome in the round's plan: its rows added, or the refusal (the grant records it)."""
-        code = item.redemption
+        code, proof = item.redemption, item.proof
         if code.agent_id not in view.agents:
             return item.inactive
         if code.code_hash not in view.redeemed or code.code_hash in codes:
             return item.spent  # used before (or by an earlier request of this round), or expired meanwhile
         codes.add(code.code_hash)
+        if proof is not None:
+            if (proof.issuer, proof.jti) not in view.claimed or (proof.issuer, proof.jti) in spent:
+                # The code is spent all the same: a stolen code with a replayed proof must not stay usable.
+                return InvalidDPoPProof("the DPoP proof was used before", debug="DPoP proof jti replayed")
+            spent.add((proof.issuer, proof.jti))
         rows.credentials.append(item.credential_row)
         rows.refresh_tokens.append(item.refresh_row)
         rows.audit_events.append(item.event)

@@ -163,11 +163,14 @@ class LifecycleService:
             "iat": claims.get("iat"),
             "nbf": claims.get("nbf"),
             "jti": claims.get("jti"),
-            "token_type": "Bearer",
+            # RFC 9449 section 6.2: a DPoP-bound token introspects as token_type DPoP with its cnf.
+            "token_type": "DPoP" if "cnf" in claims else "Bearer",
             "agent_id": owner.id,
             "agent_type": subject.get("agentType", owner.agent_type),
             "trust_level": subject.get("trustLevel", owner.trust_level),
         }
+        if "cnf" in claims:
+            response["cnf"] = claims["cnf"]
         if "act" in claims:
             response["act"] = claims["act"]
         chain = _chain_summary(claims)
@@ -203,7 +206,7 @@ class LifecycleService:
             "agent_id": owner.id,
             "agent_type": owner.agent_type,
             "trust_level": owner.trust_level,
-        }
+        } | ({"cnf": {"jkt": record.dpop_jkt}} if record.dpop_jkt else {})
 
     # -- RFC 7009 -----------------------------------------------------------------------------------------
 

@@ -88,7 +88,7 @@ class AgentPage(BaseModel):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer", "DPoP"] = "Bearer"
     expires_in: int
     refresh_token: str | None = None
     scope: str

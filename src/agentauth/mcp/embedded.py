@@ -32,7 +32,7 @@ class EmbeddedBackend:
         # ``name`` is the REST route's key; in process the use case ``operation.run`` calls names (and authorizes)
         # its own operation - tests/api/test_operations.py shows the two agree for every tool.
         services = self._services()
-        principal = await services.tokens.authenticate_bearer(access_token)
+        principal = await services.tokens.authenticate_bearer(access_token, proven_jkt=ctx.holder_jkt)
         return await operation.run(services, principal, ctx)
 
     async def discover(self) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class EmbeddedBackend:
 
     async def _caller(self, services: Services, caller: str | None, ctx: RequestContext) -> Principal | None:
         if caller is not None:
-            return await services.tokens.authenticate_bearer(caller)
+            return await services.tokens.authenticate_bearer(caller, proven_jkt=ctx.holder_jkt)
         # No credential: the token endpoint's per-IP bucket, as REST's /introspect and /revoke draw on.
         await abuse.limit_token_request(services.rate_limiter, services.settings, {}, ctx)
         return None

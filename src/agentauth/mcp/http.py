@@ -28,11 +28,13 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentauth.bootstrap import Services
-from agentauth.errors import AgentAuthError
+from agentauth.errors import AgentAuthError, UseDPoPNonce
 from agentauth.issuer.secrets import NO_STORE
 from agentauth.mcp.embedded import EmbeddedBackend
+from agentauth.mcp.params import HOLDER_STATE
 from agentauth.mcp.server import build_server
 from agentauth.paths import MCP as MCP_PATH
+from agentauth.vc.dpop import SIGNING_ALGORITHMS
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 _NO_STORE = [(name.lower().encode(), value.encode()) for name, value in NO_STORE.items()]
@@ -109,21 +111,39 @@ class BearerChallenge:
                 try:
                     await self.services().tokens.authenticate_bearer(header[7:].decode("latin-1").strip())
                 except AgentAuthError as exc:
-                    await self._challenge(send, exc.description)
+                    await self._challenge(send, exc)
                     return
+            elif header[:5].lower() == b"dpop ":
+                # RFC 9449 section 7: the token with this request's proof, checked once here (the proof's jti is
+                # used up); the tools then hold the token to the key that proof showed (``holder_jkt``).
+                proofs = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"dpop"]
+                try:
+                    principal = await self.services().tokens.authenticate_request(
+                        header.decode("latin-1"), proofs, scope["method"], MCP_PATH
+                    )
+                except AgentAuthError as exc:
+                    await self._challenge(send, exc, scheme="DPoP")
+                    return
+                cnf = principal.claims.get("cnf")
+                if isinstance(cnf, dict):
+                    scope.setdefault("state", {})[HOLDER_STATE] = cnf.get("jkt")
         await self.app(scope, receive, send)
 
-    async def _challenge(self, send: Send, description: str) -> None:
-        challenge = (
-            f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{self.metadata}"'
-        )
-        body = orjson.dumps({"error": "invalid_token", "error_description": description})
+    async def _challenge(self, send: Send, exc: AgentAuthError, scheme: str = "Bearer") -> None:
+        description = exc.description.replace('"', "'")
+        error = exc.error if exc.error == "use_dpop_nonce" else "invalid_token"
+        challenge = f'{scheme} error="{error}", error_description="{description}", resource_metadata="{self.metadata}"'
+        if scheme == "DPoP":
+            challenge += f', algs="{" ".join(SIGNING_ALGORITHMS)}"'
+        body = orjson.dumps({"error": error, "error_description": exc.description})
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"www-authenticate", challenge.encode()),
             *_NO_STORE,
         ]
+        if isinstance(exc, UseDPoPNonce):
+            headers.append((b"dpop-nonce", exc.nonce.encode("ascii")))
         await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

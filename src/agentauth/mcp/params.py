@@ -16,6 +16,8 @@ from agentauth.mcp.errors import validation_problems
 M = TypeVar("M", bound=BaseModel)
 
 ACCESS_TOKEN_HELP = "Your access token (access_token from quickstart, authenticate or refresh_token)."
+# Where ``http.BearerChallenge`` leaves the key of the DPoP proof it checked for the HTTP request (RFC 9449).
+HOLDER_STATE = "agentauth_dpop_jkt"
 HEADER_HELP = " Over HTTP it may be omitted when the Authorization: Bearer header carries it."
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -41,16 +43,23 @@ def request_context(ctx: Context[Any, Any]) -> RequestContext:
     scope = getattr(request, "scope", None)
     state = scope.get("state") if isinstance(scope, dict) else None
     request_id = state.get("request_id") if isinstance(state, dict) else None
+    holder = state.get(HOLDER_STATE) if isinstance(state, dict) else None
+    address = ip if isinstance(ip, str) else None
+    holder_jkt = holder if isinstance(holder, str) else None
     if isinstance(request_id, str):
-        return RequestContext(request_id=request_id, ip=ip if isinstance(ip, str) else None)
-    return RequestContext(ip=ip if isinstance(ip, str) else None)
+        return RequestContext(request_id=request_id, ip=address, holder_jkt=holder_jkt)
+    return RequestContext(ip=address, holder_jkt=holder_jkt)
 
 
 def header_token(ctx: Context[Any, Any]) -> str | None:
+    """The token of the HTTP request's ``Authorization: Bearer`` or ``DPoP`` header (the transport checked a
+    DPoP token's proof: ``HOLDER_STATE``)."""
     headers = ctx.headers
     value = headers.get("authorization") if headers is not None else None
     if isinstance(value, str) and value[:7].lower() == "bearer ":
         return value[7:].strip() or None
+    if isinstance(value, str) and value[:5].lower() == "dpop ":
+        return value[5:].strip() or None
     return None
 
 

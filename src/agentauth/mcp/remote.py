@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from agentauth import __version__, errors
-from agentauth.errors import AgentAuthError, RateLimited, TemporarilyUnavailable
+from agentauth.errors import AgentAuthError, RateLimited, TemporarilyUnavailable, UseDPoPNonce
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.operations import OPENAPI_EXTENSION
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
@@ -61,6 +61,9 @@ def error_from_response(response: httpx.Response) -> AgentAuthError:
     if cls is RateLimited:
         retry = response.headers.get("retry-after", "")
         return RateLimited(int(retry) if retry.isdigit() else 5, description)
+    if cls is UseDPoPNonce:
+        nonce = response.headers.get("dpop-nonce", "")
+        return UseDPoPNonce(nonce, description, status_code=response.status_code)
     if cls is None or cls is AgentAuthError:
         return RemoteError(code, response.status_code, description)
     return cls(description)

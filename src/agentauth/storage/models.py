@@ -127,6 +127,9 @@ class RefreshTokenRow(Base):
     # agent's DID (the owner who consented), and whether the token names the agent as its actor (``act``).
     subject: Mapped[str | None] = mapped_column(String(100))
     agent_acts: Mapped[bool | None]
+    # RFC 9449 section 5: a family issued with a DPoP proof is bound to that key (its RFC 7638 thumbprint); each
+    # refresh needs a proof by the same key (``grants/refresh_token.py``).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class StatusListRow(Base):

@@ -52,13 +52,14 @@ class IssuedRows:
 
 @dataclass(frozen=True, slots=True)
 class AssertionUse:
-    """An issuing round's request authenticated by its agent's own key (a ``private_key_jwt`` client assertion):
-    the assertion's (``issuer`` = signer DID, ``jti``) is recorded as used until ``expires_at`` - only if agent
-    ``agent_id`` is still active and unchanged since ``agent_seen`` (its ``updated_at`` when the token was
-    signed), so a request judged again on fresh data can still use its assertion."""
+    """A single-use JWT of an issuing round's request - a ``private_key_jwt`` client assertion (``issuer`` = the
+    signer's DID) or a DPoP proof (``issuer`` = ``dpop:`` + its key's thumbprint): its (``issuer``, ``jti``) is
+    recorded as used until ``expires_at`` - only if agent ``agent_id`` is still active and, unless
+    ``agent_seen`` is None, unchanged since ``agent_seen`` (its ``updated_at`` when the token was signed), so a
+    request judged again on fresh data can still use it."""
 
     agent_id: str
-    agent_seen: datetime
+    agent_seen: datetime | None
     issuer: str
     jti: str
     expires_at: datetime
@@ -94,7 +95,11 @@ class RoundView:
 
 def assertions_to_claim(assertions: Sequence[AssertionUse], agents: Mapping[str, datetime]) -> list[AssertionUse]:
     """For the implementations: the assertions whose agent is live and unchanged, each (issuer, jti) once."""
-    unique = {(a.issuer, a.jti): a for a in reversed(assertions) if agents.get(a.agent_id) == a.agent_seen}
+    unique = {
+        (a.issuer, a.jti): a
+        for a in reversed(assertions)
+        if a.agent_id in agents and (a.agent_seen is None or agents[a.agent_id] == a.agent_seen)
+    }
     return list(unique.values())
 
 

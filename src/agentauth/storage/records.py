@@ -122,6 +122,8 @@ class RefreshToken:
     # Authorization code families: the ``sub`` (the owner; None: the agent's DID) and whether ``act`` names the agent.
     subject: str | None = None
     agent_acts: bool = False
+    # RFC 9449: the DPoP key's thumbprint a bound family's refreshes must prove; None: not bound.
+    dpop_jkt: str | None = None
 
     def usable_at(self, now: datetime) -> bool:
         """Can be rotated at ``now``: active (not used, not revoked) and not expired."""

@@ -37,6 +37,7 @@ def to_record(row: RefreshTokenRow) -> RefreshToken:
         resources=tuple(row.resources) if row.resources is not None else None,
         subject=row.subject,
         agent_acts=bool(row.agent_acts),
+        dpop_jkt=row.dpop_jkt,
     )
 
 

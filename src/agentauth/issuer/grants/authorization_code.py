@@ -137,6 +137,7 @@ class AuthorizationCodeGrant(Grant):
         tokens, access_row, refresh_row = self.core.token_pair_rows(
             agent, target.scopes, status=slot, now=now, api_key_id=None, family_id=code.family_id,
             resources=target.resources, client_id=client.client_id, subject=code.owner_id, agent_acts=code.agent_acts,
+            dpop_jkt=ctx.dpop_jkt,
         )  # fmt: skip
         event = audit.event(
             ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=code.owner_id,
@@ -145,8 +146,9 @@ class AuthorizationCodeGrant(Grant):
         )  # fmt: skip
         spent = InvalidGrant(invalid.description, debug="lost the redemption")
         signed = SignedRedemption(
-            CodeRedemption(code_hash, agent.id, now), tokens, access_row, refresh_row, event, inactive, spent
-        )
+            CodeRedemption(code_hash, agent.id, now), tokens, access_row, refresh_row, event, inactive, spent,
+            proof=ctx.dpop.use(agent, None) if ctx.dpop else None,
+        )  # fmt: skip
         try:
             return await self.services.client_credentials.redeem(signed)
         except InvalidGrant as exc:

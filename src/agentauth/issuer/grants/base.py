@@ -21,7 +21,7 @@ from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.hotpath import ClientCredentialsIssuer
 from agentauth.issuer.schemas import TokenResponse
-from agentauth.vc import Verifier
+from agentauth.vc import DPoPRequest, Verifier
 
 MAX_PARAMETER_LENGTH = 16_384
 
@@ -53,7 +53,9 @@ class GrantServices(Protocol):
 
     def self_verifier(self) -> Verifier: ...
 
-    async def authenticate_bearer(self, token: str | None) -> Principal: ...
+    async def authenticate_bearer(
+        self, token: str | None, dpop: DPoPRequest | None = None, proven_jkt: str | None = None
+    ) -> Principal: ...
 
 
 class Grant(ABC):

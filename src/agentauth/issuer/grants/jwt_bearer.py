@@ -105,8 +105,9 @@ async def _issue(
     exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
     slot = await core.status.allocate()
     tokens, access_row, refresh_row = core.token_pair_rows(
-        agent, target.scopes, status=slot, now=now, api_key_id=None, resources=target.resources
-    )
+        agent, target.scopes, status=slot, now=now, api_key_id=None, resources=target.resources,
+        dpop_jkt=ctx.dpop_jkt,
+    )  # fmt: skip
     event = audit.event(
         ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id,
         target_type="agent", target_id=agent.id, details={"grant_type": grant_type},
@@ -117,18 +118,23 @@ async def _issue(
     # DID, jti), across replicas - a ``Conflict`` from the plan, which is nothing else's. Both kinds of
     # assertion share the namespace of the signing key, so one assertion serves one request of either kind.
     changed = _Changed("the agent changed while its token was issued")
+    # The DPoP proof's single use (``issuer/dpop.py``), under the same primary key: a replay on another replica
+    # fails the plan like a replayed assertion (this replica refused it before any work).
+    proof = (ctx.dpop.row(),) if ctx.dpop else ()
     try:
         await core.ports.writes.run(
             WritePlan((
                 Require(grant_statements.AGENT_AS_OF, {"agent": agent.id, "updated_at": agent.updated_at}, 1,
                         changed),
                 Insert.of(UsedAssertionRow.__table__, {"issuer": agent.did, "jti": str(claims["jti"]),
-                                                       "expires_at": exp}),
+                                                       "expires_at": exp}, *proof),
                 Insert.of(CredentialRow.__table__, access_row),
                 Insert.of(RefreshTokenRow.__table__, refresh_row),
                 Insert.of(AuditEventRow.__table__, event),
             ))
         )  # fmt: skip
     except Conflict as exc:
+        if proof:
+            raise InvalidGrant("the assertion or the DPoP proof was already used", debug="jti replayed") from exc
         raise replayed() from exc
     return tokens

@@ -9,11 +9,12 @@ any transaction, one write plan in the next batched round (``storage/grant_state
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from agentauth.errors import InvalidClient, InvalidGrant
+from agentauth.errors import Conflict, InvalidClient, InvalidDPoPProof, InvalidGrant
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
@@ -22,7 +23,7 @@ from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage import grant_statements, refresh_tokens
 from agentauth.storage.batch import MicroBatcher
-from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow
+from agentauth.storage.models import AuditEventRow, CredentialRow, RefreshTokenRow, UsedAssertionRow
 from agentauth.storage.ports import Insert, Query, Require, WritePlan
 from agentauth.storage.records import RefreshTokenStatus
 
@@ -74,6 +75,7 @@ class RefreshTokenGrant(Grant):
             await self._refresh_lost(token_hash, now, ctx)
         if token.subject is not None:
             await self._check_client(token.client_id, params)
+        self._check_binding(token.dpop_jkt, ctx)
         inactive = InvalidGrant("refresh token is no longer valid", debug="agent or API key inactive")
         key_dead = token.api_key_id is not None and (key is None or not key.usable_at(now))
         if agent is None or not agent.is_active or key_dead:
@@ -87,7 +89,7 @@ class RefreshTokenGrant(Grant):
         tokens, access_row, refresh_row = self.core.token_pair_rows(
             agent, target.scopes, status=slot, now=now, api_key_id=token.api_key_id, family_id=token.family_id,
             resources=target.resources, client_id=token.client_id, subject=token.subject,
-            agent_acts=token.agent_acts,
+            agent_acts=token.agent_acts, dpop_jkt=ctx.dpop_jkt,
         )  # fmt: skip
         event = audit.event(
             ctx, now, action="token.refreshed", tenant_id=agent.tenant_id, actor=agent.id,
@@ -99,21 +101,43 @@ class RefreshTokenGrant(Grant):
         checks = [Require(grant_statements.ACTIVE_AGENT, {"agent": agent.id}, 1, inactive)]
         if token.api_key_id is not None:
             checks.append(Require(grant_statements.ACTIVE_KEY, {"key": token.api_key_id}, 1, inactive))
+        # The DPoP proof's single use (``issuer/dpop.py``): its primary key refuses a replay on another replica.
+        proof = (Insert.of(UsedAssertionRow.__table__, ctx.dpop.row()),) if ctx.dpop else ()
         try:
             await self.core.ports.writes.run(
                 WritePlan((
                     *checks,
                     Require(grant_statements.ROTATE, {"hash": token_hash, "now": now}, 1, lost),
+                    *proof,
                     Insert.of(CredentialRow.__table__, access_row),
                     Insert.of(RefreshTokenRow.__table__, refresh_row),
                     Insert.of(AuditEventRow.__table__, event),
                 ))
             )  # fmt: skip
+        except Conflict as exc:
+            if not proof:
+                raise
+            raise InvalidDPoPProof("the DPoP proof was used before", debug="DPoP proof jti replayed") from exc
         except InvalidGrant as exc:
             if exc is not lost:
                 raise
             await self._refresh_lost(token_hash, now, ctx)
         return tokens
+
+    @staticmethod
+    def _check_binding(bound_to: str | None, ctx: RequestContext) -> None:
+        """RFC 9449 section 5: a family issued with a DPoP proof is bound to its key - "The binding MUST be
+        validated when the refresh token is later presented to get new access tokens". Refresh tokens here are
+        their own credential (no client authentication for an agent's family), so every bound family is held to
+        it, not only public clients'. An unbound family refreshed with a proof becomes bound from then on."""
+        if bound_to is None:
+            return
+        if ctx.dpop is None:
+            raise InvalidDPoPProof(
+                "this refresh token is DPoP-bound: send a DPoP proof signed by its key", debug="no DPoP proof"
+            )
+        if not hmac.compare_digest(ctx.dpop.jkt.encode(), bound_to.encode()):
+            raise InvalidGrant("the refresh token is bound to another DPoP key", debug=f"proof key {ctx.dpop.jkt}")
 
     async def _check_client(self, client_id: str, params: dict[str, Any]) -> None:
         """A family the authorization code grant started belongs to its OAuth client (RFC 6749 section 6): a

@@ -6,7 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidScope, InvalidToken
+from agentauth.errors import (
+    Conflict,
+    InvalidClient,
+    InvalidDPoPProof,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidToken,
+)
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
@@ -17,7 +25,7 @@ from agentauth.issuer.scopes import parse_scope
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.storage import delegation_statements as sql
 from agentauth.storage import delegations as delegations_repo
-from agentauth.storage.models import AuditEventRow, CredentialRow
+from agentauth.storage.models import AuditEventRow, CredentialRow, UsedAssertionRow
 from agentauth.storage.ports import Insert, Query, Require, WritePlan
 from agentauth.storage.records import Agent, Delegation
 from agentauth.vc import DELEGATION_CREDENTIAL, VerificationError, Verifier
@@ -54,7 +62,7 @@ class TokenExchangeGrant(Grant):
         assert subject_token is not None
         if subject_type != TOKEN_TYPE_JWT:
             raise InvalidRequest(f"subject_token_type must be {TOKEN_TYPE_JWT} (a delegation credential)")
-        actor = await self._actor(params)
+        actor = await self._actor(params, ctx)
         now = self.core.clock()
         if subject_token.startswith(REFRESH_TOKEN_PREFIX):
             raise InvalidGrant("subject_token must be a delegation credential, not a refresh token")
@@ -113,6 +121,7 @@ class TokenExchangeGrant(Grant):
             expires_at=delegation.expires_at,
             extra_subject_claims={"actorAgentId": actor.id},
             audience=audience,
+            dpop_jkt=ctx.dpop_jkt,  # the actor's proof key: the actor is who presents the new token
         )
         event = audit.event(
             ctx, now, action="token.exchanged", tenant_id=root.tenant_id, actor=actor.id,
@@ -122,15 +131,14 @@ class TokenExchangeGrant(Grant):
         # still active - with the answer each change gives when it came before the request.
         chain_ids = {"delegation": delegation.id}
         agent_ids = {root.id, *delegates}
-        await self.core.ports.writes.run(
-            WritePlan((
-                Require(sql.LIVE_CHAIN, chain_ids | {"now": now}, len(chain), self._dead_chain(["(re-checked)"])),
-                Require(sql.ACTIVE_CHAIN_AGENTS, chain_ids, len(agent_ids), self._deactivated()),
-                Insert.of(CredentialRow.__table__, credential_row),
-                Insert.of(AuditEventRow.__table__, event),
-            ))
-        )  # fmt: skip
-        response = token_response(access, exp, now, scopes, None)
+        await self._record(
+            ctx,
+            Require(sql.LIVE_CHAIN, chain_ids | {"now": now}, len(chain), self._dead_chain(["(re-checked)"])),
+            Require(sql.ACTIVE_CHAIN_AGENTS, chain_ids, len(agent_ids), self._deactivated()),
+            Insert.of(CredentialRow.__table__, credential_row),
+            Insert.of(AuditEventRow.__table__, event),
+        )
+        response = token_response(access, exp, now, scopes, None, bound=ctx.dpop is not None)
         response.issued_token_type = TOKEN_TYPE_ACCESS
         return response
 
@@ -160,6 +168,17 @@ class TokenExchangeGrant(Grant):
             raise self._deactivated()
         return chain, root, delegates
 
+    async def _record(self, ctx: RequestContext, *steps: Require | Insert) -> None:
+        """Stage 2's plan, with the DPoP proof's single use (``issuer/dpop.py``) if the request had one: its
+        primary key refuses a replay on another replica."""
+        proof = (Insert.of(UsedAssertionRow.__table__, ctx.dpop.row()),) if ctx.dpop else ()
+        try:
+            await self.core.ports.writes.run(WritePlan((*steps, *proof)))
+        except Conflict as exc:
+            if not proof:
+                raise
+            raise InvalidDPoPProof("the DPoP proof was used before", debug="DPoP proof jti replayed") from exc
+
     @staticmethod
     def _dead_chain(dead: list[str]) -> InvalidGrant:
         return InvalidGrant("the delegation (or one above it) is revoked or expired", debug=f"dead: {dead}")
@@ -168,7 +187,7 @@ class TokenExchangeGrant(Grant):
     def _deactivated() -> InvalidGrant:
         return InvalidGrant("an agent of the delegation chain is deactivated")
 
-    async def _actor(self, params: dict[str, Any]) -> Agent:
+    async def _actor(self, params: dict[str, Any], ctx: RequestContext) -> Agent:
         """The delegate authenticates: its own access token as ``actor_token``, or its API key."""
         actor_token = param(params, "actor_token")
         if actor_token is not None:
@@ -176,7 +195,9 @@ class TokenExchangeGrant(Grant):
             if actor_type != TOKEN_TYPE_ACCESS:
                 raise InvalidRequest(f"actor_token_type must be {TOKEN_TYPE_ACCESS}")
             try:
-                principal = await self.services.authenticate_bearer(actor_token)
+                # A DPoP-bound actor token counts only with the request's proof by its key (RFC 9449 section 5
+                # binds the new token to that key too): a stolen bound token cannot be exchanged for a bearer one.
+                principal = await self.services.authenticate_bearer(actor_token, proven_jkt=ctx.dpop_jkt)
             except InvalidToken as exc:
                 raise InvalidGrant("actor_token is not valid", debug=exc.debug) from exc
             if principal.actor is not None:
