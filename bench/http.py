@@ -18,6 +18,9 @@ keep-alive HTTP/1.1 connections (``--concurrency``), each with one request in fl
    (untimed, each batch within 30 s), redeem all of them (timed: from the first request to the last answer of
    the slice), repeat until ``--seconds`` of timed redemption have accumulated; the rate is the slices' 200s
    over their timed seconds. Every code is sent once, so a healthy server answers every request with 200.
+5. ``client_credentials`` with the API key and a DPoP proof (RFC 9449) per request, signed by the agent's
+   did:key: the token is bound to that key. Proofs are signed before the phase (they live 60 s), like the
+   assertions; the phase's share is taken against API-key tokens measured right before and after it.
 
 Each phase runs ``--warmup`` seconds unmeasured first. It reports tokens/s, p50/p99/max latency and errors, the
 hello rate, raw ``cryptography`` Ed25519 sign/s on one core (measured in this process while the server is idle),
@@ -91,7 +94,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentauth.keys import KeyPair
-from agentauth.vc import create_agent_assertion
+from agentauth.vc import create_agent_assertion, create_proof
 from rawhttp import HttpError, RawConnection, build_request, new_event_loop
 from server import (
     DEFAULT_POSTGRES_URL,
@@ -174,6 +177,14 @@ Send = Callable[[], Any]
 Form = dict[str, str] | Callable[[], dict[str, str] | None] | None
 
 
+class WithHeaders(dict[str, str]):
+    """A form a ``Form`` callable hands out with request headers of its own (a DPoP proof)."""
+
+    def __init__(self, form: dict[str, str], headers: dict[str, str]) -> None:
+        super().__init__(form)
+        self.headers = headers
+
+
 class LoadGenerator:
     """``concurrency`` connections, each sending its next request when the previous answer arrived."""
 
@@ -209,7 +220,9 @@ class LoadGenerator:
                     body = forms()
                     if body is None:
                         return None
-                    return await connection.request(build_request(HOST, self.port, method, path, form=body))
+                    headers = body.headers if isinstance(body, WithHeaders) else None
+                    request = build_request(HOST, self.port, method, path, form=body, headers=headers)
+                    return await connection.request(request)
 
                 return send_next
             data = build_request(HOST, self.port, method, path, form=form)
@@ -221,7 +234,8 @@ class LoadGenerator:
             body = form() if callable(form) else form
             if callable(form) and body is None:
                 return None
-            response = await http.request(method, path, data=body)
+            headers = body.headers if isinstance(body, WithHeaders) else None
+            response = await http.request(method, path, data=body, headers=headers)
             return response.status_code, response.content
 
         return send
@@ -318,6 +332,30 @@ class AssertionPool:
 
     def fill(self, count: int) -> None:
         # Valid for ``lifetime`` from now (at most 5 minutes): the phases that use them start right after.
+        self.ready = [self._form() for _ in range(count)]
+
+    def __call__(self) -> dict[str, str]:
+        if self.ready:
+            return self.ready.pop()
+        self.late += 1
+        return self._form()
+
+
+class ProofPool:
+    """API-key ``client_credentials`` bodies, each with a fresh DPoP proof signed by the agent's did:key (a proof's
+    jti is accepted once, its iat for 60 s), signed just before the phase; any shortfall on the fly (``late``)."""
+
+    def __init__(self, quickstart: dict[str, Any], token_endpoint: str) -> None:
+        self.pair = KeyPair.from_jwk(quickstart["private_key_jwk"])
+        self.form = {"grant_type": "client_credentials", "client_secret": str(quickstart["api_key"])}
+        self.token_endpoint = token_endpoint
+        self.ready: list[WithHeaders] = []
+        self.late = 0
+
+    def _form(self) -> WithHeaders:
+        return WithHeaders(self.form, {"DPoP": create_proof(self.pair, "POST", self.token_endpoint)})
+
+    def fill(self, count: int) -> None:
         self.ready = [self._form() for _ in range(count)]
 
     def __call__(self) -> dict[str, str]:
@@ -534,6 +572,9 @@ class Row:
     # the API-key rate measured around it: the mean of the one before and the one after.
     pkjwt_after: Phase
     code_reference: Phase
+    dpop: Phase  # client_credentials (API key) with a DPoP proof per request
+    dpop_late: int
+    dpop_after: Phase  # API-key tokens right after the DPoP phase (pkjwt_after is right before it)
     mint_rate: float  # codes minted per second (consent POSTs), over all batches
     sign_rate: float
     acknowledged: int  # 200 responses to token requests, warm-up included
@@ -549,6 +590,15 @@ class Row:
     def pkjwt_share(self) -> float:
         reference = (self.token.rate + self.pkjwt_after.rate) / 2
         return self.pkjwt.rate / reference if reference else 0.0
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        return (self.token, self.pkjwt, self.pkjwt_after, self.code, self.code_reference, self.dpop, self.dpop_after)
+
+    @property
+    def dpop_share(self) -> float:
+        reference = (self.pkjwt_after.rate + self.dpop_after.rate) / 2
+        return self.dpop.rate / reference if reference else 0.0
 
     @property
     def code_share(self) -> float:
@@ -589,6 +639,12 @@ async def measure(
         with profiled(args.profile, pid, args.seconds, f"{label}-private_key_jwt", threads=True) as pk_profile:
             pkjwt = await load.run("POST", TOKEN_PATH, pool, args.seconds, keep_bodies=True, cpu=cpu)
         pk_after = await load.run("POST", TOKEN_PATH, form, neighbour_seconds(args), keep_bodies=True)
+        # DPoP: proofs for the warm-up and the phase at the API-key rate (+10%), signed now (they live 60 s).
+        proofs = ProofPool(registered.json(), f"{issuer_url}{TOKEN_PATH}")
+        proofs.fill(int(pk_after.rate * (args.warmup + args.seconds) * 1.1) + 1_000)
+        dpop_warm = await load.run("POST", TOKEN_PATH, proofs, args.warmup, keep_bodies=True)
+        dpop = await load.run("POST", TOKEN_PATH, proofs, args.seconds, keep_bodies=True, cpu=cpu)
+        dpop_after = await load.run("POST", TOKEN_PATH, form, neighbour_seconds(args), keep_bodies=True)
     # authorization_code: minting a code (a consent POST) is slower than redeeming one and a code lives 60 s, so
     # the phase runs in timed slices: mint a batch (untimed), redeem all of it (timed), until --seconds of timed
     # redemption are reached. Fresh connections for each slice (the server closes keep-alive connections left
@@ -606,7 +662,7 @@ async def measure(
     after = await access_jtis(database_url)
     created = after - before
     bodies = warm.bodies + token.bodies + pk_warm.bodies + pkjwt.bodies + pk_after.bodies + code_warm.bodies
-    bodies += code.bodies + code_ref.bodies
+    bodies += code.bodies + code_ref.bodies + dpop_warm.bodies + dpop.bodies + dpop_after.bodies
     returned = {token_jti(body) for body in bodies}
     for sampled in (profile, pk_profile, code_profile):
         if sampled is not None and sampled.exists():
@@ -623,6 +679,9 @@ async def measure(
         code_slices=slices,
         pkjwt_after=pk_after,
         code_reference=code_ref,
+        dpop=dpop,
+        dpop_late=proofs.late,
+        dpop_after=dpop_after,
         mint_rate=codes.mint_rate,
         sign_rate=sign_rate,
         acknowledged=len(bodies),
@@ -660,10 +719,11 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         "machine)",
         "",
         "| workers | tokens/s | p50 ms | p99 ms | max ms | errors | private_key_jwt tokens/s (vs API key) "
-        "| its p99 ms | authorization_code tokens/s (vs API key) | its p99 ms | hello req/s | tokens/hello "
+        "| its p99 ms | authorization_code tokens/s (vs API key) | its p99 ms | DPoP-bound tokens/s (vs API key) "
+        "| hello req/s | tokens/hello "
         "| raw sign/s (1 core) "
         f"| tokens/sign | recorded = 200s | server cores |{' postgres cores |' if pg else ''} other cores |",
-        f"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|{'---:|' if pg else ''}---:|",
+        "|---:" * 15 + f"|---|---:|{'---:|' if pg else ''}---:|",
     ]
     for r in rows:
         durable = f"yes ({r.recorded:,})" if r.durable else f"NO ({r.recorded:,} rows, {r.acknowledged:,} 200s)"
@@ -673,7 +733,7 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
             f"| {max(r.token.latencies, default=0) * 1000:.0f} | {r.token.failed} "
             f"| {r.pkjwt.rate:,.0f} ({r.pkjwt_share:.0%}) | {r.pkjwt.percentile_ms(99):.1f} "
             f"| {r.code.rate:,.0f} ({r.code_share:.0%}) | {r.code.percentile_ms(99):.1f} "
-            f"| {r.hello.rate:,.0f} "
+            f"| {r.dpop.rate:,.0f} ({r.dpop_share:.0%}) | {r.hello.rate:,.0f} "
             f"| {r.hello_ratio:.0%} | {r.sign_rate:,.0f} | {r.sign_ratio:.0%} | {durable} | "
             + " | ".join(f"{c:.2f}" for c in cpu)
             + " |"
@@ -689,9 +749,10 @@ def goals(rows: list[Row]) -> list[str]:
             (f">= {GOAL_HELLO_RATIO:.0%} of hello", r.hello_ratio >= GOAL_HELLO_RATIO),
             (f"p99 <= {GOAL_P99_MS:g} ms", p99 <= GOAL_P99_MS),
             (f"max <= {GOAL_MAX_MS:g} ms", worst <= GOAL_MAX_MS),
-            ("no errors", sum(p.failed for p in (r.token, r.pkjwt, r.pkjwt_after, r.code, r.code_reference)) == 0),
+            ("no errors", sum(p.failed for p in r.phases) == 0),
             ("private_key_jwt >= 70% of API key", r.pkjwt_share >= 0.7),
             ("authorization_code >= 70% of API key", r.code_share >= 0.7),
+            ("DPoP-bound >= 60% of API key", r.dpop_share >= 0.6),
             ("every token recorded", r.durable),
         ]
         if r.workers == 2:
@@ -758,6 +819,15 @@ def main() -> None:
                 f"cores used: {cores(row.code.cpu)}\n     per second: {row.code.timeline()}\n"
                 f"     API key right before and after each slice: {row.code_reference.rate:,.0f}/s; share "
                 f"{row.code_share:.0%} (of the API-key phase {row.code.rate / row.token.rate:.0%})",
+                flush=True,
+            )
+            d = row.dpop
+            print(
+                f"   DPoP-bound (API key + proof) {d.rate:,.0f}/s  p50 {d.percentile_ms(50):.1f} ms  "
+                f"p99 {d.percentile_ms(99):.1f} ms  statuses {dict(d.statuses)} errors {dict(d.errors)}  proofs "
+                f"signed during the phase: {row.dpop_late}  cores used: {cores(d.cpu)}\n     per second: "
+                f"{d.timeline()}\n     API key right before and after: {row.pkjwt_after.rate:,.0f}/s, "
+                f"{row.dpop_after.rate:,.0f}/s; share {row.dpop_share:.0%}",
                 flush=True,
             )
             rows.append(row)
