@@ -8,6 +8,8 @@
 * Resource servers: ``agentauth.sdk.fastapi`` (``require_scopes``), ``agentauth.sdk.asgi``
   (``BearerAuthMiddleware``) and ``agentauth.sdk.mcp_auth`` (``AgentAuthTokenVerifier`` for MCP servers) -
   imported on demand, so the SDK needs neither FastAPI nor MCP unless you use them.
+* ``DPoPSettings`` - how those accept DPoP-bound tokens (RFC 9449 section 7): replay cache, nonces,
+  ``require_dpop``, the public URL behind a proxy (``agentauth.sdk.dpop``).
 
 The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures raise
 ``agentauth.vc.VerificationError`` with a stable reason ``code``.
@@ -15,6 +17,7 @@ The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures 
 
 from agentauth.sdk.bearer import BearerError, TokenAuthority, authenticate, bearer_token
 from agentauth.sdk.cache import JWKS_UNAVAILABLE, UNAVAILABLE_CODES
+from agentauth.sdk.dpop import DPoPSettings
 from agentauth.sdk.http import FetchError, check_fetchable
 from agentauth.sdk.offline import JwksFileError, load_jwks, offline_verifier
 from agentauth.sdk.online import AsyncOnlineVerifier, OnlineVerifier
@@ -25,6 +28,7 @@ __all__ = [
     "UNAVAILABLE_CODES",
     "AsyncOnlineVerifier",
     "BearerError",
+    "DPoPSettings",
     "FetchError",
     "HttpStatusLists",
     "JwksFileError",

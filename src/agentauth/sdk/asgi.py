@@ -10,7 +10,19 @@ minted for another server is refused (RFC 8707; RFC 9068 section 4).
 
 The verified token lands in ``scope["state"]["agentauth_token"]`` (Starlette: ``request.state.agentauth_token``),
 where ``agentauth.sdk.fastapi.require_scopes`` finds it to check per-route scopes without verifying twice.
-Refusals follow ``bearer.py``: 401, 403 ``insufficient_scope``, or 503 - with ``WWW-Authenticate``.
+Refusals follow ``bearer.py``: 401, 403 ``insufficient_scope``, or 503 - with ``WWW-Authenticate`` (and
+``DPoP-Nonce`` for ``use_dpop_nonce``).
+
+DPoP-bound tokens (RFC 9449 section 7): with ``dpop=DPoPSettings()`` the middleware also accepts
+``Authorization: DPoP <token>`` with its ``DPoP`` proof, checked against the request's method and URI; the
+settings choose the replay cache (in-process by default, shared for replicas), required nonces, ``require_dpop``
+and the ``public_url`` behind a proxy (see ``agentauth.sdk.dpop``). Without them only bearer tokens are accepted,
+and a DPoP-bound token never is. When nonces are required, every response carries the current one in
+``DPoP-Nonce`` (section 8.2), so clients keep up with its rotation.
+
+An MCP server (the MCP SDK's streamable HTTP app) runs behind this middleware for DPoP: the SDK's own bearer
+handling sees only ``Authorization: Bearer``, so wrap the MCP app in ``BearerAuthMiddleware`` instead of giving
+it a token verifier (``agentauth.sdk.mcp_auth``).
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from agentauth.sdk.bearer import (
     authenticate,
     require_audience_configured,
 )
+from agentauth.sdk.dpop import DPoPSettings, header_values
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +55,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def request_method(scope: Scope) -> str:
+    """The method a proof's ``htm`` must name: a WebSocket handshake is a GET (RFC 6455 section 4.1)."""
+    return str(scope.get("method") or "GET")
+
+
 class BearerAuthMiddleware:
     """Refuses requests without a valid token holding ``required_scopes``; ``exclude_paths`` (exact paths or
     prefixes ending in ``/``) pass through, e.g. health checks and ``/.well-known/``. Lifespan and other
@@ -57,8 +75,10 @@ class BearerAuthMiddleware:
         exclude_paths: Iterable[str] = (),
         realm: str = DEFAULT_REALM,
         resource_metadata: str | None = None,
+        dpop: DPoPSettings | None = None,
     ) -> None:
         require_audience_configured(verifier, audience)
+        self.dpop = dpop
         self.app = app
         self.verifier = verifier
         self.required_scopes = tuple(required_scopes)
@@ -74,18 +94,34 @@ class BearerAuthMiddleware:
         if scope["type"] not in ("http", "websocket") or self._excluded(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
+        dpop = self.dpop
         try:
             verified = await authenticate(
                 self.verifier,
                 _header(scope, b"authorization"),
                 self.required_scopes,
                 audience=self.audience,
+                dpop=dpop,
+                dpop_proofs=header_values(scope, b"dpop") if dpop is not None else (),
+                method=request_method(scope),
+                uri=dpop.request_uri(scope) if dpop is not None else None,
             )
         except BearerError as refusal:
             await self._refuse(scope, send, refusal)
             return
         scope.setdefault("state", {})[STATE_KEY] = verified
-        await self.app(scope, receive, send)
+        nonce = dpop.current_nonce() if dpop is not None and scope["type"] == "http" else None
+        if nonce is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_nonce(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if bytes(k).lower() != b"dpop-nonce"]
+                message["headers"] = [*headers, (b"dpop-nonce", nonce.encode("ascii"))]
+            await send(message)
+
+        await self.app(scope, receive, send_with_nonce)
 
     async def _refuse(self, scope: Scope, send: Send, refusal: BearerError) -> None:
         if scope["type"] == "websocket":

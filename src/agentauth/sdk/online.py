@@ -21,6 +21,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -50,9 +51,35 @@ from agentauth.vc import (
     VerifiedToken,
     Verifier,
 )
+from agentauth.vc.dpop import DPoPRequest, ReplayCache
 
 T = TypeVar("T")
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+
+
+class _OwnReplay:
+    """The replay cache of one online verification. The core checks a DPoP proof (and records its ``jti``) before
+    the token's status; a verification that misses the status list runs again once the list is fetched, and must
+    not then find its own proof "used before". A ``jti`` this verification recorded passes again; any other
+    replay is still refused by the shared cache."""
+
+    __slots__ = ("_inner", "_mine")
+
+    def __init__(self, inner: ReplayCache) -> None:
+        self._inner = inner
+        self._mine: set[str] = set()
+
+    def consume(self, nonce: str, *, until: float, now: float) -> bool:
+        if nonce in self._mine:
+            return True
+        if not self._inner.consume(nonce, until=until, now=now):
+            return False
+        self._mine.add(nonce)
+        return True
+
+
+def _retryable(dpop: DPoPRequest | None) -> DPoPRequest | None:
+    return None if dpop is None else replace(dpop, replay=_OwnReplay(dpop.replay))
 
 
 class _OnlineBase(Generic[H]):
@@ -219,9 +246,11 @@ class OnlineVerifier(_OnlineBase[httpx.Client]):
     # -- verification ------------------------------------------------------------------------------------
 
     def verify_access_token(
-        self, token: str, *, audience: str | None = None, now: datetime | None = None
+        self, token: str, *, audience: str | None = None, now: datetime | None = None, dpop: DPoPRequest | None = None
     ) -> VerifiedToken:
-        return self._run(lambda: self.core.verify_access_token(token, audience=audience, now=now))
+        """See ``Verifier.verify_access_token``; ``dpop``: the request's DPoP proof, for a DPoP-bound token."""
+        request = _retryable(dpop)
+        return self._run(lambda: self.core.verify_access_token(token, audience=audience, now=now, dpop=request))
 
     def verify_credential(self, credential: str, *, expected_type: str, now: datetime | None = None) -> dict[str, Any]:
         return self._run(lambda: self.core.verify_credential(credential, expected_type=expected_type, now=now))
@@ -336,9 +365,11 @@ class AsyncOnlineVerifier(_OnlineBase[httpx.AsyncClient]):
     # -- verification ------------------------------------------------------------------------------------
 
     async def verify_access_token(
-        self, token: str, *, audience: str | None = None, now: datetime | None = None
+        self, token: str, *, audience: str | None = None, now: datetime | None = None, dpop: DPoPRequest | None = None
     ) -> VerifiedToken:
-        return await self._run(lambda: self.core.verify_access_token(token, audience=audience, now=now))
+        """See ``Verifier.verify_access_token``; ``dpop``: the request's DPoP proof, for a DPoP-bound token."""
+        request = _retryable(dpop)
+        return await self._run(lambda: self.core.verify_access_token(token, audience=audience, now=now, dpop=request))
 
     async def verify_credential(
         self, credential: str, *, expected_type: str, now: datetime | None = None
