@@ -17,6 +17,24 @@ refused (the token replay the MCP authorization spec forbids).
 
 The MCP SDK's bearer middleware then answers 401 ``invalid_token`` when this returns None and 403
 ``insufficient_scope`` when a required scope is missing, each with ``WWW-Authenticate``.
+
+DPoP-bound tokens (RFC 9449 section 7) cannot pass here: the MCP SDK hands a token verifier the token string
+only, and a bound token needs the request's ``DPoP`` proof, method and URI - so this verifier refuses them
+(``dpop_required``), as it must. For an MCP server that accepts DPoP, put ``agentauth.sdk.asgi.BearerAuthMiddleware``
+in front of the MCP app instead of giving the SDK a token verifier::
+
+    app = BearerAuthMiddleware(
+        mcp.streamable_http_app(),  # an MCPServer built without token_verifier/auth
+        AsyncOnlineVerifier("https://auth.example.com", resource=resource),
+        required_scopes=["reports.read"],
+        dpop=DPoPSettings(public_url="https://reports.example.com"),  # + nonces=DPoPNonces(secret), require_dpop=True
+        resource_metadata="https://reports.example.com/.well-known/oauth-protected-resource",
+    )
+
+It accepts bearer and DPoP tokens alike, answers 401/403 with the DPoP challenges (``use_dpop_nonce`` with
+``DPoP-Nonce``), and leaves the verified token in ``request.state.agentauth_token`` for tools
+(``ctx.request_context.request``). Serve the protected-resource metadata (RFC 9728) yourself or through
+``exclude_paths=["/.well-known/"]``.
 """
 
 from __future__ import annotations
