@@ -52,12 +52,28 @@ def verify(
         str | None, typer.Option(metavar="NONCE", help="The challenge a presentation must answer.")
     ] = None,
     skip_status: Annotated[bool, typer.Option("--skip-status", help="Do not check revocation status.")] = False,
+    dpop_proof: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PROOF",
+            help="The DPoP proof (DPoP header) a DPoP-bound access token came with; @FILE, - for stdin. "
+            "Needs --htm and --htu.",
+        ),
+    ] = None,
+    htm: Annotated[
+        str | None, typer.Option(metavar="METHOD", help="The HTTP method of the request the proof was made for.")
+    ] = None,
+    htu: Annotated[
+        str | None, typer.Option(metavar="URI", help="The URI of the request the proof was made for.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Verify an access token, identity/delegation credential, status list or presentation.
 
     Trust comes from --issuer (online: its JWKS) or --jwks (offline), revocation from the issuer's
-    status lists or --status-dir. Each check is shown with its result.
+    status lists or --status-dir. Each check is shown with its result. A DPoP-bound access token
+    (RFC 9449) verifies only with --dpop-proof, the proof of its request (--htm, --htu): signed by
+    the token's key, for that method and URI, with the token's hash, issued within the last minute.
 
     Exit status: 0 valid, 1 invalid, 2 revoked.
     """
@@ -67,9 +83,11 @@ def verify(
     text = _read_text_arg(token, "token")
     if (issuer is None) == (jwks is None):
         raise CliUsageError("give exactly one of --issuer URL (online) or --jwks FILE (offline)")
+    dpop = _dpop_request(dpop_proof, htm, htu, token_from_stdin=token == "-")
     if status_dir is not None and not status_dir.is_dir():
         raise CliError(f"--status-dir {status_dir} is not a directory")
     status_source = DirectoryStatusLists(status_dir) if status_dir is not None else None
+    options: dict[str, Any] = {"audience": audience, "nonce": nonce, "check_status": not skip_status, "dpop": dpop}
     if issuer is not None:
         from agentauth.sdk import OnlineVerifier
 
@@ -78,22 +96,45 @@ def verify(
             _issuer_url(issuer), any_audience=True, status_source=status_source, check_status=not skip_status
         ) as online:
             try:
-                report = explain(online, text, audience=audience, nonce=nonce, check_status=not skip_status)
+                report = explain(online, text, **options)
             except ValueError as exc:
-                raise CliUsageError(f"{exc}: pass --audience and --nonce") from None
+                raise _usage(exc) from None
     else:
         assert jwks is not None
         offline = _offline_verifier(jwks, text, status_source, not skip_status)
         try:
-            report = explain(offline, text, audience=audience, nonce=nonce, check_status=not skip_status)
+            report = explain(offline, text, **options)
         except ValueError as exc:
-            raise CliUsageError(f"{exc}: pass --audience and --nonce") from None
+            raise _usage(exc) from None
     if as_json:
         _print_json(report.to_json())
     else:
         _print_report(report)
     if not report.valid:
         raise typer.Exit(EXIT_REVOKED if report.revoked else EXIT_INVALID)
+
+
+def _dpop_request(proof: str | None, htm: str | None, htu: str | None, *, token_from_stdin: bool) -> Any:
+    """The DPoP request (proof, method, URI) the access token is checked with, or None without --dpop-proof."""
+    if proof is None:
+        if htm is not None or htu is not None:
+            raise CliUsageError("--htm and --htu describe the request of a --dpop-proof: pass it too")
+        return None
+    if htm is None or htu is None:
+        raise CliUsageError("--dpop-proof needs the request it was made for: pass --htm METHOD and --htu URI")
+    if proof == "-" and token_from_stdin:
+        raise CliUsageError("the token and --dpop-proof cannot both come from standard input")
+    from agentauth.vc.dpop import DPoPRequest
+    from agentauth.vc.nonces import NonceRegistry
+
+    # HTTP methods are case-sensitive (RFC 9110 section 9.1), but every standard one is upper case.
+    return DPoPRequest(_read_text_arg(proof, "DPoP proof"), htm.upper(), htu, NonceRegistry())
+
+
+def _usage(exc: ValueError) -> CliUsageError:
+    if "DPoP" in str(exc):
+        return CliUsageError(f"{exc}: leave out --dpop-proof")
+    return CliUsageError(f"{exc}: pass --audience and --nonce")
 
 
 def _offline_verifier(jwks_path: Path, token: str, status_source: Any, check_status: bool) -> Any:

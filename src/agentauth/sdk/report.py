@@ -22,6 +22,7 @@ from agentauth.vc import (
     Verifier,
 )
 from agentauth.vc import errors as e
+from agentauth.vc.dpop import INVALID_DPOP_PROOF, USE_DPOP_NONCE, DPoPRequest
 from agentauth.vc.jws import parse_compact
 
 Kind = Literal["access_token", "identity_credential", "delegation_credential", "status_list", "presentation"]
@@ -38,6 +39,7 @@ _ACCESS = (
     "credential type",
     "claims",
     "audience",
+    "DPoP binding",
     "status",
     "delegation chain",
 )
@@ -77,8 +79,15 @@ _STAGE_OF_CODE = {
     e.WEAK_KEY: "holder binding",
     e.NONCE_MISMATCH: "nonce",
     e.NONCE_REPLAYED: "replay",
+    # RFC 9449 section 7.1: a DPoP-bound token with its request's proof.
+    INVALID_DPOP_PROOF: "DPoP binding",
+    USE_DPOP_NONCE: "DPoP binding",
+    e.DPOP_REQUIRED: "DPoP binding",
+    e.NOT_DPOP_BOUND: "DPoP binding",
+    e.DPOP_KEY_MISMATCH: "DPoP binding",
 }
 _MALFORMED_HINTS = (
+    ("cnf", "DPoP binding"),
     ("credentialStatus", "status"),
     ("status", "status"),
     ("@context", "credential type"),
@@ -203,6 +212,9 @@ def _pass_details(
     }
     if kind == "access_token":
         details["claims"] = f"sub {claims.get('sub')}, scope {claims.get('scope')!r}"
+        cnf = claims.get("cnf")
+        bound = cnf.get("jkt") if isinstance(cnf, dict) else None
+        details["DPoP binding"] = f"proof by the bound key {bound}" if bound else "not DPoP-bound (a bearer token)"
     if kind == "presentation":
         details["holder binding"] = f"signed by {claims.get('iss')}"
         details["credential type"] = "VerifiablePresentation"
@@ -223,8 +235,10 @@ def explain(
     nonce: str | None = None,
     check_status: bool = True,
     now: datetime | None = None,
+    dpop: DPoPRequest | None = None,
 ) -> Report:
-    """Verify ``token`` (whatever it is) and say how each check went."""
+    """Verify ``token`` (whatever it is) and say how each check went. ``dpop``: the proof a DPoP-bound access
+    token came with, and the request it was made for (RFC 9449 section 7.1)."""
     moment = now or datetime.now(UTC)
     try:
         jws = parse_compact(token)
@@ -248,8 +262,10 @@ def explain(
         context["audience"] = audience
     if kind == "presentation" and (audience is None or nonce is None):
         raise ValueError("a presentation is verified against the verifier's audience and nonce")
+    if dpop is not None and kind != "access_token":
+        raise ValueError("a DPoP proof accompanies an access token only")
     try:
-        claims = _verify(verifier, kind, token, audience, nonce, moment)
+        claims = _verify(verifier, kind, token, audience, nonce, moment, dpop)
     except VerificationError as exc:
         stage = _failed_stage(verifier, kind, payload, exc, moment)
         return _report(kind, stages, stage, exc, header, payload, context, now=moment)
@@ -263,9 +279,10 @@ def _verify(
     audience: str | None,
     nonce: str | None,
     now: datetime,
+    dpop: DPoPRequest | None = None,
 ) -> dict[str, Any]:
     if kind == "access_token":
-        return verifier.verify_access_token(token, audience=audience, now=now).claims
+        return verifier.verify_access_token(token, audience=audience, now=now, dpop=dpop).claims
     if kind == "presentation":
         assert audience is not None and nonce is not None
         return verifier.verify_presentation(token, audience=audience, nonce=nonce, now=now).claims
