@@ -21,7 +21,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -79,7 +78,10 @@ class _OwnReplay:
 
 
 def _retryable(dpop: DPoPRequest | None) -> DPoPRequest | None:
-    return None if dpop is None else replace(dpop, replay=_OwnReplay(dpop.replay))
+    if dpop is None:
+        return None
+    # Not dataclasses.replace: this runs on every DPoP request, and replace costs a few microseconds more.
+    return DPoPRequest(dpop.proof, dpop.method, dpop.uri, _OwnReplay(dpop.replay), dpop.nonces)
 
 
 class _OnlineBase(Generic[H]):
