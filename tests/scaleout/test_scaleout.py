@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentauth.bootstrap import KEY_RELOAD_SECONDS
 from agentauth.keys import KeyPair, generate_kek
-from agentauth.vc import StaticStatusLists, Verifier, create_agent_assertion
+from agentauth.vc import StaticStatusLists, Verifier, create_agent_assertion, create_proof
 from live_server import BIN, LiveServer, free_ports, server_env, spawn
 from support import POSTGRES_ENABLED, POSTGRES_URL, REDIS_URL, bearer, require_redis, reset_postgres
 
@@ -243,6 +243,34 @@ async def test_jwt_bearer_assertion_accepted_once_across_processes(pair: Pair) -
         answers = await asyncio.gather(*(jwt_bearer(http, pair.both[n % 2], raced) for n in range(10)))
     statuses = Counter(r.status_code for r in answers)
     assert statuses == {200: 1, 400: 9}, statuses
+
+
+async def test_a_dpop_proof_is_used_once_across_processes(pair: Pair) -> None:
+    """RFC 9449 section 11.1: a proof accepted by A is refused by B, which never saw it (the jti is recorded in
+    the database with the tokens); the same proof sent to both at once is accepted once. With an API key (the
+    batched issuing round) and with a refresh token (its own write plan)."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        registered = await quickstart(http, pair.a, "dpop-scaleout")
+        key = KeyPair.from_jwk(registered["private_key_jwk"])
+        form = {"grant_type": "client_credentials", "client_secret": registered["api_key"]}
+
+        async def post(server: LiveServer, proof: str, body: dict[str, str] = form) -> httpx.Response:
+            return await http.post(f"{server.url}{TOKEN}", data=body, headers={"DPoP": proof})
+
+        once = create_proof(key, "POST", pair.issuer_url + TOKEN)
+        accepted = await post(pair.a, once)
+        assert accepted.status_code == 200 and accepted.json()["token_type"] == "DPoP", accepted.text
+        replayed = await post(pair.b, once)
+        assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_dpop_proof", replayed.text
+        raced = create_proof(key, "POST", pair.issuer_url + TOKEN)
+        answers = await asyncio.gather(*(post(pair.both[n % 2], raced) for n in range(10)))
+        assert Counter(r.status_code for r in answers) == {200: 1, 400: 9}
+        assert {r.json()["error"] for r in answers if r.status_code == 400} == {"invalid_dpop_proof"}
+
+        refresh_form = {"grant_type": "refresh_token", "refresh_token": accepted.json()["refresh_token"]}
+        proof = create_proof(key, "POST", pair.issuer_url + TOKEN)
+        answers = await asyncio.gather(post(pair.a, proof, refresh_form), post(pair.b, proof, refresh_form))
+        assert sorted(r.status_code for r in answers) == [200, 400], [r.text for r in answers]
 
 
 # -- status slots -------------------------------------------------------------------------------------------------
