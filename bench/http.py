@@ -307,7 +307,28 @@ def token_jti(body: bytes) -> str:
 # -- private_key_jwt client assertions -----------------------------------------------------------------------
 
 
-class AssertionPool:
+class SignedAhead:
+    """Request bodies of single-use signed JWTs, signed before a timed phase (``fill``: they are valid for a
+    while from then - the phases that use them start right after) and handed out once each; should the phase use
+    more than were made, the rest are signed on the fly and counted (``late``)."""
+
+    ready: list[dict[str, str]]
+    late: int
+
+    def _form(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def fill(self, count: int) -> None:
+        self.ready = [self._form() for _ in range(count)]
+
+    def __call__(self) -> dict[str, str]:
+        if self.ready:
+            return self.ready.pop()
+        self.late += 1
+        return self._form()
+
+
+class AssertionPool(SignedAhead):
     """``private_key_jwt`` bodies, one fresh client assertion each (a jti is accepted once), signed ahead of the
     timed phase; should the phase use more than were made, the rest are signed on the fly (``late``)."""
 
@@ -330,18 +351,8 @@ class AssertionPool:
             "client_assertion": assertion,
         }
 
-    def fill(self, count: int) -> None:
-        # Valid for ``lifetime`` from now (at most 5 minutes): the phases that use them start right after.
-        self.ready = [self._form() for _ in range(count)]
 
-    def __call__(self) -> dict[str, str]:
-        if self.ready:
-            return self.ready.pop()
-        self.late += 1
-        return self._form()
-
-
-class ProofPool:
+class ProofPool(SignedAhead):
     """API-key ``client_credentials`` bodies, each with a fresh DPoP proof signed by the agent's did:key (a proof's
     jti is accepted once, its iat for 60 s), signed just before the phase; any shortfall on the fly (``late``)."""
 
@@ -349,20 +360,11 @@ class ProofPool:
         self.pair = KeyPair.from_jwk(quickstart["private_key_jwk"])
         self.form = {"grant_type": "client_credentials", "client_secret": str(quickstart["api_key"])}
         self.token_endpoint = token_endpoint
-        self.ready: list[WithHeaders] = []
+        self.ready: list[dict[str, str]] = []
         self.late = 0
 
     def _form(self) -> WithHeaders:
         return WithHeaders(self.form, {"DPoP": create_proof(self.pair, "POST", self.token_endpoint)})
-
-    def fill(self, count: int) -> None:
-        self.ready = [self._form() for _ in range(count)]
-
-    def __call__(self) -> dict[str, str]:
-        if self.ready:
-            return self.ready.pop()
-        self.late += 1
-        return self._form()
 
 
 # -- authorization codes -------------------------------------------------------------------------------------
