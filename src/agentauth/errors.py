@@ -90,12 +90,17 @@ class InvalidToken(AgentAuthError):
 
 
 class InvalidDPoPProof(AgentAuthError):
-    """RFC 9449 section 5: the token endpoint's answer to a ``DPoP`` proof that fails a check of section 4.3 (or
-    to more than one ``DPoP`` header)."""
+    """RFC 9449 section 5: the token endpoint's answer (400) to a ``DPoP`` proof that fails a check of section 4.3
+    (or to more than one ``DPoP`` header); section 7.1 and the error's IANA registration (section 12.2, "resource
+    access error response"): a protected resource's answer too, as 401 with a DPoP challenge."""
 
     error = "invalid_dpop_proof"
     status_code = 400
     description = "The DPoP proof is invalid."
+
+    def __init__(self, description: str | None = None, *, status_code: int = 400, debug: str | None = None) -> None:
+        super().__init__(description, debug=debug)
+        self.status_code = status_code
 
 
 class UseDPoPNonce(AgentAuthError):

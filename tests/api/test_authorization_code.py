@@ -286,6 +286,61 @@ async def test_client_authentication_at_redemption(client: httpx.AsyncClient, se
     assert claims["client_id"] == client_id
 
 
+async def test_dpop_jkt_binds_the_code_to_the_clients_key(client: httpx.AsyncClient, services: Services) -> None:
+    """RFC 9449 section 10: with ``dpop_jkt`` in the authorization request the code is redeemed only with a proof
+    by that key. A stolen code is useless: without a proof, or with the thief's own, it is refused - and not spent,
+    so the client redeems it after. A malformed ``dpop_jkt`` is an error at the redirect URI."""
+    client_id = await register(client)
+    owner = await owner_with_tenant(client, services, "jkt@example.com")
+    key, token_url = KeyPair.generate(), f"{ISSUER_URL}{paths.TOKEN}"
+    verifier, challenge = pkce()
+    query = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "code_challenge": challenge,
+             "code_challenge_method": "S256", "dpop_jkt": key.public.thumbprint(), "state": "s1"}  # fmt: skip
+    answer = redirected(await consent(client, query, act_as=f"agent:{owner['tenant']['agent']['id']}"))
+    form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": REDIRECT,
+            "code_verifier": verifier, "client_id": client_id}  # fmt: skip
+    assert_error(await client.post(paths.TOKEN, data=form), 400, "invalid_dpop_proof")
+    thief = create_proof(KeyPair.generate(), "POST", token_url)
+    stolen = await client.post(paths.TOKEN, data=form, headers={"DPoP": thief})
+    assert_error(stolen, 400, "invalid_grant")
+    assert "another DPoP key" in stolen.json()["error_description"]
+    tokens = ok(await client.post(paths.TOKEN, data=form, headers={"DPoP": create_proof(key, "POST", token_url)}))
+    assert tokens["token_type"] == "DPoP"
+    claims = (
+        services.tokens.self_verifier()
+        .verify_access_token(tokens["access_token"], proven_jkt=key.public.thumbprint())
+        .claims
+    )
+    assert claims["cnf"] == {"jkt": key.public.thumbprint()}
+
+    bad = redirected(await client.get(paths.AUTHORIZE, params=query | {"dpop_jkt": "not-a-thumbprint"}))
+    assert bad["error"] == "invalid_request" and "dpop_jkt" in bad["error_description"] and bad["state"] == "s1"
+
+
+async def test_a_client_registered_dpop_bound_gets_no_bearer_tokens(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """RFC 9449 section 5.2 client metadata ``dpop_bound_access_tokens``: "the authorization server MUST reject
+    token requests from this client that do not contain the DPoP header"."""
+    refused = await client.post(paths.REGISTER, json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+                                                      "dpop_bound_access_tokens": "yes"})  # fmt: skip
+    assert_error(refused, 400, "invalid_client_metadata")
+    body = {"redirect_uris": [REDIRECT], "dpop_bound_access_tokens": True, "token_endpoint_auth_method": "none"}
+    registered = ok(await client.post(paths.REGISTER, json=body), 201)
+    assert registered["dpop_bound_access_tokens"] is True
+    owner = await owner_with_tenant(client, services, "bound@example.com")
+    verifier, challenge = pkce()
+    query = {"response_type": "code", "client_id": registered["client_id"], "redirect_uri": REDIRECT,
+             "code_challenge": challenge, "code_challenge_method": "S256"}  # fmt: skip
+    answer = redirected(await consent(client, query, act_as=f"agent:{owner['tenant']['agent']['id']}"))
+    form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": REDIRECT,
+            "code_verifier": verifier, "client_id": registered["client_id"]}  # fmt: skip
+    bearer_request = await client.post(paths.TOKEN, data=form)
+    assert_error(bearer_request, 400, "invalid_dpop_proof")
+    proof = create_proof(KeyPair.generate(), "POST", f"{ISSUER_URL}{paths.TOKEN}")
+    assert ok(await client.post(paths.TOKEN, data=form, headers={"DPoP": proof}))["token_type"] == "DPoP"
+
+
 async def test_a_public_clients_code_and_refresh_are_bound_to_its_dpop_key(
     client: httpx.AsyncClient, services: Services
 ) -> None:

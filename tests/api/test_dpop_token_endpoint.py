@@ -83,7 +83,7 @@ async def test_a_client_credentials_token_is_bound_to_the_proof_key(
     assert ok(await client.get(me_path, headers=dpop))["id"] == made["agent"]["id"]
     # ... the same proof again, or as a bearer token, or with another key's proof, it does not.
     replayed = await client.get(me_path, headers=dpop)
-    assert_error(replayed, 401, "invalid_token")
+    assert_error(replayed, 401, "invalid_dpop_proof")  # RFC 9449 section 7.1: the token is fine, the proof not
     assert replayed.headers["WWW-Authenticate"].startswith("DPoP ") and "algs=" in replayed.headers["WWW-Authenticate"]
     assert_error(await client.get(me_path, headers=bearer(token)), 401, "invalid_token")
     other = OKPKey.generate_key("Ed25519")
@@ -100,7 +100,7 @@ async def test_a_client_credentials_token_is_bound_to_the_proof_key(
         proof(key, htm="GET", htu=me_url, ath=access_token_hash(token), iat=int(time.time()) - 600),
     ):
         refused = await client.get(me_path, headers={"Authorization": f"DPoP {token}", "DPoP": wrong})
-        assert_error(refused, 401, "invalid_token")
+        assert_error(refused, 401, "invalid_dpop_proof")
         assert refused.headers["WWW-Authenticate"].startswith("DPoP ")
 
     # Introspection (RFC 9449 section 6.2) says what the token is bound to.

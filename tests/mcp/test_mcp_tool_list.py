@@ -19,7 +19,7 @@ from agentauth.mcp.server import build_server
 pytestmark = pytest.mark.anyio
 
 REQUIRED = object()  # no default: the caller must give it
-S, INT, N, OBJ = "string", "integer", "null", "object"
+S, INT, N, OBJ, B = "string", "integer", "null", "object", "boolean"
 STRINGS = ("array", "string")
 AGENT_TYPES = ("enum", ("orchestrator", "autonomous", "assistant", "tool"))
 TRUST = ("enum", ("untrusted", "basic", "verified", "trusted"))
@@ -96,6 +96,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "scopes": ([STRINGS, N], None),
         "trust_level": ([TRUST, N], None),
         "public_key": ([S, OBJ, N], None),
+        # Issue 15 item 2: added after the documented parameters, optional, so the contract holds.
+        "require_dpop": ([B, N], None),
+        "bind_to_agent_key": ([B, N], None),
     },
     "verify_token": {"token": ([S], REQUIRED), "audience": ([S, N], None)},
     "exchange_delegation": {"credential": ([S], REQUIRED), "access_token": TOKEN, "scopes": ([STRINGS, N], None)},
@@ -106,6 +109,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "name": ([S, N], None),
         "description": ([S, N], None),
         "trust_level": ([TRUST, N], None),
+        "require_dpop": ([B, N], None),
+        "bind_to_agent_key": ([B, N], None),
     },
     "deactivate_agent": {"agent_id": ([S], REQUIRED), "access_token": TOKEN},
     "get_credential": {"credential_id": ([S], REQUIRED), "access_token": TOKEN},

@@ -30,7 +30,7 @@ def agent_row(agent_id: str, tenant: str, path: str, **fields: Any) -> dict[str,
         "id": agent_id, "tenant_id": tenant, "parent_id": None, "depth": path.count("/") - 2, "path": path,
         "did": f"did:key:z6Mk{agent_id}", "name": agent_id, "agent_type": "tool", "description": None,
         "trust_level": "basic", "status": "active", "scopes": ["api.read"], "identity_credential_id": None,
-        "created_at": CREATED, "updated_at": CREATED, "deactivated_at": None,
+        "created_at": CREATED, "updated_at": CREATED, "deactivated_at": None, "dpop_requirement": 0,
     } | fields  # fmt: skip
 
 

@@ -80,13 +80,14 @@ AGENTS: dict[str, dict[str, Any]] = {
         "did": "did:key:z6MkRoot", "name": "root", "agent_type": "assistant", "description": None,
         "trust_level": "basic", "status": "active", "scopes": ["agents.read", "api.write"],
         "identity_credential_id": None, "created_at": CREATED, "updated_at": ROUND - timedelta(hours=1),
-        "deactivated_at": None,
+        "deactivated_at": None, "dpop_requirement": 0,
     },
     "agt_gone": {
         "id": "agt_gone", "tenant_id": "agt_gone", "parent_id": None, "depth": 0, "path": "/agt_gone/",
         "did": "did:key:z6MkGone", "name": "gone \u00e9", "agent_type": "worker", "description": "deactivated",
         "trust_level": "verified", "status": "deactivated", "scopes": [], "identity_credential_id": "urn:uuid:id-1",
         "created_at": CREATED, "updated_at": NOW - timedelta(minutes=10), "deactivated_at": NOW - timedelta(minutes=10),
+        "dpop_requirement": 2,
     },
 }  # fmt: skip
 KEYS: dict[str, dict[str, Any]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from agentauth.did import DidKeyError, decode_did_key, did_key_document, encode_did_key
@@ -29,8 +30,8 @@ from agentauth.keys import KeyPair, parse_public_jwk
 from agentauth.keys.jwk import JwkError
 from agentauth.storage import agent_statements as sql
 from agentauth.storage.models import AgentRow, ApiKeyRow, AuditEventRow, CredentialRow, RefreshTokenRow
-from agentauth.storage.ports import Insert, Query, Require, WritePlan
-from agentauth.storage.records import Agent, AgentStatus, ApiKeyStatus
+from agentauth.storage.ports import Execute, Insert, Query, Require, WritePlan
+from agentauth.storage.records import Agent, AgentStatus, ApiKeyStatus, DPoPRequirement
 
 MAX_AGENT_DEPTH = 5
 MAX_PAGE = 100
@@ -56,8 +57,32 @@ def resolve_public_key(value: str | Mapping[str, Any] | None) -> tuple[str, dict
 def peer_out(agent: Agent) -> AgentOut:
     """A delegation peer as the other side sees it: who it is, not what its own tenant granted it."""
     return agent_out(agent).model_copy(
-        update={"relationship": "delegation_peer", "scopes": [], "description": None, "parent_id": None}
+        update={
+            "relationship": "delegation_peer",
+            "scopes": [],
+            "description": None,
+            "parent_id": None,
+            "require_dpop": None,
+            "bind_to_agent_key": None,
+        }
     )
+
+
+def dpop_requirement(
+    require_dpop: bool | None, bind_to_agent_key: bool | None, current: DPoPRequirement
+) -> DPoPRequirement:
+    """The requirement a create or update asks for (``require_dpop`` / ``bind_to_agent_key``; None keeps what
+    ``current`` has): binding to the agent's key implies requiring DPoP, and turning ``require_dpop`` off turns
+    both off."""
+    if bind_to_agent_key and require_dpop is False:
+        raise InvalidRequest("bind_to_agent_key needs require_dpop: leave require_dpop out or set it to true")
+    if bind_to_agent_key:
+        return DPoPRequirement.AGENT_KEY
+    if require_dpop is False:
+        return DPoPRequirement.NONE
+    if bind_to_agent_key is False:
+        return DPoPRequirement.REQUIRED if require_dpop or current else DPoPRequirement.NONE
+    return max(current, DPoPRequirement.REQUIRED) if require_dpop else current
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -154,6 +179,9 @@ class AgentService:
         trust = request.trust_level or parent.trust_level
         if TRUST_LEVELS.index(trust) > TRUST_LEVELS.index(parent.trust_level):
             raise AccessDenied("a child agent cannot have a higher trust level than its parent")
+        dpop = dpop_requirement(request.require_dpop, request.bind_to_agent_key, parent.dpop_requirement)
+        if dpop < parent.dpop_requirement:
+            raise AccessDenied("a child agent cannot require less DPoP binding than its parent")
         did, private_jwk = resolve_public_key(request.public_key)
         identity_slot = await self.core.status.allocate()
         now = self.core.clock()
@@ -165,7 +193,7 @@ class AgentService:
             id=agent_id, tenant_id=parent.tenant_id, parent_id=parent.id, depth=parent.depth + 1,
             path=f"{parent.path}{agent_id}/", did=did, name=request.name, agent_type=request.agent_type,
             description=request.description, trust_level=trust, status=AgentStatus.ACTIVE, scopes=tuple(scopes),
-            identity_credential_id=None, created_at=now, updated_at=now, deactivated_at=None,
+            identity_credential_id=None, created_at=now, updated_at=now, deactivated_at=None, dpop_requirement=dpop,
         )  # fmt: skip
         identity, identity_row = self.core.identity_credential_row(agent, now, identity_slot)
         agent = dataclasses.replace(agent, identity_credential_id=identity_row["jti"])
@@ -228,7 +256,14 @@ class AgentService:
         target = await self._manageable(principal, agent_id)
         changes = request.model_dump(exclude_none=True)
         if not changes:
-            raise InvalidRequest("nothing to update: give name, description or trust_level")
+            raise InvalidRequest(
+                "nothing to update: give name, description, trust_level, require_dpop or bind_to_agent_key"
+            )
+        dpop = dpop_requirement(
+            changes.pop("require_dpop", None), changes.pop("bind_to_agent_key", None), target.dpop_requirement
+        )
+        if dpop < target.dpop_requirement:
+            await self._check_dpop_floor(principal, target, dpop)
         if "trust_level" in changes:
             ceiling = principal.agent.trust_level
             if TRUST_LEVELS.index(changes["trust_level"]) > TRUST_LEVELS.index(ceiling):
@@ -247,10 +282,35 @@ class AgentService:
             WritePlan((
                 # Still active when the plan runs, or nothing changes (a deactivated agent is frozen).
                 Require(sql.UPDATE_AGENT, {"agent": target.id, "now": now, **fields}, 1, Conflict(AGENT_DEACTIVATED)),
+                *self._dpop_steps(target, dpop, now),
                 Insert.of(AuditEventRow.__table__, event),
             ))
         )  # fmt: skip
-        return agent_out(dataclasses.replace(target, **changes, updated_at=now))
+        return agent_out(dataclasses.replace(target, **changes, dpop_requirement=dpop, updated_at=now))
+
+    async def _check_dpop_floor(self, principal: Principal, target: Agent, lowered: DPoPRequirement) -> None:
+        """Lowering an agent's DPoP requirement: never below its parent's, and never one's own (but a root's, the
+        tenant's own setting) - what a parent required of a child the child cannot undo."""
+        if target.parent_id is None:
+            return
+        if target.id == principal.agent.id:
+            raise AccessDenied("an agent cannot lower its own DPoP requirement; its parent can")
+        parent = await fetch_agent(self.core, target.parent_id)
+        if parent is not None and lowered < parent.dpop_requirement:
+            raise AccessDenied("an agent cannot require less DPoP binding than its parent")
+
+    @staticmethod
+    def _dpop_steps(target: Agent, dpop: DPoPRequirement, now: datetime) -> tuple[Require | Execute, ...]:
+        """The plan's steps for a changed DPoP requirement: the agent's own (refused if its parent's was raised
+        above it meanwhile) and, when raised, its subtree's (``agent_statements.SET_DPOP``)."""
+        if dpop == target.dpop_requirement:
+            return ()
+        values = {"agent": target.id, "level": int(dpop), "now": now}
+        raised = "the parent's DPoP requirement was raised meanwhile: read the agent again"
+        steps: tuple[Require | Execute, ...] = (Require(sql.SET_DPOP, values, 1, Conflict(raised)),)
+        if dpop > target.dpop_requirement:
+            steps += (Execute(sql.RAISE_SUBTREE_DPOP, {**values, "subtree": sql.subtree_pattern(target.path)}),)
+        return steps
 
     @use_case("agents.deactivate")
     async def deactivate(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:

@@ -64,6 +64,7 @@ class AuthorizationRequest:
     scope: str | None
     resources: tuple[str, ...]
     prompt: frozenset[str]
+    dpop_jkt: str | None = None  # RFC 9449 section 10: the code is redeemed only with a proof by this key
 
     def params(self) -> dict[str, Any]:
         """The request as authorization parameters again (to carry through the login and consent pages)."""
@@ -75,7 +76,7 @@ class AuthorizationRequest:
         }
         if self.redirect_uri_given:
             out["redirect_uri"] = self.redirect_uri
-        for name, value in (("state", self.state), ("scope", self.scope)):
+        for name, value in (("state", self.state), ("scope", self.scope), ("dpop_jkt", self.dpop_jkt)):
             if value is not None:
                 out[name] = value
         if self.resources:
@@ -176,6 +177,7 @@ class AuthorizationService:
             method = _single(params, "code_challenge_method")
             scope = _single(params, "scope")
             prompt = frozenset((_single(params, "prompt") or "").split())
+            dpop_jkt = _single(params, "dpop_jkt")
             if _single(params, "request") or _single(params, "request_uri"):
                 raise refuse("request_not_supported", "request objects are not supported")
         except InvalidRequest as exc:
@@ -190,6 +192,9 @@ class AuthorizationService:
             raise refuse("invalid_request", "code_challenge_method must be S256")
         if not CHALLENGE.fullmatch(challenge):
             raise refuse("invalid_request", "code_challenge must be 43 base64url characters (S256)")
+        if dpop_jkt is not None and not CHALLENGE.fullmatch(dpop_jkt):
+            # Section 10: "the JWK SHA-256 Thumbprint": 43 base64url characters, like an S256 challenge.
+            raise refuse("invalid_request", "dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)")
         if "none" in prompt and len(prompt) > 1:
             raise refuse("invalid_request", "prompt=none cannot be combined with other values")
         try:
@@ -198,7 +203,7 @@ class AuthorizationService:
             raise refuse(exc.error, exc.description) from exc
         return AuthorizationRequest(
             client=client, redirect_uri=redirect_uri, redirect_uri_given=given, state=state,
-            code_challenge=challenge, scope=scope, resources=resources, prompt=prompt,
+            code_challenge=challenge, scope=scope, resources=resources, prompt=prompt, dpop_jkt=dpop_jkt,
         )  # fmt: skip
 
     async def target(self, request: AuthorizationRequest, owner_id: str, agent: Agent, agent_acts: bool) -> Target:
@@ -273,6 +278,7 @@ class AuthorizationService:
                     "agent_acts": agent_acts, "tenant_id": agent.tenant_id, "scopes": list(target.scopes),
                     "resources": list(target.resources) if target.resources is not None else None,
                     "family_id": new_id("rtf"), "created_at": now, "expires_at": now + CODE_TTL, "used_at": None,
+                    "dpop_jkt": request.dpop_jkt,
                 }),
                 Insert.of(AuditEventRow.__table__, event),
             ))

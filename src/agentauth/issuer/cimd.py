@@ -330,6 +330,7 @@ class CimdFetcher:
             grant_types=metadata.grant_types,
             scope=metadata.scope,
             source="cimd",
+            dpop_bound_access_tokens=metadata.dpop_bound_access_tokens,
         )
 
 

@@ -37,6 +37,7 @@ def _dcr_client(record: RegisteredClient) -> OAuthClient:
         grant_types=record.grant_types,
         scope=record.scope,
         source="dcr",
+        dpop_bound_access_tokens=record.document.get("dpop_bound_access_tokens") is True,
     )
 
 

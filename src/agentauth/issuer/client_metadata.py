@@ -50,6 +50,7 @@ class ClientMetadata:
     logo_uri: str | None
     scope: str | None
     document: dict[str, Any]
+    dpop_bound_access_tokens: bool = False
 
 
 def check_redirect_uri(uri: object) -> str:
@@ -188,6 +189,13 @@ def parse_client_metadata(body: Mapping[str, Any], *, auth_methods: tuple[str, .
         document["contacts"] = list(contacts)
     if application_type is not None:
         document["application_type"] = application_type
+    # RFC 9449 section 5.2: "If true, the authorization server MUST reject token requests from this client that do
+    # not contain the DPoP header."
+    dpop_bound = body.get("dpop_bound_access_tokens", False)
+    if not isinstance(dpop_bound, bool):
+        raise InvalidClientMetadata("dpop_bound_access_tokens must be a boolean")
+    if dpop_bound:
+        document["dpop_bound_access_tokens"] = True
     return ClientMetadata(
         redirect_uris=redirect_uris,
         token_endpoint_auth_method=str(method),
@@ -197,4 +205,5 @@ def parse_client_metadata(body: Mapping[str, Any], *, auth_methods: tuple[str, .
         logo_uri=document.get("logo_uri"),
         scope=scope,
         document=document,
+        dpop_bound_access_tokens=dpop_bound,
     )

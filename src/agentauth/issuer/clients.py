@@ -30,6 +30,8 @@ class OAuthClient:
     grant_types: tuple[str, ...]
     scope: str | None
     source: str  # "dcr" | "cimd" | "agent"
+    # RFC 9449 section 5.2 client metadata: every token request of this client must carry a DPoP proof.
+    dpop_bound_access_tokens: bool = False
 
     @property
     def is_public(self) -> bool:

@@ -20,7 +20,7 @@ from agentauth.issuer.status import StatusRegistry
 from agentauth.settings import Settings
 from agentauth.storage import credentials
 from agentauth.storage.ports import StoragePorts
-from agentauth.storage.records import Agent, RefreshTokenStatus
+from agentauth.storage.records import Agent, DPoPRequirement, RefreshTokenStatus
 from agentauth.vc import CredentialIssuer, StatusEntry
 from agentauth.vc.dpop_nonces import DPoPNonces
 
@@ -51,6 +51,8 @@ def agent_out(agent: Agent) -> AgentOut:
         updated_at=agent.updated_at,
         is_root=agent.parent_id is None,
         is_active=agent.is_active,
+        require_dpop=agent.dpop_requirement >= DPoPRequirement.REQUIRED,
+        bind_to_agent_key=agent.dpop_requirement >= DPoPRequirement.AGENT_KEY,
     )
 
 

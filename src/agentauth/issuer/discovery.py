@@ -76,6 +76,9 @@ def protected_resource_metadata(
         "bearer_methods_supported": ["header"],
         "resource_signing_alg_values_supported": sorted(ALLOWED_ALGORITHMS),
         "resource_documentation": docs,
+        # Both take DPoP-bound tokens (with a proof) and bearer tokens; which an agent gets is its own setting.
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
+        "dpop_bound_access_tokens_required": False,
     }
 
 

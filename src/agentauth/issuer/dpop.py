@@ -19,6 +19,7 @@ every replica derives from the same key (``vc.dpop_nonces.DPoPNonces``), so no s
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +28,9 @@ from typing import Any
 from agentauth.errors import InvalidDPoPProof, UseDPoPNonce
 from agentauth.keys import b64url_encode
 from agentauth.storage.ports import AssertionUse
-from agentauth.storage.records import Agent
+from agentauth.storage.records import Agent, DPoPRequirement
 from agentauth.vc import NonceRegistry, VerificationError, check_proof
-from agentauth.vc.dpop import USE_DPOP_NONCE
+from agentauth.vc.dpop import USE_DPOP_NONCE, did_key_thumbprint
 from agentauth.vc.dpop_nonces import DPoPNonces
 
 DPOP_ISSUER_PREFIX = "dpop:"
@@ -57,6 +58,28 @@ class DPoPBinding:
         is active and, with ``seen``, unchanged since then (the round judges a changed agent's request again, and
         its proof must still be usable then)."""
         return AssertionUse(agent.id, seen, self.issuer, self.replay_key, self.expires_at)
+
+
+def require_binding(agent: Agent, binding: DPoPBinding | None) -> None:
+    """What ``agent``'s DPoP requirement (``records.DPoPRequirement``, set on it or an ancestor) asks of a token
+    request issuing to it: nothing; a proof (``require_dpop``: no bearer tokens); a proof signed by the agent's
+    own did:key (``bind_to_agent_key``: ``cnf.jkt`` is then the thumbprint of the subject's key, and a verifier
+    holding only the token checks identity and possession with that one key)."""
+    requirement = agent.dpop_requirement
+    if requirement == DPoPRequirement.NONE:
+        return
+    if binding is None:
+        raise InvalidDPoPProof(
+            "this agent's tokens must be DPoP-bound: send a DPoP proof header (RFC 9449)",
+            debug=f"agent {agent.id} requires DPoP; bearer token request",
+        )
+    if requirement == DPoPRequirement.AGENT_KEY and not hmac.compare_digest(
+        binding.jkt.encode(), (did_key_thumbprint(agent.did) or "").encode()
+    ):
+        raise InvalidDPoPProof(
+            "this agent's tokens must be bound to its own did:key: sign the DPoP proof with the agent's key",
+            debug=f"agent {agent.id} requires its did:key; proof key {binding.jkt}",
+        )
 
 
 class _Deferred:

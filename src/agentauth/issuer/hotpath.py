@@ -34,6 +34,7 @@ from agentauth.issuer import audit
 from agentauth.issuer.client_auth import REFUSED, check_api_key
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore
+from agentauth.issuer.dpop import require_binding
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.secrets import api_key_lookup_prefix, looks_like_api_key
 from agentauth.storage.batch import MicroBatcher
@@ -187,6 +188,10 @@ class ClientCredentialsIssuer:
         key, agent = pair
         if request.client_id is not None and request.client_id not in (agent.id, agent.did):
             raise InvalidClient(REFUSED, debug="client_id does not own this API key")
+        try:
+            require_binding(agent, request.ctx.dpop)
+        except InvalidDPoPProof as refusal:  # recorded by the round, in the agent's tenant's audit log
+            return _Signed(request, now, refusal, key=key, agent=agent)
         allowed = [s for s in key.scopes if s in agent.scopes]
         # No resource (the common case): no I/O; a registered one: the resolver's cache, else one indexed read.
         target = await self.core.audience.resolve(agent.tenant_id, request.resources, request.scope, allowed)
@@ -207,14 +212,18 @@ class ClientCredentialsIssuer:
         if agent is None or not agent.is_active:
             raise InvalidClient(REFUSED, debug=f"client_assertion names no active agent: {assertion.named[:80]}")
         claims = assertion.verify(agent)
+        exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
+        use = AssertionUse(agent.id, agent.updated_at, agent.did, str(claims["jti"]), exp)
+        try:
+            require_binding(agent, request.ctx.dpop)
+        except InvalidDPoPProof as refusal:  # recorded by the round; the assertion stays unused
+            return _Signed(request, now, refusal, agent=agent, use=use)
         target = await self.core.audience.resolve(agent.tenant_id, request.resources, request.scope, agent.scopes)
         dpop = request.ctx.dpop
         tokens, credential_row, refresh_row = self.core.token_pair_rows(
             agent, target.scopes, status=request.slot, now=now, api_key_id=None, resources=target.resources,
             dpop_jkt=request.ctx.dpop_jkt,
         )  # fmt: skip
-        exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)
-        use = AssertionUse(agent.id, agent.updated_at, agent.did, str(claims["jti"]), exp)
         proof = dpop.use(agent, agent.updated_at) if dpop else None
         return _Signed(request, now, None, tokens, None, agent, credential_row, refresh_row, use, proof)
 

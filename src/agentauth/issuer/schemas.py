@@ -44,6 +44,16 @@ class QuickstartRequest(Strict):
     registration_token: str | None = Field(None, description="Required when registration is token-gated.")
 
 
+REQUIRE_DPOP = (
+    "Refuse bearer tokens: every token issued to this agent must be DPoP-bound (RFC 9449; a DPoP header at the "
+    "token endpoint)."
+)
+BIND_TO_AGENT_KEY = (
+    "Every token issued to this agent must be DPoP-bound to the agent's own did:key, so cnf.jkt is the thumbprint "
+    "of the subject's key (implies require_dpop)."
+)
+
+
 class CreateAgentRequest(Strict):
     name: Name
     agent_type: AgentType
@@ -51,12 +61,20 @@ class CreateAgentRequest(Strict):
     public_key: str | dict[str, Any] | None = None
     trust_level: TrustLevel | None = Field(None, description="At most the parent's level; default the parent's.")
     scopes: list[str] | None = Field(None, description="Subset of the parent's scopes; default all of them.")
+    require_dpop: bool | None = Field(None, description=REQUIRE_DPOP + " At least the parent's; default the parent's.")
+    bind_to_agent_key: bool | None = Field(
+        None, description=BIND_TO_AGENT_KEY + " At least the parent's; default the parent's."
+    )
 
 
 class UpdateAgentRequest(Strict):
     name: Name | None = None
     description: Description | None = None
     trust_level: TrustLevel | None = None
+    require_dpop: bool | None = Field(None, description=REQUIRE_DPOP + " Raising it raises the whole subtree.")
+    bind_to_agent_key: bool | None = Field(
+        None, description=BIND_TO_AGENT_KEY + " Raising it raises the whole subtree."
+    )
 
 
 class AgentOut(BaseModel):
@@ -74,6 +92,9 @@ class AgentOut(BaseModel):
     updated_at: datetime
     is_root: bool
     is_active: bool
+    # The agent's DPoP requirement (``storage.records.DPoPRequirement``); None for a delegation peer.
+    require_dpop: bool | None = None
+    bind_to_agent_key: bool | None = None
     # "member": in the caller's own subtree. "delegation_peer": an agent of another tenant with a live delegation
     # between it and the caller; shown without its scopes, description or parent.
     relationship: Literal["member", "delegation_peer"] = "member"

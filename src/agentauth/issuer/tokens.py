@@ -38,7 +38,7 @@ from agentauth.storage import agents as agents_repo
 from agentauth.storage import delegations as delegations_repo
 from agentauth.storage.records import Agent
 from agentauth.vc import DPoPRequest, NonceRegistry, VerificationError, VerifiedToken, Verifier
-from agentauth.vc.dpop import USE_DPOP_NONCE
+from agentauth.vc.dpop import INVALID_DPOP_PROOF, USE_DPOP_NONCE
 from agentauth.vc.verifier import check_binding
 
 log = logging.getLogger("agentauth.tokens")
@@ -102,7 +102,7 @@ class TokenService:
                 raise
         try:
             return await handler.handle(params, ctx)
-        except (InvalidClient, InvalidGrant) as exc:
+        except (InvalidClient, InvalidGrant, InvalidDPoPProof) as exc:
             if not handler.records_own_failures:
                 await record_refusal(self.core, ctx, handler.grant_type, exc)
             raise
@@ -166,7 +166,9 @@ class TokenService:
         if not token or " " in token:
             raise InvalidToken("the DPoP scheme needs an access token", debug="DPoP scheme without a token")
         if len(dpop_proofs) != 1:
-            raise InvalidToken("send exactly one DPoP proof header", debug=f"{len(dpop_proofs)} DPoP headers")
+            raise InvalidDPoPProof(
+                "send exactly one DPoP proof header", status_code=401, debug=f"{len(dpop_proofs)} DPoP headers"
+            )
         nonces = self.core.dpop_nonces if self.core.settings.dpop_nonce_required else None
         dpop = DPoPRequest(dpop_proofs[0], method, self.core.issuer_url + path, self.resource_replay, nonces)
         try:
@@ -177,6 +179,12 @@ class TokenService:
                     nonces.current(self.core.clock().timestamp()),
                     "Resource server requires nonce in DPoP proof", status_code=401,
                 ) from None  # fmt: skip
+            if exc.debug is not None and exc.debug.startswith(INVALID_DPOP_PROOF):
+                # Section 7.1: the token is fine, this request's proof is not (signature, htm, htu, iat, ath, a
+                # replayed jti); a proof by another key than the token's stays invalid_token (Figure 20).
+                raise InvalidDPoPProof(
+                    "the DPoP proof is invalid for this request and token", status_code=401, debug=exc.debug
+                ) from None
             raise
 
     async def authenticate_client(self, api_key: str) -> Principal:

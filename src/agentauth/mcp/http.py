@@ -131,7 +131,7 @@ class BearerChallenge:
 
     async def _challenge(self, send: Send, exc: AgentAuthError, scheme: str = "Bearer") -> None:
         description = exc.description.replace('"', "'")
-        error = exc.error if exc.error == "use_dpop_nonce" else "invalid_token"
+        error = exc.error if exc.error in ("use_dpop_nonce", "invalid_dpop_proof") else "invalid_token"
         challenge = f'{scheme} error="{error}", error_description="{description}", resource_metadata="{self.metadata}"'
         if scheme == "DPoP":
             challenge += f', algs="{" ".join(SIGNING_ALGORITHMS)}"'

@@ -13,6 +13,8 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from agentauth.issuer.schemas import (
+    BIND_TO_AGENT_KEY,
+    REQUIRE_DPOP,
     AgentCreated,
     AgentOut,
     AgentPage,
@@ -54,6 +56,10 @@ async def create_agent(
     scopes: Annotated[list[str] | None, Field(description="A subset of your scopes; default all of them.")] = None,
     trust_level: Annotated[TrustLevel | None, Field(description="At most yours; default yours.")] = None,
     public_key: PublicKey = None,
+    require_dpop: Annotated[bool | None, Field(description=REQUIRE_DPOP + " At least yours; default yours.")] = None,
+    bind_to_agent_key: Annotated[
+        bool | None, Field(description=BIND_TO_AGENT_KEY + " At least yours; default yours.")
+    ] = None,
 ) -> AgentCreated:
     """Create an agent below you in your tenant (a sub-agent), with its own did:key and identity
     credential. SAVE private_key_jwk now if one was generated (shown only once). Give it an API key with
@@ -66,6 +72,8 @@ async def create_agent(
         scopes=scopes,
         trust_level=trust_level,
         public_key=public_key,
+        require_dpop=require_dpop,
+        bind_to_agent_key=bind_to_agent_key,
     )
     op = Operation(
         AgentCreated,
@@ -187,10 +195,23 @@ async def update_agent(
     name: Annotated[Name | None, Field(description="A new name.")] = None,
     description: Annotated[Description | None, Field(description="A new description.")] = None,
     trust_level: Annotated[TrustLevel | None, Field(description="At most yours; not your own.")] = None,
+    require_dpop: Annotated[
+        bool | None, Field(description=REQUIRE_DPOP + " Raising it raises the subtree; never below the parent's.")
+    ] = None,
+    bind_to_agent_key: Annotated[
+        bool | None, Field(description=BIND_TO_AGENT_KEY + " Raising it raises the subtree; never below the parent's.")
+    ] = None,
 ) -> AgentOut:
-    """Change the name, description or trust level of an agent of your subtree (needs agents.write). Give
-    at least one of them; what you leave out stays as it is. Returns the updated agent."""
-    body = request_model(UpdateAgentRequest, name=name, description=description, trust_level=trust_level)
+    """Change the name, description, trust level or DPoP requirement of an agent of your subtree (needs
+    agents.write). Give at least one of them; what you leave out stays as it is. Returns the updated agent."""
+    body = request_model(
+        UpdateAgentRequest,
+        name=name,
+        description=description,
+        trust_level=trust_level,
+        require_dpop=require_dpop,
+        bind_to_agent_key=bind_to_agent_key,
+    )
     op = Operation(
         AgentOut,
         lambda s, p, rc: s.agents.update(p, agent_id, body, rc),

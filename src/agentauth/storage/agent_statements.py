@@ -220,6 +220,27 @@ DEACTIVATE_SUBTREE = (
     .where(_IN_SUBTREE, agent_active())
     .values(status=AgentStatus.DEACTIVATED, deactivated_at=_NOW, updated_at=_NOW)
 )
+# The DPoP requirement (``records.DPoPRequirement``) of active agent ``:agent`` to ``:level``, ``updated_at`` to
+# ``:now`` - only if ``:level`` is at least its parent's as the plan runs (no row changes otherwise: the parent's
+# was raised meanwhile). Then every active agent below it that requires less is raised to ``:level``, so no
+# agent ever requires less than its parent; moving ``updated_at`` makes a grant signed from an older snapshot
+# of one of them judge it again (``issuer/agent_snapshots.py``).
+_PARENT = aliased(AgentRow)
+_PARENTS_DPOP = func.coalesce(
+    select(_PARENT.dpop_requirement).where(_PARENT.id == AgentRow.parent_id).scalar_subquery(), 0
+)
+SET_DPOP = (
+    update(AgentRow)
+    .where(AgentRow.id == bindparam("agent"), agent_active(), bindparam("level") >= _PARENTS_DPOP)
+    .values(dpop_requirement=bindparam("level"), updated_at=_NOW)
+)
+RAISE_SUBTREE_DPOP = (
+    update(AgentRow)
+    .where(
+        _IN_SUBTREE, AgentRow.id != bindparam("agent"), agent_active(), AgentRow.dpop_requirement < bindparam("level")
+    )
+    .values(dpop_requirement=bindparam("level"), updated_at=_NOW)
+)
 _SUBTREE_KEYS = ApiKeyRow.agent_id.in_(SUBTREE) & key_active()
 SUBTREE_KEYS = audited(_SUBTREE_KEYS, target_id=ApiKeyRow.id)
 REVOKE_SUBTREE_KEYS = update(ApiKeyRow).where(_SUBTREE_KEYS).values(status=ApiKeyStatus.REVOKED, revoked_at=_NOW)

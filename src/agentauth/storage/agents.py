@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage import delegations
 from agentauth.storage.models import AgentRow
-from agentauth.storage.records import Agent, AgentStatus
+from agentauth.storage.records import Agent, AgentStatus, DPoPRequirement
 
 
 def to_record(row: AgentRow) -> Agent:
@@ -30,6 +30,7 @@ def to_record(row: AgentRow) -> Agent:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deactivated_at=row.deactivated_at,
+        dpop_requirement=DPoPRequirement(row.dpop_requirement),
     )
 
 

@@ -71,6 +71,7 @@ class AuthorizationCode:
     family_id: str
     expires_at: datetime
     used_at: datetime | None
+    dpop_jkt: str | None = None  # RFC 9449 section 10: redeemed only with a proof by this key
 
 
 def code_grant(row: Sequence[Any]) -> tuple[AuthorizationCode, Agent | None]:
@@ -82,7 +83,7 @@ def code_grant(row: Sequence[Any]) -> tuple[AuthorizationCode, Agent | None]:
         owner_id=values.owner_id, agent_id=values.agent_id, agent_acts=bool(values.agent_acts),
         tenant_id=values.tenant_id, scopes=tuple(values.scopes),
         resources=tuple(values.resources) if values.resources is not None else None, family_id=values.family_id,
-        expires_at=values.expires_at, used_at=values.used_at,
+        expires_at=values.expires_at, used_at=values.used_at, dpop_jkt=values.dpop_jkt,
     )  # fmt: skip
     agent_values = row[_AGENT_AT:]
     agent = None if agent_values[0] is None else agents.to_record(statements.row_as(_AGENT_COLUMNS, agent_values))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -85,6 +86,8 @@ class AgentRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deactivated_at: Mapped[datetime | None]
+    # ``DPoPRequirement``; never below the parent's (``agent_statements.SET_DPOP``, ``RAISE_SUBTREE_DPOP``).
+    dpop_requirement: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
 class ApiKeyRow(Base):
@@ -330,6 +333,8 @@ class AuthorizationCodeRow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
+    # RFC 9449 section 10: the thumbprint the authorization request's ``dpop_jkt`` bound the code to (NULL: none).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class ConsentRow(Base):

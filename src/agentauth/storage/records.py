@@ -11,12 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class AgentStatus(StrEnum):
     ACTIVE = "active"
     DEACTIVATED = "deactivated"
+
+
+class DPoPRequirement(IntEnum):
+    """What an agent's tokens must be bound to (RFC 9449, issue 15), weakest first: nothing (bearer tokens may be
+    issued), a DPoP key, the agent's own did:key. Ordered, so a subtree's floor is one comparison in SQL."""
+
+    NONE = 0
+    REQUIRED = 1
+    AGENT_KEY = 2
 
 
 class ApiKeyStatus(StrEnum):
@@ -75,6 +84,8 @@ class Agent:
     created_at: datetime
     updated_at: datetime
     deactivated_at: datetime | None
+    # Never below the parent's: set on an agent, it holds for its whole subtree (``issuer/agents.py``).
+    dpop_requirement: DPoPRequirement = DPoPRequirement.NONE
 
     @property
     def is_active(self) -> bool:

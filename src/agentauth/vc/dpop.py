@@ -28,7 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from agentauth.keys import KeyPair, PublicKey, b64url_decode, b64url_encode
+from agentauth.did import DidKeyError, decode_did_key
+from agentauth.keys import KeyError_, KeyPair, PublicKey, b64url_decode, b64url_encode
 from agentauth.keys.jwk import JwkError
 from agentauth.keys.p256 import P256PublicKey
 from agentauth.vc.dpop_nonces import NonceSource
@@ -220,6 +221,16 @@ def check_proof(
     if not replay.consume(f"{target}\n{jti}", until=at + window + leeway, now=at):
         raise _refused("the proof was used before (jti replayed)")
     return Proof(key.jkt, dict(key.jwk), claims)
+
+
+@lru_cache(maxsize=4096)
+def did_key_thumbprint(did: str) -> str | None:
+    """The RFC 7638 thumbprint of the Ed25519 key a did:key names - the ``cnf.jkt`` of a token bound to that
+    key -, or None when ``did`` is no Ed25519 did:key."""
+    try:
+        return PublicKey.from_bytes(decode_did_key(did)).thumbprint()
+    except (DidKeyError, KeyError_):
+        return None
 
 
 def create_proof(

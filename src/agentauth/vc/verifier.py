@@ -36,7 +36,7 @@ from agentauth.vc.credentials import (
     TYP_JWT,
     VERIFIABLE_PRESENTATION,
 )
-from agentauth.vc.dpop import DPoPRequest, check_proof
+from agentauth.vc.dpop import DPoPRequest, check_proof, did_key_thumbprint
 from agentauth.vc.errors import VerificationError
 from agentauth.vc.jws import decode_compact, parse_compact
 from agentauth.vc.nonces import NonceRegistry
@@ -117,6 +117,23 @@ class VerifiedToken:
     @property
     def subject(self) -> str:
         return str(self.claims["sub"])
+
+    @property
+    def holder(self) -> str:
+        """The DID presenting the token: the acting delegate of a delegated token (RFC 8693 ``act.sub``, the
+        current actor outermost), else the subject."""
+        act = self.claims.get("act")
+        return str(act["sub"]) if isinstance(act, dict) and "sub" in act else self.subject
+
+    @property
+    def bound_to_holder_key(self) -> bool:
+        """Whether the token is DPoP-bound (``cnf.jkt``) to the holder's own did:key - what AgentAuth issues to an
+        agent with ``bind_to_agent_key``. A verified proof for such a token proves possession of the key of the
+        DID it names: identity and possession checked with one key, from the token alone."""
+        cnf = self.claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        expected = did_key_thumbprint(self.holder)
+        return isinstance(jkt, str) and expected is not None and hmac.compare_digest(jkt, expected)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,13 @@ import hmac
 import re
 from typing import Any
 
-from agentauth.errors import InvalidClient, InvalidGrant, InvalidRequest
+from agentauth.errors import InvalidClient, InvalidDPoPProof, InvalidGrant, InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.authorization_codes import GRANT_AUTHORIZATION_CODE
 from agentauth.issuer.clients import OAuthClient
 from agentauth.issuer.context import RequestContext
+from agentauth.issuer.dpop import require_binding
 from agentauth.issuer.grants.base import Grant, Parameter, param, record_refusal, required_param
 from agentauth.issuer.hotpath import SignedRedemption
 from agentauth.issuer.revocation import revoke_refresh_families
@@ -95,7 +96,7 @@ class AuthorizationCodeGrant(Grant):
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         try:
             return await self._handle(params, ctx)
-        except (InvalidClient, InvalidGrant) as exc:
+        except (InvalidClient, InvalidGrant, InvalidDPoPProof) as exc:
             await record_refusal(self.core, ctx, self.grant_type, exc)
             raise
 
@@ -125,9 +126,15 @@ class AuthorizationCodeGrant(Grant):
             raise InvalidGrant("redirect_uri does not match the authorization request's", debug=redirect_uri)
         if not hmac.compare_digest(s256(verifier), code.code_challenge):
             raise InvalidGrant("code_verifier does not match the code_challenge", debug="PKCE mismatch")
+        self._check_code_binding(code.dpop_jkt, ctx)
+        if client.dpop_bound_access_tokens and ctx.dpop is None:
+            raise InvalidDPoPProof(
+                "this client registered dpop_bound_access_tokens: send a DPoP proof", debug="client requires DPoP"
+            )
         inactive = InvalidGrant(invalid.description, debug=f"agent {code.agent_id} inactive")
         if agent is None or not agent.is_active:
             raise inactive
+        require_binding(agent, ctx.dpop)
         # RFC 8707 section 2.2: the token request may name fewer of the consented resources, never others (AgentAuth's
         # own API and MCP URLs name the consent for AgentAuth itself).
         target = await self.core.audience.resolve(
@@ -155,6 +162,21 @@ class AuthorizationCodeGrant(Grant):
             if exc is spent:
                 await self._replayed(code, ctx, now)
             raise
+
+    @staticmethod
+    def _check_code_binding(bound_to: str | None, ctx: RequestContext) -> None:
+        """RFC 9449 section 10: a code the authorization request bound with ``dpop_jkt`` is redeemed only with a
+        proof by that key - "If they do not match, it MUST reject the request". The code is not spent: a stolen
+        code stays useless to the thief, and the client that holds the key can still redeem it."""
+        if bound_to is None:
+            return
+        if ctx.dpop is None:
+            raise InvalidDPoPProof(
+                "the authorization code is bound to a DPoP key (dpop_jkt): send a DPoP proof by that key",
+                debug="code bound by dpop_jkt; no proof",
+            )
+        if not hmac.compare_digest(ctx.dpop.jkt.encode(), bound_to.encode()):
+            raise InvalidGrant("the authorization code is bound to another DPoP key", debug=f"proof key {ctx.dpop.jkt}")
 
     async def _replayed(self, code: sql.AuthorizationCode, ctx: RequestContext, now: Any) -> None:
         """A code presented a second time: revoke what its first redemption issued, then refuse."""

@@ -16,6 +16,7 @@ from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore
+from agentauth.issuer.dpop import require_binding
 from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, param
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage import grant_statements
@@ -100,6 +101,7 @@ async def _issue(
     grant_type: str,
     replayed: Callable[[], AgentAuthError],
 ) -> TokenResponse:
+    require_binding(agent, ctx.dpop)
     now = core.clock()
     target = await core.audience.resolve(agent.tenant_id, resources, scope, agent.scopes)
     exp = datetime.fromtimestamp(float(claims["exp"]), tz=now.tzinfo)

@@ -18,6 +18,7 @@ from agentauth.errors import Conflict, InvalidClient, InvalidDPoPProof, InvalidG
 from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
+from agentauth.issuer.dpop import require_binding
 from agentauth.issuer.grants.base import Grant, GrantServices, Parameter, param
 from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
@@ -80,6 +81,7 @@ class RefreshTokenGrant(Grant):
         key_dead = token.api_key_id is not None and (key is None or not key.usable_at(now))
         if agent is None or not agent.is_active or key_dead:
             raise inactive
+        require_binding(agent, ctx.dpop)  # a family issued before the agent required DPoP rotates only with a proof
         # RFC 6749 section 6: a narrower scope may be requested, never a wider one; RFC 8707 section 2.2: the
         # same for the resources - the family keeps the original set, a request may name fewer of them.
         target = await self.core.audience.resolve(

@@ -19,6 +19,7 @@ from agentauth.issuer import audit
 from agentauth.issuer.audience import resource_param
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import token_response
+from agentauth.issuer.dpop import require_binding
 from agentauth.issuer.grants.base import Grant, Parameter, param
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.issuer.scopes import parse_scope
@@ -63,6 +64,7 @@ class TokenExchangeGrant(Grant):
         if subject_type != TOKEN_TYPE_JWT:
             raise InvalidRequest(f"subject_token_type must be {TOKEN_TYPE_JWT} (a delegation credential)")
         actor = await self._actor(params, ctx)
+        require_binding(actor, ctx.dpop)  # the actor presents the new token: its requirement holds
         now = self.core.clock()
         if subject_token.startswith(REFRESH_TOKEN_PREFIX):
             raise InvalidGrant("subject_token must be a delegation credential, not a refresh token")
