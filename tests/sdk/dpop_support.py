@@ -63,11 +63,16 @@ def serve(app: Any) -> Iterator[str]:
 
 
 def bound_token(
-    issuer: FakeIssuer, jkt: str, scopes: tuple[str, ...] = ("api.read",), **extra: Any
+    issuer: FakeIssuer,
+    jkt: str,
+    scopes: tuple[str, ...] = ("api.read",),
+    subject_did: str | None = None,
+    **extra: Any,
 ) -> tuple[str, dict[str, Any]]:
-    """An access token for ``RESOURCE`` bound to the DPoP key of thumbprint ``jkt`` (``cnf.jkt``)."""
+    """An access token for ``RESOURCE`` bound to the DPoP key of thumbprint ``jkt`` (``cnf.jkt``); its subject
+    ``subject_did``, by default a new did:key of another key."""
     return issuer.issuer.issue_access_credential(
-        subject_did=encode_did_key(KeyPair.generate().public.raw),
+        subject_did=subject_did or encode_did_key(KeyPair.generate().public.raw),
         client_id="agt_dpop",
         scopes=scopes,
         audience=RESOURCE,

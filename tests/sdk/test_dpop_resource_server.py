@@ -8,6 +8,7 @@ No ``from __future__ import annotations`` here: FastAPI resolves route annotatio
 """
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -21,10 +22,12 @@ from fastapi import Depends, FastAPI
 from joserfc.jwk import ECKey, OKPKey
 from sdk_support import ISSUER_URL, LIST_URL, RESOURCE, FakeIssuer
 
+from agentauth.did import encode_did_key
 from agentauth.keys import KeyPair
 from agentauth.sdk import AsyncOnlineVerifier, DPoPSettings, offline_verifier
 from agentauth.sdk.asgi import BearerAuthMiddleware
 from agentauth.sdk.bearer import (
+    AGENT_KEY_DESCRIPTION,
     DPOP_ONLY_DESCRIPTION,
     INVALID_PROOF_DESCRIPTION,
     INVALID_TOKEN_DESCRIPTION,
@@ -90,7 +93,7 @@ class Server:
 def running(adapter: str, settings: DPoPSettings | None) -> Iterator[Server]:
     issuer = FakeIssuer()
     if adapter == "asgi" and settings is not None:
-        settings = DPoPSettings(nonces=settings.nonces, require_dpop=settings.require_dpop, public_url=PUBLIC_URL)
+        settings = dataclasses.replace(settings, public_url=PUBLIC_URL)
     app = fastapi_app(issuer, settings) if adapter == "fastapi" else asgi_app(issuer, settings)
     with serve(app) as url, httpx.Client(timeout=10) as http:
         yield Server(issuer, url, f"{url}/read" if adapter == "fastapi" else f"{PUBLIC_URL}/read", http)
@@ -242,6 +245,39 @@ def test_require_dpop_refuses_bearer_tokens(adapter: str) -> None:
         bound, claims = bound_token(server.issuer, key.thumbprint())
         ok = server.get(dpop_headers(bound, joserfc_proof(key, "GET", server.htu, bound)))
         assert ok.status_code == 200 and ok.json() == {"sub": claims["sub"]}
+
+
+@pytest.mark.parametrize("adapter", ["fastapi", "asgi"])
+def test_require_agent_key_accepts_only_tokens_bound_to_the_holders_did_key(adapter: str) -> None:
+    """What AgentAuth issues with ``bind_to_agent_key``: ``cnf.jkt`` is the thumbprint of ``sub``'s did:key (of
+    ``act.sub``'s for a delegated token), so the verifier - holding only the issuer's keys - checks identity and
+    possession with one key; a token bound to any other key, with a valid proof by that key, is refused."""
+    with running(adapter, DPoPSettings(require_agent_key=True)) as server:
+        agent = KeyPair.generate()
+        did = encode_did_key(agent.public.raw)
+        own, _ = bound_token(server.issuer, agent.public.thumbprint(), subject_did=did)
+        accepted = server.get(dpop_headers(own, create_proof(agent, "GET", server.htu, access_token=own)))
+        assert accepted.status_code == 200 and accepted.json() == {"sub": did}
+
+        other = KeyPair.generate()
+        foreign, _ = bound_token(server.issuer, other.public.thumbprint(), subject_did=did)
+        refused = server.get(dpop_headers(foreign, create_proof(other, "GET", server.htu, access_token=foreign)))
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == dpop_refusal("invalid_token", AGENT_KEY_DESCRIPTION)
+
+        # A delegated token's holder is the acting delegate (act.sub, the current actor outermost), not the subject.
+        delegate = encode_did_key(other.public.raw)
+        lent = {"sub": did, "act": {"sub": delegate, "act": {"sub": "did:key:z6Mkearlier"}},
+                "cnf": {"jkt": other.public.thumbprint()}}  # fmt: skip
+        assert VerifiedToken(lent, "kid").holder == delegate and VerifiedToken(lent, "kid").bound_to_holder_key
+        assert not VerifiedToken(lent | {"cnf": {"jkt": agent.public.thumbprint()}}, "kid").bound_to_holder_key
+        assert not VerifiedToken({"sub": "did:web:example.com", "cnf": {"jkt": "x"}}, "kid").bound_to_holder_key
+
+        # It implies require_dpop: bearer tokens are refused, and only the DPoP challenge is offered.
+        unbound, _ = server.issuer.token(("api.read",))
+        bearer = server.get({"Authorization": f"Bearer {unbound}"})
+        assert bearer.status_code == 401
+        assert bearer.headers["www-authenticate"] == dpop_refusal("invalid_token", DPOP_ONLY_DESCRIPTION)
 
 
 @pytest.mark.parametrize("adapter", ["fastapi", "asgi"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentauth.sdk import DPoPSettings
+from agentauth.sdk import DPoPSettings, protected_resource_metadata
 from agentauth.sdk.dpop import header_values
 
 
@@ -38,3 +38,24 @@ def test_every_dpop_header_is_counted() -> None:
     headers = [(b"dpop", b"a.b.c"), (b"authorization", b"DPoP t"), (b"DPoP", b"d.e.f")]
     assert header_values({"headers": headers}, b"dpop") == ["a.b.c", "d.e.f"]
     assert DPoPSettings().current_nonce() is None
+
+
+def test_the_protected_resource_metadata_says_what_the_settings_accept() -> None:
+    issuer = "https://auth.example.com/"
+    bearer_only = protected_resource_metadata("https://api.example.com", issuer, scopes=["api.read"])
+    assert bearer_only == {
+        "resource": "https://api.example.com",
+        "authorization_servers": ["https://auth.example.com"],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": ["api.read"],
+    }
+    both = protected_resource_metadata("https://api.example.com", issuer, dpop=DPoPSettings(), resource_name="API")
+    assert both["dpop_signing_alg_values_supported"] == ["EdDSA", "Ed25519", "ES256"]
+    assert both["dpop_bound_access_tokens_required"] is False and both["resource_name"] == "API"
+    for only in (DPoPSettings(require_dpop=True), DPoPSettings(require_agent_key=True)):
+        assert (
+            protected_resource_metadata("https://api.example.com", issuer, dpop=only)[
+                "dpop_bound_access_tokens_required"
+            ]
+            is True
+        )

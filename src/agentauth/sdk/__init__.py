@@ -9,7 +9,8 @@
   (``BearerAuthMiddleware``) and ``agentauth.sdk.mcp_auth`` (``AgentAuthTokenVerifier`` for MCP servers) -
   imported on demand, so the SDK needs neither FastAPI nor MCP unless you use them.
 * ``DPoPSettings`` - how those accept DPoP-bound tokens (RFC 9449 section 7): replay cache, nonces,
-  ``require_dpop``, the public URL behind a proxy (``agentauth.sdk.dpop``).
+  ``require_dpop`` / ``require_agent_key``, the public URL behind a proxy (``agentauth.sdk.dpop``).
+* ``protected_resource_metadata`` - the RFC 9728 document such a server serves, DPoP members included.
 
 The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures raise
 ``agentauth.vc.VerificationError`` with a stable reason ``code``.
@@ -19,6 +20,7 @@ from agentauth.sdk.bearer import BearerError, TokenAuthority, authenticate, bear
 from agentauth.sdk.cache import JWKS_UNAVAILABLE, UNAVAILABLE_CODES
 from agentauth.sdk.dpop import DPoPSettings
 from agentauth.sdk.http import FetchError, check_fetchable
+from agentauth.sdk.metadata import protected_resource_metadata
 from agentauth.sdk.offline import JwksFileError, load_jwks, offline_verifier
 from agentauth.sdk.online import AsyncOnlineVerifier, OnlineVerifier
 from agentauth.sdk.status_source import HttpStatusLists
@@ -39,4 +41,5 @@ __all__ = [
     "check_fetchable",
     "load_jwks",
     "offline_verifier",
+    "protected_resource_metadata",
 ]

@@ -46,6 +46,7 @@ INVALID_TOKEN_DESCRIPTION = "the access token is invalid, expired or revoked"
 INVALID_PROOF_DESCRIPTION = "the request needs exactly one valid DPoP proof for this request and token"
 USE_NONCE_DESCRIPTION = "the DPoP proof must carry the nonce of the DPoP-Nonce header"
 DPOP_ONLY_DESCRIPTION = "this resource accepts DPoP-bound access tokens only"
+AGENT_KEY_DESCRIPTION = "this resource accepts only access tokens bound to the agent's own did:key"
 
 
 @runtime_checkable
@@ -104,7 +105,7 @@ class Challenges:
 
     @classmethod
     def of(cls, settings: DPoPSettings | None, about: str | None = None) -> Challenges:
-        offered = (BEARER,) if settings is None else (DPOP,) if settings.require_dpop else (BEARER, DPOP)
+        offered = (BEARER,) if settings is None else (DPOP,) if settings.dpop_only else (BEARER, DPOP)
         return cls(offered, about if about is not None and about in offered else offered[0])
 
 
@@ -261,5 +262,8 @@ async def authenticate(
         if exc.code == INVALID_DPOP_PROOF:
             raise BearerError(401, INVALID_DPOP_PROOF, INVALID_PROOF_DESCRIPTION, challenges=challenges) from None
         raise BearerError(401, "invalid_token", INVALID_TOKEN_DESCRIPTION, challenges=challenges) from None
+    if dpop is not None and dpop.require_agent_key and not verified.bound_to_holder_key:
+        log.info("DPoP token refused: not bound to its holder's did:key (%s)", verified.holder[:80])
+        raise BearerError(401, "invalid_token", AGENT_KEY_DESCRIPTION, challenges=challenges)
     check_scopes(verified, required_scopes, challenges)
     return verified

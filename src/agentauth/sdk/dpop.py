@@ -16,6 +16,11 @@ What a server configures here (``DPoPSettings``), once, shared by all its reques
   current (or previous) one is answered 401 ``use_dpop_nonce`` with ``DPoP-Nonce: <current>``, and the client
   retries with it. Give every replica the same secret.
 * ``require_dpop`` - refuse bearer tokens altogether (``Authorization: Bearer``): only DPoP-bound ones pass.
+* ``require_agent_key`` - accept only tokens bound to their holder's own did:key (``cnf.jkt`` is the thumbprint
+  of the Ed25519 key of ``sub``, or of ``act.sub`` for a delegated token: ``vc.VerifiedToken.bound_to_holder_key``),
+  what AgentAuth issues to agents with ``bind_to_agent_key``. The proof then shows the caller holds the key of
+  the DID the token names: identity and possession with one key, from the token and the issuer's JWKS alone.
+  Implies ``require_dpop``.
 * ``public_url`` - the scheme, host and any path prefix clients reach this server under (``https://api.example.com``),
   for a server behind a proxy or load balancer: the proof's ``htu`` names the URL the client used, not the one the
   app sees. Without it the URI is the request's own scheme, ``Host`` header and path - right only when the server
@@ -66,6 +71,12 @@ class DPoPSettings:
     require_dpop: bool = False
     public_url: str | None = None
     clock: Callable[[], float] = time.time
+    require_agent_key: bool = False
+
+    @property
+    def dpop_only(self) -> bool:
+        """Whether bearer tokens are refused (``require_dpop``, or ``require_agent_key`` which implies it)."""
+        return self.require_dpop or self.require_agent_key
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
