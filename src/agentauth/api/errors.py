@@ -63,6 +63,10 @@ def install(app: FastAPI) -> None:
                 headers["WWW-Authenticate"] = 'Basic realm="agentauth"'
             else:
                 headers["WWW-Authenticate"] = _challenge(exc.error, exc.description, scheme=scheme)
+                if scheme == "Bearer":
+                    # RFC 9449 section 7.2: this API takes DPoP-bound tokens too (a bound token sent as a bearer
+                    # token lands here); the DPoP challenge says so, with the proof algorithms it accepts.
+                    headers["WWW-Authenticate"] += f', DPoP realm="agentauth", algs="{" ".join(SIGNING_ALGORITHMS)}"'
         elif exc.error == "insufficient_scope":
             headers["WWW-Authenticate"] = _challenge(exc.error, exc.description, scheme=scheme)
         if isinstance(exc, RateLimited):
