@@ -259,7 +259,11 @@ async def test_a_required_nonce_is_handed_out_and_then_accepted(settings_factory
         assert 'DPoP realm="agentauth", error="use_dpop_nonce"' in challenged.headers["WWW-Authenticate"]
         me["DPoP"] = proof(key, htm="GET", htu=f"{ISSUER_URL}{me_path}", ath=access_token_hash(token),
                            nonce=challenged.headers["DPoP-Nonce"])  # fmt: skip
-        assert ok(await client.get(me_path, headers=me))["id"] == made["agent"]["id"]
+        answered = await client.get(me_path, headers=me)
+        assert ok(answered)["id"] == made["agent"]["id"]
+        # Section 8.2: every answer to a DPoP request names the current nonce, so the client keeps up with it.
+        assert answered.headers["DPoP-Nonce"] == challenged.headers["DPoP-Nonce"]
+        assert "DPoP-Nonce" not in (await client.get(me_path, headers=bearer(made["access_token"]))).headers
         assert services.tokens.proofs.nonces is not None
 
 

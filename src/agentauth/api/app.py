@@ -28,7 +28,7 @@ from agentauth.api import (
     wellknown,
 )
 from agentauth.api.direct import DirectRoutes
-from agentauth.api.middleware import LimitsMiddleware, TrustedProxiesMiddleware
+from agentauth.api.middleware import DPoPNonceMiddleware, LimitsMiddleware, TrustedProxiesMiddleware
 from agentauth.bootstrap import Services, build_services
 from agentauth.mcp.http import McpMount
 from agentauth.settings import Settings
@@ -86,6 +86,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     mcp.install(app.router)
     # The busiest routes skip FastAPI's router and dependency injection; inside the limits, like every route.
     app.add_middleware(DirectRoutes, routes=(*auth.DIRECT, *agents.DIRECT, *policies.DIRECT, *delegations.DIRECT))
+    if config.dpop_nonce_required:
+
+        def current_nonce() -> str:
+            core = app.state.services.core
+            return str(core.dpop_nonces.current(core.clock().timestamp()))
+
+        app.add_middleware(DPoPNonceMiddleware, current=current_nonce)
     app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
     app.add_middleware(TrustedProxiesMiddleware, trusted=config.trusted_proxies)  # added last: runs first
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -165,3 +165,29 @@ class TrustedProxiesMiddleware:
                 if name == b"x-forwarded-proto" and value.strip().lower() in (b"http", b"https", b"ws", b"wss"):
                     scope["scheme"] = value.strip().lower().decode()
         await self.app(scope, receive, send)
+
+
+class DPoPNonceMiddleware:
+    """RFC 9449 section 8.2: with nonces required, every answer to a request carrying a ``DPoP`` proof names the
+    current nonce (``DPoP-Nonce``), so a client follows the rotation without a refused request first. An answer
+    that names one already (a ``use_dpop_nonce`` refusal, the token endpoint's) keeps its own. ``current``: the
+    nonce now (every replica derives the same ones, ``vc.dpop_nonces``)."""
+
+    def __init__(self, app: ASGIApp, current: Callable[[], str]) -> None:
+        self.app = app
+        self.current = current
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(k == b"dpop" for k, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_nonce(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"dpop-nonce" for k, _ in headers):
+                    headers.append((b"dpop-nonce", self.current().encode("ascii")))
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_nonce)
