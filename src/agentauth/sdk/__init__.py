@@ -11,6 +11,8 @@
 * ``DPoPSettings`` - how those accept DPoP-bound tokens (RFC 9449 section 7): replay cache, nonces,
   ``require_dpop`` / ``require_agent_key``, the public URL behind a proxy (``agentauth.sdk.dpop``).
 * ``protected_resource_metadata`` - the RFC 9728 document such a server serves, DPoP members included.
+* ``DPoPAuth`` - the agent's side: an ``httpx.Auth`` that signs a DPoP proof for every request with the agent's
+  key and retries once on ``use_dpop_nonce`` (``agentauth.sdk.client``).
 
 The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures raise
 ``agentauth.vc.VerificationError`` with a stable reason ``code``.
@@ -18,6 +20,7 @@ The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures 
 
 from agentauth.sdk.bearer import BearerError, TokenAuthority, authenticate, bearer_token
 from agentauth.sdk.cache import JWKS_UNAVAILABLE, UNAVAILABLE_CODES
+from agentauth.sdk.client import DPoPAuth
 from agentauth.sdk.dpop import DPoPSettings
 from agentauth.sdk.http import FetchError, check_fetchable
 from agentauth.sdk.metadata import protected_resource_metadata
@@ -30,6 +33,7 @@ __all__ = [
     "UNAVAILABLE_CODES",
     "AsyncOnlineVerifier",
     "BearerError",
+    "DPoPAuth",
     "DPoPSettings",
     "FetchError",
     "HttpStatusLists",
