@@ -6,9 +6,14 @@
 4. present: it answers the resource server's challenge with a Verifiable Presentation of its identity
    credential, signed with its own did:key - the server checks holder binding, audience and nonce offline.
 
+With ``--dpop`` (RFC 9449) the token is sender-constrained: the token request carries a DPoP proof signed by
+the agent's own did:key, so the token is bound to that key (``token_type: DPoP``, ``cnf.jkt``), and every call
+sends ``Authorization: DPoP <token>`` with a fresh proof of that request (``agentauth.sdk.DPoPAuth``; it also
+answers a server's nonce challenge). A copied token is useless without the key.
+
 Run (with `agentauth serve` on 8000 and examples/resource_server.py on 9000):
 
-    python examples/agent.py --issuer http://127.0.0.1:8000 --resource http://127.0.0.1:9000
+    python examples/agent.py --issuer http://127.0.0.1:8000 --resource http://127.0.0.1:9000 [--dpop]
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import httpx
 
 from agentauth.keys import KeyPair
+from agentauth.sdk import DPoPAuth
 from agentauth.vc import create_presentation
 
 
@@ -32,7 +38,7 @@ def check(response: httpx.Response, step: str) -> dict[str, Any]:
     return body
 
 
-def run(issuer: str, resource: str, name: str) -> dict[str, Any]:
+def run(issuer: str, resource: str, name: str, *, dpop: bool = False) -> dict[str, Any]:
     with httpx.Client(timeout=10) as http:
         # 1. Register. The private key comes back exactly once: a real agent stores it now.
         registered = check(
@@ -41,6 +47,9 @@ def run(issuer: str, resource: str, name: str) -> dict[str, Any]:
         )
         agent_did = registered["agent"]["did"]
         key = KeyPair.from_jwk(registered["private_key_jwk"])
+
+        # --dpop: proofs signed with the agent's own key; no token yet, so the token request gets a proof only.
+        auth = DPoPAuth(key) if dpop else None
 
         # 2. A token for the resource server (RFC 8707 resource: its aud names that server, which refuses tokens
         # meant for any other), narrowed to what this job needs (RFC 6749 client_credentials).
@@ -53,13 +62,16 @@ def run(issuer: str, resource: str, name: str) -> dict[str, Any]:
                     "scope": "api.read",
                     "resource": resource,
                 },
+                auth=auth,
             ),
             "token",
         )
-        bearer = {"Authorization": f"Bearer {token['access_token']}"}
 
-        # 3. Call the API.
-        reports = check(http.get(f"{resource}/reports", headers=bearer), "GET /reports")
+        # 3. Call the API: the token as a bearer or (DPoP) with a proof of this very request, which auth adds.
+        if auth is not None:
+            auth.token = token["access_token"]
+        bearer = {} if auth is not None else {"Authorization": f"Bearer {token['access_token']}"}
+        reports = check(http.get(f"{resource}/reports", headers=bearer, auth=auth), "GET /reports")
 
         # 4. Prove identity to the API: its challenge, our presentation, signed with our own key.
         challenge = check(http.get(f"{resource}/presentations/challenge"), "challenge")
@@ -77,8 +89,11 @@ def run(issuer: str, resource: str, name: str) -> dict[str, Any]:
     return {
         "agent_did": agent_did,
         "scope": token["scope"],
+        "token_type": token["token_type"],
         "reports_seen": len(reports["reports"]),
         "api_saw_agent": reports["agent"],
+        "key_thumbprint": key.public.thumbprint(),
+        "api_saw_binding": reports["bound_to"],
         "presentation_holder": accepted["holder"],
         "presented": accepted["credentials"],
     }
@@ -89,8 +104,9 @@ def main() -> None:
     parser.add_argument("--issuer", default="http://127.0.0.1:8000", help="AgentAuth base URL")
     parser.add_argument("--resource", default="http://127.0.0.1:9000", help="resource server base URL")
     parser.add_argument("--name", default="example-agent")
+    parser.add_argument("--dpop", action="store_true", help="DPoP-bound token and proofs (RFC 9449)")
     args = parser.parse_args()
-    result = run(args.issuer.rstrip("/"), args.resource.rstrip("/"), args.name)
+    result = run(args.issuer.rstrip("/"), args.resource.rstrip("/"), args.name, dpop=args.dpop)
     print(json.dumps(result, indent=2))
 
 

@@ -11,7 +11,10 @@ Register it with AgentAuth once (a tenant root's token; RFC 8707 resource identi
       "access": "any_agent", "scopes": [{"name": "api.read"}, {"name": "api.write"}]}'
     AGENTAUTH_ISSUER_URL=http://127.0.0.1:8000 python examples/resource_server.py --port 9000
 
-Agents ask for tokens with ``resource=http://127.0.0.1:9000``; a token for any other server is refused.
+Agents ask for tokens with ``resource=http://127.0.0.1:9000``; a token for any other server is refused. Bearer
+tokens and DPoP-bound ones (RFC 9449: ``Authorization: DPoP`` with a proof of the request, ``examples/agent.py
+--dpop``) are both accepted; ``DPoPSettings(require_dpop=True)`` would refuse bearer tokens. Behind a proxy, give
+``DPoPSettings(public_url=...)`` the URL agents use: their proofs name it.
 
 Routes: GET / (public), GET /reports (scope api.read), POST /reports (scope api.write),
 GET /whoami (any valid token), GET /presentations/challenge and POST /presentations (an agent proves who it
@@ -31,7 +34,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel
 
-from agentauth.sdk import AsyncOnlineVerifier
+from agentauth.sdk import AsyncOnlineVerifier, DPoPSettings
 from agentauth.sdk.fastapi import install, require_scopes
 from agentauth.vc import VerificationError, VerifiedToken
 
@@ -51,7 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="Reports API (example AgentAuth resource server)", lifespan=lifespan)
-install(app, verifier)
+install(app, verifier, dpop=DPoPSettings())
 
 Reader = Annotated[VerifiedToken, Depends(require_scopes("api.read"))]
 Writer = Annotated[VerifiedToken, Depends(require_scopes("api.write"))]
@@ -68,7 +71,10 @@ async def index() -> dict[str, str]:
 
 @app.get("/reports")
 async def list_reports(token: Reader) -> dict[str, Any]:
-    return {"reports": REPORTS, "agent": token.subject, "client_id": token.claims["client_id"]}
+    # A DPoP-bound token got here only with a valid proof by the key its cnf.jkt names (RFC 9449 section 7.1).
+    cnf = token.claims.get("cnf")
+    bound_to = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return {"reports": REPORTS, "agent": token.subject, "client_id": token.claims["client_id"], "bound_to": bound_to}
 
 
 class NewReport(BaseModel):

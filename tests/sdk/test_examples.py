@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from agentauth.did import decode_did_key
+from agentauth.keys import KeyPair, PublicKey
+from agentauth.sdk import DPoPAuth
 from live_server import REPO, STATUS_TTL_SECONDS, LiveServer, free_port, start_issuer, start_uvicorn, wait_until_up
 
 EXAMPLES = REPO / "examples"
@@ -69,22 +72,35 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
-def test_agent_script_quickstart_token_call_present(servers: tuple[LiveServer, LiveServer]) -> None:
-    issuer, resource = servers
+def run_agent(issuer: LiveServer, resource: LiveServer, *flags: str) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "agent.py"), "--issuer", issuer.url, "--resource", resource.url],
+        [sys.executable, str(EXAMPLES / "agent.py"), "--issuer", issuer.url, "--resource", resource.url, *flags],
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    summary: dict[str, Any] = json.loads(result.stdout)
     assert summary["agent_did"].startswith("did:key:z6Mk")
     assert summary["scope"] == "api.read"
     assert summary["api_saw_agent"] == summary["agent_did"] == summary["presentation_holder"]
     assert summary["presented"][0]["name"] == "example-agent"
     assert summary["reports_seen"] >= 1
+    return summary
+
+
+def test_agent_script_quickstart_token_call_present(servers: tuple[LiveServer, LiveServer]) -> None:
+    summary = run_agent(*servers)
+    assert summary["token_type"] == "Bearer" and summary["api_saw_binding"] is None
+
+
+def test_agent_script_with_dpop_binds_the_token_to_its_did_key(servers: tuple[LiveServer, LiveServer]) -> None:
+    summary = run_agent(*servers, "--dpop")
+    assert summary["token_type"] == "DPoP"
+    # The resource server accepted a token bound (cnf.jkt) to the key of the agent's own did:key.
+    did_key = PublicKey.from_bytes(decode_did_key(summary["agent_did"]))
+    assert summary["api_saw_binding"] == summary["key_thumbprint"] == did_key.thumbprint()
 
 
 def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServer]) -> None:
@@ -97,7 +113,10 @@ def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServe
 
     anonymous = httpx.get(f"{resource.url}/reports")
     assert anonymous.status_code == 401
-    assert anonymous.headers["www-authenticate"] == 'Bearer realm="agentauth"'
+    # RFC 6750 section 3.1: no error code without credentials; RFC 9449 section 7.1: DPoP offered next to Bearer.
+    assert anonymous.headers["www-authenticate"] == (
+        'Bearer realm="agentauth", DPoP realm="agentauth", algs="EdDSA Ed25519 ES256"'
+    )
 
     forged = httpx.get(f"{resource.url}/reports", headers=bearer(reader[:-4] + "AAAA"))
     assert forged.status_code == 401 and 'error="invalid_token"' in forged.headers["www-authenticate"]
@@ -115,6 +134,25 @@ def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServe
 
     no_write = httpx.post(f"{resource.url}/reports", json={"title": "x"}, headers=bearer(reader))
     assert no_write.status_code == 403 and 'scope="api.write"' in no_write.headers["www-authenticate"]
+
+
+def test_resource_server_takes_a_dpop_bound_token_only_with_its_proof(servers: tuple[LiveServer, LiveServer]) -> None:
+    issuer, resource = servers
+    agent = register(issuer, "dpop caller")
+    auth = DPoPAuth(KeyPair.from_jwk(agent["private_key_jwk"]))
+    form = {"grant_type": "client_credentials", "client_secret": agent["api_key"], "scope": "api.read"}
+    issued = httpx.post(f"{issuer.url}/api/v1/auth/token", data=form | {"resource": resource.url}, auth=auth)
+    assert issued.status_code == 200 and issued.json()["token_type"] == "DPoP", issued.text
+    auth.token = issued.json()["access_token"]
+
+    allowed = httpx.get(f"{resource.url}/reports", auth=auth)
+    assert allowed.status_code == 200 and allowed.json()["bound_to"] == auth.key.public.thumbprint(), allowed.text
+    # RFC 9449 section 7.2: the bound token sent as a bearer token is refused; DPoP is offered next to Bearer.
+    stolen = httpx.get(f"{resource.url}/reports", headers=bearer(auth.token))
+    assert stolen.status_code == 401
+    challenge = stolen.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="agentauth", error="invalid_token"'), challenge
+    assert challenge.endswith(', DPoP realm="agentauth", algs="EdDSA Ed25519 ES256"'), challenge
 
 
 def test_revoked_token_is_refused_once_the_status_list_ttl_has_passed(servers: tuple[LiveServer, LiveServer]) -> None:
