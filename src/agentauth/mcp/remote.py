@@ -6,6 +6,15 @@ route names the operation it runs (``issuer/operations.py: OPENAPI_EXTENSION``).
 
 Responses parse into the same pydantic models the server produced them from; RFC 6749 error bodies turn back
 into the ``AgentAuthError`` of the same code, so a tool fails with the same text in both modes.
+
+DPoP (RFC 9449), given the agent's key (``agent_key``; ``AGENTAUTH_AGENT_KEY`` of ``agentauth-mcp``): every token
+request carries a proof signed by it (section 5), so the tokens ``authenticate``, ``refresh_token`` and
+``exchange_delegation`` return are bound to it (``token_type: DPoP``); every call with a bound token sends
+``Authorization: DPoP <token>`` and a proof of that request (section 7.1); a ``use_dpop_nonce`` refusal is
+retried once with the server's nonce (section 8). ``sdk.client.DPoPAuth`` does all of that; this module only
+chooses when. A token without ``cnf`` (``quickstart``'s, or one obtained elsewhere) is still sent as a bearer
+token - a proof with it would be refused. Proofs name the issuer's public URL of the request, which is what the
+server checks, also when this client reaches it under another URL.
 """
 
 from __future__ import annotations
@@ -15,13 +24,16 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+import orjson
 
 from agentauth import __version__, errors
 from agentauth.errors import AgentAuthError, RateLimited, TemporarilyUnavailable, UseDPoPNonce
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.operations import OPENAPI_EXTENSION
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
+from agentauth.keys import KeyPair, b64url_decode
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
+from agentauth.sdk.client import DPoPAuth
 
 log = logging.getLogger("agentauth.mcp")
 CONFIGURATION_PATH = "/.well-known/agent-configuration"
@@ -69,8 +81,25 @@ def error_from_response(response: httpx.Response) -> AgentAuthError:
     return cls(description)
 
 
+def is_bound(token: str) -> bool:
+    """Whether ``token`` is a JWT with a ``cnf`` claim (RFC 9449 section 6.1): DPoP-bound, to be sent with the
+    DPoP scheme and a proof. A client is told so by ``token_type`` of the token response; tokens reach the tools
+    as bare strings, so the claim is looked at instead (unverified: the server decides, this only picks the
+    scheme it will accept)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        claims = orjson.loads(b64url_decode(parts[1], canonical=False))
+    except (ValueError, orjson.JSONDecodeError):
+        return False
+    return isinstance(claims, dict) and isinstance(claims.get("cnf"), dict)
+
+
 class RestBackend:
-    def __init__(self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None, agent_key: KeyPair | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._configuration: dict[str, Any] | None = None
         self._routes: dict[str, tuple[str, str]] | None = None
@@ -80,9 +109,21 @@ class RestBackend:
             transport=transport,
             headers={"User-Agent": f"agentauth-mcp/{__version__}", "Accept": "application/json"},
         )
+        # Token-less: the token requests' proofs. Calls with a bound token use a copy holding it (with_token),
+        # which shares the nonces the server handed out.
+        self._dpop = DPoPAuth(agent_key, htu=self._proof_uri) if agent_key is not None else None
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def _proof_uri(self, url: httpx.URL) -> str:
+        """The URI a proof names for a request to ``url``: the issuer's public URL of its path, which the server
+        checks ``htu`` against (RFC 9449 section 4.3), not the URL this client was configured with."""
+        if self._configuration is None:
+            return str(url)
+        base_path = urlsplit(self.base_url).path
+        path = url.path[len(base_path) :] if base_path and url.path.startswith(base_path + "/") else url.path
+        return str(self._configuration["issuer"]).rstrip("/") + path
 
     async def _send(
         self,
@@ -90,13 +131,25 @@ class RestBackend:
         path: str,
         *,
         token: str | None = None,
+        proof: bool = False,
         json: Any = None,
         data: dict[str, str] | None = None,
         params: dict[str, str | int] | None = None,
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        """One request; with ``token`` as its credential (DPoP-bound: with a proof), ``proof``: a token request,
+        with a proof when an agent key is configured."""
+        headers: dict[str, str] = {}
+        auth: httpx.Auth | None = None
+        if token and self._dpop is not None and is_bound(token):
+            auth = self._dpop.with_token(token)
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif proof:
+            auth = self._dpop
         try:
-            response = await self._http.request(method, path, headers=headers, json=json, data=data, params=params)
+            response = await self._http.request(
+                method, path, headers=headers, json=json, data=data, params=params, auth=auth
+            )
         except httpx.TransportError as exc:
             # The URL is configuration, not a secret; the request itself (tokens) is never logged.
             log.warning("cannot reach AgentAuth at %s: %s", self.base_url, type(exc).__name__)
@@ -148,7 +201,7 @@ class RestBackend:
         return QuickstartResponse.model_validate(response.json())
 
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
-        response = await self._send("POST", await self._endpoint("token_endpoint"), data=params)
+        response = await self._send("POST", await self._endpoint("token_endpoint"), proof=True, data=params)
         return TokenResponse.model_validate(response.json())
 
     @staticmethod

@@ -6,20 +6,33 @@
 
 ``AGENTAUTH_API_KEY`` is the key ``authenticate`` uses when called without one. stdout carries the protocol
 only; logs go to stderr (``AGENTAUTH_MCP_LOG_LEVEL``, default WARNING) and never contain tokens or keys.
+
+``AGENTAUTH_AGENT_KEY`` (remote mode only): the *path* of a file holding the agent's private Ed25519 JWK (the
+``private_key_jwk`` ``quickstart`` returned, as JSON) - a path, not the key itself, so the secret stays out of
+the environment, process listings and client configuration files. The file must be readable by its owner only
+(``chmod 600``; like ssh, a group- or world-readable key file is refused and the server does not start). With
+it every token request carries a DPoP proof signed by that key (RFC 9449), so the tokens are bound to it
+(``token_type: DPoP``), and every call with such a token sends ``Authorization: DPoP`` with a fresh proof;
+nonces (``use_dpop_nonce``) are retried once (``remote.RestBackend``). Without it nothing changes: bearer tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 
 from agentauth.bootstrap import build_services
+from agentauth.keys import KeyPair
+from agentauth.keys.jwk import JwkError
 from agentauth.mcp.backend import Backend
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.remote import RestBackend
@@ -27,12 +40,45 @@ from agentauth.mcp.server import build_server
 from agentauth.settings import Settings
 
 log = logging.getLogger("agentauth.mcp")
+AGENT_KEY_VARIABLE = "AGENTAUTH_AGENT_KEY"
+
+
+class AgentKeyError(Exception):
+    """``AGENTAUTH_AGENT_KEY`` cannot be used; the message says why and never holds key material."""
+
+
+def load_agent_key(path: Path) -> KeyPair:
+    """The agent's key from the private JWK in ``path``, which only its owner may read."""
+    try:
+        with path.open("rb") as handle:
+            # The mode of the file read (fstat), not of whatever the name pointed to a moment before.
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            if os.name == "posix" and mode & 0o077:
+                # As ssh does with an unprotected private key: refuse rather than use a key others may have copied.
+                raise AgentKeyError(
+                    f"{AGENT_KEY_VARIABLE}: {path} is accessible to group or others (mode {mode:03o}); "
+                    f"a private key must be readable by its owner only: chmod 600 {path}"
+                )
+            content = handle.read()
+    except OSError as exc:
+        raise AgentKeyError(f"{AGENT_KEY_VARIABLE}: cannot read {path}: {exc.strerror}") from None
+    try:
+        jwk = json.loads(content)
+    except ValueError:
+        # Not the parser's message: it may quote the file's content.
+        raise AgentKeyError(f"{AGENT_KEY_VARIABLE}: {path} does not hold a JSON private JWK") from None
+    if not isinstance(jwk, dict):
+        raise AgentKeyError(f"{AGENT_KEY_VARIABLE}: {path} does not hold a JSON private JWK")
+    try:
+        return KeyPair.from_jwk(jwk)
+    except JwkError as exc:  # its messages name members, never their values
+        raise AgentKeyError(f"{AGENT_KEY_VARIABLE}: {path} is no private Ed25519 JWK: {exc}") from None
 
 
 @contextlib.asynccontextmanager
-async def open_backend(url: str | None) -> AsyncIterator[Backend]:
+async def open_backend(url: str | None, agent_key: KeyPair | None = None) -> AsyncIterator[Backend]:
     if url:
-        remote = RestBackend(url)
+        remote = RestBackend(url, agent_key=agent_key)
         try:
             yield remote
         finally:
@@ -51,10 +97,21 @@ async def open_backend(url: str | None) -> AsyncIterator[Backend]:
         await services.close()
 
 
-async def serve() -> None:
+def agent_key_from_env(url: str | None) -> KeyPair | None:
+    path = os.environ.get(AGENT_KEY_VARIABLE) or None
+    if path is None:
+        return None
+    if not url:
+        # Embedded, tokens never travel over HTTP: binding them would protect nothing, and silently issuing
+        # bearer tokens to a client that asked for bound ones would be worse.
+        raise AgentKeyError(f"{AGENT_KEY_VARIABLE} needs AGENTAUTH_URL: DPoP proofs are for a remote AgentAuth")
+    return load_agent_key(Path(path).expanduser())
+
+
+async def serve(agent_key: KeyPair | None = None) -> None:
     url = os.environ.get("AGENTAUTH_URL") or None
     api_key = os.environ.get("AGENTAUTH_API_KEY") or None
-    async with open_backend(url) as backend:
+    async with open_backend(url, agent_key) as backend:
         server = build_server(backend, token_in_header=False, default_api_key=api_key)
         await server.run_stdio_async()
 
@@ -64,8 +121,13 @@ def main() -> None:
     if level not in logging.getLevelNamesMapping():
         level = "WARNING"
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        # Before anything starts: a client launching the server sees it exit, with the reason on stderr.
+        agent_key = agent_key_from_env(os.environ.get("AGENTAUTH_URL") or None)
+    except AgentKeyError as exc:
+        sys.exit(f"agentauth-mcp: {exc}")
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve)
+        anyio.run(serve, agent_key)
 
 
 if __name__ == "__main__":
