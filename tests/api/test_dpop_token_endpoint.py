@@ -270,3 +270,27 @@ async def test_a_required_nonce_is_handed_out_and_then_accepted(settings_factory
 async def test_the_metadata_names_the_proof_algorithms(client: httpx.AsyncClient) -> None:
     metadata = ok(await client.get("/.well-known/oauth-authorization-server"))
     assert metadata["dpop_signing_alg_values_supported"] == ["EdDSA", "Ed25519", "ES256"]
+
+
+async def test_a_bound_token_authenticates_its_caller_at_introspection_and_revocation(
+    client: httpx.AsyncClient,
+) -> None:
+    """RFC 7662 / RFC 7009 callers authenticate like at any protected route: a DPoP-bound token with this
+    request's proof (and not as a bearer token)."""
+    made = await quickstart(client, "self-revoke")
+    key = OKPKey.generate_key("Ed25519")
+    token = ok(await client.post(paths.TOKEN, data=api_key_form(made), headers={"DPoP": proof(key)}))["access_token"]
+
+    def dpop(path: str) -> dict[str, str]:
+        return {"Authorization": f"DPoP {token}", "DPoP": proof(key, htu=f"{ISSUER_URL}{path}",
+                                                                ath=access_token_hash(token))}  # fmt: skip
+
+    assert_error(
+        await client.post(paths.INTROSPECT, data={"token": token}, headers=bearer(token)), 401, "invalid_token"
+    )
+    seen = ok(await client.post(paths.INTROSPECT, data={"token": token}, headers=dpop(paths.INTROSPECT)))
+    assert seen["active"] is True and seen["token_type"] == "DPoP"
+    revoked = await client.post(paths.REVOKE, data={"token": token}, headers=dpop(paths.REVOKE))
+    assert revoked.status_code == 200, revoked.text
+    gone = ok(await client.post(paths.INTROSPECT, data={"token": token, "client_secret": made["api_key"]}))
+    assert gone == {"active": False}

@@ -202,12 +202,6 @@ def test_an_unusable_key_setting_is_refused_without_quoting_the_key(server: Runn
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server gap: /api/v1/auth/revoke and /introspect (api/auth.py _caller) authenticate Bearer callers "
-    "and API keys only, so a DPoP-bound token cannot authenticate itself there; remove this mark once they "
-    "accept Authorization: DPoP with a proof",
-)
 async def test_revoke_token_revokes_a_bound_token(server: RunningServer, tmp_path: Path) -> None:
     agent = quickstart(server)
     async with stdio_session(dpop_env(server.url, key_file(tmp_path, agent)), tmp_path / "stdio.log") as session:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from agentauth import paths
 from agentauth.api.body import read_params
-from agentauth.api.deps import ContextDep, ServicesDep, request_context
+from agentauth.api.deps import ContextDep, ServicesDep, principal_of, request_context
 from agentauth.api.direct import DirectRoute
 from agentauth.api.ratelimits import limit_token_request
 from agentauth.bootstrap import Services
@@ -85,8 +85,8 @@ async def _caller(
     so only a refresh token given as ``token`` can prove anything (the rule is ``issuer/lifecycle.py``'s); such
     requests draw on the token endpoint's per-IP bucket, like a refresh grant."""
     header = request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        return await services.tokens.authenticate_bearer(header[7:].strip())
+    if header[:7].lower() == "bearer " or header[:5].lower() == "dpop ":
+        return await principal_of(request, services)  # a DPoP-bound token with this request's proof, too
     secret = params.get("client_secret")
     if isinstance(secret, str) and secret:
         return await services.tokens.authenticate_client(secret)
