@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from agentauth.errors import InvalidClient, InvalidDPoPProof, InvalidGrant, InvalidRequest
@@ -29,11 +30,12 @@ from agentauth.issuer.authorization_codes import GRANT_AUTHORIZATION_CODE
 from agentauth.issuer.clients import OAuthClient
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.dpop import require_binding
-from agentauth.issuer.grants.base import Grant, Parameter, param, record_refusal, required_param
+from agentauth.issuer.grants.base import Grant, GrantServices, Parameter, param, record_refusal, required_param
 from agentauth.issuer.hotpath import SignedRedemption
 from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage import authorization_statements as sql
+from agentauth.storage.batch import MicroBatcher
 from agentauth.storage.ports import CodeRedemption, Query
 from agentauth.storage.records import Agent
 
@@ -59,6 +61,18 @@ class AuthorizationCodeGrant(Grant):
     )
     records_own_failures = True
 
+    def __init__(self, services: GrantServices) -> None:
+        super().__init__(services)
+        # Concurrent redemptions read together, as refreshes do (``refresh_token.py``): one ``Reads.fetch`` - one
+        # connection and snapshot, on SQLite one hop to the reader thread - for every client-and-code read queued
+        # while the previous one ran, instead of one each.
+        self._reads: MicroBatcher[Query, list[tuple[Any, ...]]] = MicroBatcher(
+            self._read_round, self.core.settings.batch_max_size
+        )
+
+    async def _read_round(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        return await self.core.ports.reads.fetch(*queries)
+
     async def _client_and_code(
         self, params: dict[str, Any], code_hash: str
     ) -> tuple[OAuthClient, tuple[sql.AuthorizationCode, Agent | None] | None]:
@@ -71,8 +85,7 @@ class AuthorizationCodeGrant(Grant):
         clients = self.services.clients
         found: tuple[sql.AuthorizationCode, Agent | None] | None = None
         if clients.names_registered(client_id):
-            query = Query(sql.CLIENT_CODE_GRANT, {"client_id": client_id, "hash": code_hash})
-            (rows,) = await self.core.ports.reads.fetch(query)
+            rows = await self._reads.submit(Query(sql.CLIENT_CODE_GRANT, {"client_id": client_id, "hash": code_hash}))
             record, found = sql.client_code_grant(rows[0]) if rows else (None, None)
             client = clients.registered_client(record, secret)
         elif secret is not None:
@@ -89,7 +102,7 @@ class AuthorizationCodeGrant(Grant):
                 debug=f"{client_id[:80]} is {client.token_endpoint_auth_method}",
             )
         if not clients.names_registered(client_id):
-            (rows,) = await self.core.ports.reads.fetch(Query(sql.CODE_GRANT, {"hash": code_hash}))
+            rows = await self._reads.submit(Query(sql.CODE_GRANT, {"hash": code_hash}))
             found = sql.code_grant(rows[0]) if rows else None
         return client, found
 
