@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+CKSUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+# `make test`: the service and the test tool-chain; `make run`: the service's runtime dependencies only.
+STAMP := $(VENV)/.installed-$(CKSUM)
+RUN_STAMP := $(VENV)/.run-installed-$(CKSUM)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # pytest-xdist processes; each gets its own PostgreSQL database (tests/support.py). 2 halves CI time here.
@@ -13,11 +16,19 @@ TEST_WORKERS ?= 2
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[server,test]'
+	rm -f $(VENV)/.installed-* $(VENV)/.run-installed-*
+	touch $(STAMP) $(RUN_STAMP)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml
+	@echo "Installing AgentAuth and its runtime dependencies into $(VENV) (first run only)..."
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[server]'
+	rm -f $(VENV)/.run-installed-*
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/agentauth serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)

@@ -37,7 +37,7 @@ def require_browser() -> None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        missing = "the Python package playwright (pip install -e '.[test]')"
+        missing = "the Python package playwright (pip install -e '.[server,test]')"
     else:
         missing = "" if CHROMIUM.is_file() else f"{CHROMIUM} (apt-get install chromium, as .ci/run does)"
     if missing:
