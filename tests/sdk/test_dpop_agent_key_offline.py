@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from agentauth.sdk import DPoPSettings, authenticate, offline_verifier
 from agentauth.sdk.bearer import AGENT_KEY_DESCRIPTION, BearerError
 from agentauth.vc import StaticStatusLists, VerifiedToken, create_proof
 from agentauth.vc.jws import parse_compact
-from live_server import LiveServer, free_ports, issuer_env, spawn
+from live_server import LiveServer, start_issuer
 
 RESOURCE = "https://reports.example.com"
 URL = f"{RESOURCE}/reports"
@@ -30,9 +29,7 @@ URL = f"{RESOURCE}/reports"
 
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    tmp: Path = tmp_path_factory.mktemp("agent-key")
-    (port,) = free_ports(1)
-    server = spawn(issuer_env(tmp / "data", port), port, tmp / "issuer.log", log_level="warning")
+    server = start_issuer(tmp_path_factory.mktemp("agent-key"))
     try:
         yield server
     finally:
