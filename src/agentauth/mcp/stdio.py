@@ -1,8 +1,10 @@
 """``agentauth-mcp``: the MCP tools over stdio, for clients that launch their servers as a process.
 
 * ``AGENTAUTH_URL`` set: the tools call that AgentAuth's REST API (``remote``).
-* otherwise: embedded on the local data directory (``AGENTAUTH_DATA_DIR``, default ``./data``) with the
-  same settings as ``agentauth serve`` - no network needed.
+* otherwise: embedded on the local data directory with the same settings as ``agentauth serve`` - no network
+  needed. The directory is ``AGENTAUTH_DATA_DIR``, by default a per-user one (``$XDG_DATA_HOME/agentauth``, else
+  ``~/.local/share/agentauth``): an MCP client starts the server in a working directory of its own choosing, and a
+  ``./data`` there would scatter tenants and keys over wherever that happens to be.
 
 ``AGENTAUTH_API_KEY`` is the key ``authenticate`` uses when called without one. stdout carries the protocol
 only; logs go to stderr (``AGENTAUTH_MCP_LOG_LEVEL``, default WARNING) and never contain tokens or keys.
@@ -43,7 +45,11 @@ log = logging.getLogger("agentauth.mcp")
 AGENT_KEY_VARIABLE = "AGENTAUTH_AGENT_KEY"
 
 
-class AgentKeyError(Exception):
+class StartupError(Exception):
+    """The server cannot start as configured; the message says why (and never holds key material)."""
+
+
+class AgentKeyError(StartupError):
     """``AGENTAUTH_AGENT_KEY`` cannot be used; the message says why and never holds key material."""
 
 
@@ -75,6 +81,19 @@ def load_agent_key(path: Path) -> KeyPair:
         raise AgentKeyError(f"{AGENT_KEY_VARIABLE}: {path} is no private Ed25519 JWK: {exc}") from None
 
 
+def default_data_dir() -> Path:
+    """The embedded server's data directory when ``AGENTAUTH_DATA_DIR`` is not set: per user (XDG base
+    directories), never the caller's working directory."""
+    base = os.environ.get("XDG_DATA_HOME")
+    if base and Path(base).is_absolute():
+        return Path(base) / "agentauth"
+    try:
+        home = Path.home()
+    except RuntimeError:
+        raise StartupError("no home directory to keep the embedded data in: set AGENTAUTH_DATA_DIR") from None
+    return home / ".local" / "share" / "agentauth"
+
+
 @contextlib.asynccontextmanager
 async def open_backend(url: str | None, agent_key: KeyPair | None = None) -> AsyncIterator[Backend]:
     if url:
@@ -86,7 +105,8 @@ async def open_backend(url: str | None, agent_key: KeyPair | None = None) -> Asy
         return
     # Nothing may reach stdout but the protocol: keep anything printed while opening the database off it.
     with contextlib.redirect_stdout(sys.stderr):
-        services = await build_services(Settings())
+        settings = Settings() if "AGENTAUTH_DATA_DIR" in os.environ else Settings(data_dir=default_data_dir())
+        services = await build_services(settings)
     task = asyncio.create_task(services.maintain())
     try:
         yield EmbeddedBackend(lambda: services)
@@ -124,7 +144,9 @@ def main() -> None:
     try:
         # Before anything starts: a client launching the server sees it exit, with the reason on stderr.
         agent_key = agent_key_from_env(os.environ.get("AGENTAUTH_URL") or None)
-    except AgentKeyError as exc:
+        if not os.environ.get("AGENTAUTH_URL") and "AGENTAUTH_DATA_DIR" not in os.environ:
+            default_data_dir()
+    except StartupError as exc:
         sys.exit(f"agentauth-mcp: {exc}")
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve, agent_key)
