@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import literal_column, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentauth import paths
 from agentauth.did import issuer_did_document, url_to_did_web
+from agentauth.errors import TemporarilyUnavailable
 from agentauth.issuer import discovery
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
@@ -46,7 +48,7 @@ from agentauth.storage import assertions
 from agentauth.storage.db import PoolLimits, SqliteSessionMaker, Timeouts, create_engine, session_factory
 from agentauth.storage.factory import close_ports, storage_ports
 from agentauth.storage.migrate import migrate
-from agentauth.storage.ports import StoragePorts
+from agentauth.storage.ports import Query, StoragePorts
 from agentauth.vc import CredentialIssuer
 from agentauth.vc.assertions import ASSERTION_LEEWAY_SECONDS
 from agentauth.vc.dpop_nonces import DPoPNonces
@@ -54,6 +56,7 @@ from agentauth.vc.dpop_nonces import DPoPNonces
 log = logging.getLogger("agentauth")
 KEY_RELOAD_SECONDS = 5
 ROTATION_CHECK_SECONDS = 60
+_TRIVIAL_QUERY = Query(select(literal_column("1")))
 
 
 def utcnow() -> datetime:
@@ -117,6 +120,18 @@ class Services:
         s = self.settings
         longest = max(s.access_token_ttl_seconds, s.identity_credential_ttl_seconds, s.refresh_token_ttl_seconds)
         return timedelta(seconds=longest + 300)
+
+    async def ready(self) -> str:
+        """Readiness (``GET /ready``): the database answers a trivial query on the read side, and the key ring has
+        an active key - its kid is returned. Writes nothing (it gets polled). ``TemporarilyUnavailable`` if not."""
+        try:
+            await self.ports.reads.fetch(_TRIVIAL_QUERY)
+        except Exception as exc:  # translated or not (a closed pool, a driver's own error): not ready
+            raise TemporarilyUnavailable(
+                "the database is unavailable", debug=f"readiness: {type(exc).__name__}: {exc}"
+            ) from exc
+        # A KeyRing holds exactly one active key by construction (keys/ring.py): a loaded ring can sign.
+        return self.core.credentials.ring.active.kid
 
     async def reload_keys(self) -> None:
         await adopt_stored_ring(self.keys, self.core)

@@ -50,6 +50,7 @@ UNJUDGED_ROUTES = {
     ("GET", "/.well-known/jwks.json"), ("GET", "/.well-known/oauth-authorization-server"),
     ("GET", "/.well-known/oauth-protected-resource"), ("GET", "/.well-known/oauth-protected-resource/mcp"),
     ("GET", "/health"), ("GET", "/api/v1/agents/{agent_id}/did.json"), ("POST", "/api/v1/agents/quickstart"),
+    ("GET", "/ready"),  # readiness for orchestrators: the database and the key ring, nobody's data
     ("GET", "/api/v1/auth/jwks"), ("POST", "/api/v1/auth/token"), ("POST", "/api/v1/auth/introspect"),
     ("POST", "/api/v1/auth/token/introspect"), ("POST", "/api/v1/auth/revoke"), ("POST", "/api/v1/auth/token/revoke"),
     ("GET", "/api/v1/status-lists/{list_id}"),

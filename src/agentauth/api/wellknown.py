@@ -15,6 +15,7 @@ from agentauth.bootstrap import Services
 router = APIRouter(tags=["discovery"])
 
 _CACHE = {"Cache-Control": "public, max-age=300"}
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def agent_configuration(services: Services) -> dict[str, Any]:
@@ -24,6 +25,19 @@ def agent_configuration(services: Services) -> dict[str, Any]:
 @router.get("/health", tags=["meta"], summary="Liveness: the process is up and its key ring is loaded")
 async def health(services: ServicesDep) -> dict[str, Any]:
     return {"status": "ok", "issuer": services.settings.issuer_url, "active_kid": services.keys.ring.active.kid}
+
+
+@router.get(
+    "/ready",
+    tags=["meta"],
+    summary="Readiness: the database answers and the key ring has an active key",
+    description="200 while this process can serve; 503 `temporarily_unavailable` with `Retry-After` while its "
+    "database does not answer. Reads one trivial query, writes nothing. `/health` is liveness only.",
+    responses={503: {"description": "Not ready: RFC 6749-style error body, Retry-After"}},
+)
+async def ready(services: ServicesDep) -> JSONResponse:
+    kid = await services.ready()
+    return JSONResponse({"status": "ready", "database": "ok", "active_kid": kid}, headers=_NO_STORE)
 
 
 @router.get(paths.JWKS, summary="Issuer public keys (next, active, retired)")
