@@ -28,6 +28,7 @@ from agentauth.api import (
     wellknown,
 )
 from agentauth.api.direct import DirectRoutes
+from agentauth.api.logs import AccessLog
 from agentauth.api.middleware import DPoPNonceMiddleware, LimitsMiddleware, TrustedProxiesMiddleware
 from agentauth.bootstrap import Services, build_services
 from agentauth.mcp.http import McpMount
@@ -94,5 +95,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
         app.add_middleware(DPoPNonceMiddleware, current=current_nonce)
     app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
+    # Outside the limits (their refusals get an access line too), inside the proxies (the settled client address).
+    app.add_middleware(AccessLog)
     app.add_middleware(TrustedProxiesMiddleware, trusted=config.trusted_proxies)  # added last: runs first
     return app

@@ -25,6 +25,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Handler = Callable[[Request], Awaitable[Response | None]]
+# The scope key naming the path template of the direct route that took a request (``api/logs.py`` reads it).
+ROUTE_TEMPLATE = "agentauth.route"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -52,20 +54,20 @@ class DirectRoutes:
 
     def __init__(self, app: ASGIApp, routes: Iterable[DirectRoute] = ()) -> None:
         self.app = app
-        self.exact: dict[tuple[str, str], Handler] = {}
-        self.templated: dict[tuple[str, str], tuple[str, Handler]] = {}
+        self.exact: dict[tuple[str, str], DirectRoute] = {}
+        self.templated: dict[tuple[str, str], tuple[str, DirectRoute]] = {}
         for route in routes:
             template = route.template
             if template is None:
-                self.exact[(route.method, route.path)] = route.handler
+                self.exact[(route.method, route.path)] = route
             else:
-                self.templated[(route.method, template[0])] = (template[1], route.handler)
+                self.templated[(route.method, template[0])] = (template[1], route)
 
-    def _match(self, scope: Scope) -> Handler | None:
+    def _match(self, scope: Scope) -> DirectRoute | None:
         method, path = scope["method"], scope["path"]
-        handler = self.exact.get((method, path))
-        if handler is not None or not self.templated:
-            return handler
+        route = self.exact.get((method, path))
+        if route is not None or not self.templated:
+            return route
         prefix, _, last = path.rpartition("/")
         found = self.templated.get((method, prefix + "/")) if last else None
         if found is None:
@@ -74,10 +76,13 @@ class DirectRoutes:
         return found[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._match(scope) if scope["type"] == "http" else None
-        if handler is None:
+        route = self._match(scope) if scope["type"] == "http" else None
+        if route is None:
             await self.app(scope, receive, send)
             return
+        # The access log and /metrics name a request by its route's path template, never its raw path (ids).
+        scope[ROUTE_TEMPLATE] = route.path
+        handler = route.handler
         recorded = _Recorded(receive)
         request = Request(scope, recorded)
         try:

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentauth.api.logs import REQUEST_ID
+
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 
@@ -82,6 +84,7 @@ class LimitsMiddleware:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
+        REQUEST_ID.set(request_id)  # every line logged while handling the request names it (api/logs.py)
         received = 0
         started = False
         tail = b""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 import typer
@@ -28,8 +27,9 @@ def serve(
     """Serve the REST API (and MCP) over HTTP. Configuration: AGENTAUTH_* environment variables."""
     import uvicorn
 
+    from agentauth.api.logs import logging_config
+
     settings = _settings(host=host, port=port)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         "agentauth.api.app:create_app",
         factory=True,
@@ -37,7 +37,9 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=log_level,
-        access_log=False,
+        # Applied by uvicorn in this process and in each worker: JSON lines unless stderr is a terminal.
+        log_config=logging_config(log_level),
+        access_log=False,  # the app writes its own access line (api/logs.py: AccessLog), with the route template
         # uvicorn believes X-Forwarded-For from any local peer by default; the app applies
         # AGENTAUTH_TRUSTED_PROXIES itself (api.middleware.TrustedProxiesMiddleware).
         proxy_headers=False,

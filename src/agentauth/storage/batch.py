@@ -10,6 +10,7 @@ round committed, so nothing is acknowledged before it is durable.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -40,7 +41,8 @@ class MicroBatcher(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
+            # A context of its own: a round serves many requests, so its log lines carry none's request id.
+            self._task = asyncio.create_task(self._drain(), context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:
