@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +45,7 @@ from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
 from agentauth.keyfile import load_or_create_kek, private_dir
 from agentauth.settings import Settings
-from agentauth.storage import assertions
+from agentauth.storage import assertions, batch
 from agentauth.storage.db import PoolLimits, SqliteSessionMaker, Timeouts, create_engine, session_factory
 from agentauth.storage.factory import close_ports, storage_ports
 from agentauth.storage.migrate import migrate
@@ -132,6 +133,12 @@ class Services:
             ) from exc
         # A KeyRing holds exactly one active key by construction (keys/ring.py): a loaded ring can sign.
         return self.core.credentials.ring.active.kid
+
+    @staticmethod
+    def observe_batch_rounds(observer: Callable[[str, int], None] | None) -> None:
+        """Tell ``observer`` the batcher's name and size of every micro-batched round in this process (token
+        issuance, token lookups, revocation, write plans; ``storage/batch.py``), for ``/metrics``; None: stop."""
+        batch.observe_rounds(observer)
 
     async def reload_keys(self) -> None:
         await adopt_stored_ring(self.keys, self.core)

@@ -119,6 +119,19 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Expired jwt-bearer assertion ids forgotten per housekeeping transaction (bounds its lock).",
     )
+    # -- observability (issue 16 item 6; api/metrics.py) --
+    metrics_enabled: bool = Field(
+        False,
+        description="Serve Prometheus metrics at /metrics (404 while off). Each worker process counts for itself: "
+        "with several workers (agentauth serve --workers N) a scrape reaches one of them and sees its numbers "
+        "only, unless PROMETHEUS_MULTIPROC_DIR names an empty directory (wiped before each start), through which "
+        "/metrics adds up every worker's.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, /metrics answers only requests with 'Authorization: Bearer <this token>' (401 "
+        "otherwise). It turns nothing on by itself: AGENTAUTH_METRICS_ENABLED does.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 

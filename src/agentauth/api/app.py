@@ -19,6 +19,7 @@ from agentauth.api import (
     credentials,
     delegations,
     errors,
+    metrics,
     openapi,
     owner_pages,
     policies,
@@ -31,6 +32,7 @@ from agentauth.api.direct import DirectRoutes
 from agentauth.api.logs import AccessLog
 from agentauth.api.middleware import DPoPNonceMiddleware, LimitsMiddleware, TrustedProxiesMiddleware
 from agentauth.bootstrap import Services, build_services
+from agentauth.issuer.grants import GRANTS
 from agentauth.mcp.http import McpMount
 from agentauth.settings import Settings
 
@@ -42,11 +44,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """An app that builds its services at startup from ``settings`` (default: the environment), or uses
     ready-made ``services`` (tests, the MCP server sharing them)."""
     config = services.settings if services is not None else (settings or Settings())
+    observed = metrics.Metrics(GRANTS.grant_types) if config.metrics_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or await build_services(config)
         app.state.services = svc
+        if observed is not None:
+            observed.attach(svc)
         if services is None:
             # Everything built at start-up lives as long as the process: move it out of the collector's reach.
             # Measured: full collections walking those ~200k objects stalled all in-flight requests for
@@ -66,6 +71,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if observed is not None:
+                observed.detach(svc)
             if services is None:
                 await svc.close()
 
@@ -77,6 +84,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     errors.install(app)
     openapi.install(app)
+    app.state.metrics = observed  # None while off: the token endpoint counts grants only when on
+    if observed is not None:
+        token = config.metrics_token.get_secret_value() if config.metrics_token is not None else None
+        metrics.install(app, observed, token)
+        if services is not None:
+            observed.attach(services)  # ready-made services: tests run no lifespan
     for module in (
         wellknown, auth, registration, agents, credentials, delegations, policies, resource_servers,
         status_lists, audit, authorize, owner_pages,
@@ -96,6 +109,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.add_middleware(DPoPNonceMiddleware, current=current_nonce)
     app.add_middleware(LimitsMiddleware, max_body=config.max_body_bytes)
     # Outside the limits (their refusals get an access line too), inside the proxies (the settled client address).
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, metrics=observed)
     app.add_middleware(TrustedProxiesMiddleware, trusted=config.trusted_proxies)  # added last: runs first
     return app

@@ -12,8 +12,10 @@ from agentauth import paths
 from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep, principal_of, request_context
 from agentauth.api.direct import DirectRoute
+from agentauth.api.metrics import ISSUED, observe_token_request
 from agentauth.api.ratelimits import limit_token_request
 from agentauth.bootstrap import Services
+from agentauth.errors import AgentAuthError
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.schemas import TokenResponse
@@ -69,8 +71,13 @@ async def token(request: Request) -> Response:
     services: Services = request.app.state.services
     ctx = request_context(request)
     params = await read_params(request)
-    await limit_token_request(services, params, ctx)
-    result = await services.tokens.token(params, ctx, request.headers.getlist("dpop"))
+    try:
+        await limit_token_request(services, params, ctx)
+        result = await services.tokens.token(params, ctx, request.headers.getlist("dpop"))
+    except AgentAuthError as exc:
+        observe_token_request(request, params.get("grant_type"), exc.error)
+        raise
+    observe_token_request(request, params.get("grant_type"), ISSUED)
     nonce = services.tokens.proofs.current_nonce(services.core.clock())
     # RFC 9449 section 8.2: a server may hand out the next nonce with any answer; one that requires them does.
     headers = NO_STORE if nonce is None else NO_STORE | {"DPoP-Nonce": nonce}

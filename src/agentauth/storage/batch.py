@@ -23,6 +23,21 @@ R = TypeVar("R")
 DEFAULT_MAX_BATCH = 256  # = Settings.batch_max_size's default
 
 Handler = Callable[[Sequence[T]], Awaitable[Sequence["R | BaseException"]]]
+# Told the batcher's name and the size of each round it starts (``/metrics``: ``api/metrics.py``).
+RoundObserver = Callable[[str, int], None]
+_observer: RoundObserver | None = None
+
+
+def observe_rounds(observer: RoundObserver | None) -> None:
+    """Have ``observer`` told of every round of every batcher in this process (None: stop). One observer per
+    process - the app with metrics on sets it -, so a round costs one global read when nobody listens."""
+    global _observer  # noqa: PLW0603 - one hook per process, like a logging handler
+    _observer = observer
+
+
+def _name_of(handler: Callable[..., object]) -> str:
+    """``TokenStateLookup.round`` for the bound method ``TokenStateLookup._round``: a stable, bounded label."""
+    return getattr(handler, "__qualname__", type(handler).__name__).replace("._", ".")
 
 
 class MicroBatcher(Generic[T, R]):
@@ -36,6 +51,7 @@ class MicroBatcher(Generic[T, R]):
         self._max = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
+        self.name = _name_of(handler)
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -48,6 +64,8 @@ class MicroBatcher(Generic[T, R]):
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max], self._queue[self._max :]
+            if _observer is not None:
+                _observer(self.name, len(batch))
             try:
                 results = await self._handler([item for item, _ in batch])
             except BaseException as exc:  # the whole round failed: every caller sees why
