@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from agentauth import __version__
-from agentauth.cli import agent, operator, verifier
+from agentauth.cli import agent, database, operator, verifier
 from agentauth.cli.shared import EXIT_INVALID, EXIT_USAGE, CliError, CliUsageError, _console
 
 __all__ = ["CliError", "CliUsageError", "app", "main"]
@@ -37,8 +37,12 @@ did_app = typer.Typer(
     help="Decentralized identifiers: make a did:key, resolve did:key and did:web.", no_args_is_help=True
 )
 jwks_app = typer.Typer(help="The issuer's public keys (JWKS), for offline verifiers.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database schema (migrations) of the configured service: AGENTAUTH_* settings.", no_args_is_help=True
+)
 status_app = typer.Typer(help="Bitstring status lists (revocation), for offline verifiers.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 app.add_typer(did_app, name="did")
 app.add_typer(jwks_app, name="jwks")
 app.add_typer(status_app, name="status-list")
@@ -51,6 +55,9 @@ did_app.command("resolve")(verifier.did_resolve)
 keys_app.command("rotate")(operator.keys_rotate)
 keys_app.command("revoke")(operator.keys_revoke)
 keys_app.command("list")(operator.keys_list)
+db_app.command("current")(database.db_current)
+db_app.command("upgrade")(database.db_upgrade)
+db_app.command("downgrade")(database.db_downgrade)
 jwks_app.command("export")(verifier.jwks_export)
 status_app.command("fetch")(verifier.status_list_fetch)
 
