@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version=__version__,
         description="Identity and authentication for AI agents: did:key identities, Ed25519 JWT-VC tokens.",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     errors.install(app)
     openapi.install(app)

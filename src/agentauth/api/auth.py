@@ -13,6 +13,7 @@ from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep, principal_of, request_context
 from agentauth.api.direct import DirectRoute
 from agentauth.api.metrics import ISSUED, observe_token_request
+from agentauth.api.openapi import TOKEN_ERRORS, IntrospectionResponse
 from agentauth.api.ratelimits import limit_token_request
 from agentauth.bootstrap import Services
 from agentauth.errors import AgentAuthError
@@ -23,6 +24,43 @@ from agentauth.issuer.secrets import NO_STORE
 
 router = APIRouter(prefix=paths.AUTH, tags=["auth"])
 TOKEN_PATH = paths.TOKEN
+
+
+# One example request per standard grant, for the docs' "Example" menu (placeholders, not working values).
+TOKEN_EXAMPLES: dict[str, dict[str, Any]] = {
+    "client_credentials": {
+        "summary": "An API key (RFC 6749 section 4.4)",
+        "value": {"grant_type": "client_credentials", "client_secret": "ak_live_...", "scope": "agents.read"},
+    },
+    "refresh_token": {
+        "summary": "Rotate a refresh token (RFC 6749 section 6)",
+        "value": {"grant_type": "refresh_token", "refresh_token": "rt_..."},
+    },
+    "urn:ietf:params:oauth:grant-type:jwt-bearer": {
+        "summary": "An assertion signed by the agent's did:key (RFC 7523)",
+        "value": {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "eyJ..."},
+    },
+    "urn:ietf:params:oauth:grant-type:token-exchange": {
+        "summary": "Act under a delegation (RFC 8693): the delegation credential and the delegate's own token",
+        "value": {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": "eyJ... (the delegation credential)",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "actor_token": "eyJ... (the delegate's access token)",
+            "actor_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        },
+    },
+    "authorization_code": {
+        "summary": "Redeem an authorization code with its PKCE verifier (RFC 6749 section 4.1.3, RFC 7636)",
+        "value": {
+            "grant_type": "authorization_code",
+            "code": "...",
+            "client_id": "https://client.example/metadata.json",
+            "redirect_uri": "https://client.example/callback",
+            "code_verifier": "...",
+        },
+    },
+}
 
 
 def _grant_name(grant_type: str) -> str:
@@ -43,15 +81,11 @@ def token_form(grants: GrantRegistry = GRANTS) -> dict[str, Any]:
         ]
         properties[name] = {"type": "string", "description": " ".join(described)}
     schema = {"type": "object", "required": ["grant_type"], "properties": properties}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {"schema": schema},
-                "application/json": {"schema": {"type": "object"}},
-            },
-        }
-    }
+    examples = {_grant_name(g): TOKEN_EXAMPLES[g] for g in grants.grant_types if g in TOKEN_EXAMPLES}
+    # RFC 6749 section 4.4.2 (and every grant): "application/x-www-form-urlencoded"; the endpoint also reads JSON,
+    # undocumented - two body types make client generators write broken code (openapi-python-client).
+    form = {"schema": schema, "examples": examples} if examples else {"schema": schema}
+    return {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": form}}}
 
 
 def token_summary(grants: GrantRegistry = GRANTS) -> str:
@@ -63,7 +97,7 @@ def token_summary(grants: GrantRegistry = GRANTS) -> str:
     response_model=TokenResponse,
     summary=token_summary(),
     openapi_extra=token_form(),
-    responses={400: {"description": "RFC 6749 error"}, 401: {"description": "invalid_client"}, 429: {}},
+    responses=TOKEN_ERRORS,
 )
 async def token(request: Request) -> Response:
     # The busiest route: no dependency injection and pydantic's own JSON encoder (measured: the two cost more
@@ -119,7 +153,6 @@ _TOKEN_PARAM_FORM = {
                     },
                 }
             },
-            "application/json": {"schema": {"type": "object"}},
         },
     }
 }
@@ -131,7 +164,7 @@ _TOKEN_PARAM_FORM = {
     description="Authenticate with a bearer token or your API key (client_secret); a refresh token given as "
     "`token` is its own credential and may be sent alone.",
     openapi_extra=_TOKEN_PARAM_FORM,
-    responses={200: {"description": "RFC 7662 response"}, 400: {}, 401: {}, 503: {}},
+    responses={200: {"description": "RFC 7662 response", "model": IntrospectionResponse}},
 )
 @router.post("/token/introspect", include_in_schema=False)
 async def introspect(request: Request, services: ServicesDep, ctx: ContextDep) -> JSONResponse:
@@ -151,7 +184,7 @@ async def introspect_direct(request: Request) -> Response:
     description="Authenticate with a bearer token or your API key (client_secret); a refresh token given as "
     "`token` is its own credential and may be sent alone. Revoking either half of a token pair revokes both.",
     openapi_extra=_TOKEN_PARAM_FORM,
-    responses={200: {"description": "Revoked, or nothing to revoke"}, 400: {}, 401: {}, 503: {}},
+    responses={200: {"description": "Revoked, or nothing to revoke"}},
 )
 @router.post("/token/revoke", include_in_schema=False)
 async def revoke(request: Request, services: ServicesDep, ctx: ContextDep) -> Response:
@@ -167,7 +200,7 @@ async def revoke_direct(request: Request) -> Response:
 
 
 @router.get("/jwks", summary="Issuer public keys (same as /.well-known/jwks.json)")
-async def jwks(services: ServicesDep) -> JSONResponse:
+async def jwks_alias(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 

@@ -1,16 +1,25 @@
-"""The OpenAPI document, completed with the error answers the app really gives.
+"""The OpenAPI document, completed with what FastAPI cannot know: the error answers the app really gives, short
+operationIds, tag descriptions, and the models of the answers the token-style routes build by hand.
 
 FastAPI documents 422 for validation errors; this app answers them - like every error - with RFC 6749 JSON
 and 400. Each operation here declares what it can answer: 400 and 503 everywhere, 401/403/404 where a
-bearer token is needed, 404 with a path id, 409 and 413 on writes, 401 and 429 on the unauthenticated grants.
+bearer token is needed, 404 with a path id, 409 and 413 on writes, 401 on the unauthenticated grants, 429 where
+a rate limit applies.
+The token endpoint declares its own 400/401/429 (``TOKEN_ERRORS``): RFC 6749 section 5.2 bodies with the codes
+it really sends.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentauth import errors, paths
 
 OAUTH_ERROR = {
     "type": "object",
@@ -30,7 +39,116 @@ DESCRIPTIONS = {
     "429": "Rate limited; see Retry-After",
     "503": "Temporarily unavailable (database); see Retry-After",
 }
-UNAUTHENTICATED_GRANTS = ("/api/v1/auth/token", "/api/v1/agents/quickstart")
+UNAUTHENTICATED_GRANTS = (paths.TOKEN, paths.QUICKSTART)
+# Introspection and revocation with a refresh token alone draw on the token endpoint's per-IP bucket.
+RATE_LIMITED = (*UNAUTHENTICATED_GRANTS, paths.INTROSPECT, paths.REVOKE)
+
+# In the order Swagger UI and ReDoc show them; every tag an operation carries is here (a test checks).
+TAGS = [
+    {"name": "auth", "description": "OAuth 2.0 endpoints: the token endpoint (RFC 6749) with every registered "
+     "grant, introspection (RFC 7662), revocation (RFC 7009), dynamic client registration (RFC 7591) and the "
+     "authorization endpoint. Form-encoded bodies, as the RFCs define them."},
+    {"name": "agents", "description": "The agent registry: quickstart creates a root agent (its own tenant) with "
+     "an API key and a first token pair; child agents live in their parent's subtree. An agent's id is its "
+     "OAuth `client_id`."},
+    {"name": "credentials", "description": "API keys (`ak_live_...`): the client secret of the client "
+     "credentials grant. Shown once at creation or rotation; stored as keyed hashes."},
+    {"name": "delegations", "description": "Delegation credentials (JWT-VCs): an agent grants another a subset "
+     "of its scopes; the delegate exchanges one for a token (RFC 8693 token exchange, `subject_token`)."},
+    {"name": "policies", "description": "Allow/deny rules over subjects, actions and resources, and their "
+     "evaluation for an agent."},
+    {"name": "resource-servers", "description": "APIs other than AgentAuth's own that tokens can be issued for "
+     "(RFC 8707 `resource`), with the scopes each defines."},
+    {"name": "status", "description": "Bitstring Status List credentials: the revocation registry offline "
+     "verifiers read."},
+    {"name": "audit", "description": "The tenant's audit log."},
+    {"name": "discovery", "description": "Metadata documents (RFC 8414, RFC 9728), the JWKS and the issuer's "
+     "DID document: everything a verifier needs, unauthenticated and cacheable."},
+    {"name": "meta", "description": "Operational endpoints."},
+]  # fmt: skip
+GUIDE = """
+
+Get a token: `POST /api/v1/agents/quickstart` returns an agent with an API key; send it as `client_secret` to
+`POST /api/v1/auth/token` with `grant_type=client_credentials` (the agent's id is its `client_id`, optional
+there). Call the API with `Authorization: Bearer <access_token>` (or `DPoP <access_token>` with a DPoP proof,
+RFC 9449, for bound tokens). Every error is `{"error": ..., "error_description": ...}` (RFC 6749 section 5.2)."""
+
+
+class TokenError(BaseModel):
+    """RFC 6749 section 5.2 error response of the token endpoint."""
+
+    error: Literal[
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_target",
+        "invalid_dpop_proof",
+        "use_dpop_nonce",
+        "rate_limited",
+    ] = Field(description="RFC 6749 section 5.2 (RFC 8707 invalid_target, RFC 9449 DPoP errors)")
+    error_description: str = Field(description="Human-readable; safe to show")
+
+
+# Which codes come with which status, from the exception classes that send them.
+TOKEN_400_ERRORS = (
+    errors.InvalidRequest, errors.InvalidGrant, errors.UnsupportedGrantType, errors.InvalidScope,
+    errors.InvalidTarget, errors.InvalidDPoPProof, errors.UseDPoPNonce,
+)  # fmt: skip
+
+
+def _codes_of(*classes: type[errors.AgentAuthError]) -> str:
+    return ", ".join(c.error for c in classes)
+
+
+TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": TokenError,
+        "description": f"The request or grant is refused ({_codes_of(*TOKEN_400_ERRORS)}); with use_dpop_nonce, the "
+        "nonce to retry with is in DPoP-Nonce",
+        "headers": {"DPoP-Nonce": {"description": "RFC 9449 section 8", "schema": {"type": "string"}}},
+        "content": {"application/json": {"example": {"error": "invalid_grant", "error_description": "..."}}},
+    },
+    401: {
+        "model": TokenError,
+        "description": f"Client authentication failed ({_codes_of(errors.InvalidClient)}): an unknown, revoked or "
+        "expired API key, a bad client assertion, or no credential",
+        "headers": {"WWW-Authenticate": {"description": 'Basic realm="agentauth"', "schema": {"type": "string"}}},
+        "content": {"application/json": {"example": {"error": "invalid_client", "error_description": "..."}}},
+    },
+    429: {
+        "model": TokenError,
+        "description": f"Too many token requests from this address or for this client ({errors.RateLimited.error})",
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+        "content": {"application/json": {"example": {"error": "rate_limited", "error_description": "..."}}},
+    },
+}
+
+
+class IntrospectionResponse(BaseModel):
+    """RFC 7662 section 2.2. An inactive token (or one the caller may not see) is only ``{"active": false}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    active: bool
+    scope: str | None = Field(None, description="Space-separated scopes")
+    client_id: str | None = Field(None, description="The agent (or OAuth client) the token was issued to")
+    sub: str | None = Field(None, description="The agent's DID")
+    token_type: str | None = Field(None, description="Bearer, DPoP or refresh_token")
+    exp: int | None = None
+    iat: int | None = None
+    agent_id: str | None = None
+    agent_type: str | None = None
+    trust_level: str | None = None
+
+
+def operation_id(route: APIRoute) -> str:
+    """``listAgents`` for the route function ``list_agents``: the name client generators make a method of
+    (FastAPI's default, ``list_agents_api_v1_agents_get``, repeats the path and the method). Route functions
+    are unique among the documented routes (FastAPI warns of a duplicate operationId, and tests fail on it)."""
+    first, *rest = route.name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _codes(path: str, method: str, operation: dict[str, Any]) -> list[str]:
@@ -42,15 +160,26 @@ def _codes(path: str, method: str, operation: dict[str, Any]) -> list[str]:
     if method in ("post", "put", "patch", "delete"):
         codes += ["409", "413"]
     if path in UNAUTHENTICATED_GRANTS:
-        codes += ["401", "429"]
+        codes.append("401")
+    if path in RATE_LIMITED:
+        codes.append("429")
     return codes
 
 
 def install(app: FastAPI) -> None:
+    """``app.openapi()`` builds the completed document once. The app must be made with
+    ``generate_unique_id_function=operation_id``."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=(app.description or "") + GUIDE,
+            routes=app.routes,
+            tags=TAGS,
+        )
         schema.setdefault("components", {}).setdefault("schemas", {})["OAuthError"] = OAUTH_ERROR
         error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}
         for path, operations in schema.get("paths", {}).items():
@@ -59,6 +188,13 @@ def install(app: FastAPI) -> None:
                 responses.pop("422", None)
                 for code in _codes(path, method, operation):
                     responses.setdefault(code, {"description": DESCRIPTIONS[code], "content": error_content})
+                for code, response in responses.items():
+                    if int(code) >= 400:  # a route's own description of an error: the body is still RFC 6749's
+                        response.setdefault("content", error_content)
+        if "#/components/schemas/HTTPValidationError" not in json.dumps(schema["paths"]):
+            # FastAPI's 422 body, and what it refers to: never answered (see above), so no client models.
+            schema["components"]["schemas"].pop("HTTPValidationError", None)
+            schema["components"]["schemas"].pop("ValidationError", None)
         revoke = schema.get("paths", {}).get("/api/v1/auth/revoke", {}).get("post")
         if revoke is not None:
             # RFC 7009 section 2.2: the 200 answer has no body.
