@@ -18,6 +18,7 @@ from agentauth.api import (
     authorize,
     credentials,
     delegations,
+    docs,
     errors,
     metrics,
     openapi,
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         description="Identity and authentication for AI agents: did:key identities, Ed25519 JWT-VC tokens.",
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN; docs.install serves them itself
+        redoc_url=None,
     )
     errors.install(app)
     openapi.install(app)
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         metrics.install(app, observed, token)
         if services is not None:
             observed.attach(services)  # ready-made services: tests run no lifespan
+    docs.install(app)
     for module in (
         wellknown, auth, registration, agents, credentials, delegations, policies, resource_servers,
         status_lists, audit, authorize, owner_pages,
