@@ -18,6 +18,7 @@ from api_support import custom_client
 from agentauth import errors, paths
 from agentauth.api import docs
 from agentauth.api.openapi import TOKEN_400_ERRORS, IntrospectionResponse, TokenError
+from agentauth.issuer import resource_server_schemas, schemas
 from support import bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
@@ -138,3 +139,37 @@ async def test_docs_pages_load_swagger_ui_and_redoc_from_this_origin(client: htt
         asset = await client.get(url)
         assert asset.status_code == 200 and len(asset.content) > 1000, url
     assert (await client.get("/docs/oauth2-redirect")).status_code == 404  # FastAPI's own pages are off
+
+
+async def test_every_operation_and_schema_is_described_and_every_json_body_has_an_example(
+    client: httpx.AsyncClient,
+) -> None:
+    document = ok(await client.get("/openapi.json"))
+    undescribed = [f"{m} {p}" for m, p, op in operations(document) if len(op.get("description", "")) < 30]
+    assert undescribed == []
+    for method, path, op in operations(document):
+        declared = op.get("x-agentauth-operation")
+        if declared:  # what a token needs is said where people read it
+            assert all(f"`{scope}`" in op["description"] for scope in declared["scopes"]), (method, path)
+    schemas = document["components"]["schemas"]
+    assert [name for name, schema in schemas.items() if not schema.get("description")] == []
+    for method, path, op in operations(document):
+        body = op.get("requestBody", {}).get("content", {}).get("application/json")
+        if body is not None:
+            schema = body["schema"]
+            if "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+            assert schema.get("examples"), f"{method} {path}: its body schema has no example"
+
+
+def test_the_request_examples_are_valid_requests() -> None:
+    models = [
+        schemas.QuickstartRequest, schemas.CreateAgentRequest, schemas.UpdateAgentRequest,
+        schemas.CreateApiKeyRequest, schemas.CreateDelegationRequest, schemas.PolicyIn, schemas.EvaluateRequest,
+        resource_server_schemas.ResourceServerIn, resource_server_schemas.ResourceServerChange,
+    ]  # fmt: skip
+    for model in models:
+        examples = (model.model_config.get("json_schema_extra") or {}).get("examples")  # type: ignore[union-attr]
+        assert examples, model.__name__
+        for example in examples:
+            model.model_validate(example)

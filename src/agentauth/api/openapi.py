@@ -20,14 +20,17 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentauth import errors, paths
+from agentauth.issuer.operations import OPENAPI_EXTENSION
 
 OAUTH_ERROR = {
     "type": "object",
+    "description": "Every error answer (RFC 6749 section 5.2): a code to act on and a description to show.",
     "required": ["error", "error_description"],
     "properties": {
         "error": {"type": "string", "description": "RFC 6749 / 6750 / 7009 / 7662 error code"},
         "error_description": {"type": "string"},
     },
+    "examples": [{"error": "insufficient_scope", "error_description": "this call needs the scope agents.write"}],
 }
 DESCRIPTIONS = {
     "400": "Malformed request (invalid_request, invalid_scope, invalid_grant, unsupported_grant_type)",
@@ -143,6 +146,51 @@ class IntrospectionResponse(BaseModel):
     trust_level: str | None = None
 
 
+# What the routes that authorize no operation are for (the others say what they need: ``_needs``).
+ABOUT = {
+    "health": "Liveness for orchestrators: 200 while the process runs. Unauthenticated; touches no database.",
+    "ready": "Readiness: 200 while the database answers a trivial read and the key ring has an active key, else 503 "
+    "with Retry-After. Unauthenticated; writes nothing.",
+    "jwks": "The keys that verify every token and credential this issuer signs (Ed25519, EdDSA): the next key "
+    "(published before use), the active one and retired ones until what they signed expired. Public and cacheable; "
+    "refetch on an unknown kid.",
+    "jwksAlias": "The same JWKS as /.well-known/jwks.json.",
+    "didDocument": "The issuer's did:web DID document, with the same keys as verification methods.",
+    "oauthMetadata": "RFC 8414 metadata: endpoints, grant types, scopes, token endpoint authentication methods, "
+    "DPoP algorithms. Public and cacheable.",
+    "protectedResource": "RFC 9728 metadata of AgentAuth's own REST API as a resource: its authorization server, "
+    "scopes and DPoP requirements.",
+    "protectedResourceMcp": "RFC 9728 metadata of the MCP server at /mcp.",
+    "agentConfig": "What an agent needs to start: scopes, token lifetimes, limits and endpoints.",
+    "token": "Send the grant's parameters form-encoded. An agent's id is its client_id; the API key is its "
+    "client_secret (form or HTTP Basic). A DPoP header (RFC 9449) binds the token to that key: token_type DPoP. "
+    "`resource` (RFC 8707) names the API the token is for (its aud). Answers carry Cache-Control: no-store.",
+    "introspect": "RFC 7662: whether a token is active and what it carries. Authenticate with a bearer token or your "
+    "API key (client_secret). You see your own tokens and, with scope tokens.introspect, those of your subtree; "
+    "any other token is reported only as inactive.",
+    "revoke": "RFC 7009: revoke an access or refresh token you may see (as for introspection); 200 whether or not "
+    "there was anything to revoke, so it cannot probe for other tenants' tokens.",
+    "register": "RFC 7591 dynamic client registration, for OAuth clients (e.g. MCP clients) that send people "
+    "through /authorize. Governed by AGENTAUTH_REGISTRATION.",
+    "quickstart": "No authentication (governed by AGENTAUTH_REGISTRATION and per-address rate limits). The private "
+    "key, API key and refresh token are in this answer only: store them now.",
+    "agentDidDocument": "The DID document of an agent's did:key, derived from the DID itself. Public.",
+    "getStatusList": "A BitstringStatusListCredential (JWT, application/vc+jwt): the revocation registry offline "
+    "verifiers check a token's status entry against. Public; Cache-Control max-age is the list's ttl.",
+    "authorize": "For people, in a browser: sign in as the owner, choose what the client gets, consent (RFC 6749 "
+    "section 4.1 with PKCE, RFC 7636 S256 only).",
+}
+
+
+def _needs(extension: dict[str, Any]) -> str:
+    scopes = " and ".join(f"`{scope}`" for scope in extension["scopes"])
+    return (
+        f"Needs an access token (`Authorization: Bearer`, or `DPoP` with a proof) with scope {scopes}; policies are "
+        f"evaluated for the action `{extension['action']}`. What is outside your reach (another tenant, outside your "
+        "subtree) answers 404, as if it did not exist."
+    )
+
+
 def operation_id(route: APIRoute) -> str:
     """``listAgents`` for the route function ``list_agents``: the name client generators make a method of
     (FastAPI's default, ``list_agents_api_v1_agents_get``, repeats the path and the method). Route functions
@@ -191,6 +239,10 @@ def install(app: FastAPI) -> None:
                 for code, response in responses.items():
                     if int(code) >= 400:  # a route's own description of an error: the body is still RFC 6749's
                         response.setdefault("content", error_content)
+                extension = operation.get(OPENAPI_EXTENSION)
+                about = _needs(extension) if extension else ABOUT.get(operation.get("operationId", ""))
+                if about and about not in operation.get("description", ""):
+                    operation["description"] = "\n\n".join(filter(None, (operation.get("description"), about)))
         if "#/components/schemas/HTTPValidationError" not in json.dumps(schema["paths"]):
             # FastAPI's 422 body, and what it refers to: never answered (see above), so no client models.
             schema["components"]["schemas"].pop("HTTPValidationError", None)

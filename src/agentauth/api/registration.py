@@ -23,6 +23,15 @@ _METADATA_SCHEMA = {
     "type": "object",
     "description": "RFC 7591 section 2 client metadata.",
     "required": ["redirect_uris"],
+    "examples": [
+        {
+            "redirect_uris": ["http://127.0.0.1:33418/callback"],
+            "client_name": "My MCP client",
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }
+    ],
     "properties": {
         "redirect_uris": {"type": "array", "items": {"type": "string"}},
         "token_endpoint_auth_method": {"type": "string", "enum": ["none", "client_secret_basic", "client_secret_post"]},

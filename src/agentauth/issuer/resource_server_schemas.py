@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from agentauth.issuer.schemas import Description, Name, Strict
 
@@ -17,12 +17,18 @@ Access = Literal["own_tenant", "any_agent", "tenants"]
 
 
 class ResourceScope(Strict):
+    """A scope a resource server defines."""
+
     name: ScopeName
     description: Description = ""
 
 
 class ResourceServerChange(Strict):
-    """What can change of a registered server (its identifier cannot: tokens carry it as ``aud``)."""
+    """What can change of a registered server (its identifier cannot: tokens carry it as aud)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Files", "kind": "mcp", "scopes": [{"name": "files.read"}]}]}
+    )
 
     name: Name
     kind: ResourceKind = "rest"
@@ -38,6 +44,21 @@ class ResourceServerChange(Strict):
 
 
 class ResourceServerIn(ResourceServerChange):
+    """An API or MCP server tokens can be issued for (RFC 8707 resource)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "identifier": "https://files.example.com/mcp",
+                    "name": "Files",
+                    "kind": "mcp",
+                    "scopes": [{"name": "files.read", "description": "Read files"}],
+                }
+            ]
+        }
+    )
+
     identifier: Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
         description="The RFC 8707 resource identifier: an absolute URI without fragment, e.g. https://mcp.example.com"
         "/mcp. Tokens for it carry it as aud."
@@ -45,6 +66,8 @@ class ResourceServerIn(ResourceServerChange):
 
 
 class ResourceServerOut(ResourceServerIn):
+    """A registered resource server."""
+
     id: str
     tenant_id: str
     created_at: datetime
@@ -52,5 +75,7 @@ class ResourceServerOut(ResourceServerIn):
 
 
 class ResourceServerPage(BaseModel):
+    """The tenant's resource servers."""
+
     items: list[ResourceServerOut]
     total: int

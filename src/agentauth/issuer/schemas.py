@@ -35,6 +35,16 @@ class Strict(BaseModel):
 
 
 class QuickstartRequest(Strict):
+    """Register a root agent: a new tenant with its own did:key, identity credential, API key and token pair."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "research-bot", "agent_type": "assistant", "description": "Finds and summarizes papers"}
+            ]
+        }
+    )
+
     name: Name
     agent_type: AgentType
     description: Description | None = None
@@ -55,6 +65,12 @@ BIND_TO_AGENT_KEY = (
 
 
 class CreateAgentRequest(Strict):
+    """A child agent in the caller's subtree; scopes, trust level and DPoP requirement at most the parent's."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "summarizer", "agent_type": "tool", "scopes": ["api.read"]}]}
+    )
+
     name: Name
     agent_type: AgentType
     description: Description | None = None
@@ -68,6 +84,12 @@ class CreateAgentRequest(Strict):
 
 
 class UpdateAgentRequest(Strict):
+    """The fields to change; omitted fields keep their value."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"description": "Summarizes papers in English", "trust_level": "basic"}]}
+    )
+
     name: Name | None = None
     description: Description | None = None
     trust_level: TrustLevel | None = None
@@ -78,6 +100,8 @@ class UpdateAgentRequest(Strict):
 
 
 class AgentOut(BaseModel):
+    """An agent: its id (the OAuth client_id), its did:key DID and what it may do."""
+
     id: str
     did: str
     name: str
@@ -101,6 +125,8 @@ class AgentOut(BaseModel):
 
 
 class AgentPage(BaseModel):
+    """A page of agents, newest first."""
+
     items: list[AgentOut]
     total: int
     limit: int
@@ -108,6 +134,9 @@ class AgentPage(BaseModel):
 
 
 class TokenResponse(BaseModel):
+    """RFC 6749 section 5.1 token response, plus the absolute times expires_at and refresh_before (renew after
+    refresh_before, before expires_at)."""
+
     access_token: str
     token_type: Literal["Bearer", "DPoP"] = "Bearer"
     expires_in: int
@@ -119,6 +148,21 @@ class TokenResponse(BaseModel):
 
 
 class CreateApiKeyRequest(Strict):
+    """A new API key for the caller or an agent of its subtree."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "agent_id": "agt_01a23eee46f855766a3840e27259",
+                    "name": "summarizer key",
+                    "scopes": ["api.read"],
+                    "expires_in_days": 90,
+                }
+            ]
+        }
+    )
+
     agent_id: str | None = Field(None, description="Whose key; default the caller. Must be in your subtree.")
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
     scopes: list[str] | None = Field(None, description="Subset of the caller's scopes; default all of them.")
@@ -126,6 +170,8 @@ class CreateApiKeyRequest(Strict):
 
 
 class ApiKeyOut(BaseModel):
+    """An API key, without its secret: the prefix identifies it in logs."""
+
     id: str
     agent_id: str
     name: str | None
@@ -139,14 +185,20 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
+    """A new API key with its secret (raw_key), shown this once."""
+
     raw_key: str = Field(description="The secret. Shown once: store it now.")
 
 
 class ApiKeyRotated(ApiKeyCreated):
+    """The replacement key with its secret; the old key is revoked."""
+
     old_credential_id: str
 
 
 class ApiKeyPage(BaseModel):
+    """A page of API keys."""
+
     items: list[ApiKeyOut]
     total: int
     limit: int
@@ -154,6 +206,8 @@ class ApiKeyPage(BaseModel):
 
 
 class QuickstartResponse(TokenResponse):
+    """The new agent, its secrets (shown once) and a first token pair."""
+
     agent: AgentOut
     api_key: str = Field(description="Shown once: store it now.")
     api_key_id: str
@@ -164,12 +218,16 @@ class QuickstartResponse(TokenResponse):
 
 
 class AgentCreated(BaseModel):
+    """The new child agent, its identity credential and, when generated here, its private key (shown once)."""
+
     agent: AgentOut
     private_key_jwk: dict[str, str] | None = None
     identity_credential: str
 
 
 class AuditEventOut(BaseModel):
+    """One audit log entry."""
+
     id: int
     actor: str | None
     action: str
@@ -184,11 +242,28 @@ class AuditEventOut(BaseModel):
 
 
 class AuditPage(BaseModel):
+    """A page of audit events, newest first; pass next_cursor as cursor for the next page."""
+
     items: list[AuditEventOut]
     next_cursor: str | None
 
 
 class CreateDelegationRequest(Strict):
+    """Grant another agent a subset of your scopes, as a signed delegation credential."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "delegate_agent_id": "agt_01a23eee46f855766a3840e27259",
+                    "scopes": ["api.read"],
+                    "max_chain_depth": 1,
+                    "expires_in_hours": 24,
+                }
+            ]
+        }
+    )
+
     delegate_agent_id: str = Field(min_length=1, max_length=64)
     scopes: list[str] = Field(min_length=1, description="Subset of your effective scopes.")
     max_chain_depth: int | None = Field(
@@ -198,6 +273,8 @@ class CreateDelegationRequest(Strict):
 
 
 class DelegationOut(BaseModel):
+    """A delegation and its signed credential (subject_token of token exchange)."""
+
     id: str
     delegator_agent_id: str
     delegate_agent_id: str
@@ -213,6 +290,8 @@ class DelegationOut(BaseModel):
 
 
 class DelegationPage(BaseModel):
+    """A page of delegations."""
+
     items: list[DelegationOut]
     total: int
     limit: int
@@ -220,6 +299,8 @@ class DelegationPage(BaseModel):
 
 
 class DelegationChain(BaseModel):
+    """A delegation with every delegation above it, and the scopes that survive the whole chain."""
+
     delegation_id: str
     links: list[DelegationOut] = Field(description="Root grant first.")
     effective_scopes: list[str]
@@ -227,6 +308,24 @@ class DelegationChain(BaseModel):
 
 
 class PolicyIn(Strict):
+    """An allow or deny rule; the highest priority matching rule decides, deny winning ties."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "no deletes at night",
+                    "effect": "deny",
+                    "subjects": {"agent_types": ["autonomous"]},
+                    "actions": ["delete"],
+                    "resources": ["/api/v1/**"],
+                    "conditions": {"time_window": {"start": "20:00", "end": "06:00", "timezone": "UTC"}},
+                    "priority": 10,
+                }
+            ]
+        }
+    )
+
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     description: Description | None = None
     effect: Literal["allow", "deny"]
@@ -247,17 +346,31 @@ class PolicyIn(Strict):
 
 
 class PolicyOut(PolicyIn):
+    """A stored policy."""
+
     id: str
     created_at: datetime
     updated_at: datetime
 
 
 class PolicyPage(BaseModel):
+    """The tenant's policies."""
+
     items: list[PolicyOut]
     total: int
 
 
 class EvaluateRequest(Strict):
+    """Would this agent be allowed this action on this resource?"""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"agent_id": "agt_01a23eee46f855766a3840e27259", "action": "read", "resource": "/api/v1/agents"}
+            ]
+        }
+    )
+
     agent_id: str = Field(min_length=1, max_length=64)
     action: Literal["read", "write", "delete", "execute", "delegate", "admin"]
     resource: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
@@ -265,6 +378,8 @@ class EvaluateRequest(Strict):
 
 
 class EvaluateResponse(BaseModel):
+    """The decision and what it rests on: a policy, the agent's scopes, a delegation, or the default."""
+
     allowed: bool
     effect: Literal["allow", "deny"]
     basis: Literal["policy", "scope", "delegation", "default"]
