@@ -135,9 +135,10 @@ class Services:
         return self.core.credentials.ring.active.kid
 
     @staticmethod
-    def observe_batch_rounds(observer: Callable[[str, int], None] | None) -> None:
-        """Tell ``observer`` the batcher's name and size of every micro-batched round in this process (token
-        issuance, token lookups, revocation, write plans; ``storage/batch.py``), for ``/metrics``; None: stop."""
+    def observe_batch_rounds(observer: Callable[[str, int, float], None] | None) -> None:
+        """Tell ``observer`` the batcher's name, size and duration of every micro-batched round in this process
+        (token issuance, token lookups, revocation, write plans, reads; ``storage/batch.py``), for ``/metrics``;
+        None: stop."""
         batch.observe_rounds(observer)
 
     async def reload_keys(self) -> None:

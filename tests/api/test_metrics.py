@@ -115,6 +115,13 @@ async def test_requests_tokens_and_batches_are_counted_by_template_and_grant(
     assert issuance and all(s.value >= 1 for s in issuance), rounds
     sizes = {s.labels["batcher"]: s.value for s in samples["agentauth_batch_round_size"] if s.name.endswith("_sum")}
     assert sizes["ClientCredentialsIssuer.commit_round"] >= 3, sizes  # the three client_credentials tokens
+    db = "agentauth_db_round_duration_seconds"
+    durations = {s.labels["batcher"]: s.value for s in samples[db] if s.name == db + "_count"}
+    assert durations["ClientCredentialsIssuer.commit_round"] == value(
+        samples, "agentauth_batch_round_size", "agentauth_batch_round_size_count",
+        batcher="ClientCredentialsIssuer.commit_round",
+    )  # fmt: skip
+    assert value(samples, db, db + "_sum", batcher="ClientCredentialsIssuer.commit_round") > 0
 
     secrets = [api_key, wrong, root["refresh_token"], refreshed["refresh_token"], token]
     for label in label_values(samples):

@@ -8,12 +8,15 @@
 * ``agentauth_token_requests_total{grant_type, outcome}``: the token endpoint, by grant (its short name,
   ``other`` for an unknown one) and outcome (``issued``, or the RFC 6749 error code it answered).
 * ``agentauth_batch_round_size{batcher}``: requests taken by each micro-batched round (``storage/batch.py``):
-  issuance, token lookups, revocation, write plans.
+  issuance, token lookups, revocation, write plans, reads.
+* ``agentauth_db_round_duration_seconds{batcher}``: how long each of those rounds ran - the database latency as
+  the server sees it (a round is one transaction or one read on one connection; the issuance rounds' include
+  signing), and PostgreSQL reads outside a batcher (``PgReads.fetch``).
 * ``agentauth_rate_limited_total{limit}``: requests refused by a rate limit (``issuer/abuse.py``; REST and MCP), by
   limit (``token:ip``, ``token:key``, ``token:client``, ``quickstart:ip``, ``register:ip``).
 
 Cost on the hot path: per request one dict lookup, one counter increment and one histogram observation (the
-labelled children are cached); per batch round one histogram observation.
+labelled children are cached); per batch round two histogram observations.
 
 Several worker processes: each counts for itself. With ``PROMETHEUS_MULTIPROC_DIR`` set (to an empty directory,
 wiped before each start) prometheus-client keeps the values in files there and a scrape of any worker adds up
@@ -95,6 +98,13 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.round_latency = Histogram(
+            "agentauth_db_round_duration_seconds",
+            "Seconds one micro-batched database round (or unbatched PostgreSQL read) ran, by batcher.",
+            ("batcher",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "agentauth_rate_limited",
             "Requests refused by a rate limit, by limit.",
@@ -104,7 +114,7 @@ class Metrics:
         self._grants = {grant_type: grant_label(grant_type) for grant_type in grant_types}
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._token_children: dict[tuple[str, str], Counter] = {}
-        self._round_children: dict[str, Histogram] = {}
+        self._round_children: dict[str, tuple[Histogram, Histogram]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         if method not in METHODS:
@@ -125,11 +135,13 @@ class Metrics:
             child = self._token_children[(grant, outcome)] = self.token_requests.labels(grant, outcome)
         child.inc()
 
-    def observe_round(self, batcher: str, size: int) -> None:
-        child = self._round_children.get(batcher)
-        if child is None:
-            child = self._round_children[batcher] = self.batch_rounds.labels(batcher)
-        child.observe(size)
+    def observe_round(self, batcher: str, size: int, seconds: float) -> None:
+        children = self._round_children.get(batcher)
+        if children is None:
+            children = (self.batch_rounds.labels(batcher), self.round_latency.labels(batcher))
+            self._round_children[batcher] = children
+        children[0].observe(size)
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format of a scrape: this process's values, or every worker's in multiprocess mode."""

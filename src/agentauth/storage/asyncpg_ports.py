@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -49,7 +50,7 @@ from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from agentauth.storage import statements, write_rounds
+from agentauth.storage import batch, statements, write_rounds
 from agentauth.storage.agents import to_record as agent_record
 from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.asyncpg_sql import (
@@ -230,11 +231,15 @@ class AsyncpgPorts:
     # -- reads --------------------------------------------------------------------------------------------
 
     async def fetch(self, *queries: Query) -> list[list[tuple[Any, ...]]]:
+        started = time.perf_counter()
         async with self._connection() as connection:
             if len(queries) == 1:
-                return [await rows(connection, queries[0])]
-            async with connection.transaction(isolation="repeatable_read", readonly=True):  # one snapshot
-                return [await rows(connection, query) for query in queries]
+                result = [await rows(connection, queries[0])]
+            else:
+                async with connection.transaction(isolation="repeatable_read", readonly=True):  # one snapshot
+                    result = [await rows(connection, query) for query in queries]
+        batch.observe("PgReads.fetch", 1, time.perf_counter() - started)  # not batched: one "round" per read
+        return result
 
     async def token_states(self, jtis: Sequence[str]) -> dict[str, TokenState]:
         if not jtis:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -23,8 +24,10 @@ R = TypeVar("R")
 DEFAULT_MAX_BATCH = 256  # = Settings.batch_max_size's default
 
 Handler = Callable[[Sequence[T]], Awaitable[Sequence["R | BaseException"]]]
-# Told the batcher's name and the size of each round it starts (``/metrics``: ``api/metrics.py``).
-RoundObserver = Callable[[str, int], None]
+# Told, once each round ended (done or failed), the batcher's name, the requests it took and the seconds it ran
+# (``/metrics``: ``api/metrics.py``). The rounds are the database's work - lookups, inserts, write plans, reads -,
+# so their durations are the database latency the server sees (the issuance rounds' include signing).
+RoundObserver = Callable[[str, int, float], None]
 _observer: RoundObserver | None = None
 
 
@@ -33,6 +36,12 @@ def observe_rounds(observer: RoundObserver | None) -> None:
     process - the app with metrics on sets it -, so a round costs one global read when nobody listens."""
     global _observer  # noqa: PLW0603 - one hook per process, like a logging handler
     _observer = observer
+
+
+def observe(name: str, size: int, seconds: float) -> None:
+    """Report database work done outside a batcher (a read straight on a connection) like a round of ``name``."""
+    if _observer is not None:
+        _observer(name, size, seconds)
 
 
 def _name_of(handler: Callable[..., object]) -> str:
@@ -64,17 +73,20 @@ class MicroBatcher(Generic[T, R]):
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max], self._queue[self._max :]
-            if _observer is not None:
-                _observer(self.name, len(batch))
+            started = time.perf_counter()
             try:
                 results = await self._handler([item for item, _ in batch])
             except BaseException as exc:  # the whole round failed: every caller sees why
+                if _observer is not None:
+                    _observer(self.name, len(batch), time.perf_counter() - started)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                     raise
                 continue
+            if _observer is not None:
+                _observer(self.name, len(batch), time.perf_counter() - started)
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
