@@ -64,6 +64,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+TOKEN_ISSUED = "issued"  # the outcome ``Services.token_requests`` is told of a token request that got a token
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -90,6 +93,9 @@ class Services:
     authorization: AuthorizationService
     owners: OwnerService
     client_registration: ClientRegistration
+    # Told the grant_type and outcome (``issued`` or the OAuth error code) of every token request made through an
+    # adapter other than the REST token endpoint (the MCP tools), for ``/metrics``; set by ``Metrics.attach``.
+    token_requests: Callable[[object, str], None] | None = None
 
     @property
     def issuer_did(self) -> str:

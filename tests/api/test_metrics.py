@@ -17,6 +17,9 @@ from prometheus_client.samples import Sample
 
 from agentauth.api.app import create_app
 from agentauth.bootstrap import Services, build_services
+from agentauth.errors import AgentAuthError
+from agentauth.issuer.context import RequestContext
+from agentauth.mcp.embedded import EmbeddedBackend
 from support import ISSUER_URL, assert_error, bearer, ok, quickstart, reset_postgres
 
 pytestmark = pytest.mark.anyio
@@ -160,3 +163,16 @@ async def test_a_configured_token_is_required_to_scrape(settings_factory: Any, b
         samples = await scrape(http, **bearer(SCRAPE_TOKEN))
         assert "agentauth_http_requests" in samples
         assert "agentauth_http_requests" in await scrape(http, Authorization=f"bearer {SCRAPE_TOKEN}")
+
+
+async def test_token_requests_of_the_mcp_tools_are_counted_too(settings_factory: Any, backend: str) -> None:
+    async with metrics_client(settings_factory, backend) as (services, http):
+        root = await quickstart(http)
+        mcp = EmbeddedBackend(lambda: services)  # what the /mcp tools call (``authenticate``, ``refresh_token``)
+        await mcp.token({"grant_type": "client_credentials", "client_secret": root["api_key"]}, RequestContext())
+        with pytest.raises(AgentAuthError):
+            await mcp.token({"grant_type": "client_credentials", "client_secret": "ak_live_wrong"}, RequestContext())
+        samples = await scrape(http)
+    grants = "agentauth_token_requests"
+    assert value(samples, grants, grants + "_total", grant_type="client_credentials", outcome="issued") == 1
+    assert value(samples, grants, grants + "_total", grant_type="client_credentials", outcome="invalid_client") == 1

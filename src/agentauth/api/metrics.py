@@ -5,8 +5,9 @@
   route}``: every HTTP request (``api/logs.py: AccessLog`` feeds them), by route *template* - the matched route's
   path, direct routes included, ``unmatched`` for any path no route took - and status class (``2xx``...). No label
   ever holds an id or a raw path, so the number of series stays bounded whatever clients send.
-* ``agentauth_token_requests_total{grant_type, outcome}``: the token endpoint, by grant (its short name,
-  ``other`` for an unknown one) and outcome (``issued``, or the RFC 6749 error code it answered).
+* ``agentauth_token_requests_total{grant_type, outcome}``: the token endpoint and the MCP tools that get tokens
+  (``authenticate``, ``refresh_token``, ``exchange_delegation`` at /mcp), by grant (its short name, ``other`` for an
+  unknown one) and outcome (``issued``, or the RFC 6749 error code it answered).
 * ``agentauth_batch_round_size{batcher}``: requests taken by each micro-batched round (``storage/batch.py``):
   issuance, token lookups, revocation, write plans, reads.
 * ``agentauth_db_round_duration_seconds{batcher}``: how long each of those rounds ran - the database latency as
@@ -45,6 +46,7 @@ from prometheus_client import (
 )
 
 from agentauth.api.errors import error_response
+from agentauth.bootstrap import TOKEN_ISSUED
 from agentauth.issuer.ratelimit import Limit, RateLimiter
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10_000)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-ISSUED = "issued"
+ISSUED = TOKEN_ISSUED
 
 
 def grant_label(grant_type: str) -> str:
@@ -157,11 +159,13 @@ class Metrics:
         inner = limiter.inner if isinstance(limiter, CountingRateLimiter) else limiter
         services.rate_limiter = CountingRateLimiter(inner, self)
         services.observe_batch_rounds(self.observe_round)
+        services.token_requests = self.observe_token_request
 
     def detach(self, services: Services) -> None:
         if isinstance(services.rate_limiter, CountingRateLimiter) and services.rate_limiter.metrics is self:
             services.rate_limiter = services.rate_limiter.inner
         services.observe_batch_rounds(None)
+        services.token_requests = None
 
 
 def limit_label(key: str) -> str:

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from agentauth.bootstrap import Services
-from agentauth.errors import NotFound
+from agentauth.bootstrap import TOKEN_ISSUED, Services
+from agentauth.errors import AgentAuthError, NotFound
 from agentauth.issuer import abuse
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
@@ -46,8 +46,17 @@ class EmbeddedBackend:
 
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
         services = self._services()
-        await abuse.limit_token_request(services.rate_limiter, services.settings, params, ctx)
-        return await services.tokens.token(params, ctx)
+        observe = services.token_requests
+        try:
+            await abuse.limit_token_request(services.rate_limiter, services.settings, params, ctx)
+            result = await services.tokens.token(params, ctx)
+        except AgentAuthError as exc:
+            if observe is not None:
+                observe(params.get("grant_type"), exc.error)
+            raise
+        if observe is not None:
+            observe(params.get("grant_type"), TOKEN_ISSUED)
+        return result
 
     async def _caller(self, services: Services, caller: str | None, ctx: RequestContext) -> Principal | None:
         if caller is not None:
