@@ -25,6 +25,8 @@ LOGIN = "/login"
 SIGNUP = "/signup"
 LOGOUT = "/logout"
 ACCOUNT = "/account"
+# The owner console (issue 17): an owner's tenants, agents, API keys and audit log.
+CONSOLE = "/console"
 AGENTS = f"{API_V1}/agents"
 QUICKSTART = f"{AGENTS}/quickstart"
 CREDENTIALS = f"{API_V1}/credentials"

@@ -59,6 +59,12 @@ UNJUDGED_ROUTES = {
     ("GET", "/authorize"), ("POST", "/authorize"), ("GET", "/login"), ("POST", "/login"), ("GET", "/signup"),
     ("POST", "/signup"), ("POST", "/logout"), ("GET", "/account"), ("POST", "/account/tenants"),
     ("POST", "/account/claim"),
+    # The owner console: the owner's session; each action is a use case run as the tenant root (api/console.py).
+    ("GET", "/console"), ("GET", "/console/{tenant_id}"), ("POST", "/console/{tenant_id}/agents"),
+    ("POST", "/console/{tenant_id}/agents/{agent_id}/stop"), ("GET", "/console/{tenant_id}/keys"),
+    ("POST", "/console/{tenant_id}/keys"), ("POST", "/console/{tenant_id}/keys/{key_id}/rotate"),
+    ("POST", "/console/{tenant_id}/keys/{key_id}/revoke"), ("GET", "/console/{tenant_id}/audit"),
+    ("GET", "/console/{tenant_id}/audit.{kind}"),
     ("GET", "/docs"), ("GET", "/redoc"),  # the API documentation pages (api/docs.py): static, nobody's data
 }  # fmt: skip
 TWINS = {

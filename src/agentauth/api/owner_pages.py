@@ -202,7 +202,8 @@ async def _account(request: Request, owner: OwnerSession, notice: str = "", stat
     )
     csrf = hidden("csrf_token", owner.csrf_token)
     body = (
-        f"<h1>Your account</h1><p>Logged in as <strong id=owner-email>{esc(owner.owner.email)}</strong></p>{notice}"
+        f"<h1>Your account</h1><p>Logged in as <strong id=owner-email>{esc(owner.owner.email)}</strong> - "
+        f'<a href="{paths.CONSOLE}">open the console</a></p>{notice}'
         + (
             "<h2>Your agents</h2><table id=agents><tr><th>Name</th><th>Kind</th><th>Id</th><th>DID</th></tr>"
             f"{rows}</table>"

@@ -11,6 +11,8 @@ page and consent for their agents.
   session (no fixation: nothing sent before the login is ever promoted), logout deletes it.
 * An owner owns tenants: created while logged in (a quickstart whose root agent the owner then owns), or claimed
   with the tenant root's API key (a child agent's key claims nothing).
+* In the console an owner acts on a tenant they own as its root agent, with the root's scopes (``principal``):
+  every action is a use case authorized as REST and MCP calls are - scopes, tenancy, policies.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from agentauth.errors import AccessDenied, AgentAuthError, Conflict, InvalidRequest, RateLimited
+from agentauth.errors import AccessDenied, AgentAuthError, Conflict, InvalidRequest, NotFound, RateLimited
 from agentauth.issuer import audit
-from agentauth.issuer.agents import AgentService
+from agentauth.issuer.agents import AgentService, fetch_agent
 from agentauth.issuer.apikeys import ApiKeyService
-from agentauth.issuer.context import RequestContext
+from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse
 from agentauth.storage import owner_statements as sql
@@ -43,6 +45,8 @@ PASSWORD_MIN, PASSWORD_MAX = 10, 1024
 FAILURE_WINDOW = timedelta(minutes=15)
 FAILURES_PER_EMAIL = 5
 FAILURES_PER_IP = 30
+# The client_id of what the console does, in audit records and introspection of nothing (it holds no token).
+CONSOLE_CLIENT_ID = "agentauth-console"
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both cases cost one argon2id verification.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -250,6 +254,26 @@ class OwnerService:
     async def owns(self, owner_id: str, tenant_id: str) -> bool:
         async with self.core.sessions() as session:
             return await session.get(OwnerTenantRow, (owner_id, tenant_id)) is not None
+
+    async def principal(self, owner: OwnerSession, tenant_id: str) -> Principal:
+        """Who the console acts as for ``owner`` on ``tenant_id``: the tenant's root agent with all its scopes.
+        NotFound for a tenant the owner does not own, as for one that does not exist; AccessDenied once the root
+        is deactivated (the tenant is stopped: nothing can act for it)."""
+        if not await self.owns(owner.owner.id, tenant_id):
+            raise NotFound("no such tenant")
+        root = await fetch_agent(self.core, tenant_id)
+        if root is None:
+            raise NotFound("no such tenant")
+        if not root.is_active:
+            raise AccessDenied("this tenant's root agent is deactivated: the tenant is stopped")
+        return Principal(
+            agent=root,
+            scopes=frozenset(root.scopes),
+            jti=f"console:{owner.owner.id}",
+            client_id=CONSOLE_CLIENT_ID,
+            token_exp=int(owner.expires_at.timestamp()),
+            claims={"owner": owner.owner.id},
+        )
 
     async def agents(self, owner_id: str) -> list[Agent]:
         """The active agents of every tenant the owner owns, each tenant's root first."""

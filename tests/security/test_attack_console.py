@@ -1,0 +1,151 @@
+"""Attacks on the owner console (``api/console.py``) against a live server, with two owners A and B, each with a
+tenant: every console page and action of A's tenant, tried by B with B's own valid session and CSRF token, answers
+404 and changes nothing; every state-changing form refuses a missing or foreign CSRF token and a cross-site
+``Origin``; a logged-out request goes to the login page; every page sends the strict CSP with ``frame-ancestors
+'none'``; an audit export cannot inject spreadsheet formulas. 0 accepted."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agentauth.api.console import AUDIT_FIELDS, spreadsheet_safe
+from live_server import LiveServer, start_issuer
+from owner_support import PASSWORD, hidden_fields
+
+pytestmark = pytest.mark.slow
+
+
+class Owner:
+    def __init__(self, base_url: str, email: str, tenant: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Origin": base_url})
+        signup = self.http.get("/signup")
+        done = self.http.post("/signup", data=hidden_fields(signup.text) | {"email": email, "password": PASSWORD})
+        assert done.status_code == 303, done.text
+        made = self.http.post("/account/tenants", data={"csrf_token": self.csrf(), "name": tenant})
+        found = re.search(r"<code id=tenant-id>([^<]+)</code>", made.text)
+        key = re.search(r"<code id=api-key>([^<]+)</code>", made.text)
+        assert found is not None and key is not None, made.text
+        self.tenant, self.root_key = found.group(1), key.group(1)
+
+    def csrf(self) -> str:
+        return hidden_fields(self.http.get("/account").text)["csrf_token"]
+
+    def post(self, path: str, **form: str) -> httpx.Response:
+        return self.http.post(path, data={"csrf_token": self.csrf(), **form})
+
+
+@pytest.fixture
+def owners(tmp_path: Path) -> Iterator[tuple[LiveServer, Owner, Owner]]:
+    server = start_issuer(tmp_path)
+    a = Owner(server.url, "a@example.com", "tenant A")
+    b = Owner(server.url, "b@example.com", "tenant B")
+    try:
+        yield server, a, b
+    finally:
+        a.http.close()
+        b.http.close()
+        server.stop()
+
+
+def a_child_and_key(a: Owner) -> tuple[str, str]:
+    made = a.post(f"/console/{a.tenant}/agents", name="victim", agent_type="tool")
+    agent = re.search(r'data-agent-id="([^"]+)"><strong>victim', made.text)
+    assert made.status_code == 200 and agent is not None, made.text
+    keys = a.post(f"/console/{a.tenant}/keys", agent_id=agent.group(1), name="victim key")
+    key = re.search(r'data-key-id="([^"]+)"', keys.text)
+    assert keys.status_code == 200 and key is not None, keys.text
+    return agent.group(1), key.group(1)
+
+
+def test_one_owner_never_sees_or_changes_another_owners_tenant(owners: tuple[LiveServer, Owner, Owner]) -> None:
+    _, a, b = owners
+    agent_id, key_id = a_child_and_key(a)
+    t = a.tenant
+    for path in (f"/console/{t}", f"/console/{t}/keys", f"/console/{t}/audit", f"/console/{t}/audit.csv",
+                 f"/console/{t}/audit.json"):  # fmt: skip
+        seen = b.http.get(path)
+        assert seen.status_code == 404, (path, seen.status_code)
+        assert "victim" not in seen.text and agent_id not in seen.text, path
+    for path, form in (
+        (f"/console/{t}/agents", {"name": "intruder", "agent_type": "tool"}),
+        (f"/console/{t}/agents/{agent_id}/stop", {}),
+        (f"/console/{t}/keys", {"agent_id": agent_id}),
+        (f"/console/{t}/keys/{key_id}/rotate", {}),
+        (f"/console/{t}/keys/{key_id}/revoke", {}),
+        # A's agent and key named under B's own tenant: the use case, run as B's root, finds nothing.
+        (f"/console/{b.tenant}/agents/{agent_id}/stop", {}),
+        (f"/console/{b.tenant}/keys/{key_id}/revoke", {}),
+        (f"/console/{b.tenant}/keys/{key_id}/rotate", {}),
+    ):
+        tried = b.post(path, **form)
+        assert tried.status_code == 404, (path, tried.status_code, tried.text[:200])
+    # Nothing changed in A's tenant.
+    agents, keys = a.http.get(f"/console/{t}").text, a.http.get(f"/console/{t}/keys").text
+    assert "intruder" not in agents and agents.count('class="status-active"') == 2
+    assert keys.count("<td>active</td>") == 2 and "revoked" not in keys  # the root's and the victim's
+
+
+def test_every_form_needs_the_sessions_csrf_token_and_this_origin(owners: tuple[LiveServer, Owner, Owner]) -> None:
+    server, a, b = owners
+    agent_id, key_id = a_child_and_key(a)
+    t = a.tenant
+    actions = (
+        (f"/console/{t}/agents", {"name": "forged", "agent_type": "tool"}),
+        (f"/console/{t}/agents/{agent_id}/stop", {}),
+        (f"/console/{t}/keys", {"agent_id": agent_id}),
+        (f"/console/{t}/keys/{key_id}/rotate", {}),
+        (f"/console/{t}/keys/{key_id}/revoke", {}),
+    )
+    for path, form in actions:
+        assert a.http.post(path, data=form).status_code == 403, path  # no token
+        assert a.http.post(path, data=form | {"csrf_token": b.csrf()}).status_code == 403, path  # B's token
+        cross = a.http.post(path, data=form | {"csrf_token": a.csrf()}, headers={"Origin": "https://evil.example"})
+        assert cross.status_code == 403, path
+        site = a.http.post(path, data=form | {"csrf_token": a.csrf()}, headers={"Sec-Fetch-Site": "cross-site"})
+        assert site.status_code == 403, path
+    agents, keys = a.http.get(f"/console/{t}").text, a.http.get(f"/console/{t}/keys").text
+    assert "forged" not in agents and agents.count('class="status-active"') == 2
+    assert keys.count("<td>active</td>") == 2
+
+    with httpx.Client(base_url=server.url) as anonymous:
+        for path in (f"/console/{t}", "/console", f"/console/{t}/keys"):
+            answer = anonymous.get(path)
+            assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next="), path
+        assert anonymous.post(f"/console/{t}/agents/{agent_id}/stop").status_code == 303
+
+
+def test_pages_send_a_strict_policy_and_render_names_inert(owners: tuple[LiveServer, Owner, Owner]) -> None:
+    _, a, _ = owners
+    payload = '<script>alert(1)</script><img src=x onerror=alert(2)>"=cmd|'
+    made = a.post(f"/console/{a.tenant}/agents", name=payload, agent_type="tool")
+    assert made.status_code == 200
+    for path in ("/console", f"/console/{a.tenant}", f"/console/{a.tenant}/keys", f"/console/{a.tenant}/audit"):
+        answer = a.http.get(path)
+        assert answer.status_code == 200, path
+        policy = answer.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "script-src" not in policy
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["cache-control"] == "no-store"
+        assert "<script>" not in answer.text and "<img src=x" not in answer.text, path
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in a.http.get(f"/console/{a.tenant}").text
+
+
+def test_the_audit_export_is_a_download_whose_cells_cannot_be_formulas(owners: tuple[LiveServer, Owner, Owner]) -> None:
+    _, a, _ = owners
+    exported = a.http.get(f"/console/{a.tenant}/audit.csv")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert exported.headers["content-disposition"] == 'attachment; filename="audit.csv"'
+    rows = list(csv.reader(io.StringIO(exported.text)))
+    assert rows[0] == [*AUDIT_FIELDS, "details"]
+    assert any(row[2] == "tenant.created" for row in rows[1:]), rows
+    events = a.http.get(f"/console/{a.tenant}/audit.json").json()
+    assert [e["action"] for e in events] == [row[2] for row in rows[1:]]
+    for formula in ('=HYPERLINK("http://evil")', "+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"):
+        assert spreadsheet_safe(formula) == "'" + formula
+    assert spreadsheet_safe("agent.created") == "agent.created" and spreadsheet_safe("") == ""
