@@ -138,6 +138,7 @@ def test_pages_send_a_strict_policy_and_render_names_inert(owners: tuple[LiveSer
 
 def test_the_audit_export_is_a_download_whose_cells_cannot_be_formulas(owners: tuple[LiveServer, Owner, Owner]) -> None:
     _, a, _ = owners
+    a_child_and_key(a)
     exported = a.http.get(f"/console/{a.tenant}/audit.csv")
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     assert exported.headers["content-disposition"] == 'attachment; filename="audit.csv"'
@@ -146,6 +147,10 @@ def test_the_audit_export_is_a_download_whose_cells_cannot_be_formulas(owners: t
     assert any(row[2] == "tenant.created" for row in rows[1:]), rows
     events = a.http.get(f"/console/{a.tenant}/audit.json").json()
     assert [e["action"] for e in events] == [row[2] for row in rows[1:]]
+    # What the owner did through the console is recorded as the tenant root's action on the owner's behalf.
+    newest = {e["action"]: e for e in reversed(events)}  # newest first: the console's, not the quickstart's
+    for action in ("agent.created", "credential.created"):
+        assert newest[action]["details"]["owner"].startswith("own_"), newest[action]
     for formula in ('=HYPERLINK("http://evil")', "+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"):
         assert spreadsheet_safe(formula) == "'" + formula
     assert spreadsheet_safe("agent.created") == "agent.created" and spreadsheet_safe("") == ""

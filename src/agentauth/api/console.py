@@ -6,13 +6,15 @@ The console has no logic of its own: every page and action is a use case called 
 ``OwnerService.principal`` makes - the tenant's root agent with its scopes -, so REST, MCP and the console are
 authorized alike (scopes, tenancy, policies). A tenant the owner does not own answers 404 like one that does not
 exist. Every POST is a form of the owner's session: its CSRF token and, when the browser sends them, ``Origin`` /
-``Sec-Fetch-Site`` of this site (``owner_pages.check_csrf``). A new API key is shown once, in the answer to the
+``Sec-Fetch-Site`` of this site (``owner_pages.check_csrf``). The audit events of console actions name the owner
+(``details.owner``). A new API key is shown once, in the answer to the
 POST that made it (``Cache-Control: no-store``); never again.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Awaitable, Callable
@@ -86,7 +88,8 @@ async def _as_owner(request: Request, tenant_id: str, handler: Handler, *, post:
     owner = await current_owner(request)
     if owner is None:
         return _login_redirect(request)
-    services, ctx = _services(request), request_context(request)
+    services = _services(request)
+    ctx = dataclasses.replace(request_context(request), owner_id=owner.owner.id)
     if post:
         pairs = await form_pairs(request)
         refused = check_csrf(request, dict(pairs) if pairs is not None else {}, owner)

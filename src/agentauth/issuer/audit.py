@@ -32,6 +32,9 @@ def event(ctx: RequestContext, now: datetime, **fields: Unpack[EventFields]) -> 
     """The columns of one audit event: the one constructor of the row, for every path that records one - a
     session's unit of work (``record``) and the batched rounds' inserts (``hotpath``, ``storage.ports``)."""
     reason = fields.get("reason")
+    details = fields.get("details")
+    if ctx.owner_id is not None:
+        details = {**(details or {}), "owner": ctx.owner_id}
     return {
         "tenant_id": fields["tenant_id"],
         "actor": fields["actor"],
@@ -43,7 +46,7 @@ def event(ctx: RequestContext, now: datetime, **fields: Unpack[EventFields]) -> 
         "request_id": ctx.request_id,
         "ip": ctx.ip,
         "created_at": now,
-        "details": fields.get("details"),
+        "details": details,
     }
 
 

@@ -20,6 +20,9 @@ class RequestContext:
     # The key of the DPoP proof a transport checked for the HTTP request carrying this call (``/mcp``): a bound
     # access token the call presents must be bound to it (``TokenService.authenticate_bearer(proven_jkt=...)``).
     holder_jkt: str | None = None
+    # The owner account acting through the console (``api/console.py``): the use cases run as the tenant root,
+    # and every audit event the call records names the person in its details (``audit.event``).
+    owner_id: str | None = None
 
     @property
     def dpop_jkt(self) -> str | None:
