@@ -64,12 +64,23 @@ def a_child_and_key(a: Owner) -> tuple[str, str]:
     return agent.group(1), key.group(1)
 
 
+POLICY = {"name": "no deletes", "effect": "deny", "actions": "delete", "resources": "/api/v1/**"}
+
+
+def a_policy(a: Owner) -> str:
+    made = a.post(f"/console/{a.tenant}/policies", **POLICY)
+    found = re.search(r'data-policy-id="([^"]+)"', made.text)
+    assert made.status_code == 200 and found is not None, made.text
+    return found.group(1)
+
+
 def test_one_owner_never_sees_or_changes_another_owners_tenant(owners: tuple[LiveServer, Owner, Owner]) -> None:
     _, a, b = owners
     agent_id, key_id = a_child_and_key(a)
+    policy_id = a_policy(a)
     t = a.tenant
     for path in (f"/console/{t}", f"/console/{t}/keys", f"/console/{t}/audit", f"/console/{t}/audit.csv",
-                 f"/console/{t}/audit.json"):  # fmt: skip
+                 f"/console/{t}/audit.json", f"/console/{t}/policies"):  # fmt: skip
         seen = b.http.get(path)
         assert seen.status_code == 404, (path, seen.status_code)
         assert "victim" not in seen.text and agent_id not in seen.text, path
@@ -79,6 +90,11 @@ def test_one_owner_never_sees_or_changes_another_owners_tenant(owners: tuple[Liv
         (f"/console/{t}/keys", {"agent_id": agent_id}),
         (f"/console/{t}/keys/{key_id}/rotate", {}),
         (f"/console/{t}/keys/{key_id}/revoke", {}),
+        (f"/console/{t}/policies", POLICY),
+        (f"/console/{t}/policies/evaluate", {"agent_id": agent_id, "action": "read", "resource": "/x"}),
+        (f"/console/{t}/policies/{policy_id}/delete", {}),
+        (f"/console/{b.tenant}/policies/{policy_id}/delete", {}),
+        (f"/console/{b.tenant}/policies/evaluate", {"agent_id": agent_id, "action": "read", "resource": "/x"}),
         # A's agent and key named under B's own tenant: the use case, run as B's root, finds nothing.
         (f"/console/{b.tenant}/agents/{agent_id}/stop", {}),
         (f"/console/{b.tenant}/keys/{key_id}/revoke", {}),
@@ -90,11 +106,13 @@ def test_one_owner_never_sees_or_changes_another_owners_tenant(owners: tuple[Liv
     agents, keys = a.http.get(f"/console/{t}").text, a.http.get(f"/console/{t}/keys").text
     assert "intruder" not in agents and agents.count('class="status-active"') == 2
     assert keys.count("<td>active</td>") == 2 and "revoked" not in keys  # the root's and the victim's
+    assert a.http.get(f"/console/{t}/policies").text.count("data-policy-id=") == 1
 
 
 def test_every_form_needs_the_sessions_csrf_token_and_this_origin(owners: tuple[LiveServer, Owner, Owner]) -> None:
     server, a, b = owners
     agent_id, key_id = a_child_and_key(a)
+    policy_id = a_policy(a)
     t = a.tenant
     actions = (
         (f"/console/{t}/agents", {"name": "forged", "agent_type": "tool"}),
@@ -102,6 +120,8 @@ def test_every_form_needs_the_sessions_csrf_token_and_this_origin(owners: tuple[
         (f"/console/{t}/keys", {"agent_id": agent_id}),
         (f"/console/{t}/keys/{key_id}/rotate", {}),
         (f"/console/{t}/keys/{key_id}/revoke", {}),
+        (f"/console/{t}/policies", POLICY | {"name": "forged"}),
+        (f"/console/{t}/policies/{policy_id}/delete", {}),
     )
     for path, form in actions:
         assert a.http.post(path, data=form).status_code == 403, path  # no token
@@ -113,6 +133,8 @@ def test_every_form_needs_the_sessions_csrf_token_and_this_origin(owners: tuple[
     agents, keys = a.http.get(f"/console/{t}").text, a.http.get(f"/console/{t}/keys").text
     assert "forged" not in agents and agents.count('class="status-active"') == 2
     assert keys.count("<td>active</td>") == 2
+    policies = a.http.get(f"/console/{t}/policies").text
+    assert policies.count("data-policy-id=") == 1 and "forged" not in policies
 
     with httpx.Client(base_url=server.url) as anonymous:
         for path in (f"/console/{t}", "/console", f"/console/{t}/keys"):
@@ -126,7 +148,9 @@ def test_pages_send_a_strict_policy_and_render_names_inert(owners: tuple[LiveSer
     payload = '<script>alert(1)</script><img src=x onerror=alert(2)>"=cmd|'
     made = a.post(f"/console/{a.tenant}/agents", name=payload, agent_type="tool")
     assert made.status_code == 200
-    for path in ("/console", f"/console/{a.tenant}", f"/console/{a.tenant}/keys", f"/console/{a.tenant}/audit"):
+    a.post(f"/console/{a.tenant}/policies", **(POLICY | {"name": payload}))
+    pages = ("/console", f"/console/{a.tenant}", f"/console/{a.tenant}/keys", f"/console/{a.tenant}/audit")
+    for path in (*pages, f"/console/{a.tenant}/policies"):
         answer = a.http.get(path)
         assert answer.status_code == 200, path
         policy = answer.headers["content-security-policy"]

@@ -1,6 +1,6 @@
 """The owner console at ``/console`` (issue 17 item 1, first part): an owner's tenants, each tenant's agent tree,
-its API keys and its audit log - server-rendered pages, no JavaScript, the owner pages' shell and headers
-(``pages.py``: strict CSP, no framing, no caching).
+its API keys, its policies (an editor and a dry run of ``check_permission``) and its audit log - server-rendered
+pages, no JavaScript, the owner pages' shell and headers (``pages.py``: strict CSP, no framing, no caching).
 
 The console has no logic of its own: every page and action is a use case called with the principal
 ``OwnerService.principal`` makes - the tenant's root agent with its scopes -, so REST, MCP and the console are
@@ -24,16 +24,17 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from agentauth import paths
 from agentauth.api.deps import request_context
 from agentauth.api.owner_pages import check_csrf, current_owner
 from agentauth.api.pages import esc, form_pairs, hidden, message_page, page, redirect
 from agentauth.bootstrap import Services
-from agentauth.errors import AgentAuthError
+from agentauth.errors import AgentAuthError, InvalidRequest
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.owners import OwnerSession
-from agentauth.issuer.schemas import AgentOut, CreateAgentRequest, CreateApiKeyRequest
+from agentauth.issuer.schemas import AgentOut, CreateAgentRequest, CreateApiKeyRequest, EvaluateRequest, PolicyIn
 
 router = APIRouter(tags=["console"], include_in_schema=False)
 
@@ -60,7 +61,10 @@ def _login_redirect(request: Request) -> Response:
 
 def _nav(tenant_id: str, here: str) -> str:
     base = f"{CONSOLE}/{quote(tenant_id)}"
-    links = [(base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/audit", "Audit log"), (CONSOLE, "Tenants")]
+    links = [
+        (base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/policies", "Policies"),
+        (f"{base}/audit", "Audit log"), (CONSOLE, "Tenants"),
+    ]  # fmt: skip
     return (
         "<nav>"
         + "".join(
@@ -397,3 +401,156 @@ async def export_audit(request: Request, tenant_id: str, kind: str) -> Response:
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
     return await _as_owner(request, tenant_id, export)
+
+
+# -- policies ----------------------------------------------------------------------------------------------
+
+ACTIONS = ("read", "write", "delete", "execute", "delegate", "admin")
+_POLICY_EXAMPLE = {"agent_types": ["autonomous"]}
+
+
+def _json_field(form: dict[str, str], name: str, default: object) -> object:
+    text = form.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} is not valid JSON") from None
+
+
+def _policy_from(form: dict[str, str]) -> PolicyIn:
+    """The policy the editor's form describes; InvalidRequest naming the field that is wrong."""
+    try:
+        priority = int(form.get("priority") or 0)
+    except ValueError:
+        raise InvalidRequest("priority must be a whole number") from None
+    fields = {
+        "name": form.get("name", ""),
+        "description": form.get("description") or None,
+        "effect": form.get("effect", ""),
+        "subjects": _json_field(form, "subjects", {"all": True}),
+        "actions": form.get("actions", "").split(),
+        "resources": form.get("resources", "").split(),
+        "conditions": _json_field(form, "conditions", {}),
+        "priority": priority,
+        "enabled": form.get("enabled", "on") == "on",
+    }
+    try:
+        return PolicyIn.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "policy"
+        raise InvalidRequest(f"{where}: {first['msg']}") from None
+
+
+async def _policies_page(
+    request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext, notice: str = "",
+    status: int = 200, decision: str = "", asked: EvaluateRequest | None = None,
+) -> Response:  # fmt: skip
+    services, tenant_id = _services(request), principal.tenant_id
+    base = f"{CONSOLE}/{quote(tenant_id)}/policies"
+
+    def selected(value: str, chosen: str | None) -> str:
+        return " selected" if value == chosen else ""
+
+    listed = await services.policies.list(principal, ctx)
+    agents = await services.agents.list(principal, PAGE_SIZE, 0, ctx)
+    csrf = hidden("csrf_token", owner.csrf_token)
+    rows = "".join(
+        f'<tr data-policy-id="{esc(p.id)}"><td>{esc(p.name)}</td><td>{esc(p.effect)}</td><td>{p.priority}</td>'
+        f"<td><code>{esc(json.dumps(p.subjects))}</code></td><td>{esc(' '.join(p.actions))}</td>"
+        f"<td><code>{esc(' '.join(p.resources))}</code></td><td><code>{esc(json.dumps(p.conditions))}</code></td>"
+        f"<td>{'on' if p.enabled else 'off'}</td><td><form class=inline method=post "
+        f'action="{esc(base)}/{esc(quote(p.id))}/delete">{csrf}<button type=submit '
+        f'aria-label="Delete {esc(p.name)}">Delete</button></form></td></tr>'
+        for p in listed.items
+    )
+    agent_options = "".join(
+        f'<option value="{esc(a.id)}"{selected(a.id, asked.agent_id if asked else None)}>{esc(a.name)}</option>'
+        for a in agents.items
+        if a.relationship == "member"
+    )
+    action_options = "".join(
+        f'<option value="{a}"{selected(a, asked.action if asked else None)}>{a}</option>' for a in ACTIONS
+    )
+    resource = asked.resource if asked is not None else "/api/v1/agents"
+    body = (
+        f"{_STYLE}{_nav(tenant_id, base)}<h1>Policies</h1>{notice}"
+        "<p class=muted>The highest priority matching policy decides; at equal priority deny wins. Without one, "
+        "an agent may do what its scopes allow.</p>"
+        "<table id=policies><tr><th>Name</th><th>Effect</th><th>Priority</th><th>Subjects</th><th>Actions</th>"
+        f"<th>Resources</th><th>Conditions</th><th>Enabled</th><th></th></tr>{rows}</table>"
+        f'<h2>Dry run (check_permission)</h2><form method=post action="{esc(base)}/evaluate">{csrf}'
+        f"<label>Agent <select name=agent_id>{agent_options}</select></label>"
+        f"<label>Action <select name=action>{action_options}</select></label>"
+        f'<label>Resource <input type=text name=resource required value="{esc(resource)}"></label>'
+        f"<button type=submit>Check</button></form>{decision}"
+        f'<h2>New policy</h2><form method=post action="{esc(base)}">{csrf}'
+        "<label>Name <input type=text name=name required maxlength=200></label>"
+        "<label>Effect <select name=effect><option>deny</option><option>allow</option></select></label>"
+        f"<label>Subjects (JSON; empty: everyone) <input type=text name=subjects "
+        f"placeholder='{esc(json.dumps(_POLICY_EXAMPLE))}'></label>"
+        "<label>Actions (space-separated: read write delete execute delegate admin, or *) "
+        "<input type=text name=actions required></label>"
+        "<label>Resources (space-separated path patterns: * one segment, ** any depth) "
+        "<input type=text name=resources required></label>"
+        "<label>Conditions (JSON, optional) <input type=text name=conditions></label>"
+        "<label>Priority <input type=number name=priority value=0 min=-1000 max=1000></label>"
+        "<button type=submit>Create policy</button></form>"
+    )
+    return page("Policies", body, status=status)
+
+
+@router.get(CONSOLE + "/{tenant_id}/policies")
+async def policies(request: Request, tenant_id: str) -> Response:
+    return await _as_owner(request, tenant_id, _policies_page)
+
+
+@router.post(CONSOLE + "/{tenant_id}/policies")
+async def create_policy(request: Request, tenant_id: str) -> Response:
+    async def create(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        try:
+            body = _policy_from(await _form(request))
+            made = await _services(request).policies.create(principal, body, ctx)
+        except InvalidRequest as exc:
+            return await _policies_page(request, owner, principal, ctx, _notice(exc.description, error=True), 400)
+        return await _policies_page(request, owner, principal, ctx, _notice(f"Policy {made.name} created."))
+
+    return await _as_owner(request, tenant_id, create, post=True)
+
+
+@router.post(CONSOLE + "/{tenant_id}/policies/{policy_id}/delete")
+async def delete_policy(request: Request, tenant_id: str, policy_id: str) -> Response:
+    async def delete(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        await _services(request).policies.delete(principal, policy_id, ctx)
+        return await _policies_page(request, owner, principal, ctx, _notice("Policy deleted."))
+
+    return await _as_owner(request, tenant_id, delete, post=True)
+
+
+@router.post(CONSOLE + "/{tenant_id}/policies/evaluate")
+async def evaluate_policy(request: Request, tenant_id: str) -> Response:
+    async def evaluate(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        form = await _form(request)
+        try:
+            asked = EvaluateRequest.model_validate(
+                {"agent_id": form.get("agent_id", ""), "action": form.get("action", ""),
+                 "resource": form.get("resource", "")}
+            )  # fmt: skip
+        except ValidationError:
+            notice = _notice("choose an agent and an action, and name a resource", error=True)
+            return await _policies_page(request, owner, principal, ctx, notice, 400)
+        decided = await _services(request).policies.evaluate(principal, asked, ctx)
+        matched = decided.matched_policy or {}
+        decision = (
+            f'<div id=decision data-allowed="{str(decided.allowed).lower()}"><p><strong>'
+            f"{'Allowed' if decided.allowed else 'Denied'}</strong> ({esc(decided.basis)}"
+            + (f": policy {esc(matched.get('name', ''))}" if matched else "")
+            + ")</p><ul>"
+            + "".join(f"<li>{esc(reason)}</li>" for reason in decided.reasons)
+            + "</ul></div>"
+        )
+        return await _policies_page(request, owner, principal, ctx, decision=decision, asked=asked)
+
+    return await _as_owner(request, tenant_id, evaluate, post=True)
