@@ -66,7 +66,7 @@ UNJUDGED_ROUTES = {
     ("POST", "/console/{tenant_id}/keys/{key_id}/revoke"), ("GET", "/console/{tenant_id}/audit"),
     ("GET", "/console/{tenant_id}/audit.{kind}"), ("GET", "/console/{tenant_id}/policies"),
     ("POST", "/console/{tenant_id}/policies"), ("POST", "/console/{tenant_id}/policies/{policy_id}/delete"),
-    ("POST", "/console/{tenant_id}/policies/evaluate"),
+    ("POST", "/console/{tenant_id}/policies/evaluate"), ("POST", "/console/{tenant_id}/stop"),
     ("GET", "/docs"), ("GET", "/redoc"),  # the API documentation pages (api/docs.py): static, nobody's data
 }  # fmt: skip
 TWINS = {

@@ -178,3 +178,30 @@ def test_the_audit_export_is_a_download_whose_cells_cannot_be_formulas(owners: t
     for formula in ('=HYPERLINK("http://evil")', "+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1"):
         assert spreadsheet_safe(formula) == "'" + formula
     assert spreadsheet_safe("agent.created") == "agent.created" and spreadsheet_safe("") == ""
+
+
+def test_the_tenant_kill_switch_needs_its_name_and_its_owner(owners: tuple[LiveServer, Owner, Owner]) -> None:
+    server, a, b = owners
+    agent_id, _ = a_child_and_key(a)
+    t = a.tenant
+    assert b.post(f"/console/{t}/stop", confirm="tenant A").status_code == 404
+    assert a.http.post(f"/console/{t}/stop", data={"confirm": "tenant A"}).status_code == 403  # no CSRF token
+    wrong = a.post(f"/console/{t}/stop", confirm="tenant B")
+    assert wrong.status_code == 400 and "nothing was stopped" in wrong.text
+    token = httpx.post(
+        f"{server.url}/api/v1/auth/token", data={"grant_type": "client_credentials", "client_secret": a.root_key}
+    )
+    assert token.status_code == 200, token.text
+
+    stopped = a.post(f"/console/{t}/stop", confirm="tenant A")
+    assert stopped.status_code == 200 and "Tenant tenant A is stopped" in stopped.text
+    refused = httpx.post(
+        f"{server.url}/api/v1/auth/token", data={"grant_type": "client_credentials", "client_secret": a.root_key}
+    )
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    dead = httpx.get(f"{server.url}/api/v1/agents", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    assert dead.status_code == 401
+    assert a.http.get(f"/console/{t}").status_code == 403  # nothing can act for a stopped tenant
+    # B's tenant is untouched.
+    assert b.http.get(f"/console/{b.tenant}").text.count('class="status-active"') == 1
+    assert agent_id not in b.http.get(f"/console/{b.tenant}").text

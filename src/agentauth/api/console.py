@@ -146,7 +146,14 @@ def _tree(agents: list[AgentOut], csrf: str, tenant_id: str) -> str:
         items = []
         for a in sorted(children.get(parent, []), key=lambda a: a.created_at):
             stop = ""
-            if a.is_active and a.parent_id is not None:
+            if a.is_active and a.parent_id is None:
+                stop = (
+                    f'<form class=inline method=post action="{CONSOLE}/{esc(quote(tenant_id))}/stop">{csrf}'
+                    "<label>Type the tenant's name to stop all of it <input type=text name=confirm required "
+                    f'autocomplete=off></label><button type=submit aria-label="Stop the tenant {esc(a.name)}">'
+                    "Stop the whole tenant</button></form>"
+                )
+            elif a.is_active:
                 stop = (
                     f'<form class=inline method=post action="{CONSOLE}/{esc(quote(tenant_id))}/agents/'
                     f'{esc(quote(a.id))}/stop">{csrf}<button type=submit aria-label="Stop {esc(a.name)}">Stop'
@@ -217,9 +224,37 @@ async def create_agent(request: Request, tenant_id: str) -> Response:
 @router.post(CONSOLE + "/{tenant_id}/agents/{agent_id}/stop")
 async def stop_agent(request: Request, tenant_id: str, agent_id: str) -> Response:
     async def stop(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
-        stopped = await _services(request).agents.deactivate(principal, agent_id, ctx)
-        text = f"Agent {stopped.name} and its subtree are stopped: every key, token and delegation is revoked."
+        services = _services(request)
+        stopped = await services.agents.deactivate(principal, agent_id, ctx)
+        text = (
+            f"Agent {stopped.name} and its subtree are stopped: every key, token and delegation is revoked. Offline "
+            f"verifiers see it once they refetch the status lists (within {services.settings.status_list_ttl_seconds}"
+            " s, the lists' ttl)."
+        )
         return await _agents_page(request, owner, principal, ctx, _notice(text))
+
+    return await _as_owner(request, tenant_id, stop, post=True)
+
+
+@router.post(CONSOLE + "/{tenant_id}/stop")
+async def stop_tenant(request: Request, tenant_id: str) -> Response:
+    """The kill switch for a whole tenant: its root agent deactivated with everything below it. Irreversible, so
+    the form must repeat the tenant's name."""
+
+    async def stop(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        form = await _form(request)
+        if form.get("confirm", "").strip() != principal.agent.name:
+            notice = _notice("the name typed is not the tenant's: nothing was stopped", error=True)
+            return await _agents_page(request, owner, principal, ctx, notice, 400)
+        services = _services(request)
+        await services.agents.deactivate(principal, principal.agent.id, ctx)
+        ttl = services.settings.status_list_ttl_seconds
+        text = (
+            f"Tenant {principal.agent.name} is stopped: every agent, API key, token and delegation in it is revoked. "
+            f"This server refuses them now; offline verifiers do once they refetch the status lists (within {ttl} s, "
+            "the lists' ttl)."
+        )
+        return message_page("Tenant stopped", text, 200)
 
     return await _as_owner(request, tenant_id, stop, post=True)
 
