@@ -75,7 +75,7 @@ def verify(
     (RFC 9449) verifies only with --dpop-proof, the proof of its request (--htm, --htu): signed by
     the token's key, for that method and URI, with the token's hash, issued within the last minute.
 
-    Exit status: 0 valid, 1 invalid, 2 revoked.
+    Exit status: 0 valid, 1 invalid, 2 revoked or suspended.
     """
     from agentauth.sdk.report import explain
     from agentauth.vc import DirectoryStatusLists
@@ -111,7 +111,7 @@ def verify(
     else:
         _print_report(report)
     if not report.valid:
-        raise typer.Exit(EXIT_REVOKED if report.revoked else EXIT_INVALID)
+        raise typer.Exit(EXIT_REVOKED if report.revoked or report.suspended else EXIT_INVALID)
 
 
 def _dpop_request(proof: str | None, htm: str | None, htu: str | None, *, token_from_stdin: bool) -> Any:
@@ -168,8 +168,9 @@ def _print_report(report: Any) -> None:
     if report.valid:
         subject = (report.claims or {}).get("sub") or (report.claims or {}).get("iss")
         console.print(f"[bold green]VALID[/bold green] {kind} of {escape(str(subject))}")
-    elif report.revoked:
-        console.print(f"[bold red]REVOKED[/bold red] {escape(str(report.detail))}")
+    elif report.revoked or report.suspended:
+        word = "REVOKED" if report.revoked else "SUSPENDED"
+        console.print(f"[bold red]{word}[/bold red] {escape(str(report.detail))}")
     else:
         console.print(f"[bold red]INVALID[/bold red] {report.code}: {escape(str(report.detail))}")
 

@@ -20,6 +20,7 @@ from agentauth.vc import (
     StaticStatusLists,
     VerificationError,
     Verifier,
+    status_entries,
 )
 from agentauth.vc import errors as codes
 from agentauth.vc.jws import parse_compact
@@ -76,11 +77,10 @@ def _status_urls(token: str) -> list[str]:
         return []  # the verifier reports what is wrong with it
     urls: list[str] = []
     for payload in payloads:
-        vc = payload.get("vc")
-        entry = vc.get("credentialStatus") if isinstance(vc, dict) else None
-        url = entry.get("statusListCredential") if isinstance(entry, dict) else None
-        if isinstance(url, str) and url not in urls:
-            urls.append(url)
+        for entry in status_entries(payload.get("vc")):
+            url = entry.get("statusListCredential")
+            if isinstance(url, str) and url not in urls:
+                urls.append(url)
     return urls[:MAX_STATUS_LISTS]
 
 

@@ -20,6 +20,7 @@ from agentauth.vc import (
     StatusList,
     StatusListError,
     VerificationError,
+    status_entries,
     status_list_filename,
 )
 from agentauth.vc.jws import parse_compact
@@ -46,9 +47,9 @@ def status_list_urls(compact: str) -> list[str]:
     payload = parse_compact(compact).payload
     found: list[str] = []
     vc = payload.get("vc")
-    status = vc.get("credentialStatus") if isinstance(vc, dict) else None
-    if isinstance(status, dict) and isinstance(status.get("statusListCredential"), str):
-        found.append(status["statusListCredential"])
+    for entry in status_entries(vc):
+        if isinstance(entry.get("statusListCredential"), str):
+            found.append(entry["statusListCredential"])
     vp = payload.get("vp")
     inner = list(payload.get("delegation_chain") or [])
     inner += list(vp.get("verifiableCredential") or []) if isinstance(vp, dict) else []

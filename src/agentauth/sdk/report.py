@@ -20,6 +20,7 @@ from agentauth.vc import (
     STATUS_LIST_CREDENTIAL,
     VerificationError,
     Verifier,
+    status_entries,
 )
 from agentauth.vc import errors as e
 from agentauth.vc.dpop import INVALID_DPOP_PROOF, USE_DPOP_NONCE, DPoPRequest
@@ -72,6 +73,7 @@ _STAGE_OF_CODE = {
     e.MISSING_CLAIM: "claims",
     e.INVALID_AUDIENCE: "audience",
     e.REVOKED: "status",
+    e.SUSPENDED: "status",
     e.STATUS_UNAVAILABLE: "status",
     e.STATUS_STALE: "status",
     e.HOLDER_MISMATCH: "holder binding",
@@ -118,6 +120,10 @@ class Report:
     @property
     def revoked(self) -> bool:
         return self.code == e.REVOKED
+
+    @property
+    def suspended(self) -> bool:
+        return self.code == e.SUSPENDED
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -189,11 +195,14 @@ def _pass_details(
 ) -> dict[str, str]:
     vc = claims.get("vc") if isinstance(claims.get("vc"), dict) else {}
     assert isinstance(vc, dict)
-    status = vc.get("credentialStatus")
+    entries = status_entries(vc)
     status_text = (
-        f"not revoked ({status.get('statusListCredential')} #{status.get('statusListIndex')})"
-        if isinstance(status, dict)
-        else "no status entry"
+        "; ".join(
+            f"not {'suspended' if entry.get('statusPurpose') == 'suspension' else 'revoked'} "
+            f"({entry.get('statusListCredential')} #{entry.get('statusListIndex')})"
+            for entry in entries
+        )
+        or "no status entry"
     )
     details = {
         "structure": "compact JWS",

@@ -25,6 +25,7 @@ from agentauth.vc.status import (
     DirectoryStatusLists,
     StaticStatusLists,
     StatusListSource,
+    status_entries,
     status_list_filename,
     status_list_usable_until,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "jwt_digest",
     "new_credential_id",
     "random_free_index",
+    "status_entries",
     "status_list_filename",
     "status_list_usable_until",
     "unverified_issuer",

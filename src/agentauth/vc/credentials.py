@@ -77,15 +77,21 @@ def _ts(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _vc_claim(types: Sequence[str], subject: dict[str, Any], status: StatusEntry | None) -> dict[str, Any]:
-    """The ``vc`` claim around ``subject``, a dict the caller built for it (taken, not copied)."""
+Status = StatusEntry | Sequence[StatusEntry]
+
+
+def _vc_claim(types: Sequence[str], subject: dict[str, Any], status: Status | None) -> dict[str, Any]:
+    """The ``vc`` claim around ``subject``, a dict the caller built for it (taken, not copied). ``status``: one
+    entry (``credentialStatus`` is that entry) or several (a list of them, e.g. revocation and suspension)."""
     claim: dict[str, Any] = {
         "@context": [VC_CONTEXT_V1, AGENTAUTH_CONTEXT],
         "type": [VERIFIABLE_CREDENTIAL, *types],
         "credentialSubject": subject,
     }
-    if status is not None:
+    if isinstance(status, StatusEntry):
         claim["credentialStatus"] = status.to_json()
+    elif status is not None:
+        claim["credentialStatus"] = [entry.to_json() for entry in status]
     return claim
 
 
@@ -129,7 +135,7 @@ class CredentialIssuer:
         audience: str | Sequence[str],
         now: datetime,
         expires_at: datetime,
-        status: StatusEntry,
+        status: Status,
         subject_claims: Mapping[str, Any] | None = None,
         act: Mapping[str, Any] | None = None,
         delegation_chain: Sequence[str] | None = None,
@@ -171,7 +177,7 @@ class CredentialIssuer:
         name: str,
         now: datetime,
         expires_at: datetime,
-        status: StatusEntry,
+        status: Status,
         jti: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """An ``AgentIdentityCredential``: "this did:key is agent X of tenant T, of this type and trust level"."""
@@ -203,7 +209,7 @@ class CredentialIssuer:
         remaining_depth: int,
         now: datetime,
         expires_at: datetime,
-        status: StatusEntry,
+        status: Status,
         parent_jwt: str | None = None,
         parent_id: str | None = None,
         jti: str | None = None,

@@ -25,6 +25,9 @@ NOT_YET_VALID: Final = "not_yet_valid"
 MISSING_CLAIM: Final = "missing_claim"
 WRONG_CREDENTIAL_TYPE: Final = "wrong_credential_type"
 REVOKED: Final = "revoked"
+# Its bit is set in a list of purpose ``suspension`` (Bitstring Status List v1.0 section 2.1): temporarily invalid,
+# the issuer may clear it again.
+SUSPENDED: Final = "suspended"
 STATUS_UNAVAILABLE: Final = "status_unavailable"
 STATUS_STALE: Final = "status_stale"  # the only list at hand is older than its ttl plus the allowed staleness
 HOLDER_MISMATCH: Final = "holder_mismatch"

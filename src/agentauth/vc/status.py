@@ -29,6 +29,17 @@ DEFAULT_STATUS_TTL_SECONDS: Final = 300
 DEFAULT_MAX_STATUS_STALENESS_SECONDS: Final = 60.0
 
 
+def status_entries(vc: object) -> list[Mapping[str, Any]]:
+    """The ``credentialStatus`` entries of a ``vc`` claim - one object or a list of them (VCDM) - as a list,
+    unverified and unvalidated beyond being objects: what to fetch, what to show."""
+    status = vc.get("credentialStatus") if isinstance(vc, Mapping) else None
+    if isinstance(status, Mapping):
+        return [status]
+    if isinstance(status, list):
+        return [entry for entry in status if isinstance(entry, Mapping)]
+    return []
+
+
 def status_ttl_seconds(subject: Mapping[str, Any]) -> float:
     """The list's ``ttl`` in seconds (Bitstring Status List v1.0 section 2.2 gives it in milliseconds)."""
     ttl = subject.get("ttl")

@@ -54,6 +54,8 @@ from agentauth.vc.status_list import StatusList, StatusListError
 log = logging.getLogger("agentauth.verifier")
 
 DEFAULT_LEEWAY_SECONDS = 30
+# credentialStatus entries one credential may carry (one per purpose is the use; more is refused, not fetched).
+MAX_STATUS_ENTRIES = 4
 
 
 def _consented_actor(claims: Mapping[str, Any]) -> bool:
@@ -461,6 +463,9 @@ class Verifier:
     # -- status -----------------------------------------------------------------------------------------
 
     def _status(self, vc: Mapping[str, Any], now: datetime, ts: float) -> None:
+        """Every ``credentialStatus`` entry (one, or a list of them: VCDM allows several, e.g. a revocation and a
+        suspension entry) is checked against its list; a set bit of purpose revocation or suspension refuses the
+        credential. Bits of other purposes (``refresh``, ``message``) do not make a credential invalid."""
         if not self._check_status:
             return
         try:
@@ -469,8 +474,19 @@ class Verifier:
             return
         if entry is None:
             return
-        if type(entry) is not dict and not isinstance(entry, dict):
-            raise VerificationError(e.MALFORMED, "credentialStatus is not a BitstringStatusListEntry")
+        if type(entry) is dict or isinstance(entry, dict):
+            self._status_entry(entry, now, ts)
+            return
+        if not isinstance(entry, list) or not entry or len(entry) > MAX_STATUS_ENTRIES:
+            raise VerificationError(
+                e.MALFORMED, "credentialStatus is not a BitstringStatusListEntry (or a list of them)"
+            )
+        for item in entry:
+            if not isinstance(item, dict):
+                raise VerificationError(e.MALFORMED, "credentialStatus is not a BitstringStatusListEntry")
+            self._status_entry(item, now, ts)
+
+    def _status_entry(self, entry: Mapping[str, Any], now: datetime, ts: float) -> None:
         try:
             kind, url, raw_index = entry["type"], entry["statusListCredential"], entry["statusListIndex"]
             purpose = entry["statusPurpose"]
@@ -494,11 +510,14 @@ class Verifier:
         if status_list.purpose != purpose:
             raise VerificationError(e.MALFORMED, f"status purpose {purpose!r} != list's {status_list.purpose!r}")
         try:
-            revoked = status_list.bits.get(int(raw_index))
+            is_set = status_list.bits.get(int(raw_index))
         except StatusListError as exc:
             raise VerificationError(e.MALFORMED, str(exc)) from exc
-        if revoked:
-            raise VerificationError(e.REVOKED, f"{purpose} bit {raw_index} is set in {url}")
+        if is_set:
+            if purpose == "revocation":
+                raise VerificationError(e.REVOKED, f"{purpose} bit {raw_index} is set in {url}")
+            if purpose == "suspension":
+                raise VerificationError(e.SUSPENDED, f"{purpose} bit {raw_index} is set in {url}")
 
     def status_list(self, url: str, now: datetime) -> CachedList:
         """The verified, decoded list at ``url``, from the cache or the source."""
