@@ -51,7 +51,10 @@ async def list_delegations(
     principal: PrincipalDep,
     services: ServicesDep,
     ctx: ContextDep,
-    role: Literal["delegator", "delegate"] | None = None,
+    role: Annotated[
+        Literal["delegator", "delegate", "subtree"] | None,
+        Query(description="delegator / delegate: one side; subtree: every delegation granted in your subtree"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> DelegationPage:

@@ -282,9 +282,16 @@ class DelegationService:
         self, principal: Principal, role: str | None, limit: int, offset: int, ctx: RequestContext
     ) -> DelegationPage:
         check_page(limit, offset)
-        if role not in (None, "delegator", "delegate"):
-            raise InvalidRequest("role must be delegator or delegate")
+        if role not in (None, "delegator", "delegate", "subtree"):
+            raise InvalidRequest("role must be delegator, delegate or subtree")
         async with self.core.reads() as session:
+            if role == "subtree":
+                # Every delegation of this tenant granted in the caller's subtree (the tenant root: all of them);
+                # under a delegation, the delegate's own subtree - what it could manage itself.
+                items, total = await repo.list_for_subtree(
+                    session, principal.tenant_id, principal.acting.path, limit, offset
+                )
+                return DelegationPage(items=[delegation_out(d) for d in items], total=total, limit=limit, offset=offset)
             # Its own token: every delegation the agent is party to, whichever tenant's authority it carries.
             # Under a delegation: those within the tenant the token acts for.
             tenant = None if principal.actor is None else principal.tenant_id

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentauth.storage import agents as agents_repo  # a cycle (agents uses ``are_peers``): used at call time
 from agentauth.storage import delegation_statements as sql
-from agentauth.storage.models import DelegationRow
+from agentauth.storage.models import AgentRow, DelegationRow
 from agentauth.storage.records import Agent, Delegation, DelegationStatus
 from agentauth.storage.statements import row_as
 
@@ -112,6 +112,31 @@ async def list_for_agent(
     total = await session.scalar(select(func.count()).select_from(DelegationRow).where(*where)) or 0
     rows = await session.scalars(
         select(DelegationRow)
+        .where(*where)
+        .order_by(DelegationRow.created_at, DelegationRow.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [to_record(r) for r in rows], total
+
+
+async def list_for_subtree(
+    session: AsyncSession, tenant_id: str, root_path: str, limit: int, offset: int
+) -> tuple[list[Delegation], int]:
+    """Delegations of ``tenant_id``'s authority granted by any agent at or below ``root_path`` (a tenant root:
+    every delegation of the tenant), oldest first."""
+    where = (
+        DelegationRow.tenant_id == tenant_id,
+        DelegationRow.delegator_id == AgentRow.id,
+        AgentRow.path.startswith(root_path, autoescape=True),
+    )
+    total = (
+        await session.scalar(select(func.count()).select_from(DelegationRow).join(AgentRow, where[1]).where(*where))
+        or 0
+    )
+    rows = await session.scalars(
+        select(DelegationRow)
+        .join(AgentRow, where[1])
         .where(*where)
         .order_by(DelegationRow.created_at, DelegationRow.id)
         .limit(limit)
