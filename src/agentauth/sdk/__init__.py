@@ -11,6 +11,9 @@
 * ``DPoPSettings`` - how those accept DPoP-bound tokens (RFC 9449 section 7): replay cache, nonces,
   ``require_dpop`` / ``require_agent_key``, the public URL behind a proxy (``agentauth.sdk.dpop``).
 * ``protected_resource_metadata`` - the RFC 9728 document such a server serves, DPoP members included.
+* ``AgentClient`` / ``AsyncAgentClient`` - the agent's side: quickstart, tokens by API key or did:key, refreshed
+  before ``refresh_before``, an ``httpx.Auth`` (and ``requests`` auth) attaching them, resource-bound tokens,
+  token exchange under a delegation, presentations (``agentauth.sdk.agent``).
 * ``DPoPAuth`` - the agent's side: an ``httpx.Auth`` that signs a DPoP proof for every request with the agent's
   key and retries once on ``use_dpop_nonce`` (``agentauth.sdk.client``).
 
@@ -18,6 +21,9 @@ The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures 
 ``agentauth.vc.VerificationError`` with a stable reason ``code``.
 """
 
+from agentauth.sdk.agent import AgentClient, AsyncAgentClient
+from agentauth.sdk.agent_auth import AgentAuth
+from agentauth.sdk.agent_core import AgentClientError, TokenError, TokenKey, TokenSet
 from agentauth.sdk.bearer import BearerError, TokenAuthority, authenticate, bearer_token
 from agentauth.sdk.cache import JWKS_UNAVAILABLE, UNAVAILABLE_CODES
 from agentauth.sdk.client import DPoPAuth
@@ -31,6 +37,10 @@ from agentauth.sdk.status_source import HttpStatusLists
 __all__ = [
     "JWKS_UNAVAILABLE",
     "UNAVAILABLE_CODES",
+    "AgentAuth",
+    "AgentClient",
+    "AgentClientError",
+    "AsyncAgentClient",
     "AsyncOnlineVerifier",
     "BearerError",
     "DPoPAuth",
@@ -40,6 +50,9 @@ __all__ = [
     "JwksFileError",
     "OnlineVerifier",
     "TokenAuthority",
+    "TokenError",
+    "TokenKey",
+    "TokenSet",
     "authenticate",
     "bearer_token",
     "check_fetchable",
