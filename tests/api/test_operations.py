@@ -67,6 +67,8 @@ UNJUDGED_ROUTES = {
     ("GET", "/console/{tenant_id}/audit.{kind}"), ("GET", "/console/{tenant_id}/policies"),
     ("POST", "/console/{tenant_id}/policies"), ("POST", "/console/{tenant_id}/policies/{policy_id}/delete"),
     ("POST", "/console/{tenant_id}/policies/evaluate"), ("POST", "/console/{tenant_id}/stop"),
+    ("GET", "/console/{tenant_id}/delegations"), ("GET", "/console/{tenant_id}/delegations/{delegation_id}/revoke"),
+    ("POST", "/console/{tenant_id}/delegations/{delegation_id}/revoke"),
     ("GET", "/docs"), ("GET", "/redoc"),  # the API documentation pages (api/docs.py): static, nobody's data
 }  # fmt: skip
 TWINS = {

@@ -80,7 +80,7 @@ def test_one_owner_never_sees_or_changes_another_owners_tenant(owners: tuple[Liv
     policy_id = a_policy(a)
     t = a.tenant
     for path in (f"/console/{t}", f"/console/{t}/keys", f"/console/{t}/audit", f"/console/{t}/audit.csv",
-                 f"/console/{t}/audit.json", f"/console/{t}/policies"):  # fmt: skip
+                 f"/console/{t}/audit.json", f"/console/{t}/policies", f"/console/{t}/delegations"):  # fmt: skip
         seen = b.http.get(path)
         assert seen.status_code == 404, (path, seen.status_code)
         assert "victim" not in seen.text and agent_id not in seen.text, path
@@ -205,3 +205,23 @@ def test_the_tenant_kill_switch_needs_its_name_and_its_owner(owners: tuple[LiveS
     # B's tenant is untouched.
     assert b.http.get(f"/console/{b.tenant}").text.count('class="status-active"') == 1
     assert agent_id not in b.http.get(f"/console/{b.tenant}").text
+
+
+def test_another_owner_cannot_see_preview_or_revoke_a_delegation(owners: tuple[LiveServer, Owner, Owner]) -> None:
+    server, a, b = owners
+    agent_id, _ = a_child_and_key(a)
+    with httpx.Client(base_url=server.url) as http:
+        root = http.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_secret": a.root_key})
+        made = http.post(
+            "/api/v1/delegations", json={"delegate_agent_id": agent_id, "scopes": ["api.read"]},
+            headers={"Authorization": f"Bearer {root.json()['access_token']}"},
+        )  # fmt: skip
+    assert made.status_code == 201, made.text
+    delegation = made.json()["id"]
+    for tenant in (a.tenant, b.tenant):
+        assert b.http.get(f"/console/{tenant}/delegations/{delegation}/revoke").status_code == 404
+        assert b.post(f"/console/{tenant}/delegations/{delegation}/revoke").status_code == 404
+    assert delegation not in b.http.get(f"/console/{b.tenant}/delegations").text
+    assert a.http.post(f"/console/{a.tenant}/delegations/{delegation}/revoke").status_code == 403  # no CSRF token
+    shown = a.http.get(f"/console/{a.tenant}/delegations").text
+    assert f'data-delegation-id="{delegation}" data-status="active"' in shown

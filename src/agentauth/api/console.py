@@ -34,7 +34,14 @@ from agentauth.bootstrap import Services
 from agentauth.errors import AgentAuthError, InvalidRequest
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.owners import OwnerSession
-from agentauth.issuer.schemas import AgentOut, CreateAgentRequest, CreateApiKeyRequest, EvaluateRequest, PolicyIn
+from agentauth.issuer.schemas import (
+    AgentOut,
+    CreateAgentRequest,
+    CreateApiKeyRequest,
+    DelegationOut,
+    EvaluateRequest,
+    PolicyIn,
+)
 
 router = APIRouter(tags=["console"], include_in_schema=False)
 
@@ -62,8 +69,8 @@ def _login_redirect(request: Request) -> Response:
 def _nav(tenant_id: str, here: str) -> str:
     base = f"{CONSOLE}/{quote(tenant_id)}"
     links = [
-        (base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/policies", "Policies"),
-        (f"{base}/audit", "Audit log"), (CONSOLE, "Tenants"),
+        (base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/delegations", "Delegations"),
+        (f"{base}/policies", "Policies"), (f"{base}/audit", "Audit log"), (CONSOLE, "Tenants"),
     ]  # fmt: skip
     return (
         "<nav>"
@@ -436,6 +443,145 @@ async def export_audit(request: Request, tenant_id: str, kind: str) -> Response:
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
     return await _as_owner(request, tenant_id, export)
+
+
+# -- delegations -------------------------------------------------------------------------------------------
+
+NODE_W, NODE_H, COLUMN, ROW = 170, 36, 440, 100
+
+
+def below(delegation_id: str, delegations: list[DelegationOut]) -> list[DelegationOut]:
+    """The delegations resting on ``delegation_id`` (its re-delegations, theirs, ...): what revoking it revokes."""
+    children: dict[str | None, list[DelegationOut]] = {}
+    for d in delegations:
+        children.setdefault(d.parent_delegation_id, []).append(d)
+    found, todo = [], list(children.get(delegation_id, []))
+    while todo:
+        d = todo.pop(0)
+        found.append(d)
+        todo += children.get(d.id, [])
+    return found
+
+
+def picture(delegations: list[DelegationOut], names: dict[str, str]) -> str:
+    """Who lent what to whom, as an inline SVG: agents in columns by how far down a chain they receive, one arrow
+    per delegation labelled with its scopes, depth left and expiry; revoked or expired ones dashed and grey."""
+    if not delegations:
+        return "<p id=no-delegations>No delegation in this tenant.</p>"
+    column: dict[str, int] = {}
+    for d in sorted(delegations, key=lambda d: d.chain_depth):
+        column.setdefault(d.delegator_agent_id, 0)
+        column[d.delegate_agent_id] = max(column.get(d.delegate_agent_id, 0), column[d.delegator_agent_id] + 1)
+    rows: dict[int, int] = {}
+    where: dict[str, tuple[int, int]] = {}
+    for agent, col in column.items():
+        rows[col] = rows.get(col, -1) + 1
+        where[agent] = (20 + col * COLUMN, 20 + rows[col] * ROW)
+    width = 40 + (max(column.values()) + 1) * COLUMN
+    height = 40 + (max(rows.values()) + 1) * ROW
+    parts = [
+        f'<svg id=delegation-picture role=img aria-label="Delegations of this tenant" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
+        '<defs><marker id=arrow viewBox="0 0 10 10" refX=10 refY=5 markerWidth=8 markerHeight=8 orient=auto>'
+        '<path d="M0,0 L10,5 L0,10 z"/></marker></defs>'
+    ]
+    for d in delegations:
+        (x1, y1), (x2, y2) = where[d.delegator_agent_id], where[d.delegate_agent_id]
+        live = d.status == "active"
+        style = 'stroke="#246"' if live else 'stroke="#999" stroke-dasharray="4 3"'
+        scopes = " ".join(d.scopes)
+        first = scopes if len(scopes) <= 40 else scopes[:39] + "..."
+        second = f"{d.max_chain_depth} more hop(s), until {d.expires_at:%Y-%m-%d %H:%M}" + (
+            "" if live else f" ({d.status})"
+        )
+        # Labels start just past the arrow's tail, one line above it and one below, so they never cover a box.
+        tx, ty = x1 + NODE_W + 8, (y1 + y2) // 2 + NODE_H // 2
+        parts.append(
+            f'<g class=delegation data-delegation-id="{esc(d.id)}" data-status="{esc(d.status)}">'
+            f'<line x1="{x1 + NODE_W}" y1="{y1 + NODE_H // 2}" x2="{x2}" y2="{y2 + NODE_H // 2}" {style} '
+            'stroke-width=2 marker-end="url(#arrow)"/>'
+            f'<text font-size=11 fill="#333"><tspan x="{tx}" y="{ty - 6}">{esc(first)}</tspan>'
+            f'<tspan x="{tx}" y="{ty + 14}">{esc(second)}</tspan></text></g>'
+        )
+    for agent, (x, y) in where.items():
+        parts.append(
+            f'<g class=node data-agent-id="{esc(agent)}"><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" '
+            'rx=6 fill="#eef3fa" stroke="#246"/>'
+            f'<text x="{x + 8}" y="{y + 23}" font-size=13>{esc(names.get(agent, agent)[:24])}</text></g>'
+        )
+    return "".join(parts) + "</svg>"
+
+
+async def _delegations_page(
+    request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext, notice: str = "",
+    status: int = 200, preview: str = "",
+) -> Response:  # fmt: skip
+    services, tenant_id = _services(request), principal.tenant_id
+    base = f"{CONSOLE}/{quote(tenant_id)}/delegations"
+    listed = await services.delegations.list(principal, "subtree", PAGE_SIZE, 0, ctx)
+    agents = await services.agents.list(principal, PAGE_SIZE, 0, ctx)
+    names = {a.id: a.name for a in agents.items}
+    rows = "".join(
+        f'<tr data-delegation-id="{esc(d.id)}"><td>{esc(names.get(d.delegator_agent_id, d.delegator_agent_id))}'
+        f"</td><td>{esc(names.get(d.delegate_agent_id, d.delegate_agent_id))}</td><td>{esc(' '.join(d.scopes))}</td>"
+        f"<td>{d.chain_depth}</td><td>{d.max_chain_depth}</td><td>{_when(d.expires_at)}</td><td>{esc(d.status)}</td>"
+        + (f'<td><a href="{esc(base)}/{esc(quote(d.id))}/revoke">Revoke...</a>' if d.status == "active" else "<td>")
+        + "</td></tr>"
+        for d in listed.items
+    )  # fmt: skip
+    body = (
+        f"{_STYLE}{_nav(tenant_id, base)}<h1>Delegations</h1>{notice}{preview}"
+        f"{picture(listed.items, names)}"
+        "<table id=delegations><tr><th>From</th><th>To</th><th>Scopes</th><th>Position</th><th>Hops left</th>"
+        f"<th>Expires</th><th>Status</th><th></th></tr>{rows}</table>"
+    )
+    return page("Delegations", body, status=status)
+
+
+@router.get(CONSOLE + "/{tenant_id}/delegations")
+async def delegations(request: Request, tenant_id: str) -> Response:
+    return await _as_owner(request, tenant_id, _delegations_page)
+
+
+@router.get(CONSOLE + "/{tenant_id}/delegations/{delegation_id}/revoke")
+async def revoke_delegation_preview(request: Request, tenant_id: str, delegation_id: str) -> Response:
+    """What revoking the delegation would revoke - it, every delegation resting on it and the tokens obtained under
+    them -, and the button that does it."""
+
+    async def preview(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        services = _services(request)
+        target = await services.delegations.get(principal, delegation_id, ctx)
+        listed = await services.delegations.list(principal, "subtree", PAGE_SIZE, 0, ctx)
+        cascade = [d for d in below(target.id, listed.items) if d.status == "active"]
+        agents = await services.agents.list(principal, PAGE_SIZE, 0, ctx)
+        names = {a.id: a.name for a in agents.items}
+
+        def line(d: DelegationOut) -> str:
+            giver = names.get(d.delegator_agent_id, d.delegator_agent_id)
+            taker = names.get(d.delegate_agent_id, d.delegate_agent_id)
+            return f'<li data-delegation-id="{esc(d.id)}">{esc(giver)} to {esc(taker)}: {esc(" ".join(d.scopes))}</li>'
+
+        action = f"{CONSOLE}/{quote(tenant_id)}/delegations/{quote(target.id)}/revoke"
+        box = (
+            "<div id=cascade class=secret><p>Revoking this delegation also revokes the "
+            f"{len(cascade)} delegation(s) resting on it, and every token obtained under any of them:</p>"
+            f"<ul>{line(target)}{''.join(line(d) for d in cascade)}</ul>"
+            f'<form method=post action="{esc(action)}">{hidden("csrf_token", owner.csrf_token)}'
+            "<button type=submit>Revoke them</button></form></div>"
+        )
+        return await _delegations_page(request, owner, principal, ctx, preview=box)
+
+    return await _as_owner(request, tenant_id, preview)
+
+
+@router.post(CONSOLE + "/{tenant_id}/delegations/{delegation_id}/revoke")
+async def revoke_delegation(request: Request, tenant_id: str, delegation_id: str) -> Response:
+    async def revoke(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        await _services(request).delegations.revoke(principal, delegation_id, ctx)
+        notice = _notice("Delegation revoked, with every delegation and token resting on it.")
+        return await _delegations_page(request, owner, principal, ctx, notice)
+
+    return await _as_owner(request, tenant_id, revoke, post=True)
 
 
 # -- policies ----------------------------------------------------------------------------------------------
