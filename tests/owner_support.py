@@ -32,3 +32,24 @@ def sign_up_owner(base_url: str, email: str, password: str = PASSWORD, tenant: s
         key = re.search(r"<code id=api-key>([^<]+)</code>", made.text)
         assert key is not None, made.text
         return html.unescape(key.group(1))
+
+
+class ConsoleOwner:
+    """An owner signed up with one tenant, holding a logged-in client (its ``Origin`` this site's)."""
+
+    def __init__(self, base_url: str, email: str, tenant: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Origin": base_url})
+        signup = self.http.get("/signup")
+        done = self.http.post("/signup", data=hidden_fields(signup.text) | {"email": email, "password": PASSWORD})
+        assert done.status_code == 303, done.text
+        made = self.http.post("/account/tenants", data={"csrf_token": self.csrf(), "name": tenant})
+        found = re.search(r"<code id=tenant-id>([^<]+)</code>", made.text)
+        key = re.search(r"<code id=api-key>([^<]+)</code>", made.text)
+        assert found is not None and key is not None, made.text
+        self.tenant, self.root_key = found.group(1), key.group(1)
+
+    def csrf(self) -> str:
+        return hidden_fields(self.http.get("/account").text)["csrf_token"]
+
+    def post(self, path: str, **form: str) -> httpx.Response:
+        return self.http.post(path, data={"csrf_token": self.csrf(), **form})

@@ -17,28 +17,9 @@ import pytest
 
 from agentauth.api.console import AUDIT_FIELDS, spreadsheet_safe
 from live_server import LiveServer, start_issuer
-from owner_support import PASSWORD, hidden_fields
+from owner_support import ConsoleOwner as Owner
 
 pytestmark = pytest.mark.slow
-
-
-class Owner:
-    def __init__(self, base_url: str, email: str, tenant: str) -> None:
-        self.http = httpx.Client(base_url=base_url, headers={"Origin": base_url})
-        signup = self.http.get("/signup")
-        done = self.http.post("/signup", data=hidden_fields(signup.text) | {"email": email, "password": PASSWORD})
-        assert done.status_code == 303, done.text
-        made = self.http.post("/account/tenants", data={"csrf_token": self.csrf(), "name": tenant})
-        found = re.search(r"<code id=tenant-id>([^<]+)</code>", made.text)
-        key = re.search(r"<code id=api-key>([^<]+)</code>", made.text)
-        assert found is not None and key is not None, made.text
-        self.tenant, self.root_key = found.group(1), key.group(1)
-
-    def csrf(self) -> str:
-        return hidden_fields(self.http.get("/account").text)["csrf_token"]
-
-    def post(self, path: str, **form: str) -> httpx.Response:
-        return self.http.post(path, data={"csrf_token": self.csrf(), **form})
 
 
 @pytest.fixture

@@ -82,6 +82,25 @@ def _nav(tenant_id: str, here: str) -> str:
     )
 
 
+def _offset(request: Request) -> int:
+    """The ``page`` query parameter (0-based) as an offset; anything else is the first page."""
+    raw = request.query_params.get("page", "0")
+    return int(raw) * PAGE_SIZE if raw.isdecimal() and len(raw) < 7 else 0
+
+
+def _pager(path: str, offset: int, total: int) -> str:
+    """Previous / next links of an offset-paged list, and where on it this page is."""
+    if total <= PAGE_SIZE:
+        return ""
+    number = offset // PAGE_SIZE
+    links = [f"<span class=muted>{offset + 1}-{min(offset + PAGE_SIZE, total)} of {total}</span>"]
+    if number > 0:
+        links.insert(0, f'<a rel=prev href="{esc(path)}?page={number - 1}">Previous</a>')
+    if offset + PAGE_SIZE < total:
+        links.append(f'<a rel=next href="{esc(path)}?page={number + 1}">Next</a>')
+    return f"<nav class=pager>{' '.join(links)}</nav>"
+
+
 def _notice(text: str, *, error: bool = False) -> str:
     return f'<p class="error" role="alert">{esc(text)}</p>' if error else f'<p role="status">{esc(text)}</p>'
 
@@ -183,7 +202,8 @@ async def _agents_page(
     status: int = 200,
 ) -> Response:  # fmt: skip
     services, tenant_id = _services(request), principal.tenant_id
-    listed = await services.agents.list(principal, PAGE_SIZE, 0, ctx)
+    offset = _offset(request)
+    listed = await services.agents.list(principal, PAGE_SIZE, offset, ctx)
     csrf = hidden("csrf_token", owner.csrf_token)
     members = [a for a in listed.items if a.relationship == "member"]
     types = "".join(f'<option value="{t}">{t}</option>' for t in AGENT_TYPES)
@@ -193,6 +213,7 @@ async def _agents_page(
         "everything they hold: API keys, access and refresh tokens, the delegations they gave or received; the "
         "status lists change at once.</p>"
         f"<div id=agent-tree>{_tree(members, csrf, tenant_id)}</div>"
+        f"{_pager(f'{CONSOLE}/{quote(tenant_id)}', offset, listed.total)}"
         f'<h2>New agent</h2><form method=post action="{CONSOLE}/{esc(quote(tenant_id))}/agents">{csrf}'
         "<label>Name <input type=text name=name required maxlength=200></label>"
         f"<label>Type <select name=agent_type>{types}</select></label>"
@@ -275,7 +296,8 @@ async def _keys_page(
 ) -> Response:  # fmt: skip
     services, tenant_id = _services(request), principal.tenant_id
     base = f"{CONSOLE}/{quote(tenant_id)}/keys"
-    keys = await services.api_keys.list(principal, None, PAGE_SIZE, 0, ctx)
+    offset = _offset(request)
+    keys = await services.api_keys.list(principal, None, PAGE_SIZE, offset, ctx)
     listed = await services.agents.list(principal, PAGE_SIZE, 0, ctx)
     names = {a.id: a.name for a in listed.items}
     csrf = hidden("csrf_token", owner.csrf_token)
@@ -301,7 +323,7 @@ async def _keys_page(
     body = (
         f"{_STYLE}{_nav(tenant_id, base)}<h1>API keys</h1>{notice}"
         "<table id=keys><tr><th>Prefix</th><th>Name</th><th>Agent</th><th>Status</th><th>Created</th>"
-        f"<th>Last used</th><th></th></tr>{''.join(rows)}</table>"
+        f"<th>Last used</th><th></th></tr>{''.join(rows)}</table>{_pager(base, offset, keys.total)}"
         f'<h2>New API key</h2><form method=post action="{esc(base)}">{csrf}'
         f"<label>Agent <select name=agent_id>{options}</select></label>"
         "<label>Name <input type=text name=name maxlength=200></label>"
