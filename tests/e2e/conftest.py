@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live_server import free_port
+from browser_support import require_browser
+from live_server import LiveServer, free_port, start_issuer
 from support import BACKENDS, POSTGRES_URL, reset_postgres
 
 AGENTAUTH = Path(sys.executable).with_name("agentauth")
@@ -134,3 +135,15 @@ def server(issuer: E2EServer) -> Iterator[E2EServer]:
         pytest.fail(f"the server exited with {issuer.process.returncode}:\n{issuer.tail()}")
     if TRACEBACK in fresh:
         pytest.fail(f"the server printed a traceback during this test:\n{fresh[-4000:]}")
+
+
+@pytest.fixture
+def browser_issuer(tmp_path: Path) -> Iterator[LiveServer]:
+    """A fresh issuer (``live_server.start_issuer``) for one browser test; the browser must be there (a skip on a
+    developer's machine without it, a failure under CI)."""
+    require_browser()
+    live = start_issuer(tmp_path)
+    try:
+        yield live
+    finally:
+        live.stop()

@@ -8,15 +8,14 @@ a script error or a CSP violation. Screenshots of each page go to the test's tem
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from browser_support import chromium, require_browser
-from live_server import LiveServer, start_issuer
+from browser_support import chromium
+from live_server import LiveServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -26,16 +25,6 @@ PASSWORD = "correct horse battery staple"
 TIMEOUT_MS = 20_000
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    require_browser()
-    live = start_issuer(tmp_path)
-    try:
-        yield live
-    finally:
-        live.stop()
-
-
 def token_for(base_url: str, agent_id: str, api_key: str) -> httpx.Response:
     return httpx.post(
         f"{base_url}/api/v1/auth/token",
@@ -43,7 +32,8 @@ def token_for(base_url: str, agent_id: str, api_key: str) -> httpx.Response:
     )
 
 
-def test_an_owner_runs_a_tenant_from_the_console(server: LiveServer, tmp_path: Path) -> None:
+def test_an_owner_runs_a_tenant_from_the_console(browser_issuer: LiveServer, tmp_path: Path) -> None:
+    server = browser_issuer
     shots = Path(os.environ.get("AGENTAUTH_CONSOLE_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []

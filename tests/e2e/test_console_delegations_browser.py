@@ -7,30 +7,19 @@ the test's temporary directory (or ``AGENTAUTH_CONSOLE_SCREENSHOTS``)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from browser_support import chromium, require_browser
-from live_server import LiveServer, start_issuer
+from browser_support import chromium
+from live_server import LiveServer
 from owner_support import PASSWORD, sign_up_owner
 
 pytestmark = pytest.mark.slow
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 FIRST_HOP = ["agents.read", "api.read", "delegations.read", "delegations.write"]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    require_browser()
-    live = start_issuer(tmp_path)
-    try:
-        yield live
-    finally:
-        live.stop()
 
 
 def call(http: httpx.Client, method: str, path: str, token: str | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -58,7 +47,8 @@ def exchanged(http: httpx.Client, credential: str, actor: str) -> str:
     return str(call(http, "POST", "/api/v1/auth/token", data=form)["access_token"])
 
 
-def test_the_delegation_picture_and_a_revocation_with_its_cascade(server: LiveServer, tmp_path: Path) -> None:
+def test_the_delegation_picture_and_a_revocation_with_its_cascade(browser_issuer: LiveServer, tmp_path: Path) -> None:
+    server = browser_issuer
     shots = Path(os.environ.get("AGENTAUTH_CONSOLE_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     root_key = sign_up_owner(server.url, "owner@example.com", tenant="Research team")
