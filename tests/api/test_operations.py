@@ -68,7 +68,8 @@ UNJUDGED_ROUTES = {
     ("POST", "/console/{tenant_id}/policies"), ("POST", "/console/{tenant_id}/policies/{policy_id}/delete"),
     ("POST", "/console/{tenant_id}/policies/evaluate"), ("POST", "/console/{tenant_id}/stop"),
     ("GET", "/console/{tenant_id}/delegations"), ("GET", "/console/{tenant_id}/delegations/{delegation_id}/revoke"),
-    ("POST", "/console/{tenant_id}/delegations/{delegation_id}/revoke"),
+    ("POST", "/console/{tenant_id}/delegations/{delegation_id}/revoke"), ("GET", "/console/{tenant_id}/clients"),
+    ("POST", "/console/{tenant_id}/clients/disconnect"),
     ("GET", "/docs"), ("GET", "/redoc"),  # the API documentation pages (api/docs.py): static, nobody's data
 }  # fmt: skip
 TWINS = {

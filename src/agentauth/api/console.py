@@ -70,7 +70,8 @@ def _nav(tenant_id: str, here: str) -> str:
     base = f"{CONSOLE}/{quote(tenant_id)}"
     links = [
         (base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/delegations", "Delegations"),
-        (f"{base}/policies", "Policies"), (f"{base}/audit", "Audit log"), (CONSOLE, "Tenants"),
+        (f"{base}/policies", "Policies"), (f"{base}/clients", "Clients and APIs"), (f"{base}/audit", "Audit log"),
+        (CONSOLE, "Tenants"),
     ]  # fmt: skip
     return (
         "<nav>"
@@ -604,6 +605,65 @@ async def revoke_delegation(request: Request, tenant_id: str, delegation_id: str
         return await _delegations_page(request, owner, principal, ctx, notice)
 
     return await _as_owner(request, tenant_id, revoke, post=True)
+
+
+# -- connected clients and resource servers ----------------------------------------------------------------
+
+
+async def _clients_page(
+    request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext, notice: str = "",
+    status: int = 200,
+) -> Response:  # fmt: skip
+    services, tenant_id = _services(request), principal.tenant_id
+    base = f"{CONSOLE}/{quote(tenant_id)}/clients"
+    clients = await services.owners.connected_clients(owner, tenant_id)
+    servers = await services.resource_servers.list(principal, ctx, limit=100)
+    csrf = hidden("csrf_token", owner.csrf_token)
+    disconnect = {c.client_id for c in clients}
+    rows = "".join(
+        f'<tr data-client-id="{esc(c.client_id)}"><td><code>{esc(c.client_id)}</code></td>'
+        f"<td>{esc(c.agent_name)}{'' if c.agent_acts else ' (as its owner)'}</td><td>{esc(' '.join(c.scopes))}</td>"
+        f"<td>{_when(c.updated_at)}</td></tr>"
+        for c in clients
+    )
+    buttons = "".join(
+        f'<li><form class=inline method=post action="{esc(base)}/disconnect">{csrf}{hidden("client_id", client)}'
+        f'<button type=submit aria-label="Disconnect {esc(client)}">Disconnect</button></form> '
+        f"<code>{esc(client)}</code></li>"
+        for client in sorted(disconnect)
+    )
+    server_rows = "".join(
+        f'<tr data-server-id="{esc(r.id)}"><td>{esc(r.name)}</td><td><code>{esc(r.identifier)}</code></td>'
+        f"<td>{esc(r.kind)}</td><td>{esc(' '.join(sc.name for sc in r.scopes))}</td><td>{esc(r.access)}</td></tr>"
+        for r in servers.items
+    )
+    body = (
+        f"{_STYLE}{_nav(tenant_id, base)}<h1>Connected clients</h1>{notice}"
+        "<p class=muted>OAuth clients an owner let act in this tenant (the authorization code flow). Disconnect "
+        "withdraws the consent and revokes every grant and token the client holds here; it must ask again.</p>"
+        "<table id=clients><tr><th>Client</th><th>Acts as</th><th>Scopes</th><th>Consented</th></tr>"
+        f"{rows}</table>" + (f"<ul id=disconnect>{buttons}</ul>" if buttons else "<p id=no-clients>None.</p>")
+        + "<h2>Resource servers</h2><p class=muted>APIs and MCP servers tokens can be issued for (RFC 8707).</p>"
+        "<table id=resource-servers><tr><th>Name</th><th>Identifier</th><th>Kind</th><th>Scopes</th><th>Access</th>"
+        f"</tr>{server_rows}</table>"
+    )  # fmt: skip
+    return page("Connected clients", body, status=status)
+
+
+@router.get(CONSOLE + "/{tenant_id}/clients")
+async def clients(request: Request, tenant_id: str) -> Response:
+    return await _as_owner(request, tenant_id, _clients_page)
+
+
+@router.post(CONSOLE + "/{tenant_id}/clients/disconnect")
+async def disconnect_client(request: Request, tenant_id: str) -> Response:
+    async def disconnect(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        client_id = (await _form(request)).get("client_id", "")
+        grants = await _services(request).owners.disconnect_client(owner, principal.tenant_id, client_id, ctx)
+        notice = _notice(f"Client {client_id} disconnected; {grants} grant(s) revoked with their tokens.")
+        return await _clients_page(request, owner, principal, ctx, notice)
+
+    return await _as_owner(request, tenant_id, disconnect, post=True)
 
 
 # -- policies ----------------------------------------------------------------------------------------------

@@ -34,9 +34,19 @@ from agentauth.issuer.agents import AgentService, fetch_agent
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
+from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse
 from agentauth.storage import owner_statements as sql
-from agentauth.storage.models import LoginFailureRow, OwnerRow, OwnerSessionRow, OwnerTenantRow
+from agentauth.storage.models import (
+    AgentRow,
+    AuthorizationCodeRow,
+    ConsentRow,
+    LoginFailureRow,
+    OwnerRow,
+    OwnerSessionRow,
+    OwnerTenantRow,
+    RefreshTokenRow,
+)
 from agentauth.storage.ports import Query
 from agentauth.storage.records import Agent
 
@@ -75,6 +85,19 @@ class OwnerSession:
 
     def csrf_matches(self, presented: object) -> bool:
         return isinstance(presented, str) and hmac.compare_digest(presented.encode(), self.csrf_token.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectedClient:
+    """An OAuth client an owner let act in the tenant (a consent of the authorization code flow)."""
+
+    client_id: str
+    agent_id: str
+    agent_name: str
+    owner_id: str
+    agent_acts: bool
+    scopes: tuple[str, ...]
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +297,71 @@ class OwnerService:
             token_exp=int(owner.expires_at.timestamp()),
             claims={"owner": owner.owner.id},
         )
+
+    async def connected_clients(self, owner: OwnerSession, tenant_id: str) -> list[ConnectedClient]:
+        """The consents given to clients for the agents of a tenant the owner owns (any of its owners'), newest
+        first."""
+        await self.principal(owner, tenant_id)  # not theirs: NotFound
+        async with self.core.reads() as session:
+            rows = await session.execute(
+                select(ConsentRow, AgentRow.name)
+                .join(AgentRow, AgentRow.id == ConsentRow.agent_id)
+                .where(AgentRow.tenant_id == tenant_id)
+                .order_by(ConsentRow.updated_at.desc(), ConsentRow.client_id)
+            )
+            return [
+                ConnectedClient(
+                    consent.client_id,
+                    consent.agent_id,
+                    name,
+                    consent.owner_id,
+                    consent.agent_acts,
+                    tuple(consent.scopes),
+                    consent.updated_at,
+                )
+                for consent, name in rows
+            ]
+
+    async def disconnect_client(self, owner: OwnerSession, tenant_id: str, client_id: str, ctx: RequestContext) -> int:
+        """Withdraw every consent a client holds in the tenant, its unused authorization codes, and every refresh
+        family (with the access tokens minted from them) it holds there; the number of grants revoked. The next
+        authorization request of that client asks the owner again. NotFound when the client holds nothing here."""
+        await self.principal(owner, tenant_id)
+        now = self.core.clock()
+        tenant_agents = select(AgentRow.id).where(AgentRow.tenant_id == tenant_id)
+        async with self.core.sessions.begin() as session:
+            withdrawn = await session.execute(
+                delete(ConsentRow).where(ConsentRow.client_id == client_id, ConsentRow.agent_id.in_(tenant_agents))
+            )
+            codes = await session.execute(
+                delete(AuthorizationCodeRow).where(
+                    AuthorizationCodeRow.client_id == client_id,
+                    AuthorizationCodeRow.tenant_id == tenant_id,
+                    AuthorizationCodeRow.used_at.is_(None),
+                )
+            )
+            families = list(
+                await session.scalars(
+                    select(RefreshTokenRow.family_id)
+                    .where(
+                        RefreshTokenRow.tenant_id == tenant_id,
+                        RefreshTokenRow.client_id == client_id,
+                        RefreshTokenRow.status == "active",  # a family's live token: the grant still stands
+                    )
+                    .distinct()
+                )
+            )
+            consents = int(getattr(withdrawn, "rowcount", 0) or 0)
+            if not consents and not families and not getattr(codes, "rowcount", 0):
+                raise NotFound("this client holds no consent, code or grant in this tenant")
+            if families:
+                await revoke_refresh_families(session, ctx, now, families, owner.owner.id, "client disconnected")
+            audit.record(
+                session, ctx, now, action="client.disconnected", tenant_id=tenant_id, actor=owner.owner.id,
+                target_type="client", target_id=client_id[:100],
+                details={"consents": consents, "grants": len(families)},
+            )  # fmt: skip
+        return len(families)
 
     async def agents(self, owner_id: str) -> list[Agent]:
         """The active agents of every tenant the owner owns, each tenant's root first."""
