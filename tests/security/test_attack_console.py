@@ -11,13 +11,16 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
+from test_attack_injection import PAYLOADS
 
 from agentauth.api.console import AUDIT_FIELDS, spreadsheet_safe
 from live_server import LiveServer, start_issuer
 from owner_support import ConsoleOwner as Owner
+from support import app_route_table, fill_path, path_params
 
 pytestmark = pytest.mark.slow
 
@@ -206,3 +209,26 @@ def test_another_owner_cannot_see_preview_or_revoke_a_delegation(owners: tuple[L
     assert a.http.post(f"/console/{a.tenant}/delegations/{delegation}/revoke").status_code == 403  # no CSRF token
     shown = a.http.get(f"/console/{a.tenant}/delegations").text
     assert f'data-delegation-id="{delegation}" data-status="active"' in shown
+
+
+CONSOLE_ROUTES = [(m, p) for m, p, _ in app_route_table() if p.startswith("/console/") and path_params(p)]
+
+
+def test_hostile_ids_in_console_paths_are_4xx_and_change_nothing(owners: tuple[LiveServer, Owner, Owner]) -> None:
+    _, a, _ = owners
+    a_child_and_key(a)
+    a_policy(a)
+    before = [a.http.get(f"/console/{a.tenant}{page}").text for page in ("", "/keys", "/policies")]
+    assert len(CONSOLE_ROUTES) >= 15
+    for method, path in CONSOLE_ROUTES:
+        for name, payload in PAYLOADS.items():
+            hostile = quote(payload, safe="")
+            for tenant in (a.tenant, hostile):  # the owner's own tenant with a hostile id, and a hostile tenant
+                if tenant == a.tenant and path_params(path) == ["tenant_id"]:
+                    continue  # no hostile id left in the path: the form fields' checks are tested above
+                url = fill_path(path, dict.fromkeys(path_params(path), hostile) | {"tenant_id": tenant})
+                answer = a.post(url) if method == "POST" else a.http.get(url)
+                assert 400 <= answer.status_code < 500, f"[{name} in {method} {path}] {answer.status_code}"
+    after = [a.http.get(f"/console/{a.tenant}{page}").text for page in ("", "/keys", "/policies")]
+    strip = re.compile(r'name="csrf_token" value="[^"]*"')
+    assert [strip.sub("", page) for page in after] == [strip.sub("", page) for page in before]

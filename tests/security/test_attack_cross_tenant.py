@@ -13,13 +13,16 @@ import pytest
 from fastapi.routing import APIRoute
 from security_support import TOKEN, World, assert_unchanged, decode, exchange_data, make_world, snapshot
 
+from agentauth import paths
 from agentauth.bootstrap import Services
 from support import app_route_table, assert_error, bearer, fill_path, ok, path_params, requires_principal
 
 pytestmark = pytest.mark.anyio
 
 ROUTES = app_route_table()
-ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if path_params(p)]
+# The owner console's pages (/console/...) authenticate a person's session cookie, not a bearer token: their
+# tenant isolation, CSRF and hostile ids are tests/security/test_attack_console.py's.
+ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if path_params(p) and not p.startswith(paths.CONSOLE + "/")]
 # Public by design, so "another tenant" means nothing there: a did:key document is derivable from the DID; a
 # status list is published for offline verifiers (lists are shared by every tenant).
 PUBLIC = {"/api/v1/agents/{agent_id}/did.json", "/api/v1/status-lists/{list_id}"}

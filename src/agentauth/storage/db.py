@@ -33,10 +33,12 @@ log = logging.getLogger("agentauth.storage")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_PRAGMAS = (
+    # First: the pragmas after it take locks (journal_mode=WAL on a file another process is creating), and without
+    # a busy timeout a lock held for a moment is "database is locked" at once (processes starting together).
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
     # No checkpoint inside a committing transaction (it made every ~16th token commit take 7-15 ms while
     # holding the writer lock): a serving process checkpoints in the background (``checkpoints``).
     "PRAGMA wal_autocheckpoint=0",
