@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import orjson
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from agentauth.issuer import webhook_events
 from agentauth.issuer.webhook_delivery import (
     MAX_ATTEMPTS,
     TargetRefused,
@@ -23,6 +29,7 @@ from agentauth.issuer.webhook_delivery import (
     new_secret,
     retry_delay,
 )
+from agentauth.storage.records import AuditEvent, AuditOutcome
 
 pytestmark = pytest.mark.anyio
 
@@ -138,3 +145,40 @@ def test_retry_schedule_backs_off_with_jitter_and_gives_up() -> None:
     assert low[0] == 2.5 and high[0] == 5.0
     assert all(b > a for a, b in itertools.pairwise(high))
     assert retry_delay(MAX_ATTEMPTS) is None
+
+
+def test_every_audited_action_is_published_or_deliberately_not() -> None:
+    source = Path(webhook_events.__file__).parent.parent
+    audited = {m for p in source.rglob("*.py") for m in re.findall(r'action="([a-z_]+\.[a-z_]+)"', p.read_text())} - {
+        "_credential.revoked"
+    }  # the tail of f"{kind}_credential.revoked"
+    assert audited, "the scan found no audit actions"
+    missing = audited - set(webhook_events.CATALOGUE) - webhook_events.NOT_PUBLISHED
+    assert not missing, f"audit actions neither in the webhook catalogue nor in NOT_PUBLISHED: {sorted(missing)}"
+    assert webhook_events.subscribed("agent.created", frozenset({"*"}))
+    assert webhook_events.event_type("delegation_credential.revoked") == "credential.revoked"
+    assert not webhook_events.subscribed("token.issued", frozenset({"*"}))
+    assert webhook_events.subscribed("token.issued", frozenset({"token.issued"}))
+
+
+def test_message_body_follows_the_standard_webhooks_payload_structure() -> None:
+    event = AuditEvent(
+        id=42,
+        tenant_id="t1",
+        actor="a1",
+        action="signing_key.revoked",
+        target_type="signing_key",
+        target_id="k1",
+        outcome=AuditOutcome.SUCCESS,
+        reason=None,
+        request_id="r1",
+        ip="203.0.113.9",
+        created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        details=None,
+    )
+    body = webhook_events.message_body(event)
+    assert body is not None and webhook_events.message_id(event) == "evt_42"
+    document = orjson.loads(body)
+    assert document["type"] == "key.revoked" and document["timestamp"] == "2026-01-02T03:04:05+00:00"
+    assert document["data"]["target_id"] == "k1" and "ip" not in document["data"]
+    assert webhook_events.message_body(replace(event, action="owner.login")) is None
