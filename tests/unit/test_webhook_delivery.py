@@ -27,8 +27,12 @@ from agentauth.issuer.webhook_delivery import (
     deliver,
     delivery_client,
     new_secret,
+    open_secret,
     retry_delay,
+    seal_secret,
 )
+from agentauth.keys import KeyEncryptionKey, generate_kek
+from agentauth.keys.sealing import SealingError
 from agentauth.storage.records import AuditEvent, AuditOutcome
 
 pytestmark = pytest.mark.anyio
@@ -182,3 +186,15 @@ def test_message_body_follows_the_standard_webhooks_payload_structure() -> None:
     assert document["type"] == "key.revoked" and document["timestamp"] == "2026-01-02T03:04:05+00:00"
     assert document["data"]["target_id"] == "k1" and "ip" not in document["data"]
     assert webhook_events.message_body(replace(event, action="owner.login")) is None
+
+
+def test_signing_secret_is_sealed_and_bound_to_its_subscription() -> None:
+    kek = KeyEncryptionKey.from_text(generate_kek())
+    secret = new_secret()
+    sealed = seal_secret(kek, "whs_1", secret)
+    assert secret not in sealed and secret[6:] not in sealed
+    assert open_secret(kek, "whs_1", sealed) == secret
+    with pytest.raises(SealingError):
+        open_secret(kek, "whs_2", sealed)
+    with pytest.raises(SealingError):
+        open_secret(KeyEncryptionKey.from_text(generate_kek()), "whs_1", sealed)

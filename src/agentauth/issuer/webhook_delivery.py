@@ -28,6 +28,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from agentauth.issuer.cimd import DEV_LOOPBACK, MAX_URL_CHARS, Resolver, is_public_address, system_resolver
+from agentauth.keys import KeyEncryptionKey
 
 SECRET_PREFIX = "whsec_"
 MAX_ATTEMPTS = 8
@@ -43,6 +44,20 @@ class TargetRefused(Exception):
 def new_secret() -> str:
     """A fresh signing secret in the Standard Webhooks form: ``whsec_`` + base64 of 32 random bytes."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _bound_to(subscription_id: str) -> bytes:
+    return f"webhook-secret:{subscription_id}".encode()
+
+
+def seal_secret(kek: KeyEncryptionKey, subscription_id: str, secret: str) -> str:
+    """The signing secret sealed under the KEK (the worker must read it back to sign), bound to its subscription
+    so a sealed secret copied onto another subscription's row does not open."""
+    return kek.seal(secret.encode("ascii"), _bound_to(subscription_id))
+
+
+def open_secret(kek: KeyEncryptionKey, subscription_id: str, sealed: str) -> str:
+    return kek.open(sealed, _bound_to(subscription_id)).decode("ascii")
 
 
 def check_target_url(url: str, *, allow_loopback: bool) -> SplitResult:
