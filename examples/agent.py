@@ -11,9 +11,13 @@ the agent's own did:key, so the token is bound to that key (``token_type: DPoP``
 sends ``Authorization: DPoP <token>`` with a fresh proof of that request (``agentauth.sdk.DPoPAuth``; it also
 answers a server's nonce challenge). A copied token is useless without the key.
 
+All of it through the agent client SDK (``agentauth.sdk.AgentClient``): it keeps the token fresh (refresh before
+``refresh_before``), attaches it (``agent.auth()``, an ``httpx.Auth``) and signs the presentation.
+
 Run (with `agentauth serve` on 8000 and examples/resource_server.py on 9000):
 
-    python examples/agent.py --issuer http://127.0.0.1:8000 --resource http://127.0.0.1:9000 [--dpop]
+    python examples/agent.py --issuer http://127.0.0.1:8000 --resource http://127.0.0.1:9000 [--dpop] \
+        [--credentials-file ~/.config/agentauth/example-agent.json]
 """
 
 from __future__ import annotations
@@ -21,14 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from agentauth.keys import KeyPair
-from agentauth.sdk import DPoPAuth
-from agentauth.vc import create_presentation
+from agentauth.sdk import AgentClient, AgentClientError
 
 
 def check(response: httpx.Response, step: str) -> dict[str, Any]:
@@ -38,65 +39,43 @@ def check(response: httpx.Response, step: str) -> dict[str, Any]:
     return body
 
 
-def run(issuer: str, resource: str, name: str, *, dpop: bool = False) -> dict[str, Any]:
-    with httpx.Client(timeout=10) as http:
-        # 1. Register. The private key comes back exactly once: a real agent stores it now.
-        registered = check(
-            http.post(f"{issuer}/api/v1/agents/quickstart", json={"name": name, "agent_type": "assistant"}),
-            "quickstart",
-        )
-        agent_did = registered["agent"]["did"]
-        key = KeyPair.from_jwk(registered["private_key_jwk"])
+def run(
+    issuer: str, resource: str, name: str, *, dpop: bool = False, credentials_file: str | None = None
+) -> dict[str, Any]:
+    # 1. Register. The API key and private key come back exactly once: with --credentials-file they are kept
+    # there (0600; rotated refresh tokens too), and AgentClient(path) picks them up on the next run.
+    # The client's default token: for the resource server (RFC 8707 resource: its aud names that server, which
+    # refuses tokens meant for any other), narrowed to what this job needs; --dpop binds it to the agent's key.
+    agent = AgentClient.quickstart(
+        issuer, name, "assistant", credentials_file=credentials_file, scope="api.read", resource=resource, dpop=dpop
+    )
+    with agent, httpx.Client(timeout=10, auth=agent.auth()) as api, httpx.Client(timeout=10) as http:
+        # 2. The token (RFC 6749 client_credentials with the API key); renewed by the client when it is due.
+        token = agent.token()
 
-        # --dpop: proofs signed with the agent's own key; no token yet, so the token request gets a proof only.
-        auth = DPoPAuth(key) if dpop else None
+        # 3. Call the API: the auth adds the token as a bearer or (DPoP) with a proof of this very request.
+        reports = check(api.get(f"{resource}/reports"), "GET /reports")
 
-        # 2. A token for the resource server (RFC 8707 resource: its aud names that server, which refuses tokens
-        # meant for any other), narrowed to what this job needs (RFC 6749 client_credentials).
-        token = check(
-            http.post(
-                f"{issuer}/api/v1/auth/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_secret": registered["api_key"],
-                    "scope": "api.read",
-                    "resource": resource,
-                },
-                auth=auth,
-            ),
-            "token",
-        )
-
-        # 3. Call the API: the token as a bearer or (DPoP) with a proof of this very request, which auth adds.
-        if auth is not None:
-            auth.token = token["access_token"]
-        bearer = {} if auth is not None else {"Authorization": f"Bearer {token['access_token']}"}
-        reports = check(http.get(f"{resource}/reports", headers=bearer, auth=auth), "GET /reports")
-
-        # 4. Prove identity to the API: its challenge, our presentation, signed with our own key.
+        # 4. Prove identity to the API: its challenge, our presentation of the identity credential, signed with
+        # our own did:key.
         challenge = check(http.get(f"{resource}/presentations/challenge"), "challenge")
-        presentation = create_presentation(
-            key,
-            [registered["identity_credential"]],
-            audience=challenge["audience"],
-            nonce=challenge["nonce"],
-            now=datetime.now(UTC),
-        )
+        presentation = agent.present(audience=challenge["audience"], nonce=challenge["nonce"])
         accepted = check(
             http.post(f"{resource}/presentations", json={"presentation": presentation, "nonce": challenge["nonce"]}),
             "presentation",
         )
-    return {
-        "agent_did": agent_did,
-        "scope": token["scope"],
-        "token_type": token["token_type"],
-        "reports_seen": len(reports["reports"]),
-        "api_saw_agent": reports["agent"],
-        "key_thumbprint": key.public.thumbprint(),
-        "api_saw_binding": reports["bound_to"],
-        "presentation_holder": accepted["holder"],
-        "presented": accepted["credentials"],
-    }
+        assert agent.key is not None  # quickstart generated it
+        return {
+            "agent_did": agent.did,
+            "scope": token.scope,
+            "token_type": token.token_type,
+            "reports_seen": len(reports["reports"]),
+            "api_saw_agent": reports["agent"],
+            "key_thumbprint": agent.key.public.thumbprint(),
+            "api_saw_binding": reports["bound_to"],
+            "presentation_holder": accepted["holder"],
+            "presented": accepted["credentials"],
+        }
 
 
 def main() -> None:
@@ -105,8 +84,15 @@ def main() -> None:
     parser.add_argument("--resource", default="http://127.0.0.1:9000", help="resource server base URL")
     parser.add_argument("--name", default="example-agent")
     parser.add_argument("--dpop", action="store_true", help="DPoP-bound token and proofs (RFC 9449)")
+    parser.add_argument("--credentials-file", help="keep the agent's credentials there (0600), not only in memory")
     args = parser.parse_args()
-    result = run(args.issuer.rstrip("/"), args.resource.rstrip("/"), args.name, dpop=args.dpop)
+    try:
+        result = run(
+            args.issuer.rstrip("/"), args.resource.rstrip("/"), args.name, dpop=args.dpop,
+            credentials_file=args.credentials_file,
+        )  # fmt: skip
+    except AgentClientError as failed:  # a refused token request: its RFC error code, never a secret
+        sys.exit(str(failed))
     print(json.dumps(result, indent=2))
 
 

@@ -120,6 +120,17 @@ def me_url(agent: AgentClient) -> str:
     return f"{agent.issuer}/api/v1/agents/{agent.agent_id}"
 
 
+def test_a_narrower_default_token_starts_a_family_of_its_own(issuer: LiveServer, tmp_path: Path) -> None:
+    """quickstart's pair has every scope; a client whose default token is narrower does not refresh that one
+    (its family would not narrow to the request's resources) but authenticates, and the file follows it."""
+    file = tmp_path / "narrow.json"
+    client = AgentClient.quickstart(issuer.url, "narrow", credentials_file=file, scope="agents.read")
+    token = client.token()
+    assert client.token_requests == {"api_key": 1} and token.scope == "agents.read"
+    assert stored_refresh_token(file) == token.refresh_token
+    client.close()
+
+
 def test_a_skewed_client_clock_does_not_shift_the_schedule(issuer: LiveServer, tmp_path: Path) -> None:
     """refresh_before is the server's time; the client applies how long before expiry it lies to its own."""
     skewed = Clock()

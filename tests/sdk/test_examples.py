@@ -4,10 +4,12 @@ own process, talking HTTP over loopback. The status-list ttl is the shortest all
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 
 from agentauth.did import decode_did_key
 from agentauth.keys import KeyPair, PublicKey
-from agentauth.sdk import DPoPAuth
+from agentauth.sdk import AgentClient, DPoPAuth
 from live_server import REPO, STATUS_TTL_SECONDS, LiveServer, free_port, start_issuer, start_uvicorn, wait_until_up
 
 EXAMPLES = REPO / "examples"
@@ -101,6 +103,21 @@ def test_agent_script_with_dpop_binds_the_token_to_its_did_key(servers: tuple[Li
     # The resource server accepted a token bound (cnf.jkt) to the key of the agent's own did:key.
     did_key = PublicKey.from_bytes(decode_did_key(summary["agent_did"]))
     assert summary["api_saw_binding"] == summary["key_thumbprint"] == did_key.thumbprint()
+
+
+def test_agent_script_keeps_its_credentials_for_the_next_run(
+    servers: tuple[LiveServer, LiveServer], tmp_path: Path
+) -> None:
+    issuer, resource = servers
+    file = tmp_path / "agent.json"
+    summary = run_agent(issuer, resource, "--credentials-file", str(file))
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    # The next run of the agent starts from the file: the refresh token there is its token family's newest.
+    with AgentClient(file, scope="api.read", resource=resource.url) as agent:
+        assert agent.did == summary["agent_did"]
+        with httpx.Client(auth=agent.auth()) as http:
+            assert http.get(f"{resource.url}/reports").json()["agent"] == summary["agent_did"]
+        assert agent.token_requests == {"refresh_token": 1}
 
 
 def test_resource_server_allows_and_refuses(servers: tuple[LiveServer, LiveServer]) -> None:

@@ -130,6 +130,15 @@ class _AgentBase:
     def _quickstart_body(name: str, agent_type: str, extra: Mapping[str, Any]) -> dict[str, Any]:
         return {"name": name, "agent_type": agent_type} | {k: v for k, v in extra.items() if v is not None}
 
+    def _adopt(self, answer: dict[str, Any]) -> None:
+        """Quickstart's token pair is for AgentAuth's own API with every scope: the default token when that is
+        what the default key asks for (and no DPoP binding is wanted: its refresh token binds the family on
+        first use); else the client starts with its primary credential and the file gets that family's token."""
+        if self._core.default != TokenKey():
+            self._core.forget_stored_refresh()
+        elif self._dpop is None:
+            self._core.seed(TokenKey(), answer)
+
     # -- what it is --------------------------------------------------------------------------------------
 
     @property
@@ -255,8 +264,7 @@ class AgentClient(_AgentBase):
             identity_credential=answer.get("identity_credential"), **options,
         )  # fmt: skip
         client._own_http = http is None
-        if client._core.default == TokenKey() and client._dpop is None:
-            client._core.seed(TokenKey(), answer)  # its first token pair: no token request needed yet
+        client._adopt(answer)
         return client
 
     def close(self) -> None:
@@ -386,8 +394,7 @@ class AsyncAgentClient(_AgentBase):
             identity_credential=answer.get("identity_credential"), **options,
         )  # fmt: skip
         client._own_http = http is None
-        if client._core.default == TokenKey() and client._dpop is None:
-            client._core.seed(TokenKey(), answer)
+        client._adopt(answer)
         return client
 
     async def aclose(self) -> None:

@@ -244,6 +244,10 @@ class AgentCore:
                 held.received_at, held.received_at, held.received_at, held.grant,
             )  # fmt: skip
 
+    def forget_stored_refresh(self) -> None:
+        """The credentials' refresh token is of another family than the default key's: do not send it."""
+        self._stored_refresh = None
+
     def seed(self, key: TokenKey, body: dict[str, Any]) -> TokenSet:
         """A token answer got elsewhere (quickstart's first pair)."""
         token = TokenSet.parse(body, self.clock(), "quickstart")
