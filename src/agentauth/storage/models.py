@@ -395,3 +395,73 @@ class LoginFailureRow(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(400))
     at: Mapped[datetime]
+
+
+class WebhookSubscriptionRow(Base):
+    """A tenant's webhook (issue 16 item 5): where its events go and which ones. The signing secret is sealed under
+    the KEK, bound to the subscription id (``issuer/webhook_delivery.py``); ``from_audit_id``: the newest audit
+    event when it was made - only later events are delivered to it."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]]
+    description: Mapped[str | None] = mapped_column(String(200))
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool]
+    from_audit_id: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class WebhookDeliveryRow(Base):
+    """One event owed to one subscription: the durable outbox row the delivery worker leases, retries and closes.
+    Unique per (subscription, audit event), so fanning an event out again (after a restart) adds nothing."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "audit_id", name="uq_webhook_delivery"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_tenant", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    audit_id: Mapped[int] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(12))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(SmallInteger)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class WebhookAttemptRow(Base):
+    """The delivery log: one row per attempt of a delivery, with what the receiver answered."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    attempt: Mapped[int] = mapped_column(SmallInteger)
+    at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(200))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class WebhookCursorRow(Base):
+    """How far the fan-out has read the audit log (the outbox), and which replica holds the fan-out lease."""
+
+    __tablename__ = "webhook_cursor"
+
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    audit_id: Mapped[int] = mapped_column(BigInteger)
+    lease_owner: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[datetime | None]

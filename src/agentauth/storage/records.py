@@ -302,3 +302,54 @@ class RegisteredClient:
     scope: str | None
     document: dict[str, object]
     created_at: datetime
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery: ``pending`` (owed, maybe waiting for its next attempt), ``delivered`` (a 2xx answer),
+    ``failed`` (every attempt failed, or the subscription is gone)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSubscription:
+    """Where a tenant's events go (``events``: event types, ``*`` for all but the opt-in ones); the signing secret
+    stays sealed here and is opened only to sign."""
+
+    id: str
+    tenant_id: str
+    url: str
+    events: tuple[str, ...]
+    description: str | None
+    secret_sealed: str
+    active: bool
+    from_audit_id: int
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    id: int
+    subscription_id: str
+    tenant_id: str
+    audit_id: int
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
