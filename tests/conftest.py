@@ -45,6 +45,7 @@ def settings_factory(tmp_path: Path, backend: str) -> Any:
             "quickstart_rate_per_ip": 10_000,
             "token_rate_per_ip": 100_000,
             "token_rate_per_client": 100_000,
+            "webhook_allow_loopback": True,  # webhook receivers of the tests listen on 127.0.0.1
         }
         if backend == "postgres":
             values["database_url"] = POSTGRES_URL

@@ -43,6 +43,8 @@ from agentauth.issuer.scopes import SCOPES
 from agentauth.issuer.secrets import SecretHasher
 from agentauth.issuer.status import StatusRegistry
 from agentauth.issuer.tokens import TokenService
+from agentauth.issuer.webhook_worker import WebhookWorker, WorkerSettings
+from agentauth.issuer.webhooks import WebhookService
 from agentauth.keyfile import load_or_create_kek, private_dir
 from agentauth.settings import Settings
 from agentauth.storage import assertions, batch
@@ -93,6 +95,8 @@ class Services:
     authorization: AuthorizationService
     owners: OwnerService
     client_registration: ClientRegistration
+    webhooks: WebhookService
+    webhook_worker: WebhookWorker
     # Told the grant_type and outcome (``issued`` or the OAuth error code) of every token request made through an
     # adapter other than the REST token endpoint (the MCP tools), for ``/metrics``; set by ``Metrics.attach``.
     token_requests: Callable[[object, str], None] | None = None
@@ -152,10 +156,12 @@ class Services:
 
     async def maintain(self) -> None:
         """Run for the life of a serving process (HTTP or stdio): adopt key changes made elsewhere (another
-        replica, `agentauth keys rotate|revoke`) within seconds, rotate keys on schedule, recycle status lists;
-        on SQLite, checkpoint the WAL in the background."""
+        replica, `agentauth keys rotate|revoke`) within seconds, rotate keys on schedule, recycle status lists,
+        deliver webhooks (``webhook_worker``); on SQLite, checkpoint the WAL in the background."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._keys_and_lists())
+            if self.settings.webhooks_enabled:
+                group.create_task(self.webhook_worker.run())
             if isinstance(self.sessions, SqliteSessionMaker):
                 group.create_task(self.sessions.checkpoints())
 
@@ -285,6 +291,17 @@ async def build_services(settings: Settings) -> Services:
         authorization=AuthorizationService(core, clients),
         owners=OwnerService(core, agent_service, api_keys),
         client_registration=ClientRegistration(core),
+        webhooks=WebhookService(core, authz, kek, allow_loopback=settings.webhook_allow_loopback),
+        webhook_worker=WebhookWorker(core, kek, webhook_settings(settings)),
+    )
+
+
+def webhook_settings(settings: Settings) -> WorkerSettings:
+    return WorkerSettings(
+        allow_loopback=settings.webhook_allow_loopback,
+        poll_seconds=settings.webhook_poll_seconds,
+        retry_first_seconds=settings.webhook_retry_first_seconds,
+        ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle is not None else None,
     )
 
 

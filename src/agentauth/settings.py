@@ -62,6 +62,24 @@ class Settings(BaseSettings):
     cimd_negative_cache_seconds: int = Field(
         30, ge=0, le=3600, description="How long a failed or invalid document fetch is remembered as a failure."
     )
+    # -- Webhooks (issue 16 item 5; issuer/webhook_worker.py) --
+    webhooks_enabled: bool = Field(
+        True, description="Serving processes deliver webhooks (off: events wait in the outbox until it is on)."
+    )
+    webhook_allow_loopback: bool = Field(
+        False,
+        description="Development and tests only: webhook URLs may be http(s)://127.0.0.1. Every other private, "
+        "loopback or link-local target stays refused.",
+    )
+    webhook_ca_bundle: Path | None = Field(
+        None, description="A PEM file of extra certificate authorities trusted for webhook targets (a private PKI)."
+    )
+    webhook_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often a serving process looks for new events and due deliveries."
+    )
+    webhook_retry_first_seconds: float = Field(
+        5.0, gt=0, le=3600, description="Ceiling of the wait before the first retry; each later one doubles (<= 1 h)."
+    )
     # -- Owner accounts (issue 14 item 4; issuer/owners.py) --
     owner_signup: Literal["open", "closed"] = Field(
         "open", description="Whether people may create owner accounts at /signup."

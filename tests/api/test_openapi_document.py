@@ -18,7 +18,7 @@ from api_support import custom_client
 from agentauth import errors, paths
 from agentauth.api import docs
 from agentauth.api.openapi import TOKEN_400_ERRORS, IntrospectionResponse, TokenError
-from agentauth.issuer import resource_server_schemas, schemas
+from agentauth.issuer import resource_server_schemas, schemas, webhook_schemas
 from support import bearer, ok, quickstart
 
 pytestmark = pytest.mark.anyio
@@ -167,6 +167,7 @@ def test_the_request_examples_are_valid_requests() -> None:
         schemas.QuickstartRequest, schemas.CreateAgentRequest, schemas.UpdateAgentRequest,
         schemas.CreateApiKeyRequest, schemas.CreateDelegationRequest, schemas.PolicyIn, schemas.EvaluateRequest,
         resource_server_schemas.ResourceServerIn, resource_server_schemas.ResourceServerChange,
+        webhook_schemas.WebhookIn, webhook_schemas.WebhookChange,
     ]  # fmt: skip
     for model in models:
         examples = (model.model_config.get("json_schema_extra") or {}).get("examples")  # type: ignore[union-attr]

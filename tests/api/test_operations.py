@@ -37,6 +37,7 @@ from agentauth.issuer.lifecycle import LifecycleService
 from agentauth.issuer.operations import OPENAPI_EXTENSION, OPERATIONS, ApiOperation
 from agentauth.issuer.policies import PolicyService
 from agentauth.issuer.resource_servers import ResourceServerService
+from agentauth.issuer.webhooks import WebhookService
 from agentauth.mcp.embedded import EmbeddedBackend
 from agentauth.mcp.server import build_server
 from support import app_route_table, assert_error, bearer, ok, path_params, quickstart, requires_principal
@@ -93,7 +94,7 @@ UNBOUND = {
 }
 SERVICES = (
     AgentService, ApiKeyService, DelegationService, PolicyService, AuditService, LifecycleService,
-    ResourceServerService,
+    ResourceServerService, WebhookService,
 )  # fmt: skip
 
 
@@ -170,16 +171,21 @@ class Scene:
     delegation: str
     policy: str
     server: str
+    webhook: str
+    delivery: str
 
     def ids(self, op: ApiOperation) -> dict[str, str]:
         every = {"agent_id": self.agent, "credential_id": self.key, "delegation_id": self.delegation}
-        every |= {"policy_id": self.policy, "server_id": self.server}
+        every |= {"policy_id": self.policy, "server_id": self.server, "webhook_id": self.webhook}
+        every |= {"delivery_id": self.delivery}
         return {k: v for k, v in every.items() if k in op.params}
 
 
 async def scene(client: httpx.AsyncClient) -> Scene:
     root = await quickstart(client, "root")
     auth = bearer(root["access_token"])
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["agent.*"]}
+    webhook = ok(await client.post("/api/v1/webhooks", json=hook, headers=auth), 201)["id"]
     created = ok(await client.post("/api/v1/agents", json={"name": "c", "agent_type": "tool"}, headers=auth), 201)
     child = created["agent"]["id"]
     key = ok(await client.post("/api/v1/credentials", json={"agent_id": child}, headers=auth), 201)["id"]
@@ -188,7 +194,12 @@ async def scene(client: httpx.AsyncClient) -> Scene:
     policy = ok(await client.post("/api/v1/policies", json=POLICY, headers=auth), 201)["id"]
     registered = SERVER | {"identifier": f"https://{root['agent']['id']}.example.com/mcp"}
     server = ok(await client.post("/api/v1/resource-servers", json=registered, headers=auth), 201)["id"]
-    return Scene(root["access_token"], child, key, delegation, policy, server)
+    # The child's agent.created is owed to the webhook: the fan-out puts its delivery in the outbox.
+    services: Services = client._transport.app.state.services  # type: ignore[attr-defined]
+    await services.webhook_worker.fan_out()
+    deliveries = ok(await client.get(f"/api/v1/webhooks/{webhook}/deliveries", headers=auth), 200)["items"]
+    delivery = str(deliveries[0]["id"])
+    return Scene(root["access_token"], child, key, delegation, policy, server, webhook, delivery)
 
 
 def new_server(s: Scene) -> dict[str, Any]:
@@ -238,6 +249,13 @@ REST: dict[str, Rest] = {
     "resource_servers.get": lambda s: [("GET", f"/api/v1/resource-servers/{s.server}", None, {})],
     "resource_servers.update": lambda s: [("PUT", f"/api/v1/resource-servers/{s.server}", {"name": "t"}, {})],
     "resource_servers.delete": lambda s: [("DELETE", f"/api/v1/resource-servers/{s.server}", None, {})],
+    "webhooks.create": lambda s: [("POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/h"}, {})],
+    "webhooks.list": lambda s: [("GET", "/api/v1/webhooks", None, {"limit": 5})],
+    "webhooks.get": lambda s: [("GET", f"/api/v1/webhooks/{s.webhook}", None, {})],
+    "webhooks.update": lambda s: [("PATCH", f"/api/v1/webhooks/{s.webhook}", {"active": False}, {})],
+    "webhooks.delete": lambda s: [("DELETE", f"/api/v1/webhooks/{s.webhook}", None, {})],
+    "webhooks.deliveries": lambda s: [("GET", f"/api/v1/webhooks/{s.webhook}/deliveries", None, {"limit": 5})],
+    "webhooks.redeliver": lambda s: [("POST", f"/api/v1/webhooks/{s.webhook}/deliveries/{s.delivery}/retry", None, {})],
 }
 # operation -> the MCP tool that runs it, with its arguments.
 MCP: dict[str, Callable[[Scene], tuple[str, dict[str, Any]]]] = {
@@ -268,6 +286,16 @@ MCP: dict[str, Callable[[Scene], tuple[str, dict[str, Any]]]] = {
     "resource_servers.get": lambda s: ("get_resource_server", {"server_id": s.server}),
     "resource_servers.update": lambda s: ("update_resource_server", {"server_id": s.server, "name": "t"}),
     "resource_servers.delete": lambda s: ("delete_resource_server", {"server_id": s.server}),
+    "webhooks.create": lambda s: ("create_webhook", {"url": "http://127.0.0.1:9/h"}),
+    "webhooks.list": lambda s: ("list_webhooks", {"limit": 5}),
+    "webhooks.get": lambda s: ("get_webhook", {"webhook_id": s.webhook}),
+    "webhooks.update": lambda s: ("update_webhook", {"webhook_id": s.webhook, "active": False}),
+    "webhooks.delete": lambda s: ("delete_webhook", {"webhook_id": s.webhook}),
+    "webhooks.deliveries": lambda s: ("list_webhook_deliveries", {"webhook_id": s.webhook, "limit": 5}),
+    "webhooks.redeliver": lambda s: (
+        "retry_webhook_delivery",
+        {"webhook_id": s.webhook, "delivery_id": int(s.delivery)},
+    ),
 }
 
 
@@ -307,7 +335,7 @@ def text(result: Any) -> str:
     return " ".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
-PLACEHOLDER = Scene("t", "agt_a", "key_a", "dlg_a", "pol_a", "rs_a")
+PLACEHOLDER = Scene("t", "agt_a", "key_a", "dlg_a", "pol_a", "rs_a", "wh_a", "987654")
 
 
 def test_every_operation_and_route_has_a_call_here() -> None:
@@ -317,7 +345,7 @@ def test_every_operation_and_route_has_a_call_here() -> None:
     assert len(called) == len(routes)
     for method, path, name in called:
         template = path
-        for value, param in zip(PLACEHOLDER.ids(OPERATIONS[name]).values(), OPERATIONS[name].params, strict=True):
+        for param, value in PLACEHOLDER.ids(OPERATIONS[name]).items():
             template = template.replace(value, "{" + param + "}")
         assert routes[method, template].name == name, (method, path)
 

@@ -66,6 +66,13 @@ ONE_CALL_EACH: dict[str, dict[str, Any]] = {
     "get_resource_server": {"server_id": "rs_a", "access_token": "t"},
     "update_resource_server": {"server_id": "rs_a", "name": "y", "access_token": "t"},
     "delete_resource_server": {"server_id": "rs_a", "access_token": "t"},
+    "create_webhook": {"url": "https://hooks.example.com/a", "access_token": "t"},
+    "list_webhooks": {"access_token": "t"},
+    "get_webhook": {"webhook_id": "wh_a", "access_token": "t"},
+    "update_webhook": {"webhook_id": "wh_a", "active": False, "access_token": "t"},
+    "delete_webhook": {"webhook_id": "wh_a", "access_token": "t"},
+    "list_webhook_deliveries": {"webhook_id": "wh_a", "access_token": "t"},
+    "retry_webhook_delivery": {"webhook_id": "wh_a", "delivery_id": 1, "access_token": "t"},
 }
 
 

@@ -136,7 +136,21 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "get_resource_server": {"server_id": ([S], REQUIRED), "access_token": TOKEN},
     "update_resource_server": {"server_id": ([S], REQUIRED), **RESOURCE_SERVER},
     "delete_resource_server": {"server_id": ([S], REQUIRED), "access_token": TOKEN},
-}
+    "create_webhook": {
+        "url": ([S], REQUIRED), "access_token": TOKEN, "events": ([STRINGS, N], None), "description": ([S, N], None),
+    },
+    "list_webhooks": {"access_token": TOKEN, **PAGE},
+    "get_webhook": {"webhook_id": ([S], REQUIRED), "access_token": TOKEN},
+    "update_webhook": {
+        "webhook_id": ([S], REQUIRED), "access_token": TOKEN, "url": ([S, N], None), "events": ([STRINGS, N], None),
+        "description": ([S, N], None), "active": ([B, N], None),
+    },
+    "delete_webhook": {"webhook_id": ([S], REQUIRED), "access_token": TOKEN},
+    "list_webhook_deliveries": {
+        "webhook_id": ([S], REQUIRED), "access_token": TOKEN, "limit": ([INT], 50), "before": ([INT, N], None),
+    },
+    "retry_webhook_delivery": {"webhook_id": ([S], REQUIRED), "delivery_id": ([INT], REQUIRED), "access_token": TOKEN},
+}  # fmt: skip
 READ_ONLY = {
     "discover",
     "introspect_token",
@@ -154,12 +168,15 @@ READ_ONLY = {
     "list_audit_events",
     "list_resource_servers",
     "get_resource_server",
+    "list_webhooks",
+    "get_webhook",
+    "list_webhook_deliveries",
 }
 DESTRUCTIVE = {
     "revoke_token", "rotate_credential", "revoke_credential", "revoke_delegation", "deactivate_agent", "delete_policy",
-    "delete_resource_server",
+    "delete_resource_server", "delete_webhook",
 }  # fmt: skip
-SHOWN_ONCE = {"quickstart", "create_credential", "rotate_credential", "create_agent"}
+SHOWN_ONCE = {"quickstart", "create_credential", "rotate_credential", "create_agent", "create_webhook"}
 
 
 def kind(schema: dict[str, Any]) -> Any:

@@ -28,6 +28,7 @@ from agentauth.api import (
     registration,
     resource_servers,
     status_lists,
+    webhooks,
     wellknown,
 )
 from agentauth.api.direct import DirectRoutes
@@ -98,7 +99,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     docs.install(app)
     for module in (
         wellknown, auth, registration, agents, credentials, delegations, policies, resource_servers,
-        status_lists, audit, authorize, owner_pages, console,
+        webhooks, status_lists, audit, authorize, owner_pages, console,
     ):  # fmt: skip
         app.include_router(module.router)
     # MCP at /mcp (streamable HTTP): the same use cases as the routers above, through the services of this app.

@@ -62,6 +62,8 @@ TAGS = [
      "evaluation for an agent."},
     {"name": "resource-servers", "description": "APIs other than AgentAuth's own that tokens can be issued for "
      "(RFC 8707 `resource`), with the scopes each defines."},
+    {"name": "webhooks", "description": "Your tenant's events POSTed to your URLs, signed per Standard Webhooks "
+     "(`webhook-id`, `webhook-timestamp`, `webhook-signature`), retried with backoff, with a delivery log."},
     {"name": "status", "description": "Bitstring Status List credentials: the revocation registry offline "
      "verifiers read."},
     {"name": "audit", "description": "The tenant's audit log."},

@@ -107,6 +107,19 @@ OPERATIONS: Final = _table(
         ("resource_servers.write",),
         root_only=True,
     ),
+    ApiOperation("webhooks.create", "write", "api/v1/webhooks", ("webhooks.write",), root_only=True),
+    ApiOperation("webhooks.list", "read", "api/v1/webhooks", ("webhooks.read",)),
+    ApiOperation("webhooks.get", "read", "api/v1/webhooks/{webhook_id}", ("webhooks.read",)),
+    ApiOperation("webhooks.update", "write", "api/v1/webhooks/{webhook_id}", ("webhooks.write",), root_only=True),
+    ApiOperation("webhooks.delete", "delete", "api/v1/webhooks/{webhook_id}", ("webhooks.write",), root_only=True),
+    ApiOperation("webhooks.deliveries", "read", "api/v1/webhooks/{webhook_id}/deliveries", ("webhooks.read",)),
+    ApiOperation(
+        "webhooks.redeliver",
+        "write",
+        "api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}",
+        ("webhooks.write",),
+        root_only=True,
+    ),
 )
 
 

@@ -64,6 +64,8 @@ SCOPE_ALLOWS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "audit.read": (("read",), "api/v1/audit/**"),
     "resource_servers.read": (("read",), "api/v1/resource-servers/**"),
     "resource_servers.write": (("write", "delete"), "api/v1/resource-servers/**"),
+    "webhooks.read": (("read",), "api/v1/webhooks/**"),
+    "webhooks.write": (("write", "delete"), "api/v1/webhooks/**"),
     "tokens.introspect": (("read",), "api/v1/auth/introspect"),
     # api.* cover every resource outside AgentAuth's own API namespace (third-party resources).
     "api.read": (("read",), "**"),

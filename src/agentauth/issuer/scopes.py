@@ -26,6 +26,8 @@ SCOPES: Final[dict[str, str]] = {
     "audit.read": "Read your tenant's audit log.",
     "resource_servers.read": "Read the resource servers (APIs, MCP servers) your tenant registered.",
     "resource_servers.write": "Register, change and delete your tenant's resource servers (tenant root only).",
+    "webhooks.read": "Read your tenant's webhooks and their delivery log.",
+    "webhooks.write": "Create, change and delete your tenant's webhooks (tenant root only).",
 }
 ALL_SCOPES: Final = tuple(SCOPES)
 

@@ -167,9 +167,12 @@ def delivery_client(*, verify: str | bool = True) -> httpx.AsyncClient:
     return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=TIMEOUT_SECONDS, verify=verify)
 
 
-def retry_delay(attempt: int, rand: Callable[[], float] = random.random) -> float | None:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next; None: give up."""
+def retry_delay(
+    attempt: int, rand: Callable[[], float] = random.random, *, first: float = FIRST_DELAY_SECONDS
+) -> float | None:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next; None: give up.
+    ``first``: the ceiling of the first wait (a setting, so tests need not wait seconds)."""
     if attempt >= MAX_ATTEMPTS:
         return None
-    ceiling: float = min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2.0 ** (attempt - 1))
+    ceiling: float = min(MAX_DELAY_SECONDS, first * 2.0 ** (attempt - 1))
     return ceiling / 2 + float(rand()) * ceiling / 2

@@ -12,6 +12,7 @@ High-volume events (``token.*``: one per token request) are published only to su
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC
 from typing import Any
 
@@ -47,6 +48,9 @@ CATALOGUE: dict[str, str] = {
     "token.refreshed": "token.refreshed",
     "token.exchanged": "token.exchanged",
     "token.denied": "token.denied",
+    "webhook.created": "webhook.created",
+    "webhook.updated": "webhook.updated",
+    "webhook.deleted": "webhook.deleted",
     # revocation.py audits a revoked credential as f"{kind}_credential.revoked"
     **{f"{kind}_credential.revoked": "credential.revoked" for kind in CredentialKind},
 }
@@ -64,9 +68,19 @@ def event_type(action: str) -> str | None:
     return CATALOGUE.get(action)
 
 
+FAMILIES = frozenset(f"{kind.split('.')[0]}.*" for kind in EVENT_TYPES)
+
+
 def subscribed(event: str, wanted: frozenset[str]) -> bool:
-    """Whether a subscription to ``wanted`` (event types, or ``*`` for every one but the opt-in ones) gets ``event``."""
-    return event in wanted or ("*" in wanted and event not in OPT_IN)
+    """Whether a subscription to ``wanted`` gets ``event``: ``wanted`` holds event types, families (``agent.*``:
+    every ``agent.`` event, opt-in ones included once named so) or ``*`` (every one but the opt-in ones)."""
+    family = f"{event.split('.', maxsplit=1)[0]}.*"
+    return event in wanted or family in wanted or ("*" in wanted and event not in OPT_IN)
+
+
+def unknown_events(wanted: Iterable[str]) -> list[str]:
+    """The names in ``wanted`` that are neither ``*``, an event type nor a family of them."""
+    return sorted({w for w in wanted if w != "*" and w not in EVENT_TYPES and w not in FAMILIES})
 
 
 def message_id(event: AuditEvent) -> str:
