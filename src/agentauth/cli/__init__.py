@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from agentauth import __version__
-from agentauth.cli import agent, database, operator, verifier
+from agentauth.cli import agent, database, operator, verifier, webhooks
 from agentauth.cli.shared import EXIT_INVALID, EXIT_USAGE, CliError, CliUsageError, _console
 
 __all__ = ["CliError", "CliUsageError", "app", "main"]
@@ -46,6 +46,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(did_app, name="did")
 app.add_typer(jwks_app, name="jwks")
 app.add_typer(status_app, name="status-list")
+app.add_typer(webhooks.app, name="webhooks")
 
 app.command()(operator.serve)
 app.command()(verifier.verify)
