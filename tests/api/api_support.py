@@ -124,6 +124,8 @@ class Tenant(Root):
     delegation: dict[str, Any]
     policy: dict[str, Any]
     server: dict[str, Any]
+    webhook: dict[str, Any]
+    delivery: dict[str, Any]
 
     @property
     def key_id(self) -> str:
@@ -172,6 +174,8 @@ async def make_child(
 async def make_tenant(client: httpx.AsyncClient, name: str = "tenant") -> Tenant:
     root = await quickstart(client, name)
     token = root["access_token"]
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["agent.*"]}
+    webhook = ok(await client.post("/api/v1/webhooks", json=hook, headers=bearer(token)), 201)
     child, child_key, child_token = await make_child(client, token, f"{name}-child")
     delegation = ok(
         await client.post(
@@ -184,7 +188,10 @@ async def make_tenant(client: httpx.AsyncClient, name: str = "tenant") -> Tenant
     policy = ok(await client.post("/api/v1/policies", json=POLICY_BODY, headers=bearer(token)), 201)
     registered = SERVER_BODY | {"identifier": f"https://{root['agent']['id']}.example.com/mcp"}
     server = ok(await client.post("/api/v1/resource-servers", json=registered, headers=bearer(token)), 201)
-    return Tenant(root, child, child_key, child_token, delegation, policy, server)
+    # The child's agent.created is owed to the webhook: the fan-out puts its delivery in the outbox.
+    await client._transport.app.state.services.webhook_worker.fan_out()  # type: ignore[attr-defined]
+    log = ok(await client.get(f"/api/v1/webhooks/{webhook['id']}/deliveries", headers=bearer(token)))
+    return Tenant(root, child, child_key, child_token, delegation, policy, server, webhook, log["items"][0])
 
 
 async def make_root(client: httpx.AsyncClient, name: str = "root") -> Root:
@@ -202,6 +209,8 @@ def tenant_ids(tenant: Tenant) -> dict[str, str]:
         "delegation_id": tenant.delegation["id"],
         "policy_id": tenant.policy["id"],
         "server_id": tenant.server["id"],
+        "webhook_id": tenant.webhook["id"],
+        "delivery_id": str(tenant.delivery["id"]),
     }
 
 
@@ -247,6 +256,8 @@ def valid_body(method: str, path: str, route: APIRoute, ids: dict[str, str]) -> 
         ("PUT", "/api/v1/policies/{policy_id}"): POLICY_BODY | {"name": "replaced", "priority": 7},
         ("POST", "/api/v1/resource-servers"): SERVER_BODY | {"identifier": "https://another.example.com/mcp"},
         ("PUT", "/api/v1/resource-servers/{server_id}"): SERVER_BODY | {"name": "renamed"},
+        ("POST", "/api/v1/webhooks"): {"url": "http://127.0.0.1:9/other", "events": ["*"]},
+        ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"active": False},
         ("POST", "/api/v1/policies/evaluate"): {
             "agent_id": ids.get("agent_id", ""),
             "action": "read",

@@ -28,7 +28,7 @@ PUBLIC = {"/api/v1/agents/{agent_id}/did.json", "/api/v1/status-lists/{list_id}"
 ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if p.startswith("/api/v1/") and path_params(p)]
 GUARDED = [(m, p, r) for m, p, r in ID_ROUTES if p not in PUBLIC]
 # Policies belong to the tenant, not to an agent: the subtree tests cannot give them a sibling's owner.
-TENANT_WIDE = {"policy_id", "server_id"}
+TENANT_WIDE = {"policy_id", "server_id", "webhook_id", "delivery_id"}
 
 
 def jwt_payload(jwt: str) -> dict[str, Any]:
@@ -45,6 +45,8 @@ def objects_of(t: Tenant) -> dict[str, list[str]]:
         "delegation_id": [t.delegation["id"]],
         "policy_id": [t.policy["id"]],
         "server_id": [t.server["id"]],
+        "webhook_id": [t.webhook["id"]],
+        "delivery_id": [str(t.delivery["id"])],
     }
 
 
@@ -63,7 +65,8 @@ async def view_of(client: httpx.AsyncClient, t: Tenant) -> list[Any]:
     reads += [f"/api/v1/delegations/{t.delegation['id']}", f"/api/v1/policies/{t.policy['id']}"]
     reads += [f"/api/v1/resource-servers/{t.server['id']}"]
     reads += ["/api/v1/agents", "/api/v1/credentials", "/api/v1/delegations", "/api/v1/policies"]
-    reads += ["/api/v1/resource-servers"]
+    reads += ["/api/v1/resource-servers", "/api/v1/webhooks", f"/api/v1/webhooks/{t.webhook['id']}"]
+    reads += [f"/api/v1/webhooks/{t.webhook['id']}/deliveries"]
     return [ok(await client.get(url, headers=bearer(t.token))) for url in reads]
 
 
@@ -170,11 +173,13 @@ async def test_lists_never_show_another_tenants_objects(
     client: httpx.AsyncClient, tenants: tuple[Tenant, Tenant]
 ) -> None:
     a, b = tenants
-    foreign = [i for ids in objects_of(a).values() for i in ids] + [a.root["agent"]["did"], a.root["agent"]["name"]]
-    own = [b.agent_id, b.key_id, b.delegation["id"], b.policy["id"]]
+    # A delivery id is a small number (it would match any digit); the webhook's id stands for its deliveries.
+    named = {k: v for k, v in objects_of(a).items() if k != "delivery_id"}
+    foreign = [i for ids in named.values() for i in ids] + [a.root["agent"]["did"], a.root["agent"]["name"]]
+    own = [b.agent_id, b.key_id, b.delegation["id"], b.policy["id"], b.webhook["id"]]
     texts = []
     for url in ["/api/v1/agents", "/api/v1/credentials", "/api/v1/delegations", "/api/v1/policies",
-                "/api/v1/audit/events?limit=100"]:  # fmt: skip
+                "/api/v1/audit/events?limit=100", "/api/v1/webhooks"]:  # fmt: skip
         response = await client.get(url, headers=bearer(b.token))
         assert response.status_code == 200, response.text
         texts.append(response.text)
