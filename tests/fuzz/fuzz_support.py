@@ -32,6 +32,8 @@ def bind_objects(http: Any) -> tuple[dict[str, str], dict[str, str]]:
     policy_id = _ok(http.post("/api/v1/policies", json=policy, headers=auth), 201)["id"]
     server = {"identifier": f"https://{policy_id}.example.com/mcp", "name": "fuzz", "scopes": [{"name": "f.read"}]}
     server_id = _ok(http.post("/api/v1/resource-servers", json=server, headers=auth), 201)["id"]
+    hook = {"url": "http://127.0.0.1:9/fuzz", "events": ["agent.*"]}
+    webhook_id = _ok(http.post("/api/v1/webhooks", json=hook, headers=auth), 201)["id"]
     payload = agent["access_token"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     list_id = claims["vc"]["credentialStatus"]["statusListCredential"].rsplit("/", 1)[1]
@@ -41,6 +43,8 @@ def bind_objects(http: Any) -> tuple[dict[str, str], dict[str, str]]:
         "delegation_id": delegation["id"],
         "policy_id": policy_id,
         "server_id": server_id,
+        "webhook_id": webhook_id,
+        "delivery_id": 1,  # no delivery is made for it (no worker runs here): the 404 path
         "list_id": int(list_id),
     }
     return auth, objects  # type: ignore[return-value]

@@ -142,6 +142,9 @@ def fuzz_settings(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         "quickstart_rate_per_ip": 100_000,
         "token_rate_per_ip": 100_000,
         "token_rate_per_client": 100_000,
+        # Fuzzed webhooks may name any 127.0.0.1 port (the database's too): nothing is ever delivered here.
+        "webhook_allow_loopback": True,
+        "webhooks_enabled": False,
     }
     if backend == "postgres":
         anyio.run(reset_postgres)

@@ -32,6 +32,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/agents/{agent_id}"): {"name": "renamed", "trust_level": "untrusted"},
     ("PUT", "/api/v1/policies/{policy_id}"): POLICY | {"name": "replaced", "effect": "allow"},
     ("PUT", "/api/v1/resource-servers/{server_id}"): {"name": "renamed", "access": "any_agent"},
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"url": "http://127.0.0.1:9/stolen", "events": ["*"]},
 }
 
 
@@ -44,8 +45,10 @@ def body_for(method: str, path: str, route: APIRoute) -> dict[str, Any] | None:
 
 
 class Victim:
-    def __init__(self, w: World, policy: dict[str, Any], server: dict[str, Any]) -> None:
-        self.w, self.policy, self.server = w, policy, server
+    def __init__(
+        self, w: World, policy: dict[str, Any], server: dict[str, Any], webhook: dict[str, Any], delivery: int
+    ) -> None:
+        self.w, self.policy, self.server, self.webhook, self.delivery = w, policy, server, webhook, delivery
 
     def objects(self) -> dict[str, list[str]]:
         """A's objects, by the path-parameter name that takes them."""
@@ -56,6 +59,8 @@ class Victim:
             "delegation_id": [self.w.delegation["id"]],
             "policy_id": [self.policy["id"]],
             "server_id": [self.server["id"]],
+            "webhook_id": [self.webhook["id"]],
+            "delivery_id": [str(self.delivery)],
             "list_id": [status_url.rsplit("/", 1)[1]],
         }
 
@@ -67,6 +72,7 @@ class Victim:
             a["refresh_token"],
             a["private_key_jwk"]["d"],
             self.w.child["api_key"],
+            self.webhook["secret"],
         ]
 
     async def view(self, client: httpx.AsyncClient) -> list[Any]:
@@ -75,18 +81,23 @@ class Victim:
         urls += [f"/api/v1/agents/{i}" for i in self.objects()["agent_id"]]
         urls += [f"/api/v1/credentials/{i}" for i in self.objects()["credential_id"]]
         urls += [f"/api/v1/delegations/{self.w.delegation['id']}", f"/api/v1/policies/{self.policy['id']}"]
-        urls += [f"/api/v1/resource-servers/{self.server['id']}"]
+        urls += [f"/api/v1/resource-servers/{self.server['id']}", f"/api/v1/webhooks/{self.webhook['id']}"]
+        urls += [f"/api/v1/webhooks/{self.webhook['id']}/deliveries"]
         return [ok(await client.get(url, headers=bearer(self.w.a_token))) for url in urls]
 
 
 @pytest.fixture
-async def victim(client: httpx.AsyncClient) -> Victim:
+async def victim(client: httpx.AsyncClient, services: Services) -> Victim:
     w = await make_world(client)
-    policy = ok(await client.post("/api/v1/policies", json=POLICY, headers=bearer(w.a_token)), 201)
+    auth = bearer(w.a_token)
+    policy = ok(await client.post("/api/v1/policies", json=POLICY, headers=auth), 201)
     server = {"identifier": "https://victim.example.com/mcp", "name": "victim"}
-    return Victim(
-        w, policy, ok(await client.post("/api/v1/resource-servers", json=server, headers=bearer(w.a_token)), 201)
-    )
+    registered = ok(await client.post("/api/v1/resource-servers", json=server, headers=auth), 201)
+    hook = {"url": "http://127.0.0.1:9/victim", "events": ["*"]}
+    webhook = ok(await client.post("/api/v1/webhooks", json=hook, headers=auth), 201)
+    await services.webhook_worker.fan_out()  # its own webhook.created is owed to it: a delivery to aim at
+    deliveries = ok(await client.get(f"/api/v1/webhooks/{webhook['id']}/deliveries", headers=auth))["items"]
+    return Victim(w, policy, registered, webhook, deliveries[0]["id"])
 
 
 def combinations(path: str, objects: dict[str, list[str]]) -> list[dict[str, str]]:

@@ -57,6 +57,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/agents/{agent_id}"): {"description": "changed"},
     ("PUT", "/api/v1/policies/{policy_id}"): POLICY,
     ("PUT", "/api/v1/resource-servers/{server_id}"): {"name": "renamed"},
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"active": False},
 }
 TABLES = {"agents", "api_keys", "refresh_tokens", "credentials", "delegations", "policies", "signing_keys",
           "status_lists", "audit_events", "used_assertions"}  # fmt: skip
