@@ -58,7 +58,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "registration_token": ([S, N], None),
     },
     "authenticate": {"api_key": ([S, N], None), "scopes": ([STRINGS, N], None)},
-    "refresh_token": {"refresh_token_value": ([S], REQUIRED)},
+    "refresh_token": {"refresh_token_value": ([S, N], None)},
     "introspect_token": {"token": ([S], REQUIRED), "access_token": ([S, N], None)},
     "revoke_token": {"token": ([S], REQUIRED), "access_token": ([S, N], None)},
     "create_credential": {

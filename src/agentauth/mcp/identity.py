@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from agentauth.errors import InvalidClient, InvalidToken
+from agentauth.errors import InvalidClient, InvalidRequest, InvalidToken
 from agentauth.issuer.schemas import AgentType, Description, Name, QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.issuer.secrets import REFRESH_TOKEN_PREFIX
 from agentauth.issuer.tokens import (
@@ -24,12 +24,12 @@ from agentauth.issuer.tokens import (
     TOKEN_TYPE_JWT,
 )
 from agentauth.mcp import verify as offline
-from agentauth.mcp.base import backend_of, default_api_key_of
+from agentauth.mcp.base import backend_of, caller_token, default_api_key_of, held_of, held_token_response
+from agentauth.mcp.held import is_placeholder
 from agentauth.mcp.params import (
     AccessToken,
     PublicKey,
     Scopes,
-    access_token_of,
     header_token,
     read_only,
     request_context,
@@ -87,7 +87,7 @@ async def authenticate(
     ctx: Context[Any, Any],
     api_key: Annotated[
         str | None,
-        Field(description="Your API key (ak_live_...). Default: AGENTAUTH_API_KEY of a stdio server."),
+        Field(description="Secret: your API key (ak_live_...). Default: AGENTAUTH_API_KEY of a stdio server."),
     ] = None,
     scopes: Scopes = None,
 ) -> TokenResponse:
@@ -105,13 +105,23 @@ async def authenticate(
 
 @tool(order=4, hints=writes("Refresh tokens"))
 async def refresh_token(
-    refresh_token_value: Annotated[str, Field(description="Your current refresh token (rt_...).")],
     ctx: Context[Any, Any],
+    refresh_token_value: Annotated[
+        str | None,
+        Field(
+            description="Secret: your current refresh token (rt_...). Leave out when this server holds your "
+            "credential (it refreshes for you)."
+        ),
+    ] = None,
 ) -> TokenResponse:
     """Trade your refresh token for a new access token and a new refresh token. Call it before
     refresh_before, or when a tool says invalid_token because your access token expired. Refresh tokens are
     single-use: save the new refresh_token and forget the old one (presenting a used one again revokes the
     whole token family)."""
+    if refresh_token_value is None or is_placeholder(refresh_token_value):
+        if held_of(ctx) is None:
+            raise InvalidRequest("refresh_token_value is required: pass your current refresh token (rt_...)")
+        return await held_token_response(ctx)
     params = {"grant_type": GRANT_REFRESH_TOKEN, "refresh_token": refresh_token_value}
     return await backend_of(ctx).token(params, request_context(ctx))
 
@@ -195,7 +205,7 @@ async def exchange_delegation(
         "grant_type": GRANT_TOKEN_EXCHANGE,
         "subject_token": credential,
         "subject_token_type": TOKEN_TYPE_JWT,
-        "actor_token": access_token_of(access_token, ctx),
+        "actor_token": await caller_token(ctx, access_token),
         "actor_token_type": TOKEN_TYPE_ACCESS,
     }
     if scopes:

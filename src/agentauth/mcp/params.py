@@ -15,7 +15,11 @@ from agentauth.mcp.errors import validation_problems
 
 M = TypeVar("M", bound=BaseModel)
 
-ACCESS_TOKEN_HELP = "Your access token (access_token from quickstart, authenticate or refresh_token)."
+ACCESS_TOKEN_HELP = "Secret: your access token (access_token from quickstart, authenticate or refresh_token)."
+HELD_HELP = (
+    "Leave out: this server holds your agent's credential and authenticates for you. Secret: pass a token only "
+    "to act as another agent."
+)
 # Where ``http.BearerChallenge`` leaves the key of the DPoP proof it checked for the HTTP request (RFC 9449).
 HOLDER_STATE = "agentauth_dpop_jkt"
 HEADER_HELP = " Over HTTP it may be omitted when the Authorization: Bearer header carries it."

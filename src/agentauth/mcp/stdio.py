@@ -9,6 +9,11 @@
 ``AGENTAUTH_API_KEY`` is the key ``authenticate`` uses when called without one. stdout carries the protocol
 only; logs go to stderr (``AGENTAUTH_MCP_LOG_LEVEL``, default WARNING) and never contain tokens or keys.
 
+``AGENTAUTH_CREDENTIALS_FILE``: the agent's credentials file (0600; what the agent SDK writes). The server then
+authenticates as that agent itself - tools need no ``access_token`` - and keeps the secrets tool results hand out
+(API keys, tokens, webhook secrets) in 0600 files instead of the model's context; a file that does not exist yet
+is where ``quickstart`` keeps the new agent's credentials (``held.py``).
+
 ``AGENTAUTH_AGENT_KEY`` (remote mode only): the *path* of a file holding the agent's private Ed25519 JWK (the
 ``private_key_jwk`` ``quickstart`` returned, as JSON) - a path, not the key itself, so the secret stays out of
 the environment, process listings and client configuration files. The file must be readable by its owner only
@@ -37,8 +42,10 @@ from agentauth.keys import KeyPair
 from agentauth.keys.jwk import JwkError
 from agentauth.mcp.backend import Backend
 from agentauth.mcp.embedded import EmbeddedBackend
+from agentauth.mcp.held import HeldCredential
 from agentauth.mcp.remote import RestBackend
 from agentauth.mcp.server import build_server
+from agentauth.sdk.credentials import CREDENTIALS_VARIABLE, CredentialsFileError
 from agentauth.settings import Settings
 
 log = logging.getLogger("agentauth.mcp")
@@ -128,11 +135,23 @@ def agent_key_from_env(url: str | None) -> KeyPair | None:
     return load_agent_key(Path(path).expanduser())
 
 
-async def serve(agent_key: KeyPair | None = None) -> None:
+def held_from_env() -> HeldCredential | None:
+    """The credential of ``AGENTAUTH_CREDENTIALS_FILE`` (a file that does not exist yet is where quickstart will
+    keep the new agent's)."""
+    path = os.environ.get(CREDENTIALS_VARIABLE) or None
+    if path is None:
+        return None
+    try:
+        return HeldCredential(Path(path).expanduser())
+    except CredentialsFileError as exc:
+        raise StartupError(f"{CREDENTIALS_VARIABLE}: {exc}") from None
+
+
+async def serve(agent_key: KeyPair | None = None, held: HeldCredential | None = None) -> None:
     url = os.environ.get("AGENTAUTH_URL") or None
     api_key = os.environ.get("AGENTAUTH_API_KEY") or None
     async with open_backend(url, agent_key) as backend:
-        server = build_server(backend, token_in_header=False, default_api_key=api_key)
+        server = build_server(backend, token_in_header=False, default_api_key=api_key, held=held)
         await server.run_stdio_async()
 
 
@@ -144,12 +163,13 @@ def main() -> None:
     try:
         # Before anything starts: a client launching the server sees it exit, with the reason on stderr.
         agent_key = agent_key_from_env(os.environ.get("AGENTAUTH_URL") or None)
+        held = held_from_env()
         if not os.environ.get("AGENTAUTH_URL") and "AGENTAUTH_DATA_DIR" not in os.environ:
             default_data_dir()
     except StartupError as exc:
         sys.exit(f"agentauth-mcp: {exc}")
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, agent_key)
+        anyio.run(serve, agent_key, held)
 
 
 if __name__ == "__main__":
