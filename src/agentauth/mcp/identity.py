@@ -87,14 +87,19 @@ async def authenticate(
     ctx: Context[Any, Any],
     api_key: Annotated[
         str | None,
-        Field(description="Secret: your API key (ak_live_...). Default: AGENTAUTH_API_KEY of a stdio server."),
+        Field(
+            description="Secret: your API key (ak_live_...). Default: AGENTAUTH_API_KEY of a stdio server, or the "
+            "credential it holds."
+        ),
     ] = None,
     scopes: Scopes = None,
 ) -> TokenResponse:
     """Exchange your API key for a new access token and refresh token (OAuth client_credentials). Call it at
     the start of a session or when refresh_token fails. Save refresh_token; use access_token with the other
     tools. scopes narrows the token to fewer scopes than the key holds."""
-    key = api_key or default_api_key_of(ctx)
+    key = api_key if api_key and not is_placeholder(api_key) else default_api_key_of(ctx)
+    if not key and held_of(ctx) is not None:
+        return await held_token_response(ctx)  # the credential this server holds
     if not key:
         raise InvalidClient("no API key: pass api_key (from quickstart or create_credential)")
     params = {"grant_type": GRANT_CLIENT_CREDENTIALS, "client_secret": key}
