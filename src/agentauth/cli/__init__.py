@@ -40,6 +40,7 @@ jwks_app = typer.Typer(help="The issuer's public keys (JWKS), for offline verifi
 db_app = typer.Typer(
     help="The database schema (migrations) of the configured service: AGENTAUTH_* settings.", no_args_is_help=True
 )
+admin_app = typer.Typer(help="Operator views of the configured service (AGENTAUTH_* settings).", no_args_is_help=True)
 status_app = typer.Typer(help="Bitstring status lists (revocation), for offline verifiers.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
@@ -47,6 +48,8 @@ app.add_typer(did_app, name="did")
 app.add_typer(jwks_app, name="jwks")
 app.add_typer(status_app, name="status-list")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(admin_app, name="admin")
+admin_app.command("stats")(operator.admin_stats)
 
 app.command()(operator.serve)
 app.command()(verifier.verify)

@@ -117,3 +117,30 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print the ke
         return
     for key in keys:
         typer.echo(f"{key['state']:8} {key['kid']}")
+
+
+def admin_stats(as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False) -> None:
+    """Operator statistics of the configured service, across every tenant: tenants, agents, API keys, live
+    credentials, the last 24 hours' issuance, revocations and denials, the webhook outbox, status lists and
+    signing keys (counts only; one consistent snapshot)."""
+    import asyncio
+
+    from agentauth.bootstrap import build_services, utcnow
+    from agentauth.storage import admin_stats
+
+    async def run() -> dict[str, Any]:
+        svc = await build_services(_settings())
+        try:
+            now = utcnow()
+            stats = admin_stats.summary(await svc.ports.reads.fetch(*admin_stats.queries(now)))
+            return {"at": now.isoformat(), **stats}
+        finally:
+            await svc.close()
+
+    stats = asyncio.run(run())
+    if as_json:
+        _print_json(stats)
+        return
+    for name, value in stats.items():
+        shown = ", ".join(f"{k} {v}" for k, v in value.items()) or "none" if isinstance(value, dict) else value
+        typer.echo(f"{name:20} {shown}")
