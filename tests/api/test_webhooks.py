@@ -213,3 +213,39 @@ def test_the_cursor_passes_a_hole_in_the_audit_ids_only_once_it_is_old(monkeypat
     now[0] += GAP_SECONDS
     assert worker._settled(14, [16, 17]) == 17  # a rolled-back insert: the hole stays for good
     assert worker._gaps == {}
+
+
+async def test_key_events_are_issuer_wide_and_carry_only_key_ids(client: httpx.AsyncClient, services: Services) -> None:
+    """A rotation or a compromised signing key concerns every tenant's verifiers: each tenant's subscription that
+    names ``key.*`` (or ``*``) is owed it; the body names the kids and nothing of other tenants (no counts)."""
+    from agentauth.issuer.compromise import revoke_signing_key
+    from agentauth.issuer.context import RequestContext
+
+    with receiver() as hook:
+        first, second = await quickstart(client, "first"), await quickstart(client, "second")
+        keys_first = ok(await client.post(HOOKS, json={"url": hook.url, "events": ["key.*"]},
+                                          headers=bearer(first["access_token"])), 201)  # fmt: skip
+        every_second = await make_hook(client, second["access_token"], ["*"])
+        agents_second = await make_hook(client, second["access_token"], ["agent.*"])
+        before = services.keys.ring.active.kid
+        ring = await services.keys.rotate(services.core.clock(), services.key_retention())
+        await revoke_signing_key(services.keys, services.core, before, RequestContext())
+        worker = services.webhook_worker
+        await worker.fan_out()
+        fresh = []  # the revoked key signed the quickstart tokens
+        for made in (first, second):
+            form = {"grant_type": "client_credentials", "client_secret": made["api_key"]}
+            fresh.append(ok(await client.post("/api/v1/auth/token", data=form))["access_token"])
+        assert await owed(client, fresh[0], keys_first["id"]) == ["key.revoked", "key.rotated"]
+        seen_by_every = await owed(client, fresh[1], every_second)  # and its own credentials the key signed
+        assert [e for e in seen_by_every if e.startswith("key.")] == ["key.revoked", "key.rotated"]
+        assert "credential.revoked" in seen_by_every
+        assert await owed(client, fresh[1], agents_second) == []
+        while await worker.deliver_due():
+            pass
+        bodies = [r.verified(keys_first["secret"]) for r in hook.received]
+    assert [b["type"] for b in bodies] == ["key.rotated", "key.revoked"]
+    rotated, revoked = (b["data"] for b in bodies)
+    assert rotated["details"] == {"active_kid": ring.active.kid, "previous_kid": before}
+    assert rotated["tenant_id"] is None and rotated["actor"] == "operator"
+    assert revoked["target_id"] == before and revoked["details"] == {}  # the revoked count spans every tenant

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentauth.issuer import audit
+from agentauth.issuer.context import RequestContext
 from agentauth.keys import KeyEncryptionKey, KeyRing, SigningKey
 from agentauth.storage import signing_keys
 
@@ -65,8 +67,11 @@ class IssuerKeys:
         self._ring = self._decode(list(records))
         return self._ring
 
-    async def rotate(self, now: datetime, retain_for: timedelta, *, due_before: datetime | None = None) -> KeyRing:
-        """One atomic rotation step (see ``KeyRing.rotate``), persisted before it takes effect.
+    async def rotate(
+        self, now: datetime, retain_for: timedelta, *, due_before: datetime | None = None, actor: str = "operator"
+    ) -> KeyRing:
+        """One atomic rotation step (see ``KeyRing.rotate``), persisted before it takes effect, and audited in the
+        same transaction (``signing_key.rotated``, issuer-wide: every tenant's ``key.*`` webhooks get it).
 
         With ``due_before``, rotate only if the active key was activated before it - checked under the lock, so
         replicas that find rotation due at the same moment rotate once, not once each.
@@ -80,6 +85,11 @@ class IssuerKeys:
                 return current
             rotated = current.rotate(now, retain_for)
             await signing_keys.replace_records(session, [k.to_record(self._kek) for k in rotated.keys])
+            audit.record(
+                session, RequestContext(), now, action="signing_key.rotated", tenant_id=None, actor=actor,
+                target_type="signing_key", target_id=rotated.active.kid,
+                details={"active_kid": rotated.active.kid, "previous_kid": current.active.kid},
+            )  # fmt: skip
         self._ring = rotated
         log.info("rotated issuer keys, active kid now %s", rotated.active.kid)
         return rotated
@@ -100,4 +110,4 @@ class IssuerKeys:
         if now - activated < every:
             return False
         before = self.ring.active.kid
-        return (await self.rotate(now, retain_for, due_before=now - every)).active.kid != before
+        return (await self.rotate(now, retain_for, due_before=now - every, actor="schedule")).active.kid != before

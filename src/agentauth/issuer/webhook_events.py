@@ -6,8 +6,10 @@ The body follows the Standard Webhooks recommended payload ("Payload structure")
 ``data``; the ``webhook-id`` is ``evt_`` + the audit row id, the same for every retry so receivers dedupe.
 
 High-volume events (``token.*``: one per token request) are published only to subscriptions that name them
-(``OPT_IN``); ``*`` does not include them. Not in the catalogue yet, because nothing emits them: ``key.rotated``
-(key rotation is not audited), ``approval.*`` (there is no approval flow).
+(``OPT_IN``); ``*`` does not include them. Issuer-wide events (``key.*``: a rotation or a compromised signing key
+concerns every tenant's verifiers) are audited with no tenant and published to every tenant's subscriptions that
+name them, with only the key ids in their details (``ISSUER_WIDE``). Not in the catalogue yet, because nothing
+emits them: ``approval.*`` (there is no approval flow).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ CATALOGUE: dict[str, str] = {
     "policy.updated": "policy.updated",
     "policy.deleted": "policy.deleted",
     "signing_key.revoked": "key.revoked",
+    "signing_key.rotated": "key.rotated",
     "resource_server.created": "resource_server.created",
     "resource_server.updated": "resource_server.updated",
     "resource_server.deleted": "resource_server.deleted",
@@ -62,6 +65,9 @@ NOT_PUBLISHED = frozenset(
     | {"tenant.created", "tenant.claimed"}
 )
 EVENT_TYPES = frozenset(CATALOGUE.values())
+# Audited with tenant_id None and published to every tenant; of their details only these (no cross-tenant counts).
+ISSUER_WIDE = frozenset({"key.rotated", "key.revoked"})
+_ISSUER_WIDE_DETAILS = ("active_kid", "previous_kid")
 
 
 def event_type(action: str) -> str | None:
@@ -69,6 +75,11 @@ def event_type(action: str) -> str | None:
 
 
 FAMILIES = frozenset(f"{kind.split('.')[0]}.*" for kind in EVENT_TYPES)
+
+
+def reaches(subscriber_tenant: str, event_tenant: str | None, event: str) -> bool:
+    """Whether an event of ``event_tenant`` (None: issuer-wide) may reach a subscription of ``subscriber_tenant``."""
+    return event_tenant == subscriber_tenant or (event_tenant is None and event in ISSUER_WIDE)
 
 
 def subscribed(event: str, wanted: frozenset[str]) -> bool:
@@ -102,5 +113,7 @@ def message_body(event: AuditEvent) -> bytes | None:
         "request_id": event.request_id,
         "details": event.details or {},
     }
+    if kind in ISSUER_WIDE:
+        data["details"] = {k: v for k, v in data["details"].items() if k in _ISSUER_WIDE_DETAILS}
     stamp = event.created_at if event.created_at.tzinfo else event.created_at.replace(tzinfo=UTC)
     return orjson.dumps({"type": kind, "timestamp": stamp.isoformat(), "data": data})

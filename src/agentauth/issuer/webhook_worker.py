@@ -36,7 +36,7 @@ from agentauth.errors import AgentAuthError, Conflict
 from agentauth.issuer.cimd import Resolver, system_resolver
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.webhook_delivery import deliver, delivery_client, open_secret, retry_delay
-from agentauth.issuer.webhook_events import event_type, message_body, subscribed
+from agentauth.issuer.webhook_events import event_type, message_body, reaches, subscribed
 from agentauth.keys import KeyEncryptionKey
 from agentauth.storage import webhooks as repo
 from agentauth.storage.ports import Execute, Insert, Require, WritePlan
@@ -245,5 +245,7 @@ def _subscribers(
     return [
         s
         for s in active
-        if s.tenant_id == tenant_id and event_id > s.from_audit_id and subscribed(kind, frozenset(s.events))
+        if reaches(s.tenant_id, tenant_id, kind)
+        and event_id > s.from_audit_id
+        and subscribed(kind, frozenset(s.events))
     ]
