@@ -6,6 +6,7 @@ observed, rate-limit refusals counted per limit; no label value holds an id, a p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -176,3 +177,27 @@ async def test_token_requests_of_the_mcp_tools_are_counted_too(settings_factory:
     grants = "agentauth_token_requests"
     assert value(samples, grants, grants + "_total", grant_type="client_credentials", outcome="issued") == 1
     assert value(samples, grants, grants + "_total", grant_type="client_credentials", outcome="invalid_client") == 1
+
+
+async def test_webhook_attempts_are_counted_by_outcome(settings_factory: Any, backend: str) -> None:
+    from webhook_support import receiver
+
+    async with metrics_client(settings_factory, backend, webhook_retry_first_seconds=0.01) as (services, http):
+        token = (await quickstart(http, "hooked"))["access_token"]
+        with receiver(script=[500]) as hook:
+            made = await http.post("/api/v1/webhooks", json={"url": hook.url, "events": ["agent.*"]},
+                                   headers=bearer(token))  # fmt: skip
+            ok(made, 201)
+            ok(await http.post("/api/v1/agents", json={"name": "c", "agent_type": "tool"}, headers=bearer(token)), 201)
+            worker = services.webhook_worker
+            await worker.fan_out()
+            attempts = [await worker.deliver_due()]
+            await asyncio.sleep(0.5)  # the retry is due after 0.01 s and its jitter
+            attempts.append(await worker.deliver_due())
+        samples = await scrape(http)
+    assert attempts == [1, 1] and [r.answered for r in hook.received] == [500, 204]
+    family, total = "agentauth_webhook_attempts", "agentauth_webhook_attempts_total"
+    assert value(samples, family, total, outcome="retrying") == 1
+    assert value(samples, family, total, outcome="delivered") == 1
+    duration = "agentauth_webhook_attempt_duration_seconds"
+    assert value(samples, duration, f"{duration}_count") == 2

@@ -15,6 +15,9 @@
   signing), and PostgreSQL reads outside a batcher (``PgReads.fetch``).
 * ``agentauth_rate_limited_total{limit}``: requests refused by a rate limit (``issuer/abuse.py``; REST and MCP), by
   limit (``token:ip``, ``token:key``, ``token:client``, ``quickstart:ip``, ``register:ip``).
+* ``agentauth_webhook_attempts_total{outcome}`` and ``agentauth_webhook_attempt_duration_seconds``: webhook
+  delivery attempts this process made (``issuer/webhook_worker.py``), by outcome: ``delivered``, ``retrying`` (it
+  failed and is due again) or ``failed`` (it failed its last attempt).
 
 Cost on the hot path: per request one dict lookup, one counter increment and one histogram observation (the
 labelled children are cached); per batch round two histogram observations.
@@ -113,6 +116,18 @@ class Metrics:
             ("limit",),
             registry=self.registry,
         )
+        self.webhook_attempts = Counter(
+            "agentauth_webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retrying, failed).",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "agentauth_webhook_attempt_duration_seconds",
+            "Seconds one webhook delivery attempt took, to the receiver's answer or the failure.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._grants = {grant_type: grant_label(grant_type) for grant_type in grant_types}
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._token_children: dict[tuple[str, str], Counter] = {}
@@ -145,6 +160,10 @@ class Metrics:
         children[0].observe(size)
         children[1].observe(seconds)
 
+    def observe_webhook_attempt(self, outcome: str, seconds: float) -> None:
+        self.webhook_attempts.labels(outcome).inc()
+        self.webhook_latency.observe(seconds)
+
     def exposition(self) -> bytes:
         """The text format of a scrape: this process's values, or every worker's in multiprocess mode."""
         if MULTIPROCESS_ENV in os.environ:
@@ -160,12 +179,15 @@ class Metrics:
         services.rate_limiter = CountingRateLimiter(inner, self)
         services.observe_batch_rounds(self.observe_round)
         services.token_requests = self.observe_token_request
+        services.webhook_worker.observe = self.observe_webhook_attempt
 
     def detach(self, services: Services) -> None:
         if isinstance(services.rate_limiter, CountingRateLimiter) and services.rate_limiter.metrics is self:
             services.rate_limiter = services.rate_limiter.inner
         services.observe_batch_rounds(None)
         services.token_requests = None
+        if services.webhook_worker.observe == self.observe_webhook_attempt:
+            services.webhook_worker.observe = None
 
 
 def limit_label(key: str) -> str:

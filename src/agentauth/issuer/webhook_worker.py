@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -83,6 +83,8 @@ class WebhookWorker:
         self.owner = f"{os.getpid()}:{uuid.uuid4().hex[:16]}"
         self._http = http
         self._gaps: dict[int, float] = {}  # first missing audit id of a hole -> when it was first seen (monotonic)
+        # Told of every attempt recorded: its outcome (delivered, retrying, failed) and seconds (``api/metrics.py``).
+        self.observe: Callable[[str, float], None] | None = None
 
     async def run(self) -> None:
         """Fan out and deliver every ``poll_seconds``, for the life of the process."""
@@ -237,6 +239,10 @@ class WebhookWorker:
             await self.core.ports.writes.run(plan)
         except _Lost:
             log.warning("webhook delivery %s: claim expired before its attempt was recorded", d.id)
+            return
+        if self.observe is not None:
+            outcome = "retrying" if status is DeliveryStatus.PENDING else str(status.value)
+            self.observe(outcome, attempt.duration_ms / 1000)
 
 
 def _subscribers(
