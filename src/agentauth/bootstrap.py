@@ -179,8 +179,9 @@ class Services:
                 log.exception("maintenance failed; retrying in %ss", KEY_RELOAD_SECONDS)
 
     async def housekeeping(self, now: datetime) -> None:
-        """One pass of the once-a-minute chores: rotate keys when due, recycle status lists, and forget used
-        jwt-bearer assertion ids that can no longer be replayed (else one row per grant, forever)."""
+        """One pass of the once-a-minute chores: rotate keys when due, recycle status lists, forget used
+        jwt-bearer assertion ids that can no longer be replayed (else one row per grant, forever) and webhook
+        deliveries settled more than ``webhook_log_days`` ago."""
         every = timedelta(days=self.settings.key_rotation_days)
         await self.keys.rotate_if_due(now, every, self.key_retention())
         await self.status.recycle()
@@ -191,6 +192,7 @@ class Services:
                 forgotten = await assertions.forget_expired(session, now, leeway, limit=batch)
             if forgotten < batch:
                 break
+        await self.webhook_worker.forget_settled(now - timedelta(days=self.settings.webhook_log_days), batch)
 
     async def close(self) -> None:
         await self.status.close()

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     webhook_retry_first_seconds: float = Field(
         5.0, gt=0, le=3600, description="Ceiling of the wait before the first retry; each later one doubles (<= 1 h)."
     )
+    webhook_log_days: int = Field(
+        30, ge=1, le=3650, description="Days a settled (delivered or failed) webhook delivery and its log are kept."
+    )
     # -- Owner accounts (issue 14 item 4; issuer/owners.py) --
     owner_signup: Literal["open", "closed"] = Field(
         "open", description="Whether people may create owner accounts at /signup."

@@ -101,6 +101,19 @@ class WebhookWorker:
             if self._http is None:
                 await http.aclose()
 
+    async def forget_settled(self, before: datetime, batch: int) -> int:
+        """Forget deliveries settled (delivered or failed) before ``before`` and their attempts, in bounded batches
+        (no long write lock after a backlog); returns how many."""
+        forgotten = 0
+        while True:
+            (rows,) = await self.core.ports.reads.fetch(repo.settled_before(before, batch))
+            if not rows:
+                return forgotten
+            await self.core.ports.writes.run(WritePlan(repo.forget_settled(before, max(int(r[0]) for r in rows))))
+            forgotten += len(rows)
+            if len(rows) < batch:
+                return forgotten
+
     # -- fan-out --
 
     async def fan_out(self) -> int:

@@ -191,6 +191,30 @@ _OWED_BETWEEN = select(_DELIVERIES.c.subscription_id, _DELIVERIES.c.audit_id).wh
 )
 
 
+# -- forgetting settled deliveries (housekeeping) --
+
+_SETTLED = (
+    _DELIVERIES.c.status != DeliveryStatus.PENDING.value,  # delivered or failed (no IN: statements compile once)
+    _DELIVERIES.c.next_attempt_at < bindparam("cutoff", type_=UTCDateTime()),
+)
+_SETTLED_IDS = select(_DELIVERIES.c.id).where(*_SETTLED).order_by(_DELIVERIES.c.id).limit(_LIMIT)
+_SETTLED_UPTO = select(_DELIVERIES.c.id).where(*_SETTLED, _DELIVERIES.c.id <= bindparam("upto", type_=BigInteger()))
+_FORGET_ATTEMPTS = delete(_ATTEMPTS).where(_ATTEMPTS.c.delivery_id.in_(_SETTLED_UPTO))
+_FORGET_DELIVERIES = delete(_DELIVERIES).where(_DELIVERIES.c.id.in_(_SETTLED_UPTO))
+
+
+def settled_before(cutoff: datetime, limit: int) -> Query:
+    """The ids of up to ``limit`` deliveries settled (delivered or failed) before ``cutoff``, oldest first."""
+    return Query(_SETTLED_IDS, {"cutoff": cutoff, "limit": limit})
+
+
+def forget_settled(cutoff: datetime, upto: int) -> tuple[Execute, Execute]:
+    """Delete the deliveries settled before ``cutoff`` with ids up to ``upto``, and their attempt log. A delivery
+    sent again in between (``retry``: pending once more) is no longer settled and stays."""
+    params = {"cutoff": cutoff, "upto": upto}
+    return Execute(_FORGET_ATTEMPTS, params), Execute(_FORGET_DELIVERIES, params)
+
+
 def cursor() -> Query:
     return Query(_CURSOR_ROW)
 
