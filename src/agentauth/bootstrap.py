@@ -23,6 +23,7 @@ from agentauth.errors import TemporarilyUnavailable
 from agentauth.issuer import discovery
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.approvals import ApprovalService
 from agentauth.issuer.audit_log import AuditService
 from agentauth.issuer.authorization import Authorizer
 from agentauth.issuer.authorization_codes import AuthorizationService
@@ -97,6 +98,7 @@ class Services:
     client_registration: ClientRegistration
     webhooks: WebhookService
     webhook_worker: WebhookWorker
+    approvals: ApprovalService
     # Told the grant_type and outcome (``issued`` or the OAuth error code) of every token request made through an
     # adapter other than the REST token endpoint (the MCP tools), for ``/metrics``; set by ``Metrics.attach``.
     token_requests: Callable[[object, str], None] | None = None
@@ -295,6 +297,7 @@ async def build_services(settings: Settings) -> Services:
         client_registration=ClientRegistration(core),
         webhooks=WebhookService(core, authz, kek, allow_loopback=settings.webhook_allow_loopback),
         webhook_worker=WebhookWorker(core, kek, webhook_settings(settings)),
+        approvals=ApprovalService(core, api_keys),
     )
 
 

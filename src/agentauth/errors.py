@@ -173,3 +173,53 @@ class InvalidClientMetadata(AgentAuthError):
     error = "invalid_client_metadata"
     status_code = 400
     description = "The value of one of the client metadata fields is invalid."
+
+
+class InvalidAuthorizationDetails(AgentAuthError):
+    """RFC 9396 section 5: an ``authorization_details`` that is malformed, of an unknown type, or asks for more
+    than the client may have."""
+
+    error = "invalid_authorization_details"
+    status_code = 400
+    description = "The authorization_details parameter is invalid."
+
+
+class UnknownUserId(AgentAuthError):
+    """OpenID CIBA Core section 13: "The OpenID Provider is not able to identify which end-user the Client wishes
+    to be authenticated by means of the hint provided in the request (login_hint...)"."""
+
+    error = "unknown_user_id"
+    status_code = 400
+    description = "The login_hint names no owner of this agent's tenant."
+
+
+class AuthorizationPending(AgentAuthError):
+    """CIBA Core section 11: the owner has not decided yet; poll again after the interval."""
+
+    error = "authorization_pending"
+    status_code = 400
+    description = "The owner has not approved or denied the request yet."
+
+
+class SlowDown(AgentAuthError):
+    """CIBA Core section 11: polled sooner than the interval; the interval grows by 5 seconds."""
+
+    error = "slow_down"
+    status_code = 400
+    description = "Polled too fast: wait the interval (now 5 seconds longer) between polls."
+
+
+class ExpiredToken(AgentAuthError):
+    """CIBA Core section 11: the ``auth_req_id`` expired before the owner decided."""
+
+    error = "expired_token"
+    status_code = 400
+    description = "The approval request expired before the owner decided: make a new one."
+
+
+class ApprovalDenied(AgentAuthError):
+    """CIBA Core section 11: the owner denied the request (``access_denied`` at the token endpoint, status 400)."""
+
+    error = "access_denied"
+    status_code = 400
+    description = "The owner denied the request."

@@ -16,6 +16,7 @@ AUTH = f"{API_V1}/auth"
 TOKEN = f"{AUTH}/token"
 INTROSPECT = f"{AUTH}/introspect"
 REVOKE = f"{AUTH}/revoke"
+BACKCHANNEL = f"{AUTH}/bc-authorize"  # OpenID CIBA Core section 7: the backchannel authentication endpoint
 # RFC 7591 dynamic client registration: the RFC 8414 ``registration_endpoint``.
 REGISTER = f"{AUTH}/register"
 # The authorization endpoint (RFC 6749 section 3.1): a page for people, so outside the JSON API.
@@ -58,6 +59,7 @@ ENDPOINTS = {
     "evaluate_endpoint": EVALUATE,
     "introspection_endpoint": INTROSPECT,
     "revocation_endpoint": REVOKE,
+    "backchannel_authentication_endpoint": BACKCHANNEL,
     "audit_endpoint": AUDIT_EVENTS,
     "status_lists_endpoint": STATUS_LISTS,
     "mcp_endpoint": MCP,

@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     webhook_log_days: int = Field(
         30, ge=1, le=3650, description="Days a settled (delivered or failed) webhook delivery and its log are kept."
     )
+    # -- Human approval (issue 17 item 2; issuer/approvals.py): OpenID CIBA with RFC 9396 authorization_details --
+    approval_ttl_seconds: int = Field(
+        300, ge=30, le=86_400, description="Longest an approval request waits for the owner (requested_expiry)."
+    )
+    approval_interval_seconds: int = Field(
+        5, ge=1, le=60, description="The least wait between two polls of one approval request (CIBA interval)."
+    )
+    authorization_details_types: str = Field(
+        "payment,agent_action,data_access",
+        description="Comma-separated authorization_details types approval requests may use (RFC 9396 section 5).",
+    )
     # -- Owner accounts (issue 14 item 4; issuer/owners.py) --
     owner_signup: Literal["open", "closed"] = Field(
         "open", description="Whether people may create owner accounts at /signup."

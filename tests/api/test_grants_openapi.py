@@ -59,12 +59,14 @@ async def test_the_served_openapi_form_lists_exactly_the_registered_grants(clien
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "urn:ietf:params:oauth:grant-type:token-exchange",
         "authorization_code",
+        "urn:openid:params:grant-type:ciba",
     ]
     assert set(schema["properties"]) == {"grant_type"} | {p.name for g in GRANTS for p in g.parameters}
     for name in EXCHANGE_PARAMS:
         assert "token-exchange" in schema["properties"][name]["description"], name
     assert operation["summary"] == (
-        "Token endpoint (RFC 6749): client_credentials, refresh_token, jwt-bearer, token-exchange, authorization_code"
+        "Token endpoint (RFC 6749): client_credentials, refresh_token, jwt-bearer, token-exchange, authorization_code, "
+        "ciba"
     )
 
 
@@ -90,6 +92,7 @@ async def test_metadata_lists_the_registered_grants_and_the_urls_issued_so_far(c
         "evaluate_endpoint": f"{ISSUER_URL}/api/v1/policies/evaluate",
         "introspection_endpoint": f"{ISSUER_URL}/api/v1/auth/introspect",
         "revocation_endpoint": f"{ISSUER_URL}/api/v1/auth/revoke",
+        "backchannel_authentication_endpoint": f"{ISSUER_URL}/api/v1/auth/bc-authorize",
         "audit_endpoint": f"{ISSUER_URL}/api/v1/audit/events",
         "status_lists_endpoint": f"{ISSUER_URL}/api/v1/status-lists",
         "mcp_endpoint": f"{ISSUER_URL}/mcp",

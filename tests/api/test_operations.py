@@ -56,6 +56,7 @@ UNJUDGED_ROUTES = {
     ("POST", "/api/v1/auth/token/introspect"), ("POST", "/api/v1/auth/revoke"), ("POST", "/api/v1/auth/token/revoke"),
     ("GET", "/api/v1/status-lists/{list_id}"),
     ("POST", "/api/v1/auth/register"),  # RFC 7591: governed by AGENTAUTH_REGISTRATION, like quickstart
+    ("POST", "/api/v1/auth/bc-authorize"),  # CIBA: the agent authenticates as a client, as at the token endpoint
     # Pages for people: the owner's session cookie and its CSRF token, not an agent's bearer (issuer/owners.py).
     ("GET", "/authorize"), ("POST", "/authorize"), ("GET", "/login"), ("POST", "/login"), ("GET", "/signup"),
     ("POST", "/signup"), ("POST", "/logout"), ("GET", "/account"), ("POST", "/account/tenants"),
@@ -70,7 +71,8 @@ UNJUDGED_ROUTES = {
     ("POST", "/console/{tenant_id}/policies/evaluate"), ("POST", "/console/{tenant_id}/stop"),
     ("GET", "/console/{tenant_id}/delegations"), ("GET", "/console/{tenant_id}/delegations/{delegation_id}/revoke"),
     ("POST", "/console/{tenant_id}/delegations/{delegation_id}/revoke"), ("GET", "/console/{tenant_id}/clients"),
-    ("POST", "/console/{tenant_id}/clients/disconnect"),
+    ("POST", "/console/{tenant_id}/clients/disconnect"), ("GET", "/console/{tenant_id}/approvals"),
+    ("POST", "/console/{tenant_id}/approvals/{approval_id}/{verb}"),
     ("GET", "/docs"), ("GET", "/redoc"),  # the API documentation pages (api/docs.py): static, nobody's data
 }  # fmt: skip
 TWINS = {

@@ -232,3 +232,42 @@ def test_hostile_ids_in_console_paths_are_4xx_and_change_nothing(owners: tuple[L
     after = [a.http.get(f"/console/{a.tenant}{page}").text for page in ("", "/keys", "/policies")]
     strip = re.compile(r'name="csrf_token" value="[^"]*"')
     assert [strip.sub("", page) for page in after] == [strip.sub("", page) for page in before]
+
+
+def test_approvals_are_the_named_owners_only_need_csrf_and_render_inert(
+    owners: tuple[LiveServer, Owner, Owner],
+) -> None:
+    """An approval request (CIBA) of A's tenant: B never sees nor decides it; a forged form (no or B's CSRF token,
+    cross-site) decides nothing; hostile text in the binding message and the authorization details is shown as
+    text, never markup."""
+    import json
+
+    server, a, b = owners
+    hostile = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+    details = [{"type": "payment", "amount": "1.00", "currency": "USD", "creditor": hostile}]
+    asked = httpx.post(f"{server.url}/api/v1/auth/bc-authorize", auth=("", a.root_key), data={
+        "login_hint": "a@example.com", "binding_message": hostile, "authorization_details": json.dumps(details),
+    })  # fmt: skip
+    assert asked.status_code == 200, asked.text
+    t = a.tenant
+    inbox = a.http.get(f"/console/{t}/approvals")
+    found = re.search(r'data-approval-id="([^"]+)"', inbox.text)
+    assert inbox.status_code == 200 and found is not None, inbox.text
+    approval = found.group(1)
+    assert "<script>" not in inbox.text and "<img src=x" not in inbox.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in inbox.text
+    assert "default-src 'none'" in inbox.headers["content-security-policy"]
+    seen = b.http.get(f"/console/{t}/approvals")
+    assert seen.status_code == 404 and approval not in seen.text
+    for path in (f"/console/{t}/approvals/{approval}/approve", f"/console/{b.tenant}/approvals/{approval}/approve"):
+        assert b.post(path).status_code == 404, path
+    path = f"/console/{t}/approvals/{approval}/approve"
+    assert a.http.post(path).status_code == 403
+    assert a.http.post(path, data={"csrf_token": b.csrf()}).status_code == 403
+    cross = a.http.post(path, data={"csrf_token": a.csrf()}, headers={"Origin": "https://evil.example"})
+    assert cross.status_code == 403
+    assert a.post(f"/console/{t}/approvals/{approval}/obey").status_code == 400
+    assert 'class="approval status-pending"' in a.http.get(f"/console/{t}/approvals").text
+    done = a.post(path)
+    assert done.status_code == 200 and 'class="approval status-approved"' in done.text
+    assert a.post(path).status_code == 409  # decided once

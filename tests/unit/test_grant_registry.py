@@ -22,6 +22,7 @@ STANDARD = (
     "urn:ietf:params:oauth:grant-type:jwt-bearer",
     "urn:ietf:params:oauth:grant-type:token-exchange",
     "authorization_code",
+    "urn:openid:params:grant-type:ciba",
 )
 
 
@@ -38,7 +39,7 @@ def form_schema(form: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def test_the_registry_holds_the_five_grants_in_order() -> None:
+def test_the_registry_holds_the_six_grants_in_order() -> None:
     assert GRANTS.grant_types == STANDARD
     assert [grant.grant_type for grant in GRANTS] == list(STANDARD)
 
@@ -87,7 +88,7 @@ def test_a_registered_fake_grant_shows_up_in_the_form_the_summary_and_the_metada
     assert schema["properties"]["grant_type"]["enum"] == [*STANDARD, FAKE]
     assert schema["properties"]["fake_code"]["description"] == "fake (required): A code only this grant reads."
     assert "fake: Fake." in schema["properties"]["scope"]["description"]
-    assert token_summary(registry).endswith("jwt-bearer, token-exchange, authorization_code, fake")
+    assert token_summary(registry).endswith("jwt-bearer, token-exchange, authorization_code, ciba, fake")
 
     settings = Settings(issuer_url="https://issuer.example", data_dir=tmp_path)
     config = discovery.agent_configuration(settings, "did:web:issuer.example", {}, registry)

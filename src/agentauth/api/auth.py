@@ -13,7 +13,7 @@ from agentauth.api.body import read_params
 from agentauth.api.deps import ContextDep, ServicesDep, principal_of, request_context
 from agentauth.api.direct import DirectRoute
 from agentauth.api.metrics import ISSUED, observe_token_request
-from agentauth.api.openapi import TOKEN_ERRORS, IntrospectionResponse
+from agentauth.api.openapi import BACKCHANNEL_ERRORS, BACKCHANNEL_FORM, TOKEN_ERRORS, IntrospectionResponse
 from agentauth.api.ratelimits import limit_token_request
 from agentauth.bootstrap import Services
 from agentauth.errors import AgentAuthError
@@ -116,6 +116,25 @@ async def token(request: Request) -> Response:
     # RFC 9449 section 8.2: a server may hand out the next nonce with any answer; one that requires them does.
     headers = NO_STORE if nonce is None else NO_STORE | {"DPoP-Nonce": nonce}
     return Response(result.model_dump_json(exclude_none=True), media_type="application/json", headers=headers)
+
+
+@router.post(
+    "/bc-authorize",
+    summary="Ask the agent's owner to approve an exact action (OpenID CIBA, RFC 9396 authorization_details)",
+    description="Backchannel authentication request (CIBA Core section 7), poll mode. Authenticate as at the "
+    "token endpoint (the API key as client_secret, body or HTTP Basic). `login_hint`: the email of an owner of "
+    "the agent's tenant. `authorization_details`: a JSON array (RFC 9396) of objects with a `type` from the "
+    "metadata's `authorization_details_types_supported`, shown to the owner as asked; `binding_message`: one "
+    "line shown with it. Poll the token endpoint with `grant_type=urn:openid:params:grant-type:ciba` and the "
+    "`auth_req_id`; the token carries the approved `authorization_details`.",
+    openapi_extra=BACKCHANNEL_FORM,
+    responses=BACKCHANNEL_ERRORS,
+)
+async def backchannel_authorize(request: Request, services: ServicesDep, ctx: ContextDep) -> Response:
+    params = await read_params(request)
+    await limit_token_request(services, params, ctx)
+    answer = await services.approvals.request(params, ctx)
+    return JSONResponse(answer, headers=NO_STORE)
 
 
 async def _caller(

@@ -32,6 +32,7 @@ from agentauth.api.owner_pages import check_csrf, current_owner
 from agentauth.api.pages import esc, form_pairs, hidden, message_page, page, redirect
 from agentauth.bootstrap import Services
 from agentauth.errors import AgentAuthError, InvalidRequest
+from agentauth.issuer.approvals import Approval
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.owners import OwnerSession
 from agentauth.issuer.schemas import (
@@ -69,7 +70,8 @@ def _login_redirect(request: Request) -> Response:
 def _nav(tenant_id: str, here: str) -> str:
     base = f"{CONSOLE}/{quote(tenant_id)}"
     links = [
-        (base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/delegations", "Delegations"),
+        (base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/approvals", "Approvals"),
+        (f"{base}/delegations", "Delegations"),
         (f"{base}/policies", "Policies"), (f"{base}/clients", "Clients and APIs"), (f"{base}/audit", "Audit log"),
         (CONSOLE, "Tenants"),
     ]  # fmt: skip
@@ -372,6 +374,79 @@ async def revoke_key(request: Request, tenant_id: str, key_id: str) -> Response:
         return await _keys_page(request, owner, principal, ctx, _notice(f"API key {revoked.prefix}... revoked."))
 
     return await _as_owner(request, tenant_id, revoke, post=True)
+
+
+# -- approvals (CIBA) --------------------------------------------------------------------------------------
+
+
+def _approval_item(approval: Approval, names: dict[str, str], csrf: str, base: str, me: str, now: datetime) -> str:
+    """One request as asked: who asks, its binding message, its authorization_details verbatim (pretty JSON, as
+    text), the scopes; the decision buttons when it is pending and addressed to this owner."""
+    shown = approval.shown(now)
+    asked = json.dumps(approval.authorization_details, indent=2, sort_keys=True, ensure_ascii=False)
+    actions = ""
+    if shown == "pending" and approval.owner_id == me:
+        actions = "".join(
+            f'<form class=inline method=post action="{esc(base)}/{esc(quote(approval.id))}/{verb}">{csrf}'
+            f'<button type=submit name=decision value={verb} aria-label="{label} {esc(approval.id)}">{label}</button>'
+            "</form>"
+            for verb, label in (("approve", "Approve"), ("deny", "Deny"))
+        )
+    elif shown == "pending":
+        actions = "<p class=muted>Addressed to another owner of this tenant.</p>"
+    message = (
+        f"<p class=binding-message><strong>{esc(approval.binding_message)}</strong></p>"
+        if approval.binding_message
+        else ""
+    )
+    details = f"<pre class=authorization-details>{esc(asked)}</pre>" if approval.authorization_details else ""
+    scope = f"<p>Scopes: <code>{esc(' '.join(approval.scopes))}</code></p>" if approval.scopes else ""
+    decided = f" by {esc(approval.decided_by or '')} at {_when(approval.decided_at)}" if approval.decided_at else ""
+    return (
+        f'<li class="approval status-{esc(shown)}" data-approval-id="{esc(approval.id)}">'
+        f"<p><strong>{esc(names.get(approval.agent_id, approval.agent_id))}</strong> asks, "
+        f"{_when(approval.created_at)} - <span class=approval-status>{esc(shown)}</span>{decided}; "
+        f"expires {_when(approval.expires_at)}</p>{message}{details}{scope}{actions}</li>"
+    )
+
+
+async def _approvals_page(
+    request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext, notice: str = "",
+    status: int = 200,
+) -> Response:  # fmt: skip
+    services, tenant_id = _services(request), principal.tenant_id
+    base = f"{CONSOLE}/{quote(tenant_id)}/approvals"
+    approvals = await services.approvals.inbox(tenant_id)
+    listed = await services.agents.list(principal, PAGE_SIZE, 0, ctx)
+    names = {a.id: a.name for a in listed.items}
+    csrf = hidden("csrf_token", owner.csrf_token)
+    now = services.core.clock()
+    items = "".join(_approval_item(a, names, csrf, base, owner.owner.id, now) for a in approvals)
+    body = (
+        f"{_STYLE}{_nav(tenant_id, base)}<h1>Approvals</h1>{notice}"
+        "<p>Agents ask here before an action that needs a person (OpenID CIBA). Approve only what is shown: the "
+        "token the agent gets carries exactly these authorization details.</p>"
+        + (f"<ul id=approvals class=tree>{items}</ul>" if items else "<p id=no-approvals>No approval requests.</p>")
+    )
+    return page("Approvals", body, status=status)
+
+
+@router.get(CONSOLE + "/{tenant_id}/approvals")
+async def approvals(request: Request, tenant_id: str) -> Response:
+    return await _as_owner(request, tenant_id, _approvals_page)
+
+
+@router.post(CONSOLE + "/{tenant_id}/approvals/{approval_id}/{verb}")
+async def decide_approval(request: Request, tenant_id: str, approval_id: str, verb: str) -> Response:
+    async def decide(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        if verb not in ("approve", "deny"):
+            raise InvalidRequest("decide with approve or deny")
+        decided = await _services(request).approvals.decide(
+            owner, principal.tenant_id, approval_id, verb == "approve", ctx
+        )
+        return await _approvals_page(request, owner, principal, ctx, _notice(f"Request {decided.id} {decided.status}."))
+
+    return await _as_owner(request, tenant_id, decide, post=True)
 
 
 # -- audit log ---------------------------------------------------------------------------------------------

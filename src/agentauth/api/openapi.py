@@ -92,14 +92,19 @@ class TokenError(BaseModel):
         "invalid_dpop_proof",
         "use_dpop_nonce",
         "rate_limited",
-    ] = Field(description="RFC 6749 section 5.2 (RFC 8707 invalid_target, RFC 9449 DPoP errors)")
+        "authorization_pending",
+        "slow_down",
+        "expired_token",
+        "access_denied",
+    ] = Field(description="RFC 6749 section 5.2 (RFC 8707 invalid_target, RFC 9449 DPoP errors, CIBA section 11)")
     error_description: str = Field(description="Human-readable; safe to show")
 
 
 # Which codes come with which status, from the exception classes that send them.
 TOKEN_400_ERRORS = (
     errors.InvalidRequest, errors.InvalidGrant, errors.UnsupportedGrantType, errors.InvalidScope,
-    errors.InvalidTarget, errors.InvalidDPoPProof, errors.UseDPoPNonce,
+    errors.InvalidTarget, errors.InvalidDPoPProof, errors.UseDPoPNonce, errors.AuthorizationPending,
+    errors.SlowDown, errors.ExpiredToken, errors.ApprovalDenied,
 )  # fmt: skip
 
 
@@ -128,6 +133,74 @@ TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
         "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
         "content": {"application/json": {"example": {"error": "rate_limited", "error_description": "..."}}},
     },
+}
+
+
+class BackchannelError(BaseModel):
+    """OpenID CIBA Core section 13 error response of the backchannel authentication endpoint."""
+
+    error: Literal[
+        "invalid_request", "invalid_client", "invalid_scope", "unknown_user_id", "invalid_binding_message",
+        "invalid_authorization_details", "rate_limited",
+    ] = Field(description="CIBA section 13 (RFC 9396 invalid_authorization_details)")  # fmt: skip
+    error_description: str = Field(description="Human-readable; safe to show")
+
+
+BACKCHANNEL_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["login_hint"],
+                    "properties": {
+                        "client_secret": {"type": "string", "description": "The agent's API key (or HTTP Basic)."},
+                        "client_id": {"type": "string", "description": "Optional: the agent's id."},
+                        "login_hint": {"type": "string", "description": "The email of an owner of the tenant."},
+                        "authorization_details": {
+                            "type": "string",
+                            "description": "RFC 9396: a JSON array of objects, each with a type; shown as asked.",
+                        },
+                        "binding_message": {"type": "string", "description": "One line shown with the request."},
+                        "scope": {"type": "string", "description": "Space-separated scopes the agent holds."},
+                        "requested_expiry": {"type": "integer", "description": "Seconds the request may wait."},
+                    },
+                },
+                "example": {
+                    "client_secret": "ak_live_...",
+                    "login_hint": "owner@example.com",
+                    "binding_message": "Pay invoice 1042",
+                    "authorization_details": '[{"type": "payment", "amount": "45.00", "currency": "USD", '
+                    '"creditor": "ACME Corp"}]',
+                },
+            }
+        },
+    }
+}
+
+
+BACKCHANNEL_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The request is recorded; poll the token endpoint with auth_req_id",
+        "content": {
+            "application/json": {
+                "example": {"auth_req_id": "...", "expires_in": 300, "interval": 5},
+                "schema": {
+                    "type": "object",
+                    "required": ["auth_req_id", "expires_in", "interval"],
+                    "properties": {
+                        "auth_req_id": {"type": "string"},
+                        "expires_in": {"type": "integer"},
+                        "interval": {"type": "integer"},
+                    },
+                },
+            }
+        },
+    },
+    400: {"model": BackchannelError, "description": "The request is refused (CIBA section 13)"},
+    401: {"model": BackchannelError, "description": "Client authentication failed (invalid_client)"},
+    429: {"model": BackchannelError, "description": "Too many requests (rate_limited)"},
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,10 +122,12 @@ class IssuerCore:
         extra_subject_claims: dict[str, Any] | None = None,
         audience: str | Sequence[str] | None = None,
         dpop_jkt: str | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
     ) -> tuple[str, datetime, dict[str, Any]]:
         """Sign an access token: (jwt, exp, the ``credentials`` row that records it with its status slot).
         ``audience``: the ``aud`` claim (``audience.Target.audience``); None: the issuer URL (our own API).
-        ``dpop_jkt``: bound to that DPoP key (RFC 9449 section 6, ``cnf.jkt``)."""
+        ``dpop_jkt``: bound to that DPoP key (RFC 9449 section 6, ``cnf.jkt``). ``authorization_details``: what
+        an owner approved (RFC 9396 section 9.1, the claim of that name)."""
         default_exp = now + timedelta(seconds=self.settings.access_token_ttl_seconds)
         exp = min(default_exp, expires_at) if expires_at else default_exp
         kid = self.credentials.active_kid
@@ -141,6 +143,7 @@ class IssuerCore:
             act=act,
             delegation_chain=delegation_chain,
             dpop_jkt=dpop_jkt,
+            authorization_details=authorization_details,
         )
         list_id, index = StatusRegistry.parse_entry(status)
         row = {

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from agentauth import __version__
+from agentauth.issuer.approvals import GRANT_CIBA
+from agentauth.issuer.approvals import authorization_details_types as settings_types
 from agentauth.issuer.grants import GRANTS, GrantRegistry
 from agentauth.issuer.scopes import AGENT_TYPES, SCOPES, TRUST_LEVELS
 from agentauth.settings import Settings
@@ -57,6 +59,14 @@ def authorization_server_metadata(
             "response_modes_supported": ["query"],
             "code_challenge_methods_supported": list(CODE_CHALLENGE_METHODS),
             "authorization_response_iss_parameter_supported": True,
+        }
+    if GRANT_CIBA in grants.grant_types:
+        # OpenID CIBA Core section 4 and RFC 9396 section 10.
+        metadata |= {
+            "backchannel_authentication_endpoint": endpoints["backchannel_authentication_endpoint"],
+            "backchannel_token_delivery_modes_supported": ["poll"],
+            "backchannel_user_code_parameter_supported": False,
+            "authorization_details_types_supported": list(settings_types(settings)),
         }
     if settings.registration != "closed":
         metadata["registration_endpoint"] = endpoints["registration_endpoint"]

@@ -69,6 +69,7 @@ def agent_cascade(ctx: RequestContext, now: datetime, root: Agent, actor: str) -
             **subtree,
         ),
         Execute(sql.DEACTIVATE_SUBTREE, at),
+        Execute(sql.DENY_SUBTREE_APPROVALS, at),
         sql.SUBTREE_KEYS.step(
             audit.event(
                 ctx,

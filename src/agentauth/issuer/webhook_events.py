@@ -8,8 +8,7 @@ The body follows the Standard Webhooks recommended payload ("Payload structure")
 High-volume events (``token.*``: one per token request) are published only to subscriptions that name them
 (``OPT_IN``); ``*`` does not include them. Issuer-wide events (``key.*``: a rotation or a compromised signing key
 concerns every tenant's verifiers) are audited with no tenant and published to every tenant's subscriptions that
-name them, with only the key ids in their details (``ISSUER_WIDE``). Not in the catalogue yet, because nothing
-emits them: ``approval.*`` (there is no approval flow).
+name them, with only the key ids in their details (``ISSUER_WIDE``).
 """
 
 from __future__ import annotations
@@ -51,6 +50,9 @@ CATALOGUE: dict[str, str] = {
     "token.refreshed": "token.refreshed",
     "token.exchanged": "token.exchanged",
     "token.denied": "token.denied",
+    "approval.requested": "approval.requested",
+    "approval.approved": "approval.approved",
+    "approval.denied": "approval.denied",
     "webhook.created": "webhook.created",
     "webhook.updated": "webhook.updated",
     "webhook.deleted": "webhook.deleted",

@@ -14,6 +14,9 @@
 * ``AgentClient`` / ``AsyncAgentClient`` - the agent's side: quickstart, tokens by API key or did:key, refreshed
   before ``refresh_before``, an ``httpx.Auth`` (and ``requests`` auth) attaching them, resource-bound tokens,
   token exchange under a delegation, presentations (``agentauth.sdk.agent``).
+* ``require_authorization_details`` - a resource server's check that a verified token's RFC 9396
+  ``authorization_details`` (an owner's approval, CIBA) cover the action asked of it: same type, every field
+  approved, ``amount`` at most the approved one (``agentauth.vc.authorization_details``).
 * ``DPoPAuth`` - the agent's side: an ``httpx.Auth`` that signs a DPoP proof for every request with the agent's
   key and retries once on ``use_dpop_nonce`` (``agentauth.sdk.client``).
 
@@ -33,6 +36,8 @@ from agentauth.sdk.metadata import protected_resource_metadata
 from agentauth.sdk.offline import JwksFileError, load_jwks, offline_verifier
 from agentauth.sdk.online import AsyncOnlineVerifier, OnlineVerifier
 from agentauth.sdk.status_source import HttpStatusLists
+from agentauth.vc.authorization_details import AuthorizationDetailsError
+from agentauth.vc.authorization_details import require as require_authorization_details
 
 __all__ = [
     "JWKS_UNAVAILABLE",
@@ -42,6 +47,7 @@ __all__ = [
     "AgentClientError",
     "AsyncAgentClient",
     "AsyncOnlineVerifier",
+    "AuthorizationDetailsError",
     "BearerError",
     "DPoPAuth",
     "DPoPSettings",
@@ -59,4 +65,5 @@ __all__ = [
     "load_jwks",
     "offline_verifier",
     "protected_resource_metadata",
+    "require_authorization_details",
 ]

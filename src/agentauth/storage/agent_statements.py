@@ -40,6 +40,7 @@ from agentauth.storage.api_keys import to_record as key_record
 from agentauth.storage.models import (
     AgentRow,
     ApiKeyRow,
+    ApprovalRequestRow,
     AuditEventRow,
     CredentialRow,
     DelegationRow,
@@ -219,6 +220,16 @@ DEACTIVATE_SUBTREE = (
     update(AgentRow)
     .where(_IN_SUBTREE, agent_active())
     .values(status=AgentStatus.DEACTIVATED, deactivated_at=_NOW, updated_at=_NOW)
+)
+# The kill switch closes the approval requests (CIBA) of the subtree's agents still waiting or not yet collected:
+# a later poll answers access_denied. Statuses named one by one (no IN list: statements compile once).
+DENY_SUBTREE_APPROVALS = (
+    update(ApprovalRequestRow)
+    .where(
+        or_(ApprovalRequestRow.status == "pending", ApprovalRequestRow.status == "approved"),
+        ApprovalRequestRow.agent_id.in_(SUBTREE),
+    )
+    .values(status="denied", decided_at=_NOW, decided_by="agent deactivated")
 )
 # The DPoP requirement (``records.DPoPRequirement``) of active agent ``:agent`` to ``:level``, ``updated_at`` to
 # ``:now`` - only if ``:level`` is at least its parent's as the plan runs (no row changes otherwise: the parent's

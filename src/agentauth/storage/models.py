@@ -465,3 +465,29 @@ class WebhookCursorRow(Base):
     audit_id: Mapped[int] = mapped_column(BigInteger)
     lease_owner: Mapped[str | None] = mapped_column(String(40))
     lease_until: Mapped[datetime | None]
+
+
+class ApprovalRequestRow(Base):
+    """A request for a person's approval of one exact action (issue 17 item 2: OpenID CIBA Core with RFC 9396
+    ``authorization_details``). The ``auth_req_id`` the agent polls with is kept as its keyed hash; ``id`` names
+    the request to owners (console, webhooks). ``status``: pending, approved, denied, or issued (its one token)."""
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (Index("ix_approval_requests_tenant", "tenant_id", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    agent_id: Mapped[str] = mapped_column(String(40))
+    owner_id: Mapped[str] = mapped_column(String(40))
+    scopes: Mapped[list[str]]
+    authorization_details: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    binding_message: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(12))
+    interval_seconds: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    polled_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    token_jti: Mapped[str | None] = mapped_column(String(64))

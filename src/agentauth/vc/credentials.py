@@ -141,9 +141,11 @@ class CredentialIssuer:
         delegation_chain: Sequence[str] | None = None,
         jti: str | None = None,
         dpop_jkt: str | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """An ``AgentAccessCredential`` access token (RFC 9068 JWT profile + VC claim). Returns (jwt, claims).
-        ``dpop_jkt``: the token is bound to that DPoP key (RFC 9449 section 6.1, ``cnf.jkt``)."""
+        ``dpop_jkt``: the token is bound to that DPoP key (RFC 9449 section 6.1, ``cnf.jkt``);
+        ``authorization_details``: the RFC 9396 section 9.1 claim, as given."""
         issued = _ts(now)
         subject = {"id": subject_did, **subject_claims} if subject_claims else {"id": subject_did}
         claims: dict[str, Any] = {
@@ -164,6 +166,8 @@ class CredentialIssuer:
             claims["delegation_chain"] = list(delegation_chain)
         if dpop_jkt is not None:
             claims["cnf"] = {"jkt": dpop_jkt}
+        if authorization_details is not None:
+            claims["authorization_details"] = [dict(entry) for entry in authorization_details]
         return self._sign(TYP_ACCESS_TOKEN, claims), claims
 
     def issue_identity_credential(

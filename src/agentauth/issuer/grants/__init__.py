@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from agentauth.issuer.grants import (
     authorization_code,
+    ciba,
     client_credentials,
     jwt_bearer,
     refresh_token,
@@ -23,6 +24,7 @@ GRANTS = GrantRegistry(
     jwt_bearer.JwtBearerGrant,
     token_exchange.TokenExchangeGrant,
     authorization_code.AuthorizationCodeGrant,
+    ciba.CibaGrant,
 )
 
 __all__ = ["GRANTS", "Grant", "GrantRegistry", "GrantServices", "Parameter"]

@@ -1,0 +1,295 @@
+"""Human approval of an exact action (issue 17 item 2): OpenID CIBA Core 1.0 (poll mode) with RFC 9396
+``authorization_details``.
+
+An agent asks at the backchannel authentication endpoint (CIBA section 7) for its owner's approval of what it is
+about to do - a payment of 45.00 USD to a creditor, say -, authenticating as at the token endpoint (its API key as
+the client secret, body or HTTP Basic). ``login_hint`` names the person: the email of an owner account of the
+agent's tenant (``unknown_user_id`` otherwise). The owner is told (the console's approvals inbox; the
+``approval.requested`` webhook event carries what is asked) and approves or denies exactly what is shown. The
+agent polls the token endpoint with the ``auth_req_id`` (``grants/ciba.py``); once approved it gets one access
+token whose ``authorization_details`` claim is the approved array, verbatim - no refresh token: an approval is for
+one action, and the ``auth_req_id`` is redeemed once.
+
+Not supported, and refused rather than ignored where a client relies on them: ping and push delivery
+(``client_notification_token``), ``id_token_hint`` and ``login_hint_token``. CIBA's ``openid`` scope is
+accepted and dropped - AgentAuth issues no ID tokens.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from agentauth.errors import (
+    AccessDenied,
+    AgentAuthError,
+    Conflict,
+    InvalidAuthorizationDetails,
+    InvalidClient,
+    InvalidRequest,
+    InvalidScope,
+    NotFound,
+    UnknownUserId,
+    printable,
+)
+from agentauth.issuer import audit
+from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.client_auth import REFUSED
+from agentauth.issuer.context import RequestContext
+from agentauth.issuer.core import IssuerCore, new_id
+from agentauth.issuer.owners import OwnerSession, normalize_email
+from agentauth.settings import Settings
+from agentauth.storage.models import ApprovalRequestRow, OwnerRow, OwnerTenantRow
+from agentauth.storage.records import Agent
+from agentauth.vc import authorization_details as details_rules
+
+GRANT_CIBA = "urn:openid:params:grant-type:ciba"
+BINDING_MESSAGE_MAX = 200
+SLOW_DOWN_STEP = 5  # CIBA section 11 / RFC 8628 section 3.5: "increase the polling interval by 5 seconds"
+INBOX_SIZE = 100
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    ISSUED = "issued"
+
+
+class InvalidBindingMessage(AgentAuthError):
+    """CIBA section 13: "The binding message is invalid or unacceptable for use in the context of the given
+    request"."""
+
+    error = "invalid_binding_message"
+    status_code = 400
+    description = "The binding_message is invalid."
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """An approval request as its owner sees it (never the ``auth_req_id``)."""
+
+    id: str
+    tenant_id: str
+    agent_id: str
+    owner_id: str
+    scopes: tuple[str, ...]
+    authorization_details: list[dict[str, Any]]
+    binding_message: str | None
+    status: ApprovalStatus
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+
+    def expired_at(self, now: datetime) -> bool:
+        return self.expires_at <= now
+
+    def shown(self, now: datetime) -> str:
+        """The status a person reads: a pending request past its expiry is expired."""
+        if self.status is ApprovalStatus.PENDING and self.expired_at(now):
+            return "expired"
+        return str(self.status)
+
+
+def approval_of(row: ApprovalRequestRow) -> Approval:
+    return Approval(
+        id=row.id, tenant_id=row.tenant_id, agent_id=row.agent_id, owner_id=row.owner_id, scopes=tuple(row.scopes),
+        authorization_details=list(row.authorization_details), binding_message=row.binding_message,
+        status=ApprovalStatus(row.status), created_at=row.created_at, expires_at=row.expires_at,
+        decided_at=row.decided_at, decided_by=row.decided_by,
+    )  # fmt: skip
+
+
+def string_param(params: dict[str, Any], name: str, limit: int = 8192) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"parameter {name} must be given once, as a string")
+    if len(value) > limit:
+        raise InvalidRequest(f"parameter {name} is too long")
+    return value
+
+
+async def authenticate_agent(api_keys: ApiKeyService, params: dict[str, Any]) -> Agent:
+    """The agent a CIBA request comes from: its API key as the client secret (body or HTTP Basic); a
+    ``client_id`` given must be that agent's id."""
+    secret = string_param(params, "client_secret")
+    if secret is None:
+        raise InvalidClient("client authentication failed: give the API key as client_secret", debug="no secret")
+    _key, agent = await api_keys.authenticate(secret)
+    client_id = string_param(params, "client_id")
+    if client_id is not None and client_id != agent.id:
+        raise InvalidClient(REFUSED, debug=f"client_id {client_id[:80]} is not the API key's agent")
+    return agent
+
+
+def authorization_details_types(settings: Settings) -> tuple[str, ...]:
+    """The ``authorization_details`` types approval requests may use (RFC 9396 section 5; metadata section 10)."""
+    return tuple(t.strip() for t in settings.authorization_details_types.split(",") if t.strip())
+
+
+class ApprovalService:
+    def __init__(self, core: IssuerCore, api_keys: ApiKeyService) -> None:
+        self.core = core
+        self.api_keys = api_keys
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return authorization_details_types(self.core.settings)
+
+    async def request(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """CIBA section 7.1 -> 7.3: a new approval request; the answer holds ``auth_req_id`` (shown only here),
+        ``expires_in`` and ``interval``."""
+        agent = await authenticate_agent(self.api_keys, params)
+        for unsupported, why in (
+            ("client_notification_token", "only poll mode is supported: leave out client_notification_token"),
+            ("id_token_hint", "id_token_hint is not supported: name the owner with login_hint (their email)"),
+            ("login_hint_token", "login_hint_token is not supported: name the owner with login_hint (their email)"),
+        ):
+            if params.get(unsupported) not in (None, ""):
+                raise InvalidRequest(why)
+        hint = string_param(params, "login_hint", 320)
+        if hint is None:
+            raise InvalidRequest("login_hint is required: the email of an owner of this agent's tenant")
+        scopes = self._scopes(agent, string_param(params, "scope"))
+        raw_details = string_param(params, "authorization_details", details_rules.MAX_BYTES)
+        details: list[dict[str, Any]] = []
+        if raw_details is not None:
+            try:
+                details = details_rules.parse(raw_details, types=self.types)
+            except details_rules.AuthorizationDetailsError as exc:
+                raise InvalidAuthorizationDetails(str(exc)) from exc
+        if not details and not scopes:
+            raise InvalidRequest("ask for something: authorization_details, scope, or both")
+        message = self._binding_message(string_param(params, "binding_message", 1000))
+        ttl = self._expiry(params.get("requested_expiry"))
+        owner_id = await self._owner_named(hint, agent.tenant_id)
+        auth_req_id = secrets.token_urlsafe(32)
+        now = self.core.clock()
+        interval = self.core.settings.approval_interval_seconds
+        row = ApprovalRequestRow(
+            id=new_id("apr"), request_hash=self.core.hasher.hash(auth_req_id), tenant_id=agent.tenant_id,
+            agent_id=agent.id, owner_id=owner_id, scopes=list(scopes), authorization_details=details,
+            binding_message=message, status=ApprovalStatus.PENDING.value, interval_seconds=interval,
+            created_at=now, expires_at=now + timedelta(seconds=ttl), polled_at=None, decided_at=None,
+            decided_by=None, token_jti=None,
+        )  # fmt: skip
+        async with self.core.sessions.begin() as session:
+            session.add(row)
+            audit.record(
+                session, ctx, now, action="approval.requested", tenant_id=agent.tenant_id, actor=agent.id,
+                target_type="approval", target_id=row.id,
+                details={"owner": owner_id, "binding_message": message, "authorization_details": details,
+                         "scope": " ".join(scopes), "expires_at": row.expires_at.isoformat()},
+            )  # fmt: skip
+        return {"auth_req_id": auth_req_id, "expires_in": ttl, "interval": interval}
+
+    def _scopes(self, agent: Agent, scope: str | None) -> tuple[str, ...]:
+        asked = [s for s in (scope or "").split() if s != "openid"]
+        beyond = sorted(set(asked) - set(agent.scopes))
+        if beyond:
+            raise InvalidScope(f"the agent does not hold: {' '.join(beyond)[:200]}")
+        return tuple(dict.fromkeys(asked))
+
+    @staticmethod
+    def _binding_message(message: str | None) -> str | None:
+        """Shown to the owner next to what is asked, so the two can be matched: short, printable, one line."""
+        if message is None:
+            return None
+        if len(message) > BINDING_MESSAGE_MAX or not message.isprintable():
+            raise InvalidBindingMessage(
+                f"binding_message must be one line of at most {BINDING_MESSAGE_MAX} printable characters"
+            )
+        return message
+
+    def _expiry(self, raw: object) -> int:
+        """CIBA section 7.1 ``requested_expiry``: a positive integer of seconds, at most the configured ttl."""
+        most = self.core.settings.approval_ttl_seconds
+        if raw is None or raw == "":
+            return most
+        if not isinstance(raw, str | int) or not str(raw).isdecimal() or len(str(raw)) > 6:
+            raise InvalidRequest("requested_expiry must be a positive integer of seconds")
+        value = int(raw)
+        if not 1 <= value <= most:
+            raise InvalidRequest(f"requested_expiry must be 1 to {most} seconds")
+        return value
+
+    async def _owner_named(self, hint: str, tenant_id: str) -> str:
+        try:
+            email = normalize_email(hint)
+        except InvalidRequest as exc:
+            raise UnknownUserId("login_hint must be the email of an owner of this agent's tenant") from exc
+        found = (
+            select(OwnerRow.id)
+            .join(OwnerTenantRow, OwnerTenantRow.owner_id == OwnerRow.id)
+            .where(OwnerRow.email == email, OwnerTenantRow.tenant_id == tenant_id)
+        )
+        async with self.core.sessions() as session:
+            owner_id = (await session.execute(found)).scalar_one_or_none()
+        if owner_id is None:
+            raise UnknownUserId(debug=f"no owner {printable(email, 80)} of {tenant_id}")
+        return str(owner_id)
+
+    # -- the owner's side --------------------------------------------------------------------------------------
+
+    async def inbox(self, tenant_id: str, *, pending_only: bool = False) -> list[Approval]:
+        """The tenant's newest approval requests (for a principal already checked to be its owner's)."""
+        query = select(ApprovalRequestRow).where(ApprovalRequestRow.tenant_id == tenant_id)
+        if pending_only:
+            query = query.where(
+                ApprovalRequestRow.status == ApprovalStatus.PENDING.value,
+                ApprovalRequestRow.expires_at > self.core.clock(),
+            )
+        query = query.order_by(ApprovalRequestRow.created_at.desc(), ApprovalRequestRow.id).limit(INBOX_SIZE)
+        async with self.core.sessions() as session:
+            return [approval_of(row) for row in (await session.execute(query)).scalars()]
+
+    async def pending_count(self, tenant_id: str) -> int:
+        query = select(func.count()).where(
+            ApprovalRequestRow.tenant_id == tenant_id,
+            ApprovalRequestRow.status == ApprovalStatus.PENDING.value,
+            ApprovalRequestRow.expires_at > self.core.clock(),
+        )
+        async with self.core.sessions() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    async def decide(
+        self, owner: OwnerSession, tenant_id: str, approval_id: str, approve: bool, ctx: RequestContext
+    ) -> Approval:
+        """The owner's answer to a pending request of a tenant they own (checked by the caller: the console's
+        ``OwnerService.principal``). A decided or expired request stays as it is (``conflict``)."""
+        now = self.core.clock()
+        status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+        async with self.core.sessions.begin() as session:
+            row = await session.get(ApprovalRequestRow, approval_id)
+            if row is None or row.tenant_id != tenant_id:
+                raise NotFound("no such approval request")
+            if row.owner_id != owner.owner.id:
+                raise AccessDenied("this request asks another owner of the tenant (its login_hint)")
+            if row.status != ApprovalStatus.PENDING.value:
+                raise Conflict(f"this request is already {row.status}")
+            if row.expires_at <= now:
+                raise Conflict("this request has expired")
+            changed = await session.execute(
+                update(ApprovalRequestRow)
+                .where(ApprovalRequestRow.id == approval_id, ApprovalRequestRow.status == ApprovalStatus.PENDING.value)
+                .values(status=status.value, decided_at=now, decided_by=owner.owner.id)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict("this request was decided meanwhile")
+            audit.record(
+                session, ctx, now, action=f"approval.{status.value}", tenant_id=tenant_id, actor=owner.owner.id,
+                target_type="approval", target_id=approval_id,
+                details={"agent_id": row.agent_id, "authorization_details": row.authorization_details},
+            )  # fmt: skip
+        async with self.core.sessions() as session:
+            decided = await session.get(ApprovalRequestRow, approval_id)
+            assert decided is not None
+            return approval_of(decided)
