@@ -243,7 +243,7 @@ def test_approvals_are_the_named_owners_only_need_csrf_and_render_inert(
     import json
 
     server, a, b = owners
-    hostile = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
     details = [{"type": "payment", "amount": "1.00", "currency": "USD", "creditor": hostile}]
     asked = httpx.post(f"{server.url}/api/v1/auth/bc-authorize", auth=("", a.root_key), data={
         "login_hint": "a@example.com", "binding_message": hostile, "authorization_details": json.dumps(details),
