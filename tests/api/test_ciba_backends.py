@@ -1,0 +1,81 @@
+"""The CIBA grant on each storage backend (SQLite and PostgreSQL): an approved request is redeemed exactly once,
+even by concurrent polls - the spend is one conditional UPDATE in the issuing transaction -, and a request of an
+agent deactivated after the approval issues nothing. The live-server sequences are ``tests/e2e/test_ciba.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from agentauth import paths
+from agentauth.bootstrap import Services
+from agentauth.issuer.context import RequestContext
+from agentauth.issuer.owners import OwnerSession
+from support import bearer, ok, quickstart
+
+pytestmark = pytest.mark.anyio
+CIBA = "urn:openid:params:grant-type:ciba"
+EMAIL = "approver@example.com"
+DETAILS = [{"type": "agent_action", "action": "delete_repository", "locations": ["https://git.example/r/1"]}]
+
+
+async def owner_of(services: Services, api_key: str) -> OwnerSession:
+    ctx = RequestContext()
+    await services.owners.signup(EMAIL, "correct horse battery staple", ctx)
+    login = await services.owners.login(EMAIL, "correct horse battery staple", ctx)
+    await services.owners.claim_tenant(login.session, api_key, ctx)
+    return login.session
+
+
+async def approved_request(
+    client: httpx.AsyncClient, services: Services, key: str, owner: OwnerSession, tenant_id: str
+) -> str:
+    asked = await client.post(paths.BACKCHANNEL, auth=("", key), data={
+        "login_hint": EMAIL, "authorization_details": json.dumps(DETAILS), "binding_message": "Delete repo 1",
+    })  # fmt: skip
+    auth_req_id: str = ok(asked)["auth_req_id"]
+    (waiting, *_) = await services.approvals.inbox(tenant_id, pending_only=True)
+    await services.approvals.decide(owner, tenant_id, waiting.id, True, RequestContext())
+    return auth_req_id
+
+
+async def poll(client: httpx.AsyncClient, key: str, auth_req_id: str) -> httpx.Response:
+    return await client.post(paths.TOKEN, data={"grant_type": CIBA, "auth_req_id": auth_req_id}, auth=("", key))
+
+
+async def test_concurrent_polls_of_an_approved_request_get_one_token(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    made = await quickstart(client, "root")
+    key, tenant = made["api_key"], made["agent"]["tenant_id"]
+    owner = await owner_of(services, key)
+    auth_req_id = await approved_request(client, services, key, owner, tenant)
+    answers = await asyncio.gather(*(poll(client, key, auth_req_id) for _ in range(6)))
+    issued = [a for a in answers if a.status_code == 200]
+    assert len(issued) == 1, [a.text for a in answers]
+    assert all(a.json()["error"] == "invalid_grant" for a in answers if a.status_code != 200)
+    token = issued[0].json()["access_token"]
+    seen = ok(await client.post(paths.INTROSPECT, data={"token": token}, headers=bearer(token)))
+    assert seen["active"] is True
+    inbox = await services.approvals.inbox(tenant)
+    assert [a.status for a in inbox] == ["issued"]
+
+
+async def test_an_agent_deactivated_after_approval_gets_no_token(client: httpx.AsyncClient, services: Services) -> None:
+    made = await quickstart(client, "root")
+    root_key, tenant = made["api_key"], made["agent"]["tenant_id"]
+    owner = await owner_of(services, root_key)
+    admin = made["access_token"]
+    child = ok(await client.post(paths.AGENTS, json={"name": "c", "agent_type": "tool"}, headers=bearer(admin)), 201)
+    child_id = child["agent"]["id"]
+    key = ok(await client.post(paths.CREDENTIALS, json={"agent_id": child_id}, headers=bearer(admin)), 201)["raw_key"]
+    auth_req_id = await approved_request(client, services, key, owner, tenant)
+    gone = await client.delete(f"{paths.AGENTS}/{child_id}", headers=bearer(admin))
+    assert gone.status_code in (200, 204), gone.text
+    refused = await poll(client, key, auth_req_id)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    (closed,) = await services.approvals.inbox(tenant)
+    assert closed.status == "denied" and closed.decided_by == "agent deactivated"
