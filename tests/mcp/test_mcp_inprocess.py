@@ -73,6 +73,8 @@ ONE_CALL_EACH: dict[str, dict[str, Any]] = {
     "delete_webhook": {"webhook_id": "wh_a", "access_token": "t"},
     "list_webhook_deliveries": {"webhook_id": "wh_a", "access_token": "t"},
     "retry_webhook_delivery": {"webhook_id": "wh_a", "delivery_id": 1, "access_token": "t"},
+    "request_approval": {"login_hint": "owner@example.com", "binding_message": "m", "api_key": "ak_live_x"},
+    "approval_status": {"auth_req_id": "x", "api_key": "ak_live_x"},
 }
 
 
@@ -92,6 +94,9 @@ class Broken:
         raise self.error
 
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
+        raise self.error
+
+    async def backchannel(self, params: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
         raise self.error
 
     async def introspect(self, caller: str, token: str, ctx: RequestContext) -> dict[str, Any]:

@@ -25,10 +25,11 @@ from support import app_route_table
 pytestmark = pytest.mark.anyio
 
 # The tools of an agent's own identity and tokens: they call the grant, introspection and revocation endpoints or
-# verify offline, never an operation of issuer/operations.py.
+# verify offline, never an operation of issuer/operations.py; the approval tools call the backchannel
+# authentication endpoint (CIBA) and the grant.
 IDENTITY_TOOLS = {
     "discover", "quickstart", "authenticate", "refresh_token", "introspect_token", "revoke_token",
-    "exchange_delegation", "verify_token",
+    "exchange_delegation", "verify_token", "request_approval", "approval_status",
 }  # fmt: skip
 
 

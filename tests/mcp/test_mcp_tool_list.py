@@ -150,6 +150,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "webhook_id": ([S], REQUIRED), "access_token": TOKEN, "limit": ([INT], 50), "before": ([INT, N], None),
     },
     "retry_webhook_delivery": {"webhook_id": ([S], REQUIRED), "delivery_id": ([INT], REQUIRED), "access_token": TOKEN},
+    "request_approval": {
+        "login_hint": ([S], REQUIRED), "authorization_details": ([("array", "object"), N], None),
+        "binding_message": ([S, N], None), "scopes": ([STRINGS, N], None), "requested_expiry": ([INT, N], None),
+        "api_key": ([S, N], None),
+    },
+    "approval_status": {"auth_req_id": ([S], REQUIRED), "api_key": ([S, N], None)},
 }  # fmt: skip
 READ_ONLY = {
     "discover",
@@ -171,6 +177,7 @@ READ_ONLY = {
     "list_webhooks",
     "get_webhook",
     "list_webhook_deliveries",
+    "approval_status",
 }
 DESTRUCTIVE = {
     "revoke_token", "rotate_credential", "revoke_credential", "revoke_delegation", "deactivate_agent", "delete_policy",

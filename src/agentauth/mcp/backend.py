@@ -64,6 +64,9 @@ class Backend(Protocol):
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
         """The token endpoint (RFC 6749 section 3.2) with these parameters."""
 
+    async def backchannel(self, params: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
+        """The backchannel authentication endpoint (OpenID CIBA section 7) with these parameters."""
+
     async def introspect(self, caller: str | None, token: str, ctx: RequestContext) -> dict[str, Any]:
         """RFC 7662, the caller authenticating with its access token; ``caller`` None: with no credential, the
         token being its own (a refresh token: ``issuer/lifecycle.py``)."""

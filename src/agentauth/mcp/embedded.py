@@ -44,6 +44,11 @@ class EmbeddedBackend:
         await abuse.limit_quickstart(services.rate_limiter, services.settings, ctx)
         return await services.agents.quickstart(request, ctx)
 
+    async def backchannel(self, params: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
+        services = self._services()
+        await abuse.limit_token_request(services.rate_limiter, services.settings, params, ctx)
+        return await services.approvals.request(dict(params), ctx)
+
     async def token(self, params: dict[str, str], ctx: RequestContext) -> TokenResponse:
         services = self._services()
         observe = services.token_requests

@@ -44,6 +44,7 @@ SECRETS: Mapping[str, tuple[str, ...]] = {
     "create_credential": ("raw_key",),
     "rotate_credential": ("raw_key",),
     "create_webhook": ("secret",),
+    "approval_status": ("token",),
 }
 STORED = "<secret stored in {path}>"
 

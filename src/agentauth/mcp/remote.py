@@ -204,6 +204,11 @@ class RestBackend:
         response = await self._send("POST", await self._endpoint("token_endpoint"), proof=True, data=params)
         return TokenResponse.model_validate(response.json())
 
+    async def backchannel(self, params: dict[str, str], ctx: RequestContext) -> dict[str, Any]:
+        path = await self._endpoint("backchannel_authentication_endpoint")
+        answer: dict[str, Any] = (await self._send("POST", path, data=params)).json()
+        return answer
+
     @staticmethod
     def _token_form(caller: str | None, token: str) -> dict[str, str]:
         # No caller: RFC 7009/7662 with the refresh token as the only credential.

@@ -13,7 +13,7 @@ import logging
 from mcp.server.mcpserver.tools import Tool
 
 # Importing the tool modules registers their tools (registry.tool): every tool of AgentAuth is in one of them.
-from agentauth.mcp import delegations, identity, policies, resource_servers, tenant, webhooks  # noqa: F401
+from agentauth.mcp import approvals, delegations, identity, policies, resource_servers, tenant, webhooks  # noqa: F401
 from agentauth.mcp.backend import Backend
 from agentauth.mcp.base import AgentAuthMCP
 from agentauth.mcp.held import HeldCredential
