@@ -223,3 +223,12 @@ class ApprovalDenied(AgentAuthError):
     error = "access_denied"
     status_code = 400
     description = "The owner denied the request."
+
+
+class ApprovalRequired(AgentAuthError):
+    """A ``require_approval`` policy gates this action: a person must approve it first (CIBA), and the call be
+    made with the token that approval returns."""
+
+    error = "approval_required"
+    status_code = 403
+    description = "A person must approve this action first."

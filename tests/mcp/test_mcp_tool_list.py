@@ -28,7 +28,7 @@ TOKEN = "<access_token>"  # resolved per transport
 PAGE = {"limit": ([INT], 50), "offset": ([INT], 0)}
 POLICY = {
     "name": ([S], REQUIRED),
-    "effect": ([("enum", ("allow", "deny"))], REQUIRED),
+    "effect": ([("enum", ("allow", "deny", "require_approval"))], REQUIRED),
     "subjects": ([OBJ], REQUIRED),
     "actions": ([STRINGS], REQUIRED),
     "resources": ([STRINGS], REQUIRED),

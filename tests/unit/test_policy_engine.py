@@ -52,8 +52,9 @@ def decide(
     subject: Subject = AGENT,
     grants: Sequence[Grant] = (),
     ctx: EvaluationContext | None = None,
+    approved: Sequence[Any] = (),
 ) -> Decision:
-    return PolicySet(policies).evaluate(subject, action, resource, grants, ctx or EvaluationContext(NOW))
+    return PolicySet(policies).evaluate(subject, action, resource, grants, ctx or EvaluationContext(NOW), approved)
 
 
 # -- subjects ---------------------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def reference_match(pattern: list[str], resource: list[str]) -> bool:
 SEGMENT = st.sampled_from(["a", "b", "ab", "ba"])
 PATTERN_SEGMENT = st.sampled_from(["a", "b", "ab", "*", "**", "a*", "*b", "a*b"])
 POLICY = st.tuples(
-    st.sampled_from(["allow", "deny"]),
+    st.sampled_from(["allow", "deny", "require_approval"]),
     st.lists(st.sampled_from([*ACTIONS, "*"]), min_size=1, max_size=2),
     st.lists(st.lists(PATTERN_SEGMENT, min_size=1, max_size=4), min_size=1, max_size=2),
     st.integers(-3, 3),
@@ -220,10 +221,12 @@ def test_indexed_evaluation_equals_a_full_scan(
     ]
     decision = decide(policies, action=action, resource="/".join(resource))
     denies = [p for p, _ in applying if p.effect == "deny"]
+    gates = [p for p, _ in applying if p.effect == "require_approval"]
     allows = [p for p, _ in applying if p.effect == "allow"]
-    assert decision.allowed is (not denies and bool(allows))
+    assert decision.allowed is (not denies and not gates and bool(allows))
+    assert decision.effect == ("deny" if denies else "require_approval" if gates else decision.effect)
     if applying:
-        winner = min(denies or allows, key=lambda p: (-p.priority, p.id))
+        winner = min(denies or gates or allows, key=lambda p: (-p.priority, p.id))
         assert decision.matched_policy is not None and decision.matched_policy["id"] == winner.id
     else:
         assert decision.matched_policy is None
@@ -275,7 +278,7 @@ def test_disabled_policies_do_not_apply() -> None:
     assert decide([policy(effect="deny", enabled=False), policy("on")]).allowed
 
 
-@pytest.mark.parametrize("effect", ["allow", "deny"])
+@pytest.mark.parametrize("effect", ["allow", "deny", "require_approval"])
 def test_highest_priority_matching_policy_is_reported(effect: str) -> None:
     rules = [policy(f"p{pr}", effect=effect, priority=pr) for pr in (5, -2, 10, 7)]
     rules.append(policy("p99", effect=effect, priority=99, resources=["elsewhere/**"]))  # does not match
@@ -365,3 +368,18 @@ def test_reasons_name_the_policy_the_subject_selector_and_the_conditions() -> No
         "policy 'block agt_a' (priority -1) names agent agt_a",
         "deny overrides any allow",
     ]
+
+
+def test_require_approval_is_satisfied_only_by_an_approval_of_that_action_on_that_resource() -> None:
+    gate = [policy("gate", effect="require_approval"), policy("open")]
+    assert decide(gate).effect == "require_approval" and not decide(gate).allowed
+    resource = "docs/a"
+    approved = [{"type": "agent_action", "actions": ["read"], "locations": [f"/{resource}"]}]
+    assert decide(gate, resource=resource, approved=approved).allowed
+    for other in (
+        [{"type": "agent_action", "actions": ["write"], "locations": [resource]}],
+        [{"type": "agent_action", "actions": ["read"], "locations": ["docs/b"]}],
+        [{"type": "payment", "actions": ["read"], "locations": [resource]}],
+        [{"type": "agent_action", "actions": "read", "locations": resource}],
+    ):
+        assert decide(gate, resource=resource, approved=other).effect == "require_approval", other

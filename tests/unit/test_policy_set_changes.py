@@ -29,7 +29,7 @@ def policy(pid: str, effect: str, action: str, resource: str, priority: int, ena
 policies = st.builds(
     policy,
     st.sampled_from(["pol_1", "pol_2", "pol_3", "pol_4"]),
-    st.sampled_from(["allow", "deny"]),
+    st.sampled_from(["allow", "deny", "require_approval"]),
     st.sampled_from(["read", "write", "*"]),
     st.sampled_from(["docs/**", "*/1", "api/v1/**", "**"]),
     st.integers(-2, 2),

@@ -826,7 +826,8 @@ async def _policies_page(
         f"<button type=submit>Check</button></form>{decision}"
         f'<h2>New policy</h2><form method=post action="{esc(base)}">{csrf}'
         "<label>Name <input type=text name=name required maxlength=200></label>"
-        "<label>Effect <select name=effect><option>deny</option><option>allow</option></select></label>"
+        "<label>Effect <select name=effect><option>deny</option><option>allow</option>"
+        "<option>require_approval</option></select></label>"
         f"<label>Subjects (JSON; empty: everyone) <input type=text name=subjects "
         f"placeholder='{esc(json.dumps(_POLICY_EXAMPLE))}'></label>"
         "<label>Actions (space-separated: read write delete execute delegate admin, or *) "

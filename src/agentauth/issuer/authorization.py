@@ -20,11 +20,11 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from agentauth.errors import AccessDenied, InsufficientScope
+from agentauth.errors import AccessDenied, ApprovalRequired, InsufficientScope
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.operations import ApiOperation, operation
-from agentauth.issuer.policy_engine import EvaluationContext, Grant, PolicySet, Subject
+from agentauth.issuer.policy_engine import REQUIRE_APPROVAL, EvaluationContext, Grant, PolicySet, Subject
 from agentauth.issuer.policy_sets import PolicySets
 from agentauth.storage.records import Agent
 
@@ -73,8 +73,11 @@ class Authorizer:
             op.resource_for(ids),
             [Grant(principal.scopes, principal.delegation_id, principal.delegation_depth)],
             EvaluationContext(self.core.clock(), ctx.ip, principal.delegation_depth),
+            approved_by_owner(principal),
         )
         if not decision.allowed:
+            if decision.effect == REQUIRE_APPROVAL:
+                raise ApprovalRequired("; ".join(decision.reasons))
             if decision.basis == "policy":
                 raise AccessDenied("denied by policy: " + "; ".join(decision.reasons))
             raise InsufficientScope("the access token's scopes do not allow this request")
@@ -91,6 +94,12 @@ class Authorizer:
             if not principal.may_manage(principal.agent):
                 what = op.name.split(".", 1)[0].replace("_", " ")
                 raise AccessDenied(f"a delegate cannot change the {what} of the tenant it acts for")
+
+
+def approved_by_owner(principal: Principal) -> list[Any]:
+    """The ``authorization_details`` an owner approved for the caller's token (CIBA), if any."""
+    details = principal.claims.get("authorization_details")
+    return details if isinstance(details, list) else []
 
 
 class Guarded(Protocol):

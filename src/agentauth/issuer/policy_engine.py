@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -139,7 +140,7 @@ class Conditions:
         return cls(window, ips, depths[0], depths[1])
 
     def check(self, ctx: EvaluationContext, effect: str) -> tuple[bool, list[str]]:
-        """(holds, reasons). Missing inputs: an allow does not apply, a deny does."""
+        """(holds, reasons). Missing inputs: an allow does not apply, a deny (or require_approval) does."""
         reasons: list[str] = []
         if self.time_window is not None:
             if not self.time_window.holds(ctx.now):
@@ -147,11 +148,11 @@ class Conditions:
             reasons.append("within the time window")
         if self.source_ips is not None:
             if ctx.ip is None:
-                return effect == "deny", ["source IP unknown"]
+                return effect != "allow", ["source IP unknown"]
             try:
                 address = ipaddress.ip_address(ctx.ip)
             except ValueError:
-                return effect == "deny", ["source IP unparsable"]
+                return effect != "allow", ["source IP unparsable"]
             if not any(address in net for net in self.source_ips):
                 return False, [f"source IP {ctx.ip} outside the allowed ranges"]
             reasons.append(f"source IP {ctx.ip} in range")
@@ -206,9 +207,9 @@ class Policy:
             return "applies to all agents"
         if subject.agent_id in self.agent_ids:
             return f"names agent {subject.agent_id}"
-        if self.effect == "deny":
-            # A deny naming an agent binds what it acts through: its sub-agents and delegates (issue 12 item 5).
-            # An allow does not carry over: that would widen access.
+        if self.effect != "allow":
+            # A deny (or require_approval) naming an agent binds what it acts through: its sub-agents and delegates
+            # (issue 12 item 5). An allow does not carry over: that would widen access.
             for other in subject.bound_by:
                 if other in self.agent_ids:
                     return f"names agent {other}, whose denials bind {subject.agent_id}"
@@ -299,12 +300,17 @@ class PolicySet:
         resource: str,
         grants: Sequence[Grant],
         ctx: EvaluationContext,
+        approved: Sequence[Any] = (),
     ) -> Decision:
+        """``approved``: the ``authorization_details`` of the caller's token (an owner's approval, CIBA); an
+        ``agent_action`` entry naming this action and this resource satisfies a ``require_approval`` policy (it
+        grants nothing: scopes and allows still decide)."""
         if action not in ACTIONS:
             raise InvalidRequest(f"action must be one of {', '.join(ACTIONS)}")
         parts = segments(resource)
         path = "/".join(parts)
         allow: tuple[Policy, list[str]] | None = None
+        gate: tuple[Policy, list[str]] | None = None
         for policy in self._candidates(action, parts[0]):
             who = policy.subject_reason(subject)
             if who is None or not any(p.match(path) for p in policy.patterns):
@@ -315,8 +321,14 @@ class PolicySet:
             reasons = [f"policy {policy.name!r} (priority {policy.priority}) {who}", *why]
             if policy.effect == "deny":
                 return Decision(False, "deny", "policy", _ref(policy), None, [*reasons, "deny overrides any allow"])
-            if allow is None:
+            if policy.effect == REQUIRE_APPROVAL:
+                if gate is None and not approval_covers(approved, action, path):
+                    gate = (policy, reasons)
+            elif allow is None:
                 allow = (policy, reasons)
+        if gate is not None:
+            how = approval_request_for(action, path)
+            return Decision(False, REQUIRE_APPROVAL, "policy", _ref(gate[0]), None, [*gate[1], how])
         if allow is not None:
             return Decision(True, "allow", "policy", _ref(allow[0]), None, allow[1])
         for grant in grants:
@@ -340,6 +352,36 @@ class PolicySet:
                     [f"delegation {grant.delegation_id} grants scope {scope}, which allows {action} on {pattern}"],
                 )
         return Decision(False, "deny", "default", None, None, ["no policy or scope allows this (default deny)"])
+
+
+REQUIRE_APPROVAL = "require_approval"
+EFFECTS = ("allow", "deny", REQUIRE_APPROVAL)
+APPROVED_ACTION = "agent_action"  # the authorization_details type that approves one action on one resource
+
+
+def approval_details(action: str, path: str) -> list[dict[str, Any]]:
+    """The ``authorization_details`` to ask approval of ``action`` on ``path`` with (RFC 9396 common fields)."""
+    return [{"type": APPROVED_ACTION, "actions": [action], "locations": [path]}]
+
+
+def approval_request_for(action: str, path: str) -> str:
+    return (
+        "a person must approve this first: request_approval (POST /api/v1/auth/bc-authorize) with "
+        f"authorization_details={json.dumps(approval_details(action, path))}, then call with the token it returns"
+    )
+
+
+def approval_covers(approved: Sequence[Any], action: str, path: str) -> bool:
+    """Whether an approved ``agent_action`` entry names ``action`` and the resource ``path`` exactly."""
+    for entry in approved:
+        if not isinstance(entry, Mapping) or entry.get("type") != APPROVED_ACTION:
+            continue
+        actions, locations = entry.get("actions"), entry.get("locations")
+        if not isinstance(actions, list) or action not in actions or not isinstance(locations, list):
+            continue
+        if any(isinstance(loc, str) and "/".join(segments(loc)) == path for loc in locations):
+            return True
+    return False
 
 
 _COMPILED: dict[str, Glob] = {}
@@ -380,8 +422,8 @@ def build_policy(
     """Validate and compile one policy (raises ``InvalidRequest`` with the precise problem). A ``new`` policy
     (being written) must also respect the pattern limits; a stored one is compiled as it is, so that tightening
     the limits never locks a tenant out of its own policies."""
-    if effect not in ("allow", "deny"):
-        raise InvalidRequest("effect must be allow or deny")
+    if effect not in EFFECTS:
+        raise InvalidRequest("effect must be allow, deny or require_approval")
     if not isinstance(actions, list | tuple) or not actions or any(a not in (*ACTIONS, "*") for a in actions):
         raise InvalidRequest(f"actions must be a non-empty list of {', '.join(ACTIONS)} or '*'")
     if not isinstance(resources, list | tuple) or not resources or not all(isinstance(r, str) for r in resources):

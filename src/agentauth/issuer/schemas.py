@@ -328,7 +328,9 @@ class PolicyIn(Strict):
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     description: Description | None = None
-    effect: Literal["allow", "deny"]
+    effect: Literal["allow", "deny", "require_approval"] = Field(
+        description="deny overrides any allow; require_approval refuses until a person approved the action (CIBA)"
+    )
     subjects: dict[str, Any] = Field(
         description='Who: {"all": true} or any of {"agent_ids": [...], "agent_types": [...], "trust_levels": [...]}'
     )
@@ -381,7 +383,7 @@ class EvaluateResponse(BaseModel):
     """The decision and what it rests on: a policy, the agent's scopes, a delegation, or the default."""
 
     allowed: bool
-    effect: Literal["allow", "deny"]
+    effect: Literal["allow", "deny", "require_approval"]
     basis: Literal["policy", "scope", "delegation", "default"]
     matched_policy: dict[str, Any] | None
     delegation_id: str | None

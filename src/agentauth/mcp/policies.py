@@ -58,7 +58,10 @@ async def check_permission(
 
 # Policies are the tenant's: a policy id that is not found is not in the caller's tenant.
 POLICY_NOT_FOUND = {"not_found": "No such policy in your tenant: list_policies shows the policy ids you can use."}
-Effect = Annotated[Literal["allow", "deny"], Field(description="deny overrides any allow.")]
+Effect = Annotated[
+    Literal["allow", "deny", "require_approval"],
+    Field(description="deny overrides any allow; require_approval refuses until a person approved the action."),
+]
 Subjects = Annotated[
     dict[str, Any],
     Field(description='Who: {"all": true} or any of {"agent_ids": [...], "agent_types": [...], "trust_levels": [...]}'),

@@ -227,7 +227,7 @@ class PolicyRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-    effect: Mapped[str] = mapped_column(String(8))
+    effect: Mapped[str] = mapped_column(String(20))  # allow | deny | require_approval
     subjects: Mapped[dict[str, Any]]
     actions: Mapped[list[str]]
     resources: Mapped[list[str]]

@@ -1,4 +1,5 @@
-"""approvals (issue 17 item 2): CIBA backchannel authentication requests with RFC 9396 authorization_details
+"""approvals (issue 17 item 2): CIBA backchannel authentication requests with RFC 9396 authorization_details,
+and room for the require_approval policy effect
 
 Revision ID: 0009
 Revises: 0008
@@ -41,8 +42,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_approval_requests_tenant", "approval_requests", ["tenant_id", "status", "created_at"], unique=False
     )
+    with op.batch_alter_table("policies") as batch:
+        batch.alter_column("effect", existing_type=sa.String(length=8), type_=sa.String(length=20), nullable=False)
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM policies WHERE effect = 'require_approval'")
+    with op.batch_alter_table("policies") as batch:
+        batch.alter_column("effect", existing_type=sa.String(length=20), type_=sa.String(length=8), nullable=False)
     op.drop_index("ix_approval_requests_tenant", table_name="approval_requests")
     op.drop_table("approval_requests")
