@@ -79,3 +79,18 @@ async def test_an_agent_deactivated_after_approval_gets_no_token(client: httpx.A
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
     (closed,) = await services.approvals.inbox(tenant)
     assert closed.status == "denied" and closed.decided_by == "agent deactivated"
+
+
+async def test_an_agent_cannot_bury_its_owners_inbox(client: httpx.AsyncClient, services: Services) -> None:
+    from agentauth.issuer.approvals import PENDING_PER_AGENT
+
+    made = await quickstart(client, "root")
+    key, tenant = made["api_key"], made["agent"]["tenant_id"]
+    await owner_of(services, key)
+    form = {"login_hint": EMAIL, "authorization_details": json.dumps(DETAILS)}
+    for _ in range(PENDING_PER_AGENT):
+        ok(await client.post(paths.BACKCHANNEL, auth=("", key), data=form))
+    refused = await client.post(paths.BACKCHANNEL, auth=("", key), data=form)
+    assert refused.status_code == 429 and refused.json()["error"] == "rate_limited", refused.text
+    assert "retry-after" in refused.headers
+    assert len(await services.approvals.inbox(tenant)) == PENDING_PER_AGENT

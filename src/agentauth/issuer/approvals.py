@@ -34,6 +34,7 @@ from agentauth.errors import (
     InvalidRequest,
     InvalidScope,
     NotFound,
+    RateLimited,
     UnknownUserId,
     printable,
 )
@@ -52,6 +53,7 @@ GRANT_CIBA = "urn:openid:params:grant-type:ciba"
 BINDING_MESSAGE_MAX = 200
 SLOW_DOWN_STEP = 5  # CIBA section 11 / RFC 8628 section 3.5: "increase the polling interval by 5 seconds"
 INBOX_SIZE = 100
+PENDING_PER_AGENT = 20  # an agent cannot bury its owner's inbox: past this, new requests wait for decisions
 
 
 class ApprovalStatus(StrEnum):
@@ -171,8 +173,9 @@ class ApprovalService:
         message = self._binding_message(string_param(params, "binding_message", 1000))
         ttl = self._expiry(params.get("requested_expiry"))
         owner_id = await self._owner_named(hint, agent.tenant_id)
-        auth_req_id = secrets.token_urlsafe(32)
         now = self.core.clock()
+        await self._below_pending_limit(agent.id, now)
+        auth_req_id = secrets.token_urlsafe(32)
         interval = self.core.settings.approval_interval_seconds
         row = ApprovalRequestRow(
             id=new_id("apr"), request_hash=self.core.hasher.hash(auth_req_id), tenant_id=agent.tenant_id,
@@ -190,6 +193,20 @@ class ApprovalService:
                          "scope": " ".join(scopes), "expires_at": row.expires_at.isoformat()},
             )  # fmt: skip
         return {"auth_req_id": auth_req_id, "expires_in": ttl, "interval": interval}
+
+    async def _below_pending_limit(self, agent_id: str, now: datetime) -> None:
+        waiting = select(func.count()).where(
+            ApprovalRequestRow.agent_id == agent_id,
+            ApprovalRequestRow.status == ApprovalStatus.PENDING.value,
+            ApprovalRequestRow.expires_at > now,
+        )
+        async with self.core.sessions() as session:
+            count = int((await session.execute(waiting)).scalar_one())
+        if count >= PENDING_PER_AGENT:
+            raise RateLimited(
+                self.core.settings.approval_interval_seconds,
+                f"{count} approval requests of this agent are still waiting: wait for the owner's decisions",
+            )
 
     def _scopes(self, agent: Agent, scope: str | None) -> tuple[str, ...]:
         asked = [s for s in (scope or "").split() if s != "openid"]
