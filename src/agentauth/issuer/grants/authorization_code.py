@@ -30,7 +30,7 @@ from agentauth.issuer.authorization_codes import GRANT_AUTHORIZATION_CODE
 from agentauth.issuer.clients import OAuthClient
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.dpop import require_binding
-from agentauth.issuer.grants.base import Grant, GrantServices, Parameter, param, record_refusal, required_param
+from agentauth.issuer.grants.base import GrantServices, Parameter, RecordsRefusals, param, required_param
 from agentauth.issuer.hotpath import SignedRedemption
 from agentauth.issuer.revocation import revoke_refresh_families
 from agentauth.issuer.schemas import TokenResponse
@@ -48,7 +48,7 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
 
 
-class AuthorizationCodeGrant(Grant):
+class AuthorizationCodeGrant(RecordsRefusals):
     grant_type = GRANT_AUTHORIZATION_CODE
     response_types = ("code",)
     parameters = (
@@ -59,7 +59,6 @@ class AuthorizationCodeGrant(Grant):
         Parameter("client_secret", "A confidential client's secret (or as the HTTP Basic password)."),
         Parameter("resource", "RFC 8707: a subset of the consented resources (may repeat); default: all of them."),
     )
-    records_own_failures = True
 
     def __init__(self, services: GrantServices) -> None:
         super().__init__(services)
@@ -105,13 +104,6 @@ class AuthorizationCodeGrant(Grant):
             rows = await self._reads.submit(Query(sql.CODE_GRANT, {"hash": code_hash}))
             found = sql.code_grant(rows[0]) if rows else None
         return client, found
-
-    async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
-        try:
-            return await self._handle(params, ctx)
-        except (InvalidClient, InvalidGrant, InvalidDPoPProof) as exc:
-            await record_refusal(self.core, ctx, self.grant_type, exc)
-            raise
 
     async def _handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         presented = required_param(params, "code")

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from agentauth.errors import AgentAuthError, InvalidRequest
+from agentauth.errors import AgentAuthError, InvalidClient, InvalidDPoPProof, InvalidGrant, InvalidRequest
 from agentauth.issuer import audit
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.clients import ClientDirectory
@@ -75,6 +75,25 @@ class Grant(ABC):
     @abstractmethod
     async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         """Answer one token request with this grant."""
+
+
+class RecordsRefusals(Grant):
+    """A grant whose refusals of the client or of the grant (``invalid_client``, ``invalid_grant``, a bad DPoP
+    proof) are recorded as ``token.denied``, each in its own transaction; other answers (``invalid_request``, the
+    polling answers of CIBA) are not."""
+
+    records_own_failures = True
+
+    async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        try:
+            return await self._handle(params, ctx)
+        except (InvalidClient, InvalidGrant, InvalidDPoPProof) as exc:
+            await record_refusal(self.core, ctx, self.grant_type, exc)
+            raise
+
+    @abstractmethod
+    async def _handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
+        """Answer one token request; raise to refuse it."""
 
 
 def param(params: dict[str, Any], name: str, required: bool = False) -> str | None:

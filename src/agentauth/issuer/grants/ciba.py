@@ -23,7 +23,6 @@ from agentauth.errors import (
     AuthorizationPending,
     Conflict,
     ExpiredToken,
-    InvalidClient,
     InvalidDPoPProof,
     InvalidGrant,
     SlowDown,
@@ -33,7 +32,7 @@ from agentauth.issuer.approvals import GRANT_CIBA, SLOW_DOWN_STEP, ApprovalStatu
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import token_response
 from agentauth.issuer.dpop import require_binding
-from agentauth.issuer.grants.base import Grant, Parameter, record_refusal
+from agentauth.issuer.grants.base import Parameter, RecordsRefusals
 from agentauth.issuer.schemas import TokenResponse
 from agentauth.storage.models import AgentRow, ApprovalRequestRow, AuditEventRow, CredentialRow, UsedAssertionRow
 from agentauth.storage.models import UTCDateTime as _UTC
@@ -59,24 +58,16 @@ _SPEND = (
 )
 
 
-class CibaGrant(Grant):
+class CibaGrant(RecordsRefusals):
+    """The answers of polling (pending, slow down, expired, denied) are not recorded as refusals: they are the
+    protocol working, one every few seconds per waiting agent."""
+
     grant_type = GRANT_CIBA
     parameters = (
         Parameter("auth_req_id", "The auth_req_id the backchannel authentication endpoint returned.", required=True),
         Parameter("client_secret", "The API key of the agent that made the request (or as the HTTP Basic password)."),
         Parameter("client_id", "Optional: that agent's id."),
     )
-
-    # Refusals of the client or the grant are recorded; the answers of polling (pending, slow down, expired,
-    # denied) are not: they are the protocol working, one every few seconds per waiting agent.
-    records_own_failures = True
-
-    async def handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
-        try:
-            return await self._handle(params, ctx)
-        except (InvalidClient, InvalidGrant, InvalidDPoPProof) as exc:
-            await record_refusal(self.core, ctx, self.grant_type, exc)
-            raise
 
     async def _handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
         agent = await authenticate_agent(self.services.api_keys, params)
