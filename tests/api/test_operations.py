@@ -72,7 +72,7 @@ UNJUDGED_ROUTES = {
     ("GET", "/console/{tenant_id}/delegations"), ("GET", "/console/{tenant_id}/delegations/{delegation_id}/revoke"),
     ("POST", "/console/{tenant_id}/delegations/{delegation_id}/revoke"), ("GET", "/console/{tenant_id}/clients"),
     ("POST", "/console/{tenant_id}/clients/disconnect"), ("GET", "/console/{tenant_id}/approvals"),
-    ("POST", "/console/{tenant_id}/approvals/{approval_id}/{verb}"),
+    ("POST", "/console/{tenant_id}/approvals/{approval_id}/{verb}"), ("GET", "/console/{tenant_id}/activity"),
     ("GET", "/docs"), ("GET", "/redoc"),  # the API documentation pages (api/docs.py): static, nobody's data
 }  # fmt: skip
 TWINS = {

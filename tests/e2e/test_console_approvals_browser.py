@@ -1,7 +1,8 @@
 """The console's approvals inbox in headless Chromium (issue 17 item 2), against a live ``agentauth serve``: an
 owner signs up and creates a tenant; its root agent asks (CIBA) for two payments; the owner sees each one's
 binding message and exact authorization_details in the browser, approves one and denies the other; the agent's
-polls get the token carrying the approved details and ``access_denied``. No CSP violation, no script error.
+polls get the token carrying the approved details and ``access_denied``; the Activity page charts the tokens
+(inline SVG, no script). No CSP violation, no script error.
 Screenshots go to the test's temporary directory (or ``AGENTAUTH_CONSOLE_SCREENSHOTS``)."""
 
 from __future__ import annotations
@@ -71,17 +72,22 @@ def test_an_owner_approves_and_denies_in_the_browser(browser_issuer: LiveServer,
         page.locator("li.approval.status-approved", has_text="Pay invoice 1042").wait_for()
         page.locator("li.approval", has_text="Pay invoice 1043").locator("button", has_text="Deny").click()
         page.locator("li.approval.status-denied", has_text="Pay invoice 1043").wait_for()
-        page.screenshot(path=str(shots / "console-approvals-decided.png"))
         assert page.locator("li.approval.status-pending").count() == 0
+
+        def poll(auth_req_id: str) -> httpx.Response:
+            return httpx.post(f"{server.url}{paths.TOKEN}", auth=("", key),
+                              data={"grant_type": CIBA, "auth_req_id": auth_req_id})  # fmt: skip
+
+        token = poll(approved)
+        assert token.status_code == 200, token.text
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", token.json()["access_token"].split(".")[1])
+        refused = poll(denied)
+        assert refused.status_code == 400 and refused.json()["error"] == "access_denied"
+
+        # The activity charts count the approved token (and the tenant's first pair): one bar per hour.
+        page.click("nav >> text=Activity")
+        assert page.locator("#hour-chart g.hour").count() == 24
+        assert "issued" in page.locator("#hour-chart g.hour").last.locator("title").inner_text()
+        assert page.locator("#agent-activity tr[data-agent-id]").count() >= 1
+        page.screenshot(path=str(shots / "console-activity.png"))
     assert not problems, problems
-
-    def poll(auth_req_id: str) -> httpx.Response:
-        return httpx.post(f"{server.url}{paths.TOKEN}", auth=("", key),
-                          data={"grant_type": CIBA, "auth_req_id": auth_req_id})  # fmt: skip
-
-    token = poll(approved)
-    assert token.status_code == 200, token.text
-    payload = token.json()["access_token"].split(".")[1]
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", payload)
-    refused = poll(denied)
-    assert refused.status_code == 400 and refused.json()["error"] == "access_denied"

@@ -75,6 +75,7 @@ ONE_CALL_EACH: dict[str, dict[str, Any]] = {
     "retry_webhook_delivery": {"webhook_id": "wh_a", "delivery_id": 1, "access_token": "t"},
     "request_approval": {"login_hint": "owner@example.com", "binding_message": "m", "api_key": "ak_live_x"},
     "approval_status": {"auth_req_id": "x", "api_key": "ak_live_x"},
+    "get_audit_activity": {"access_token": "t"},
 }
 
 

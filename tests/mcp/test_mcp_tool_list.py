@@ -156,6 +156,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "api_key": ([S, N], None),
     },
     "approval_status": {"auth_req_id": ([S], REQUIRED), "api_key": ([S, N], None)},
+    "get_audit_activity": {"access_token": TOKEN, "hours": ([INT], 24)},
 }  # fmt: skip
 READ_ONLY = {
     "discover",
@@ -178,6 +179,7 @@ READ_ONLY = {
     "get_webhook",
     "list_webhook_deliveries",
     "approval_status",
+    "get_audit_activity",
 }
 DESTRUCTIVE = {
     "revoke_token", "rotate_credential", "revoke_credential", "revoke_delegation", "deactivate_agent", "delete_policy",

@@ -1,4 +1,4 @@
-"""``/api/v1/audit/events``: the caller's tenant's audit trail."""
+"""``/api/v1/audit/events``: the caller's tenant's audit trail; ``/api/v1/audit/activity``: its token activity."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from agentauth.api.deps import ContextDep, PrincipalDep, ServicesDep, runs
-from agentauth.issuer.schemas import AuditPage, UtcDateTime
+from agentauth.issuer.schemas import ActivityOut, AuditPage, UtcDateTime
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -43,3 +43,18 @@ async def list_events(
         target_id=target_id,
         since=since,
     )
+
+
+@router.get(
+    "/activity",
+    response_model=ActivityOut,
+    summary="Token issuance and denials of your tenant per hour, and its busiest agents",
+    openapi_extra=runs("audit.activity"),
+)
+async def activity(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    ctx: ContextDep,
+    hours: Annotated[int, Query(ge=1, le=168, description="How many hours back, this one included.")] = 24,
+) -> ActivityOut:
+    return await services.audit.activity(principal, ctx, hours=hours)

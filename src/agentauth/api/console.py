@@ -36,6 +36,7 @@ from agentauth.issuer.approvals import Approval
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.owners import OwnerSession
 from agentauth.issuer.schemas import (
+    ActivityOut,
     AgentOut,
     CreateAgentRequest,
     CreateApiKeyRequest,
@@ -73,6 +74,7 @@ def _nav(tenant_id: str, here: str) -> str:
         (base, "Agents"), (f"{base}/keys", "API keys"), (f"{base}/approvals", "Approvals"),
         (f"{base}/delegations", "Delegations"),
         (f"{base}/policies", "Policies"), (f"{base}/clients", "Clients and APIs"), (f"{base}/audit", "Audit log"),
+        (f"{base}/activity", "Activity"),
         (CONSOLE, "Tenants"),
     ]  # fmt: skip
     return (
@@ -447,6 +449,86 @@ async def decide_approval(request: Request, tenant_id: str, approval_id: str, ve
         return await _approvals_page(request, owner, principal, ctx, _notice(f"Request {decided.id} {decided.status}."))
 
     return await _as_owner(request, tenant_id, decide, post=True)
+
+
+# -- activity charts ---------------------------------------------------------------------------------------
+
+CHART_W, CHART_H, BAR_GAP = 720, 160, 2
+
+
+def hour_chart(activity: ActivityOut) -> str:
+    """Tokens issued (all grants) and denied per hour as an inline SVG bar chart - no script, no external asset;
+    each bar has a ``<title>`` (its numbers, for a pointer and for screen readers)."""
+    hours = activity.hours
+    totals = [(h.issued + h.refreshed + h.exchanged, h.denied) for h in hours]
+    top = max([good + bad for good, bad in totals] + [1])
+    width = CHART_W / max(len(hours), 1)
+    bars = []
+    for index, (hour, (good, bad)) in enumerate(zip(hours, totals, strict=True)):
+        x = index * width
+        good_h, bad_h = CHART_H * good / top, CHART_H * bad / top
+        label = f"{hour.start:%Y-%m-%d %H}:00 UTC: {good} issued, {bad} denied"
+        bars.append(
+            f"<g class=hour><title>{esc(label)}</title>"
+            f'<rect x="{x:.1f}" y="{CHART_H - good_h:.1f}" width="{width - BAR_GAP:.1f}" height="{good_h:.1f}"'
+            ' fill="#2a7"/>'
+            f'<rect x="{x:.1f}" y="{CHART_H - good_h - bad_h:.1f}" width="{width - BAR_GAP:.1f}" height="{bad_h:.1f}"'
+            ' fill="#c33"/></g>'
+        )
+    return (
+        f'<svg id=hour-chart role=img aria-label="Tokens issued and denied per hour" width="{CHART_W}" '
+        f'height="{CHART_H + 4}" viewBox="0 0 {CHART_W} {CHART_H + 4}">{"".join(bars)}</svg>'
+        f"<p class=legend>Green: tokens issued (every grant); red: denied. Highest hour: {top}.</p>"
+    )
+
+
+def agent_chart(activity: ActivityOut, names: dict[str, str]) -> str:
+    """The busiest agents as horizontal bars (issued and denied), with their numbers written beside them."""
+    if not activity.agents:
+        return "<p id=no-activity>No token activity in this window.</p>"
+    top = max(a.issued + a.refreshed + a.exchanged + a.denied for a in activity.agents) or 1
+    rows = []
+    for agent in activity.agents:
+        good = agent.issued + agent.refreshed + agent.exchanged
+        share = 100 * (good + agent.denied) / top
+        rows.append(
+            f'<tr data-agent-id="{esc(agent.agent_id)}"><td>{esc(names.get(agent.agent_id, agent.agent_id))}</td>'
+            f'<td><svg width="300" height="12" role=img aria-label="{good} issued, {agent.denied} denied">'
+            f'<rect width="{3 * share * good / max(good + agent.denied, 1):.1f}" height="12" fill="#2a7"/>'
+            f'<rect x="{3 * share * good / max(good + agent.denied, 1):.1f}" '
+            f'width="{3 * share * agent.denied / max(good + agent.denied, 1):.1f}" height="12" fill="#c33"/></svg></td>'
+            f"<td>{good}</td><td>{agent.denied}</td></tr>"
+        )
+    return (
+        "<table id=agent-activity><tr><th>Agent</th><th></th><th>Issued</th><th>Denied</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+async def _activity_page(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+    services, tenant_id = _services(request), principal.tenant_id
+    base = f"{CONSOLE}/{quote(tenant_id)}/activity"
+    raw = request.query_params.get("hours", "24")
+    hours = int(raw) if raw.isdecimal() and 1 <= int(raw[:4]) <= 168 else 24
+    activity = await services.audit.activity(principal, ctx, hours=hours)
+    listed = await services.agents.list(principal, PAGE_SIZE, 0, ctx)
+    names = {a.id: a.name for a in listed.items}
+    windows = " ".join(
+        f'<a href="{esc(base)}?hours={h}"{" aria-current=page" if h == hours else ""}>{label}</a>'
+        for h, label in ((24, "24 hours"), (72, "3 days"), (168, "7 days"))
+    )
+    body = (
+        f"{_STYLE}{_nav(tenant_id, base)}<h1>Token activity</h1><p>{windows}</p>"
+        f"<h2>Per hour, since {_when(activity.since)}</h2>{hour_chart(activity)}"
+        f"<h2>Busiest agents</h2>{agent_chart(activity, names)}"
+    )
+    return page("Token activity", body)
+
+
+@router.get(CONSOLE + "/{tenant_id}/activity")
+async def activity(request: Request, tenant_id: str) -> Response:
+    return await _as_owner(request, tenant_id, _activity_page)
 
 
 # -- audit log ---------------------------------------------------------------------------------------------

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from agentauth.errors import InvalidRequest
 from agentauth.issuer.agents import MAX_PAGE
 from agentauth.issuer.authorization import Authorizer, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
-from agentauth.issuer.schemas import AuditEventOut, AuditPage
+from agentauth.issuer.schemas import ActivityAgent, ActivityHour, ActivityOut, AuditEventOut, AuditPage
 from agentauth.storage import agents as agents_repo
 from agentauth.storage import audit as audit_repo
+
+ACTIVITY_HOURS_MAX = 168  # a week
+_COLUMN = {"token.issued": "issued", "token.refreshed": "refreshed", "token.exchanged": "exchanged",
+           "token.denied": "denied"}  # fmt: skip
 
 
 class AuditService:
@@ -79,3 +83,27 @@ class AuditService:
         ]
         next_cursor = str(items[-1].id) if len(items) == limit else None
         return AuditPage(items=items, next_cursor=next_cursor)
+
+    @use_case("audit.activity")
+    async def activity(self, principal: Principal, ctx: RequestContext, *, hours: int = 24) -> ActivityOut:
+        """Token issuance and denials of the caller's tenant (its subtree, below the root) over the last
+        ``hours``: a row per hour, oldest first, and the busiest agents."""
+        if not 1 <= hours <= ACTIVITY_HOURS_MAX:
+            raise InvalidRequest(f"hours must be between 1 and {ACTIVITY_HOURS_MAX}")
+        now = self.core.clock()
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+        async with self.core.reads() as session:
+            subtree = None
+            if principal.agent.parent_id is not None:
+                subtree = await agents_repo.subtree_ids(session, principal.agent.path)
+            per_hour, per_agent = await audit_repo.token_activity(session, principal.tenant_id, start, subtree=subtree)
+        rows = [ActivityHour(start=start + timedelta(hours=h)) for h in range(hours)]
+        for hour, action, count in per_hour:
+            if 0 <= hour < hours:
+                setattr(rows[hour], _COLUMN[action], getattr(rows[hour], _COLUMN[action]) + count)
+        agents: dict[str, ActivityAgent] = {}
+        for actor, action, count in per_agent:
+            entry = agents.setdefault(actor, ActivityAgent(agent_id=actor))
+            setattr(entry, _COLUMN[action], count)
+        ranked = sorted(agents.values(), key=lambda a: (-(a.issued + a.refreshed + a.exchanged + a.denied), a.agent_id))
+        return ActivityOut(since=start, hours=rows, agents=ranked)

@@ -88,6 +88,7 @@ OPERATIONS: Final = _table(
     ApiOperation("policies.replace", "write", "api/v1/policies/{policy_id}", ("policies.write",), root_only=True),
     ApiOperation("policies.delete", "delete", "api/v1/policies/{policy_id}", ("policies.write",), root_only=True),
     ApiOperation("audit.list", "read", "api/v1/audit/events", ("audit.read",)),
+    ApiOperation("audit.activity", "read", "api/v1/audit/activity", ("audit.read",)),
     ApiOperation(
         "resource_servers.create", "write", "api/v1/resource-servers", ("resource_servers.write",), root_only=True
     ),

@@ -388,3 +388,29 @@ class EvaluateResponse(BaseModel):
     matched_policy: dict[str, Any] | None
     delegation_id: str | None
     reasons: list[str]
+
+
+class ActivityHour(BaseModel):
+    """Token events of one hour: issued (every grant but refresh and exchange), refreshed, exchanged, denied."""
+
+    start: datetime
+    issued: int = 0
+    refreshed: int = 0
+    exchanged: int = 0
+    denied: int = 0
+
+
+class ActivityAgent(BaseModel):
+    agent_id: str = Field(description="The acting agent (or owner, for authorization-code tokens)")
+    issued: int = 0
+    refreshed: int = 0
+    exchanged: int = 0
+    denied: int = 0
+
+
+class ActivityOut(BaseModel):
+    """Token issuance and denials over the last ``hours``, per hour and for the busiest agents."""
+
+    since: datetime
+    hours: list[ActivityHour]
+    agents: list[ActivityAgent]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from agentauth.bootstrap import Services
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.schemas import (
+    ActivityOut,
     AuditPage,
     Description,
     EvaluateRequest,
@@ -211,4 +212,15 @@ async def list_audit_events(
         lambda s, p, rc: s.audit.list(p, rc, limit=limit, since=since, **filters),
         query={"limit": limit, **filters, "since": since.isoformat() if since else None},
     )
+    return await call(ctx, access_token, op)
+
+
+@tool(order=45, hints=read_only("Token activity"), operation="audit.activity")
+async def get_audit_activity(
+    ctx: Context[Any, Any],
+    access_token: AccessToken = None,
+    hours: Annotated[int, Field(ge=1, le=168, description="How many hours back, this one included.")] = 24,
+) -> ActivityOut:
+    """Token issuance and denials of your tenant per hour, and its busiest agents (needs audit.read)."""
+    op = Operation(ActivityOut, lambda s, p, rc: s.audit.activity(p, rc, hours=hours), query={"hours": hours})
     return await call(ctx, access_token, op)
