@@ -87,7 +87,7 @@ def test_an_owner_approves_and_denies_in_the_browser(browser_issuer: LiveServer,
         # The activity charts count the approved token (and the tenant's first pair): one bar per hour.
         page.click("nav >> text=Activity")
         assert page.locator("#hour-chart g.hour").count() == 24
-        assert "issued" in page.locator("#hour-chart g.hour").last.locator("title").inner_text()
+        assert "issued" in (page.locator("#hour-chart g.hour").last.locator("title").text_content() or "")
         assert page.locator("#agent-activity tr[data-agent-id]").count() >= 1
         page.screenshot(path=str(shots / "console-activity.png"))
     assert not problems, problems

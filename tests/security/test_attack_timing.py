@@ -162,6 +162,8 @@ REVIEWED = {
         "SQL lookup of an owner session by the keyed MAC of its cookie, like refresh tokens",
     ("issuer/owners.py", "OwnerSessionRow.token_hash == self.core.hasher.hash(token)"):
         "SQL lookup of the session to end at logout by the keyed MAC of its cookie",
+    ("issuer/grants/ciba.py", "ApprovalRequestRow.request_hash == self.core.hasher.hash(auth_req_id)"):
+        "SQL lookup of an approval request (CIBA auth_req_id) by its keyed MAC, like refresh tokens",
     ("vc/chain.py", "link.parent_digest != jwt_digest(parent.jwt)"):
         "digests of public credentials (the parent JWT is in the chain itself): nothing secret to time",
 }  # fmt: skip
