@@ -401,6 +401,8 @@ class ActivityHour(BaseModel):
 
 
 class ActivityAgent(BaseModel):
+    """One of the busiest agents of the window: its token events by kind."""
+
     agent_id: str = Field(description="The acting agent (or owner, for authorization-code tokens)")
     issued: int = 0
     refreshed: int = 0
