@@ -366,7 +366,7 @@ def approval_details(action: str, path: str) -> list[dict[str, Any]]:
 
 def approval_request_for(action: str, path: str) -> str:
     return (
-        "a person must approve this first: request_approval (POST /api/v1/auth/bc-authorize) with "
+        "a person must approve this first: ask (CIBA backchannel authentication; MCP request_approval) with "
         f"authorization_details={json.dumps(approval_details(action, path))}, then call with the token it returns"
     )
 
