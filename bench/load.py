@@ -240,7 +240,7 @@ async def prepare_tenant(http: httpx.AsyncClient, issuer_url: str, n: int, seed_
 def status_list_path(token: str) -> str:
     segment = token.split(".")[1]
     claims = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    return "/api/v1/status-lists/" + str(claims["vc"]["credentialStatus"]["statusListCredential"]).rsplit("/", 1)[1]
+    return "/api/v1/status-lists/" + str(claims["vc"]["credentialStatus"][0]["statusListCredential"]).rsplit("/", 1)[1]
 
 
 # -- the operations -----------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ async def republish_over_http(conn: RawConnection, port: int, caller: str, token
     for token in tokens:
         status, _ = await conn.request(revoke_request(port, caller, token))
         assert status == 200
-        list_url = parse_compact(token).payload["vc"]["credentialStatus"]["statusListCredential"]
+        list_url = parse_compact(token).payload["vc"]["credentialStatus"][0]["statusListCredential"]
         begin = time.perf_counter()
         status, _ = await conn.request(build_request(HOST, port, "GET", urllib.parse.urlsplit(list_url).path))
         samples.append(time.perf_counter() - begin)

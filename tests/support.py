@@ -101,6 +101,20 @@ async def quickstart(client: httpx.AsyncClient, name: str = "agent", agent_type:
     return body
 
 
+def status_entry(vc: dict[str, Any], purpose: str = "revocation") -> dict[str, Any]:
+    """The ``BitstringStatusListEntry`` of ``purpose`` in a credential's ``vc`` claim (every credential we issue
+    carries two, revocation and suspension, at the same index of a list and of its suspension twin)."""
+    entries = vc["credentialStatus"]
+    found = [entry for entry in entries if entry["statusPurpose"] == purpose]
+    assert len(found) == 1, entries
+    return dict(found[0])
+
+
+def status_urls(vc: dict[str, Any]) -> list[str]:
+    """The URL of every status list a credential's ``vc`` claim names (its revocation list and suspension twin)."""
+    return [str(entry["statusListCredential"]) for entry in vc["credentialStatus"]]
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

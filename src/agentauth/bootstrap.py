@@ -248,7 +248,7 @@ async def build_services(settings: Settings) -> Services:
     status = StatusRegistry(
         sessions,
         issuer,
-        paths.status_list_url_template(settings.issuer_url),
+        paths.status_list_url_templates(settings.issuer_url),
         settings.status_list_ttl_seconds,
         utcnow,
         ports.status_blocks,

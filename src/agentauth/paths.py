@@ -76,3 +76,13 @@ def endpoint_urls(base: str) -> dict[str, str]:
 def status_list_url_template(base: str) -> str:
     """The URL of status list ``{list_id}`` (a ``str.format`` template), under the issuer URL ``base``."""
     return f"{base.rstrip('/')}{STATUS_LISTS}/{{list_id}}"
+
+
+# A list's twin of purpose ``suspension`` is published at the list's URL followed by this.
+SUSPENSION_SUFFIX = "/suspension"
+
+
+def status_list_url_templates(base: str) -> dict[str, str]:
+    """Per status purpose, the URL template of list ``{list_id}`` (revocation) and of its suspension twin."""
+    revocation = status_list_url_template(base)
+    return {"revocation": revocation, "suspension": revocation + SUSPENSION_SUFFIX}

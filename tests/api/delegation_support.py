@@ -115,9 +115,8 @@ def status_urls(*jwts: str) -> set[str]:
     urls = set()
     for jwt in jwts:
         body = claims(jwt)
-        entry = body["vc"].get("credentialStatus")
-        if entry:
-            urls.add(entry["statusListCredential"])
+        entries = body["vc"].get("credentialStatus") or []
+        urls |= {entry["statusListCredential"] for entry in ([entries] if isinstance(entries, dict) else entries)}
         urls |= status_urls(*body.get("delegation_chain", []))
     return urls
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from support import bearer
+from support import bearer, status_entry
 
 INTROSPECT = "/api/v1/auth/introspect"
 REVOKE = "/api/v1/auth/revoke"
@@ -49,7 +49,7 @@ def jtis(*tokens: str) -> list[str]:
 
 def status_slot(credential: str) -> tuple[str, int]:
     """(path of the status list URL, index) of a credential's ``BitstringStatusListEntry``."""
-    entry = jwt_payload(credential)["vc"]["credentialStatus"]
+    entry = status_entry(jwt_payload(credential)["vc"])
     assert entry["type"] == "BitstringStatusListEntry" and entry["statusPurpose"] == "revocation"
     assert isinstance(entry["statusListIndex"], str) and entry["statusListIndex"].isdecimal()
     return urlsplit(entry["statusListCredential"]).path, int(entry["statusListIndex"])

@@ -22,7 +22,7 @@ from delegation_support import HOP_SCOPES, THIRD_HOP, Chain, build_chain, claims
 from agentauth.bootstrap import Services
 from agentauth.keys import b64url_encode
 from agentauth.vc import StaticStatusLists, StatusEntry, VerificationError, Verifier
-from support import ISSUER_URL, bearer
+from support import ISSUER_URL, bearer, status_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -31,9 +31,11 @@ def _moment(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _status(vc: dict[str, Any]) -> StatusEntry:
-    entry = vc["credentialStatus"]
-    return StatusEntry(entry["statusListCredential"], int(entry["statusListIndex"]))
+def _status(vc: dict[str, Any]) -> list[StatusEntry]:
+    return [
+        StatusEntry(entry["statusListCredential"], int(entry["statusListIndex"]), entry["statusPurpose"])
+        for entry in vc["credentialStatus"]
+    ]
 
 
 def reissue_link(services: Services, link: str, parent_jwt: str | None, **changes: Any) -> str:
@@ -241,7 +243,7 @@ async def test_revoked_link(client: httpx.AsyncClient, chain: Chain, verifier: V
     with pytest.raises(VerificationError) as caught:
         fresh.verify_delegation_chain(chain.links)
     assert caught.value.code == "revoked"
-    index_of_link = claims(chain.links[index])["vc"]["credentialStatus"]["statusListIndex"]
+    index_of_link = status_entry(claims(chain.links[index])["vc"])["statusListIndex"]
     assert f"bit {index_of_link} " in caught.value.detail
     if index:
         assert len(fresh.verify_delegation_chain(chain.links[:index])) == index

@@ -36,7 +36,7 @@ from lifecycle_support import (
 from agentauth.api.app import create_app
 from agentauth.bootstrap import Services, build_services
 from agentauth.vc import StaticStatusLists, VerificationError, Verifier
-from support import ISSUER_URL, bearer, quickstart, reset_postgres
+from support import ISSUER_URL, bearer, quickstart, reset_postgres, status_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -107,11 +107,13 @@ async def test_published_list_verifies_offline_with_the_jwks(client: httpx.Async
     agent = await quickstart(client, "offline")
     keep = (await client_token(client, agent["api_key"]))["access_token"]
     await revoke(client, agent["access_token"], agent["access_token"])
-    url = jwt_payload(keep)["vc"]["credentialStatus"]["statusListCredential"]
+    url = status_entry(jwt_payload(keep)["vc"])["statusListCredential"]
     published = await fetch_list(client, status_slot(keep)[0])
     jwks = (await client.get("/.well-known/jwks.json")).json()
 
-    verifier = Verifier(issuer_url=ISSUER_URL, jwks=jwks, status_source=StaticStatusLists({url: published.text}))
+    twin = (await fetch_list(client, status_slot(keep)[0] + "/suspension")).text
+    lists = StaticStatusLists({url: published.text, url + "/suspension": twin})
+    verifier = Verifier(issuer_url=ISSUER_URL, jwks=jwks, status_source=lists)
     assert verifier.verify_access_token(keep, audience=ISSUER_URL).claims["jti"] == jwt_payload(keep)["jti"]
     with pytest.raises(VerificationError) as revoked:
         verifier.verify_access_token(agent["access_token"], audience=ISSUER_URL)

@@ -3,6 +3,8 @@ offline verifier concludes from the JWKS and the published status lists."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import httpx
 import pytest
 from lifecycle_support import (
@@ -17,11 +19,10 @@ from lifecycle_support import (
     jwt_payload,
     revoke,
     status_bits,
-    status_slot,
 )
 
 from agentauth.vc import StaticStatusLists, VerificationError, Verifier
-from support import ISSUER_URL, bearer, quickstart
+from support import ISSUER_URL, bearer, quickstart, status_urls
 
 pytestmark = pytest.mark.anyio
 
@@ -32,8 +33,8 @@ async def offline_accepts(client: httpx.AsyncClient, token: str) -> bool:
     credentials = [token, *claims.get("delegation_chain", [])]
     lists = StaticStatusLists()
     for credential in credentials:
-        url = jwt_payload(credential)["vc"]["credentialStatus"]["statusListCredential"]
-        lists.put(url, (await fetch_list(client, status_slot(credential)[0])).text)
+        for url in status_urls(jwt_payload(credential)["vc"]):
+            lists.put(url, (await fetch_list(client, urlsplit(url).path)).text)
     jwks = (await client.get("/.well-known/jwks.json")).json()
     try:
         Verifier(issuer_url=ISSUER_URL, jwks=jwks, status_source=lists).verify_access_token(token)

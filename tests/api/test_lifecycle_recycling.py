@@ -18,7 +18,7 @@ from agentauth.bootstrap import Services
 from agentauth.issuer import status as status_module
 from agentauth.storage.models import CredentialRow, StatusBlockRow, StatusListRow
 from agentauth.vc import StaticStatusLists, Verifier
-from support import ISSUER_URL, quickstart
+from support import ISSUER_URL, quickstart, status_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +101,7 @@ async def test_full_list_is_cleared_after_expiry_and_reopened_after_two_ttls(
     assert set_bits(decode_bits(cleared)) == set()
     assert len(decode_bits(cleared)) * 8 == 131_072
     jwks = (await client.get("/.well-known/jwks.json")).json()
-    url = jwt_payload(on_full)["vc"]["credentialStatus"]["statusListCredential"]
+    url = status_entry(jwt_payload(on_full)["vc"])["statusListCredential"]
     verifier = Verifier(issuer_url=ISSUER_URL, jwks=jwks, status_source=StaticStatusLists({url: cleared}))
     assert verifier.status_list(url, clock.now).bits.set_indexes() == []
     # A list that is not full is never touched.

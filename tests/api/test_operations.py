@@ -55,6 +55,7 @@ UNJUDGED_ROUTES = {
     ("GET", "/api/v1/auth/jwks"), ("POST", "/api/v1/auth/token"), ("POST", "/api/v1/auth/introspect"),
     ("POST", "/api/v1/auth/token/introspect"), ("POST", "/api/v1/auth/revoke"), ("POST", "/api/v1/auth/token/revoke"),
     ("GET", "/api/v1/status-lists/{list_id}"),
+    ("GET", "/api/v1/status-lists/{list_id}/suspension"),
     ("POST", "/api/v1/auth/register"),  # RFC 7591: governed by AGENTAUTH_REGISTRATION, like quickstart
     ("POST", "/api/v1/auth/bc-authorize"),  # CIBA: the agent authenticates as a client, as at the token endpoint
     # Pages for people: the owner's session cookie and its CSRF token, not an agent's bearer (issuer/owners.py).
@@ -219,6 +220,8 @@ REST: dict[str, Rest] = {
         ("DELETE", f"/api/v1/agents/{s.agent}", None, {}),
         ("POST", f"/api/v1/agents/{s.agent}/deactivate", None, {}),
     ],
+    "agents.suspend": lambda s: [("POST", f"/api/v1/agents/{s.agent}/suspend", None, {})],
+    "agents.resume": lambda s: [("POST", f"/api/v1/agents/{s.agent}/resume", None, {})],
     "credentials.create": lambda s: [("POST", "/api/v1/credentials", {"agent_id": s.agent}, {})],
     "credentials.list": lambda s: [("GET", "/api/v1/credentials", None, {"agent_id": s.agent})],
     "credentials.get": lambda s: [("GET", f"/api/v1/credentials/{s.key}", None, {})],
@@ -267,6 +270,8 @@ MCP: dict[str, Callable[[Scene], tuple[str, dict[str, Any]]]] = {
     "agents.get": lambda s: ("get_agent", {"agent_id": s.agent}),
     "agents.update": lambda s: ("update_agent", {"agent_id": s.agent, "name": "renamed"}),
     "agents.deactivate": lambda s: ("deactivate_agent", {"agent_id": s.agent}),
+    "agents.suspend": lambda s: ("suspend_agent", {"agent_id": s.agent}),
+    "agents.resume": lambda s: ("resume_agent", {"agent_id": s.agent}),
     "credentials.create": lambda s: ("create_credential", {"agent_id": s.agent}),
     "credentials.list": lambda s: ("list_credentials", {"agent_id": s.agent}),
     "credentials.get": lambda s: ("get_credential", {"credential_id": s.key}),

@@ -17,14 +17,28 @@ from api_support import Tenant, assert_unchanged, by_resource, make_child, make_
 
 from agentauth.bootstrap import Services
 from agentauth.did import did_key_document
-from support import ISSUER_URL, app_route_table, bearer, fill_path, ok, path_params, requires_principal, route_table
+from support import (
+    ISSUER_URL,
+    app_route_table,
+    bearer,
+    fill_path,
+    ok,
+    path_params,
+    requires_principal,
+    route_table,
+    status_entry,
+)
 
 pytestmark = pytest.mark.anyio
 
 ROUTES = app_route_table()
 # Public by design: a did:key document is derivable from the DID itself; a status list is published for
 # offline verifiers. Nothing else taking an id may be reachable without a token.
-PUBLIC = {"/api/v1/agents/{agent_id}/did.json", "/api/v1/status-lists/{list_id}"}
+PUBLIC = {
+    "/api/v1/agents/{agent_id}/did.json",
+    "/api/v1/status-lists/{list_id}",
+    "/api/v1/status-lists/{list_id}/suspension",
+}
 ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if p.startswith("/api/v1/") and path_params(p)]
 GUARDED = [(m, p, r) for m, p, r in ID_ROUTES if p not in PUBLIC]
 # Policies belong to the tenant, not to an agent: the subtree tests cannot give them a sibling's owner.
@@ -297,7 +311,7 @@ async def test_public_id_routes_reveal_nothing_secret(
     document = await client.get(f"/api/v1/agents/{a.agent_id}/did.json")
     assert document.status_code == 200
     assert document.json() == did_key_document(did), "exactly what the DID itself implies"
-    list_url = jwt_payload(a.token)["vc"]["credentialStatus"]["statusListCredential"]
+    list_url = status_entry(jwt_payload(a.token)["vc"])["statusListCredential"]
     status_list = await client.get(list_url.removeprefix(ISSUER_URL))
     assert status_list.status_code == 200
     subject = jwt_payload(status_list.text)["vc"]["credentialSubject"]

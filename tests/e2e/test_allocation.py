@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from agentauth.keys import generate_kek
 from agentauth.vc import Verifier
 from live_server import free_ports
-from support import POSTGRES_URL, reset_postgres
+from support import POSTGRES_URL, reset_postgres, status_entry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ def serve(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
 def slot(token: str) -> tuple[str, str]:
     segment = token.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    entry = claims["vc"]["credentialStatus"]
+    entry = status_entry(claims["vc"])
     return entry["statusListCredential"], entry["statusListIndex"]
 
 

@@ -34,6 +34,7 @@ from agentauth.issuer.secrets import SecretHasher
 from agentauth.keys import KeyEncryptionKey
 from agentauth.vc import StaticStatusLists, Verifier
 from live_server import LiveServer, free_port
+from support import status_entry
 
 TOKEN = "/api/v1/auth/token"
 INTROSPECT = "/api/v1/auth/introspect"
@@ -98,7 +99,7 @@ class Issued:
 
 def issued(token: str, kind: str) -> Issued:
     claims = jwt_claims(token)
-    entry = claims["vc"]["credentialStatus"]
+    entry = status_entry(claims["vc"])
     url = str(entry["statusListCredential"])
     return Issued(str(claims["jti"]), kind, url, int(url.rsplit("/", 1)[1]), int(entry["statusListIndex"]), token)
 

@@ -8,6 +8,8 @@ import json
 import secrets
 from typing import Any
 
+from support import status_entry
+
 
 def _ok(response: Any, status: int = 200) -> dict[str, Any]:
     assert response.status_code == status, response.text
@@ -36,7 +38,7 @@ def bind_objects(http: Any) -> tuple[dict[str, str], dict[str, str]]:
     webhook_id = _ok(http.post("/api/v1/webhooks", json=hook, headers=auth), 201)["id"]
     payload = agent["access_token"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    list_id = claims["vc"]["credentialStatus"]["statusListCredential"].rsplit("/", 1)[1]
+    list_id = status_entry(claims["vc"])["statusListCredential"].rsplit("/", 1)[1]
     objects = {
         "agent_id": child["agent"]["id"],
         "credential_id": key["id"],

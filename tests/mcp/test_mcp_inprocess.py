@@ -76,6 +76,8 @@ ONE_CALL_EACH: dict[str, dict[str, Any]] = {
     "request_approval": {"login_hint": "owner@example.com", "binding_message": "m", "api_key": "ak_live_x"},
     "approval_status": {"auth_req_id": "x", "api_key": "ak_live_x"},
     "get_audit_activity": {"access_token": "t"},
+    "suspend_agent": {"agent_id": "agt_a", "access_token": "t"},
+    "resume_agent": {"agent_id": "agt_a", "access_token": "t"},
 }
 
 

@@ -157,6 +157,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "approval_status": {"auth_req_id": ([S], REQUIRED), "api_key": ([S, N], None)},
     "get_audit_activity": {"access_token": TOKEN, "hours": ([INT], 24)},
+    "suspend_agent": {"agent_id": ([S], REQUIRED), "access_token": TOKEN},
+    "resume_agent": {"agent_id": ([S], REQUIRED), "access_token": TOKEN},
 }  # fmt: skip
 READ_ONLY = {
     "discover",
@@ -183,7 +185,7 @@ READ_ONLY = {
 }
 DESTRUCTIVE = {
     "revoke_token", "rotate_credential", "revoke_credential", "revoke_delegation", "deactivate_agent", "delete_policy",
-    "delete_resource_server", "delete_webhook",
+    "delete_resource_server", "delete_webhook", "suspend_agent",
 }  # fmt: skip
 SHOWN_ONCE = {"quickstart", "create_credential", "rotate_credential", "create_agent", "create_webhook"}
 

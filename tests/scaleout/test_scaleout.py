@@ -49,7 +49,7 @@ from agentauth.bootstrap import KEY_RELOAD_SECONDS
 from agentauth.keys import KeyPair, generate_kek
 from agentauth.vc import StaticStatusLists, Verifier, create_agent_assertion, create_proof
 from live_server import BIN, LiveServer, free_ports, server_env, spawn
-from support import POSTGRES_ENABLED, POSTGRES_URL, REDIS_URL, bearer, require_redis, reset_postgres
+from support import POSTGRES_ENABLED, POSTGRES_URL, REDIS_URL, bearer, require_redis, reset_postgres, status_entry
 
 pytestmark = [
     pytest.mark.anyio,
@@ -171,7 +171,7 @@ def jwt_part(token: str, part: int) -> dict[str, Any]:
 
 
 def slot(token: str) -> tuple[int, int]:
-    entry = jwt_part(token, 1)["vc"]["credentialStatus"]
+    entry = status_entry(jwt_part(token, 1)["vc"])
     return int(entry["statusListCredential"].rsplit("/", 1)[1]), int(entry["statusListIndex"])
 
 
@@ -391,7 +391,7 @@ async def test_revocation_on_a_is_seen_by_b_at_once(pair: Pair) -> None:
 
         # Offline verifiers see it in the list B publishes (verified with B's JWKS).
         list_id, index = slot(token)
-        url = jwt_part(token, 1)["vc"]["credentialStatus"]["statusListCredential"]
+        url = status_entry(jwt_part(token, 1)["vc"])["statusListCredential"]
         published = await http.get(f"{pair.b.url}/api/v1/status-lists/{list_id}")
         assert published.status_code == 200, published.text
         jwks = (await http.get(f"{pair.b.url}/.well-known/jwks.json")).json()

@@ -22,6 +22,7 @@ from agentauth.sdk.bearer import AGENT_KEY_DESCRIPTION, BearerError
 from agentauth.vc import StaticStatusLists, VerifiedToken, create_proof
 from agentauth.vc.jws import parse_compact
 from live_server import LiveServer, start_issuer
+from support import status_urls
 
 RESOURCE = "https://reports.example.com"
 URL = f"{RESOURCE}/reports"
@@ -70,8 +71,7 @@ def verify_offline(issuer: LiveServer, http: httpx.Client, access: str, proof: s
     """What the third party runs: the JWKS and the token's status list, fetched once beforehand (here now), and
     nothing else - no call to the issuer while verifying."""
     jwks = http.get(f"{issuer.url}/.well-known/jwks.json").json()
-    status_url = parse_compact(access).payload["vc"]["credentialStatus"]["statusListCredential"]
-    lists = StaticStatusLists({status_url: http.get(status_url).text})
+    lists = StaticStatusLists({url: http.get(url).text for url in status_urls(parse_compact(access).payload["vc"])})
     verifier = offline_verifier(jwks, resource=RESOURCE, issuer_url=issuer.url, status_source=lists)
     settings = DPoPSettings(require_agent_key=True)
     return asyncio.run(

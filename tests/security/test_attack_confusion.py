@@ -28,7 +28,7 @@ from security_support import (
 from agentauth.bootstrap import Services
 from agentauth.keys import KeyPair
 from agentauth.vc import create_presentation
-from support import ISSUER_URL, assert_error, bearer
+from support import ISSUER_URL, assert_error, bearer, status_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.anyio
 async def artifacts(client: httpx.AsyncClient, w: World, holder: dict[str, Any]) -> dict[str, str]:
     """Everything signed or minted for ``holder`` (an agent of tenant A), by kind, plus the delegation that
     names the child as delegate."""
-    url = decode(holder["access_token"])[1]["vc"]["credentialStatus"]["statusListCredential"]
+    url = status_entry(decode(holder["access_token"])[1]["vc"])["statusListCredential"]
     status_list = await client.get(urlsplit(url).path)
     assert status_list.status_code == 200 and status_list.text.count(".") == 2
     key = KeyPair.from_jwk(holder["private_key_jwk"])

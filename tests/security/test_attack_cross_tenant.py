@@ -15,7 +15,7 @@ from security_support import TOKEN, World, assert_unchanged, decode, exchange_da
 
 from agentauth import paths
 from agentauth.bootstrap import Services
-from support import app_route_table, assert_error, bearer, fill_path, ok, path_params, requires_principal
+from support import app_route_table, assert_error, bearer, fill_path, ok, path_params, requires_principal, status_entry
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +25,11 @@ ROUTES = app_route_table()
 ID_ROUTES = [(m, p, r) for m, p, r in ROUTES if path_params(p) and not p.startswith(paths.CONSOLE + "/")]
 # Public by design, so "another tenant" means nothing there: a did:key document is derivable from the DID; a
 # status list is published for offline verifiers (lists are shared by every tenant).
-PUBLIC = {"/api/v1/agents/{agent_id}/did.json", "/api/v1/status-lists/{list_id}"}
+PUBLIC = {
+    "/api/v1/agents/{agent_id}/did.json",
+    "/api/v1/status-lists/{list_id}",
+    "/api/v1/status-lists/{list_id}/suspension",
+}
 POLICY = {"name": "deny tools", "effect": "deny", "subjects": {"agent_types": ["tool"]}, "actions": ["write"],
           "resources": ["reports/**"]}  # fmt: skip
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -52,7 +56,7 @@ class Victim:
 
     def objects(self) -> dict[str, list[str]]:
         """A's objects, by the path-parameter name that takes them."""
-        status_url = decode(self.w.a_token)[1]["vc"]["credentialStatus"]["statusListCredential"]
+        status_url = status_entry(decode(self.w.a_token)[1]["vc"])["statusListCredential"]
         return {
             "agent_id": [self.w.a["agent"]["id"], self.w.child_id],
             "credential_id": [self.w.a["api_key_id"], self.w.child["api_key_id"]],

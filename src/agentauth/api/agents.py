@@ -182,6 +182,41 @@ async def deactivate_agent_post(
     return await services.agents.deactivate(principal, agent_id, ctx)
 
 
+@router.post(
+    "/{agent_id}/suspend",
+    response_model=AgentOut,
+    summary="Suspend an agent and its subtree, reversibly (the kill switch's first step)",
+    openapi_extra=runs("agents.suspend"),
+)
+async def suspend_agent(
+    agent_id: AgentId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    ctx: ContextDep,
+) -> AgentOut:
+    """Nothing of the subtree authenticates or verifies any more - here at once, and for offline verifiers once
+    they refetch the status lists (each credential's suspension bit is set) - but nothing is revoked: keys, refresh
+    tokens and delegations come back with ``/resume``. 409 for a deactivated agent."""
+    return await services.agents.suspend(principal, agent_id, ctx)
+
+
+@router.post(
+    "/{agent_id}/resume",
+    response_model=AgentOut,
+    summary="Resume a suspended agent and the agents suspended with it",
+    openapi_extra=runs("agents.resume"),
+)
+async def resume_agent(
+    agent_id: AgentId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    ctx: ContextDep,
+) -> AgentOut:
+    """The suspension bits are cleared (agents still suspended elsewhere keep theirs). 409 unless the agent is the
+    top of a suspension: suspended, with a parent that is not."""
+    return await services.agents.resume(principal, agent_id, ctx)
+
+
 @router.get("/{agent_id}/did.json", summary="The agent's did:key DID document (public)")
 async def agent_did_document(agent_id: AgentId, services: ServicesDep) -> JSONResponse:
     document: dict[str, Any] = await services.agents.did_document(agent_id)

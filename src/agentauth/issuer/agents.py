@@ -14,7 +14,7 @@ from agentauth.issuer import audit
 from agentauth.issuer.authorization import Authorizer, use_case
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore, agent_out, new_id
-from agentauth.issuer.revocation import agent_cascade
+from agentauth.issuer.revocation import agent_cascade, resumption_cascade, suspension_cascade
 from agentauth.issuer.schemas import (
     AgentCreated,
     AgentOut,
@@ -318,6 +318,42 @@ class AgentService:
         target = await self._manageable(principal, agent_id)
         now = self.core.clock()
         await self.core.ports.writes.run(WritePlan(agent_cascade(ctx, now, target, actor=principal.agent.id)))
+        agent = await fetch_agent(self.core, target.id)
+        assert agent is not None
+        return agent_out(agent)
+
+    @use_case("agents.suspend")
+    async def suspend(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
+        """Suspend the agent and its subtree, reversibly: nothing of theirs authenticates or verifies (here, and
+        offline once verifiers refetch the status lists: the suspension bits), nothing is revoked."""
+        target = await self._manageable(principal, agent_id)
+        if target.id == principal.agent.id and principal.agent.parent_id is not None:
+            raise AccessDenied("an agent cannot suspend itself; its parent or the tenant's owner can")
+        if target.status == AgentStatus.DEACTIVATED:
+            raise Conflict(AGENT_DEACTIVATED)
+        now = self.core.clock()
+        await self.core.ports.writes.run(WritePlan(suspension_cascade(ctx, now, target, actor=principal.agent.id)))
+        agent = await fetch_agent(self.core, target.id)
+        assert agent is not None
+        return agent_out(agent)
+
+    @use_case("agents.resume")
+    async def resume(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
+        """Undo ``suspend``: the agent and the agents suspended with it act again, their credentials verify again.
+        Resuming an active agent changes nothing (idempotent, as suspending a suspended one)."""
+        target = await self._manageable(principal, agent_id)
+        if target.status == AgentStatus.ACTIVE:
+            return agent_out(target)
+        if target.status == AgentStatus.DEACTIVATED:
+            raise Conflict(AGENT_DEACTIVATED)
+        now = self.core.clock()
+        parent = "its parent is suspended: resume the agent at the top of the suspension"
+        await self.core.ports.writes.run(
+            WritePlan((
+                Require(sql.RESUMABLE, {"agent": target.id}, 1, Conflict(parent)),
+                *resumption_cascade(ctx, now, target, actor=principal.agent.id),
+            ))
+        )  # fmt: skip
         agent = await fetch_agent(self.core, target.id)
         assert agent is not None
         return agent_out(agent)

@@ -138,7 +138,7 @@ class IssuerCore:
             audience=self.issuer_url if audience is None else audience,
             now=now,
             expires_at=exp,
-            status=status,
+            status=self.status.entries(status),
             subject_claims=self.subject_claims(agent) | (extra_subject_claims or {}),
             act=act,
             delegation_chain=delegation_chain,
@@ -246,7 +246,7 @@ class IssuerCore:
             name=agent.name,
             now=now,
             expires_at=exp,
-            status=status,
+            status=self.status.entries(status),
         )
         list_id, index = StatusRegistry.parse_entry(status)
         return jwt, {

@@ -228,7 +228,7 @@ class DelegationService:
             remaining_depth=depth,
             now=now,
             expires_at=expires,
-            status=slot,
+            status=self.core.status.entries(slot),
             parent_jwt=parent.credential_jwt if parent else None,
             parent_id=parent.credential_jti if parent else None,
         )

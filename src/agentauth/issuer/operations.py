@@ -68,6 +68,8 @@ OPERATIONS: Final = _table(
     ApiOperation("agents.get", "read", "api/v1/agents/{agent_id}", ("agents.read",)),
     ApiOperation("agents.update", "write", "api/v1/agents/{agent_id}", ("agents.write",)),
     ApiOperation("agents.deactivate", "delete", "api/v1/agents/{agent_id}", ("agents.write",)),
+    ApiOperation("agents.suspend", "write", "api/v1/agents/{agent_id}/suspend", ("agents.write",)),
+    ApiOperation("agents.resume", "write", "api/v1/agents/{agent_id}/resume", ("agents.write",)),
     ApiOperation("credentials.create", "write", "api/v1/credentials", ("credentials.write",), lasting=True),
     ApiOperation("credentials.list", "read", "api/v1/credentials", ("credentials.read",)),
     ApiOperation("credentials.get", "read", "api/v1/credentials/{credential_id}", ("credentials.read",)),

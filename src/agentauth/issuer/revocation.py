@@ -95,6 +95,35 @@ def agent_cascade(ctx: RequestContext, now: datetime, root: Agent, actor: str) -
     )
 
 
+def suspension_cascade(ctx: RequestContext, now: datetime, root: Agent, actor: str) -> tuple[Execute, ...]:
+    """Plan steps: suspend ``root``'s active subtree - reversibly (``agent_statements``' suspension section): the
+    agents turn suspended and the suspension bits of their credentials and of their direct delegations' are set,
+    the lists' suspension versions bumped so they are re-signed at their next fetch."""
+    subtree = {"subtree": sql.subtree_pattern(root.path)}
+    at = subtree | {"now": now}
+    event = audit.event(ctx, now, action="agent.suspended", tenant_id=root.tenant_id, actor=actor, target_type="agent")
+    return (
+        sql.SUBTREE_ACTIVE_AGENTS.step(event, **subtree),
+        Execute(sql.SUSPEND_SUBTREE, at),
+        Execute(sql.SUSPEND_LISTS, at),
+        Execute(sql.SUSPEND_CREDENTIALS, at),
+    )
+
+
+def resumption_cascade(ctx: RequestContext, now: datetime, root: Agent, actor: str) -> tuple[Execute, ...]:
+    """Plan steps undoing ``suspension_cascade`` for ``root``'s subtree: its suspended agents active again, and the
+    suspension bits cleared wherever no agent still suspended (elsewhere) holds the credential."""
+    subtree = {"subtree": sql.subtree_pattern(root.path)}
+    at = subtree | {"now": now}
+    event = audit.event(ctx, now, action="agent.resumed", tenant_id=root.tenant_id, actor=actor, target_type="agent")
+    return (
+        sql.SUBTREE_SUSPENDED_AGENTS.step(event, **subtree),
+        Execute(sql.RESUME_SUBTREE, at),
+        Execute(sql.RESUME_LISTS, subtree),
+        Execute(sql.RESUME_CREDENTIALS, subtree),
+    )
+
+
 async def revoke_delegation_subtrees(
     session: AsyncSession, ctx: RequestContext, now: datetime, paths: list[str], actor: str
 ) -> None:

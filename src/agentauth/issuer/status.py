@@ -7,7 +7,9 @@ sequential). A crash forfeits the rest of a block; it is never reused, which was
 When every block of a list is reserved the list is marked full and a new one opens.
 
 Publication: the signed list is rebuilt only when the list's ``version`` moved (bumped in the transaction
-that revokes), then cached in the row so every replica serves the same bytes until the next change.
+that revokes), then cached in the row so every replica serves the same bytes until the next change. Each list
+has a twin of purpose ``suspension`` (same indexes, its own version and publication): every credential carries
+both entries, so the kill switch can stop an agent reversibly - offline verifiers included.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 import hashlib
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,7 +68,7 @@ class StatusRegistry:
         self,
         sessions: async_sessionmaker[AsyncSession],
         issuer: CredentialIssuer,
-        list_url_template: str,
+        list_url_templates: Mapping[str, str],
         ttl_seconds: int,
         clock: Callable[[], datetime],
         blocks: StatusBlocks,
@@ -77,7 +79,8 @@ class StatusRegistry:
         # Reads must not queue behind writers (on SQLite a plain session on the write engine BEGINs IMMEDIATE).
         self._reads = reads or sessions
         self._issuer = issuer
-        self._list_url = list_url_template  # ``{list_id}`` in it; bootstrap hands it in
+        # Per purpose (revocation, suspension), ``{list_id}`` in it; bootstrap hands them in.
+        self._list_urls = dict(list_url_templates)
         self._ttl = ttl_seconds
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -87,8 +90,15 @@ class StatusRegistry:
         self._spare: asyncio.Task[_Block] | None = None
         self._dealt = 0  # size of the current reservation
 
-    def list_url(self, list_id: int) -> str:
-        return self._list_url.format(list_id=list_id)
+    def list_url(self, list_id: int, purpose: str = "revocation") -> str:
+        """The URL of a list (``purpose`` revocation) or of its twin of purpose suspension."""
+        return self._list_urls[purpose].format(list_id=list_id)
+
+    def entries(self, slot: StatusEntry) -> tuple[StatusEntry, StatusEntry]:
+        """The ``credentialStatus`` of a credential given ``slot`` (``allocate``): its revocation entry, and the same
+        index in the list's suspension twin - the bit the kill switch's suspend sets and resume clears."""
+        list_id, index = self.parse_entry(slot)
+        return slot, StatusEntry(self.list_url(list_id, "suspension"), index, "suspension")
 
     async def allocate(self) -> StatusEntry:
         """A fresh (list, index) slot for one credential."""
@@ -181,11 +191,14 @@ class StatusRegistry:
                 if cleared_at is not None and now - cleared_at >= timedelta(seconds=2 * self._ttl):
                     await status_lists.reopen(session, list_id)
 
-    async def published(self, list_id: int) -> PublishedList:
-        """The current signed ``BitstringStatusListCredential`` of a list; re-signed only when bits changed."""
+    async def published(self, list_id: int, purpose: str = "revocation") -> PublishedList:
+        """The current signed ``BitstringStatusListCredential`` of a list (or of its suspension twin); re-signed
+        only when its bits changed."""
+        if purpose not in status_lists.PURPOSES or purpose not in self._list_urls:
+            raise NotFound("no such status list")
         now = self._clock()
         async with self._reads() as session:
-            snap = await status_lists.snapshot(session, list_id)
+            snap = await status_lists.snapshot(session, list_id, purpose)
             if snap is None:
                 raise NotFound("no such status list")
             size, version, published_version, published_jwt, published_at = snap
@@ -199,17 +212,18 @@ class StatusRegistry:
             if published_jwt is not None and published_version == version and fresh:
                 return PublishedList(published_jwt, _etag(published_jwt), version)
             bits = StatusList(size)
-            for index in await status_lists.revoked_indexes(session, list_id):
+            for index in await status_lists.marked_indexes(session, list_id, purpose):
                 bits.set(index)
         jwt = self._issuer.issue_status_list_credential(
-            list_url=self.list_url(list_id),
+            list_url=self.list_url(list_id, purpose),
+            purpose=purpose,
             encoded_list=bits.encode(),
             now=now,
             ttl_seconds=self._ttl,
             valid_for_seconds=int(PUBLISHED_VALIDITY.total_seconds()),
         )
         async with self._sessions.begin() as session:
-            await status_lists.store_published(session, list_id, version, jwt, now)
+            await status_lists.store_published(session, list_id, version, jwt, now, purpose)
         return PublishedList(jwt, _etag(jwt), version)
 
 

@@ -27,6 +27,8 @@ CATALOGUE: dict[str, str] = {
     "agent.created": "agent.created",
     "agent.updated": "agent.updated",
     "agent.deactivated": "agent.deactivated",
+    "agent.suspended": "agent.suspended",
+    "agent.resumed": "agent.resumed",
     "credential.created": "credential.created",
     "credential.rotated": "credential.rotated",
     "credential.revoked": "credential.revoked",

@@ -18,6 +18,7 @@ from agentauth.issuer import abuse
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
+from agentauth.paths import SUSPENSION_SUFFIX
 
 log = logging.getLogger("agentauth.mcp")
 
@@ -86,11 +87,14 @@ class EmbeddedBackend:
 
     async def status_list(self, url: str) -> str | None:
         services = self._services()
-        list_id = url.rpartition("/")[2]
+        rest, purpose = url, "revocation"
+        if url.endswith(SUSPENSION_SUFFIX):
+            rest, purpose = url.removesuffix(SUSPENSION_SUFFIX), "suspension"
+        list_id = rest.rpartition("/")[2]
         # Only a URL this issuer publishes a list at: a token cannot make us look anything else up.
-        if not list_id.isdigit() or len(list_id) > 10 or services.status.list_url(int(list_id)) != url:
+        if not list_id.isdigit() or len(list_id) > 10 or services.status.list_url(int(list_id), purpose) != url:
             return None
         try:
-            return (await services.status.published(int(list_id))).jwt
+            return (await services.status.published(int(list_id), purpose)).jwt
         except NotFound:
             return None

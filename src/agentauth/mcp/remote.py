@@ -33,6 +33,7 @@ from agentauth.issuer.operations import OPENAPI_EXTENSION
 from agentauth.issuer.schemas import QuickstartRequest, QuickstartResponse, TokenResponse
 from agentauth.keys import KeyPair, b64url_decode
 from agentauth.mcp.backend import Operation, R, VerificationMaterial
+from agentauth.paths import SUSPENSION_SUFFIX
 from agentauth.sdk.client import DPoPAuth
 
 log = logging.getLogger("agentauth.mcp")
@@ -234,10 +235,13 @@ class RestBackend:
         configuration = self._configuration or await self.discover()
         prefix = str(configuration["endpoints"]["status_lists_endpoint"]) + "/"
         list_id = url[len(prefix) :] if url.startswith(prefix) else ""
+        suffix = SUSPENSION_SUFFIX if list_id.endswith(SUSPENSION_SUFFIX) else ""
+        list_id = list_id.removesuffix(suffix)
         if not list_id.isdigit() or len(list_id) > 10:
             return None
         try:
-            response = await self._send("GET", await self._endpoint("status_lists_endpoint") + "/" + list_id)
+            path = await self._endpoint("status_lists_endpoint") + "/" + list_id + suffix
+            response = await self._send("GET", path)
         except AgentAuthError as exc:
             if exc.error == "not_found":
                 return None

@@ -237,6 +237,31 @@ async def deactivate_agent(
     return await call(ctx, access_token, op)
 
 
+@tool(order=46, hints=writes("Suspend an agent", destructive=True, idempotent=True), operation="agents.suspend")
+async def suspend_agent(
+    agent_id: Annotated[Id, Field(description="The agent's id (agt_...).")],
+    ctx: Context[Any, Any],
+    access_token: AccessToken = None,
+) -> AgentOut:
+    """Suspend an agent of your subtree, with every agent below it - reversibly: none of them can authenticate or
+    use a token, and offline verifiers refuse their credentials once they refetch the status lists, but no key,
+    token or delegation is revoked; resume_agent restores them. Returns the agent, now suspended."""
+    op = Operation(AgentOut, lambda s, p, rc: s.agents.suspend(p, agent_id, rc), ids={"agent_id": agent_id})
+    return await call(ctx, access_token, op)
+
+
+@tool(order=47, hints=writes("Resume a suspended agent", idempotent=True), operation="agents.resume")
+async def resume_agent(
+    agent_id: Annotated[Id, Field(description="The suspended agent's id (agt_...).")],
+    ctx: Context[Any, Any],
+    access_token: AccessToken = None,
+) -> AgentOut:
+    """Resume an agent you suspended, with the agents suspended with it: they act again and their credentials
+    verify again. Only the top of a suspension resumes (an agent whose parent is suspended waits for it)."""
+    op = Operation(AgentOut, lambda s, p, rc: s.agents.resume(p, agent_id, rc), ids={"agent_id": agent_id})
+    return await call(ctx, access_token, op)
+
+
 @tool(order=22, hints=read_only("Get an API key"), operation="credentials.get")
 async def get_credential(
     credential_id: Annotated[Id, Field(description="The API key's id (key_...).")],

@@ -26,6 +26,8 @@ from agentauth.vc import (
 from agentauth.vc.jws import parse_compact
 
 STATUS_LISTS_PATH = "/api/v1/status-lists/"
+# A list's twin of purpose ``suspension`` (the same indexes): the list's URL followed by this.
+SUSPENSION_SUFFIX = "/suspension"
 MAX_LISTS = 10_000
 
 
@@ -86,7 +88,7 @@ def save_status_list(verifier: OnlineVerifier, url: str, directory: Path) -> Sav
 
 def mirror_status_lists(verifier: OnlineVerifier, directory: Path, urls: Iterable[str] = ()) -> Iterator[SavedList]:
     """Save the lists at ``urls`` (each must exist), or - given none - every list the issuer has published:
-    ids 1, 2, ... until the first 404."""
+    ids 1, 2, ... until the first 404, each with its suspension twin (when the issuer publishes one)."""
     wanted = list(dict.fromkeys(urls))
     if wanted:
         for url in wanted:
@@ -96,7 +98,11 @@ def mirror_status_lists(verifier: OnlineVerifier, directory: Path, urls: Iterabl
             yield saved
         return
     for list_id in range(1, MAX_LISTS + 1):
-        saved = save_status_list(verifier, list_url(verifier.issuer_url, list_id), directory)
+        url = list_url(verifier.issuer_url, list_id)
+        saved = save_status_list(verifier, url, directory)
         if saved is None:
             return
         yield saved
+        twin = save_status_list(verifier, url + SUSPENSION_SUFFIX, directory)
+        if twin is not None:
+            yield twin

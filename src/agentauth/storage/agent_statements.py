@@ -215,10 +215,12 @@ SUBTREE: Select[Any] = select(AgentRow.id).where(_IN_SUBTREE)
 # The keys of agent ``:agent``, and of the agents of a subtree (``:subtree``): (count, page).
 KEYS_OF_AGENT = _keys_page(ApiKeyRow.agent_id == bindparam("agent"))
 KEYS_OF_SUBTREE = _keys_page(ApiKeyRow.agent_id.in_(SUBTREE))
-SUBTREE_AGENTS = audited(_IN_SUBTREE & agent_active(), target_id=AgentRow.id)
+# Deactivation takes suspended agents too (suspend, then revoke: the kill switch's two steps).
+_NOT_DEACTIVATED = AgentRow.status != AgentStatus.DEACTIVATED
+SUBTREE_AGENTS = audited(_IN_SUBTREE & _NOT_DEACTIVATED, target_id=AgentRow.id)
 DEACTIVATE_SUBTREE = (
     update(AgentRow)
-    .where(_IN_SUBTREE, agent_active())
+    .where(_IN_SUBTREE, _NOT_DEACTIVATED)
     .values(status=AgentStatus.DEACTIVATED, deactivated_at=_NOW, updated_at=_NOW)
 )
 # The kill switch closes the approval requests (CIBA) of the subtree's agents still waiting or not yet collected:
@@ -281,4 +283,68 @@ REVOKE_SUBTREE_DELEGATIONS = (
     update(DelegationRow)
     .where(DelegationRow.id.in_(_DOOMED_DELEGATIONS))
     .values(status=DelegationStatus.REVOKED, revoked_at=_NOW)
+)
+
+
+# -- suspension (the kill switch's reversible half) ---------------------------------------------------------
+# Suspending a subtree (bound ``:subtree``, ``:now``): its active agents turn suspended (one audit event each),
+# and the suspension bit is set on every live credential they hold and on the credentials of the active direct
+# delegations granted by or to any of them - a chain through a suspended agent fails offline at that link. Keys,
+# refresh tokens and delegations stay as they are: the server refuses a suspended agent everywhere it refuses a
+# deactivated one (``Agent.is_active``), and resuming restores all of it.
+_SUSPENDED_AGENT = AgentRow.status == AgentStatus.SUSPENDED
+SUBTREE_ACTIVE_AGENTS = audited(_IN_SUBTREE & agent_active(), target_id=AgentRow.id)
+SUSPEND_SUBTREE = (
+    update(AgentRow).where(_IN_SUBTREE, agent_active()).values(status=AgentStatus.SUSPENDED, updated_at=_NOW)
+)
+_DIRECT_DELEGATIONS = select(DelegationRow.id).where(
+    DelegationRow.status == DelegationStatus.ACTIVE,
+    or_(DelegationRow.delegator_id.in_(SUBTREE), DelegationRow.delegate_id.in_(SUBTREE)),
+)
+_TOUCHED = or_(CredentialRow.agent_id.in_(SUBTREE), CredentialRow.delegation_id.in_(_DIRECT_DELEGATIONS))
+_TO_SUSPEND = _TOUCHED & live_credential(_NOW) & CredentialRow.suspended_at.is_(None)
+# The lists whose suspension bits a plan changes are bumped first (named by the rows before they change).
+SUSPEND_LISTS = (
+    update(StatusListRow)
+    .where(StatusListRow.id.in_(select(CredentialRow.status_list_id).where(_TO_SUSPEND)))
+    .values(suspension_version=StatusListRow.suspension_version + 1)
+)
+SUSPEND_CREDENTIALS = update(CredentialRow).where(_TO_SUSPEND).values(suspended_at=_NOW)
+# Resuming (``:subtree``, ``:now``): the suspended agents of the subtree turn active, then the suspension bit is
+# cleared on each credential of theirs, or of a delegation of theirs, that no suspended agent still holds - the
+# credential's own agent, or the delegator of its delegation (a delegation to a suspended agent is that agent's).
+SUBTREE_SUSPENDED_AGENTS = audited(_IN_SUBTREE & _SUSPENDED_AGENT, target_id=AgentRow.id)
+RESUME_SUBTREE = (
+    update(AgentRow).where(_IN_SUBTREE, _SUSPENDED_AGENT).values(status=AgentStatus.ACTIVE, updated_at=_NOW)
+)
+_HOLDER = aliased(AgentRow, name="holder")
+_DELEGATOR = aliased(AgentRow, name="delegator")
+_SUSPENDED_DELEGATION = aliased(DelegationRow, name="sd")
+_STILL_SUSPENDED = or_(
+    exists().where(_HOLDER.id == CredentialRow.agent_id, _HOLDER.status == AgentStatus.SUSPENDED),
+    exists().where(
+        _SUSPENDED_DELEGATION.id == CredentialRow.delegation_id,
+        _DELEGATOR.id == _SUSPENDED_DELEGATION.delegator_id,
+        _DELEGATOR.status == AgentStatus.SUSPENDED,
+    ),
+)
+_ANY_DELEGATION = select(DelegationRow.id).where(
+    or_(DelegationRow.delegator_id.in_(SUBTREE), DelegationRow.delegate_id.in_(SUBTREE))
+)
+_TO_RESUME = (
+    CredentialRow.suspended_at.is_not(None)
+    & or_(CredentialRow.agent_id.in_(SUBTREE), CredentialRow.delegation_id.in_(_ANY_DELEGATION))
+    & ~_STILL_SUSPENDED
+)
+RESUME_LISTS = (
+    update(StatusListRow)
+    .where(StatusListRow.id.in_(select(CredentialRow.status_list_id).where(_TO_RESUME)))
+    .values(suspension_version=StatusListRow.suspension_version + 1)
+)
+RESUME_CREDENTIALS = update(CredentialRow).where(_TO_RESUME).values(suspended_at=None)
+# Agent ``:agent`` suspended, with a parent that is not (a root has none): only the top of a suspension resumes.
+RESUMABLE = select(AgentRow.id).where(
+    AgentRow.id == bindparam("agent"),
+    _SUSPENDED_AGENT,
+    ~exists().where(_PARENT.id == AgentRow.parent_id, _PARENT.status == AgentStatus.SUSPENDED),
 )

@@ -151,10 +151,17 @@ class StatusListRow(Base):
     published_jwt: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None]
     published_bits: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The list's twin of purpose ``suspension`` (same indexes, ``/status-lists/{id}/suspension``): its own
+    # version, bumped when a suspension bit changes, and its own published credential.
+    suspension_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    suspension_published_version: Mapped[int | None] = mapped_column(BigInteger)
+    suspension_published_jwt: Mapped[str | None] = mapped_column(Text)
+    suspension_published_at: Mapped[datetime | None]
 
 
 _REVOKED = text("revoked_at IS NOT NULL")
 _DELEGATED = text("delegation_id IS NOT NULL")
+_SUSPENDED = text("suspended_at IS NOT NULL")
 
 
 class CredentialRow(Base):
@@ -168,6 +175,7 @@ class CredentialRow(Base):
         # Partial: only revoked / delegated rows are ever looked up by these, and most rows are neither.
         Index("ix_credentials_revoked", "status_list_id", sqlite_where=_REVOKED, postgresql_where=_REVOKED),
         Index("ix_credentials_delegation_id", "delegation_id", sqlite_where=_DELEGATED, postgresql_where=_DELEGATED),
+        Index("ix_credentials_suspended", "status_list_id", sqlite_where=_SUSPENDED, postgresql_where=_SUSPENDED),
     )
 
     jti: Mapped[str] = mapped_column(String(60), primary_key=True)
@@ -185,6 +193,8 @@ class CredentialRow(Base):
     issued_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # Set while its agent (or a party of its delegation) is suspended: its bit in the suspension list is set.
+    suspended_at: Mapped[datetime | None]
 
 
 class StatusBlockRow(Base):

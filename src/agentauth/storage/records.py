@@ -15,7 +15,12 @@ from enum import IntEnum, StrEnum
 
 
 class AgentStatus(StrEnum):
+    """``suspended``: stopped reversibly (the kill switch's suspend): it acts as a deactivated agent does - not at
+    all - but keeps its keys, refresh tokens and delegations, and its credentials' suspension bits are set, so
+    resuming it restores all of them. ``deactivated`` is for good."""
+
     ACTIVE = "active"
+    SUSPENDED = "suspended"
     DEACTIVATED = "deactivated"
 
 

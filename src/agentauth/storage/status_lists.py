@@ -51,40 +51,62 @@ async def exists(session: AsyncSession, list_id: int) -> bool:
     return (await session.get(StatusListRow, list_id)) is not None
 
 
+# Per purpose, the list row's (version, published version, published credential, published at) columns: a
+# revocation list and its suspension twin share their indexes and their row, each with its own publication.
+_PUBLICATION = {
+    "revocation": (
+        StatusListRow.version, StatusListRow.published_version, StatusListRow.published_jwt,
+        StatusListRow.published_at,
+    ),
+    "suspension": (
+        StatusListRow.suspension_version, StatusListRow.suspension_published_version,
+        StatusListRow.suspension_published_jwt, StatusListRow.suspension_published_at,
+    ),
+}  # fmt: skip
+_MARKED = {"revocation": CredentialRow.revoked_at, "suspension": CredentialRow.suspended_at}
+PURPOSES = tuple(_PUBLICATION)
+
+
 async def snapshot(
-    session: AsyncSession, list_id: int
+    session: AsyncSession, list_id: int, purpose: str = "revocation"
 ) -> tuple[int, int, int | None, str | None, datetime | None] | None:
-    """(size, version, published_version, published_jwt, published_at) of a list, or None."""
-    row = await session.get(StatusListRow, list_id, populate_existing=True)
+    """(size, version, published_version, published_jwt, published_at) of a list's ``purpose`` half, or None."""
+    row = (
+        await session.execute(select(StatusListRow.size, *_PUBLICATION[purpose]).where(StatusListRow.id == list_id))
+    ).first()
     if row is None:
         return None
-    return row.size, row.version, row.published_version, row.published_jwt, row.published_at
+    return row[0], row[1], row[2], row[3], row[4]
 
 
-async def revoked_indexes(session: AsyncSession, list_id: int) -> list[int]:
+async def marked_indexes(session: AsyncSession, list_id: int, purpose: str = "revocation") -> list[int]:
+    """The indexes whose ``purpose`` bit is set: revoked, or suspended, credentials of the list."""
     rows = await session.scalars(
-        select(CredentialRow.status_index).where(
-            CredentialRow.status_list_id == list_id, CredentialRow.revoked_at.is_not(None)
-        )
+        select(CredentialRow.status_index).where(CredentialRow.status_list_id == list_id, _MARKED[purpose].is_not(None))
     )
     return list(rows)
 
 
-async def store_published(session: AsyncSession, list_id: int, version: int, jwt: str, now: datetime) -> None:
+async def store_published(
+    session: AsyncSession, list_id: int, version: int, jwt: str, now: datetime, purpose: str = "revocation"
+) -> None:
     """Keep the signed list for ``version`` unless a newer one was stored meanwhile."""
+    _, published_version, published_jwt, published_at = _PUBLICATION[purpose]
     await session.execute(
         update(StatusListRow)
-        .where(
-            StatusListRow.id == list_id,
-            (StatusListRow.published_version.is_(None)) | (StatusListRow.published_version <= version),
-        )
-        .values(published_version=version, published_jwt=jwt, published_at=now)
+        .where(StatusListRow.id == list_id, (published_version.is_(None)) | (published_version <= version))
+        .values({published_version: version, published_jwt: jwt, published_at: now})
     )
 
 
 async def invalidate_published(session: AsyncSession) -> None:
     """Forget every cached signed list (they must be re-signed, e.g. after their key was dropped)."""
-    await session.execute(update(StatusListRow).values(published_version=None, published_jwt=None))
+    await session.execute(
+        update(StatusListRow).values(
+            published_version=None, published_jwt=None, suspension_published_version=None,
+            suspension_published_jwt=None,
+        )
+    )  # fmt: skip
 
 
 async def lists_in_state(session: AsyncSession, state: str) -> list[tuple[int, datetime | None]]:
@@ -110,7 +132,13 @@ async def clear(session: AsyncSession, list_id: int, now: datetime) -> None:
     await session.execute(
         update(StatusListRow)
         .where(StatusListRow.id == list_id, StatusListRow.state == StatusListState.FULL)
-        .values(state=StatusListState.CLEARED, cleared_at=now, allocated=0, version=StatusListRow.version + 1)
+        .values(
+            state=StatusListState.CLEARED,
+            cleared_at=now,
+            allocated=0,
+            version=StatusListRow.version + 1,
+            suspension_version=StatusListRow.suspension_version + 1,
+        )
     )
 
 
