@@ -175,8 +175,11 @@ def test_offline_round_trip_with_revocation(
     assert revoke.status_code == 200
     refreshed = cli("status-list", "fetch", "--issuer", issuer.url, "--dir", str(lists), "--for", f"@{token_file}")
     assert refreshed.returncode == 0, refreshed.stderr
-    line = refreshed.stdout.strip()  # "<url> -> <file> (<n> set bits of <size>)"
-    assert line.count("\n") == 0 and int(line.rsplit("(", 1)[1].split()[0]) >= 1
+    # One line per list the token names: "<url> -> <file> (<n> set bits of <size>)"; the revocation list has the bit,
+    # its suspension twin has none.
+    lines = dict(line.split(" -> ", 1) for line in refreshed.stdout.strip().splitlines())
+    bits = {url.rsplit("/", 1)[1]: int(rest.rsplit("(", 1)[1].split()[0]) for url, rest in lines.items()}
+    assert len(bits) == 2 and bits.pop("suspension") == 0 and next(iter(bits.values())) >= 1
     revoked = cli(
         "verify", f"@{token_file}", "--jwks", str(jwks_file), "--status-dir", str(lists), "--json", env=offline_env
     )

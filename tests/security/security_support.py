@@ -40,7 +40,17 @@ UNCOUNTED_TABLES = frozenset({"audit_events", "status_blocks"})
 # (rebuilt when the list is fetched). A status list's ``version`` is compared: every revocation bumps it.
 VOLATILE_COLUMNS = {
     "api_keys": {"last_used_at"},
-    "status_lists": {"allocated", "state", "published_version", "published_jwt", "published_at", "published_bits"},
+    "status_lists": {
+        "allocated",
+        "state",
+        "published_version",
+        "published_jwt",
+        "published_at",
+        "published_bits",
+        "suspension_published_version",
+        "suspension_published_jwt",
+        "suspension_published_at",
+    },
 }
 
 
