@@ -64,7 +64,8 @@ UNJUDGED_ROUTES = {
     ("POST", "/account/claim"),
     # The owner console: the owner's session; each action is a use case run as the tenant root (api/console.py).
     ("GET", "/console"), ("GET", "/console/{tenant_id}"), ("POST", "/console/{tenant_id}/agents"),
-    ("POST", "/console/{tenant_id}/agents/{agent_id}/stop"), ("GET", "/console/{tenant_id}/keys"),
+    ("POST", "/console/{tenant_id}/agents/{agent_id}/stop"), ("POST", "/console/{tenant_id}/agents/{agent_id}/suspend"),
+    ("POST", "/console/{tenant_id}/agents/{agent_id}/resume"), ("GET", "/console/{tenant_id}/keys"),
     ("POST", "/console/{tenant_id}/keys"), ("POST", "/console/{tenant_id}/keys/{key_id}/rotate"),
     ("POST", "/console/{tenant_id}/keys/{key_id}/revoke"), ("GET", "/console/{tenant_id}/audit"),
     ("GET", "/console/{tenant_id}/audit.{kind}"), ("GET", "/console/{tenant_id}/policies"),

@@ -1,19 +1,26 @@
-"""The owner console in headless Chromium (issue 17 item 1, first part), against a live ``agentauth serve``: an owner
-signs up, creates a tenant, opens the console, creates an agent, makes it an API key (shown once), and the agent
-gets a token with that key over REST; the audit log shows the issuance; the owner stops the agent (the kill switch,
-revoke mode) and the agent's token introspects inactive and its key no longer works. No console page reports a
-a script error or a CSP violation. Screenshots of each page go to the test's temporary directory (or
-``AGENTAUTH_CONSOLE_SCREENSHOTS``)."""
+"""The whole owner journey in headless Chromium (issue 17's browser test), against a live ``agentauth serve``: an
+owner signs up, creates a tenant, logs out and in again, opens the console, creates an agent, makes it an API key
+(shown once), and the agent gets a token with that key over REST; the audit log shows the issuance; a policy is
+written and dry-run; the agent asks (CIBA) for two payments - the owner sees the exact ``authorization_details``,
+approves one and denies the other, and the agent's polls get the token carrying them and ``access_denied``; the
+owner suspends the agent (an offline verifier holding the old lists still accepts its token; after refetching
+them it refuses it as suspended), then stops it for good (refused as revoked; its key no longer works). No page
+reports a script error or a CSP violation. Screenshots of each page go to the test's temporary directory, or to
+``AGENTAUTH_CONSOLE_SCREENSHOTS`` (``docs/`` for the README's)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+from agentauth import paths
+from agentauth.vc import StaticStatusLists, VerificationError, Verifier
 from browser_support import chromium
 from live_server import LiveServer
 
@@ -23,6 +30,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery staple"
 TIMEOUT_MS = 20_000
+EMAIL = "owner@example.com"
+CIBA = "urn:openid:params:grant-type:ciba"
 
 
 def token_for(base_url: str, agent_id: str, api_key: str) -> httpx.Response:
@@ -30,6 +39,44 @@ def token_for(base_url: str, agent_id: str, api_key: str) -> httpx.Response:
         f"{base_url}/api/v1/auth/token",
         data={"grant_type": "client_credentials", "client_id": agent_id, "client_secret": api_key},
     )
+
+
+def ask(base_url: str, agent_id: str, api_key: str, message: str, amount: str) -> str:
+    details = [{"type": "payment", "amount": amount, "currency": "USD", "creditor": "ACME Corp"}]
+    answer = httpx.post(f"{base_url}{paths.BACKCHANNEL}", auth=(agent_id, api_key), data={
+        "login_hint": EMAIL, "binding_message": message, "authorization_details": json.dumps(details),
+    })  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["auth_req_id"])
+
+
+def poll(base_url: str, agent_id: str, api_key: str, auth_req_id: str) -> httpx.Response:
+    form = {"grant_type": CIBA, "auth_req_id": auth_req_id}
+    return httpx.post(f"{base_url}{paths.TOKEN}", auth=(agent_id, api_key), data=form)
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    segment = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
+
+
+def fetch_lists(base_url: str, token: str) -> StaticStatusLists:
+    """What a third party fetches to verify offline: every status list the token names, as published now."""
+    claims = claims_of(token)
+    lists = StaticStatusLists()
+    for entry in claims["vc"]["credentialStatus"]:
+        url = entry["statusListCredential"]
+        assert url.startswith(base_url)
+        lists.put(url, httpx.get(url).text)
+    return lists
+
+
+def offline_verdict(base_url: str, jwks: dict[str, object], lists: StaticStatusLists, token: str) -> str | None:
+    try:
+        Verifier(issuer_url=base_url, jwks=jwks, status_source=lists).verify_access_token(token)
+    except VerificationError as exc:
+        return exc.code
+    return None
 
 
 def test_an_owner_runs_a_tenant_from_the_console(browser_issuer: LiveServer, tmp_path: Path) -> None:
@@ -46,18 +93,28 @@ def test_an_owner_runs_a_tenant_from_the_console(browser_issuer: LiveServer, tmp
         page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
 
         page.goto(f"{server.url}/signup?next=/account")
-        page.fill("input[name=email]", "owner@example.com")
+        page.fill("input[name=email]", EMAIL)
         page.fill("input[name=password]", PASSWORD)
+        page.screenshot(path=str(shots / "console-signup.png"))
         page.click("button[type=submit]")
         page.fill("input[name=name]", "Research team")
         page.click("text=Create tenant")
         tenant_id = page.locator("#tenant-id").inner_text()
+        page.screenshot(path=str(shots / "console-account.png"))
+        page.click("text=Log out")
+        page.goto(f"{server.url}/login?next=/account")
+        page.fill("input[name=email]", EMAIL)
+        page.fill("input[name=password]", PASSWORD)
+        page.screenshot(path=str(shots / "console-login.png"))
+        page.click("button[type=submit]")
+        page.locator("#agents td", has_text=tenant_id).wait_for()
 
         page.click("text=open the console")
         assert page.url == f"{server.url}/console"
         page.click("text=Research team")
         assert page.url == f"{server.url}/console/{tenant_id}"
-        page.fill("input[name=name]", "summarizer <b>bold</b>")  # markup in a name stays text
+        agent_name = "summarizer <b>bold</b>"
+        page.fill("input[name=name]", agent_name)  # markup in a name stays text
         page.select_option("select[name=agent_type]", "tool")
         page.fill("input[name=scopes]", "api.read agents.read")
         page.click("text=Create agent")
@@ -115,10 +172,47 @@ def test_an_owner_runs_a_tenant_from_the_console(browser_issuer: LiveServer, tmp
             assert page.locator("select[name=agent_id]").input_value() == agent_id
         page.screenshot(path=str(shots / "console-policies.png"))
 
+        # Human approval: the agent asks for two payments; the owner sees exactly what is asked.
+        approved = ask(server.url, agent_id, api_key, "Pay invoice 1042", "45.00")
+        denied = ask(server.url, agent_id, api_key, "Pay invoice 1043", "9999.00")
+        assert poll(server.url, agent_id, api_key, approved).json()["error"] == "authorization_pending"
+        page.click("nav >> text=Approvals")
+        first = page.locator("li.approval", has_text="Pay invoice 1042")
+        shown = json.loads(first.locator("pre.authorization-details").inner_text())
+        assert shown == [{"type": "payment", "amount": "45.00", "currency": "USD", "creditor": "ACME Corp"}]
+        page.screenshot(path=str(shots / "console-approvals.png"))
+        first.locator("button", has_text="Approve").click()
+        page.locator("li.approval.status-approved", has_text="Pay invoice 1042").wait_for()
+        page.locator("li.approval", has_text="Pay invoice 1043").locator("button", has_text="Deny").click()
+        page.locator("li.approval.status-denied", has_text="Pay invoice 1043").wait_for()
+        granted = poll(server.url, agent_id, api_key, approved)
+        assert granted.status_code == 200, granted.text
+        approved_token = granted.json()["access_token"]
+        payload = claims_of(approved_token)
+        assert payload["authorization_details"] == shown
+        refused = poll(server.url, agent_id, api_key, denied)
+        assert refused.status_code == 400 and refused.json()["error"] == "access_denied"
+
+        # The kill switch, reversible first: a verifier that fetched the lists before still accepts the token
+        # (it may, for their ttl); once it refetches them it refuses the token as suspended.
+        jwks = httpx.get(f"{server.url}/.well-known/jwks.json").json()
+        before = fetch_lists(server.url, access_token)
+        assert offline_verdict(server.url, jwks, before, access_token) is None
         page.click("nav >> text=Agents")
-        page.locator(f'li.agent[data-agent-id="{agent_id}"] > form button').click()
+        page.locator(f'button[aria-label="Suspend {agent_name}"]').click()
+        page.locator(f'li.agent[data-agent-id="{agent_id}"] > .status-suspended').wait_for()
+        assert "Nothing was revoked" in page.locator("p[role=status]").inner_text()
+        page.screenshot(path=str(shots / "console-suspended.png"))
+        assert offline_verdict(server.url, jwks, before, access_token) is None
+        assert offline_verdict(server.url, jwks, fetch_lists(server.url, access_token), access_token) == "suspended"
+        assert offline_verdict(server.url, jwks, fetch_lists(server.url, approved_token), approved_token) == "suspended"
+        assert token_for(server.url, agent_id, api_key).json()["error"] == "invalid_client"
+
+        # Then for good: Stop. The same verifier, after its next fetch, refuses the token as revoked.
+        page.locator(f'button[aria-label="Stop {agent_name}"]').click()
         page.locator(f'li.agent[data-agent-id="{agent_id}"] > .status-deactivated').wait_for()
         page.screenshot(path=str(shots / "console-stopped.png"))
+        assert offline_verdict(server.url, jwks, fetch_lists(server.url, access_token), access_token) == "revoked"
         context.close()
 
     assert problems == [], problems
@@ -128,5 +222,16 @@ def test_an_owner_runs_a_tenant_from_the_console(browser_issuer: LiveServer, tmp
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
     assert all(
         (shots / f"console-{name}.png").stat().st_size > 5_000
-        for name in ("agents", "keys", "policies", "audit", "stopped")
+        for name in (
+            "signup",
+            "account",
+            "login",
+            "agents",
+            "keys",
+            "policies",
+            "audit",
+            "approvals",
+            "suspended",
+            "stopped",
+        )
     )

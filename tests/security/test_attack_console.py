@@ -71,6 +71,8 @@ def test_one_owner_never_sees_or_changes_another_owners_tenant(owners: tuple[Liv
     for path, form in (
         (f"/console/{t}/agents", {"name": "intruder", "agent_type": "tool"}),
         (f"/console/{t}/agents/{agent_id}/stop", {}),
+        (f"/console/{t}/agents/{agent_id}/suspend", {}),
+        (f"/console/{t}/agents/{agent_id}/resume", {}),
         (f"/console/{t}/keys", {"agent_id": agent_id}),
         (f"/console/{t}/keys/{key_id}/rotate", {}),
         (f"/console/{t}/keys/{key_id}/revoke", {}),
@@ -81,6 +83,8 @@ def test_one_owner_never_sees_or_changes_another_owners_tenant(owners: tuple[Liv
         (f"/console/{b.tenant}/policies/evaluate", {"agent_id": agent_id, "action": "read", "resource": "/x"}),
         # A's agent and key named under B's own tenant: the use case, run as B's root, finds nothing.
         (f"/console/{b.tenant}/agents/{agent_id}/stop", {}),
+        (f"/console/{b.tenant}/agents/{agent_id}/suspend", {}),
+        (f"/console/{b.tenant}/agents/{agent_id}/resume", {}),
         (f"/console/{b.tenant}/keys/{key_id}/revoke", {}),
         (f"/console/{b.tenant}/keys/{key_id}/rotate", {}),
     ):
@@ -101,6 +105,7 @@ def test_every_form_needs_the_sessions_csrf_token_and_this_origin(owners: tuple[
     actions = (
         (f"/console/{t}/agents", {"name": "forged", "agent_type": "tool"}),
         (f"/console/{t}/agents/{agent_id}/stop", {}),
+        (f"/console/{t}/agents/{agent_id}/suspend", {}),
         (f"/console/{t}/keys", {"agent_id": agent_id}),
         (f"/console/{t}/keys/{key_id}/rotate", {}),
         (f"/console/{t}/keys/{key_id}/revoke", {}),

@@ -203,7 +203,7 @@ async def suspend_agent(
 @router.post(
     "/{agent_id}/resume",
     response_model=AgentOut,
-    summary="Resume a suspended agent and the agents suspended with it",
+    summary="Resume a suspended agent and every suspended agent below it",
     openapi_extra=runs("agents.resume"),
 )
 async def resume_agent(

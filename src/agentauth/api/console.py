@@ -166,6 +166,32 @@ async def tenants(request: Request) -> Response:
 # -- agents ------------------------------------------------------------------------------------------------
 
 
+def _agent_button(tenant_id: str, agent: AgentOut, action: str, label: str, csrf: str) -> str:
+    return (
+        f'<form class=inline method=post action="{CONSOLE}/{esc(quote(tenant_id))}/agents/{esc(quote(agent.id))}/'
+        f'{action}">{csrf}<button type=submit aria-label="{esc(label)} {esc(agent.name)}">{esc(label)}</button></form>'
+    )
+
+
+def _kill_switch(a: AgentOut, csrf: str, tenant_id: str) -> str:
+    """An agent's kill-switch buttons: Suspend (reversible) or Resume, and Stop (for good; a tenant's root only
+    with its name typed)."""
+    if a.status == "deactivated":
+        return ""
+    if a.status == "suspended":
+        buttons = _agent_button(tenant_id, a, "resume", "Resume", csrf)
+    else:
+        buttons = _agent_button(tenant_id, a, "suspend", "Suspend", csrf)
+    if a.parent_id is None:
+        return buttons + (
+            f'<form class=inline method=post action="{CONSOLE}/{esc(quote(tenant_id))}/stop">{csrf}'
+            "<label>Type the tenant's name to stop all of it <input type=text name=confirm required "
+            f'autocomplete=off></label><button type=submit aria-label="Stop the tenant {esc(a.name)}">'
+            "Stop the whole tenant</button></form>"
+        )
+    return buttons + _agent_button(tenant_id, a, "stop", "Stop", csrf)
+
+
 def _tree(agents: list[AgentOut], csrf: str, tenant_id: str) -> str:
     """Agents nested under their parents (an agent whose parent is not on the page starts a branch)."""
     ids = {a.id for a in agents}
@@ -176,20 +202,7 @@ def _tree(agents: list[AgentOut], csrf: str, tenant_id: str) -> str:
     def branch(parent: str | None) -> str:
         items = []
         for a in sorted(children.get(parent, []), key=lambda a: a.created_at):
-            stop = ""
-            if a.is_active and a.parent_id is None:
-                stop = (
-                    f'<form class=inline method=post action="{CONSOLE}/{esc(quote(tenant_id))}/stop">{csrf}'
-                    "<label>Type the tenant's name to stop all of it <input type=text name=confirm required "
-                    f'autocomplete=off></label><button type=submit aria-label="Stop the tenant {esc(a.name)}">'
-                    "Stop the whole tenant</button></form>"
-                )
-            elif a.is_active:
-                stop = (
-                    f'<form class=inline method=post action="{CONSOLE}/{esc(quote(tenant_id))}/agents/'
-                    f'{esc(quote(a.id))}/stop">{csrf}<button type=submit aria-label="Stop {esc(a.name)}">Stop'
-                    "</button></form>"
-                )
+            stop = _kill_switch(a, csrf, tenant_id)
             items.append(
                 f'<li class=agent data-agent-id="{esc(a.id)}"><strong>{esc(a.name)}</strong> '
                 f"<span class=muted>{esc(a.agent_type)}, trust {esc(a.trust_level)}</span> "
@@ -214,9 +227,11 @@ async def _agents_page(
     types = "".join(f'<option value="{t}">{t}</option>' for t in AGENT_TYPES)
     body = (
         f"{_STYLE}{_nav(tenant_id, f'{CONSOLE}/{quote(tenant_id)}')}<h1>Agents of {esc(principal.agent.name)}</h1>"
-        f"{notice}<p class=muted>{listed.total} agent(s). Stop deactivates an agent and its subtree and revokes "
-        "everything they hold: API keys, access and refresh tokens, the delegations they gave or received; the "
-        "status lists change at once.</p>"
+        f"{notice}<p class=muted>{listed.total} agent(s). Suspend stops an agent and its subtree reversibly: nothing "
+        "of theirs authenticates or verifies, nothing is revoked, Resume restores it. Stop deactivates them for good "
+        "and revokes everything they hold: API keys, access and refresh tokens, the delegations they gave or "
+        "received. Either way the status lists change at once, and offline verifiers see it at their next fetch "
+        f"(within the lists' ttl, {services.settings.status_list_ttl_seconds} s).</p>"
         f"<div id=agent-tree>{_tree(members, csrf, tenant_id)}</div>"
         f"{_pager(f'{CONSOLE}/{quote(tenant_id)}', offset, listed.total)}"
         f'<h2>New agent</h2><form method=post action="{CONSOLE}/{esc(quote(tenant_id))}/agents">{csrf}'
@@ -267,6 +282,32 @@ async def stop_agent(request: Request, tenant_id: str, agent_id: str) -> Respons
         return await _agents_page(request, owner, principal, ctx, _notice(text))
 
     return await _as_owner(request, tenant_id, stop, post=True)
+
+
+@router.post(CONSOLE + "/{tenant_id}/agents/{agent_id}/suspend")
+async def suspend_agent(request: Request, tenant_id: str, agent_id: str) -> Response:
+    async def suspend(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        services = _services(request)
+        suspended = await services.agents.suspend(principal, agent_id, ctx)
+        text = (
+            f"Agent {suspended.name} and its subtree are suspended: nothing of theirs authenticates here any more, "
+            "and offline verifiers refuse their credentials once they refetch the status lists (within "
+            f"{services.settings.status_list_ttl_seconds} s, the lists' ttl). Nothing was revoked: Resume restores "
+            "them."
+        )
+        return await _agents_page(request, owner, principal, ctx, _notice(text))
+
+    return await _as_owner(request, tenant_id, suspend, post=True)
+
+
+@router.post(CONSOLE + "/{tenant_id}/agents/{agent_id}/resume")
+async def resume_agent(request: Request, tenant_id: str, agent_id: str) -> Response:
+    async def resume(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
+        resumed = await _services(request).agents.resume(principal, agent_id, ctx)
+        text = f"Agent {resumed.name} and the suspended agents below it are active again."
+        return await _agents_page(request, owner, principal, ctx, _notice(text))
+
+    return await _as_owner(request, tenant_id, resume, post=True)
 
 
 @router.post(CONSOLE + "/{tenant_id}/stop")

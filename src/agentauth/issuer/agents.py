@@ -339,7 +339,7 @@ class AgentService:
 
     @use_case("agents.resume")
     async def resume(self, principal: Principal, agent_id: str, ctx: RequestContext) -> AgentOut:
-        """Undo ``suspend``: the agent and the agents suspended with it act again, their credentials verify again.
+        """Undo ``suspend``: the agent and every suspended agent below it act again, their credentials verify again.
         Resuming an active agent changes nothing (idempotent, as suspending a suspended one)."""
         target = await self._manageable(principal, agent_id)
         if target.status == AgentStatus.ACTIVE:

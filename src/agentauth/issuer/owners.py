@@ -48,7 +48,7 @@ from agentauth.storage.models import (
     RefreshTokenRow,
 )
 from agentauth.storage.ports import Query
-from agentauth.storage.records import Agent
+from agentauth.storage.records import Agent, AgentStatus
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,63}")
 PASSWORD_MIN, PASSWORD_MAX = 10, 1024
@@ -281,14 +281,15 @@ class OwnerService:
     async def principal(self, owner: OwnerSession, tenant_id: str) -> Principal:
         """Who the console acts as for ``owner`` on ``tenant_id``: the tenant's root agent with all its scopes.
         NotFound for a tenant the owner does not own, as for one that does not exist; AccessDenied once the root
-        is deactivated (the tenant is stopped: nothing can act for it)."""
+        is deactivated (the tenant is stopped: nothing can act for it) - not while merely suspended."""
         if not await self.owns(owner.owner.id, tenant_id):
             raise NotFound("no such tenant")
         root = await fetch_agent(self.core, tenant_id)
         if root is None:
             raise NotFound("no such tenant")
-        if not root.is_active:
+        if root.status == AgentStatus.DEACTIVATED:
             raise AccessDenied("this tenant's root agent is deactivated: the tenant is stopped")
+        # A suspended tenant stays in the owner's hands (to resume it); what it may not do, its use cases refuse.
         return Principal(
             agent=root,
             scopes=frozenset(root.scopes),

@@ -111,8 +111,8 @@ def suspension_cascade(ctx: RequestContext, now: datetime, root: Agent, actor: s
 
 
 def resumption_cascade(ctx: RequestContext, now: datetime, root: Agent, actor: str) -> tuple[Execute, ...]:
-    """Plan steps undoing ``suspension_cascade`` for ``root``'s subtree: its suspended agents active again, and the
-    suspension bits cleared wherever no agent still suspended (elsewhere) holds the credential."""
+    """Plan steps undoing ``suspension_cascade`` for ``root``'s subtree: every suspended agent of it active again, and
+    the suspension bits cleared wherever no agent still suspended (elsewhere) holds the credential."""
     subtree = {"subtree": sql.subtree_pattern(root.path)}
     at = subtree | {"now": now}
     event = audit.event(ctx, now, action="agent.resumed", tenant_id=root.tenant_id, actor=actor, target_type="agent")

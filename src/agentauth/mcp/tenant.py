@@ -256,7 +256,7 @@ async def resume_agent(
     ctx: Context[Any, Any],
     access_token: AccessToken = None,
 ) -> AgentOut:
-    """Resume an agent you suspended, with the agents suspended with it: they act again and their credentials
+    """Resume an agent you suspended, with every suspended agent below it: they act again and their credentials
     verify again. Only the top of a suspension resumes (an agent whose parent is suspended waits for it)."""
     op = Operation(AgentOut, lambda s, p, rc: s.agents.resume(p, agent_id, rc), ids={"agent_id": agent_id})
     return await call(ctx, access_token, op)
