@@ -61,6 +61,9 @@ def checks(report: dict[str, Any]) -> dict[str, str]:
         ["keys", "revoke"],
         ["jwks", "export"],
         ["status-list", "fetch"],
+        ["admin", "suspend"],
+        ["admin", "resume"],
+        ["admin", "stop"],
     ],
 )
 def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,9 @@ jwks_app = typer.Typer(help="The issuer's public keys (JWKS), for offline verifi
 db_app = typer.Typer(
     help="The database schema (migrations) of the configured service: AGENTAUTH_* settings.", no_args_is_help=True
 )
-admin_app = typer.Typer(help="Operator views of the configured service (AGENTAUTH_* settings).", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Operator views and the kill switch of the configured service (AGENTAUTH_* settings).", no_args_is_help=True
+)
 status_app = typer.Typer(help="Bitstring status lists (revocation), for offline verifiers.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
@@ -50,6 +52,9 @@ app.add_typer(status_app, name="status-list")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(admin_app, name="admin")
 admin_app.command("stats")(operator.admin_stats)
+admin_app.command("suspend")(operator.admin_suspend)
+admin_app.command("resume")(operator.admin_resume)
+admin_app.command("stop")(operator.admin_stop)
 
 app.command()(operator.serve)
 app.command()(verifier.verify)

@@ -1,4 +1,4 @@
-"""Commands an operator of the service runs: serve it, manage its signing keys."""
+"""Commands an operator of the service runs: serve it, manage its signing keys, pull the kill switch."""
 
 from __future__ import annotations
 
@@ -144,3 +144,68 @@ def admin_stats(as_json: Annotated[bool, typer.Option("--json", help="Print the 
     for name, value in stats.items():
         shown = ", ".join(f"{k} {v}" for k, v in value.items()) or "none" if isinstance(value, dict) else value
         typer.echo(f"{name:20} {shown}")
+
+
+AgentId = Annotated[str, typer.Argument(metavar="AGENT_ID", help="The agent (agt_...); a tenant root: all of it.")]
+
+
+def _kill_switch(action: str, agent_id: str) -> dict[str, Any]:
+    """Run ``agents.<action>`` on ``agent_id`` as its tenant's root (as the console does for an owner), recorded in
+    the audit log with ``details.operator`` = the OS user."""
+    import asyncio
+    import getpass
+
+    from agentauth.bootstrap import build_services
+    from agentauth.errors import AgentAuthError
+    from agentauth.issuer.context import RequestContext
+
+    async def run() -> dict[str, Any]:
+        svc = await build_services(_settings())
+        try:
+            operator = getpass.getuser()
+            principal = await svc.agents.operator_principal(agent_id, operator)
+            ctx = RequestContext(operator=operator)
+            use_case = {"suspend": svc.agents.suspend, "resume": svc.agents.resume, "stop": svc.agents.deactivate}
+            agent = await use_case[action](principal, agent_id, ctx)
+            return {"id": agent.id, "name": agent.name, "status": agent.status}
+        finally:
+            await svc.close()
+
+    try:
+        return asyncio.run(run())
+    except AgentAuthError as exc:
+        raise CliError(f"{exc.error}: {exc.description}") from None
+
+
+def _report(agent: dict[str, Any], as_json: bool, what: str) -> None:
+    if as_json:
+        _print_json(agent)
+    else:
+        typer.echo(f"{agent['id']} ({agent['name']}) is {agent['status']}: {what}")
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print the agent's id, name and status as JSON.")]
+
+
+def admin_suspend(agent_id: AgentId, as_json: AsJson = False) -> None:
+    """Kill switch, reversible: suspend AGENT_ID and its subtree. Nothing of theirs authenticates or verifies
+    (offline verifiers: at their next status-list fetch); nothing is revoked - `admin resume` restores them."""
+    agent = _kill_switch("suspend", agent_id)
+    _report(agent, as_json, "its subtree too; status lists re-signed, `agentauth admin resume` restores it")
+
+
+def admin_resume(agent_id: AgentId, as_json: AsJson = False) -> None:
+    """Undo `admin suspend`: AGENT_ID and every suspended agent below it act again."""
+    _report(_kill_switch("resume", agent_id), as_json, "so is every agent below it that was suspended")
+
+
+def admin_stop(
+    agent_id: AgentId,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask: this cannot be undone.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Kill switch, for good: deactivate AGENT_ID and its subtree, revoking every API key, token, refresh token and
+    delegation they hold or gave, and closing their open approval requests."""
+    if not yes:
+        typer.confirm(f"Stop {agent_id} and everything below it for good? This cannot be undone", abort=True)
+    _report(_kill_switch("stop", agent_id), as_json, "everything it and its subtree held is revoked")

@@ -37,6 +37,7 @@ MAX_AGENT_DEPTH = 5
 MAX_PAGE = 100
 MAX_OFFSET = 1_000_000_000
 AGENT_DEACTIVATED = "agent is deactivated"
+OPERATOR_CLIENT_ID = "agentauth-cli"
 
 
 def resolve_public_key(value: str | Mapping[str, Any] | None) -> tuple[str, dict[str, str] | None]:
@@ -217,6 +218,25 @@ class AgentService:
         if agent is None:
             raise NotFound("no such agent")
         return agent
+
+    async def operator_principal(self, agent_id: str, operator: str) -> Principal:
+        """Who an operator's kill switch (the CLI) acts as on ``agent_id``: its tenant's root agent with all its
+        scopes, as the console acts for an owner. NotFound for an unknown agent; AccessDenied once the tenant is
+        stopped (its root deactivated: nothing can act for it)."""
+        agent = await fetch_agent(self.core, agent_id)
+        root = await fetch_agent(self.core, agent.tenant_id) if agent is not None else None
+        if agent is None or root is None:
+            raise NotFound("no such agent")
+        if root.status == AgentStatus.DEACTIVATED:
+            raise AccessDenied("this agent's tenant is stopped: its root agent is deactivated")
+        return Principal(
+            agent=root,
+            scopes=frozenset(root.scopes),
+            jti=f"operator:{operator}",
+            client_id=OPERATOR_CLIENT_ID,
+            token_exp=int(self.core.clock().timestamp()) + 60,
+            claims={"operator": operator},
+        )
 
     async def _manageable(self, principal: Principal, agent_id: str) -> Agent:
         """An agent the caller may change (``Principal.may_manage``): 404 outside its subtree (peers included),

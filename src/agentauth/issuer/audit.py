@@ -35,6 +35,8 @@ def event(ctx: RequestContext, now: datetime, **fields: Unpack[EventFields]) -> 
     details = fields.get("details")
     if ctx.owner_id is not None:
         details = {**(details or {}), "owner": ctx.owner_id}
+    if ctx.operator is not None:
+        details = {**(details or {}), "operator": ctx.operator}
     return {
         "tenant_id": fields["tenant_id"],
         "actor": fields["actor"],

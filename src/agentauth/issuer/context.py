@@ -23,6 +23,8 @@ class RequestContext:
     # The owner account acting through the console (``api/console.py``): the use cases run as the tenant root,
     # and every audit event the call records names the person in its details (``audit.event``).
     owner_id: str | None = None
+    # The operator acting from the command line (``agentauth admin suspend|resume|stop``): recorded like an owner.
+    operator: str | None = None
 
     @property
     def dpop_jkt(self) -> str | None:
