@@ -53,3 +53,20 @@ class ConsoleOwner:
 
     def post(self, path: str, **form: str) -> httpx.Response:
         return self.http.post(path, data={"csrf_token": self.csrf(), **form})
+
+    def pending_approval(self, binding_message: str = "") -> str:
+        """The id of the newest pending approval request showing ``binding_message`` in this owner's inbox."""
+        inbox = self.http.get(f"/console/{self.tenant}/approvals")
+        assert inbox.status_code == 200, inbox.text
+        items = re.findall(
+            r'<li class="approval status-pending" data-approval-id="([^"]+)">(.*?)</li>', inbox.text, re.S
+        )
+        found = [i for i, item in items if binding_message in item]
+        assert found, inbox.text
+        return found[0]
+
+    def decide(self, binding_message: str, verdict: str) -> httpx.Response:
+        """Approve or deny (``verdict``) the pending request showing ``binding_message``, in the console."""
+        decided = self.post(f"/console/{self.tenant}/approvals/{self.pending_approval(binding_message)}/{verdict}")
+        assert decided.status_code == 200, decided.text
+        return decided

@@ -23,6 +23,7 @@ from agentauth.errors import TemporarilyUnavailable
 from agentauth.issuer import discovery
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.approval_pings import ApprovalPings
 from agentauth.issuer.approvals import ApprovalService
 from agentauth.issuer.audit_log import AuditService
 from agentauth.issuer.authorization import Authorizer
@@ -47,6 +48,7 @@ from agentauth.issuer.tokens import TokenService
 from agentauth.issuer.webhook_worker import WebhookWorker, WorkerSettings
 from agentauth.issuer.webhooks import WebhookService
 from agentauth.keyfile import load_or_create_kek, private_dir
+from agentauth.keys import KeyEncryptionKey
 from agentauth.settings import Settings
 from agentauth.storage import assertions, batch
 from agentauth.storage.db import PoolLimits, SqliteSessionMaker, Timeouts, create_engine, session_factory
@@ -296,9 +298,17 @@ async def build_services(settings: Settings) -> Services:
         owners=OwnerService(core, agent_service, api_keys),
         client_registration=ClientRegistration(core),
         webhooks=WebhookService(core, authz, kek, allow_loopback=settings.webhook_allow_loopback),
-        webhook_worker=WebhookWorker(core, kek, webhook_settings(settings)),
-        approvals=ApprovalService(core, api_keys),
+        webhook_worker=WebhookWorker(core, kek, webhook_settings(settings), pings=approval_pings(core, kek, settings)),
+        approvals=ApprovalService(core, api_keys, kek),
     )
+
+
+def approval_pings(core: IssuerCore, kek: KeyEncryptionKey, settings: Settings) -> ApprovalPings:
+    """CIBA ping delivery, sent by the webhook worker's loop with the webhooks' target rules and backoff."""
+    return ApprovalPings(
+        core, kek, allow_loopback=settings.webhook_allow_loopback,
+        retry_first_seconds=settings.webhook_retry_first_seconds,
+    )  # fmt: skip
 
 
 def webhook_settings(settings: Settings) -> WorkerSettings:

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     )
     # -- Webhooks (issue 16 item 5; issuer/webhook_worker.py) --
     webhooks_enabled: bool = Field(
-        True, description="Serving processes deliver webhooks (off: events wait in the outbox until it is on)."
+        True, description="Serving processes deliver webhooks and CIBA pings (off: they wait until it is on)."
     )
     webhook_allow_loopback: bool = Field(
         False,

@@ -94,3 +94,35 @@ async def test_an_agent_cannot_bury_its_owners_inbox(client: httpx.AsyncClient, 
     assert refused.status_code == 429 and refused.json()["error"] == "rate_limited", refused.text
     assert "retry-after" in refused.headers
     assert len(await services.approvals.inbox(tenant)) == PENDING_PER_AGENT
+
+
+async def test_two_replicas_send_a_due_ping_once(client: httpx.AsyncClient, services: Services) -> None:
+    """CIBA ping mode: a decided request's ping is owed in the database; two senders racing for it (two replicas)
+    make one attempt between them, and a sent ping is not sent again."""
+    from agentauth.bootstrap import approval_pings
+    from webhook_support import receiver
+
+    made = await quickstart(client, "root")
+    key, tenant, root = made["api_key"], made["agent"]["tenant_id"], made["agent"]["id"]
+    owner = await owner_of(services, key)
+    with receiver() as hook:
+        registered = await client.patch(f"{paths.AGENTS}/{root}", headers=bearer(made["access_token"]),
+                                        json={"backchannel_client_notification_endpoint": hook.url})  # fmt: skip
+        assert ok(registered)["backchannel_token_delivery_mode"] == "ping"
+        asked = await client.post(paths.BACKCHANNEL, auth=("", key), data={
+            "login_hint": EMAIL, "authorization_details": json.dumps(DETAILS), "client_notification_token": "t0k",
+        })  # fmt: skip
+        auth_req_id = ok(asked)["auth_req_id"]
+        replicas = [approval_pings(services.core, services.webhook_worker.kek, services.settings) for _ in range(2)]
+        async with httpx.AsyncClient() as http:
+            assert [await r.send_due(http) for r in replicas] == [0, 0]  # undecided: nothing is owed yet
+            (waiting,) = await services.approvals.inbox(tenant, pending_only=True)
+            await services.approvals.decide(owner, tenant, waiting.id, False, RequestContext())
+            sent = await asyncio.gather(*(r.send_due(http) for r in replicas))
+            assert sorted(sent) == [0, 1]
+            assert [await r.send_due(http) for r in replicas] == [0, 0]
+        (ping,) = hook.wait_for(1)
+        assert ping.event == {"auth_req_id": auth_req_id} and ping.headers["authorization"] == "Bearer t0k"
+        assert len(hook.received) == 1
+    refused = await poll(client, key, auth_req_id)
+    assert refused.json()["error"] == "access_denied"

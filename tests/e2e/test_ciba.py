@@ -69,20 +69,10 @@ def error_of(response: httpx.Response, status: int = 400) -> str:
     return code
 
 
-def approval_id(owner: ConsoleOwner, binding_message: str) -> str:
-    """The id of the newest pending request showing ``binding_message`` in the owner's inbox."""
-    inbox = owner.http.get(f"/console/{owner.tenant}/approvals")
-    assert inbox.status_code == 200, inbox.text
-    items = re.findall(r'<li class="approval status-pending" data-approval-id="([^"]+)">(.*?)</li>', inbox.text, re.S)
-    found = [i for i, item in items if binding_message in item]
-    assert found, inbox.text
-    return found[0]
-
-
 def test_approve_slow_down_token_with_the_approved_details(server: LiveServer, owner: ConsoleOwner) -> None:
     metadata = httpx.get(f"{server.url}/.well-known/oauth-authorization-server").json()
     assert metadata["backchannel_authentication_endpoint"] == f"{server.url}{paths.BACKCHANNEL}"
-    assert metadata["backchannel_token_delivery_modes_supported"] == ["poll"]
+    assert metadata["backchannel_token_delivery_modes_supported"] == ["poll", "ping"]
     assert CIBA in metadata["grant_types_supported"] and "payment" in metadata["authorization_details_types_supported"]
     asked = ask(server, owner.root_key)
     assert asked.status_code == 200, asked.text
@@ -94,8 +84,8 @@ def test_approve_slow_down_token_with_the_approved_details(server: LiveServer, o
     # The owner sees exactly what is asked, and approves it.
     inbox = owner.http.get(f"/console/{owner.tenant}/approvals").text
     assert "Pay invoice 1042" in inbox and "&quot;amount&quot;: &quot;45.00&quot;" in inbox
-    decided = owner.post(f"/console/{owner.tenant}/approvals/{approval_id(owner, 'Pay invoice 1042')}/approve")
-    assert decided.status_code == 200 and "approved" in decided.text, decided.text
+    decided = owner.decide("Pay invoice 1042", "approve")
+    assert "approved" in decided.text, decided.text
     time.sleep(INTERVAL + 5 + 0.2)  # the interval grew by 5 s with the slow_down
     issued = poll(server, owner.root_key, auth_req_id)
     assert issued.status_code == 200, issued.text
@@ -125,7 +115,7 @@ def bearer_for(server: LiveServer, key: str) -> dict[str, str]:
 
 def test_denied_is_access_denied_and_expired_is_expired_token(server: LiveServer, owner: ConsoleOwner) -> None:
     denied = ask(server, owner.root_key, binding_message="Pay invoice 1043").json()["auth_req_id"]
-    owner.post(f"/console/{owner.tenant}/approvals/{approval_id(owner, 'Pay invoice 1043')}/deny")
+    owner.decide("Pay invoice 1043", "deny")
     assert error_of(poll(server, owner.root_key, denied)) == "access_denied"
     expiring = ask(server, owner.root_key, binding_message="Pay invoice 1044", requested_expiry="1")
     assert expiring.json()["expires_in"] == 1
@@ -164,7 +154,7 @@ def test_bad_requests_get_their_codes_and_make_nothing(server: LiveServer, owner
         assert error_of(ask(server, other.root_key)) == "unknown_user_id"
         mine = ask(server, key, binding_message="Pay invoice 1045").json()["auth_req_id"]
         assert error_of(poll(server, other.root_key, mine)) == "invalid_grant"
-        refused = other.post(f"/console/{owner.tenant}/approvals/{approval_id(owner, 'Pay invoice 1045')}/approve")
+        refused = other.post(f"/console/{owner.tenant}/approvals/{owner.pending_approval('Pay invoice 1045')}/approve")
         assert refused.status_code == 404, refused.text
         assert error_of(poll(server, key, mine)) in ("authorization_pending", "slow_down")
     finally:
@@ -187,7 +177,7 @@ def test_the_kill_switch_denies_what_the_stopped_agent_asked(server: LiveServer,
     key = httpx.post(f"{server.url}{paths.CREDENTIALS}", json={"agent_id": child}, headers=auth).json()["raw_key"]
     waiting = ask(server, key, binding_message="Pay invoice 2001").json()["auth_req_id"]
     approved = ask(server, key, binding_message="Pay invoice 2002").json()["auth_req_id"]
-    owner.post(f"/console/{owner.tenant}/approvals/{approval_id(owner, 'Pay invoice 2002')}/approve")
+    owner.decide("Pay invoice 2002", "approve")
     stopped = owner.post(f"/console/{owner.tenant}/agents/{child}/stop")
     assert stopped.status_code == 200, stopped.text
     for auth_req_id in (waiting, approved):

@@ -5,7 +5,6 @@ token carrying the requested authorization_details."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,13 +34,6 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         live.stop()
 
 
-def approval_id(owner: ConsoleOwner) -> str:
-    found = re.search(r'<li class="approval status-pending" data-approval-id="([^"]+)"',
-                      owner.http.get(f"/console/{owner.tenant}/approvals").text)  # fmt: skip
-    assert found is not None
-    return found.group(1)
-
-
 def test_the_mcp_approval_tools_over_stdio(server: LiveServer, tmp_path: Path) -> None:
     owner = ConsoleOwner(server.url, EMAIL, "mcp tenant")
     env = hermetic_env(AGENTAUTH_URL=server.url, AGENTAUTH_API_KEY=owner.root_key)
@@ -55,7 +47,7 @@ def test_the_mcp_approval_tools_over_stdio(server: LiveServer, tmp_path: Path) -
             auth_req_id = asked.structured_content["auth_req_id"]
             waiting = await session.call_tool("approval_status", {"auth_req_id": auth_req_id})
             await anyio.to_thread.run_sync(
-                lambda: owner.post(f"/console/{owner.tenant}/approvals/{approval_id(owner)}/approve")
+                lambda: owner.post(f"/console/{owner.tenant}/approvals/{owner.pending_approval()}/approve")
             )
             await anyio.sleep(INTERVAL + 0.2)
             done = await session.call_tool("approval_status", {"auth_req_id": auth_req_id})

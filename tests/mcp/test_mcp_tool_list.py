@@ -99,6 +99,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         # Issue 15 item 2: added after the documented parameters, optional, so the contract holds.
         "require_dpop": ([B, N], None),
         "bind_to_agent_key": ([B, N], None),
+        "backchannel_token_delivery_mode": ([("enum", ("poll", "ping")), N], None),
+        "backchannel_client_notification_endpoint": ([S, N], None),
     },
     "verify_token": {"token": ([S], REQUIRED), "audience": ([S, N], None)},
     "exchange_delegation": {"credential": ([S], REQUIRED), "access_token": TOKEN, "scopes": ([STRINGS, N], None)},
@@ -111,6 +113,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trust_level": ([TRUST, N], None),
         "require_dpop": ([B, N], None),
         "bind_to_agent_key": ([B, N], None),
+        "backchannel_token_delivery_mode": ([("enum", ("poll", "ping")), N], None),
+        "backchannel_client_notification_endpoint": ([S, N], None),
     },
     "deactivate_agent": {"agent_id": ([S], REQUIRED), "access_token": TOKEN},
     "get_credential": {"credential_id": ([S], REQUIRED), "access_token": TOKEN},

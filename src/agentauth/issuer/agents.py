@@ -26,6 +26,7 @@ from agentauth.issuer.schemas import (
 )
 from agentauth.issuer.scopes import ALL_SCOPES, DEFAULT_TRUST_LEVEL, TRUST_LEVELS, narrow, parse_scope
 from agentauth.issuer.secrets import new_api_key
+from agentauth.issuer.webhook_delivery import TargetRefused, check_target_url, checked_address
 from agentauth.keys import KeyPair, parse_public_jwk
 from agentauth.keys.jwk import JwkError
 from agentauth.storage import agent_statements as sql
@@ -65,6 +66,8 @@ def peer_out(agent: Agent) -> AgentOut:
             "parent_id": None,
             "require_dpop": None,
             "bind_to_agent_key": None,
+            "backchannel_token_delivery_mode": None,
+            "backchannel_client_notification_endpoint": None,
         }
     )
 
@@ -183,6 +186,9 @@ class AgentService:
         dpop = dpop_requirement(request.require_dpop, request.bind_to_agent_key, parent.dpop_requirement)
         if dpop < parent.dpop_requirement:
             raise AccessDenied("a child agent cannot require less DPoP binding than its parent")
+        endpoint = await self._notification_endpoint(
+            request.backchannel_token_delivery_mode, request.backchannel_client_notification_endpoint, None
+        )
         did, private_jwk = resolve_public_key(request.public_key)
         identity_slot = await self.core.status.allocate()
         now = self.core.clock()
@@ -195,6 +201,7 @@ class AgentService:
             path=f"{parent.path}{agent_id}/", did=did, name=request.name, agent_type=request.agent_type,
             description=request.description, trust_level=trust, status=AgentStatus.ACTIVE, scopes=tuple(scopes),
             identity_credential_id=None, created_at=now, updated_at=now, deactivated_at=None, dpop_requirement=dpop,
+            notification_endpoint=endpoint,
         )  # fmt: skip
         identity, identity_row = self.core.identity_credential_row(agent, now, identity_slot)
         agent = dataclasses.replace(agent, identity_credential_id=identity_row["jti"])
@@ -277,8 +284,12 @@ class AgentService:
         changes = request.model_dump(exclude_none=True)
         if not changes:
             raise InvalidRequest(
-                "nothing to update: give name, description, trust_level, require_dpop or bind_to_agent_key"
+                "nothing to update: give name, description, trust_level, require_dpop, bind_to_agent_key, "
+                "backchannel_token_delivery_mode or backchannel_client_notification_endpoint"
             )
+        mode = changes.pop("backchannel_token_delivery_mode", None)
+        given = changes.pop("backchannel_client_notification_endpoint", None)
+        endpoint = await self._notification_endpoint(mode, given, target.notification_endpoint)
         dpop = dpop_requirement(
             changes.pop("require_dpop", None), changes.pop("bind_to_agent_key", None), target.dpop_requirement
         )
@@ -295,18 +306,48 @@ class AgentService:
         now = self.core.clock()
         event = audit.event(
             ctx, now, action="agent.updated", tenant_id=target.tenant_id, actor=principal.agent.id,
-            target_type="agent", target_id=target.id, details={"fields": sorted(changes)},
+            target_type="agent", target_id=target.id,
+            details={"fields": sorted(changes) + (["notification_endpoint"] if mode or given else [])},
         )  # fmt: skip
         fields = {f"new_{name}": changes.get(name) for name in ("name", "description", "trust_level")}
+        ping = {"agent": target.id, "endpoint": endpoint, "now": now}
+        ping_steps = () if endpoint == target.notification_endpoint else (Execute(sql.SET_NOTIFICATION_ENDPOINT, ping),)
         await self.core.ports.writes.run(
             WritePlan((
                 # Still active when the plan runs, or nothing changes (a deactivated agent is frozen).
                 Require(sql.UPDATE_AGENT, {"agent": target.id, "now": now, **fields}, 1, Conflict(AGENT_DEACTIVATED)),
                 *self._dpop_steps(target, dpop, now),
+                *ping_steps,
                 Insert.of(AuditEventRow.__table__, event),
             ))
         )  # fmt: skip
-        return agent_out(dataclasses.replace(target, **changes, dpop_requirement=dpop, updated_at=now))
+        return agent_out(
+            dataclasses.replace(
+                target, **changes, dpop_requirement=dpop, notification_endpoint=endpoint, updated_at=now
+            )
+        )
+
+    async def _notification_endpoint(self, mode: str | None, given: str | None, current: str | None) -> str | None:
+        """The CIBA notification endpoint a create or update leaves (None: poll mode). ``given`` is checked as a
+        webhook URL is (https, public addresses; ``webhook_allow_loopback`` admits http://127.0.0.1)."""
+        if mode == "poll":
+            if given is not None:
+                raise InvalidRequest(
+                    "backchannel_client_notification_endpoint is for ping mode: leave it out in poll mode"
+                )
+            return None
+        if given is None:
+            if mode == "ping" and current is None:
+                raise InvalidRequest("ping mode needs backchannel_client_notification_endpoint (an https URL)")
+            return current
+        allow = self.core.settings.webhook_allow_loopback
+        noun = "backchannel_client_notification_endpoint: notification endpoint"
+        try:
+            parts = check_target_url(given, allow_loopback=allow, noun=noun)
+            await checked_address(parts, allow_loopback=allow, noun=noun)
+        except TargetRefused as exc:
+            raise InvalidRequest(str(exc)) from None
+        return given
 
     async def _check_dpop_floor(self, principal: Principal, target: Agent, lowered: DPoPRequirement) -> None:
         """Lowering an agent's DPoP requirement: never below its parent's, and never one's own (but a root's, the

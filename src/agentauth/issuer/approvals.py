@@ -10,13 +10,16 @@ agent polls the token endpoint with the ``auth_req_id`` (``grants/ciba.py``); on
 token whose ``authorization_details`` claim is the approved array, verbatim - no refresh token: an approval is for
 one action, and the ``auth_req_id`` is redeemed once.
 
-Not supported, and refused rather than ignored where a client relies on them: ping and push delivery
-(``client_notification_token``), ``id_token_hint`` and ``login_hint_token``. CIBA's ``openid`` scope is
+Poll mode, and ping mode for an agent registered with a ``backchannel_client_notification_endpoint`` (its
+requests must then carry a ``client_notification_token``; ``issuer/approval_pings.py`` sends the ping). Not
+supported, and refused rather than ignored where a client relies on them: push delivery, ``id_token_hint`` and
+``login_hint_token``. CIBA's ``openid`` scope is
 accepted and dropped - AgentAuth issues no ID tokens.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,11 +43,14 @@ from agentauth.errors import (
 )
 from agentauth.issuer import audit
 from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.approval_pings import seal_ping
 from agentauth.issuer.client_auth import REFUSED
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.owners import OwnerSession, normalize_email
+from agentauth.keys import KeyEncryptionKey
 from agentauth.settings import Settings
+from agentauth.storage import approval_pings as pings
 from agentauth.storage.models import ApprovalRequestRow, OwnerRow, OwnerTenantRow
 from agentauth.storage.records import Agent
 from agentauth.vc import authorization_details as details_rules
@@ -54,6 +60,9 @@ BINDING_MESSAGE_MAX = 200
 SLOW_DOWN_STEP = 5  # CIBA section 11 / RFC 8628 section 3.5: "increase the polling interval by 5 seconds"
 INBOX_SIZE = 100
 PENDING_PER_AGENT = 20  # an agent cannot bury its owner's inbox: past this, new requests wait for decisions
+NOTIFICATION_TOKEN_MAX = 1024  # CIBA section 7.1: "The length of the token MUST NOT exceed 1024 characters"
+# RFC 6750 section 2.1 b64token, the syntax CIBA section 7.1 requires of client_notification_token.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class ApprovalStatus(StrEnum):
@@ -138,9 +147,10 @@ def authorization_details_types(settings: Settings) -> tuple[str, ...]:
 
 
 class ApprovalService:
-    def __init__(self, core: IssuerCore, api_keys: ApiKeyService) -> None:
+    def __init__(self, core: IssuerCore, api_keys: ApiKeyService, kek: KeyEncryptionKey) -> None:
         self.core = core
         self.api_keys = api_keys
+        self.kek = kek
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -150,8 +160,8 @@ class ApprovalService:
         """CIBA section 7.1 -> 7.3: a new approval request; the answer holds ``auth_req_id`` (shown only here),
         ``expires_in`` and ``interval``."""
         agent = await authenticate_agent(self.api_keys, params)
+        notification_token = self._notification_token(agent, params)
         for unsupported, why in (
-            ("client_notification_token", "only poll mode is supported: leave out client_notification_token"),
             ("id_token_hint", "id_token_hint is not supported: name the owner with login_hint (their email)"),
             ("login_hint_token", "login_hint_token is not supported: name the owner with login_hint (their email)"),
         ):
@@ -184,6 +194,9 @@ class ApprovalService:
             created_at=now, expires_at=now + timedelta(seconds=ttl), polled_at=None, decided_at=None,
             decided_by=None, token_jti=None,
         )  # fmt: skip
+        if notification_token is not None:
+            row.ping_sealed = seal_ping(self.kek, row.id, auth_req_id, notification_token)
+            row.ping_state = pings.WAITING
         async with self.core.sessions.begin() as session:
             session.add(row)
             audit.record(
@@ -193,6 +206,24 @@ class ApprovalService:
                          "scope": " ".join(scopes), "expires_at": row.expires_at.isoformat()},
             )  # fmt: skip
         return {"auth_req_id": auth_req_id, "expires_in": ttl, "interval": interval}
+
+    @staticmethod
+    def _notification_token(agent: Agent, params: dict[str, Any]) -> str | None:
+        """CIBA section 7.1 ``client_notification_token``: required of a ping-mode agent, refused of a poll-mode one
+        (which would wait for a ping that never comes)."""
+        token = string_param(params, "client_notification_token", NOTIFICATION_TOKEN_MAX)
+        if agent.notification_endpoint is None:
+            if token is not None:
+                raise InvalidRequest(
+                    "this agent is registered for poll mode: leave out client_notification_token, or register a "
+                    "backchannel_client_notification_endpoint on the agent for ping mode"
+                )
+            return None
+        if token is None:
+            raise InvalidRequest("this agent is registered for ping mode: client_notification_token is required")
+        if not _B64TOKEN.fullmatch(token):
+            raise InvalidRequest("client_notification_token must be a bearer token (RFC 6750 section 2.1 syntax)")
+        return token
 
     async def _below_pending_limit(self, agent_id: str, now: datetime) -> None:
         waiting = select(func.count()).where(
@@ -301,6 +332,8 @@ class ApprovalService:
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict("this request was decided meanwhile")
+            if row.ping_state == pings.WAITING:  # ping mode: tell the agent now (the worker sends it)
+                await session.execute(pings.MAKE_DUE, {"approval": approval_id, "now": now})
             audit.record(
                 session, ctx, now, action=f"approval.{status.value}", tenant_id=tenant_id, actor=owner.owner.id,
                 target_type="approval", target_id=approval_id,

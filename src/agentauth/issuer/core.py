@@ -53,6 +53,8 @@ def agent_out(agent: Agent) -> AgentOut:
         is_active=agent.is_active,
         require_dpop=agent.dpop_requirement >= DPoPRequirement.REQUIRED,
         bind_to_agent_key=agent.dpop_requirement >= DPoPRequirement.AGENT_KEY,
+        backchannel_token_delivery_mode="poll" if agent.notification_endpoint is None else "ping",
+        backchannel_client_notification_endpoint=agent.notification_endpoint,
     )
 
 

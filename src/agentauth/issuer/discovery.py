@@ -64,7 +64,7 @@ def authorization_server_metadata(
         # OpenID CIBA Core section 4 and RFC 9396 section 10.
         metadata |= {
             "backchannel_authentication_endpoint": endpoints["backchannel_authentication_endpoint"],
-            "backchannel_token_delivery_modes_supported": ["poll"],
+            "backchannel_token_delivery_modes_supported": ["poll", "ping"],
             "backchannel_user_code_parameter_supported": False,
             "authorization_details_types_supported": list(settings_types(settings)),
         }

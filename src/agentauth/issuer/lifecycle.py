@@ -173,6 +173,8 @@ class LifecycleService:
             response["cnf"] = claims["cnf"]
         if "act" in claims:
             response["act"] = claims["act"]
+        if "authorization_details" in claims:  # RFC 9396 section 9.2: the introspection response MUST carry them
+            response["authorization_details"] = claims["authorization_details"]
         chain = _chain_summary(claims)
         if chain is not None:
             response["delegation_chain"] = chain

@@ -58,6 +58,15 @@ REQUIRE_DPOP = (
     "Refuse bearer tokens: every token issued to this agent must be DPoP-bound (RFC 9449; a DPoP header at the "
     "token endpoint)."
 )
+DELIVERY_MODE = (
+    "OpenID CIBA section 4 backchannel_token_delivery_mode of this agent's approval requests: poll (the default) "
+    "or ping (the server POSTs the auth_req_id to backchannel_client_notification_endpoint once the owner decided "
+    "or the request expired; the agent then calls the token endpoint)."
+)
+NOTIFICATION_ENDPOINT = (
+    "OpenID CIBA section 4 backchannel_client_notification_endpoint: the https URL pinged in ping mode (giving it "
+    "implies ping mode). Its host must resolve to public addresses only; redirects are not followed."
+)
 BIND_TO_AGENT_KEY = (
     "Every token issued to this agent must be DPoP-bound to the agent's own did:key, so cnf.jkt is the thumbprint "
     "of the subject's key (implies require_dpop)."
@@ -81,6 +90,8 @@ class CreateAgentRequest(Strict):
     bind_to_agent_key: bool | None = Field(
         None, description=BIND_TO_AGENT_KEY + " At least the parent's; default the parent's."
     )
+    backchannel_token_delivery_mode: Literal["poll", "ping"] | None = Field(None, description=DELIVERY_MODE)
+    backchannel_client_notification_endpoint: str | None = Field(None, description=NOTIFICATION_ENDPOINT)
 
 
 class UpdateAgentRequest(Strict):
@@ -97,6 +108,8 @@ class UpdateAgentRequest(Strict):
     bind_to_agent_key: bool | None = Field(
         None, description=BIND_TO_AGENT_KEY + " Raising it raises the whole subtree."
     )
+    backchannel_token_delivery_mode: Literal["poll", "ping"] | None = Field(None, description=DELIVERY_MODE)
+    backchannel_client_notification_endpoint: str | None = Field(None, description=NOTIFICATION_ENDPOINT)
 
 
 class AgentOut(BaseModel):
@@ -119,6 +132,9 @@ class AgentOut(BaseModel):
     # The agent's DPoP requirement (``storage.records.DPoPRequirement``); None for a delegation peer.
     require_dpop: bool | None = None
     bind_to_agent_key: bool | None = None
+    # CIBA client metadata (section 4); None for a delegation peer.
+    backchannel_token_delivery_mode: Literal["poll", "ping"] | None = None
+    backchannel_client_notification_endpoint: str | None = None
     # "member": in the caller's own subtree. "delegation_peer": an agent of another tenant with a live delegation
     # between it and the caller; shown without its scopes, description or parent.
     relationship: Literal["member", "delegation_peer"] = "member"

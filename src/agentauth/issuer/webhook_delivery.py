@@ -60,28 +60,31 @@ def open_secret(kek: KeyEncryptionKey, subscription_id: str, sealed: str) -> str
     return kek.open(sealed, _bound_to(subscription_id)).decode("ascii")
 
 
-def check_target_url(url: str, *, allow_loopback: bool) -> SplitResult:
-    """The parts of an acceptable webhook URL (https, a host, no user information, no fragment), else refuse."""
+def check_target_url(url: str, *, allow_loopback: bool, noun: str = "webhook") -> SplitResult:
+    """The parts of an acceptable webhook URL (https, a host, no user information, no fragment), else refuse.
+    ``noun`` names the URL in the refusal (CIBA pings go through the same checks)."""
     if len(url) > MAX_URL_CHARS or not url.isascii() or not url.isprintable() or " " in url:
-        raise TargetRefused("webhook URL is too long or not printable ASCII")
+        raise TargetRefused(f"{noun} URL is too long or not printable ASCII")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise TargetRefused("webhook URL is not a valid URL") from None
+        raise TargetRefused(f"{noun} URL is not a valid URL") from None
     dev = allow_loopback and parts.hostname == DEV_LOOPBACK
     if parts.scheme != "https" and not (dev and parts.scheme == "http"):
-        raise TargetRefused("webhook URL must use https")
+        raise TargetRefused(f"{noun} URL must use https")
     if not parts.hostname or "@" in parts.netloc:
-        raise TargetRefused("webhook URL needs a host and no user information")
+        raise TargetRefused(f"{noun} URL needs a host and no user information")
     if parts.fragment or "#" in url:
-        raise TargetRefused("webhook URL must not contain a fragment")
+        raise TargetRefused(f"{noun} URL must not contain a fragment")
     if port == 0:
-        raise TargetRefused("webhook URL has port 0")
+        raise TargetRefused(f"{noun} URL has port 0")
     return parts
 
 
-async def checked_address(parts: SplitResult, *, allow_loopback: bool, resolver: Resolver = system_resolver) -> str:
+async def checked_address(
+    parts: SplitResult, *, allow_loopback: bool, resolver: Resolver = system_resolver, noun: str = "webhook"
+) -> str:
     """The address to connect to for ``parts``: every address the host resolves to must be public."""
     host = str(parts.hostname)
     literal = host.strip("[]")
@@ -94,9 +97,9 @@ async def checked_address(parts: SplitResult, *, allow_loopback: bool, resolver:
         try:
             addresses = await resolver(host, parts.port or 443)
         except OSError:
-            raise TargetRefused(f"webhook host {host} does not resolve") from None
+            raise TargetRefused(f"{noun} host {host} does not resolve") from None
     if not addresses or any(not is_public_address(a) for a in addresses):
-        raise TargetRefused(f"webhook host {host} is not a public address (private, loopback, link-local or reserved)")
+        raise TargetRefused(f"{noun} host {host} is not a public address (private, loopback, link-local or reserved)")
     return addresses[0]
 
 
@@ -132,21 +135,35 @@ async def deliver(
     now: datetime | None = None,
 ) -> Attempt:
     """POST one signed message to ``url`` (re-checked now: DNS may have changed since the subscription)."""
+    headers = signed_headers(secret, message_id, body, now or datetime.now(UTC))
+    return await post_checked(http, url, headers, body, allow_loopback=allow_loopback, resolver=resolver)
+
+
+async def post_checked(
+    http: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    allow_loopback: bool,
+    resolver: Resolver = system_resolver,
+    noun: str = "webhook",
+) -> Attempt:
+    """POST ``body`` to ``url`` after the target checks, to the address that was checked; a 2xx is success."""
     started = time.perf_counter()
 
     def took() -> int:
         return int((time.perf_counter() - started) * 1000)
 
     try:
-        parts = check_target_url(url, allow_loopback=allow_loopback)
-        address = await checked_address(parts, allow_loopback=allow_loopback, resolver=resolver)
+        parts = check_target_url(url, allow_loopback=allow_loopback, noun=noun)
+        address = await checked_address(parts, allow_loopback=allow_loopback, resolver=resolver, noun=noun)
     except TargetRefused as exc:
         return Attempt(False, None, took(), str(exc))
     target = f"[{address}]" if ":" in address else address
     port = parts.port or (443 if parts.scheme == "https" else 80)
     pinned = f"{parts.scheme}://{target}:{port}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
-    headers = signed_headers(secret, message_id, body, now or datetime.now(UTC))
-    headers["host"] = parts.netloc
+    headers = {**headers, "host": parts.netloc}
     extensions = {"sni_hostname": str(parts.hostname)} if parts.scheme == "https" else {}
     try:
         response = await http.post(pinned, content=body, headers=headers, extensions=extensions)

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from agentauth.errors import AgentAuthError, Conflict
+from agentauth.issuer.approval_pings import ApprovalPings
 from agentauth.issuer.cimd import Resolver, system_resolver
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.webhook_delivery import deliver, delivery_client, open_secret, retry_delay
@@ -75,8 +76,10 @@ class WebhookWorker:
         *,
         resolver: Resolver = system_resolver,
         http: httpx.AsyncClient | None = None,
+        pings: ApprovalPings | None = None,
     ) -> None:
         self.core = core
+        self.pings = pings
         self.kek = kek
         self.settings = settings
         self.resolver = resolver
@@ -87,13 +90,15 @@ class WebhookWorker:
         self.observe: Callable[[str, float], None] | None = None
 
     async def run(self) -> None:
-        """Fan out and deliver every ``poll_seconds``, for the life of the process."""
+        """Fan out and deliver every ``poll_seconds`` - webhooks, then CIBA pings -, for the life of the process."""
         http = self._http or delivery_client(verify=self.settings.ca_bundle or True)
         try:
             while True:
                 try:
                     await self.fan_out()
                     await self.deliver_due()
+                    if self.pings is not None:
+                        await self.pings.send_due(http)
                 except Exception:
                     log.exception("webhook worker pass failed; retrying in %ss", self.settings.poll_seconds)
                 await asyncio.sleep(self.settings.poll_seconds)

@@ -7,13 +7,15 @@ validates and the response model REST returns.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from agentauth.issuer.schemas import (
     BIND_TO_AGENT_KEY,
+    DELIVERY_MODE,
+    NOTIFICATION_ENDPOINT,
     REQUIRE_DPOP,
     AgentCreated,
     AgentOut,
@@ -60,6 +62,8 @@ async def create_agent(
     bind_to_agent_key: Annotated[
         bool | None, Field(description=BIND_TO_AGENT_KEY + " At least yours; default yours.")
     ] = None,
+    backchannel_token_delivery_mode: Annotated[Literal["poll", "ping"] | None, Field(description=DELIVERY_MODE)] = None,
+    backchannel_client_notification_endpoint: Annotated[str | None, Field(description=NOTIFICATION_ENDPOINT)] = None,
 ) -> AgentCreated:
     """Create an agent below you in your tenant (a sub-agent), with its own did:key and identity
     credential. SAVE private_key_jwk now if one was generated (shown only once). Give it an API key with
@@ -74,6 +78,8 @@ async def create_agent(
         public_key=public_key,
         require_dpop=require_dpop,
         bind_to_agent_key=bind_to_agent_key,
+        backchannel_token_delivery_mode=backchannel_token_delivery_mode,
+        backchannel_client_notification_endpoint=backchannel_client_notification_endpoint,
     )
     op = Operation(
         AgentCreated,
@@ -201,9 +207,12 @@ async def update_agent(
     bind_to_agent_key: Annotated[
         bool | None, Field(description=BIND_TO_AGENT_KEY + " Raising it raises the subtree; never below the parent's.")
     ] = None,
+    backchannel_token_delivery_mode: Annotated[Literal["poll", "ping"] | None, Field(description=DELIVERY_MODE)] = None,
+    backchannel_client_notification_endpoint: Annotated[str | None, Field(description=NOTIFICATION_ENDPOINT)] = None,
 ) -> AgentOut:
-    """Change the name, description, trust level or DPoP requirement of an agent of your subtree (needs
-    agents.write). Give at least one of them; what you leave out stays as it is. Returns the updated agent."""
+    """Change the name, description, trust level, DPoP requirement or CIBA delivery mode (poll, or ping to a
+    notification endpoint) of an agent of your subtree (needs agents.write). Give at least one of them; what
+    you leave out stays as it is. Returns the updated agent."""
     body = request_model(
         UpdateAgentRequest,
         name=name,
@@ -211,6 +220,8 @@ async def update_agent(
         trust_level=trust_level,
         require_dpop=require_dpop,
         bind_to_agent_key=bind_to_agent_key,
+        backchannel_token_delivery_mode=backchannel_token_delivery_mode,
+        backchannel_client_notification_endpoint=backchannel_client_notification_endpoint,
     )
     op = Operation(
         AgentOut,

@@ -145,6 +145,13 @@ UPDATE_AGENT = (
     )
 )
 
+# CIBA ping mode: the notification endpoint of active agent ``:agent`` (NULL: poll mode).
+SET_NOTIFICATION_ENDPOINT = (
+    update(AgentRow)
+    .where(AgentRow.id == bindparam("agent"), agent_active())
+    .values(notification_endpoint=bindparam("endpoint", type_=AgentRow.notification_endpoint.type), updated_at=_NOW)
+)
+
 # -- set-at-a-time cascades ---------------------------------------------------------------------------------
 
 _AUDIT_COLUMNS = tuple(column for column in AuditEventRow.__table__.columns if column.key != "id")

@@ -31,6 +31,7 @@ def to_record(row: AgentRow) -> Agent:
         updated_at=row.updated_at,
         deactivated_at=row.deactivated_at,
         dpop_requirement=DPoPRequirement(row.dpop_requirement),
+        notification_endpoint=row.notification_endpoint,
     )
 
 

@@ -88,6 +88,8 @@ class AgentRow(Base):
     deactivated_at: Mapped[datetime | None]
     # ``DPoPRequirement``; never below the parent's (``agent_statements.SET_DPOP``, ``RAISE_SUBTREE_DPOP``).
     dpop_requirement: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    # CIBA section 4 ``backchannel_client_notification_endpoint``: set, the agent is a ping-mode client.
+    notification_endpoint: Mapped[str | None] = mapped_column(String(2000))
 
 
 class ApiKeyRow(Base):
@@ -483,7 +485,10 @@ class ApprovalRequestRow(Base):
     the request to owners (console, webhooks). ``status``: pending, approved, denied, or issued (its one token)."""
 
     __tablename__ = "approval_requests"
-    __table_args__ = (Index("ix_approval_requests_tenant", "tenant_id", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_approval_requests_tenant", "tenant_id", "status", "created_at"),
+        Index("ix_approval_requests_ping", "ping_state", "ping_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -501,3 +506,10 @@ class ApprovalRequestRow(Base):
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(100))
     token_jti: Mapped[str | None] = mapped_column(String(64))
+    # Ping mode (CIBA section 10.2): the auth_req_id and client_notification_token sealed under the KEK; the ping
+    # is ``waiting`` (undecided), ``due`` at ``ping_at`` (decided or expired; also a claimed attempt's lease),
+    # ``sent`` or ``failed`` (``issuer/approval_pings.py``). All None for a poll-mode request.
+    ping_sealed: Mapped[str | None] = mapped_column(Text)
+    ping_state: Mapped[str | None] = mapped_column(String(8))
+    ping_attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    ping_at: Mapped[datetime | None]

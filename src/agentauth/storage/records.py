@@ -91,6 +91,8 @@ class Agent:
     deactivated_at: datetime | None
     # Never below the parent's: set on an agent, it holds for its whole subtree (``issuer/agents.py``).
     dpop_requirement: DPoPRequirement = DPoPRequirement.NONE
+    # CIBA ping mode (``issuer/approval_pings.py``): the client notification endpoint, None in poll mode.
+    notification_endpoint: str | None = None
 
     @property
     def is_active(self) -> bool:
