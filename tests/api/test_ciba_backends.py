@@ -126,3 +126,40 @@ async def test_two_replicas_send_a_due_ping_once(client: httpx.AsyncClient, serv
         assert len(hook.received) == 1
     refused = await poll(client, key, auth_req_id)
     assert refused.json()["error"] == "access_denied"
+
+
+async def test_private_key_jwt_at_the_backchannel_endpoint_and_the_poll(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """CIBA section 7.1: the backchannel endpoint authenticates the client as the token endpoint does - here with
+    a client assertion signed by the agent's own did:key (joserfc), used once; a replayed or foreign one is
+    invalid_client and records no request."""
+    from test_private_key_jwt import ASSERTION_TYPE, assertion, claims_for
+
+    made = await quickstart(client, "root")
+    agent, jwk, tenant = made["agent"], made["private_key_jwk"], made["agent"]["tenant_id"]
+    owner = await owner_of(services, made["api_key"])
+    other = await quickstart(client, "other")
+
+    def signed(**changes: object) -> dict[str, str]:
+        return {"client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion(jwk, claims_for(agent["id"], **changes))}  # fmt: skip
+
+    ask = {"login_hint": EMAIL, "authorization_details": json.dumps(DETAILS)}
+    first = signed()
+    asked = ok(await client.post(paths.BACKCHANNEL, data=ask | first))
+    replayed = await client.post(paths.BACKCHANNEL, data=ask | first)
+    assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_client"
+    foreign = {"client_assertion_type": ASSERTION_TYPE,
+               "client_assertion": assertion(other["private_key_jwk"], claims_for(agent["id"]))}  # fmt: skip
+    for refused in (foreign, signed(aud="https://elsewhere.example"), signed() | {"client_secret": made["api_key"]}):
+        answer = await client.post(paths.BACKCHANNEL, data=ask | refused)
+        assert answer.status_code in (400, 401), answer.text
+        assert answer.json()["error"] in ("invalid_client", "invalid_request"), answer.text
+    assert len(await services.approvals.inbox(tenant)) == 1  # only the first request was recorded
+    (waiting,) = await services.approvals.inbox(tenant, pending_only=True)
+    await services.approvals.decide(owner, tenant, waiting.id, True, RequestContext())
+    polled = await client.post(paths.TOKEN, data={"grant_type": CIBA, "auth_req_id": asked["auth_req_id"]} | signed())
+    token = ok(polled)["access_token"]
+    seen = ok(await client.post(paths.INTROSPECT, data={"token": token}, headers=bearer(token)))
+    assert seen["client_id"] == agent["id"] and seen["authorization_details"] == DETAILS

@@ -121,8 +121,9 @@ async def token(request: Request) -> Response:
 @router.post(
     "/bc-authorize",
     summary="Ask the agent's owner to approve an exact action (OpenID CIBA, RFC 9396 authorization_details)",
-    description="Backchannel authentication request (CIBA Core section 7), poll mode. Authenticate as at the "
-    "token endpoint (the API key as client_secret, body or HTTP Basic). `login_hint`: the email of an owner of "
+    description="Backchannel authentication request (CIBA Core section 7), poll or ping mode. Authenticate as at "
+    "the token endpoint (the API key as client_secret, body or HTTP Basic, or private_key_jwt). `login_hint`: "
+    "the email of an owner of "
     "the agent's tenant. `authorization_details`: a JSON array (RFC 9396) of objects with a `type` from the "
     "metadata's `authorization_details_types_supported`, shown to the owner as asked; `binding_message`: one "
     "line shown with it. Poll the token endpoint with `grant_type=urn:openid:params:grant-type:ciba` and the "

@@ -165,6 +165,21 @@ BACKCHANNEL_FORM: dict[str, Any] = {
                         "binding_message": {"type": "string", "description": "One line shown with the request."},
                         "scope": {"type": "string", "description": "Space-separated scopes the agent holds."},
                         "requested_expiry": {"type": "integer", "description": "Seconds the request may wait."},
+                        "client_notification_token": {
+                            "type": "string",
+                            "description": "Ping mode (an agent with backchannel_client_notification_endpoint): "
+                            "the bearer token the ping carries; required then, refused in poll mode.",
+                        },
+                        "client_assertion_type": {
+                            "type": "string",
+                            "description": "private_key_jwt instead of client_secret: "
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+                        },
+                        "client_assertion": {
+                            "type": "string",
+                            "description": "private_key_jwt: a JWT signed by the agent's did:key (iss = sub = its "
+                            "id, aud the issuer or token endpoint, a unique jti).",
+                        },
                     },
                 },
                 "example": {

@@ -3,7 +3,7 @@
 
 An agent asks at the backchannel authentication endpoint (CIBA section 7) for its owner's approval of what it is
 about to do - a payment of 45.00 USD to a creditor, say -, authenticating as at the token endpoint (its API key as
-the client secret, body or HTTP Basic). ``login_hint`` names the person: the email of an owner account of the
+the client secret, body or HTTP Basic, or ``private_key_jwt``). ``login_hint`` names the person: the email of an owner account of the
 agent's tenant (``unknown_user_id`` otherwise). The owner is told (the console's approvals inbox; the
 ``approval.requested`` webhook event carries what is asked) and approves or denies exactly what is shown. The
 agent polls the token endpoint with the ``auth_req_id`` (``grants/ciba.py``); once approved it gets one access
@@ -44,15 +44,17 @@ from agentauth.errors import (
 from agentauth.issuer import audit
 from agentauth.issuer.apikeys import ApiKeyService
 from agentauth.issuer.approval_pings import seal_ping
-from agentauth.issuer.client_auth import REFUSED
+from agentauth.issuer.client_auth import CLIENT_ASSERTION_MAX_LIFETIME, CLIENT_ASSERTION_TYPE, REFUSED
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.owners import OwnerSession, normalize_email
 from agentauth.keys import KeyEncryptionKey
 from agentauth.settings import Settings
 from agentauth.storage import approval_pings as pings
-from agentauth.storage.models import ApprovalRequestRow, OwnerRow, OwnerTenantRow
+from agentauth.storage.models import ApprovalRequestRow, OwnerRow, OwnerTenantRow, UsedAssertionRow
+from agentauth.storage.ports import Insert, WritePlan
 from agentauth.storage.records import Agent
+from agentauth.vc import VerificationError, unverified_issuer, verify_agent_assertion
 from agentauth.vc import authorization_details as details_rules
 
 GRANT_CIBA = "urn:openid:params:grant-type:ciba"
@@ -128,16 +130,59 @@ def string_param(params: dict[str, Any], name: str, limit: int = 8192) -> str | 
     return value
 
 
-async def authenticate_agent(api_keys: ApiKeyService, params: dict[str, Any]) -> Agent:
-    """The agent a CIBA request comes from: its API key as the client secret (body or HTTP Basic); a
-    ``client_id`` given must be that agent's id."""
+async def authenticate_agent(core: IssuerCore, api_keys: ApiKeyService, params: dict[str, Any]) -> Agent:
+    """The agent a CIBA request or poll comes from, authenticated as at the token endpoint (CIBA section 7.1):
+    its API key as the client secret (body or HTTP Basic), or ``private_key_jwt`` - a ``client_assertion`` signed
+    by its own did:key (``client_credentials``' rules: iss = sub = its id or DID, aud the issuer or the token
+    endpoint, a ``jti`` used once across replicas). A ``client_id`` given must name that agent."""
+    if params.get("client_assertion") is not None or params.get("client_assertion_type") is not None:
+        return await _agent_by_assertion(core, params)
     secret = string_param(params, "client_secret")
     if secret is None:
-        raise InvalidClient("client authentication failed: give the API key as client_secret", debug="no secret")
+        raise InvalidClient(
+            "client authentication failed: give the API key as client_secret, or a client_assertion",
+            debug="no secret",
+        )
     _key, agent = await api_keys.authenticate(secret)
     client_id = string_param(params, "client_id")
     if client_id is not None and client_id != agent.id:
         raise InvalidClient(REFUSED, debug=f"client_id {client_id[:80]} is not the API key's agent")
+    return agent
+
+
+async def _agent_by_assertion(core: IssuerCore, params: dict[str, Any]) -> Agent:
+    if params.get("client_secret") not in (None, ""):
+        raise InvalidRequest("use one client authentication method: client_secret or client_assertion, not both")
+    if string_param(params, "client_assertion_type") != CLIENT_ASSERTION_TYPE:
+        raise InvalidClient(REFUSED, debug="client_assertion_type is not jwt-bearer")
+    assertion = string_param(params, "client_assertion")
+    if assertion is None:
+        raise InvalidClient(REFUSED, debug="no client_assertion")
+    try:
+        named = unverified_issuer(assertion)
+    except VerificationError as exc:
+        raise InvalidClient(REFUSED, debug=f"client_assertion: {exc.code}: {exc.detail}") from exc
+    client_id = string_param(params, "client_id")
+    if named is None or (client_id is not None and client_id != named):
+        raise InvalidClient(REFUSED, debug="client_assertion iss missing or not the client_id")
+    agent = await core.agent_snapshots.fresh(named)
+    if agent is None or not agent.is_active:
+        raise InvalidClient(REFUSED, debug="client_assertion of no active agent")
+    now = core.clock()
+    try:
+        claims = verify_agent_assertion(
+            assertion, audiences={core.token_endpoint, core.issuer_url, f"{core.issuer_url}/"}, now=now,
+            signer_did=agent.did, max_lifetime_seconds=CLIENT_ASSERTION_MAX_LIFETIME,
+        )  # fmt: skip
+    except VerificationError as exc:
+        raise InvalidClient(REFUSED, debug=f"client_assertion: {exc.code}: {exc.detail}") from exc
+    # Single use, under the signer's key like every assertion it signs (``grants/jwt_bearer.py``).
+    used = {"issuer": agent.did, "jti": str(claims["jti"]), "expires_at": datetime.fromtimestamp(
+        float(claims["exp"]), tz=now.tzinfo)}  # fmt: skip
+    try:
+        await core.ports.writes.run(WritePlan((Insert.of(UsedAssertionRow.__table__, used),)))
+    except Conflict as exc:
+        raise InvalidClient(REFUSED, debug="client_assertion jti replayed") from exc
     return agent
 
 
@@ -159,7 +204,7 @@ class ApprovalService:
     async def request(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         """CIBA section 7.1 -> 7.3: a new approval request; the answer holds ``auth_req_id`` (shown only here),
         ``expires_in`` and ``interval``."""
-        agent = await authenticate_agent(self.api_keys, params)
+        agent = await authenticate_agent(self.core, self.api_keys, params)
         notification_token = self._notification_token(agent, params)
         for unsupported, why in (
             ("id_token_hint", "id_token_hint is not supported: name the owner with login_hint (their email)"),

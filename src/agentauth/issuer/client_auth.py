@@ -15,6 +15,11 @@ from agentauth.issuer.secrets import SecretHasher, looks_like_api_key
 from agentauth.storage.records import Agent, ApiKey
 
 REFUSED = "client authentication failed"
+# RFC 7523 section 2.2 (``private_key_jwt``, OpenID Connect Core section 9).
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# Longer than a jwt-bearer grant's 5 minutes: client libraries sign client assertions for up to an hour (Authlib's
+# default); its jti is single use all the same, remembered until exp.
+CLIENT_ASSERTION_MAX_LIFETIME = 3600
 
 
 def check_api_key(raw: object, found: tuple[ApiKey, Agent] | None, hasher: SecretHasher, now: datetime) -> None:

@@ -29,6 +29,7 @@ from agentauth.errors import (
 )
 from agentauth.issuer import audit
 from agentauth.issuer.approvals import GRANT_CIBA, SLOW_DOWN_STEP, ApprovalStatus, authenticate_agent, string_param
+from agentauth.issuer.client_auth import CLIENT_ASSERTION_TYPE
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.core import token_response
 from agentauth.issuer.dpop import require_binding
@@ -67,10 +68,14 @@ class CibaGrant(RecordsRefusals):
         Parameter("auth_req_id", "The auth_req_id the backchannel authentication endpoint returned.", required=True),
         Parameter("client_secret", "The API key of the agent that made the request (or as the HTTP Basic password)."),
         Parameter("client_id", "Optional: that agent's id."),
+        Parameter("client_assertion_type", "private_key_jwt instead of the API key: " + CLIENT_ASSERTION_TYPE),
+        Parameter(
+            "client_assertion", "private_key_jwt: a JWT signed by the agent's did:key, as for client_credentials."
+        ),
     )
 
     async def _handle(self, params: dict[str, Any], ctx: RequestContext) -> TokenResponse:
-        agent = await authenticate_agent(self.services.api_keys, params)
+        agent = await authenticate_agent(self.core, self.services.api_keys, params)
         auth_req_id = string_param(params, "auth_req_id", 200)
         if auth_req_id is None:
             raise InvalidGrant("auth_req_id is required")

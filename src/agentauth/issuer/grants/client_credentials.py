@@ -16,7 +16,7 @@ from typing import Any
 
 from agentauth.errors import InvalidClient, InvalidRequest
 from agentauth.issuer.audience import resource_param
-from agentauth.issuer.client_auth import REFUSED
+from agentauth.issuer.client_auth import CLIENT_ASSERTION_MAX_LIFETIME, CLIENT_ASSERTION_TYPE, REFUSED
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.grants.base import RESOURCE_PARAMETER, Grant, Parameter, param, record_refusal
 from agentauth.issuer.hotpath import ClientAssertion, ClientCredentialsRequest
@@ -25,10 +25,6 @@ from agentauth.storage.records import Agent
 from agentauth.vc import VerificationError, unverified_issuer, verify_agent_assertion
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
-CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-# Longer than a jwt-bearer grant's 5 minutes: client libraries sign client assertions for up to an hour (Authlib's
-# default); its jti is single use all the same, remembered until exp.
-CLIENT_ASSERTION_MAX_LIFETIME = 3600
 
 
 class ClientCredentialsGrant(Grant):
