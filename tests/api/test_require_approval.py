@@ -45,11 +45,11 @@ def asked_for(refusal: httpx.Response) -> list[dict[str, Any]]:
 
 async def approved_token(
     client: httpx.AsyncClient, services: Services, made: dict[str, Any], owner: OwnerSession,
-    details: list[dict[str, Any]], scope: str,
+    details: list[dict[str, Any]], scope: str, single_use: str = "false",
 ) -> str:  # fmt: skip
     key, tenant = made["api_key"], made["agent"]["tenant_id"]
     asked = await client.post(paths.BACKCHANNEL, auth=("", key), data={
-        "login_hint": EMAIL, "authorization_details": json.dumps(details), "scope": scope,
+        "login_hint": EMAIL, "authorization_details": json.dumps(details), "scope": scope, "single_use": single_use,
     })  # fmt: skip
     auth_req_id = ok(asked)["auth_req_id"]
     (waiting, *_) = await services.approvals.inbox(tenant, pending_only=True)
@@ -105,3 +105,31 @@ async def test_a_deny_still_overrides_and_a_bad_effect_is_refused(client: httpx.
     )
     bad = await client.post(paths.POLICIES, json=GATE | {"effect": "ask_nicely"}, headers=bearer(admin))
     assert bad.status_code in (400, 422) and bad.json()["error"] == "invalid_request", bad.text
+
+
+async def test_a_single_use_approval_passes_the_gate_once(client: httpx.AsyncClient, services: Services) -> None:
+    """``single_use=true``: the token carries ``single_use``; the first gated call it lets through spends it
+    (across replicas: a row of used_assertions), a second is refused - while an ordinary approval passes again."""
+    made = await quickstart(client, "root")
+    owner = await owner_of(services, made["api_key"])
+    admin = made["access_token"]
+    child = ok(await client.post(paths.AGENTS, json={"name": "c", "agent_type": "tool"}, headers=bearer(admin)), 201)
+    target = f"{paths.AGENTS}/{child['agent']['id']}"
+    gate = GATE | {"name": "changes need a person", "actions": ["write"]}
+    ok(await client.post(paths.POLICIES, json=gate, headers=bearer(admin)), 201)
+    details = asked_for(await client.patch(target, json={"description": "x"}, headers=bearer(admin)))
+    once = await approved_token(client, services, made, owner, details, "agents.read agents.write", single_use="true")
+    again = await approved_token(client, services, made, owner, details, "agents.read agents.write")
+    ok(await client.patch(target, json={"description": "first"}, headers=bearer(once)))
+    spent = await client.patch(target, json={"description": "second"}, headers=bearer(once))
+    assert_error(spent, 403, "access_denied")
+    assert "already used" in spent.json()["error_description"]
+    # Reads with it are not gated, so not spent either; the ordinary approval passes twice.
+    ok(await client.get(target, headers=bearer(once)))
+    for text in ("third", "fourth"):
+        ok(await client.patch(target, json={"description": text}, headers=bearer(again)))
+    assert ok(await client.get(target, headers=bearer(admin)))["description"] == "fourth"
+    bad = await client.post(paths.BACKCHANNEL, auth=("", made["api_key"]), data={
+        "login_hint": EMAIL, "authorization_details": json.dumps(details), "single_use": "yes",
+    })  # fmt: skip
+    assert_error(bad, 400, "invalid_request")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from agentauth import paths
-from agentauth.sdk import AuthorizationDetailsError, OnlineVerifier, require_authorization_details
+from agentauth.sdk import AuthorizationDetailsError, OnlineVerifier, SpentTokens, require_authorization_details
 from live_server import LiveServer, free_port, issuer_env, spawn
 from owner_support import ConsoleOwner
 
@@ -187,3 +187,26 @@ def test_the_kill_switch_denies_what_the_stopped_agent_asked(server: LiveServer,
     for message in ("Pay invoice 2001", "Pay invoice 2002"):
         item = re.search(rf'<li class="approval status-(\w+)"[^>]*>(?:(?!</li>).)*{message}', inbox, re.S)
         assert item is not None and item.group(1) == "denied", inbox
+
+
+def test_a_single_use_approval_is_accepted_once_by_the_sdk(server: LiveServer, owner: ConsoleOwner) -> None:
+    """``single_use=true``: the owner sees it; the token carries ``single_use``; a resource server checking with the
+    SDK accepts it once with a store of spent tokens, refuses the second use, and refuses it outright without one."""
+    asked = ask(server, owner.root_key, binding_message="Pay invoice 3001", single_use="true").json()
+    inbox = owner.http.get(f"/console/{owner.tenant}/approvals").text
+    item = re.search(r'<li class="approval status-pending"[^>]*>(?:(?!</li>).)*Pay invoice 3001(?:(?!</li>).)*', inbox,
+                     re.S)  # fmt: skip
+    assert item is not None and "Single use" in item.group(0), inbox
+    owner.decide("Pay invoice 3001", "approve")
+    time.sleep(INTERVAL + 0.2)
+    issued = poll(server, owner.root_key, asked["auth_req_id"])
+    assert issued.status_code == 200, issued.text
+    with OnlineVerifier(server.url) as verifier:
+        claims = verifier.verify_access_token(issued.json()["access_token"], audience=server.url).claims
+    assert claims["single_use"] is True and claims["authorization_details"] == [PAYMENT]
+    with pytest.raises(AuthorizationDetailsError, match="single-use"):
+        require_authorization_details(claims, PAYMENT)  # no store: it cannot honour "once"
+    spent = SpentTokens()
+    require_authorization_details(claims, PAYMENT, spent=spent)
+    with pytest.raises(AuthorizationDetailsError, match="used before"):
+        require_authorization_details(claims, PAYMENT, spent=spent)

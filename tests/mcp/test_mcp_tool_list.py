@@ -157,7 +157,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "request_approval": {
         "login_hint": ([S], REQUIRED), "authorization_details": ([("array", "object"), N], None),
         "binding_message": ([S, N], None), "scopes": ([STRINGS, N], None), "requested_expiry": ([INT, N], None),
-        "api_key": ([S, N], None),
+        "single_use": ([B], False), "api_key": ([S, N], None),
     },
     "approval_status": {"auth_req_id": ([S], REQUIRED), "api_key": ([S, N], None)},
     "get_audit_activity": {"access_token": TOKEN, "hours": ([INT], 24)},

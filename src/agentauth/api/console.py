@@ -445,11 +445,12 @@ def _approval_item(approval: Approval, names: dict[str, str], csrf: str, base: s
     details = f"<pre class=authorization-details>{esc(asked)}</pre>" if approval.authorization_details else ""
     scope = f"<p>Scopes: <code>{esc(' '.join(approval.scopes))}</code></p>" if approval.scopes else ""
     decided = f" by {esc(approval.decided_by or '')} at {_when(approval.decided_at)}" if approval.decided_at else ""
+    once = "<p class=single-use>Single use: the token is spent at its first use.</p>" if approval.single_use else ""
     return (
         f'<li class="approval status-{esc(shown)}" data-approval-id="{esc(approval.id)}">'
         f"<p><strong>{esc(names.get(approval.agent_id, approval.agent_id))}</strong> asks, "
         f"{_when(approval.created_at)} - <span class=approval-status>{esc(shown)}</span>{decided}; "
-        f"expires {_when(approval.expires_at)}</p>{message}{details}{scope}{actions}</li>"
+        f"expires {_when(approval.expires_at)}</p>{message}{details}{scope}{once}{actions}</li>"
     )
 
 

@@ -165,6 +165,11 @@ BACKCHANNEL_FORM: dict[str, Any] = {
                         "binding_message": {"type": "string", "description": "One line shown with the request."},
                         "scope": {"type": "string", "description": "Space-separated scopes the agent holds."},
                         "requested_expiry": {"type": "integer", "description": "Seconds the request may wait."},
+                        "single_use": {
+                            "type": "string",
+                            "enum": ["true", "false"],
+                            "description": "AgentAuth: the token carries single_use and is spent at its first use.",
+                        },
                         "client_notification_token": {
                             "type": "string",
                             "description": "Ping mode (an agent with backchannel_client_notification_endpoint): "

@@ -1,20 +1,20 @@
-"""Human approval of an exact action (issue 17 item 2): OpenID CIBA Core 1.0 (poll mode) with RFC 9396
+"""Human approval of an exact action (issue 17 item 2): OpenID CIBA Core 1.0 (poll and ping modes) with RFC 9396
 ``authorization_details``.
 
 An agent asks at the backchannel authentication endpoint (CIBA section 7) for its owner's approval of what it is
 about to do - a payment of 45.00 USD to a creditor, say -, authenticating as at the token endpoint (its API key as
-the client secret, body or HTTP Basic, or ``private_key_jwt``). ``login_hint`` names the person: the email of an owner account of the
-agent's tenant (``unknown_user_id`` otherwise). The owner is told (the console's approvals inbox; the
-``approval.requested`` webhook event carries what is asked) and approves or denies exactly what is shown. The
-agent polls the token endpoint with the ``auth_req_id`` (``grants/ciba.py``); once approved it gets one access
-token whose ``authorization_details`` claim is the approved array, verbatim - no refresh token: an approval is for
-one action, and the ``auth_req_id`` is redeemed once.
+the client secret, body or HTTP Basic, or ``private_key_jwt``). ``login_hint`` names the person: the email of an
+owner account of the agent's tenant (``unknown_user_id`` otherwise). The owner is told (the console's approvals
+inbox; the ``approval.requested`` webhook event carries what is asked) and approves or denies exactly what is
+shown. The agent polls the token endpoint with the ``auth_req_id`` (``grants/ciba.py``); once approved it gets
+one access token whose ``authorization_details`` claim is the approved array, verbatim - no refresh token: an
+approval is for one action, and the ``auth_req_id`` is redeemed once. With ``single_use=true`` the token itself
+is spent at its first use, too (its ``single_use`` claim).
 
-Poll mode, and ping mode for an agent registered with a ``backchannel_client_notification_endpoint`` (its
-requests must then carry a ``client_notification_token``; ``issuer/approval_pings.py`` sends the ping). Not
-supported, and refused rather than ignored where a client relies on them: push delivery, ``id_token_hint`` and
-``login_hint_token``. CIBA's ``openid`` scope is
-accepted and dropped - AgentAuth issues no ID tokens.
+Ping mode for an agent registered with a ``backchannel_client_notification_endpoint`` (its requests must then
+carry a ``client_notification_token``; ``issuer/approval_pings.py`` sends the ping). Not supported, and refused
+rather than ignored where a client relies on them: push delivery, ``id_token_hint`` and ``login_hint_token``.
+CIBA's ``openid`` scope is accepted and dropped - AgentAuth issues no ID tokens.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ class Approval:
     expires_at: datetime
     decided_at: datetime | None
     decided_by: str | None
+    single_use: bool = False
 
     def expired_at(self, now: datetime) -> bool:
         return self.expires_at <= now
@@ -115,7 +116,7 @@ def approval_of(row: ApprovalRequestRow) -> Approval:
         id=row.id, tenant_id=row.tenant_id, agent_id=row.agent_id, owner_id=row.owner_id, scopes=tuple(row.scopes),
         authorization_details=list(row.authorization_details), binding_message=row.binding_message,
         status=ApprovalStatus(row.status), created_at=row.created_at, expires_at=row.expires_at,
-        decided_at=row.decided_at, decided_by=row.decided_by,
+        decided_at=row.decided_at, decided_by=row.decided_by, single_use=bool(row.single_use),
     )  # fmt: skip
 
 
@@ -226,6 +227,7 @@ class ApprovalService:
         if not details and not scopes:
             raise InvalidRequest("ask for something: authorization_details, scope, or both")
         message = self._binding_message(string_param(params, "binding_message", 1000))
+        single_use = self._single_use(params.get("single_use"))
         ttl = self._expiry(params.get("requested_expiry"))
         owner_id = await self._owner_named(hint, agent.tenant_id)
         now = self.core.clock()
@@ -237,7 +239,7 @@ class ApprovalService:
             agent_id=agent.id, owner_id=owner_id, scopes=list(scopes), authorization_details=details,
             binding_message=message, status=ApprovalStatus.PENDING.value, interval_seconds=interval,
             created_at=now, expires_at=now + timedelta(seconds=ttl), polled_at=None, decided_at=None,
-            decided_by=None, token_jti=None,
+            decided_by=None, token_jti=None, single_use=single_use,
         )  # fmt: skip
         if notification_token is not None:
             row.ping_sealed = seal_ping(self.kek, row.id, auth_req_id, notification_token)
@@ -248,9 +250,21 @@ class ApprovalService:
                 session, ctx, now, action="approval.requested", tenant_id=agent.tenant_id, actor=agent.id,
                 target_type="approval", target_id=row.id,
                 details={"owner": owner_id, "binding_message": message, "authorization_details": details,
-                         "scope": " ".join(scopes), "expires_at": row.expires_at.isoformat()},
+                         "scope": " ".join(scopes), "expires_at": row.expires_at.isoformat(),
+                         "single_use": single_use},
             )  # fmt: skip
         return {"auth_req_id": auth_req_id, "expires_in": ttl, "interval": interval}
+
+    @staticmethod
+    def _single_use(raw: object) -> bool:
+        """AgentAuth's ``single_use`` parameter: the token of the approval is spent at its first use (the
+        ``single_use`` claim: at a ``require_approval`` gate here, and by the verifier SDK's
+        ``require_authorization_details`` with a store of spent tokens)."""
+        if raw in (None, "", "false"):
+            return False
+        if raw == "true":
+            return True
+        raise InvalidRequest("single_use must be true or false")
 
     @staticmethod
     def _notification_token(agent: Agent, params: dict[str, Any]) -> str | None:

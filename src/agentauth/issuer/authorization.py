@@ -18,14 +18,17 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from agentauth.errors import AccessDenied, ApprovalRequired, InsufficientScope
+from agentauth.errors import AccessDenied, ApprovalRequired, Conflict, InsufficientScope
 from agentauth.issuer.context import Principal, RequestContext
 from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.operations import ApiOperation, operation
 from agentauth.issuer.policy_engine import REQUIRE_APPROVAL, EvaluationContext, Grant, PolicySet, Subject
 from agentauth.issuer.policy_sets import PolicySets
+from agentauth.storage.models import UsedAssertionRow
+from agentauth.storage.ports import Insert, WritePlan
 from agentauth.storage.records import Agent
 
 P = ParamSpec("P")
@@ -67,14 +70,15 @@ class Authorizer:
         """May ``principal`` run ``op`` on the resource ``ids`` name? Raises ``AccessDenied`` or
         ``InsufficientScope`` (the order of the checks, and so which answer wins, is the module docstring's)."""
         policy_set = await self.policy_set(principal.tenant_id, principal.policy_version)
-        decision = policy_set.evaluate(
+        approved = approved_by_owner(principal)
+        question = (
             subject_of(principal.acting, principal.agent if principal.actor is not None else None),
             op.action,
             op.resource_for(ids),
             [Grant(principal.scopes, principal.delegation_id, principal.delegation_depth)],
             EvaluationContext(self.core.clock(), ctx.ip, principal.delegation_depth),
-            approved_by_owner(principal),
         )
+        decision = policy_set.evaluate(*question, approved)
         if not decision.allowed:
             if decision.effect == REQUIRE_APPROVAL:
                 raise ApprovalRequired("; ".join(decision.reasons))
@@ -94,6 +98,21 @@ class Authorizer:
             if not principal.may_manage(principal.agent):
                 what = op.name.split(".", 1)[0].replace("_", " ")
                 raise AccessDenied(f"a delegate cannot change the {what} of the tenant it acts for")
+        # A single-use approval is spent when it is what let this call through (without it, the gate holds).
+        once = approved and principal.claims.get("single_use") is True
+        if once and policy_set.evaluate(*question).effect == REQUIRE_APPROVAL:
+            await self._spend(principal)
+
+    async def _spend(self, principal: Principal) -> None:
+        """Record the single-use approval token's one use (``used_assertions``, under ``approval``: the primary
+        key refuses a second, across replicas). Spent before the call runs: at most once, even if it then fails."""
+        exp = principal.claims.get("exp")
+        expires_at = datetime.fromtimestamp(float(exp), UTC) if isinstance(exp, int | float) else self.core.clock()
+        used = {"issuer": "approval", "jti": principal.jti, "expires_at": expires_at}
+        try:
+            await self.core.ports.writes.run(WritePlan((Insert.of(UsedAssertionRow.__table__, used),)))
+        except Conflict as exc:
+            raise AccessDenied("this single-use approval was already used: ask for a new one") from exc
 
 
 def approved_by_owner(principal: Principal) -> list[Any]:

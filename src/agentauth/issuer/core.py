@@ -125,11 +125,12 @@ class IssuerCore:
         audience: str | Sequence[str] | None = None,
         dpop_jkt: str | None = None,
         authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        single_use: bool = False,
     ) -> tuple[str, datetime, dict[str, Any]]:
         """Sign an access token: (jwt, exp, the ``credentials`` row that records it with its status slot).
         ``audience``: the ``aud`` claim (``audience.Target.audience``); None: the issuer URL (our own API).
         ``dpop_jkt``: bound to that DPoP key (RFC 9449 section 6, ``cnf.jkt``). ``authorization_details``: what
-        an owner approved (RFC 9396 section 9.1, the claim of that name)."""
+        an owner approved (RFC 9396 section 9.1, the claim of that name); ``single_use``: spent at its first use."""
         default_exp = now + timedelta(seconds=self.settings.access_token_ttl_seconds)
         exp = min(default_exp, expires_at) if expires_at else default_exp
         kid = self.credentials.active_kid
@@ -146,6 +147,7 @@ class IssuerCore:
             delegation_chain=delegation_chain,
             dpop_jkt=dpop_jkt,
             authorization_details=authorization_details,
+            single_use=single_use,
         )
         list_id, index = StatusRegistry.parse_entry(status)
         row = {

@@ -79,6 +79,9 @@ async def request_approval(
     ] = None,
     scopes: Scopes = None,
     requested_expiry: Annotated[int | None, Field(ge=1, description="Seconds the owner may take.")] = None,
+    single_use: Annotated[
+        bool, Field(description="The token is spent at its first use (one action, once). Default false.")
+    ] = False,
     api_key: ApiKey = None,
 ) -> ApprovalRequested:
     """Before an action that needs a person (a payment, a deletion, anything your policy says needs approval),
@@ -93,6 +96,8 @@ async def request_approval(
         params["scope"] = " ".join(scopes)
     if requested_expiry is not None:
         params["requested_expiry"] = str(requested_expiry)
+    if single_use:
+        params["single_use"] = "true"
     answer = await backend_of(ctx).backchannel(params, request_context(ctx))
     return ApprovalRequested.model_validate(answer)
 

@@ -16,7 +16,8 @@
   token exchange under a delegation, presentations (``agentauth.sdk.agent``).
 * ``require_authorization_details`` - a resource server's check that a verified token's RFC 9396
   ``authorization_details`` (an owner's approval, CIBA) cover the action asked of it: same type, every field
-  approved, ``amount`` at most the approved one (``agentauth.vc.authorization_details``).
+  approved, ``amount`` at most the approved one; a single-use token is accepted once, remembered in
+  ``spent=SpentTokens()`` (``agentauth.sdk.approvals``).
 * ``DPoPAuth`` - the agent's side: an ``httpx.Auth`` that signs a DPoP proof for every request with the agent's
   key and retries once on ``use_dpop_nonce`` (``agentauth.sdk.client``).
 
@@ -27,6 +28,7 @@ The checks themselves are the pure core's (``agentauth.vc.Verifier``); failures 
 from agentauth.sdk.agent import AgentClient, AsyncAgentClient
 from agentauth.sdk.agent_auth import AgentAuth
 from agentauth.sdk.agent_core import AgentClientError, TokenError, TokenKey, TokenSet
+from agentauth.sdk.approvals import SpentTokens, require_authorization_details
 from agentauth.sdk.bearer import BearerError, TokenAuthority, authenticate, bearer_token
 from agentauth.sdk.cache import JWKS_UNAVAILABLE, UNAVAILABLE_CODES
 from agentauth.sdk.client import DPoPAuth
@@ -37,7 +39,6 @@ from agentauth.sdk.offline import JwksFileError, load_jwks, offline_verifier
 from agentauth.sdk.online import AsyncOnlineVerifier, OnlineVerifier
 from agentauth.sdk.status_source import HttpStatusLists
 from agentauth.vc.authorization_details import AuthorizationDetailsError
-from agentauth.vc.authorization_details import require as require_authorization_details
 
 __all__ = [
     "JWKS_UNAVAILABLE",
@@ -55,6 +56,7 @@ __all__ = [
     "HttpStatusLists",
     "JwksFileError",
     "OnlineVerifier",
+    "SpentTokens",
     "TokenAuthority",
     "TokenError",
     "TokenKey",

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -513,3 +514,5 @@ class ApprovalRequestRow(Base):
     ping_state: Mapped[str | None] = mapped_column(String(8))
     ping_attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     ping_at: Mapped[datetime | None]
+    # The agent asked for a single-use approval: its token carries ``single_use`` (spent at its first use).
+    single_use: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -142,10 +142,12 @@ class CredentialIssuer:
         jti: str | None = None,
         dpop_jkt: str | None = None,
         authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        single_use: bool = False,
     ) -> tuple[str, dict[str, Any]]:
         """An ``AgentAccessCredential`` access token (RFC 9068 JWT profile + VC claim). Returns (jwt, claims).
         ``dpop_jkt``: the token is bound to that DPoP key (RFC 9449 section 6.1, ``cnf.jkt``);
-        ``authorization_details``: the RFC 9396 section 9.1 claim, as given."""
+        ``authorization_details``: the RFC 9396 section 9.1 claim, as given; ``single_use``: the claim
+        ``single_use: true`` (an approval for one action: a resource server acts on it once)."""
         issued = _ts(now)
         subject = {"id": subject_did, **subject_claims} if subject_claims else {"id": subject_did}
         claims: dict[str, Any] = {
@@ -168,6 +170,8 @@ class CredentialIssuer:
             claims["cnf"] = {"jkt": dpop_jkt}
         if authorization_details is not None:
             claims["authorization_details"] = [dict(entry) for entry in authorization_details]
+        if single_use:
+            claims["single_use"] = True
         return self._sign(TYP_ACCESS_TOKEN, claims), claims
 
     def issue_identity_credential(

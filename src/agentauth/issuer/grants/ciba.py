@@ -99,6 +99,7 @@ class CibaGrant(RecordsRefusals):
             else:
                 approval_id, approver = found.id, found.decided_by
                 scopes, details = tuple(found.scopes), list(found.authorization_details)
+                single_use = bool(found.single_use)
         if refusal is not None:
             raise refusal
         require_binding(agent, ctx.dpop)
@@ -106,7 +107,7 @@ class CibaGrant(RecordsRefusals):
         access, exp, credential_row = self.core.access_token_row(
             agent, scopes, status=slot, now=now, client_id=agent.id, api_key_id=None, family_id=None,
             extra_subject_claims={"approvedBy": approver or "", "approvalId": approval_id},
-            dpop_jkt=ctx.dpop_jkt, authorization_details=details,
+            dpop_jkt=ctx.dpop_jkt, authorization_details=details, single_use=single_use,
         )  # fmt: skip
         event = audit.event(
             ctx, now, action="token.issued", tenant_id=agent.tenant_id, actor=agent.id, target_type="approval",
