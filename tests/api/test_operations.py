@@ -94,6 +94,7 @@ UNBOUND = {
     "AgentService.did_document": "public: a did:key DID document derives from the DID itself",
     "ApiKeyService.authenticate": "authentication: it makes the principal that operations are authorized for",
     "AgentService.operator_principal": "the CLI's kill switch: it makes the tenant-root principal the operator acts as",
+    "AgentService.status_reach": "a report on a kill switch just run (the console's): lists of the caller's subtree",
     "LifecycleService.introspect": "RFC 7662: who may ask is the token's own rule (issuer/lifecycle.py)",
     "LifecycleService.revoke": "RFC 7009: who may revoke is the token's own rule (issuer/lifecycle.py)",
 }

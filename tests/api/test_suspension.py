@@ -4,6 +4,7 @@ and resuming restores everything - the same tokens, keys and delegations. Runs o
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,8 @@ from lifecycle_support import (
     jwt_payload,
 )
 
+from agentauth.bootstrap import Services
+from agentauth.errors import NotFound
 from agentauth.vc import StaticStatusLists, VerificationError, Verifier
 from support import ISSUER_URL, bearer, quickstart, status_entry, status_urls
 
@@ -188,3 +191,34 @@ async def test_who_may_suspend(client: httpx.AsyncClient) -> None:
     ).json()["access_token"]
     scoped = await act(client, narrow, worker["id"], "suspend")
     assert scoped.status_code == 403 and scoped.json()["error"] == "insufficient_scope"
+
+
+async def test_the_kill_switch_report_names_each_list_and_when_verifiers_have_the_change(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """What the console shows after a kill switch (``AgentService.status_reach``): the lists holding the subtree's
+    credentials; a list no verifier fetched has nothing to reach, a fetched one reaches verifiers one ttl after the
+    last copy they could hold."""
+    owner = (await quickstart(client, "reach"))["access_token"]
+    worker, _, worker_token = await child_with_key(client, owner, "worker")
+    as_root = await services.agents.operator_principal(worker["id"], "test")
+    suspension_url = status_entry(jwt_payload(worker_token)["vc"], "suspension")["statusListCredential"]
+    revocation_url = status_entry(jwt_payload(worker_token)["vc"])["statusListCredential"]
+    assert (await act(client, owner, worker["id"], "suspend")).status_code == 200
+
+    (unfetched,) = await services.agents.status_reach(as_root, worker["id"], "suspension")
+    assert (unfetched.url, unfetched.purpose, unfetched.published_at, unfetched.reached_by) == (
+        suspension_url, "suspension", None, None
+    )  # fmt: skip
+    await fetch_list(client, urlsplit(suspension_url).path)  # a verifier takes a copy, then the agent resumes
+    assert (await act(client, owner, worker["id"], "resume")).status_code == 200
+    (fetched,) = await services.agents.status_reach(as_root, worker["id"], "suspension")
+    now, ttl = services.core.clock(), timedelta(seconds=services.settings.status_list_ttl_seconds)
+    assert fetched.published_at is not None and fetched.reached_by is not None
+    assert fetched.published_at + ttl <= fetched.reached_by <= now + ttl
+    (revocation,) = await services.agents.status_reach(as_root, worker["id"], "revocation")
+    assert revocation.url == revocation_url and revocation.reached_by is None
+    # Only for an agent of the caller's own subtree.
+    stranger = await services.agents.operator_principal((await quickstart(client, "stranger"))["agent"]["id"], "test")
+    with pytest.raises(NotFound):
+        await services.agents.status_reach(stranger, worker["id"], "suspension")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import pytest
 from agentauth import paths
 from agentauth.vc import StaticStatusLists, VerificationError, Verifier
 from browser_support import chromium
-from live_server import LiveServer
+from live_server import STATUS_TTL_SECONDS, LiveServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -69,6 +70,17 @@ def fetch_lists(base_url: str, token: str) -> StaticStatusLists:
         assert url.startswith(base_url)
         lists.put(url, httpx.get(url).text)
     return lists
+
+
+def assert_list_reach(page: Page, token: str, purpose: str, *, fetched: datetime, at: datetime) -> None:
+    """The kill switch's report (read at ``at``) names the token's ``purpose`` list with when verifiers honouring
+    its ttl have the change: not before the copy this test ``fetched`` runs out, not later than one ttl on."""
+    (entry,) = [e for e in claims_of(token)["vc"]["credentialStatus"] if e["statusPurpose"] == purpose]
+    row = page.locator(f'#list-reach tr[data-list-url="{entry["statusListCredential"]}"]')
+    assert row.locator("td").nth(1).inner_text() == purpose
+    reached_by = datetime.fromisoformat(str(row.get_attribute("data-reached-by")))
+    ttl = timedelta(seconds=STATUS_TTL_SECONDS)
+    assert fetched + ttl - timedelta(seconds=1) <= reached_by <= at + ttl + timedelta(seconds=1), (reached_by, at)
 
 
 def offline_verdict(base_url: str, jwks: dict[str, object], lists: StaticStatusLists, token: str) -> str | None:
@@ -196,14 +208,17 @@ def test_an_owner_runs_a_tenant_from_the_console(browser_issuer: LiveServer, tmp
         # The kill switch, reversible first: a verifier that fetched the lists before still accepts the token
         # (it may, for their ttl); once it refetches them it refuses the token as suspended.
         jwks = httpx.get(f"{server.url}/.well-known/jwks.json").json()
+        fetched = datetime.now(UTC)
         before = fetch_lists(server.url, access_token)
         assert offline_verdict(server.url, jwks, before, access_token) is None
         page.click("nav >> text=Agents")
         page.locator(f'button[aria-label="Suspend {agent_name}"]').click()
         page.locator(f'li.agent[data-agent-id="{agent_id}"] > .status-suspended').wait_for()
         assert "Nothing was revoked" in page.locator("p[role=status]").inner_text()
+        assert_list_reach(page, access_token, "suspension", fetched=fetched, at=datetime.now(UTC))
         page.screenshot(path=str(shots / "console-suspended.png"))
         assert offline_verdict(server.url, jwks, before, access_token) is None
+        fetched = datetime.now(UTC)
         assert offline_verdict(server.url, jwks, fetch_lists(server.url, access_token), access_token) == "suspended"
         assert offline_verdict(server.url, jwks, fetch_lists(server.url, approved_token), approved_token) == "suspended"
         assert token_for(server.url, agent_id, api_key).json()["error"] == "invalid_client"
@@ -211,6 +226,7 @@ def test_an_owner_runs_a_tenant_from_the_console(browser_issuer: LiveServer, tmp
         # Then for good: Stop. The same verifier, after its next fetch, refuses the token as revoked.
         page.locator(f'button[aria-label="Stop {agent_name}"]').click()
         page.locator(f'li.agent[data-agent-id="{agent_id}"] > .status-deactivated').wait_for()
+        assert_list_reach(page, access_token, "revocation", fetched=fetched, at=datetime.now(UTC))
         page.screenshot(path=str(shots / "console-stopped.png"))
         assert offline_verdict(server.url, jwks, fetch_lists(server.url, access_token), access_token) == "revoked"
         context.close()

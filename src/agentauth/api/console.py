@@ -114,6 +114,39 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else esc(value.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
+async def _reach(request: Request, principal: Principal, agent_id: str, purpose: str) -> str:
+    """The status lists a kill switch on ``agent_id`` just changed, and when verifiers honouring each list's ttl
+    have the change (issue 17 item 3; ``AgentService.status_reach``)."""
+    services = _services(request)
+    lists = await services.agents.status_reach(principal, agent_id, purpose)
+    ttl = services.settings.status_list_ttl_seconds
+    if not lists:
+        return (
+            "<p class=muted id=list-reach>No status list holds a credential of theirs: there is nothing to reach.</p>"
+        )
+    rows = []
+    for entry in lists:
+        if entry.reached_by is None:
+            when = "now: no verifier has fetched it yet, the first fetch has the change"
+            stamp = ""
+        elif entry.published_at is not None and entry.reached_by <= services.core.clock():
+            when = "now: every copy from before has run out, the next fetch has the change"
+            stamp = entry.reached_by.isoformat()
+        else:
+            when, stamp = _when(entry.reached_by), entry.reached_by.isoformat()
+        rows.append(
+            f'<tr data-list-url="{esc(entry.url)}" data-reached-by="{esc(stamp)}"><td><a href="{esc(entry.url)}">'
+            f"{esc(entry.url)}</a></td><td>{esc(entry.purpose)}</td><td>{_when(entry.published_at) or 'never'}</td>"
+            f"<td>{when}</td></tr>"
+        )
+    return (
+        f"<table id=list-reach><caption>Status lists changed (ttl {ttl} s): each is re-signed at its next fetch; a "
+        "verifier honouring the ttl has the change by the time shown</caption><thead><tr><th scope=col>List</th>"
+        "<th scope=col>Purpose</th><th scope=col>Last signed</th><th scope=col>Verifiers have it"
+        f"</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 Handler = Callable[[Request, OwnerSession, Principal, RequestContext], Awaitable[Response]]
 
 
@@ -276,10 +309,10 @@ async def stop_agent(request: Request, tenant_id: str, agent_id: str) -> Respons
         stopped = await services.agents.deactivate(principal, agent_id, ctx)
         text = (
             f"Agent {stopped.name} and its subtree are stopped: every key, token and delegation is revoked. Offline "
-            f"verifiers see it once they refetch the status lists (within {services.settings.status_list_ttl_seconds}"
-            " s, the lists' ttl)."
+            "verifiers see it once they refetch the status lists:"
         )
-        return await _agents_page(request, owner, principal, ctx, _notice(text))
+        reach = await _reach(request, principal, agent_id, "revocation")
+        return await _agents_page(request, owner, principal, ctx, _notice(text) + reach)
 
     return await _as_owner(request, tenant_id, stop, post=True)
 
@@ -287,15 +320,14 @@ async def stop_agent(request: Request, tenant_id: str, agent_id: str) -> Respons
 @router.post(CONSOLE + "/{tenant_id}/agents/{agent_id}/suspend")
 async def suspend_agent(request: Request, tenant_id: str, agent_id: str) -> Response:
     async def suspend(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
-        services = _services(request)
-        suspended = await services.agents.suspend(principal, agent_id, ctx)
+        suspended = await _services(request).agents.suspend(principal, agent_id, ctx)
         text = (
             f"Agent {suspended.name} and its subtree are suspended: nothing of theirs authenticates here any more, "
-            "and offline verifiers refuse their credentials once they refetch the status lists (within "
-            f"{services.settings.status_list_ttl_seconds} s, the lists' ttl). Nothing was revoked: Resume restores "
-            "them."
+            "and offline verifiers refuse their credentials once they refetch the status lists. Nothing was "
+            "revoked: Resume restores them."
         )
-        return await _agents_page(request, owner, principal, ctx, _notice(text))
+        reach = await _reach(request, principal, agent_id, "suspension")
+        return await _agents_page(request, owner, principal, ctx, _notice(text) + reach)
 
     return await _as_owner(request, tenant_id, suspend, post=True)
 
@@ -304,8 +336,10 @@ async def suspend_agent(request: Request, tenant_id: str, agent_id: str) -> Resp
 async def resume_agent(request: Request, tenant_id: str, agent_id: str) -> Response:
     async def resume(request: Request, owner: OwnerSession, principal: Principal, ctx: RequestContext) -> Response:
         resumed = await _services(request).agents.resume(principal, agent_id, ctx)
-        text = f"Agent {resumed.name} and the suspended agents below it are active again."
-        return await _agents_page(request, owner, principal, ctx, _notice(text))
+        text = f"Agent {resumed.name} and the suspended agents below it are active again; offline verifiers accept "
+        text += "their credentials once they refetch the status lists:"
+        reach = await _reach(request, principal, agent_id, "suspension")
+        return await _agents_page(request, owner, principal, ctx, _notice(text) + reach)
 
     return await _as_owner(request, tenant_id, resume, post=True)
 
@@ -320,15 +354,13 @@ async def stop_tenant(request: Request, tenant_id: str) -> Response:
         if form.get("confirm", "").strip() != principal.agent.name:
             notice = _notice("the name typed is not the tenant's: nothing was stopped", error=True)
             return await _agents_page(request, owner, principal, ctx, notice, 400)
-        services = _services(request)
-        await services.agents.deactivate(principal, principal.agent.id, ctx)
-        ttl = services.settings.status_list_ttl_seconds
+        await _services(request).agents.deactivate(principal, principal.agent.id, ctx)
         text = (
             f"Tenant {principal.agent.name} is stopped: every agent, API key, token and delegation in it is revoked. "
-            f"This server refuses them now; offline verifiers do once they refetch the status lists (within {ttl} s, "
-            "the lists' ttl)."
+            "This server refuses them now; offline verifiers do once they refetch the status lists:"
         )
-        return message_page("Tenant stopped", text, 200)
+        reach = await _reach(request, principal, principal.agent.id, "revocation")
+        return page("Tenant stopped", f"{_STYLE}<h1>Tenant stopped</h1>{_notice(text)}{reach}")
 
     return await _as_owner(request, tenant_id, stop, post=True)
 

@@ -96,6 +96,17 @@ def check_page(limit: int, offset: int) -> None:
         raise InvalidRequest(f"offset must be between 0 and {MAX_OFFSET}")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListReach:
+    """A status list a kill switch changed: its URL and purpose, when the copy served until then was signed, and
+    when every verifier honouring its ttl has the change (None for both: never fetched, no verifier holds it)."""
+
+    url: str
+    purpose: str
+    published_at: datetime | None
+    reached_by: datetime | None
+
+
 class AgentService:
     def __init__(self, core: IssuerCore, authz: Authorizer) -> None:
         self.core = core
@@ -418,6 +429,27 @@ class AgentService:
         agent = await fetch_agent(self.core, target.id)
         assert agent is not None
         return agent_out(agent)
+
+    async def status_reach(self, principal: Principal, agent_id: str, purpose: str) -> tuple[ListReach, ...]:
+        """The ``purpose`` status lists (revocation or suspension) holding the credentials of ``agent_id``'s subtree
+        and of the delegations given or received in it - what a kill switch on it changed, read right after it -
+        with when verifiers honouring each list's ttl have the change (``StatusRegistry.reached_by``). Not a use
+        case: it reports on one just run (the console's), for an agent of the caller's subtree."""
+        target = await self._in_subtree(principal, agent_id)
+        now = self.core.clock()
+        (rows,) = await self.core.ports.reads.fetch(
+            Query(sql.SUBTREE_LISTS, {"subtree": sql.subtree_pattern(target.path)})
+        )
+        column = 2 if purpose == "suspension" else 1
+        return tuple(
+            ListReach(
+                url=self.core.status.list_url(row[0], purpose),
+                purpose=purpose,
+                published_at=row[column],
+                reached_by=self.core.status.reached_by(row[column], now),
+            )
+            for row in rows
+        )
 
     async def did_document(self, agent_id: str) -> dict[str, Any]:
         """Public: a did:key document is derivable from the DID itself, so nothing is revealed."""

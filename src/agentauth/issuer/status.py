@@ -94,6 +94,20 @@ class StatusRegistry:
         """The URL of a list (``purpose`` revocation) or of its twin of purpose suspension."""
         return self._list_urls[purpose].format(list_id=list_id)
 
+    @property
+    def _republish_after(self) -> timedelta:
+        return min(PUBLISHED_VALIDITY / 2, timedelta(seconds=self._ttl) / 2)
+
+    def reached_by(self, published_at: datetime | None, now: datetime) -> datetime | None:
+        """When every verifier honouring the ttl has a change made to a list at ``now``, given when the copy
+        served until then was signed (``published_at``; None: never fetched - no verifier holds a copy, the first
+        fetch has the change). The last fetch that could get the old copy came before ``now`` and before the copy
+        was due for re-signing (``published``: every half ttl); such a copy is kept for one ttl. A time not after
+        ``now``: no verifier still relies on an older copy."""
+        if published_at is None:
+            return None
+        return min(now, published_at + self._republish_after) + timedelta(seconds=self._ttl)
+
     def entries(self, slot: StatusEntry) -> tuple[StatusEntry, StatusEntry]:
         """The ``credentialStatus`` of a credential given ``slot`` (``allocate``): its revocation entry, and the same
         index in the list's suspension twin - the bit the kill switch's suspend sets and resume clears."""
@@ -204,8 +218,7 @@ class StatusRegistry:
             size, version, published_version, published_jwt, published_at = snap
             # Verifiers refuse a list older than its iat + ttl + a small grace (vc/status.py), so even an
             # unchanged list is re-signed every half ttl: a copy fetched now stays usable for its whole ttl.
-            republish_after = min(PUBLISHED_VALIDITY / 2, timedelta(seconds=self._ttl) / 2)
-            fresh = published_at is not None and now - published_at < republish_after
+            fresh = published_at is not None and now - published_at < self._republish_after
             # A list signed with a key that has since been dropped (compromise) must be re-signed.
             if fresh and published_jwt is not None:
                 fresh = self._issuer.ring.get(_header_kid(published_jwt)) is not None

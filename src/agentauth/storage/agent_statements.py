@@ -355,3 +355,17 @@ RESUMABLE = select(AgentRow.id).where(
     _SUSPENDED_AGENT,
     ~exists().where(_PARENT.id == AgentRow.parent_id, _PARENT.status == AgentStatus.SUSPENDED),
 )
+# (list id, when its revocation list was last signed, when its suspension twin was) of every status list holding
+# a credential of the subtree ``:subtree`` or of a delegation given or received in it: the lists a kill switch on
+# the subtree changes (the console shows when verifiers have each change: ``StatusRegistry.reached_by``).
+SUBTREE_LISTS = (
+    select(StatusListRow.id, StatusListRow.published_at, StatusListRow.suspension_published_at)
+    .where(
+        StatusListRow.id.in_(
+            select(CredentialRow.status_list_id).where(
+                or_(CredentialRow.agent_id.in_(SUBTREE), CredentialRow.delegation_id.in_(_ANY_DELEGATION))
+            )
+        )
+    )
+    .order_by(StatusListRow.id)
+)
