@@ -23,6 +23,7 @@ from agentauth.errors import TemporarilyUnavailable
 from agentauth.issuer import discovery
 from agentauth.issuer.agents import AgentService
 from agentauth.issuer.apikeys import ApiKeyService
+from agentauth.issuer.approval_emails import ApprovalEmails, SmtpServer
 from agentauth.issuer.approval_pings import ApprovalPings
 from agentauth.issuer.approvals import ApprovalService
 from agentauth.issuer.audit_log import AuditService
@@ -298,7 +299,13 @@ async def build_services(settings: Settings) -> Services:
         owners=OwnerService(core, agent_service, api_keys),
         client_registration=ClientRegistration(core),
         webhooks=WebhookService(core, authz, kek, allow_loopback=settings.webhook_allow_loopback),
-        webhook_worker=WebhookWorker(core, kek, webhook_settings(settings), pings=approval_pings(core, kek, settings)),
+        webhook_worker=WebhookWorker(
+            core,
+            kek,
+            webhook_settings(settings),
+            pings=approval_pings(core, kek, settings),
+            emails=approval_emails(core, settings),
+        ),
         approvals=ApprovalService(core, api_keys, kek),
     )
 
@@ -309,6 +316,17 @@ def approval_pings(core: IssuerCore, kek: KeyEncryptionKey, settings: Settings) 
         core, kek, allow_loopback=settings.webhook_allow_loopback,
         retry_first_seconds=settings.webhook_retry_first_seconds,
     )  # fmt: skip
+
+
+def approval_emails(core: IssuerCore, settings: Settings) -> ApprovalEmails | None:
+    """The approval email hook, sent by the webhook worker's loop; None without ``AGENTAUTH_SMTP_URL``. A malformed
+    URL stops the start-up with its reason."""
+    if not settings.smtp_url:
+        return None
+    server = SmtpServer.parse(settings.smtp_url)
+    return ApprovalEmails(
+        core, server, sender=settings.smtp_from, retry_first_seconds=settings.webhook_retry_first_seconds
+    )
 
 
 def webhook_settings(settings: Settings) -> WorkerSettings:

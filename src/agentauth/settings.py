@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     )
     # -- Webhooks (issue 16 item 5; issuer/webhook_worker.py) --
     webhooks_enabled: bool = Field(
-        True, description="Serving processes deliver webhooks and CIBA pings (off: they wait until it is on)."
+        True, description="Serving processes deliver webhooks, CIBA pings and approval emails (off: they wait)."
     )
     webhook_allow_loopback: bool = Field(
         False,
@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         "payment,agent_action,data_access",
         description="Comma-separated authorization_details types approval requests may use (RFC 9396 section 5).",
     )
+    smtp_url: str | None = Field(
+        None,
+        description="The approval email hook: owners are emailed each approval request addressed to them, through "
+        "this SMTP server - smtp://[user:password@]host[:port] (STARTTLS when offered) or smtps://... (TLS). "
+        "Unset: no email (the console inbox and the approval.requested webhook still tell them).",
+    )
+    smtp_from: str = Field("agentauth@localhost", description="The From address of approval emails.")
     # -- Owner accounts (issue 14 item 4; issuer/owners.py) --
     owner_signup: Literal["open", "closed"] = Field(
         "open", description="Whether people may create owner accounts at /signup."

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
 
 from agentauth import paths
-from agentauth.bootstrap import Services
+from agentauth.api.app import create_app
+from agentauth.bootstrap import Services, build_services
 from agentauth.issuer.context import RequestContext
 from agentauth.issuer.owners import OwnerSession
-from support import bearer, ok, quickstart
+from support import ISSUER_URL, bearer, ok, quickstart, reset_postgres
 
 pytestmark = pytest.mark.anyio
 CIBA = "urn:openid:params:grant-type:ciba"
@@ -163,3 +165,37 @@ async def test_private_key_jwt_at_the_backchannel_endpoint_and_the_poll(
     token = ok(polled)["access_token"]
     seen = ok(await client.post(paths.INTROSPECT, data={"token": token}, headers=bearer(token)))
     assert seen["client_id"] == agent["id"] and seen["authorization_details"] == DETAILS
+
+
+async def test_two_replicas_send_a_due_approval_email_once(settings_factory: Any, backend: str) -> None:
+    """The email hook: a request's email is owed in the database from the request on; two senders racing for it
+    (two replicas) send it once between them, and a sent email is not sent again."""
+    from agentauth.bootstrap import approval_emails
+    from live_server import free_port
+    from smtp_support import SmtpServer
+
+    smtp = SmtpServer(free_port())
+    smtp.start()
+    if backend == "postgres":
+        await reset_postgres()
+    services = await build_services(settings_factory(smtp_url=f"smtp://127.0.0.1:{smtp.port}"))
+    app = create_app(services=services)
+    app.state.services = services
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER_URL) as client:
+            made = await quickstart(client, "root")
+            await owner_of(services, made["api_key"])
+            asked = await client.post(paths.BACKCHANNEL, auth=("", made["api_key"]), data={
+                "login_hint": EMAIL, "authorization_details": json.dumps(DETAILS), "binding_message": "Raced 1",
+            })  # fmt: skip
+            ok(asked)
+            replicas = [approval_emails(services.core, services.settings) for _ in range(2)]
+            assert all(r is not None for r in replicas)
+            sent = await asyncio.gather(*(r.send_due() for r in replicas if r is not None))
+            assert sorted(sent) == [0, 1]
+            assert [await r.send_due() for r in replicas if r is not None] == [0, 0]
+        email = smtp.mailbox.wait_for("Raced 1")
+        assert str(email["To"]) == EMAIL and len(smtp.mailbox.messages) == 1
+    finally:
+        await services.close()
+        smtp.stop()

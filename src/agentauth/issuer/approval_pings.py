@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import httpx
 
@@ -30,7 +32,7 @@ from agentauth.issuer.core import IssuerCore
 from agentauth.issuer.webhook_delivery import post_checked, retry_delay
 from agentauth.keys import KeyEncryptionKey
 from agentauth.storage import approval_pings as repo
-from agentauth.storage.ports import WritePlan
+from agentauth.storage.ports import Require, WritePlan
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,8 @@ CLAIM_SECONDS = 60.0
 NOUN = "notification endpoint"
 
 
-class _Lost(AgentAuthError):
-    """Another replica claimed this ping since it was read."""
+class Lost(AgentAuthError):
+    """Another replica claimed this delivery since it was read."""
 
     error = "lease_lost"
     status_code = 409
@@ -59,6 +61,26 @@ def seal_ping(kek: KeyEncryptionKey, approval_id: str, auth_req_id: str, notific
 def open_ping(kek: KeyEncryptionKey, approval_id: str, sealed: str) -> tuple[str, str]:
     opened = json.loads(kek.open(sealed, _bound_to(approval_id)))
     return str(opened["auth_req_id"]), str(opened["token"])
+
+
+Row = TypeVar("Row", bound=Sequence[Any])
+
+
+async def claim_due(
+    core: IssuerCore, rows: list[Row], now: datetime, attempts: list[int], claim: Callable[..., Require], what: str
+) -> list[Row]:
+    """Claim each due row (its id first; ``attempts``: its attempt count as read) for one attempt, leased for
+    ``CLAIM_SECONDS``; returns the rows this process won (another replica's claim is not an error)."""
+    until = now + timedelta(seconds=CLAIM_SECONDS)
+    plans = (WritePlan((claim(row[0], seen, now, until, Lost()),)) for row, seen in zip(rows, attempts, strict=True))
+    outcomes = await asyncio.gather(*(core.ports.writes.run(plan) for plan in plans), return_exceptions=True)
+    mine = []
+    for row, outcome in zip(rows, outcomes, strict=True):
+        if outcome is None:
+            mine.append(row)
+        elif not isinstance(outcome, Lost):
+            log.warning("could not claim the %s of %s: %r", what, row[0], outcome)
+    return mine
 
 
 class ApprovalPings:
@@ -83,17 +105,7 @@ class ApprovalPings:
         (rows,) = await self.core.ports.reads.fetch(repo.due(now, CLAIM_BATCH))
         if not rows:
             return 0
-        until = now + timedelta(seconds=CLAIM_SECONDS)
-        claims = await asyncio.gather(
-            *(self.core.ports.writes.run(WritePlan((repo.claim(r[0], int(r[3]), now, until, _Lost()),))) for r in rows),
-            return_exceptions=True,
-        )
-        mine = []
-        for row, outcome in zip(rows, claims, strict=True):
-            if outcome is None:
-                mine.append(row)
-            elif not isinstance(outcome, _Lost):
-                log.warning("could not claim the CIBA ping of %s: %r", row[0], outcome)
+        mine = await claim_due(self.core, rows, now, [int(r[3]) for r in rows], repo.claim, "CIBA ping")
         await asyncio.gather(*(self._attempt(http, r[0], r[1], r[2], int(r[3]) + 1) for r in mine))
         return len(mine)
 
@@ -122,6 +134,6 @@ class ApprovalPings:
 
     async def _close(self, approval_id: str, number: int, state: str, at: datetime) -> None:
         try:
-            await self.core.ports.writes.run(WritePlan((repo.close(approval_id, number, state, at, _Lost()),)))
-        except _Lost:
+            await self.core.ports.writes.run(WritePlan((repo.close(approval_id, number, state, at, Lost()),)))
+        except Lost:
             log.warning("CIBA ping of %s: claimed by another process before its attempt was recorded", approval_id)

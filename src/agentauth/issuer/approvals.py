@@ -50,6 +50,7 @@ from agentauth.issuer.core import IssuerCore, new_id
 from agentauth.issuer.owners import OwnerSession, normalize_email
 from agentauth.keys import KeyEncryptionKey
 from agentauth.settings import Settings
+from agentauth.storage import approval_emails as emails
 from agentauth.storage import approval_pings as pings
 from agentauth.storage.models import ApprovalRequestRow, OwnerRow, OwnerTenantRow, UsedAssertionRow
 from agentauth.storage.ports import Insert, WritePlan
@@ -244,6 +245,8 @@ class ApprovalService:
         if notification_token is not None:
             row.ping_sealed = seal_ping(self.kek, row.id, auth_req_id, notification_token)
             row.ping_state = pings.WAITING
+        if self.core.settings.smtp_url:  # the email hook: the owner is emailed too (issuer/approval_emails.py)
+            row.email_state, row.email_at = emails.DUE, now
         async with self.core.sessions.begin() as session:
             session.add(row)
             audit.record(
@@ -393,6 +396,8 @@ class ApprovalService:
                 raise Conflict("this request was decided meanwhile")
             if row.ping_state == pings.WAITING:  # ping mode: tell the agent now (the worker sends it)
                 await session.execute(pings.MAKE_DUE, {"approval": approval_id, "now": now})
+            if row.email_state == emails.DUE:  # decided before the owner's email went out: it asks nothing now
+                await session.execute(emails.SETTLE_DECIDED, {"approval": approval_id})
             audit.record(
                 session, ctx, now, action=f"approval.{status.value}", tenant_id=tenant_id, actor=owner.owner.id,
                 target_type="approval", target_id=approval_id,

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from agentauth.errors import AgentAuthError, Conflict
+from agentauth.issuer.approval_emails import ApprovalEmails
 from agentauth.issuer.approval_pings import ApprovalPings
 from agentauth.issuer.cimd import Resolver, system_resolver
 from agentauth.issuer.core import IssuerCore
@@ -77,9 +78,11 @@ class WebhookWorker:
         resolver: Resolver = system_resolver,
         http: httpx.AsyncClient | None = None,
         pings: ApprovalPings | None = None,
+        emails: ApprovalEmails | None = None,
     ) -> None:
         self.core = core
         self.pings = pings
+        self.emails = emails
         self.kek = kek
         self.settings = settings
         self.resolver = resolver
@@ -90,7 +93,8 @@ class WebhookWorker:
         self.observe: Callable[[str, float], None] | None = None
 
     async def run(self) -> None:
-        """Fan out and deliver every ``poll_seconds`` - webhooks, then CIBA pings -, for the life of the process."""
+        """Fan out and deliver every ``poll_seconds`` - webhooks, then CIBA pings and approval emails -, for the life
+        of the process."""
         http = self._http or delivery_client(verify=self.settings.ca_bundle or True)
         try:
             while True:
@@ -99,6 +103,8 @@ class WebhookWorker:
                     await self.deliver_due()
                     if self.pings is not None:
                         await self.pings.send_due(http)
+                    if self.emails is not None:
+                        await self.emails.send_due()
                 except Exception:
                     log.exception("webhook worker pass failed; retrying in %ss", self.settings.poll_seconds)
                 await asyncio.sleep(self.settings.poll_seconds)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Integer, String, Table, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Integer, String, Table, Update, and_, bindparam, or_, select, update
 
 from agentauth.errors import AgentAuthError
 from agentauth.storage.models import AgentRow, ApprovalRequestRow, UTCDateTime
@@ -31,20 +31,28 @@ _DUE = (
     .order_by(_APPROVALS.c.ping_at, _APPROVALS.c.id)
     .limit(bindparam("limit", type_=Integer()))
 )
-# A claim counts the attempt and leases the row until ``:until``; it holds only if no one claimed it since it was
-# read (its attempt count unchanged) and it is still due.
-_CLAIM = (
-    update(_APPROVALS)
-    .where(_APPROVALS.c.id == bindparam("approval"), _APPROVALS.c.ping_attempts == _SEEN, _IS_DUE)
-    .values(
-        ping_state=DUE, ping_attempts=_APPROVALS.c.ping_attempts + 1, ping_at=bindparam("until", type_=UTCDateTime())
-    )
-)
-_CLOSE = (
-    update(_APPROVALS)
-    .where(_APPROVALS.c.id == bindparam("approval"), _APPROVALS.c.ping_attempts == bindparam("attempt"))
-    .values(ping_state=bindparam("new_state", type_=String()), ping_at=bindparam("next", type_=UTCDateTime()))
-)
+
+
+def claim_statement(prefix: str, is_due: ColumnElement[bool]) -> Update:
+    """A claim on the ``{prefix}_state/attempts/at`` delivery of approval ``:approval``: it counts the attempt and
+    leases the row until ``:until``, and holds only if no one claimed it since it was read (its attempt count still
+    ``:seen``) and it is still due (``is_due``). Shared by the pings and the owner's emails."""
+    attempts = _APPROVALS.c[f"{prefix}_attempts"]
+    values = {f"{prefix}_state": DUE, f"{prefix}_attempts": attempts + 1,
+              f"{prefix}_at": bindparam("until", type_=UTCDateTime())}  # fmt: skip
+    return update(_APPROVALS).where(_APPROVALS.c.id == bindparam("approval"), attempts == _SEEN, is_due).values(values)
+
+
+def close_statement(prefix: str) -> Update:
+    """An attempt's outcome on the ``prefix`` delivery: ``:new_state`` from ``:next``, if the attempt is the last."""
+    values = {f"{prefix}_state": bindparam("new_state", type_=String()),
+              f"{prefix}_at": bindparam("next", type_=UTCDateTime())}  # fmt: skip
+    where = (_APPROVALS.c.id == bindparam("approval"), _APPROVALS.c[f"{prefix}_attempts"] == bindparam("attempt"))
+    return update(_APPROVALS).where(*where).values(values)
+
+
+_CLAIM = claim_statement("ping", _IS_DUE)
+_CLOSE = close_statement("ping")
 # The owner's decision makes a waiting ping due at once.
 MAKE_DUE = (
     update(_APPROVALS)
@@ -59,11 +67,21 @@ def due(now: datetime, limit: int) -> Query:
     return Query(_DUE, {"now": now, "limit": limit})
 
 
-def claim(approval_id: str, seen_attempts: int, now: datetime, until: datetime, taken: AgentAuthError) -> Require:
-    return Require(_CLAIM, {"approval": approval_id, "seen": seen_attempts, "now": now, "until": until}, 1, taken)
+def claim(
+    approval_id: str,
+    seen_attempts: int,
+    now: datetime,
+    until: datetime,
+    taken: AgentAuthError,
+    statement: Update = _CLAIM,
+) -> Require:
+    params = {"approval": approval_id, "seen": seen_attempts, "now": now, "until": until}
+    return Require(statement, params, 1, taken)
 
 
-def close(approval_id: str, attempt: int, state: str, next_at: datetime, lost: AgentAuthError) -> Require:
+def close(
+    approval_id: str, attempt: int, state: str, next_at: datetime, lost: AgentAuthError, statement: Update = _CLOSE
+) -> Require:
     """An attempt's outcome: ``sent``, ``failed`` (given up), or ``due`` again at ``next_at``."""
     params = {"approval": approval_id, "attempt": attempt, "new_state": state, "next": next_at}
-    return Require(_CLOSE, params, 1, lost)
+    return Require(statement, params, 1, lost)

@@ -489,6 +489,7 @@ class ApprovalRequestRow(Base):
     __table_args__ = (
         Index("ix_approval_requests_tenant", "tenant_id", "status", "created_at"),
         Index("ix_approval_requests_ping", "ping_state", "ping_at"),
+        Index("ix_approval_requests_email", "email_state", "email_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -516,3 +517,8 @@ class ApprovalRequestRow(Base):
     ping_at: Mapped[datetime | None]
     # The agent asked for a single-use approval: its token carries ``single_use`` (spent at its first use).
     single_use: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The owner's email about the request (``issuer/approval_emails.py``): None when none is owed (no SMTP
+    # configured), else due | sent | failed | moot (decided first), attempts so far, and when it is next due.
+    email_state: Mapped[str | None] = mapped_column(String(8))
+    email_attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    email_at: Mapped[datetime | None]
